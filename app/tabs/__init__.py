@@ -1,0 +1,1 @@
+"""The four main-window tabs: acquisition import, screening review, reconstruction, birefringence."""

@@ -1,0 +1,494 @@
+"""Acquisition import tab: choose a root folder, list its measurement folders, preview one.
+
+The tab does no science and reads no file itself: finding and checking measurement
+folders (:func:`engine.store.folders.discover_measurements`,
+:func:`~engine.store.folders.inspect_measurement`) and loading holograms
+(:func:`~engine.store.folders.load_measurement`) are engine calls, run in the
+:class:`app.jobs.JobRunner` so a slow disk never freezes the window. A folder can be
+chosen with the button or dropped onto the tab.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal, Slot
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.measurement import Measurement
+from engine.progress import check_cancel, report
+from engine.store.folders import MeasurementInfo, discover_measurements, inspect_measurement, load_measurement
+
+from ..jobs import Job, JobRunner
+from ..settings import AppSettings
+from ..widgets.image_view import HologramView
+
+__all__ = ["scan_measurements", "MeasurementTableModel", "ImportTab"]
+
+log = logging.getLogger(__name__)
+
+VALID_TEXT = "valid"
+
+
+def scan_measurements(root: str | Path, progress: Optional[Callable[..., None]] = None,
+                      cancel=None) -> list[MeasurementInfo]:
+    """Find and check every measurement folder under ``root`` (a job for the runner).
+
+    Parameters
+    ----------
+    root : path
+        Folder to search recursively (``root`` itself may be a measurement).
+    progress, cancel
+        The :mod:`engine.progress` protocol.
+
+    Returns
+    -------
+    list of MeasurementInfo
+        One per folder found, in natural order; invalid ones carry their error text.
+    """
+    report(progress, 0.0, "looking for measurement folders")
+    folders = discover_measurements(root)
+    infos: list[MeasurementInfo] = []
+    for i, folder in enumerate(folders):
+        check_cancel(cancel)
+        report(progress, i / max(1, len(folders)), f"checking {folder.name}")
+        infos.append(inspect_measurement(folder, thumbnail=False))
+    report(progress, 1.0, f"{len(infos)} measurement(s) found")
+    return infos
+
+
+def load_preview(folder: str | Path, progress: Optional[Callable[..., None]] = None,
+                 cancel=None) -> Measurement:
+    """Load one measurement's holograms for the preview (a job for the runner)."""
+    check_cancel(cancel)
+    report(progress, 0.0, f"reading {Path(folder).name}")
+    m = load_measurement(folder)
+    report(progress, 1.0, "loaded")
+    return m
+
+
+class MeasurementTableModel(QAbstractTableModel):
+    """Rows of :class:`engine.store.folders.MeasurementInfo`: name, sample, images, size, status."""
+
+    COLUMNS = ("Name", "Sample", "Images", "Image size", "Status")
+    PathRole = Qt.ItemDataRole.UserRole + 1
+    SortRole = Qt.ItemDataRole.UserRole + 2
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self._rows: list[MeasurementInfo] = []
+        style = parent.style() if parent is not None else None
+        self._ok_icon = style.standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton) if style else None
+        self._bad_icon = style.standardIcon(QStyle.StandardPixmap.SP_MessageBoxCritical) if style else None
+
+    # ---------------------------------------------------------------- Qt model API
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.COLUMNS[section]
+        return None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        info = self._rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.cell_text(info, col)
+        if role == self.SortRole:
+            if col == 2:
+                return info.n_images
+            if col == 3:
+                return (info.image_shape[0] * info.image_shape[1]) if info.image_shape else -1
+            return self.cell_text(info, col).casefold()
+        if role == self.PathRole:
+            return str(info.path)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return str(info.path) if col == 0 else (info.error or VALID_TEXT) if col == 4 else None
+        if role == Qt.ItemDataRole.ForegroundRole and col == 4 and not info.valid:
+            return QColor("#ff7b72")
+        if role == Qt.ItemDataRole.DecorationRole and col == 4:
+            return self._ok_icon if info.valid else self._bad_icon
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (2, 3):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    # ---------------------------------------------------------------- own API
+    @staticmethod
+    def cell_text(info: MeasurementInfo, col: int) -> str:
+        if col == 0:
+            return info.name
+        if col == 1:
+            return info.sample_name or info.name
+        if col == 2:
+            return str(info.n_images) if info.n_images else "–"
+        if col == 3:
+            return f"{info.image_shape[1]} × {info.image_shape[0]}" if info.image_shape else "–"
+        return VALID_TEXT if info.valid else info.error
+
+    def set_rows(self, rows: list[MeasurementInfo]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self.endResetModel()
+
+    def rows(self) -> list[MeasurementInfo]:
+        return list(self._rows)
+
+    def info(self, row: int) -> MeasurementInfo:
+        return self._rows[row]
+
+
+class _ElideLeftDelegate(QStyledItemDelegate):
+    """Elides long text on the left, so the end of an error message (the problem) stays visible."""
+
+    def initStyleOption(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:  # noqa: N802
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.TextElideMode.ElideLeft
+
+
+def _fmt(v: Optional[float], unit: str = "", digits: int = 4) -> str:
+    return "–" if v is None else f"{v:.{digits}g}{(' ' + unit) if unit else ''}"
+
+
+class ImportTab(QWidget):
+    """The "Acquisition import" tab.
+
+    Parameters
+    ----------
+    runner : JobRunner
+        Runs the folder scan and the hologram loading.
+    settings : AppSettings, optional
+        Remembers the last root folder.
+
+    Signals
+    -------
+    scan_finished(list)
+        The list of MeasurementInfo found by the last scan.
+    measurement_loaded(object)
+        The :class:`engine.measurement.Measurement` shown in the preview.
+    """
+
+    scan_finished = Signal(list)
+    measurement_loaded = Signal(object)
+
+    def __init__(self, runner: JobRunner, settings: Optional[AppSettings] = None,
+                 parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("importTab")
+        self.runner = runner
+        self.settings = settings
+        self.root: Optional[Path] = None
+        self._scan_job: Optional[Job] = None
+        self._preview_job: Optional[Job] = None
+        self._select_after_scan: Optional[Path] = None
+        self.measurement: Optional[Measurement] = None
+        self.setAcceptDrops(True)
+        self._build()
+
+    # ---------------------------------------------------------------- layout
+    def _build(self) -> None:
+        # top bar: root folder
+        self.root_edit = QLineEdit(self)
+        self.root_edit.setObjectName("rootEdit")
+        self.root_edit.setReadOnly(True)
+        self.root_edit.setPlaceholderText("Choose a folder of measurements, or drop one here")
+        self.choose_button = QPushButton("Choose folder…", self)
+        self.choose_button.setObjectName("chooseFolder")
+        self.choose_button.setDefault(True)
+        self.rescan_button = QPushButton("Rescan", self)
+        self.rescan_button.setObjectName("rescan")
+        self.rescan_button.setEnabled(False)
+        self.choose_button.clicked.connect(self.choose_root)
+        self.rescan_button.clicked.connect(self.rescan)
+        top = QHBoxLayout()
+        top.setSpacing(8)
+        lbl = QLabel("Measurements folder", self)
+        lbl.setObjectName("fieldLabel")
+        top.addWidget(lbl)
+        top.addWidget(self.root_edit, 1)
+        top.addWidget(self.choose_button)
+        top.addWidget(self.rescan_button)
+
+        # left: table or empty state
+        self.model = MeasurementTableModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(MeasurementTableModel.SortRole)
+        self.table = QTableView(self)
+        self.table.setObjectName("measurementTable")
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().setVisible(False)
+        hh = self.table.horizontalHeader()
+        hh.setHighlightSections(False)
+        for c, mode in enumerate((QHeaderView.ResizeMode.Interactive, QHeaderView.ResizeMode.Interactive,
+                                  QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.ResizeToContents,
+                                  QHeaderView.ResizeMode.Stretch)):
+            hh.setSectionResizeMode(c, mode)
+        hh.resizeSection(0, 170)
+        hh.resizeSection(1, 150)
+        self._status_delegate = _ElideLeftDelegate(self.table)
+        self.table.setItemDelegateForColumn(4, self._status_delegate)
+        self.table.selectionModel().currentRowChanged.connect(self._current_row_changed)
+
+        self.empty = QLabel(self)
+        self.empty.setObjectName("dropZone")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+        self.empty.setText(
+            "<p style='font-size:15pt'>No folder chosen</p>"
+            "<p>Choose a folder with <b>Choose folder…</b> or drop one here.<br>"
+            "Every measurement folder under it (one with a <code>measurement.json</code> or "
+            "<code>measurement.h5</code>) is listed and checked.</p>")
+        self.left_stack = QStackedWidget(self)
+        self.left_stack.addWidget(self.empty)
+        self.left_stack.addWidget(self.table)
+        self.summary = QLabel("", self)
+        self.summary.setObjectName("scanSummary")
+        left = QWidget(self)
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.setSpacing(6)
+        ll.addWidget(self.left_stack, 1)
+        ll.addWidget(self.summary)
+
+        # right: preview
+        self.preview_title = QLabel("Preview", self)
+        self.preview_title.setObjectName("sectionTitle")
+        self.which = QComboBox(self)
+        self.which.setObjectName("previewWhich")
+        self.which.addItems(["Sample holograms", "Background holograms"])
+        self.which.setEnabled(False)
+        self.which.currentIndexChanged.connect(self._show_measurement)
+        head = QHBoxLayout()
+        head.addWidget(self.preview_title, 1)
+        head.addWidget(self.which)
+        self.viewer = HologramView("Select a measurement to see its holograms.", self)
+        self.details = QFormLayout()
+        self.details.setHorizontalSpacing(16)
+        self.details.setVerticalSpacing(2)
+        self._detail_labels: dict[str, QLabel] = {}
+        for key in ("Wavelength", "Medium index", "Objective NA", "Pixel size", "Geometry", "Images"):
+            v = QLabel("–", self)
+            v.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self._detail_labels[key] = v
+            self.details.addRow(key, v)
+        details_box = QFrame(self)
+        details_box.setObjectName("detailsBox")
+        details_box.setLayout(self.details)
+        right = QWidget(self)
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.setSpacing(6)
+        rl.addLayout(head)
+        rl.addWidget(self.viewer, 1)
+        rl.addWidget(details_box)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.setObjectName("importSplitter")
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 5)
+        self.splitter.setStretchFactor(1, 4)
+        self.splitter.setChildrenCollapsible(False)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(12, 12, 12, 8)
+        lay.setSpacing(10)
+        lay.addLayout(top)
+        lay.addWidget(self.splitter, 1)
+
+    # ---------------------------------------------------------------- root folder
+    @Slot()
+    def choose_root(self) -> None:
+        start = str(self.root) if self.root else (self.settings.import_root if self.settings else "") or ""
+        path = QFileDialog.getExistingDirectory(self, "Choose a folder of measurements", start)
+        if path:
+            self.set_root(path)
+
+    def set_root(self, path: str | Path, select: str | Path | None = None) -> Optional[Job]:
+        """Scan ``path`` for measurements (in the job runner); select ``select`` afterwards."""
+        path = Path(path).expanduser()
+        if not path.is_dir():
+            self.summary.setText(f"'{path}' is not a folder.")
+            return None
+        self.root = path
+        self.root_edit.setText(str(path))
+        self.rescan_button.setEnabled(True)
+        if self.settings is not None:
+            self.settings.import_root = path
+        self._select_after_scan = Path(select) if select else None
+        return self.rescan()
+
+    @Slot()
+    def rescan(self) -> Optional[Job]:
+        if self.root is None:
+            return None
+        if self._scan_job is not None and not self._scan_job.done:
+            self.runner.cancel(self._scan_job)
+        self.summary.setText(f"Scanning {self.root} …")
+        self._scan_job = self.runner.submit(
+            f"Scanning {self.root.name or self.root}", scan_measurements, self.root,
+            on_result=self._scan_done, on_error=self._scan_failed, show_errors=False)
+        return self._scan_job
+
+    def _scan_done(self, infos: list[MeasurementInfo]) -> None:
+        self.model.set_rows(infos)
+        n_bad = sum(not i.valid for i in infos)
+        if infos:
+            self.left_stack.setCurrentWidget(self.table)
+            self.summary.setText(f"{len(infos)} measurement folder(s) found: {len(infos) - n_bad} valid"
+                                 + (f", {n_bad} with errors (hover the status for details)" if n_bad else "") + ".")
+        else:
+            self.left_stack.setCurrentWidget(self.empty)
+            self.empty.setText(f"<p style='font-size:15pt'>No measurement folders found</p>"
+                               f"<p>Nothing under <code>{self.root}</code> holds a <code>measurement.json</code> "
+                               "or <code>measurement.h5</code>.<br>Choose another folder or drop one here.</p>")
+            self.summary.setText("")
+        target = self._select_after_scan
+        self._select_after_scan = None
+        if target is not None:
+            self.select_measurement(target)
+        elif infos and not self.table.selectionModel().hasSelection():
+            first_valid = next((i for i in infos if i.valid), infos[0])
+            self.select_measurement(first_valid.path)
+        self.scan_finished.emit(infos)
+
+    def _scan_failed(self, exc: BaseException) -> None:
+        self.model.set_rows([])
+        self.left_stack.setCurrentWidget(self.empty)
+        self.summary.setText(f"Could not scan {self.root}: {exc}")
+
+    # ---------------------------------------------------------------- selection and preview
+    def infos(self) -> list[MeasurementInfo]:
+        return self.model.rows()
+
+    def select_measurement(self, path: str | Path) -> bool:
+        """Select the row of measurement folder ``path``; False if it is not listed."""
+        p = Path(path)
+        for r in range(self.proxy.rowCount()):
+            idx = self.proxy.index(r, 0)
+            if Path(self.proxy.data(idx, MeasurementTableModel.PathRole)) == p:
+                self.table.selectRow(r)
+                self.table.setCurrentIndex(idx)
+                self.table.scrollTo(idx)
+                return True
+        return False
+
+    @Slot(QModelIndex, QModelIndex)
+    def _current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not current.isValid():
+            return
+        info = self.model.info(self.proxy.mapToSource(current).row())
+        self.preview(info)
+
+    def preview(self, info: MeasurementInfo) -> Optional[Job]:
+        """Show the details of ``info`` and load its holograms in the background."""
+        if self._preview_job is not None and not self._preview_job.done:
+            self.runner.cancel(self._preview_job)
+        self.measurement = None
+        self.which.setEnabled(False)
+        self.preview_title.setText(f"Preview — {info.name}")
+        self._set_details(info)
+        if not info.valid:
+            self.viewer.clear(f"This folder cannot be imported:\n\n{info.error}")
+            return None
+        self.viewer.show_message(f"Loading {info.name} …")
+        self._preview_job = self.runner.submit(
+            f"Loading {info.name}", load_preview, info.path,
+            on_result=self._preview_loaded, on_error=self._preview_failed, show_errors=False)
+        return self._preview_job
+
+    def _set_details(self, info: MeasurementInfo) -> None:
+        m = info.metadata
+        d = self._detail_labels
+        d["Wavelength"].setText(_fmt(m.wavelength_um * 1000, "nm") if m else "–")
+        d["Medium index"].setText(_fmt(m.medium_index) if m else "–")
+        d["Objective NA"].setText(_fmt(m.na_objective) if m else "–")
+        d["Pixel size"].setText(_fmt(m.pixel_size_um, "µm") if m else "–")
+        geometry = m.geometry + (", polarisation-resolved" if m.polarised else "") if m else "–"
+        d["Geometry"].setText(geometry)
+        shape = f", {info.image_shape[1]} × {info.image_shape[0]} px" if info.image_shape else ""
+        d["Images"].setText(f"{info.n_images}{shape} ({info.dtype})" if info.n_images else "–")
+
+    def _preview_loaded(self, m: Measurement) -> None:
+        self.measurement = m
+        self.which.setEnabled(True)
+        self._show_measurement()
+        self.measurement_loaded.emit(m)
+
+    def _preview_failed(self, exc: BaseException) -> None:
+        self.viewer.clear(f"Could not load the holograms:\n\n{exc}")
+
+    @Slot()
+    def _show_measurement(self) -> None:
+        m = self.measurement
+        if m is None:
+            return
+        data = m.holograms if self.which.currentIndex() == 0 else m.backgrounds
+        self.viewer.set_stack(data, pixel_size_um=m.metadata.pixel_size_um)
+
+    # ---------------------------------------------------------------- drag and drop
+    @staticmethod
+    def _dropped_folder(event: QDragEnterEvent | QDropEvent) -> Optional[Path]:
+        md = event.mimeData()
+        if md is None or not md.hasUrls():
+            return None
+        for url in md.urls():
+            if url.isLocalFile():
+                p = Path(url.toLocalFile())
+                if p.is_dir():
+                    return p
+                if p.is_file() and p.parent.is_dir():  # a file inside a measurement: its folder
+                    return p.parent
+        return None
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if self._dropped_folder(event) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt API
+        event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        folder = self._dropped_folder(event)
+        if folder is None:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.set_root(folder)

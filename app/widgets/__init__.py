@@ -1,0 +1,1 @@
+"""Reusable Qt widgets of the desktop application (no science in here)."""

@@ -1,0 +1,458 @@
+"""Batch processing: map one per-measurement function over many folders.
+
+:func:`run_batch` is generic over ``process_one(folder, out_path) -> dict``, a picklable
+(module-level or :func:`functools.partial`) function that processes one measurement
+folder and writes ``out_path`` (``<out_dir>/<name>.odt.h5``, normally with
+:func:`engine.store.results.write_result`, which writes atomically). It runs
+
+* in this process (``workers=1``),
+* on a local :class:`concurrent.futures.ProcessPoolExecutor` (``workers > 1``), or
+* on a Dask distributed cluster (``scheduler`` = an address such as ``"tcp://host:8786"``,
+  or a ``distributed.Client``); the workers then write to ``out_dir``, which must be a
+  folder they all see (a shared file system).
+
+Whatever the number of folders, at most ``2 × workers`` tasks are submitted at a time, so
+memory stays bounded. A folder that fails (any exception in ``process_one``, or a worker
+process that dies) is reported with status ``"failed"`` and its error, and the batch goes
+on. ``<out_dir>/summary.csv`` (``shared/FORMATS.md`` §3: name, status, error, fields_used,
+seconds) is rewritten atomically as results come in. Re-running the batch skips folders
+whose result file exists and is a complete ``odt-result/1`` file (status ``"skipped"``)
+unless ``force=True``; because result files are only ever renamed into place, a batch
+killed with SIGKILL leaves no corrupt result and simply resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import multiprocessing
+import os
+import pickle
+import sys
+import tempfile
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+from ..progress import Cancelled, CancelToken, check_cancel, report
+from ..store.results import RESULT_SUFFIX, is_complete_result, remove_stale_temporaries, temporary_prefix
+
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "STATUS_OK",
+    "STATUS_FAILED",
+    "STATUS_SKIPPED",
+    "STATUS_CANCELLED",
+    "BatchItem",
+    "BatchSummary",
+    "run_batch",
+    "run_one",
+    "result_names",
+    "read_summary",
+]
+
+SUMMARY_NAME = "summary.csv"
+SUMMARY_COLUMNS = ("name", "status", "error", "fields_used", "seconds")
+STATUS_OK, STATUS_FAILED, STATUS_SKIPPED, STATUS_CANCELLED = "ok", "failed", "skipped", "cancelled"
+_PENDING = "pending"
+
+
+@dataclass
+class BatchItem:
+    """One folder of a batch and what became of it.
+
+    Attributes
+    ----------
+    name : str
+        Result name: the folder's name (made unique with ``_2``, ``_3``... if two folders
+        share a name).
+    folder : Path
+    out_path : Path
+        ``<out_dir>/<name>.odt.h5``.
+    status : str
+        "ok", "failed", "skipped", "cancelled" (or "pending" while running).
+    error : str
+        One-line error message for "failed".
+    fields_used : int or None
+        From ``process_one``'s returned dict (key ``fields_used``).
+    seconds : float
+        Wall time of ``process_one`` on its worker.
+    info : dict
+        Everything ``process_one`` returned.
+    """
+
+    name: str
+    folder: Path
+    out_path: Path
+    status: str = _PENDING
+    error: str = ""
+    fields_used: Optional[int] = None
+    seconds: float = 0.0
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class BatchSummary:
+    """The outcome of :func:`run_batch`."""
+
+    items: list[BatchItem]
+    out_dir: Path
+    summary_csv: Path
+    seconds: float
+    where: str  # "local (1 process)", "local (4 processes)" or "dask tcp://..."
+
+    def count(self, status: str) -> int:
+        return sum(1 for it in self.items if it.status == status)
+
+    @property
+    def n_ok(self) -> int:
+        return self.count(STATUS_OK)
+
+    @property
+    def n_failed(self) -> int:
+        return self.count(STATUS_FAILED)
+
+    @property
+    def n_skipped(self) -> int:
+        return self.count(STATUS_SKIPPED)
+
+    @property
+    def ok(self) -> bool:
+        """True if no folder failed or was cancelled."""
+        return all(it.status in (STATUS_OK, STATUS_SKIPPED) for it in self.items)
+
+    @property
+    def exit_code(self) -> int:
+        """0 if every folder succeeded (or was already done), else 1 (for ``odt-studio batch``)."""
+        return 0 if self.ok else 1
+
+    def failed(self) -> list[BatchItem]:
+        return [it for it in self.items if it.status == STATUS_FAILED]
+
+
+# ---------------------------------------------------------------------------- worker side
+def _one_line(text: str, limit: int = 2000) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def run_one(process_one: Callable[[Path, Path], dict], folder: str | Path, out_path: str | Path) -> dict:
+    """Run ``process_one(folder, out_path)`` and never raise (runs on the worker).
+
+    Returns
+    -------
+    dict
+        ``status`` ("ok" or "failed"), ``error`` (one line), ``traceback``, ``seconds``
+        and ``info`` (the dict ``process_one`` returned).
+    """
+    t0 = time.perf_counter()
+    folder, out_path = Path(folder), Path(out_path)
+    try:
+        info = process_one(folder, out_path)
+        info = dict(info) if info else {}
+        if not out_path.is_file():
+            raise RuntimeError(f"process_one returned without writing '{out_path}'")
+        return {"status": STATUS_OK, "error": "", "traceback": "", "seconds": time.perf_counter() - t0,
+                "info": info}
+    except Exception as e:  # a bad folder must not stop the batch
+        msg = str(e) if isinstance(e, ValueError) and str(folder) in str(e) else f"{type(e).__name__}: {e}"
+        return {"status": STATUS_FAILED, "error": _one_line(msg), "traceback": traceback.format_exc(),
+                "seconds": time.perf_counter() - t0, "info": {}}
+
+
+# ---------------------------------------------------------------------------- summary.csv
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def _write_summary(path: Path, items: list[BatchItem]) -> None:
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(SUMMARY_COLUMNS)
+    for it in items:
+        if it.status != _PENDING:
+            w.writerow([it.name, it.status, it.error, _cell(it.fields_used), _cell(round(it.seconds, 3))])
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_summary(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a ``summary.csv`` as dicts keyed by :data:`SUMMARY_COLUMNS` ([] if missing)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+
+
+# ---------------------------------------------------------------------------- helpers
+def result_names(folders: Iterable[Path]) -> list[str]:
+    """Result names: each folder's name, made unique with ``_2``, ``_3``... in order."""
+    seen: dict[str, int] = {}
+    taken: set[str] = set()
+    names = []
+    for f in folders:
+        base = Path(f).name
+        name, k = base, seen.get(base, 1)
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        seen[base] = k
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _fields_used_from_result(path: Path, previous: Optional[dict]) -> Optional[int]:
+    if previous and previous.get("fields_used", "").strip().isdigit():
+        return int(previous["fields_used"])
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if "screening/decision" in f:
+                return int(f["screening/decision"][()].sum())
+            if "fields/field" in f:
+                return int(f["fields/field"].shape[0])
+    except Exception:
+        pass
+    return None
+
+
+def _default_mp_context() -> multiprocessing.context.BaseContext:
+    # fork is unsafe once threads exist (GUI, BLAS, torch); forkserver is cheap and safe on Linux
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("forkserver")
+    return multiprocessing.get_context("spawn")
+
+
+# ---------------------------------------------------------------------------- the batch
+def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: Callable[[Path, Path], dict], *,
+              workers: int = 1, scheduler: Any = None, force: bool = False,
+              progress: Optional[Callable[..., None]] = None, cancel: Optional[CancelToken] = None,
+              log: Optional[Callable[[str], None]] = print, max_in_flight: Optional[int] = None,
+              mp_context: Any = None) -> BatchSummary:
+    """Process every folder to ``<out_dir>/<name>.odt.h5`` and write ``summary.csv``.
+
+    Parameters
+    ----------
+    folders : iterable of path
+        Measurement folders (e.g. from :func:`engine.store.folders.discover_measurements`).
+    out_dir : path
+        Output folder (created if missing). With a Dask scheduler it must be reachable by
+        the workers under the same path.
+    process_one : callable ``(folder: Path, out_path: Path) -> dict``
+        Processes one folder and writes ``out_path``; returns a dict (``fields_used``, ...).
+        Must be picklable (a module-level function or a ``functools.partial`` of one).
+    workers : int
+        Local worker processes; 1 runs everything in this process.
+    scheduler : str or distributed.Client, optional
+        Dask scheduler address (or a connected client): run on that cluster instead.
+    force : bool
+        Re-process folders whose complete result already exists.
+    progress, cancel
+        See :mod:`engine.progress`. On cancel, no new folder is started, the running ones
+        finish, ``summary.csv`` is written and :class:`engine.progress.Cancelled` is raised.
+    log : callable or None
+        Receives one line per finished folder (default ``print``).
+    max_in_flight : int, optional
+        Most tasks submitted at once (default 2 × workers, or 2 × the cluster's threads).
+    mp_context : multiprocessing context, optional
+        For the local pool (default forkserver on Linux, spawn elsewhere).
+
+    Returns
+    -------
+    BatchSummary
+        ``exit_code`` is 0 only if every folder succeeded or was skipped.
+    """
+    t_start = time.perf_counter()
+    if workers > 1 and scheduler is None:
+        try:
+            pickle.dumps(process_one)
+        except Exception as e:
+            raise TypeError(f"process_one must be picklable to run on {workers} worker processes (use a "
+                            f"module-level function or functools.partial of one): {e}") from None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    say = log if log is not None else (lambda line: None)
+    folders = [Path(f) for f in folders]
+    summary_csv = out_dir / SUMMARY_NAME
+    previous = {row.get("name", ""): row for row in read_summary(summary_csv)}
+    stale = remove_stale_temporaries(out_dir)
+    if stale:
+        say(f"removed {len(stale)} temporary file(s) left by an interrupted run")
+
+    items = [BatchItem(name, folder, out_dir / f"{name}{RESULT_SUFFIX}")
+             for name, folder in zip(result_names(folders), folders)]
+    total = len(items)
+    done_count = 0
+    last_write = [0.0]
+
+    def flush_summary(final: bool = False) -> None:
+        now = time.perf_counter()
+        if final or now - last_write[0] >= 1.0:
+            _write_summary(summary_csv, items)
+            last_write[0] = now
+
+    def finish(item: BatchItem, status: str, error: str = "", seconds: float = 0.0, info: Optional[dict] = None,
+               ) -> None:
+        nonlocal done_count
+        item.status, item.error, item.seconds, item.info = status, error, seconds, dict(info or {})
+        fu = item.info.get("fields_used")
+        if fu is not None and item.fields_used is None:
+            try:
+                item.fields_used = int(fu)
+            except (TypeError, ValueError):
+                pass
+        done_count += 1
+        line = f"[{done_count}/{total}] {item.name}: {status}"
+        if status == STATUS_OK:
+            used = f", {item.fields_used} fields" if item.fields_used is not None else ""
+            line += f" ({seconds:.1f} s{used})"
+        elif error:
+            line += f": {error}"
+        say(line)
+        report(progress, done_count / max(total, 1), f"{item.name}: {status}")
+        flush_summary()
+
+    # already finished folders
+    todo: list[BatchItem] = []
+    for it in items:
+        if not force and is_complete_result(it.out_path):
+            it.fields_used = _fields_used_from_result(it.out_path, previous.get(it.name))
+            finish(it, STATUS_SKIPPED)
+        else:
+            todo.append(it)
+
+    def handle(item: BatchItem, res: dict) -> None:
+        finish(item, res["status"], res.get("error", ""), float(res.get("seconds", 0.0)), res.get("info"))
+
+    cancelled = False
+    where = "local (1 process)"
+    try:
+        if scheduler is not None:
+            where, cancelled = _run_dask(todo, process_one, scheduler, max_in_flight, handle, finish, cancel)
+        elif workers <= 1:
+            for it in todo:
+                if cancel is not None and cancel.cancelled:
+                    cancelled = True
+                    break
+                handle(it, run_one(process_one, it.folder, it.out_path))
+        else:
+            where = f"local ({workers} processes)"
+            cancelled = _run_pool(todo, process_one, workers, max_in_flight or 2 * workers,
+                                  mp_context or _default_mp_context(), handle, finish, cancel)
+    finally:
+        for it in items:
+            if it.status == _PENDING:
+                it.status = STATUS_CANCELLED
+        flush_summary(final=True)
+    summary = BatchSummary(items, out_dir, summary_csv, time.perf_counter() - t_start, where)
+    say(f"batch done in {summary.seconds:.1f} s on {where}: {summary.n_ok} ok, {summary.n_failed} failed, "
+        f"{summary.n_skipped} skipped" + (f", {summary.count(STATUS_CANCELLED)} cancelled" if cancelled else ""))
+    if cancelled:
+        check_cancel(cancel)
+        raise Cancelled("batch cancelled")
+    return summary
+
+
+def _run_pool(todo: list[BatchItem], process_one: Callable, workers: int, max_in_flight: int, ctx: Any,
+              handle: Callable, finish: Callable, cancel: Optional[CancelToken]) -> bool:
+    """Local process pool with at most ``max_in_flight`` submitted tasks; returns True if cancelled."""
+    queue = iter(todo)
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pending: dict[Future, BatchItem] = {}
+    cancelled = False
+    try:
+        while True:
+            while not cancelled and len(pending) < max_in_flight:
+                it = next(queue, None)
+                if it is None:
+                    break
+                pending[executor.submit(run_one, process_one, it.folder, it.out_path)] = it
+            if not pending:
+                break
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in done:
+                it = pending.pop(fut)
+                try:
+                    handle(it, fut.result())
+                except BrokenProcessPool as e:
+                    broken = True
+                    finish(it, STATUS_FAILED, _one_line(f"worker process died while processing this folder "
+                                                        f"({type(e).__name__})"))
+                except Exception as e:  # e.g. unpicklable process_one
+                    finish(it, STATUS_FAILED, _one_line(f"{type(e).__name__}: {e}"))
+            if broken:  # every task still in the dead pool is lost: report them and start a new pool
+                for fut, it in list(pending.items()):
+                    finish(it, STATUS_FAILED, "worker process died while processing this or another folder")
+                pending.clear()
+                executor.shutdown(wait=False, cancel_futures=True)
+                executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            if cancel is not None and cancel.cancelled:
+                cancelled = True
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+    return cancelled
+
+
+def _run_dask(todo: list[BatchItem], process_one: Callable, scheduler: Any, max_in_flight: Optional[int],
+              handle: Callable, finish: Callable, cancel: Optional[CancelToken]) -> tuple[str, bool]:
+    """Run on a Dask distributed cluster; returns (description, cancelled)."""
+    from distributed import Client, as_completed
+
+    own = not isinstance(scheduler, Client)
+    client = Client(scheduler) if own else scheduler
+    cancelled = False
+    try:
+        nthreads = sum(client.nthreads().values()) or 1
+        limit = max_in_flight or 2 * nthreads
+        where = f"dask {client.scheduler.address} ({nthreads} threads)"
+        queue = iter(todo)
+        pending: dict[Any, BatchItem] = {}
+
+        def submit() -> Optional[Any]:
+            it = next(queue, None)
+            if it is None:
+                return None
+            fut = client.submit(run_one, process_one, str(it.folder), str(it.out_path), pure=False,
+                                key=f"odt-batch-{it.name}-{os.getpid()}-{time.monotonic_ns()}")
+            pending[fut] = it
+            return fut
+
+        first = [f for f in (submit() for _ in range(limit)) if f is not None]
+        ac = as_completed(first)
+        for fut in ac:
+            it = pending.pop(fut)
+            try:
+                handle(it, fut.result())
+            except Exception as e:  # worker died, task lost, unpicklable function...
+                finish(it, STATUS_FAILED, _one_line(f"{type(e).__name__}: {e}"))
+            fut.release()
+            if cancel is not None and cancel.cancelled:
+                cancelled = True
+            if not cancelled:
+                nxt = submit()
+                if nxt is not None:
+                    ac.add(nxt)
+        return where, cancelled
+    finally:
+        if own:
+            client.close()

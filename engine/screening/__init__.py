@@ -1,0 +1,37 @@
+"""Field screening: sort retrieved optical fields into clean and noisy before reconstruction.
+
+Follows D. Ryu et al., "Deep learning-based optical field screening for robust optical
+diffraction tomography", Sci. Rep. 9, 15239 (2019), doi:10.1038/s41598-019-51363-x:
+a CNN on the centre-cropped phase,
+next to the rule-based Fourier-peak baseline, with saliency maps for the GUI.
+
+Modules
+-------
+rule        the rule-based high-frequency peak metric (baseline)
+network     the published CNN, the compact distilled CNN, model loading and ``screen_fields``
+saliency    CAM, guided back-propagation and Grad-CAM maps
+metrics     accuracy, sensitivity, specificity, ROC AUC, confusion counts
+dataset     simulated training data (simulator + field retrieval), cached crops, augmentation
+training    the training script (``python -m engine.screening.training --help``)
+retrain     fine-tuning on a project's manual overrides, with replay
+
+Label convention: in training and metrics, ``1 = noisy`` (the positive class, as the
+network's output is the probability that a field is noisy); in ``ScreeningResult.decision``
+and in result files, ``1 = clean`` (used) as ``shared/FORMATS.md`` says.
+"""
+
+from .metrics import accuracy, confusion_counts, roc_auc, screening_metrics, sensitivity, specificity
+from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
+
+__all__ = [
+    "rule_peak_metric",
+    "rule_decide",
+    "DEFAULT_MASK_RADIUS_PER_UM",
+    "DEFAULT_RULE_THRESHOLD",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "roc_auc",
+    "confusion_counts",
+    "screening_metrics",
+]

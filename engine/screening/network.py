@@ -1,0 +1,674 @@
+"""Screening networks, input preprocessing, model files and :func:`screen_fields`.
+
+Conventions (``shared/FORMATS.md``): images (y, x); pixel ``j`` of ``n`` sits at
+``(j − n//2)·pixel``, so the centre crop of size ``c`` takes rows ``n//2 − c//2 ...``;
+fields are sample/background ratio fields with the ``exp(+i(k·r − ωt))`` convention, so a
+sample denser than the medium has **positive** phase. Network output: probability that a
+field is **noisy**. ``ScreeningResult.decision``: 1 = clean (used), 0 = noisy.
+
+Input normalisation (stated once, used in training and inference alike):
+
+* ``"phase"`` (default, 1 channel): the unwrapped phase when given, else
+  ``angle(U·e^{−i·arg ΣU})`` (the field's mean phase removed before wrapping); then the
+  median of the crop is subtracted and the result divided by π and clipped to [−10, 10].
+* ``"amplitude"`` (1 channel): ``log|U|`` minus its median, clipped to [−5, 5].
+* ``"complex"`` (2 channels): ``V = U / m`` with ``m`` the complex median-amplitude,
+  mean-phase reference; channels ``(Re V − 1, Im V)``, clipped to [−10, 10].
+
+Crops smaller than the field are taken at the centre; fields smaller than the crop are
+zero-padded after normalisation (zero = background).
+
+Model files: ``<name>.safetensors`` (fp16 tensors, never pickled) with ``<name>.json``, a
+model card naming the architecture, the input spec, the tensor shapes and the SHA-256 of
+the weights file. :func:`load_model` rebuilds the architecture from the card, checks every
+tensor's name and shape and the checksum, and refuses anything else.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..backend import resolve_device
+from ..progress import CancelToken, check_cancel, report
+from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
+
+__all__ = [
+    "ScreeningNet",
+    "CompactScreeningNet",
+    "build_network",
+    "preprocess",
+    "ScreeningModel",
+    "ScreeningResult",
+    "ModelFileError",
+    "save_model",
+    "load_model",
+    "default_model_name",
+    "screen_fields",
+    "MODELS_DIR",
+    "INPUT_KINDS",
+    "CROP_SIZE",
+]
+
+CROP_SIZE = 128
+INPUT_KINDS = {"phase": 1, "amplitude": 1, "complex": 2}
+#: Shipped models live here (``resources/models``); ``ODT_STUDIO_MODELS`` overrides it.
+MODELS_DIR = Path(os.environ.get("ODT_STUDIO_MODELS",
+                                 Path(__file__).resolve().parents[2] / "resources" / "models"))
+PUBLISHED_NAME = "screening-published"
+COMPACT_NAME = "screening-compact"
+
+
+# --------------------------------------------------------------------------- networks
+class ScreeningNet(nn.Module):
+    """The screening CNN of Ryu et al. (2019), as published.
+
+    Five blocks conv 3×3 (32, 64, 128, 256, 512 filters, padding 1) + ReLU + max-pool 2,
+    a sixth conv 3×3 with 1024 filters + ReLU + adaptive max pool (1×1), then
+    dropout 0.3 → linear 1024→512 → ReLU → dropout 0.5 → linear 512→512 → ReLU →
+    dropout 0.5 → linear 512→1 → sigmoid. He (Kaiming-normal, fan-out, ReLU) initialisation
+    for the convolutions, Xavier-uniform for the linear layers, zero biases.
+    7,075,585 parameters for one input channel.
+
+    Parameters
+    ----------
+    in_channels : int
+        1 for phase or amplitude input, 2 for (real, imaginary).
+
+    Notes
+    -----
+    :meth:`forward` returns the probability (after the sigmoid); :meth:`logits` returns the
+    value before it, which training uses for a numerically stable binary cross-entropy.
+    Input: (B, in_channels, 128, 128) float32 (other sizes ≥ 64 work thanks to the adaptive
+    pool).
+
+    References
+    ----------
+    D. Ryu, Y. Jo, J. Yoo, et al., "Deep learning-based optical field screening for
+    robust optical diffraction tomography", Sci. Rep. 9, 15239 (2019), doi:10.1038/s41598-019-51363-x.
+    """
+
+    widths = (32, 64, 128, 256, 512)
+
+    def __init__(self, in_channels: int = 1) -> None:
+        super().__init__()
+        self.in_channels = int(in_channels)
+        layers: list[nn.Module] = []
+        prev = self.in_channels
+        for w in self.widths:
+            layers += [nn.Conv2d(prev, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            prev = w
+        layers += [nn.Conv2d(prev, 1024, 3, padding=1), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.3), nn.Linear(1024, 512), nn.ReLU(),
+            nn.Dropout(0.5), nn.Linear(512, 512), nn.ReLU(),
+            nn.Dropout(0.5), nn.Linear(512, 1),
+        )
+        self.sigmoid = nn.Sigmoid()
+        init_weights(self)
+
+    @property
+    def last_conv(self) -> nn.Conv2d:
+        return self.features[-2]
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations of the last conv after its ReLU, (B, 1024, H/32, W/32)."""
+        return self.features(x)
+
+    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits from pooled features (B, 1024) → (B,)."""
+        return self.classifier(pooled).squeeze(-1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.feature_maps(x)).flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sigmoid(self.logits(x))
+
+
+class CompactScreeningNet(nn.Module):
+    """A small CNN distilled from :class:`ScreeningNet` for fast CPU screening.
+
+    Five stride-2 conv 3×3 + batch-norm + ReLU stages (``w, 2w, 4w, 8w, 8w`` filters,
+    default ``w = 16``: 128² → 4²), then adaptive max pool, dropout 0.3 and linear
+    ``8w → 64 → 1`` with a sigmoid. About 0.25 M parameters and 1/15 of the published net's
+    multiply-adds. Same interface as :class:`ScreeningNet` (``logits``, ``feature_maps``,
+    ``head``, ``last_conv``).
+
+    Parameters
+    ----------
+    in_channels : int
+        Input channels (1 or 2).
+    width : int
+        Filters of the first stage.
+
+    References
+    ----------
+    G. Hinton, O. Vinyals, J. Dean, "Distilling the knowledge in a neural network",
+    arXiv:1503.02531 (2015) — trained on the published net's soft outputs and the labels.
+    """
+
+    def __init__(self, in_channels: int = 1, width: int = 16) -> None:
+        super().__init__()
+        self.in_channels = int(in_channels)
+        self.width = int(width)
+        w = self.width
+        chans = (w, 2 * w, 4 * w, 8 * w, 8 * w)
+        layers: list[nn.Module] = []
+        prev = self.in_channels
+        for c in chans:
+            layers += [nn.Conv2d(prev, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+            prev = c
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(prev, 64), nn.ReLU(), nn.Linear(64, 1))
+        self.sigmoid = nn.Sigmoid()
+        init_weights(self)
+
+    @property
+    def last_conv(self) -> nn.Conv2d:
+        return self.features[-3]
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier(pooled).squeeze(-1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.feature_maps(x)).flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sigmoid(self.logits(x))
+
+
+def init_weights(net: nn.Module) -> None:
+    """He-normal (fan-out, ReLU) for convolutions, Xavier-uniform for linear layers, zero biases."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+_ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "ScreeningNet": ScreeningNet,
+    "CompactScreeningNet": CompactScreeningNet,
+}
+
+
+def build_network(architecture: dict) -> nn.Module:
+    """Build a network from a model card's ``architecture`` entry (no code is evaluated)."""
+    arch = dict(architecture)
+    cls = arch.pop("class", None)
+    if cls not in _ARCHITECTURES:
+        raise ModelFileError(f"unknown architecture class {cls!r}; known: {sorted(_ARCHITECTURES)}")
+    allowed = {"ScreeningNet": {"in_channels"}, "CompactScreeningNet": {"in_channels", "width"}}[cls]
+    kwargs = {k: int(v) for k, v in arch.items() if k in allowed}
+    return _ARCHITECTURES[cls](**kwargs)
+
+
+def architecture_of(net: nn.Module) -> dict:
+    """The ``architecture`` entry of a model card for ``net``."""
+    if isinstance(net, CompactScreeningNet):
+        return {"class": "CompactScreeningNet", "in_channels": net.in_channels, "width": net.width}
+    if isinstance(net, ScreeningNet):
+        return {"class": "ScreeningNet", "in_channels": net.in_channels}
+    raise TypeError(f"not a screening network: {type(net).__name__}")
+
+
+# --------------------------------------------------------------------------- preprocessing
+def _centre_crop(a: np.ndarray, crop: int) -> np.ndarray:
+    """Centre crop (or keep) the last two axes to at most ``crop`` pixels."""
+    h, w = a.shape[-2:]
+    y0 = max(h // 2 - crop // 2, 0)
+    x0 = max(w // 2 - crop // 2, 0)
+    return a[..., y0:y0 + min(crop, h), x0:x0 + min(crop, w)]
+
+
+def _pad_to(a: np.ndarray, crop: int) -> np.ndarray:
+    h, w = a.shape[-2:]
+    if h == crop and w == crop:
+        return a
+    out = np.zeros(a.shape[:-2] + (crop, crop), a.dtype)
+    y0, x0 = crop // 2 - h // 2, crop // 2 - w // 2
+    out[..., y0:y0 + h, x0:x0 + w] = a
+    return out
+
+
+def preprocess(
+    fields: np.ndarray,
+    *,
+    unwrapped_phase: Optional[np.ndarray] = None,
+    input_kind: str = "phase",
+    crop: int = CROP_SIZE,
+) -> torch.Tensor:
+    """Turn retrieved fields into the network's input tensor.
+
+    Parameters
+    ----------
+    fields : ndarray, shape (N, H, W) or (H, W), complex
+        Sample/background ratio fields.
+    unwrapped_phase : ndarray, shape (N, H, W), optional
+        Unwrapped phase (rad) of the same fields; used for ``input_kind="phase"`` when given.
+    input_kind : {"phase", "amplitude", "complex"}
+        What the network sees; see the module docstring for the normalisation.
+    crop : int
+        Side of the centre crop, pixels (128 for the shipped models).
+
+    Returns
+    -------
+    Tensor, shape (N, C, crop, crop), float32, on the CPU
+        C = 1 for phase/amplitude, 2 for complex.
+    """
+    if input_kind not in INPUT_KINDS:
+        raise ValueError(f"input_kind must be one of {sorted(INPUT_KINDS)}, got {input_kind!r}")
+    f = np.asarray(fields)
+    if f.ndim == 2:
+        f = f[None]
+        if unwrapped_phase is not None:
+            unwrapped_phase = np.asarray(unwrapped_phase)[None]
+    if f.ndim != 3:
+        raise ValueError(f"fields must have shape (N, H, W), got {np.shape(fields)}")
+    u = _centre_crop(f, crop).astype(np.complex64, copy=False)
+    n = u.shape[0]
+    if input_kind == "phase":
+        if unwrapped_phase is not None:
+            ph = _centre_crop(np.asarray(unwrapped_phase, np.float32), crop)
+            if ph.shape != u.shape:
+                raise ValueError(f"unwrapped_phase shape {np.shape(unwrapped_phase)} does not match fields")
+        else:
+            ref = np.exp(-1j * np.angle(u.reshape(n, -1).sum(axis=1)))[:, None, None]
+            ph = np.angle(u * ref.astype(np.complex64)).astype(np.float32)
+        ph = ph - np.median(ph.reshape(n, -1), axis=1)[:, None, None]
+        x = np.clip(ph / np.pi, -10, 10)[:, None]
+    elif input_kind == "amplitude":
+        la = np.log(np.abs(u) + 1e-6).astype(np.float32)
+        la = la - np.median(la.reshape(n, -1), axis=1)[:, None, None]
+        x = np.clip(la, -5, 5)[:, None]
+    else:
+        amp = np.median(np.abs(u).reshape(n, -1), axis=1)
+        ph0 = np.angle(u.reshape(n, -1).sum(axis=1))
+        ref = (np.exp(-1j * ph0) / np.maximum(amp, 1e-6))[:, None, None].astype(np.complex64)
+        v = u * ref
+        x = np.clip(np.stack([v.real - 1.0, v.imag], axis=1), -10, 10)
+    x = _pad_to(np.ascontiguousarray(x, dtype=np.float32), crop)
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+# --------------------------------------------------------------------------- model files
+class ModelFileError(ValueError):
+    """A model file or card is missing, malformed, or does not match its checksum/architecture."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_model(net: nn.Module, path: str | Path, card: Optional[dict] = None) -> dict:
+    """Save ``net`` as fp16 safetensors plus its JSON model card.
+
+    Parameters
+    ----------
+    net : ScreeningNet or CompactScreeningNet
+    path : str or Path
+        Weights file (``.safetensors``); the card is written next to it with ``.json``.
+    card : dict, optional
+        Extra card entries (name, version, input, training, metrics, ...). ``architecture``,
+        ``tensors``, ``sha256``, ``dtype`` and ``date`` (if absent) are filled in.
+
+    Returns
+    -------
+    dict
+        The card as written.
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    state = {k: v.detach().to("cpu", torch.float16 if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in net.state_dict().items()}
+    data = save(state, metadata={"format": "odt-studio-screening/1"})
+    card = dict(card or {})
+    card.setdefault("name", path.stem)
+    card.setdefault("version", "1.0.0")
+    card.setdefault("date", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    card.setdefault("input", {"kind": "phase", "crop": CROP_SIZE})
+    card.setdefault("threshold", 0.5)
+    card["format"] = "odt-studio-model-card/1"
+    card["architecture"] = architecture_of(net)
+    card["parameters"] = int(sum(p.numel() for p in net.parameters()))
+    card["dtype"] = "float16"
+    card["weights_file"] = path.name
+    card["tensors"] = {k: list(v.shape) for k, v in state.items()}
+    card["sha256"] = _sha256(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".safetensors.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    card_path = path.with_suffix(".json")
+    tmpj = card_path.with_suffix(".json.tmp")
+    tmpj.write_text(json.dumps(card, indent=2, default=_json_default), encoding="utf-8")
+    os.replace(tmpj, card_path)
+    return card
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+@dataclass
+class ScreeningModel:
+    """A loaded screening network with its card.
+
+    Attributes
+    ----------
+    net : nn.Module
+        The network in eval mode on ``device``.
+    card : dict
+        The model card.
+    device : torch.device
+    """
+
+    net: nn.Module
+    card: dict
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name", "screening"))
+
+    @property
+    def version(self) -> str:
+        return str(self.card.get("version", "0"))
+
+    @property
+    def label(self) -> str:
+        """``"name version"``, as stored in the result file attribute ``screening/model``."""
+        return f"{self.name} {self.version}"
+
+    @property
+    def input_kind(self) -> str:
+        return str(self.card.get("input", {}).get("kind", "phase"))
+
+    @property
+    def crop(self) -> int:
+        return int(self.card.get("input", {}).get("crop", CROP_SIZE))
+
+    def to(self, device: str | torch.device) -> "ScreeningModel":
+        dev = resolve_device(device)
+        self.net.to(dev)
+        self.device = dev
+        return self
+
+    def predict_tensor(self, x: torch.Tensor, *, batch_size: int = 256,
+                       cancel: Optional[CancelToken] = None) -> np.ndarray:
+        """Probabilities (N,) float32 that each input (N, C, h, w) is noisy."""
+        self.net.eval()
+        out = []
+        with torch.inference_mode():
+            for s in range(0, x.shape[0], batch_size):
+                check_cancel(cancel)
+                xb = x[s:s + batch_size].to(self.device, non_blocking=True)
+                out.append(self.net(xb).float().cpu())
+        if not out:
+            return np.zeros(0, np.float32)
+        return torch.cat(out).numpy().astype(np.float32)
+
+    def predict_fields(self, fields: np.ndarray, *, unwrapped_phase: Optional[np.ndarray] = None,
+                       batch_size: int = 256) -> np.ndarray:
+        """Probabilities (N,) float32 that each field is noisy (crop + normalise + network)."""
+        x = preprocess(fields, unwrapped_phase=unwrapped_phase, input_kind=self.input_kind, crop=self.crop)
+        return self.predict_tensor(x, batch_size=batch_size)
+
+
+def _resolve_model_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".safetensors", ".json") and p.exists():
+        return p.with_suffix(".safetensors")
+    if p.is_dir():
+        raise ModelFileError(f"{p}: is a folder, give a .safetensors file or a model name")
+    cand = MODELS_DIR / f"{name_or_path}.safetensors"
+    if cand.exists():
+        return cand
+    if p.with_suffix(".safetensors").exists():
+        return p.with_suffix(".safetensors")
+    raise ModelFileError(f"screening model {str(name_or_path)!r} not found (looked in {MODELS_DIR})")
+
+
+def default_model_name(device: str | torch.device = "auto") -> str:
+    """The default model for a device: the compact net on CPU, the published net on CUDA."""
+    dev = resolve_device(device)
+    return PUBLISHED_NAME if dev.type == "cuda" else COMPACT_NAME
+
+
+def load_model(name_or_path: str | Path = "default", *, device: str | torch.device = "cpu") -> ScreeningModel:
+    """Load a screening model from safetensors and its JSON card, with checks.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        ``"default"`` (compact on CPU, published on CUDA), ``"published"``, ``"compact"``, a
+        model name in ``resources/models`` (e.g. ``"screening-published"``), or a path to a
+        ``.safetensors`` file (its ``.json`` card must sit beside it).
+    device : str or torch.device
+        Where to put the network.
+
+    Returns
+    -------
+    ScreeningModel
+
+    Raises
+    ------
+    ModelFileError
+        Missing card or weights, unknown architecture, a tensor whose name or shape does not
+        match the architecture or the card, or a SHA-256 mismatch. Weights are read with
+        ``safetensors`` only: nothing is ever unpickled.
+    """
+    from safetensors.torch import load as st_load
+
+    dev = resolve_device(device)
+    name = str(name_or_path)
+    if name == "default":
+        name = default_model_name(dev)
+    elif name in ("published", "compact"):
+        name = {"published": PUBLISHED_NAME, "compact": COMPACT_NAME}[name]
+    wpath = _resolve_model_path(name)
+    cpath = wpath.with_suffix(".json")
+    if not cpath.exists():
+        raise ModelFileError(f"{cpath}: model card is missing")
+    try:
+        card = json.loads(cpath.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{cpath}: cannot read the model card ({e})") from e
+    if not isinstance(card, dict) or "architecture" not in card or "sha256" not in card:
+        raise ModelFileError(f"{cpath}: the card must name 'architecture' and 'sha256'")
+    data = wpath.read_bytes()
+    digest = _sha256(data)
+    if digest != card["sha256"]:
+        raise ModelFileError(f"{wpath}: SHA-256 {digest[:16]}… does not match the card's "
+                             f"{str(card['sha256'])[:16]}… (file changed or corrupted)")
+    try:
+        state = st_load(data)
+    except Exception as e:  # malformed header
+        raise ModelFileError(f"{wpath}: not a valid safetensors file ({e})") from e
+    net = build_network(card["architecture"])
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    card_shapes = {k: tuple(v) for k, v in card.get("tensors", {}).items()}
+    if got != expected:
+        missing = sorted(set(expected) - set(got))[:3]
+        extra = sorted(set(got) - set(expected))[:3]
+        wrong = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])[:3]
+        raise ModelFileError(f"{wpath}: tensors do not match architecture {card['architecture']}: "
+                             f"missing {missing}, unexpected {extra}, wrong shape {wrong}")
+    if card_shapes and card_shapes != expected:
+        raise ModelFileError(f"{cpath}: tensor shapes in the card do not match the architecture")
+    ref = net.state_dict()
+    net.load_state_dict({k: v.to(ref[k].dtype) for k, v in state.items()})
+    net.eval().to(dev)
+    card["path"] = str(wpath)
+    return ScreeningModel(net=net, card=card, device=dev)
+
+
+# --------------------------------------------------------------------------- screening
+@dataclass
+class ScreeningResult:
+    """Per-field screening of one measurement (``screening/...`` of the result file).
+
+    Attributes
+    ----------
+    score : ndarray (N,) float32
+        Model probability that each field is noisy (NaN when only the rule was used).
+    rule_peak : ndarray (N,) float32
+        Rule-based log10 high-frequency peak.
+    decision : ndarray (N,) uint8
+        1 = clean (used), 0 = noisy (excluded).
+    source : ndarray (N,) uint8
+        0 = model, 1 = rule, 2 = manual override.
+    model_name, model_version : str
+    threshold : float
+        Decision threshold on ``score`` (noisy if score > threshold).
+    rule_threshold : float
+        Threshold on ``rule_peak`` (noisy if above).
+    rule_decision : ndarray (N,) uint8
+        The rule's own decision (1 = clean), reported beside the model's.
+    """
+
+    score: np.ndarray
+    rule_peak: np.ndarray
+    decision: np.ndarray
+    source: np.ndarray
+    model_name: str
+    model_version: str
+    threshold: float
+    rule_threshold: float = DEFAULT_RULE_THRESHOLD
+    rule_decision: Optional[np.ndarray] = None
+
+    @property
+    def model_label(self) -> str:
+        """Value for the result file attribute ``screening/model``."""
+        return f"{self.model_name} {self.model_version}".strip()
+
+    @property
+    def model(self) -> str:
+        """Same as :attr:`model_label` (the name the result-file writer reads)."""
+        return self.model_label
+
+    @property
+    def n_clean(self) -> int:
+        return int(np.sum(self.decision == 1))
+
+
+def screen_fields(
+    fields: np.ndarray,
+    illumination_per_um: Optional[np.ndarray],
+    metadata: Any,
+    *,
+    model: str | Path | ScreeningModel | None = "default",
+    threshold: float = 0.5,
+    device: str | torch.device = "auto",
+    unwrapped_phase: Optional[np.ndarray] = None,
+    pixel_size_um: Optional[float] = None,
+    rule_threshold: float = DEFAULT_RULE_THRESHOLD,
+    mask_radius_per_um: float = DEFAULT_MASK_RADIUS_PER_UM,
+    method: str = "model",
+    batch_size: int = 256,
+    progress: Optional[Callable[..., None]] = None,
+    cancel: Optional[CancelToken] = None,
+) -> ScreeningResult:
+    """Screen the retrieved fields of one measurement.
+
+    Parameters
+    ----------
+    fields : ndarray, shape (N, H, W), complex64
+        Sample/background ratio fields (``RetrievedFields.field``).
+    illumination_per_um : ndarray, shape (N, 2) or None
+        Illumination frequencies, cycles/µm (kept for the rule in the raw frame; the ratio
+        frame centres the rule's disc on 0, see :mod:`engine.screening.rule`).
+    metadata : MeasurementMetadata
+        Supplies ``wavelength_um`` and ``pixel_size_um``.
+    model : str, Path, ScreeningModel or None
+        ``"default"`` picks the compact net on CPU and the published net on CUDA; a name or
+        path is loaded with :func:`load_model`. Ignored when ``method="rule"``.
+    threshold : float
+        Noisy if the model's probability is above it (default 0.5).
+    device : {"auto", "cpu", "cuda"}
+    unwrapped_phase : ndarray (N, H, W), optional
+        Unwrapped phase to feed the network instead of the wrapped angle.
+    pixel_size_um : float, optional
+        Field pixel size if it differs from ``metadata.pixel_size_um``
+        (``RetrievedFields.pixel_size_um``).
+    rule_threshold, mask_radius_per_um : float
+        Rule settings (log10 threshold; disc radius in cycles/µm).
+    method : {"model", "rule"}
+        ``"rule"`` decides by the rule alone (``source`` = 1, ``score`` = NaN).
+    progress, cancel
+        See :mod:`engine.progress`.
+
+    Returns
+    -------
+    ScreeningResult
+
+    References
+    ----------
+    D. Ryu et al., Sci. Rep. 9, 15239 (2019), doi:10.1038/s41598-019-51363-x.
+    """
+    f = np.asarray(fields)
+    if f.ndim != 3:
+        raise ValueError(f"fields must have shape (N, H, W), got {f.shape}")
+    if method not in ("model", "rule"):
+        raise ValueError(f"method must be 'model' or 'rule', got {method!r}")
+    n = f.shape[0]
+    px = float(pixel_size_um if pixel_size_um is not None else metadata.pixel_size_um)
+    report(progress, 0.0, "rule metric")
+    check_cancel(cancel)
+    crop_fields = _centre_crop(f, CROP_SIZE)
+    rule = rule_peak_metric(crop_fields, illumination_per_um, px, float(metadata.wavelength_um),
+                            mask_radius_per_um=mask_radius_per_um)
+    rule_dec = rule_decide(rule, rule_threshold)
+    if method == "rule" or model is None:
+        report(progress, 1.0, "screened by rule")
+        return ScreeningResult(score=np.full(n, np.nan, np.float32), rule_peak=rule, decision=rule_dec.copy(),
+                               source=np.ones(n, np.uint8), model_name="rule", model_version="1",
+                               threshold=float(threshold), rule_threshold=float(rule_threshold),
+                               rule_decision=rule_dec)
+    dev = resolve_device(device)
+    if isinstance(model, ScreeningModel):
+        m = model if model.device == dev else model.to(dev)
+    else:
+        m = load_model(model, device=dev)
+    report(progress, 0.2, f"screening {n} fields with {m.label}")
+    check_cancel(cancel)
+    x = preprocess(crop_fields, unwrapped_phase=None if unwrapped_phase is None else _centre_crop(
+        np.asarray(unwrapped_phase), CROP_SIZE), input_kind=m.input_kind, crop=m.crop)
+    score = m.predict_tensor(x, batch_size=batch_size, cancel=cancel)
+    decision = (score <= threshold).astype(np.uint8)
+    report(progress, 1.0, f"{int(decision.sum())} of {n} fields clean")
+    return ScreeningResult(score=score, rule_peak=rule, decision=decision, source=np.zeros(n, np.uint8),
+                           model_name=m.name, model_version=m.version, threshold=float(threshold),
+                           rule_threshold=float(rule_threshold), rule_decision=rule_dec)

@@ -1,0 +1,511 @@
+"""Train the screening networks on simulated data and write the shipped model files.
+
+Run ``python -m engine.screening.training --help``. The script
+
+1. simulates measurements (many sample kinds, 45/49/71 angles, several NAs and noise
+   levels, about half the frames noisy) and caches their 128 × 128 field crops as ``.npz``
+   under ``--cache-dir`` (outside the repository);
+2. splits them **by measurement** into train / validation / held-out test;
+3. trains the published :class:`~engine.screening.network.ScreeningNet` (Adam, binary
+   cross-entropy, elastic-deformation augmentation, flips and 90° rotations) and keeps the
+   epoch with the best validation loss;
+4. distils :class:`~engine.screening.network.CompactScreeningNet` from it (soft targets of
+   the published net + the labels);
+5. chooses the rule's mask radius and threshold on the validation set;
+6. runs the cross-setup test: a measurement setup never seen in training (cells, 45 angles,
+   another NA and noise level), and a paper-style experiment where a net is trained on
+   bacteria with 71 angles only and tested on that cell setup;
+7. writes ``screening-published`` / ``screening-compact`` (fp16 safetensors + JSON card with
+   architecture, input spec, data, generator version, seed, metrics, date, SHA-256) and
+   the training log to ``--out-dir`` (default ``resources/models``).
+
+The same script trains on a GPU (``--device cuda``) with more data and epochs; the defaults
+are a CPU configuration sized for a 2-core machine.
+
+References
+----------
+D. Ryu et al., "Deep learning-based optical field screening for robust optical diffraction
+tomography", Sci. Rep. 9, 15239 (2019), doi:10.1038/s41598-019-51363-x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as _dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backend import resolve_device
+from ..progress import CancelToken, check_cancel
+from .dataset import (DEFAULT_CACHE_DIR, GENERATOR_VERSION, CropSet, MeasurementSpec, augment_batch,
+                      generate_crops, simulator_available, split_by_measurement)
+from .metrics import screening_metrics
+from .network import (COMPACT_NAME, MODELS_DIR, PUBLISHED_NAME, CompactScreeningNet, ScreeningNet, preprocess,
+                      save_model)
+from .rule import choose_rule_threshold, rule_peak_metric
+
+__all__ = [
+    "TrainConfig",
+    "training_specs",
+    "cross_setup_specs",
+    "train_network",
+    "predict_logits",
+    "recalibrate_batchnorm",
+    "evaluate_model",
+    "evaluate_rule",
+    "tune_rule",
+    "main",
+]
+
+CROSS_SETUP = dict(kind="cells", n_angles=45, na=1.0, noise=2.0)
+
+
+class TrainConfig:
+    """Hyper-parameters of one training run (plain attributes, logged and written to the card)."""
+
+    def __init__(self, **kw) -> None:
+        self.epochs = int(kw.get("epochs", 4))
+        self.batch_size = int(kw.get("batch_size", 32))
+        self.lr = float(kw.get("lr", 1e-4))
+        self.weight_decay = float(kw.get("weight_decay", 0.0))
+        self.elastic_probability = float(kw.get("elastic_probability", 0.5))
+        self.distill_weight = float(kw.get("distill_weight", 0.5))
+        self.seed = int(kw.get("seed", 0))
+        self.max_minutes = float(kw.get("max_minutes", 1e9))
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+
+# --------------------------------------------------------------------------- data plans
+def training_specs(n_measurements: int, seed: int, *, defect_rate: float = 0.5) -> list[MeasurementSpec]:
+    """Mixed training/validation/test measurements: kinds × angles × NA × noise (no cross setup).
+
+    The cross-setup configuration (:data:`CROSS_SETUP`) is excluded so it stays unseen.
+    """
+    rng = np.random.default_rng(seed)
+    kinds = ("bacteria", "cells", "beads")
+    angles = (71, 49, 45)
+    nas = (1.2, 1.1, 1.0)
+    noises = (0.5, 1.0, 2.0)
+    specs = []
+    while len(specs) < n_measurements:
+        k, a, na, nz = (str(rng.choice(kinds)), int(rng.choice(angles)), float(rng.choice(nas)),
+                        float(rng.choice(noises)))
+        if (k, a, na, nz) == tuple(CROSS_SETUP.values()):
+            continue
+        specs.append(MeasurementSpec(k, a, na, nz, defect_rate, int(rng.integers(1 << 31))))
+    return specs
+
+
+def cross_setup_specs(n_measurements: int, seed: int, *, defect_rate: float = 0.5) -> list[MeasurementSpec]:
+    """Measurements of the unseen cross setup: cells, 45 angles, NA 1.0, noise ×2."""
+    rng = np.random.default_rng(seed)
+    return [MeasurementSpec(defect_rate=defect_rate, seed=int(rng.integers(1 << 31)), **CROSS_SETUP)
+            for _ in range(n_measurements)]
+
+
+def bacteria71_specs(n_measurements: int, seed: int, *, defect_rate: float = 0.5) -> list[MeasurementSpec]:
+    """Paper-style single-setup training data: bacteria, 71 angles, NA 1.2, noise ×1."""
+    rng = np.random.default_rng(seed)
+    return [MeasurementSpec("bacteria", 71, 1.2, 1.0, defect_rate, int(rng.integers(1 << 31)))
+            for _ in range(n_measurements)]
+
+
+def load_or_generate(path: Path, specs: list[MeasurementSpec], *, source: str, device: str,
+                     log: Callable[[str], None]) -> CropSet:
+    """Load cached crops from ``path`` or generate and cache them."""
+    if path.exists():
+        cs = CropSet.load(path)
+        log(f"loaded {len(cs)} cached crops from {path}")
+        return cs
+    t0 = time.time()
+    cs = generate_crops(specs, source=source, device=device, log=log)
+    cs.save(path)
+    log(f"generated {len(cs)} crops ({int(cs.noisy.sum())} noisy) from {len(specs)} measurements "
+        f"in {time.time() - t0:.0f} s -> {path}")
+    return cs
+
+
+# --------------------------------------------------------------------------- training
+def _inputs(cs: CropSet, input_kind: str = "phase") -> torch.Tensor:
+    return preprocess(cs.fields, unwrapped_phase=cs.unwrapped_phase, input_kind=input_kind)
+
+
+@torch.no_grad()
+def predict_logits(net: nn.Module, x: torch.Tensor, *, device: torch.device, batch_size: int = 256) -> np.ndarray:
+    """Logits (N,) of ``net`` on preprocessed inputs ``x`` (eval mode)."""
+    net.eval()
+    out = [net.logits(x[s:s + batch_size].to(device)).float().cpu() for s in range(0, len(x), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def train_network(net: nn.Module, x_train: torch.Tensor, y_train: np.ndarray, x_val: torch.Tensor,
+                  y_val: np.ndarray, config: TrainConfig, *, device: str | torch.device = "auto",
+                  teacher_logits: Optional[np.ndarray] = None, log: Callable[[str], None] = print,
+                  cancel: Optional[CancelToken] = None) -> dict:
+    """Train ``net`` with Adam and binary cross-entropy; keep the best validation epoch.
+
+    Parameters
+    ----------
+    net : nn.Module
+        A screening network (``logits`` method).
+    x_train, x_val : Tensor (N, C, h, w)
+        Preprocessed inputs.
+    y_train, y_val : ndarray (N,)
+        Labels, 1 = noisy.
+    config : TrainConfig
+    device : str or torch.device
+    teacher_logits : ndarray (N,), optional
+        Distillation: the loss becomes ``(1−w)·BCE(labels) + w·BCE(sigmoid(teacher))`` with
+        ``w = config.distill_weight``; only flips/rotations are used then (the teacher saw
+        the un-deformed inputs).
+    log : callable
+    cancel : CancelToken, optional
+
+    Returns
+    -------
+    dict
+        ``history`` (per-epoch train loss, val loss, val accuracy), ``best_epoch``, ``seconds``.
+        ``net`` holds the best weights on return.
+    """
+    dev = resolve_device(device)
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    net.to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    y_tr = torch.as_tensor(np.asarray(y_train), dtype=torch.float32)
+    t_tr = None if teacher_logits is None else torch.sigmoid(torch.as_tensor(teacher_logits, dtype=torch.float32))
+    y_v = np.asarray(y_val).astype(np.float32)
+    n = len(x_train)
+    best = (float("inf"), -1, None)
+    history = []
+    t0 = time.time()
+    stop = False
+    for epoch in range(config.epochs):
+        net.train()
+        perm = torch.randperm(n, generator=gen)
+        total, seen = 0.0, 0
+        for s in range(0, n, config.batch_size):
+            check_cancel(cancel)
+            idx = perm[s:s + config.batch_size]
+            xb = x_train[idx]
+            xb = augment_batch(xb, generator=gen,
+                               elastic_probability=0.0 if t_tr is not None else config.elastic_probability)
+            xb = xb.to(dev)
+            yb = y_tr[idx].to(dev)
+            logit = net.logits(xb)
+            loss = F.binary_cross_entropy_with_logits(logit, yb)
+            if t_tr is not None:
+                w = config.distill_weight
+                loss = (1 - w) * loss + w * F.binary_cross_entropy_with_logits(logit, t_tr[idx].to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            if (time.time() - t0) / 60 > config.max_minutes:
+                log(f"  time budget of {config.max_minutes:.1f} min reached in epoch {epoch + 1} "
+                    f"after {seen}/{n} samples")
+                stop = True
+                break
+        recalibrate_batchnorm(net, x_train, device=dev, generator=gen)
+        vl = predict_logits(net, x_val, device=dev)
+        v_loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(vl), torch.from_numpy(y_v)))
+        v_acc = float(np.mean((vl > 0) == (y_v > 0.5))) if len(y_v) else float("nan")
+        history.append({"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": v_loss,
+                        "val_accuracy": v_acc, "seconds": round(time.time() - t0, 1)})
+        log(f"  epoch {epoch + 1}/{config.epochs}: train loss {total / max(seen, 1):.4f}, val loss {v_loss:.4f}, "
+            f"val accuracy {v_acc:.4f} ({time.time() - t0:.0f} s)")
+        if v_loss < best[0]:
+            best = (v_loss, epoch + 1, copy.deepcopy(net.state_dict()))
+        if stop:
+            break
+    if best[2] is not None:
+        net.load_state_dict(best[2])
+    net.eval()
+    return {"history": history, "best_epoch": best[1], "seconds": round(time.time() - t0, 1)}
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(net: nn.Module, x: torch.Tensor, *, device: torch.device, max_samples: int = 1024,
+                          batch_size: int = 128, generator: Optional[torch.Generator] = None) -> None:
+    """Re-estimate batch-norm running statistics as exact averages over (a sample of) ``x``.
+
+    The exponential running averages lag behind when training is short; evaluation then
+    uses stale statistics. A no-op for networks without batch norm (the published net).
+    """
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    idx = torch.randperm(len(x), generator=generator)[:max_samples]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    for s in range(0, len(idx), batch_size):
+        net.logits(x[idx[s:s + batch_size]].to(device))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    net.eval()
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate_model(net: nn.Module, x: torch.Tensor, noisy: np.ndarray, *, device: torch.device,
+                   threshold: float = 0.5) -> dict:
+    """Accuracy, sensitivity, specificity, ROC AUC of a network on preprocessed inputs."""
+    p = 1 / (1 + np.exp(-predict_logits(net, x, device=device).astype(np.float64)))
+    return screening_metrics(noisy, p, threshold)
+
+
+def rule_metric_of(cs: CropSet, mask_radius_per_um: float) -> np.ndarray:
+    """Rule metric of every crop (frames may have different pixel sizes)."""
+    out = np.empty(len(cs), np.float32)
+    px = cs.pixel_size_um if cs.pixel_size_um is not None else np.full(len(cs), 0.1, np.float32)
+    wl = cs.wavelength_um if cs.wavelength_um is not None else np.full(len(cs), 0.532, np.float32)
+    for p in np.unique(px):
+        sel = np.flatnonzero(px == p)
+        out[sel] = rule_peak_metric(cs.fields[sel], None, float(p), float(wl[sel][0]),
+                                    mask_radius_per_um=mask_radius_per_um)
+    return out
+
+
+def tune_rule(val: CropSet, radii=(0.5, 1.0, 1.5, 2.0, 3.0)) -> dict:
+    """Mask radius and threshold that maximise the rule's validation accuracy."""
+    best = None
+    for r in radii:
+        m = rule_metric_of(val, r)
+        t, acc = choose_rule_threshold(m, val.noisy)
+        if best is None or acc > best["val_accuracy"]:
+            best = {"mask_radius_per_um": float(r), "threshold": float(t), "val_accuracy": float(acc)}
+    return best
+
+
+def evaluate_rule(cs: CropSet, rule: dict) -> dict:
+    """Rule metrics on a crop set with the tuned radius/threshold."""
+    m = rule_metric_of(cs, rule["mask_radius_per_um"])
+    return screening_metrics(cs.noisy, m, rule["threshold"])
+
+
+def _fmt(name: str, m: dict) -> str:
+    return (f"{name}: accuracy {m['accuracy']:.4f}, sensitivity {m['sensitivity']:.4f}, "
+            f"specificity {m['specificity']:.4f}, ROC AUC {m['roc_auc']:.4f} (n={m['n']}, noisy={m['n_noisy']})")
+
+
+# --------------------------------------------------------------------------- script
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine.screening.training",
+                                description="Train the field-screening networks on simulated data.")
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="where crops are cached (.npz)")
+    p.add_argument("--out-dir", type=Path, default=MODELS_DIR, help="where model files and the log go")
+    p.add_argument("--source", choices=("auto", "simulator", "synthetic"), default="auto",
+                   help="field source: physics simulator + retrieval, or the fast synthetic generator")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--n-measurements", type=int, default=60, help="mixed measurements (train+val+test)")
+    p.add_argument("--n-cross", type=int, default=8, help="cross-setup test measurements")
+    p.add_argument("--n-bacteria", type=int, default=20, help="bacteria-71 measurements for the paper-style test")
+    p.add_argument("--published-epochs", type=int, default=4)
+    p.add_argument("--published-minutes", type=float, default=20.0, help="time budget for the published net")
+    p.add_argument("--compact-epochs", type=int, default=12)
+    p.add_argument("--compact-minutes", type=float, default=8.0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=20261123)
+    p.add_argument("--skip-published", action="store_true",
+                   help="train only the compact net on the labels (no distillation)")
+    p.add_argument("--skip-bacteria-experiment", action="store_true")
+    p.add_argument("--version", default="1.0.0")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = resolve_device(args.device)
+    out_dir: Path = args.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "screening-training.log"
+    log_file = open(log_path, "w", encoding="utf-8")
+
+    def log(msg: str) -> None:
+        line = f"[{_dt.datetime.now(_dt.timezone.utc).strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        log_file.write(line + "\n")
+        log_file.flush()
+
+    source = args.source
+    if source == "auto":
+        source = "simulator" if simulator_available() else "synthetic"
+    log(f"ODT Studio screening training; command: {' '.join(sys.argv)}")
+    log(f"device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}, source {source}, "
+        f"seed {args.seed}")
+    cache = args.cache_dir / source
+    mixed = load_or_generate(cache / f"mixed-{args.n_measurements}-{args.seed}.npz",
+                             training_specs(args.n_measurements, args.seed), source=source,
+                             device=str(dev), log=log)
+    cross = load_or_generate(cache / f"cross-{args.n_cross}-{args.seed + 1}.npz",
+                             cross_setup_specs(args.n_cross, args.seed + 1), source=source, device=str(dev),
+                             log=log)
+    tr_idx, va_idx, te_idx = split_by_measurement(mixed.measurement, (0.7, 0.15, 0.15), seed=args.seed)
+    train, val, test = mixed.subset(tr_idx), mixed.subset(va_idx), mixed.subset(te_idx)
+    log(f"split by measurement: train {len(train)} frames / {len(np.unique(train.measurement))} measurements, "
+        f"val {len(val)} / {len(np.unique(val.measurement))}, test {len(test)} / {len(np.unique(test.measurement))}; "
+        f"cross-setup {len(cross)} frames / {len(np.unique(cross.measurement))} measurements "
+        f"({cross.setup[0] if len(cross) else '-'})")
+    assert not set(train.measurement) & set(test.measurement)
+
+    x_tr, x_va, x_te, x_cr = (_inputs(c) for c in (train, val, test, cross))
+    rule = tune_rule(val)
+    log(f"rule tuned on validation: mask radius {rule['mask_radius_per_um']} cycles/um, threshold "
+        f"{rule['threshold']:.3f} (val accuracy {rule['val_accuracy']:.4f})")
+    metrics: dict = {"rule": {"held_out": evaluate_rule(test, rule), "cross_setup": evaluate_rule(cross, rule)}}
+    log(_fmt("rule held-out", metrics["rule"]["held_out"]))
+    log(_fmt("rule cross-setup", metrics["rule"]["cross_setup"]))
+
+    data_card = {
+        "source": source,
+        "generator_version": GENERATOR_VERSION,
+        "simulator_version": _simulator_version() if source == "simulator" else "synthetic field-level generator",
+        "seed": args.seed,
+        "train": _describe(train), "validation": _describe(val), "held_out_test": _describe(test),
+        "cross_setup_test": _describe(cross),
+        "split": "by measurement (no frame of a test measurement is seen in training)",
+        "augmentation": "random 90-degree rotations, horizontal flips, elastic deformation (p=0.5, RMS 4 px, "
+                        "smoothness 8 px)",
+    }
+    input_card = {"kind": "phase", "crop": 128, "channels": 1,
+                  "normalisation": "angle(U * exp(-i arg sum U)) (or unwrapped phase) minus its median, "
+                                   "divided by pi, clipped to [-10, 10]; centre crop 128x128 of the ratio field"}
+
+    teacher = None
+    pub_info = None
+    if not args.skip_published:
+        log(f"training the published ScreeningNet (7.1 M parameters) for up to {args.published_epochs} epochs / "
+            f"{args.published_minutes} min")
+        teacher = ScreeningNet(1)
+        cfg = TrainConfig(epochs=args.published_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                          max_minutes=args.published_minutes)
+        pub_info = train_network(teacher, x_tr, train.noisy, x_va, val.noisy, cfg, device=dev, log=log)
+        metrics["published"] = {"held_out": evaluate_model(teacher, x_te, test.noisy, device=dev),
+                                "cross_setup": evaluate_model(teacher, x_cr, cross.noisy, device=dev),
+                                "validation": evaluate_model(teacher, x_va, val.noisy, device=dev)}
+        log(_fmt("published held-out", metrics["published"]["held_out"]))
+        log(_fmt("published cross-setup", metrics["published"]["cross_setup"]))
+        card = _card(PUBLISHED_NAME, args, data_card, input_card, cfg, pub_info, metrics["published"],
+                     metrics["rule"], rule, dev)
+        save_model(teacher.cpu(), out_dir / f"{PUBLISHED_NAME}.safetensors", card)
+        teacher.to(dev)
+        log(f"wrote {out_dir / (PUBLISHED_NAME + '.safetensors')}")
+
+    log(f"training CompactScreeningNet ({'distilled from the published net' if teacher is not None else 'labels only'})"
+        f" for up to {args.compact_epochs} epochs / {args.compact_minutes} min")
+    compact = CompactScreeningNet(1)
+    t_logits = None if teacher is None else predict_logits(teacher, x_tr, device=dev)
+    ccfg = TrainConfig(epochs=args.compact_epochs, batch_size=args.batch_size, lr=1e-3, seed=args.seed + 7,
+                       max_minutes=args.compact_minutes, distill_weight=0.5)
+    c_info = train_network(compact, x_tr, train.noisy, x_va, val.noisy, ccfg, device=dev, teacher_logits=t_logits,
+                           log=log)
+    metrics["compact"] = {"held_out": evaluate_model(compact, x_te, test.noisy, device=dev),
+                          "cross_setup": evaluate_model(compact, x_cr, cross.noisy, device=dev),
+                          "validation": evaluate_model(compact, x_va, val.noisy, device=dev)}
+    log(_fmt("compact held-out", metrics["compact"]["held_out"]))
+    log(_fmt("compact cross-setup", metrics["compact"]["cross_setup"]))
+
+    if not args.skip_bacteria_experiment:
+        log(f"paper-style cross-setup experiment: compact net trained on bacteria/71 angles only "
+            f"({args.n_bacteria} measurements), tested on {CROSS_SETUP}")
+        bac = load_or_generate(cache / f"bacteria71-{args.n_bacteria}-{args.seed + 2}.npz",
+                               bacteria71_specs(args.n_bacteria, args.seed + 2), source=source, device=str(dev),
+                               log=log)
+        btr, bva = split_by_measurement(bac.measurement, (0.8, 0.2), seed=args.seed)
+        b_train, b_val = bac.subset(btr), bac.subset(bva)
+        bnet = CompactScreeningNet(1)
+        bcfg = TrainConfig(epochs=args.compact_epochs, batch_size=args.batch_size, lr=1e-3, seed=args.seed + 11,
+                           max_minutes=args.compact_minutes / 2)
+        train_network(bnet, _inputs(b_train), b_train.noisy, _inputs(b_val), b_val.noisy, bcfg, device=dev, log=log)
+        brule = tune_rule(b_val)
+        metrics["bacteria71_to_cells45"] = {
+            "compact": evaluate_model(bnet, x_cr, cross.noisy, device=dev),
+            "rule": evaluate_rule(cross, brule), "rule_settings": brule,
+            "train_frames": len(b_train)}
+        log(_fmt("bacteria-71-trained compact on cells-45", metrics["bacteria71_to_cells45"]["compact"]))
+        log(_fmt("bacteria-71-tuned rule on cells-45", metrics["bacteria71_to_cells45"]["rule"]))
+
+    card = _card(COMPACT_NAME, args, data_card, input_card, ccfg, c_info, metrics["compact"], metrics["rule"], rule,
+                 dev, distilled_from=PUBLISHED_NAME if teacher is not None else None,
+                 extra={"bacteria71_to_cells45": metrics.get("bacteria71_to_cells45")})
+    save_model(compact.cpu(), out_dir / f"{COMPACT_NAME}.safetensors", card)
+    log(f"wrote {out_dir / (COMPACT_NAME + '.safetensors')}")
+    log("summary JSON: " + json.dumps(_summary(metrics)))
+    log_file.close()
+    return 0
+
+
+def _describe(cs: CropSet) -> dict:
+    setups, counts = np.unique(np.array(cs.setup), return_counts=True) if len(cs) else ([], [])
+    defects, dcounts = np.unique(np.array([d or "clean" for d in cs.defect]), return_counts=True) if len(cs) else ([], [])
+    return {"frames": len(cs), "measurements": int(len(np.unique(cs.measurement))), "noisy": int(cs.noisy.sum()),
+            "setups": {str(s): int(c) for s, c in zip(setups, counts)},
+            "defects": {str(d): int(c) for d, c in zip(defects, dcounts)}}
+
+
+def _simulator_version() -> str:
+    try:
+        from .. import simulate
+        return str(getattr(simulate, "__version__", "engine.simulate (unversioned)"))
+    except Exception:
+        return "unknown"
+
+
+def _card(name, args, data_card, input_card, cfg, info, metrics, rule_metrics, rule, dev, *, distilled_from=None,
+          extra=None) -> dict:
+    from .. import __version__
+
+    card = {
+        "name": name, "version": args.version,
+        "description": ("Field screening CNN as published by D. Ryu et al., Sci. Rep. 9, 15239 (2019), "
+                        "doi:10.1038/s41598-019-51363-x"
+                        if name == PUBLISHED_NAME else
+                        "Compact field screening CNN distilled from the published network, for fast CPU use"),
+        "output": "probability that the field is noisy (sigmoid); noisy if above threshold",
+        "threshold": 0.5, "input": input_card, "training_data": data_card,
+        "training": {"optimiser": "Adam", "loss": "binary cross-entropy" + (
+            " + distillation (soft targets of %s)" % distilled_from if distilled_from else ""),
+            "config": cfg.as_dict(), "best_epoch": info["best_epoch"], "history": info["history"],
+            "seconds": info["seconds"], "device": str(dev)},
+        "metrics": metrics, "rule_metrics": rule_metrics,
+        "rule": {"mask_radius_per_um": rule["mask_radius_per_um"], "threshold": rule["threshold"],
+                 "frame": "ratio (disc centred on nu = 0)"},
+        "seed": args.seed, "software_version": __version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if distilled_from:
+        card["distilled_from"] = distilled_from
+    if extra:
+        card.update({k: v for k, v in extra.items() if v is not None})
+    return card
+
+
+def _summary(metrics: dict) -> dict:
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out[k] = {kk: ({m: round(vv[m], 4) for m in ("accuracy", "sensitivity", "specificity", "roc_auc")}
+                           if isinstance(vv, dict) and "accuracy" in vv else None) for kk, vv in v.items()}
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

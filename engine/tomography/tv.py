@@ -1,0 +1,174 @@
+"""Total-variation regularisation with data consistency on the measured Fourier support.
+
+Conventions
+-----------
+Works on the dimensionless scattering potential ``x = (n/n_m)² − 1`` (volume index 0 = physical
+origin, spectrum ``torch.fft.fftn``), see :mod:`engine.tomography.fourier_mapping`. Finite
+differences are periodic (the volume is periodic anyway through the FFT) and count voxels, not
+µm: the voxels are taken as (nearly) isotropic.
+
+Problem solved::
+
+    min_x  ½·‖M·(F x − D)‖² + τ·TV(x)     subject to  x ≥ 0 (optional, n ≥ n_m)
+
+with ``F`` the unitary 3-D DFT, ``M`` the measured support, ``D`` the measured spectrum and
+isotropic TV. Outer loop: FISTA (Beck & Teboulle 2009) with step 1 (``‖M F‖ = 1``), whose
+gradient step is exactly the replacement of the measured Fourier values; its proximal step
+(TV denoising with the bound) is solved by the fast gradient projection (FGP) on the dual,
+warm-started from the previous outer iteration. This is the scheme of the KAIST MATLAB_TV
+solver (Lim et al. 2015).
+
+Defaults: ``weight`` τ = 5e-4 (in units of ``x``; ≈ τ·n_m/2 = 3e-4 in RI), 30 outer and 20 inner
+iterations. Larger τ fills the missing cone more aggressively but flattens fine structure.
+
+References
+----------
+A. Beck and M. Teboulle, "Fast gradient-based algorithms for constrained total variation image
+denoising and deblurring problems", IEEE Trans. Image Process. 18, 2419–2434 (2009).
+J. Lim, K. Lee, K. H. Jin, S. Shin, S. Lee, Y. Park and J. C. Ye, "Comparative study of
+iterative reconstruction algorithms for missing cone problems in optical diffraction
+tomography", Opt. Express 23, 16933 (2015).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+
+from ..progress import CancelToken, check_cancel, report
+from .fourier_mapping import FourierData
+
+__all__ = ["regularize_tv", "tv_denoise", "DEFAULT_TV_WEIGHT"]
+
+DEFAULT_TV_WEIGHT = 5e-4
+
+
+def _grad(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    for d in range(3):
+        torch.sub(torch.roll(x, -1, dims=d), x, out=out[d])
+    return out
+
+
+def _div(p: torch.Tensor) -> torch.Tensor:
+    return (p[0] - torch.roll(p[0], 1, 0)) + (p[1] - torch.roll(p[1], 1, 1)) + (p[2] - torch.roll(p[2], 1, 2))
+
+
+def tv_denoise(
+    z: torch.Tensor,
+    weight: float,
+    *,
+    iterations: int = 20,
+    lower: Optional[float] = None,
+    dual: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Solve ``min_x ½‖x − z‖² + weight·TV(x)`` (``x ≥ lower``) by FGP on the dual.
+
+    Parameters
+    ----------
+    z : torch.Tensor, shape (Z, Y, X), float32
+        Volume to denoise.
+    weight : float
+        TV weight (units of ``z``).
+    iterations : int
+        FGP iterations.
+    lower : float, optional
+        Lower bound on ``x`` (None: unconstrained).
+    dual : torch.Tensor, shape (3, Z, Y, X), optional
+        Warm start of the dual variable.
+
+    Returns
+    -------
+    x : torch.Tensor, shape (Z, Y, X)
+    dual : torch.Tensor, shape (3, Z, Y, X)
+        Final dual variable (pass it back as a warm start).
+
+    References
+    ----------
+    A. Beck and M. Teboulle, IEEE Trans. Image Process. 18, 2419 (2009), algorithm FGP.
+    """
+    if weight <= 0:
+        x = z.clamp(min=lower) if lower is not None else z.clone()
+        return x, dual if dual is not None else torch.zeros((3,) + tuple(z.shape), dtype=z.dtype, device=z.device)
+    p = torch.zeros((3,) + tuple(z.shape), dtype=z.dtype, device=z.device) if dual is None else dual
+    r = p.clone()
+    g = torch.empty_like(p)
+    t = 1.0
+    step = 1.0 / (12.0 * weight)
+    for _ in range(int(iterations)):
+        x = z + weight * _div(r)
+        if lower is not None:
+            x.clamp_(min=lower)
+        pn = r.add_(_grad(x, g), alpha=step)  # r is recomputed below; reuse its memory
+        norm = torch.sqrt((pn * pn).sum(dim=0)).clamp_(min=1.0)
+        pn /= norm
+        tn = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        r = pn + ((t - 1.0) / tn) * (pn - p)
+        p = pn
+        t = tn
+    x = z + weight * _div(p)
+    if lower is not None:
+        x.clamp_(min=lower)
+    return x, p
+
+
+def regularize_tv(
+    data: FourierData,
+    *,
+    weight: float = DEFAULT_TV_WEIGHT,
+    outer_iterations: int = 30,
+    inner_iterations: int = 20,
+    non_negativity: bool = True,
+    x0: Optional[torch.Tensor] = None,
+    progress: Optional[Callable[..., None]] = None,
+    cancel: Optional[CancelToken] = None,
+) -> torch.Tensor:
+    """TV-regularised scattering potential by FISTA with Fourier data consistency.
+
+    Parameters
+    ----------
+    data : FourierData
+        Measured spectrum ``D`` and support ``M`` (on its device).
+    weight : float
+        TV weight τ in units of ``x = (n/n_m)² − 1`` (default 5e-4).
+    outer_iterations : int
+        FISTA iterations (default 30; each costs one forward and one inverse 3-D FFT plus the
+        inner loop).
+    inner_iterations : int
+        FGP iterations of the TV proximal step (default 20, warm-started).
+    non_negativity : bool
+        Also impose ``x ≥ 0`` (n ≥ n_m).
+    x0 : torch.Tensor, optional
+        Starting real volume (default: the direct inversion).
+    progress, cancel
+        See :mod:`engine.progress`.
+
+    Returns
+    -------
+    torch.Tensor, shape (Z, Y, X), float32
+        Regularised ``x`` (index 0 = physical origin). Peak memory ≈ 14 real volumes.
+
+    References
+    ----------
+    A. Beck and M. Teboulle, IEEE Trans. Image Process. 18, 2419 (2009);
+    J. Lim et al., Opt. Express 23, 16933 (2015).
+    """
+    measured = data.spectrum
+    support = data.support
+    lower = 0.0 if non_negativity else None
+    x = torch.fft.ifftn(measured).real if x0 is None else x0.to(measured.device, torch.float32).clone()
+    y = x.clone()
+    dual = None
+    t = 1.0
+    for k in range(int(outer_iterations)):
+        check_cancel(cancel)
+        spec = torch.where(support, measured, torch.fft.fftn(y))
+        z = torch.fft.ifftn(spec).real
+        del spec
+        x_new, dual = tv_denoise(z, weight, iterations=inner_iterations, lower=lower, dual=dual)
+        tn = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        y = x_new + ((t - 1.0) / tn) * (x_new - x)
+        x, t = x_new, tn
+        report(progress, (k + 1) / max(1, outer_iterations), f"TV iteration {k + 1}/{outer_iterations}")
+    return x
