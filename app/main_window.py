@@ -348,8 +348,18 @@ class MainWindow(QMainWindow):
             self.settings.first_run_done = True
             self.import_tab.set_root(out, select=found[0] if found else None)
 
+        def stopped(*_args: object) -> None:
+            if self.import_tab.root is None:
+                self.import_tab.show_empty_message()
+
+        if self.import_tab.root is None:
+            self.import_tab.show_empty_message(
+                "Preparing the demo measurement…",
+                "A bacterium is being simulated: its holograms under many illumination angles "
+                "and their backgrounds, by multi-slice beam propagation.<br>This happens once; "
+                "the progress is in the status bar below.")
         return self.runner.submit("Preparing the demo measurement", demo_module.ensure_demo_measurement,
-                                  out, force=force, on_result=done)
+                                  out, force=force, on_result=done, on_cancelled=stopped, on_error=stopped)
 
     def open_path(self, path: str | Path) -> None:
         """Open what the command line or the desktop gave: a measurement folder (or a folder of them)."""

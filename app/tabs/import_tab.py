@@ -268,11 +268,7 @@ class ImportTab(QWidget):
         self.empty.setObjectName("dropZone")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setWordWrap(True)
-        self.empty.setText(
-            "<p style='font-size:15pt'>No folder chosen</p>"
-            "<p>Choose a folder with <b>Choose folder…</b> or drop one here.<br>"
-            "Every measurement folder under it (one with a <code>measurement.json</code> or "
-            "<code>measurement.h5</code>) is listed and checked.</p>")
+        self.show_empty_message()
         self.left_stack = QStackedWidget(self)
         self.left_stack.addWidget(self.empty)
         self.left_stack.addWidget(self.table)
@@ -331,6 +327,19 @@ class ImportTab(QWidget):
         lay.addLayout(top)
         lay.addWidget(self.splitter, 1)
 
+    # ---------------------------------------------------------------- empty state
+    NO_FOLDER = ("No folder chosen",
+                 "Choose a folder with <b>Choose folder…</b> or drop one here.<br>"
+                 "Every measurement folder under it (one with a <code>measurement.json</code> or "
+                 "<code>measurement.h5</code>) is listed and checked.")
+
+    def show_empty_message(self, title: str | None = None, body: str | None = None) -> None:
+        """Show the big empty-state message (default: how to choose a folder) instead of the table."""
+        if title is None:
+            title, body = self.NO_FOLDER
+        self.empty.setText(f"<p style='font-size:15pt'>{title}</p><p>{body or ''}</p>")
+        self.left_stack.setCurrentWidget(self.empty)
+
     # ---------------------------------------------------------------- root folder
     @Slot()
     def choose_root(self) -> None:
@@ -373,10 +382,10 @@ class ImportTab(QWidget):
             self.summary.setText(f"{len(infos)} measurement folder(s) found: {len(infos) - n_bad} valid"
                                  + (f", {n_bad} with errors (hover the status for details)" if n_bad else "") + ".")
         else:
-            self.left_stack.setCurrentWidget(self.empty)
-            self.empty.setText(f"<p style='font-size:15pt'>No measurement folders found</p>"
-                               f"<p>Nothing under <code>{self.root}</code> holds a <code>measurement.json</code> "
-                               "or <code>measurement.h5</code>.<br>Choose another folder or drop one here.</p>")
+            self.show_empty_message(
+                "No measurement folders found",
+                f"Nothing under <code>{self.root}</code> holds a <code>measurement.json</code> "
+                "or <code>measurement.h5</code>.<br>Choose another folder or drop one here.")
             self.summary.setText("")
         target = self._select_after_scan
         self._select_after_scan = None

@@ -24,6 +24,7 @@ killed with SIGKILL leaves no corrupt result and simply resumes.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import multiprocessing
 import os
@@ -235,11 +236,25 @@ def _fields_used_from_result(path: Path, previous: Optional[dict]) -> Optional[i
     return None
 
 
-def _default_mp_context() -> multiprocessing.context.BaseContext:
-    # fork is unsafe once threads exist (GUI, BLAS, torch); forkserver is cheap and safe on Linux
-    if sys.platform.startswith("linux"):
-        return multiprocessing.get_context("forkserver")
-    return multiprocessing.get_context("spawn")
+def _default_mp_context(process_one: Callable) -> multiprocessing.context.BaseContext:
+    """forkserver on Linux (fork is unsafe once threads exist: GUI, BLAS, torch), else spawn.
+
+    The fork server imports the heavy modules once (numpy, h5py, the store, and the module
+    that defines ``process_one``), so each worker starts as a cheap fork instead of
+    re-importing them. This only takes effect if the fork server is not running yet.
+    """
+    if not sys.platform.startswith("linux"):
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    func = process_one
+    while isinstance(func, functools.partial):
+        func = func.func
+    modules = ["numpy", "h5py", "tifffile", "engine.store.folders", "engine.store.results", "engine.pipeline.batch"]
+    mod = getattr(func, "__module__", None)
+    if mod and mod != "__main__" and mod in sys.modules:
+        modules.append(mod)
+    ctx.set_forkserver_preload(modules)
+    return ctx
 
 
 # ---------------------------------------------------------------------------- the batch
@@ -357,7 +372,7 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
         else:
             where = f"local ({workers} processes)"
             cancelled = _run_pool(todo, process_one, workers, max_in_flight or 2 * workers,
-                                  mp_context or _default_mp_context(), handle, finish, cancel)
+                                  mp_context or _default_mp_context(process_one), handle, finish, cancel)
     finally:
         for it in items:
             if it.status == _PENDING:

@@ -21,9 +21,20 @@ and in result files, ``1 = clean`` (used) as ``shared/FORMATS.md`` says.
 """
 
 from .metrics import accuracy, confusion_counts, roc_auc, screening_metrics, sensitivity, specificity
+from .network import (CompactScreeningNet, ModelFileError, ScreeningModel, ScreeningNet, ScreeningResult,
+                      load_model, preprocess, save_model, screen_fields)
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
 
 __all__ = [
+    "ScreeningNet",
+    "CompactScreeningNet",
+    "ScreeningModel",
+    "ScreeningResult",
+    "ModelFileError",
+    "preprocess",
+    "load_model",
+    "save_model",
+    "screen_fields",
     "rule_peak_metric",
     "rule_decide",
     "DEFAULT_MASK_RADIUS_PER_UM",

@@ -454,8 +454,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _describe(cs: CropSet) -> dict:
-    setups, counts = np.unique(np.array(cs.setup), return_counts=True) if len(cs) else ([], [])
-    defects, dcounts = np.unique(np.array([d or "clean" for d in cs.defect]), return_counts=True) if len(cs) else ([], [])
+    if not len(cs):
+        return {"frames": 0, "measurements": 0, "noisy": 0, "setups": {}, "defects": {}}
+    setups, counts = np.unique(np.array(cs.setup), return_counts=True)
+    defects, dcounts = np.unique(np.array([d or "clean" for d in cs.defect]), return_counts=True)
     return {"frames": len(cs), "measurements": int(len(np.unique(cs.measurement))), "noisy": int(cs.noisy.sum()),
             "setups": {str(s): int(c) for s, c in zip(setups, counts)},
             "defects": {str(d): int(c) for d, c in zip(defects, dcounts)}}

@@ -17,27 +17,40 @@ Conventions (``shared/FORMATS.md``)
   (centred on ν = 0), i.e. what a microscope focused at z = 0 reports after background
   division.
 
-Method (scalar)
----------------
-Split-step multi-slice: the volume is cut into its slices (thickness ``dz`` < λ/n_m: the
-voxel size); the field crosses each slice as a thin phase screen at the slice centre and
-diffracts exactly (angular spectrum) between screens. By default the screen is *tilt-
-corrected*: the phase of slice ``k`` for illumination ``f`` is
-``2π dz (sqrt((n/λ)² - |f|²) - sqrt((n_m/λ)² - |f|²))``, the exact phase of a plane wave
-crossing a uniform slab of index ``n`` at the illumination's angle, instead of the paraxial
-``2π dz (n - n_m)/λ`` (which is too small by ``1/cos θ`` at high illumination angles). Back-
-reflection is neglected (forward scattering only).
+Method (scalar, default ``method="ssnp"``)
+------------------------------------------
+Split-step non-paraxial (SSNP) multi-slice: the state is the field φ and its z-derivative
+∂φ/∂z. Between screens both propagate exactly in the medium (per plane wave, a 2×2 rotation
+by ``k_z Δz``; evanescent waves decay); at each screen (the slice's centre, ``substeps`` per
+voxel slice of thickness ``dz < λ/n_m``) ``∂φ/∂z += q φ`` with ``q ≈ -k0² (n² - n_m²) h``, the
+scattering term of the Helmholtz equation ``∂²φ/∂z² = -(k0² n² + ∇⊥²) φ``. ``q`` is *angle-
+matched*: chosen so that one step turns the illumination's plane wave exactly as a uniform
+slab of index ``n`` would (see :func:`_ssnp_scatter`), which removes the step-size error of
+the unscattered light. At the exit the forward-going part ``(φ̂ + ∂φ̂/∂z / (i k_z)) / 2`` is
+kept and propagated back to z = 0. Unlike the phase-screen BPM, SSNP makes no small-angle
+approximation in the scattering step; back-reflection is only partly held (the marching
+assumes no wave comes back into the entrance plane), which limits it for strong, steeply
+lit objects (see the Mie comparison in ``tests/engine/test_simulate_propagation.py``).
+
+``method="bpm"`` is the classic phase-screen beam propagation, with *tilt-corrected* screens
+``exp(2πi h (sqrt((n/λ)² - |f|²) - sqrt((n_m/λ)² - |f|²)))`` (exact for the illumination's
+own plane wave; the paraxial ``2π h (n - n_m)/λ`` is too small by ``1/cos θ`` at high angles).
+
+Screens act only on the voxels that differ from the medium (sparse), so empty parts of a
+slice cost nothing beyond the FFTs, and slices without sample are merged into one
+propagation.
 
 Method (Jones, anisotropic)
 ---------------------------
-For a permittivity tensor ε per voxel (z, y, x basis), each slice acts as a local 2×2 Jones
-matrix on the transverse field (E_x, E_y): the effective transverse tensor for propagation
-along z, ``ε_t = ε_⊥ - ε_⊥z ε_z⊥ / ε_zz`` (from D_z = 0), is diagonalised; its eigen-indices
-``n_± = sqrt(λ_±(ε_t))`` give phase delays (tilt-corrected as above) along its eigen-axes.
-Between slices each component diffracts as a scalar field. Approximations: paraxial per-slice
-polarisation (the slice's Jones matrix is computed for propagation along z for every
-illumination and every scattered wave, and E_z is not tracked), forward scattering only.
-Exact for a uniform uniaxial slab at normal incidence.
+For a permittivity tensor ε per voxel (z, y, x basis) the transverse field (E_x, E_y) is
+propagated like φ above, component by component, and each screen couples the components
+through the effective transverse tensor for propagation along z,
+``ε_t = ε_⊥ - ε_⊥z ε_z⊥ / ε_zz`` (from D_z = 0): ``∂E_⊥/∂z += Q E_⊥`` with ``Q`` the angle-
+matched function of ``k0² (ε_t - n_m²)`` (SSNP), or a 2×2 Jones matrix with the eigen-indices
+``sqrt(eig(ε_t))`` as phase delays along its eigen-axes (BPM). Approximations (paraxial
+per-slice polarisation): ε_t is taken for propagation along z for every illumination and
+scattered wave, E_z is not tracked and diffraction does not couple E_x and E_y. Exact for a
+uniform uniaxial slab at normal incidence (tested).
 
 References
 ----------
@@ -52,6 +65,8 @@ References
    birefringent slab).
 .. [5] S. Shin et al., "Tomographic measurement of dielectric tensors at optical frequency",
    Nat. Mater. 21, 317 (2022).
+.. [6] J. Zhu, H. Wang and L. Tian, "High-fidelity intensity diffraction tomography with a
+   non-paraxial multiple-scattering model", Opt. Express 30, 32808 (2022) (SSNP).
 """
 
 from __future__ import annotations
@@ -165,7 +180,7 @@ def _schedule(nonempty: np.ndarray, z_first: float, dz: float, substeps: int):
 
 
 def _auto_substeps(max_delta_n: float, dz: float, wavelength_um: float, n_medium: float,
-                   max_phase: float = 0.1) -> int:
+                   max_phase: float = 0.25) -> int:
     """Sub-slices per voxel: one screen adds at most ``max_phase`` rad and ``k h <= 2`` (SSNP's
     angle-matched step divides by ``sin(k h)``, ``k = 2π n_m/λ``)."""
     by_phase = 2 * math.pi * max_delta_n * dz / wavelength_um / max_phase
@@ -190,6 +205,20 @@ def _validate(phantom: Phantom, wavelength_um: float, illum: np.ndarray, na: Opt
     if dz >= wavelength_um / phantom.medium_index:
         raise ValueError(f"slice thickness dz = {dz} µm must be below the wavelength in the medium "
                          f"({wavelength_um / phantom.medium_index:.3f} µm)")
+
+
+def _supports(ri: np.ndarray, nm: float, nonempty: np.ndarray, device) -> list:
+    """Per slice: (flat indices of the voxels whose index differs from n_m, their indices n)."""
+    out = []
+    for j in range(ri.shape[0]):
+        if not nonempty[j]:
+            out.append(None)
+            continue
+        flat = ri[j].ravel()
+        idx = np.flatnonzero(np.abs(flat - np.float32(nm)) > 1e-6)
+        out.append((torch.from_numpy(idx).to(device),
+                    torch.from_numpy(np.ascontiguousarray(flat[idx], dtype=np.float32)).to(device)))
+    return out
 
 
 class _PropCache:
@@ -221,25 +250,48 @@ def _ssnp_operators(grid: _Grid):
     cache: dict = {}
 
     def pmatrix(d: float):
+        """Real (Y, X, 1) float32 tensors (cos, sin/k_z, -k_z sin) to act on view_as_real spectra."""
         key = round(d, 9)
         if key not in cache:  # exact in a homogeneous medium; evanescent waves damped
             c, s = torch.cos(kz * d) * keep, torch.sin(kz * d) * keep
             c = c + (1 - keep) * torch.exp(-2 * math.pi * grid.kappa * abs(d))
-            cache[key] = (c.to(torch.complex64), (s / kz_safe).to(torch.complex64), (-kz * s).to(torch.complex64))
+            cache[key] = tuple(t.to(torch.float32)[..., None].contiguous() for t in (c, s / kz_safe, -kz * s))
         return cache[key]
     return pmatrix, inv_ikz
+
+
+class _SSNPState:
+    """(φ, ∂φ/∂z) and two work buffers; steps allocate nothing (large CPU allocations are slow)."""
+
+    def __init__(self, u: torch.Tensor, du: torch.Tensor):
+        self.u, self.du = u.contiguous(), du.contiguous()
+        self.U, self.dU = torch.empty_like(self.u), torch.empty_like(self.du)
+
+    def step(self, pm) -> None:
+        """Propagate through a homogeneous layer: 4 FFTs and real-coefficient mixing."""
+        c, sk, mks = pm
+        torch.fft.fft2(self.u, out=self.U)
+        torch.fft.fft2(self.du, out=self.dU)
+        Ur, dUr = torch.view_as_real(self.U), torch.view_as_real(self.dU)
+        ur, dur = torch.view_as_real(self.u), torch.view_as_real(self.du)  # reused for the new spectra
+        torch.mul(Ur, c, out=ur).addcmul_(dUr, sk)
+        torch.mul(Ur, mks, out=dur).addcmul_(dUr, c)
+        torch.fft.ifft2(self.u, out=self.U)
+        torch.fft.ifft2(self.du, out=self.dU)
+        self.u, self.U = self.U, self.u
+        self.du, self.dU = self.dU, self.du
 
 
 def _ssnp_scatter(delta: torch.Tensor, kz: torch.Tensor, h: float) -> torch.Tensor:
     """Angle-matched SSNP scattering strength ``q`` (B, Y, X) for ``∂φ/∂z += q φ``.
 
-    ``delta = k0² (n² - n_m²)`` (Y, X) in rad²/µm², ``kz`` (B,) the illuminations' k_z in rad/µm,
-    ``h`` the screen spacing. The first-order step is ``q = -δ h``; here ``q`` is chosen so that
+    ``delta = k0² (n² - n_m²)`` (any shape S) in rad²/µm², ``kz`` (B,) the illuminations' k_z in
+    rad/µm, ``h`` the screen spacing; returns (B, *S). The first-order step is ``q = -δ h``; here ``q`` is chosen so that
     one split step ``P(h/2) Q P(h/2)`` turns the illumination's plane wave exactly as a uniform
     medium of index ``n`` would (trace condition ``2 cos(κh) = 2 cos(k_z h) + q sin(k_z h)/k_z``,
     ``κ = sqrt(k_z² + δ)``), which removes the O(h²) phase error of the unscattered wave.
     """
-    k = kz[:, None, None].to(delta.dtype)
+    k = kz.reshape((-1,) + (1,) * delta.dim()).to(delta.dtype)
     kappa2 = k * k + delta[None]
     kappa = torch.sqrt(torch.clamp(kappa2, min=0.0))
     cos_kappa = torch.where(kappa2 >= 0, torch.cos(kappa * h), torch.cosh(torch.sqrt(torch.clamp(-kappa2, min=0.0)) * h))
@@ -275,8 +327,9 @@ def propagate_scalar(phantom: Phantom, wavelength_um: float, illuminations_per_u
         its z-derivative and is accurate at every illumination angle; ``"bpm"``: classic
         phase-screen beam propagation (tilt-corrected screens unless ``tilt_correction=False``).
     substeps : int, optional
-        Screens per voxel slice; default: enough that one screen adds at most 0.1 rad and is
-        thinner than λ/(π n_m).
+        Screens per voxel slice; default: enough that one screen adds at most 0.25 rad and is
+        thinner than λ/(π n_m) (with the angle-matched SSNP step, more screens change the
+        sphere errors by < 0.003 rad).
     tilt_correction : bool
         ``"bpm"`` only: tilt-corrected phase screens (default) or paraxial ones.
     batch_size : int, optional
@@ -322,7 +375,7 @@ def propagate_scalar(phantom: Phantom, wavelength_um: float, illuminations_per_u
     nonempty = np.abs(sub).reshape(k1 - k0 + 1, -1).max(axis=1) > 1e-6
     m = substeps or _auto_substeps(float(np.abs(sub).max()), dz, wavelength_um, nm)
     steps, z_last = _schedule(nonempty, z_first, dz, m)
-    ri_dev = torch.from_numpy(np.ascontiguousarray(phantom.ri[k0:k1 + 1], dtype=np.float32)).to(dev)
+    support = _supports(phantom.ri[k0:k1 + 1], nm, nonempty, dev)
     prop = _PropCache(grid)
     kw = 1.0 / wavelength_um
     k0sq = (2 * math.pi * kw) ** 2
@@ -335,29 +388,39 @@ def propagate_scalar(phantom: Phantom, wavelength_um: float, illuminations_per_u
         fz = torch.sqrt(grid.k2 - f2)  # (B,) cycles/µm
         u = grid.plane_waves(f)
         if method == "ssnp":
-            du = u * (2j * math.pi * fz[:, None, None]).to(torch.complex64)
+            state = _SSNPState(u, u * (2j * math.pi * fz[:, None, None]).to(torch.complex64))
             kz_rad = (2 * math.pi * fz).float()
+        screens: dict = {}
         for si, (d, j, h) in enumerate(steps):
             if si % 8 == 0:
                 check_cancel(cancel)
                 report(progress, (bi + si / len(steps)) / n_batches, f"propagation: screen {si + 1}/{len(steps)}")
-            n = ri_dev[j]
+            idx, n = support[j]  # the slice's voxels that differ from the medium (flat indices)
+            if (j, h) not in screens:  # per slice and batch: (B, nnz)
+                screens.clear()
+                if method == "ssnp":
+                    screens[(j, h)] = _ssnp_scatter(k0sq * (n * n - nm * nm), kz_rad, h).to(torch.complex64)
+                else:
+                    if tilt_correction:
+                        s_ = torch.sqrt(torch.clamp((n[None] * kw) ** 2 - f2[:, None].float(), min=0.0))
+                        phase = (2 * math.pi * h) * (s_ - fz[:, None].float())
+                    else:
+                        phase = ((2 * math.pi * h * kw) * (n - nm))[None].expand(f.shape[0], -1)
+                    screens[(j, h)] = torch.polar(torch.ones_like(phase), phase)
+            q = screens[(j, h)]
             if method == "ssnp":
-                c, sk, mks = pmatrix(d)
-                U, dU = torch.fft.fft2(u), torch.fft.fft2(du)
-                u = torch.fft.ifft2(c * U + sk * dU)
-                du = torch.fft.ifft2(mks * U + c * dU)
-                du = du + _ssnp_scatter(k0sq * (n * n - nm * nm), kz_rad, h) * u
+                state.step(pmatrix(d))
+                uf, duf = state.u.view(state.u.shape[0], -1), state.du.view(state.du.shape[0], -1)
+                duf[:, idx] += q * uf[:, idx]
             else:
                 u = torch.fft.ifft2(torch.fft.fft2(u) * prop(d))
-                if tilt_correction:
-                    s = torch.sqrt(torch.clamp((n[None] * kw) ** 2 - f2[:, None, None].float(), min=0.0))
-                    phase = (2 * math.pi * h) * (s - fz[:, None, None].float())
-                else:
-                    phase = ((2 * math.pi * h * kw) * (n - nm))[None]
-                u = u * torch.polar(torch.ones_like(phase), phase)
-        spec = torch.fft.fft2(u)
+                uf = u.reshape(u.shape[0], -1)
+                uf[:, idx] *= q
         if method == "ssnp":  # keep the forward-going part
+            u, du = state.u, state.du
+            del state
+        spec = torch.fft.fft2(u)
+        if method == "ssnp":
             spec = 0.5 * (spec + torch.fft.fft2(du) * inv_ikz)
         u = torch.fft.ifft2(spec * grid.propagator(-z_last) * pupil)
         out[b0:b0 + f.shape[0]] = _normalise(u, grid, f, fz, z_first - dz / 2)
@@ -378,7 +441,7 @@ def _transverse_tensor(eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
 
 
 def _ssnp_scatter_tensor(eps: torch.Tensor, k0sq: float, nm: float, kz: torch.Tensor, h: float):
-    """Angle-matched SSNP scattering matrix (q_xx, q_xy, q_yy), each (B, Y, X), of one slice.
+    """Angle-matched SSNP scattering matrix (q_xx, q_xy, q_yy), each (B, *S), for ε of shape (*S, 3, 3).
 
     The 2×2 matrix ``k0² (ε_t - n_m²)`` is diagonalised and :func:`_ssnp_scatter` applied to its
     eigenvalues, so each eigen-polarisation of a uniform slab gets its exact phase.
@@ -396,9 +459,9 @@ def _ssnp_scatter_tensor(eps: torch.Tensor, k0sq: float, nm: float, kz: torch.Te
 
 def _slice_jones(eps: torch.Tensor, f2: torch.Tensor, fz: torch.Tensor, dz: float, kw: float,
                  tilt_correction: bool, nm: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Jones elements (J_xx, J_xy=J_yx, J_yy), each (B, Y, X) complex64, of one slice.
+    """Jones elements (J_xx, J_xy=J_yx, J_yy), each (B, *S) complex64, of one slice.
 
-    ``eps``: (Y, X, 3, 3) float32 in the (z, y, x) basis.
+    ``eps``: (*S, 3, 3) float32 in the (z, y, x) basis.
     """
     exx, exy, eyy = _transverse_tensor(eps)
     m = (exx + eyy) / 2
@@ -409,8 +472,9 @@ def _slice_jones(eps: torch.Tensor, f2: torch.Tensor, fz: torch.Tensor, dz: floa
 
     def phase(lam):
         if tilt_correction:
-            q = torch.sqrt(torch.clamp(lam[None] * kw ** 2 - f2[:, None, None], min=0.0))
-            return (2 * math.pi * dz) * (q - fz[:, None, None])
+            ex = (1,) * lam.dim()
+            q = torch.sqrt(torch.clamp(lam[None] * kw ** 2 - f2.reshape((-1,) + ex), min=0.0))
+            return (2 * math.pi * dz) * (q - fz.reshape((-1,) + ex))
         return ((2 * math.pi * dz * kw) * (torch.sqrt(lam) - nm))[None]
 
     ep = torch.polar(torch.ones_like(phase(lam_p)), phase(lam_p))
@@ -476,6 +540,8 @@ def propagate_vectorial(phantom: Phantom, wavelength_um: float, illuminations_pe
     max_dn = float(np.sqrt(np.max(np.abs(delta[k0:k1 + 1])) + nm ** 2) - nm)
     m = substeps or _auto_substeps(max_dn, dz, wavelength_um, nm)
     steps, z_last = _schedule(nonempty, z_first, dz, m)
+    support = [torch.from_numpy(np.flatnonzero(contrast[k0 + j].ravel() > 1e-6)).to(dev) if nonempty[j] else None
+               for j in range(k1 - k0 + 1)]
     if method not in ("bpm", "ssnp"):
         raise ValueError(f"unknown method {method!r}: 'bpm' or 'ssnp'")
     kw = 1.0 / wavelength_um
@@ -495,35 +561,39 @@ def propagate_vectorial(phantom: Phantom, wavelength_um: float, illuminations_pe
         e[:, 0, 0] = u0
         e[:, 1, 1] = u0
         if method == "ssnp":
-            de = e * (2j * math.pi * fz64[:, None, None, None, None]).to(torch.complex64)
+            state = _SSNPState(e, e * (2j * math.pi * fz64[:, None, None, None, None]).to(torch.complex64))
             kz_rad = (2 * math.pi * fz64).float()
         slice_cache: dict = {}
         for si, (d, j, h) in enumerate(steps):
             if si % 8 == 0:
                 check_cancel(cancel)
                 report(progress, (bi + si / len(steps)) / n_batches, f"Jones propagation: screen {si + 1}/{len(steps)}")
-            if j not in slice_cache:
+            idx = support[j]
+            if (j, h) not in slice_cache:  # per slice and batch, on the slice's support: (B, nnz)
                 slice_cache.clear()
-                eps = torch.from_numpy(np.ascontiguousarray(eps_np[k0 + j], dtype=np.float32)).to(dev)
+                eps = torch.from_numpy(np.ascontiguousarray(
+                    eps_np[k0 + j].reshape(-1, 3, 3)[idx.cpu().numpy()], dtype=np.float32)).to(dev)
                 if method == "ssnp":
-                    slice_cache[j] = _ssnp_scatter_tensor(eps, k0sq, nm, kz_rad, h)
+                    q3 = _ssnp_scatter_tensor(eps, k0sq, nm, kz_rad, h)
                 else:
-                    slice_cache[j] = _slice_jones(eps, f2, fz, h, kw, tilt_correction, nm)
-            qxx, qxy, qyy = slice_cache[j]
+                    q3 = _slice_jones(eps, f2, fz, h, kw, tilt_correction, nm)
+                slice_cache[(j, h)] = tuple(q.to(torch.complex64)[:, None] for q in q3)  # (B, 1, nnz)
+            qxx, qxy, qyy = slice_cache[(j, h)]
             if method == "ssnp":
-                c, sk, mks = pmatrix(d)
-                E, dE = torch.fft.fft2(e), torch.fft.fft2(de)
-                e = torch.fft.ifft2(c * E + sk * dE)
-                de = torch.fft.ifft2(mks * E + c * dE)
-                ex, ey = e[:, 0], e[:, 1]
-                qxx_, qxy_, qyy_ = qxx[:, None], qxy[:, None], qyy[:, None]
-                de[:, 0] += qxx_ * ex + qxy_ * ey
-                de[:, 1] += qxy_ * ex + qyy_ * ey
+                state.step(pmatrix(d))
+                ef, def_ = state.u.view(B, 2, 2, -1), state.du.view(B, 2, 2, -1)
+                ex, ey = ef[:, 0][..., idx], ef[:, 1][..., idx]  # (B, 2in, nnz)
+                def_[:, 0, :, idx] += qxx * ex + qxy * ey
+                def_[:, 1, :, idx] += qxy * ex + qyy * ey
             else:
                 e = torch.fft.ifft2(torch.fft.fft2(e) * prop(d))
-                ex, ey = e[:, 0], e[:, 1]  # (B, 2in, Y, X)
-                e = torch.stack([qxx[:, None] * ex + qxy[:, None] * ey,
-                                 qxy[:, None] * ex + qyy[:, None] * ey], dim=1)
+                ef = e.reshape(B, 2, 2, -1)
+                ex, ey = ef[:, 0][..., idx], ef[:, 1][..., idx]
+                ef[:, 0, :, idx] = qxx * ex + qxy * ey
+                ef[:, 1, :, idx] = qxy * ex + qyy * ey
+        if method == "ssnp":
+            e, de = state.u, state.du
+            del state
         spec = torch.fft.fft2(e)
         if method == "ssnp":
             spec = 0.5 * (spec + torch.fft.fft2(de) * inv_ikz)

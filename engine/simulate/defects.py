@@ -30,7 +30,7 @@ Defect types (:data:`DEFECT_TYPES`)
     Over-exposure: the sample hologram is 3–8× brighter, large areas clip at full scale.
 
 Imperfections (:data:`IMPERFECTION_TYPES`): ``"mild-noise"`` (3–7× fewer photons),
-``"defocus"`` (sample field refocused by 0.3–1 µm).
+``"defocus"`` (sample field refocused by 0.2–0.8 µm).
 
 References
 ----------
@@ -229,14 +229,14 @@ def apply_imperfection(kind: str, sample_field: np.ndarray, ctx: FrameContext, r
 
     ``"mild-noise"`` lowers ``ctx.shared_exposure_gain`` (0.15–0.35: a dim DMD pattern, same in
     the background) and raises the read noise;
-    ``"defocus"`` refocuses the sample field by ±0.3–1.0 µm.
+    ``"defocus"`` refocuses the sample field by ±0.2–0.8 µm.
     """
     if kind == "mild-noise":
         ctx.shared_exposure_gain *= rng.uniform(0.15, 0.35)
         ctx.read_noise_gain *= rng.uniform(1.2, 2.0)
         return sample_field
     if kind == "defocus":
-        dz = float(rng.choice([-1, 1]) * rng.uniform(0.3, 1.0))
+        dz = float(rng.choice([-1, 1]) * rng.uniform(0.2, 0.8))
         fx, fy = ctx.illumination_per_um
         tilt = ctx.tilt(fx, fy)
         fz = np.sqrt((ctx.medium_index / ctx.wavelength_um) ** 2 - fx ** 2 - fy ** 2)

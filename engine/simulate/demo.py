@@ -62,7 +62,7 @@ class DemoConfig:
 DEMO_DEFAULTS: dict[str, DemoConfig] = {
     "beads": DemoConfig(Setup(image_shape=(256, 256), pixel_size_um=0.1, sim_pixel_um=0.2, n_angles=49,
                               pattern="ring", na_condenser=1.1),
-                        depth_um=6.0, phantom_kwargs={"count": 2}),
+                        depth_um=3.6, phantom_kwargs={"count": 2, "radius_range_um": (0.5, 1.5)}),
     "bacteria": DemoConfig(Setup(image_shape=(256, 256), pixel_size_um=0.1, n_angles=71, pattern="spiral",
                                  na_condenser=1.1),
                            depth_um=3.2),

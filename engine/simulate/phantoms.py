@@ -225,7 +225,7 @@ def _finish(cv: _Canvas, voxel, medium_index, kind, params) -> Phantom:
 def make_bead(shape: Sequence[int], voxel_size_um: Sequence[float], medium_index: float = 1.337,
               rng: RngLike = None, *, radius_um: float | None = None, index: float | None = None,
               material: str | None = None, centre_um: Sequence[float] | None = None,
-              count: int = 1) -> Phantom:
+              count: int = 1, radius_range_um: tuple[float, float] = (0.5, 2.5)) -> Phantom:
     """Silica or polystyrene microspheres.
 
     Parameters
@@ -243,6 +243,8 @@ def make_bead(shape: Sequence[int], voxel_size_um: Sequence[float], medium_index
         1.598) or the centre (z, y, x) µm of the first bead.
     count : int
         Number of beads (non-overlapping).
+    radius_range_um : (min, max)
+        Range of the random radii, µm.
 
     Returns
     -------
@@ -260,7 +262,7 @@ def make_bead(shape: Sequence[int], voxel_size_um: Sequence[float], medium_index
     for i in range(count):
         mat = material or str(rng.choice(list(BEAD_MATERIALS)))
         n = float(index if index is not None else BEAD_MATERIALS[mat])
-        r = float(radius_um if radius_um is not None else rng.uniform(0.5, 2.5))
+        r = float(radius_um if radius_um is not None else rng.uniform(*radius_range_um))
         half_z = _extent(shape, voxel_size_um)[0]
         if i == 0 and centre_um is not None:
             c = np.asarray(centre_um, float)

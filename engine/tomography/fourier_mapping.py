@@ -10,8 +10,8 @@ Conventions
 * Scattering potential ``f(r) = k0²(n(r)² − n_m²)`` (rad²/µm², so that
   ``(∇² + (2πk_m)²)U = −f·U``); this module works with the dimensionless
   ``x = f/(2πk_m)² = (n/n_m)² − 1``, so ``n = n_m·sqrt(1 + x)``.
-* :class:`FourierData` holds the spectrum of ``x`` as ``torch.fft.fftn`` of the volume whose
-  index 0 is the physical origin (i.e. of ``ifftshift(x)``).
+* :class:`FourierData` holds the spectrum of ``x`` as ``torch.fft.fftn`` of the volume in the
+  FORMATS.md layout (voxel ``j`` at ``(j − n//2)·d``), so ``ifftn`` gives that layout directly.
 
 Derivation (first Born; the Rytov form replaces ``U_s/U_in`` by the complex phase ``ψ``).
 With Weyl's expansion of the Green's function ``e^{ik|r|}/(4π|r|)`` in cycles/µm, the scattered
@@ -67,7 +67,7 @@ class FourierData:
     Attributes
     ----------
     spectrum : torch.Tensor, shape (Z, Y, X), complex64
-        ``fftn`` of ``x`` (index 0 of the volume = physical origin); zero off the support.
+        ``fftn`` of ``x`` in the FORMATS.md layout (voxel j at (j − n//2)·d); zero off the support.
     support : torch.Tensor, shape (Z, Y, X), bool
         Fourier voxels that were measured (at least one cap fell there).
     voxel_size_um : (dz, dy, dx)
@@ -108,7 +108,7 @@ def ri_to_scattering_potential(ri, medium_index: float):
 
 
 def volume_from_spectrum(spectrum: torch.Tensor) -> torch.Tensor:
-    """Inverse FFT of a :class:`FourierData` spectrum; complex volume, origin at index 0."""
+    """Inverse FFT of a :class:`FourierData` spectrum; complex volume in the FORMATS.md layout."""
     return torch.fft.ifftn(spectrum)
 
 
@@ -148,7 +148,8 @@ def map_fields_to_fourier(
     rotation_angles_rad : sequence of float, optional
         Sample-rotation geometry: angle of each view about +y (right-handed).
     chunk : int
-        Fields transformed at once (bounds the temporary memory to ~10·chunk·H·W·8 bytes).
+        Fields transformed at once (temporary memory ≈ 2·chunk·H·W·8 bytes plus ~20 values per
+        pupil bin).
     device, progress, cancel
         See :mod:`engine.backend`, :mod:`engine.progress`.
 
@@ -174,44 +175,54 @@ def map_fields_to_fourier(
     angles = None
     if rotation_angles_rad is not None:
         angles = torch.as_tensor(np.asarray(rotation_angles_rad, dtype=np.float32).reshape(n), device=dev)
-    # float32 is ample: |K|·Z·dz < 1e3 bins, relative error 1e-7
-    qy = torch.fft.fftfreq(hh, d=dx, device=dev, dtype=torch.float32)[:, None]
-    qx = torch.fft.fftfreq(ww, d=dx, device=dev, dtype=torch.float32)[None, :]
-    iy_grid = torch.arange(hh, device=dev)[:, None].expand(hh, ww)
-    ix_grid = torch.arange(ww, device=dev)[None, :].expand(hh, ww)
+    # Only the bins of ψ's spectrum inside the pupil disc |q + f| <= NA/λ carry data: visit the
+    # integer offsets of a disc of that radius around the bin nearest to −f (float32 is ample:
+    # |K|·Z·dz < 1e3 bins, relative error 1e-7).
+    dqy, dqx = 1.0 / (hh * dx), 1.0 / (ww * dx)
+    radius = math.sqrt(pupil2)
+    ry, rx = radius / dqy + 1.5, radius / dqx + 1.5
+    oy = torch.arange(-math.ceil(ry), math.ceil(ry) + 1, device=dev)
+    ox = torch.arange(-math.ceil(rx), math.ceil(rx) + 1, device=dev)
+    inside = (oy[:, None] / ry) ** 2 + (ox[None, :] / rx) ** 2 <= 1.0
+    off_y = oy[:, None].expand_as(inside)[inside]
+    off_x = ox[None, :].expand_as(inside)[inside]
 
     acc = torch.zeros(zz * hh * ww, 2, dtype=torch.float32, device=dev)
     cnt = torch.zeros(zz * hh * ww, dtype=torch.float32, device=dev)
     is_tensor = isinstance(psi, torch.Tensor)
+    two_pi = 2 * math.pi
     for s in range(0, n, chunk):
         check_cancel(cancel)
         e = min(n, s + chunk)
         p = psi[s:e] if is_tensor else torch.from_numpy(np.ascontiguousarray(psi[s:e]))
-        p = p.to(dev, torch.complex64)
-        spec = torch.fft.fft2(torch.fft.ifftshift(p, dim=(-2, -1)))
+        spec = torch.fft.fft2(p.to(dev, torch.complex64))
         f = ill[s:e]
-        nux = qx[None] + f[:, 0, None, None]
-        nuy = qy[None] + f[:, 1, None, None]
-        rho2 = nux**2 + nuy**2
-        valid = rho2 <= pupil2
+        by = torch.round(-f[:, 1:2] / dqy).long() + off_y[None]  # (B, P) signed bins
+        bx = torch.round(-f[:, 0:1] / dqx).long() + off_x[None]
+        qy, qx = by * dqy, bx * dqx
+        rho2 = (qx + f[:, 0:1]) ** 2 + (qy + f[:, 1:2]) ** 2
+        valid = (rho2 <= pupil2) & (by >= -(hh // 2)) & (by < hh - hh // 2) & (bx >= -(ww // 2)) & (bx < ww - ww // 2)
         nuz = torch.sqrt((km**2 - rho2).clamp(min=0))
-        fz = torch.sqrt(km**2 - (f**2).sum(dim=1))
-        kz = nuz - fz[:, None, None]
-        kx = qx[None].expand_as(kz)
+        fz = torch.sqrt(km**2 - (f**2).sum(dim=1, keepdim=True))
+        kz = nuz - fz
+        kx = qx
         if angles is not None:
-            a = angles[s:e, None, None]
+            a = angles[s:e, None]
             kx, kz = kx * torch.cos(a) - kz * torch.sin(a), kx * torch.sin(a) + kz * torch.cos(a)
             valid &= kx.abs() <= 0.5 / dx
         valid &= kz.abs() <= 0.5 / dz
-        sel = valid.nonzero(as_tuple=True)
-        b, iy, ix = sel
-        if angles is not None:
-            ixk = torch.round(kx[sel] * ww * dx).long() % ww
-        else:
-            ixk = ix_grid[iy, ix]
-        izk = torch.round(kz[sel] * zz * dz).long() % zz
-        flat = (izk * hh + iy_grid[iy, ix]) * ww + ixk
-        vals = spec[sel] * (-4j * math.pi * nuz[sel] / (dz * kr2)).to(torch.complex64)
+        b, j = valid.nonzero(as_tuple=True)
+        by, bx = by[b, j], bx[b, j]
+        kbx = torch.round(kx[b, j] * ww * dx).long() if angles is not None else bx
+        kbz = torch.round(kz[b, j] * zz * dz).long()
+        # ψ's pixel j sits at (j − n//2)·dx: reference its spectrum to the physical origin, and
+        # reference the volume's spectrum to voxel (Z//2, H//2, W//2) so that a plain ifftn gives
+        # the FORMATS.md layout (both are pure phases on integer bins; laterally they cancel
+        # unless the sample rotates)
+        phase = two_pi * ((bx - kbx) * (ww // 2) / ww - kbz * (zz // 2) / zz)
+        weight = torch.polar(4 * math.pi * nuz[b, j] / (dz * kr2), phase - math.pi / 2)  # −4πi·ν_z/(dz·k²)
+        vals = spec[b + 0, by % hh, bx % ww] * weight
+        flat = ((kbz % zz) * hh + by % hh) * ww + kbx % ww
         acc.index_add_(0, flat, torch.view_as_real(vals))
         cnt.index_add_(0, flat, torch.ones_like(flat, dtype=torch.float32))
         report(progress, e / n, f"mapping fields onto Ewald caps {e}/{n}")

@@ -251,7 +251,7 @@ def reconstruct(
     else:
         ri = scattering_potential_to_ri(torch.fft.ifftn(data.spectrum).real, nm)  # non-absorbing: Re x
         label = method
-    ri = torch.fft.fftshift(ri).to(torch.float32).cpu().numpy()
+    ri = ri.to(torch.float32).cpu().numpy()
     timings["inversion"] = time.perf_counter() - t2
     ri_tv = None
     if regularization == "tv":
@@ -259,7 +259,7 @@ def reconstruct(
         xt = regularize_tv(data, weight=tv_weight, outer_iterations=tv_outer_iterations,
                            inner_iterations=tv_inner_iterations,
                            progress=sub_progress(progress, nn_end, 1.0, ""), cancel=cancel)
-        ri_tv = torch.fft.fftshift(scattering_potential_to_ri(xt, nm)).to(torch.float32).cpu().numpy()
+        ri_tv = scattering_potential_to_ri(xt, nm).to(torch.float32).cpu().numpy()
         del xt
         timings["tv"] = time.perf_counter() - t3
     elif regularization not in (None, "none"):

@@ -2,8 +2,8 @@
 
 Conventions
 -----------
-Works on the dimensionless scattering potential ``x = (n/n_m)² − 1`` (volume index 0 = physical
-origin, spectrum ``torch.fft.fftn``), see :mod:`engine.tomography.fourier_mapping`. Finite
+Works on the dimensionless scattering potential ``x = (n/n_m)² − 1`` (FORMATS.md layout, spectrum
+``torch.fft.fftn``), see :mod:`engine.tomography.fourier_mapping`. Finite
 differences are periodic (the volume is periodic anyway through the FFT) and count voxels, not
 µm: the voxels are taken as (nearly) isotropic.
 
@@ -46,13 +46,22 @@ DEFAULT_TV_WEIGHT = 5e-4
 
 
 def _grad(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Periodic forward differences of ``x`` (Z, Y, X) into ``out`` (3, Z, Y, X), no temporaries."""
     for d in range(3):
-        torch.sub(torch.roll(x, -1, dims=d), x, out=out[d])
+        n = x.shape[d]
+        torch.sub(x.narrow(d, 1, n - 1), x.narrow(d, 0, n - 1), out=out[d].narrow(d, 0, n - 1))
+        torch.sub(x.narrow(d, 0, 1), x.narrow(d, n - 1, 1), out=out[d].narrow(d, n - 1, 1))
     return out
 
 
 def _div(p: torch.Tensor) -> torch.Tensor:
-    return (p[0] - torch.roll(p[0], 1, 0)) + (p[1] - torch.roll(p[1], 1, 1)) + (p[2] - torch.roll(p[2], 1, 2))
+    """Periodic backward-difference divergence, ``div = −grad^T``; returns (Z, Y, X)."""
+    out = p[0] + p[1] + p[2]
+    for d in range(3):
+        n = p.shape[d + 1]
+        out.narrow(d, 1, n - 1).sub_(p[d].narrow(d, 0, n - 1))
+        out.narrow(d, 0, 1).sub_(p[d].narrow(d, n - 1, 1))
+    return out
 
 
 def tv_denoise(
@@ -91,23 +100,26 @@ def tv_denoise(
     if weight <= 0:
         x = z.clamp(min=lower) if lower is not None else z.clone()
         return x, dual if dual is not None else torch.zeros((3,) + tuple(z.shape), dtype=z.dtype, device=z.device)
-    p = torch.zeros((3,) + tuple(z.shape), dtype=z.dtype, device=z.device) if dual is None else dual
+    p = torch.zeros((3,) + tuple(z.shape), dtype=z.dtype, device=z.device) if dual is None else dual.clone()
     r = p.clone()
     g = torch.empty_like(p)
     t = 1.0
     step = 1.0 / (12.0 * weight)
     for _ in range(int(iterations)):
-        x = z + weight * _div(r)
+        x = _div(r).mul_(weight).add_(z)
         if lower is not None:
             x.clamp_(min=lower)
-        pn = r.add_(_grad(x, g), alpha=step)  # r is recomputed below; reuse its memory
-        norm = torch.sqrt((pn * pn).sum(dim=0)).clamp_(min=1.0)
+        pn = r.add_(_grad(x, g), alpha=step)  # r's memory now holds the new dual iterate
+        norm = pn[0] * pn[0]
+        norm.addcmul_(pn[1], pn[1]).addcmul_(pn[2], pn[2]).sqrt_().clamp_(min=1.0)
         pn /= norm
         tn = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        r = pn + ((t - 1.0) / tn) * (pn - p)
+        c = (t - 1.0) / tn
+        # r ← pn + c·(pn − p), computed in p's memory; then p ← pn
+        r = p.mul_(-c).add_(pn, alpha=1.0 + c)
         p = pn
         t = tn
-    x = z + weight * _div(p)
+    x = _div(p).mul_(weight).add_(z)
     if lower is not None:
         x.clamp_(min=lower)
     return x, p
@@ -147,7 +159,7 @@ def regularize_tv(
     Returns
     -------
     torch.Tensor, shape (Z, Y, X), float32
-        Regularised ``x`` (index 0 = physical origin). Peak memory ≈ 14 real volumes.
+        Regularised ``x`` (FORMATS.md layout). Peak memory ≈ 14 real volumes.
 
     References
     ----------

@@ -1,0 +1,1 @@
+"""Processing pipeline: one measurement end to end, and batches of them."""

@@ -1,0 +1,248 @@
+"""One measurement end to end: import → retrieve → screen → reconstruct → regularise → write.
+
+:func:`process_measurement` is the single engine entry point the GUI, the headless
+``odt-studio batch`` and Dask workers all call. :func:`process_folder` is its picklable
+``(folder, out_path) -> dict`` form for :func:`engine.pipeline.batch.run_batch`, and
+:func:`run_batch_command` implements the ``batch`` subcommand of ``shared/FORMATS.md`` §3.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..measurement import Measurement
+from ..progress import CancelToken, check_cancel, report, sub_progress
+
+__all__ = [
+    "ProcessOptions",
+    "ProcessResult",
+    "FeatureNotAvailable",
+    "process_measurement",
+    "process_folder",
+    "run_batch_command",
+]
+
+
+class FeatureNotAvailable(RuntimeError):
+    """An option asks for a processing step that this version does not have yet."""
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """What to do with one measurement (the ``odt-studio batch`` options).
+
+    Attributes
+    ----------
+    screen : {"model", "rule", "none"}
+        Field screening: the shipped CNN, the rule-based Fourier-peak metric, or keep all.
+    regularize : {"none", "tv", "deep"}
+        Missing-cone regularisation written beside the raw tomogram.
+    birefringence : bool
+        Also reconstruct n_e, n_o and the director (polarisation-resolved data only).
+    device : {"auto", "cpu", "cuda"}
+    method : {"rytov", "born"}
+    non_negativity : bool
+        Gerchberg–Papoulis n ≥ n_m on ``tomogram/ri``.
+    shape_z : int or None
+        Axial voxels (default: the reconstruction's own default).
+    threshold : float
+        Screening decision threshold on the model's noisy-probability.
+    """
+
+    screen: str = "model"
+    regularize: str = "none"
+    birefringence: bool = False
+    device: str = "auto"
+    method: str = "rytov"
+    non_negativity: bool = True
+    shape_z: Optional[int] = None
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.screen not in ("model", "rule", "none"):
+            raise ValueError(f"screen must be 'model', 'rule' or 'none', got {self.screen!r}")
+        if self.regularize not in ("none", "tv", "deep"):
+            raise ValueError(f"regularize must be 'none', 'tv' or 'deep', got {self.regularize!r}")
+
+
+@dataclass
+class ProcessResult:
+    """What :func:`process_measurement` produced (all arrays in memory)."""
+
+    name: str
+    fields: np.ndarray
+    illumination_per_um: np.ndarray
+    screening: Any
+    tomogram: Any
+    fields_used: int
+    timings_s: dict = field(default_factory=dict)
+    out_path: Optional[Path] = None
+
+
+def _screen(fields, retrieved, meta, options: ProcessOptions, progress, cancel):
+    from ..screening import screen_fields
+
+    n = fields.shape[0]
+    if options.screen == "none":
+        res = screen_fields(fields, retrieved.illumination_per_um, meta, method="rule",
+                            pixel_size_um=retrieved.pixel_size_um, device=options.device)
+        res.decision = np.ones(n, np.uint8)
+        res.source = np.zeros(n, np.uint8)
+        res.model_name, res.model_version = "none", ""
+        return res
+    return screen_fields(fields, retrieved.illumination_per_um, meta, method=options.screen,
+                         threshold=options.threshold, unwrapped_phase=retrieved.unwrapped_phase,
+                         pixel_size_um=retrieved.pixel_size_um, device=options.device,
+                         progress=progress, cancel=cancel)
+
+
+def process_measurement(
+    measurement: Measurement | str | Path,
+    out_path: Optional[str | Path] = None,
+    options: ProcessOptions = ProcessOptions(),
+    *,
+    progress: Optional[Callable[..., None]] = None,
+    cancel: Optional[CancelToken] = None,
+) -> ProcessResult:
+    """Process one measurement and (optionally) write its result file.
+
+    Parameters
+    ----------
+    measurement : Measurement or path
+        An in-memory measurement or a measurement folder (read, never written).
+    out_path : path, optional
+        Where to write ``<name>.odt.h5`` (``shared/FORMATS.md`` §2), atomically.
+    options : ProcessOptions
+    progress, cancel
+        See :mod:`engine.progress`.
+
+    Returns
+    -------
+    ProcessResult
+
+    Raises
+    ------
+    engine.store.folders.MeasurementError
+        The folder breaks the measurement contract (the message names folder and file).
+    FeatureNotAvailable
+        An option names a step this version does not have yet.
+    engine.progress.Cancelled
+    """
+    from ..holography.retrieval import retrieve_fields
+    from ..store.folders import load_measurement
+    from ..tomography.reconstruct import reconstruct
+
+    if options.regularize == "deep":
+        raise FeatureNotAvailable("--regularize deep: the learned 3-D regulariser has not landed yet")
+    if options.birefringence:
+        raise FeatureNotAvailable("--birefringence: birefringence reconstruction has not landed yet")
+
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    report(progress, 0.0, "reading the measurement")
+    if not isinstance(measurement, Measurement):
+        measurement = load_measurement(measurement)
+    meta = measurement.metadata
+    if meta.polarised:
+        raise FeatureNotAvailable(
+            f"{measurement.name}: polarisation-resolved measurement ('frames'): scalar tomography of "
+            "such data needs the birefringence pipeline, which has not landed yet")
+    timings["read"] = time.perf_counter() - t
+    check_cancel(cancel)
+
+    t = time.perf_counter()
+    retrieved = retrieve_fields(measurement.holograms, measurement.backgrounds, meta, device=options.device,
+                                progress=sub_progress(progress, 0.02, 0.35, "retrieval: "), cancel=cancel)
+    timings["retrieve"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report(progress, 0.35, "screening fields")
+    screening = _screen(retrieved.field, retrieved, meta, options,
+                        sub_progress(progress, 0.35, 0.45, "screening: "), cancel)
+    timings["screen"] = time.perf_counter() - t
+    decision = np.asarray(screening.decision, dtype=np.uint8)
+    if decision.sum() == 0:
+        raise ValueError(f"{measurement.name}: screening marked every field noisy; nothing to reconstruct")
+
+    t = time.perf_counter()
+    tomogram = reconstruct(
+        retrieved.field, retrieved.illumination_per_um, meta, method=options.method, shape_z=options.shape_z,
+        decision=decision, non_negativity=options.non_negativity,
+        regularization="tv" if options.regularize == "tv" else None,
+        unwrapped_phase=retrieved.unwrapped_phase, device=options.device,
+        progress=sub_progress(progress, 0.45, 0.97, "reconstruction: "), cancel=cancel)
+    timings["reconstruct"] = time.perf_counter() - t
+
+    result = ProcessResult(name=measurement.name, fields=retrieved.field,
+                           illumination_per_um=np.asarray(retrieved.illumination_per_um),
+                           screening=screening, tomogram=tomogram, fields_used=int(decision.sum()),
+                           timings_s=timings)
+    if out_path is not None:
+        check_cancel(cancel)
+        report(progress, 0.97, "writing the result file")
+        result.out_path = write_process_result(out_path, measurement, result)
+    report(progress, 1.0, "done")
+    return result
+
+
+def write_process_result(out_path: str | Path, measurement: Measurement, result: ProcessResult) -> Path:
+    """Write ``result`` to ``out_path`` exactly as ``shared/FORMATS.md`` §2 says (atomically)."""
+    from ..store.results import ScreeningResult as StoredScreening
+    from ..store.results import TomogramResult, write_result
+
+    s = result.screening
+    model = f"{s.model_name} {s.model_version}".strip()
+    tomo = result.tomogram
+    return write_result(
+        out_path,
+        measurement_json=measurement.metadata.to_json(),
+        fields=result.fields,
+        illumination_per_um=result.illumination_per_um,
+        screening=StoredScreening(score=s.score, rule_peak=s.rule_peak, decision=s.decision,
+                                  source=s.source, model=model),
+        tomogram=TomogramResult(ri=tomo.ri, voxel_size_um=tomo.voxel_size_um, origin_um=tomo.origin_um,
+                                medium_index=tomo.medium_index, method=tomo.method, ri_tv=tomo.ri_tv),
+    )
+
+
+def process_folder(folder: Path, out_path: Path, *, screen: str = "model", regularize: str = "none",
+                   birefringence: bool = False, device: str = "auto") -> dict:
+    """Picklable ``(folder, out_path) -> dict`` form of :func:`process_measurement` for batches."""
+    opts = ProcessOptions(screen=screen, regularize=regularize, birefringence=birefringence, device=device)
+    res = process_measurement(folder, out_path, opts)
+    return {"fields_used": res.fields_used}
+
+
+def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", regularize: str = "none",
+                      birefringence: bool = False, device: str = "auto", scheduler: Optional[str] = None,
+                      workers: int = 1, force: bool = False) -> int:
+    """``odt-studio batch``: process every measurement under ``in_dir``; exit 0 only if all succeeded."""
+    from ..store.folders import discover_measurements
+    from .batch import run_batch
+
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if not in_dir.is_dir():
+        print(f"odt-studio batch: {in_dir}: no such folder", file=sys.stderr)
+        return 2
+    problems: list[str] = []
+    folders = discover_measurements(in_dir, on_error=lambda p, msg: problems.append(f"{p}: {msg}"))
+    for p in problems:
+        print(f"warning: {p}", file=sys.stderr)
+    if not folders:
+        print(f"odt-studio batch: no measurement folders (measurement.json) under {in_dir}", file=sys.stderr)
+        return 2
+    print(f"{len(folders)} measurement folder(s) under {in_dir}", file=sys.stderr)
+    fn = functools.partial(process_folder, screen=screen, regularize=regularize,
+                           birefringence=birefringence, device=device)
+    summary = run_batch(folders, out_dir, fn, workers=workers, scheduler=scheduler, force=force,
+                        log=lambda s: print(s, file=sys.stderr, flush=True))
+    print(f"done: {summary.n_ok} ok, {summary.n_failed} failed, {summary.n_skipped} skipped; "
+          f"summary in {out_dir / 'summary.csv'}", file=sys.stderr)
+    return summary.exit_code
