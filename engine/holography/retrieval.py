@@ -242,8 +242,10 @@ class _SideBand:
         if refocus_um:
             self.kernel = angular_spectrum_kernel(shape, pixel, wavelength, medium_index, refocus_um, device=dev)
 
-    def __call__(self, holo: torch.Tensor) -> torch.Tensor:
-        field = torch.fft.ifft2(torch.fft.fft2(holo.to(torch.float32)) * self.mask) * self.demod
+    def __call__(self, holo: torch.Tensor, demodulate: bool = True) -> torch.Tensor:
+        field = torch.fft.ifft2(torch.fft.fft2(holo.to(torch.float32)) * self.mask)
+        if demodulate or self.kernel is not None:
+            field *= self.demod
         if self.kernel is not None:
             field = torch.fft.ifft2(torch.fft.fft2(field) * self.kernel)
         return field
@@ -354,9 +356,11 @@ def retrieve_fields(
     for s in range(0, n, chunk):
         check_cancel(cancel)
         e = min(n, s + chunk)
-        us = band(torch.as_tensor(holograms[s:e], device=dev))
+        # the unit-modulus demodulation cancels in U_s/U_b: skip it when nothing else needs it
+        demod = not (per_image_bg and ill_md is not None)
+        us = band(torch.as_tensor(holograms[s:e], device=dev), demod)
         if per_image_bg:
-            ub = band(torch.as_tensor(backgrounds[s:e], device=dev))
+            ub = band(torch.as_tensor(backgrounds[s:e], device=dev), demod)
             illum[s:e] = ill_md[s:e] if ill_md is not None else _field_peak_per_um(ub, px)
             u = _divide(us, ub)
         else:

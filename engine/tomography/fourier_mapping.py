@@ -157,7 +157,7 @@ def map_fields_to_fourier(
     -------
     FourierData
         Averaged spectrum of ``x = (n/n_m)² − 1`` on a (Z, H, W) grid and its support.
-        Memory: one complex64 and one float32 (Z, H, W) grid.
+        Memory: one complex64 and one bool (Z, H, W) grid.
 
     References
     ----------
@@ -187,8 +187,7 @@ def map_fields_to_fourier(
     off_y = oy[:, None].expand_as(inside)[inside]
     off_x = ox[None, :].expand_as(inside)[inside]
 
-    acc = torch.zeros(zz * hh * ww, 2, dtype=torch.float32, device=dev)
-    cnt = torch.zeros(zz * hh * ww, dtype=torch.float32, device=dev)
+    flats, values = [], []
     is_tensor = isinstance(psi, torch.Tensor)
     two_pi = 2 * math.pi
     for s in range(0, n, chunk):
@@ -223,12 +222,23 @@ def map_fields_to_fourier(
         weight = torch.polar(4 * math.pi * nuz[b, j] / (dz * kr2), phase - math.pi / 2)  # −4πi·ν_z/(dz·k²)
         vals = spec[b + 0, by % hh, bx % ww] * weight
         flat = ((kbz % zz) * hh + by % hh) * ww + kbx % ww
-        acc.index_add_(0, flat, torch.view_as_real(vals))
-        cnt.index_add_(0, flat, torch.ones_like(flat, dtype=torch.float32))
+        flats.append(flat)
+        values.append(vals)
         report(progress, e / n, f"mapping fields onto Ewald caps {e}/{n}")
-    support = cnt > 0
-    acc /= cnt.clamp(min=1)[:, None]
-    spectrum = torch.view_as_complex(acc).reshape(zz, hh, ww)
+    # average the values that fall on the same voxel: only the measured voxels are touched, so
+    # the grid itself is written once (sparse accumulation; memory: one complex grid + a bool mask)
+    flat = torch.cat(flats)
+    vals = torch.cat(values)
+    del flats, values
+    voxels, inverse = torch.unique(flat, return_inverse=True)
+    sums = torch.zeros(len(voxels), 2, dtype=torch.float32, device=dev)
+    sums.index_add_(0, inverse, torch.view_as_real(vals))
+    counts = torch.bincount(inverse, minlength=len(voxels)).to(torch.float32)
+    spectrum = torch.zeros(zz * hh * ww, dtype=torch.complex64, device=dev)
+    spectrum[voxels] = torch.view_as_complex(sums / counts[:, None])
+    support = torch.zeros(zz * hh * ww, dtype=torch.bool, device=dev)
+    support[voxels] = True
+    spectrum = spectrum.reshape(zz, hh, ww)
     return FourierData(spectrum=spectrum, support=support.reshape(zz, hh, ww),
                        voxel_size_um=(dz, dx, dx), medium_index=float(medium_index),
                        wavelength_um=float(wavelength_um))

@@ -37,6 +37,7 @@ def _check_folder(folder, n_images):
     return md, raw
 
 
+@pytest.mark.slow
 def test_bacteria_demo_folder_layout_and_truth(tmp_path):
     paths = write_demo(tmp_path / "out", "bacteria", count=2, seed=3, device="cpu", config=SMALL["bacteria"])
     assert [p.name for p in paths] == ["bacteria_000", "bacteria_001"]

@@ -40,6 +40,7 @@ def _errors(r, ns, illum, method, Z, **kw):
 ILLUM = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.6], [1.5, 1.5]]  # illumination NA 0, 0.54, 0.83, 1.11
 
 
+@pytest.mark.slow
 def test_weak_sphere_ssnp_matches_mie():
     phase, amp, bpm, mie = _errors(2.5, 1.36, ILLUM, "ssnp", 64)
     assert np.all(phase < 0.01), phase
@@ -48,6 +49,7 @@ def test_weak_sphere_ssnp_matches_mie():
     assert np.angle(bpm[0, N // 2, N // 2]) == pytest.approx(2 * np.pi * (1.36 - NM) / LAM * 5.0, rel=0.05)
 
 
+@pytest.mark.slow
 def test_weak_sphere_classic_bpm_is_close_but_less_exact():
     phase, amp, _, _ = _errors(2.5, 1.36, ILLUM, "bpm", 64)
     assert np.all(phase < 0.1), phase

@@ -1,0 +1,112 @@
+"""End to end: simulated folders → ``process_measurement`` / ``odt-studio batch`` → result files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from app.cli import main as cli_main
+from engine.pipeline.process import FeatureNotAvailable, ProcessOptions, process_measurement
+from engine.selftest import tiny_demo_config
+from engine.simulate.demo import write_demo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_folders(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("in")
+    cfg = tiny_demo_config()
+    cfg.defect_rate = 0.25
+    return write_demo(root, kind="beads", count=2, seed=7, config=cfg, device="cpu")
+
+
+def test_process_measurement_writes_the_contract(tiny_folders, tmp_path):
+    folder = tiny_folders[0]
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    out = tmp_path / f"{folder.name}.odt.h5"
+    seen = []
+    res = process_measurement(folder, out, ProcessOptions(screen="none", device="cpu"),
+                              progress=lambda f, m="": seen.append(f))
+    assert seen[-1] == 1.0 and all(0 <= f <= 1 for f in seen)
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before  # originals never written
+    meta = json.loads((folder / "measurement.json").read_text())
+    n = len(meta["labels"])
+    with h5py.File(out, "r") as f:
+        assert f.attrs["format"] == "odt-result/1"
+        assert json.loads(f.attrs["measurement_json"])["wavelength_um"] == meta["wavelength_um"]
+        assert f["fields/field"].shape[0] == n and f["fields/field"].dtype == np.complex64
+        assert f["fields/illumination_per_um"].shape == (n, 2)
+        for name in ("score", "rule_peak", "decision", "source"):
+            assert f[f"screening/{name}"].shape == (n,)
+        assert f["screening/decision"].dtype == np.uint8
+        ri = f["tomogram/ri"][...]
+        assert ri.dtype == np.float32 and ri.ndim == 3
+        assert len(f["tomogram"].attrs["voxel_size_um"]) == 3
+        assert f["tomogram"].attrs["medium_index"] == pytest.approx(meta["medium_index"])
+        decision = f["screening/decision"][...]
+    assert res.fields_used == int(decision.sum()) == n  # screen="none" keeps every field
+    # the bead is there: a clear positive RI contrast at the volume centre
+    assert ri.max() > meta["medium_index"] + 0.01
+    assert np.median(ri) == pytest.approx(meta["medium_index"], abs=2e-3)
+
+
+def test_options_not_landed_fail_clearly(tiny_folders, tmp_path):
+    with pytest.raises(FeatureNotAvailable, match="learned 3-D regulariser"):
+        process_measurement(tiny_folders[0], None, ProcessOptions(regularize="deep"))
+    with pytest.raises(ValueError, match="screen must be"):
+        ProcessOptions(screen="magic")
+
+
+def test_batch_command_reports_bad_folder_and_goes_on(tiny_folders, tmp_path, capsys):
+    import shutil
+
+    in_dir = tmp_path / "in"
+    for f in tiny_folders:
+        shutil.copytree(f, in_dir / f.name)
+    bad = in_dir / "broken_001"
+    shutil.copytree(tiny_folders[0], bad)
+    meta = json.loads((bad / "measurement.json").read_text())
+    meta["wavelength_um"] = "green"
+    (bad / "measurement.json").write_text(json.dumps(meta))
+    out = tmp_path / "out"
+
+    rc = cli_main(["batch", str(in_dir), "--out", str(out), "--screen", "rule", "--device", "cpu"])
+    assert rc != 0
+    rows = {r["name"]: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert set(rows) == {"beads_000", "beads_001", "broken_001"}
+    assert rows["broken_001"]["status"] == "failed"
+    assert "measurement.json" in rows["broken_001"]["error"] and "wavelength_um" in rows["broken_001"]["error"]
+    for name in ("beads_000", "beads_001"):
+        assert rows[name]["status"] == "ok" and int(rows[name]["fields_used"]) > 0
+        assert (out / f"{name}.odt.h5").is_file()
+    assert not (out / "broken_001.odt.h5").exists()
+
+    # fix the folder: a re-run skips the finished ones and succeeds
+    meta["wavelength_um"] = 0.532
+    (bad / "measurement.json").write_text(json.dumps(meta))
+    rc = cli_main(["batch", str(in_dir), "--out", str(out), "--screen", "rule", "--device", "cpu"])
+    assert rc == 0
+    rows = {r["name"]: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert rows["beads_000"]["status"] == "skipped" and rows["broken_001"]["status"] == "ok"
+
+
+def test_batch_command_on_missing_input(tmp_path):
+    assert cli_main(["batch", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert cli_main(["batch", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.slow
+def test_self_test_runs_headless_and_prints_ok():
+    r = subprocess.run([sys.executable, "-m", "app", "--self-test"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "OK"
+    assert "end to end" in r.stderr
