@@ -11,8 +11,10 @@ worker-object pattern). Everything the worker reports — progress, result, erro
 cancellation — crosses to the GUI thread as queued signals, so slots and callbacks run in
 the GUI thread and may touch widgets.
 
-* progress: the engine's ``progress(fraction, message)`` calls are throttled to at most one
-  signal per :data:`PROGRESS_INTERVAL_S` (the last one is always delivered);
+* progress: the engine's ``progress(fraction, message)`` only stores the latest report (cheap,
+  any rate); the GUI thread polls it every :data:`PROGRESS_INTERVAL_S` and emits
+  ``job_progress`` when it changed, so the display is never flooded and never stale (the
+  report made just before a long silent step is shown, and the last one always is);
 * cancel: :meth:`JobRunner.cancel` calls the job's :class:`engine.progress.CancelToken`;
   the engine raises :class:`engine.progress.Cancelled` at its next check, which counts as
   cancelled, not as an error;
@@ -107,7 +109,6 @@ class Job:
 class _Worker(QObject):
     """Runs one job's callable in the worker thread and reports through signals."""
 
-    progressed = Signal(float, str)
     succeeded = Signal(object)
     failed = Signal(object, str)  # exception, formatted traceback
     cancelled = Signal()
@@ -115,13 +116,12 @@ class _Worker(QObject):
     def __init__(self, job: Job) -> None:
         super().__init__()
         self._job = job
-        self._last_emit = 0.0
+        # the latest progress report, (count, fraction, message); replaced whole (atomic
+        # under the GIL) by the worker thread, read by the GUI thread's poll
+        self.latest: tuple[int, float, str] = (0, 0.0, "")
 
     def _progress(self, fraction: float, message: str = "") -> None:
-        now = time.perf_counter()
-        if fraction >= 1.0 or now - self._last_emit >= PROGRESS_INTERVAL_S:
-            self._last_emit = now
-            self.progressed.emit(float(fraction), str(message))
+        self.latest = (self.latest[0] + 1, float(fraction), str(message))
 
     @Slot()
     def run(self) -> None:
@@ -177,6 +177,10 @@ class JobRunner(QObject):
         self._old_threads: list[tuple[QThread, _Worker]] = []
         self._dialog_parent = dialog_parent
         self._closing = False
+        self._last_count = 0
+        self._poll = QTimer(self)
+        self._poll.setInterval(int(PROGRESS_INTERVAL_S * 1000))
+        self._poll.timeout.connect(self._poll_progress)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -293,7 +297,6 @@ class JobRunner(QObject):
         worker = _Worker(job)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
-        worker.progressed.connect(self._on_progress)
         worker.succeeded.connect(self._on_succeeded)
         worker.failed.connect(self._on_failed)
         worker.cancelled.connect(self._on_cancelled)
@@ -301,18 +304,24 @@ class JobRunner(QObject):
             sig.connect(thread.quit)
         thread.finished.connect(self._reap_threads)
         self._thread, self._worker = thread, worker
+        self._last_count = 0
+        self._poll.start()
         log.info("job #%d started: %s", job.id, job.name)
         self.busy_changed.emit(True)
         self.job_started.emit(job)
         thread.start()
 
-    @Slot(float, str)
-    def _on_progress(self, fraction: float, message: str) -> None:
-        job = self._current
-        if job is None:
+    @Slot()
+    def _poll_progress(self) -> None:
+        """Emit ``job_progress`` if the running job reported something new since the last poll."""
+        job, worker = self._current, self._worker
+        if job is None or worker is None:
             return
-        job.fraction, job.message = fraction, message
-        self.job_progress.emit(job, fraction, message)
+        count, fraction, message = worker.latest
+        if count != self._last_count:
+            self._last_count = count
+            job.fraction, job.message = fraction, message
+            self.job_progress.emit(job, fraction, message)
 
     @Slot(object)
     def _on_succeeded(self, result: Any) -> None:
@@ -342,10 +351,19 @@ class JobRunner(QObject):
         job.state = state
         job.ended_at = time.perf_counter()
         if job is self._current:
+            if state is JobState.FINISHED:
+                self._poll_progress()  # the last report (usually 100 %) is always shown
+            self._poll.stop()
             self._current = None
-            if self._thread is not None and self._worker is not None:
-                self._old_threads.append((self._thread, self._worker))
+            thread, worker = self._thread, self._worker
             self._thread, self._worker = None, None
+            if thread is not None and worker is not None:
+                # the worker sent its last signal as the very last thing it did, so its thread
+                # ends at once: join it here, so that no QThread outlives its job (a QThread
+                # destroyed while running aborts the process)
+                thread.quit()
+                if not thread.wait(2000):
+                    self._old_threads.append((thread, worker))
         try:
             if state is JobState.FINISHED:
                 log.info("job #%d finished in %.2f s: %s", job.id, job.seconds or 0.0, job.name)

@@ -518,7 +518,9 @@ def run_gui(project: str | None = None, open_path: str | None = None,
                           f"The main window could not be created:\n{type(exc).__name__}: {exc}\n\n"
                           f"The details are in the log file {log_file}.")
         box.setDetailedText(format_exception(exc))
-        box.exec()
+        if QApplication.platformName() != "offscreen":  # nobody could close it offscreen
+            box.exec()
+        print(box.text(), file=sys.stderr)
         return 1
     install_excepthook(lambda: window)
     log.info("compute device: %s; log file %s", window.device_text, log_file)

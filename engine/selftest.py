@@ -20,13 +20,17 @@ __all__ = ["run_self_test", "tiny_demo_config"]
 
 
 def tiny_demo_config(n_angles: int = 15):
-    """A 64×64-pixel, few-angle bead acquisition that simulates in about a second."""
+    """A 64×64-pixel (0.1 µm), few-angle bead acquisition that simulates in about a second.
+
+    The 0.1 µm pixel keeps the off-axis side band (carrier + NA/λ) inside the camera's Nyquist
+    limit, as on the real setups of :data:`engine.simulate.demo.DEMO_DEFAULTS`.
+    """
     from .simulate.demo import DemoConfig
     from .simulate.holograms import Setup
 
-    setup = Setup(image_shape=(64, 64), pixel_size_um=0.15, n_angles=n_angles, pattern="ring",
-                  na_condenser=1.0, sim_pixel_um=0.15, voxel_z_um=0.15)
-    return DemoConfig(setup, depth_um=4.0, phantom_kwargs={"count": 1, "radius_range_um": (1.5, 1.8)},
+    setup = Setup(image_shape=(64, 64), pixel_size_um=0.1, n_angles=n_angles, pattern="ring",
+                  na_condenser=1.0)
+    return DemoConfig(setup, depth_um=3.2, phantom_kwargs={"count": 1, "radius_range_um": (1.0, 1.2), "material": "silica"},
                       defect_rate=0.0, imperfection_rate=0.0, near_edge_probability=0.0)
 
 
@@ -52,10 +56,20 @@ def run_self_test(log: Callable[[str], None] = print) -> bool:
         return f"{len(names)} modules, engine {engine.__version__}"
 
     def models() -> str:
-        from .models import list_shipped_models, load_shipped_model
+        from .resources import models_dir
 
-        loaded = [load_shipped_model(card) for card in list_shipped_models()]
-        return ", ".join(m for m in loaded) or "no shipped models"
+        loaded = []
+        for weights in sorted(models_dir().glob("*.safetensors")):
+            if weights.name.startswith("screening"):
+                from .screening import load_model
+
+                load_model(weights, device="cpu")
+            else:
+                from .models import load_safetensors_model
+
+                load_safetensors_model(weights)
+            loaded.append(weights.stem)
+        return ", ".join(loaded) or "no shipped models"
 
     def end_to_end() -> str:
         from .pipeline.process import ProcessOptions, process_measurement

@@ -191,8 +191,8 @@ def find_carrier(
         Peak frequency ``(f_x, f_y)`` in cycles/µm.
     """
     dev = resolve_device(device)
-    h = torch.as_tensor(np.asarray(holograms) if not isinstance(holograms, torch.Tensor) else holograms,
-                        device=dev)
+    h = torch.as_tensor(np.asarray(holograms, dtype=np.float32) if not isinstance(holograms, torch.Tensor)
+                        else holograms, device=dev)
     single = h.ndim == 2
     h = h[None] if single else h
     h = h.to(torch.float32)
@@ -233,7 +233,7 @@ class _SideBand:
         fy = torch.fft.fftfreq(hh, d=pixel, device=dev, dtype=torch.float64)[:, None]
         fx = torch.fft.fftfreq(ww, d=pixel, device=dev, dtype=torch.float64)[None, :]
         radius = na / wavelength
-        self.mask = (((fx - carrier[0]) ** 2 + (fy - carrier[1]) ** 2) <= radius**2).to(torch.complex64)
+        self.mask = (((fx - carrier[0]) ** 2 + (fy - carrier[1]) ** 2) <= radius**2).to(torch.float32)
         y = (torch.arange(hh, device=dev, dtype=torch.float64) - hh // 2) * pixel
         x = (torch.arange(ww, device=dev, dtype=torch.float64) - ww // 2) * pixel
         ph = -2 * math.pi * (carrier[0] * x[None, :] + carrier[1] * y[:, None])
@@ -243,7 +243,7 @@ class _SideBand:
             self.kernel = angular_spectrum_kernel(shape, pixel, wavelength, medium_index, refocus_um, device=dev)
 
     def __call__(self, holo: torch.Tensor, demodulate: bool = True) -> torch.Tensor:
-        field = torch.fft.ifft2(torch.fft.fft2(holo.to(torch.float32)) * self.mask)
+        field = torch.fft.ifft2(torch.fft.fft2(holo.to(torch.float32)).mul_(self.mask))
         if demodulate or self.kernel is not None:
             field *= self.demod
         if self.kernel is not None:
@@ -252,9 +252,8 @@ class _SideBand:
 
 
 def _divide(sample: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-    p = background.real**2 + background.imag**2
-    eps = 1e-6 * p.mean(dim=(-2, -1), keepdim=True).clamp(min=1e-30)
-    return sample * background.conj() / (p + eps)
+    """``sample / background``; pixels where the background field vanishes are set to 0."""
+    return torch.nan_to_num_(sample.div_(background), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _illumination_from_metadata(md: MeasurementMetadata, n: int) -> Optional[np.ndarray]:
@@ -349,7 +348,8 @@ def retrieve_fields(
     band = _SideBand((hh, ww), px, carrier, na, lam, nm, refocus_um, dev)
     field = np.empty((n, hh, ww), dtype=np.complex64)
     illum = np.empty((n, 2), dtype=np.float64)
-    bg_single = band(torch.as_tensor(backgrounds, device=dev)[None]) if not per_image_bg else None
+    bg_single = band(torch.as_tensor(backgrounds.astype(np.float32, copy=False), device=dev)[None]) \
+        if not per_image_bg else None
     y = (torch.arange(hh, device=dev, dtype=torch.float64) - hh // 2) * px
     x = (torch.arange(ww, device=dev, dtype=torch.float64) - ww // 2) * px
     frac_fields = 0.6 if unwrap else 1.0
@@ -358,9 +358,9 @@ def retrieve_fields(
         e = min(n, s + chunk)
         # the unit-modulus demodulation cancels in U_s/U_b: skip it when nothing else needs it
         demod = not (per_image_bg and ill_md is not None)
-        us = band(torch.as_tensor(holograms[s:e], device=dev), demod)
+        us = band(torch.as_tensor(holograms[s:e].astype(np.float32, copy=False), device=dev), demod)
         if per_image_bg:
-            ub = band(torch.as_tensor(backgrounds[s:e], device=dev), demod)
+            ub = band(torch.as_tensor(backgrounds[s:e].astype(np.float32, copy=False), device=dev), demod)
             illum[s:e] = ill_md[s:e] if ill_md is not None else _field_peak_per_um(ub, px)
             u = _divide(us, ub)
         else:

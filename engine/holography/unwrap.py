@@ -90,7 +90,8 @@ def _unwrap_herraez(wrapped: np.ndarray, progress, cancel, workers: Optional[int
 
 
 def _wrap(a: torch.Tensor) -> torch.Tensor:
-    return a - TWO_PI * torch.round(a / TWO_PI)
+    """Wrap into [−π, π) (in place)."""
+    return a.add_(math.pi).remainder_(TWO_PI).sub_(math.pi)
 
 
 def _unwrap_fourier(field: torch.Tensor, chunk: int, progress, cancel) -> torch.Tensor:
@@ -106,7 +107,7 @@ def _unwrap_fourier(field: torch.Tensor, chunk: int, progress, cancel) -> torch.
     for s in range(0, n, chunk):
         check_cancel(cancel)
         u = field[s:s + chunk]
-        wrapped = torch.angle(u) if torch.is_complex(u) else _wrap(u.to(torch.float32))
+        wrapped = torch.angle(u) if torch.is_complex(u) else _wrap(u.to(torch.float32, copy=True))
         gx = _wrap(torch.roll(wrapped, -1, dims=-1) - wrapped)
         gy = _wrap(torch.roll(wrapped, -1, dims=-2) - wrapped)
         div = gx - torch.roll(gx, 1, dims=-1) + gy - torch.roll(gy, 1, dims=-2)

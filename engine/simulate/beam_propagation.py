@@ -240,46 +240,53 @@ def _normalise(u: torch.Tensor, grid: _Grid, f: torch.Tensor, fz: torch.Tensor, 
     return u / norm.reshape(norm.shape[:1] + (1,) * (u.dim() - 3) + norm.shape[1:])
 
 
-def _ssnp_operators(grid: _Grid):
-    """Transfer matrix of (φ, ∂φ/∂z) over a distance, and 1/(i k_z) to split off the forward wave."""
-    kz = 2 * math.pi * grid.vz
-    kz_safe = torch.where(grid.propagating, kz, torch.ones_like(kz))
-    keep = grid.propagating.to(torch.float64)
-    inv_ikz = torch.where(grid.propagating, 1.0 / (1j * kz_safe),
-                          torch.zeros((), dtype=torch.complex128, device=grid.device)).to(torch.complex64)
-    cache: dict = {}
+class _SSNPSpectral:
+    """SSNP state as forward/backward plane-wave amplitudes ``A± = (φ̂ ± ∂φ̂/∂z / (i k_z)) / 2``.
 
-    def pmatrix(d: float):
-        """Real (Y, X, 1) float32 tensors (cos, sin/k_z, -k_z sin) to act on view_as_real spectra."""
+    The same scheme as marching (φ, ∂φ/∂z) with the exact 2×2 transfer matrix, but in this
+    basis propagation is diagonal (``A± · exp(±i k_z d)``) and the scattering step
+    ``∂φ/∂z += q φ`` becomes ``A± ±= F[q φ] / (2 i k_z)``, so a screen costs 2 FFTs instead of 4.
+    Evanescent components are never excited (their gain is 0). Buffers are reused: large
+    allocations are slow on the CPU.
+    """
+
+    def __init__(self, u0: torch.Tensor, grid: _Grid):
+        self.grid = grid
+        self.ap = torch.fft.fft2(u0)  # an incident plane wave: purely forward
+        self.am = torch.zeros_like(self.ap)
+        self.u = torch.empty_like(self.ap)
+        self.s = torch.empty_like(self.ap)
+        self.S = torch.empty_like(self.ap)
+        kz = 2 * math.pi * grid.vz
+        kz_safe = torch.where(grid.propagating, kz, torch.ones_like(kz))
+        self.gain = torch.where(grid.propagating, 1.0 / (2j * kz_safe),
+                                torch.zeros((), dtype=torch.complex128, device=grid.device)).to(torch.complex64)
+        self._props: dict = {}
+
+    def propagate(self, d: float) -> None:
         key = round(d, 9)
-        if key not in cache:  # exact in a homogeneous medium; evanescent waves damped
-            c, s = torch.cos(kz * d) * keep, torch.sin(kz * d) * keep
-            c = c + (1 - keep) * torch.exp(-2 * math.pi * grid.kappa * abs(d))
-            cache[key] = tuple(t.to(torch.float32)[..., None].contiguous() for t in (c, s / kz_safe, -kz * s))
-        return cache[key]
-    return pmatrix, inv_ikz
+        if key not in self._props:
+            pf = self.grid.propagator(d)
+            self._props[key] = (pf, torch.conj(pf))
+        pf, pb = self._props[key]
+        self.ap.mul_(pf)
+        self.am.mul_(pb)
 
+    def field(self) -> torch.Tensor:
+        """φ in real space (a work buffer, valid until the next call)."""
+        torch.add(self.ap, self.am, out=self.S)
+        torch.fft.ifft2(self.S, out=self.u)
+        return self.u
 
-class _SSNPState:
-    """(φ, ∂φ/∂z) and two work buffers; steps allocate nothing (large CPU allocations are slow)."""
+    def source(self) -> torch.Tensor:
+        """A zeroed real-space buffer for ``q φ``; then call :meth:`scatter`."""
+        return self.s.zero_()
 
-    def __init__(self, u: torch.Tensor, du: torch.Tensor):
-        self.u, self.du = u.contiguous(), du.contiguous()
-        self.U, self.dU = torch.empty_like(self.u), torch.empty_like(self.du)
-
-    def step(self, pm) -> None:
-        """Propagate through a homogeneous layer: 4 FFTs and real-coefficient mixing."""
-        c, sk, mks = pm
-        torch.fft.fft2(self.u, out=self.U)
-        torch.fft.fft2(self.du, out=self.dU)
-        Ur, dUr = torch.view_as_real(self.U), torch.view_as_real(self.dU)
-        ur, dur = torch.view_as_real(self.u), torch.view_as_real(self.du)  # reused for the new spectra
-        torch.mul(Ur, c, out=ur).addcmul_(dUr, sk)
-        torch.mul(Ur, mks, out=dur).addcmul_(dUr, c)
-        torch.fft.ifft2(self.u, out=self.U)
-        torch.fft.ifft2(self.du, out=self.dU)
-        self.u, self.U = self.U, self.u
-        self.du, self.dU = self.dU, self.du
+    def scatter(self) -> None:
+        torch.fft.fft2(self.s, out=self.S)
+        self.S.mul_(self.gain)
+        self.ap.add_(self.S)
+        self.am.sub_(self.S)
 
 
 def _ssnp_scatter(delta: torch.Tensor, kz: torch.Tensor, h: float) -> torch.Tensor:
@@ -381,14 +388,14 @@ def propagate_scalar(phantom: Phantom, wavelength_um: float, illuminations_per_u
     k0sq = (2 * math.pi * kw) ** 2
     bs = batch_size or _auto_batch(2 if method == "ssnp" else 1, (Y, X), dev)
     n_batches = math.ceil(N / bs)
-    pmatrix, inv_ikz = _ssnp_operators(grid)
     for bi, b0 in enumerate(range(0, N, bs)):
         f = torch.as_tensor(illum[b0:b0 + bs], dtype=torch.float64, device=dev)
         f2 = (f ** 2).sum(1)
         fz = torch.sqrt(grid.k2 - f2)  # (B,) cycles/µm
         u = grid.plane_waves(f)
         if method == "ssnp":
-            state = _SSNPState(u, u * (2j * math.pi * fz[:, None, None]).to(torch.complex64))
+            state = _SSNPSpectral(u, grid)
+            del u
             kz_rad = (2 * math.pi * fz).float()
         screens: dict = {}
         for si, (d, j, h) in enumerate(steps):
@@ -409,19 +416,19 @@ def propagate_scalar(phantom: Phantom, wavelength_um: float, illuminations_per_u
                     screens[(j, h)] = torch.polar(torch.ones_like(phase), phase)
             q = screens[(j, h)]
             if method == "ssnp":
-                state.step(pmatrix(d))
-                uf, duf = state.u.view(state.u.shape[0], -1), state.du.view(state.du.shape[0], -1)
-                duf[:, idx] += q * uf[:, idx]
+                state.propagate(d)
+                uf = state.field().view(f.shape[0], -1)
+                state.source().view(f.shape[0], -1)[:, idx] = q * uf[:, idx]
+                state.scatter()
             else:
                 u = torch.fft.ifft2(torch.fft.fft2(u) * prop(d))
                 uf = u.reshape(u.shape[0], -1)
                 uf[:, idx] *= q
         if method == "ssnp":  # keep the forward-going part
-            u, du = state.u, state.du
+            spec = state.ap
             del state
-        spec = torch.fft.fft2(u)
-        if method == "ssnp":
-            spec = 0.5 * (spec + torch.fft.fft2(du) * inv_ikz)
+        else:
+            spec = torch.fft.fft2(u)
         u = torch.fft.ifft2(spec * grid.propagator(-z_last) * pupil)
         out[b0:b0 + f.shape[0]] = _normalise(u, grid, f, fz, z_first - dz / 2)
     report(progress, 1.0, "propagation done")
@@ -548,7 +555,6 @@ def propagate_vectorial(phantom: Phantom, wavelength_um: float, illuminations_pe
     k0sq = (2 * math.pi * kw) ** 2
     bs = batch_size or _auto_batch(8 if method == "ssnp" else 4, (Y, X), dev)
     prop = _PropCache(grid)
-    pmatrix, inv_ikz = _ssnp_operators(grid)
     n_batches = math.ceil(N / bs)
     for bi, b0 in enumerate(range(0, N, bs)):
         f = torch.as_tensor(illum[b0:b0 + bs], dtype=torch.float64, device=dev)
@@ -561,7 +567,8 @@ def propagate_vectorial(phantom: Phantom, wavelength_um: float, illuminations_pe
         e[:, 0, 0] = u0
         e[:, 1, 1] = u0
         if method == "ssnp":
-            state = _SSNPState(e, e * (2j * math.pi * fz64[:, None, None, None, None]).to(torch.complex64))
+            state = _SSNPSpectral(e, grid)
+            del e
             kz_rad = (2 * math.pi * fz64).float()
         slice_cache: dict = {}
         for si, (d, j, h) in enumerate(steps):
@@ -580,23 +587,24 @@ def propagate_vectorial(phantom: Phantom, wavelength_um: float, illuminations_pe
                 slice_cache[(j, h)] = tuple(q.to(torch.complex64)[:, None] for q in q3)  # (B, 1, nnz)
             qxx, qxy, qyy = slice_cache[(j, h)]
             if method == "ssnp":
-                state.step(pmatrix(d))
-                ef, def_ = state.u.view(B, 2, 2, -1), state.du.view(B, 2, 2, -1)
+                state.propagate(d)
+                ef = state.field().view(B, 2, 2, -1)
                 ex, ey = ef[:, 0][..., idx], ef[:, 1][..., idx]  # (B, 2in, nnz)
-                def_[:, 0, :, idx] += qxx * ex + qxy * ey
-                def_[:, 1, :, idx] += qxy * ex + qyy * ey
+                src = state.source().view(B, 2, 2, -1)
+                src[:, 0, :, idx] = qxx * ex + qxy * ey
+                src[:, 1, :, idx] = qxy * ex + qyy * ey
+                state.scatter()
             else:
                 e = torch.fft.ifft2(torch.fft.fft2(e) * prop(d))
                 ef = e.reshape(B, 2, 2, -1)
                 ex, ey = ef[:, 0][..., idx], ef[:, 1][..., idx]
                 ef[:, 0, :, idx] = qxx * ex + qxy * ey
                 ef[:, 1, :, idx] = qxy * ex + qyy * ey
-        if method == "ssnp":
-            e, de = state.u, state.du
+        if method == "ssnp":  # keep the forward-going part
+            spec = state.ap
             del state
-        spec = torch.fft.fft2(e)
-        if method == "ssnp":
-            spec = 0.5 * (spec + torch.fft.fft2(de) * inv_ikz)
+        else:
+            spec = torch.fft.fft2(e)
         e = torch.fft.ifft2(spec * grid.propagator(-z_last) * pupil)
         out[b0:b0 + B] = _normalise(e, grid, f, fz64, z_first - dz / 2)
     report(progress, 1.0, "propagation done")

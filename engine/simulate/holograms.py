@@ -30,6 +30,7 @@ References
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence, Union
 
@@ -136,6 +137,11 @@ class Setup:
             raise ValueError("need 0 < na_condenser <= na_objective < medium_index")
         if not 1 <= int(self.bit_depth) <= 16:
             raise ValueError("bit_depth must be 1..16")
+        reach = max(abs(c) for c in self.carrier) + self.na_objective / self.wavelength_um
+        if reach > 1 / (2 * self.pixel_size_um) + 1e-9:
+            warnings.warn(f"the object side band (carrier {self.carrier} ± NA/λ = {self.na_objective / self.wavelength_um:.2f}"
+                          f" cycles/µm) does not fit the camera's Nyquist limit {1 / (2 * self.pixel_size_um):.2f}"
+                          " cycles/µm: the holograms alias (use a smaller pixel or NA)", stacklevel=3)
 
     @property
     def carrier(self) -> tuple[float, float]:

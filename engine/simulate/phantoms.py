@@ -145,19 +145,12 @@ class _Canvas:
         return f
 
 
-def _sphere_sd(c):
-    cz, cy, cx = c
-
-    def sd(z, y, x):
-        return np.sqrt((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2) - 0.0
-    return sd
-
-
 def _paint_sphere(cv: _Canvas, centre, radius: float, value: float):
     cz, cy, cx = centre
-    base = _sphere_sd(centre)
-    return cv.paint(lambda z, y, x: base(z, y, x) - radius,
-                    (cz - radius, cy - radius, cx - radius), (cz + radius, cy + radius, cx + radius), value)
+
+    def sd(z, y, x):
+        return np.sqrt((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2) - radius
+    return cv.paint(sd, (cz - radius, cy - radius, cx - radius), (cz + radius, cy + radius, cx + radius), value)
 
 
 def _paint_capsule(cv: _Canvas, p0, p1, radius: float, value: float):

@@ -60,6 +60,8 @@ class Tomogram:
         ``"rytov"`` or ``"born"`` (``+nonneg`` appended when constrained).
     ri_tv : ndarray, shape (Z, Y, X), float32, optional
         TV-regularised refractive index.
+    support : int
+        Number of Fourier voxels that were measured (the mask itself is ``fourier.support``).
     support_fraction : float
         Fraction of the Fourier grid that was measured.
     fourier : FourierData, optional
@@ -74,6 +76,7 @@ class Tomogram:
     medium_index: float
     method: str
     ri_tv: Optional[np.ndarray] = None
+    support: Optional[int] = None
     support_fraction: Optional[float] = None
     fourier: Optional[FourierData] = None
     timings_s: dict = field(default_factory=dict)
@@ -269,5 +272,6 @@ def reconstruct(
     timings["total"] = time.perf_counter() - t0
     report(progress, 1.0, "reconstruction done")
     return Tomogram(ri=ri, voxel_size_um=(dz, dy, dx), origin_um=origin, medium_index=float(nm),
-                    method=label, ri_tv=ri_tv, support_fraction=data.support_fraction,
+                    method=label, ri_tv=ri_tv, support=int(data.support.sum()),
+                    support_fraction=data.support_fraction,
                     fourier=data if keep_fourier else None, timings_s=timings)

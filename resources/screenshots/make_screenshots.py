@@ -74,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
             print("the demo simulator (engine.simulate.demo) is not available; pass --data DIR", file=sys.stderr)
             return 2
         window.start_demo()
-        if args.fresh:
-            _spin(app, 6.0)
+        if args.fresh:  # grab once the job is a third done (or after 30 s)
+            t_end = time.perf_counter() + 30
+            while time.perf_counter() < t_end and window.runner.current is not None \
+                    and window.runner.current.fraction < 0.33:
+                _spin(app, 0.1)
             first = args.out.with_name("first_launch.png")
             window.grab().save(str(first))
             print(f"{first}: the demo simulation job at {100 * window.runner.current.fraction:.0f} %"

@@ -184,3 +184,23 @@ def test_shutdown_cancels_the_running_job_and_joins_its_thread(qtbot):
 def test_submit_refuses_its_own_progress_and_cancel(runner: JobRunner):
     with pytest.raises(TypeError):
         runner.submit("x", sleepy, 0.1, progress=print)
+
+
+def test_the_report_before_a_long_silent_step_is_shown(qtbot, runner: JobRunner):
+    """Rapid reports are coalesced, but the latest one reaches the GUI even if none follows."""
+    def bursty(progress=None, cancel=None):
+        for i in range(50):
+            report(progress, i / 100, f"quick {i}")
+        report(progress, 0.5, "long step")
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 1.0:
+            check_cancel(cancel)
+            time.sleep(0.01)
+
+    seen = []
+    runner.job_progress.connect(lambda job, f, m: seen.append((time.perf_counter(), m)))
+    t0 = time.perf_counter()
+    runner.submit("bursty", bursty)
+    qtbot.waitUntil(lambda: bool(seen) and seen[-1][1] == "long step", timeout=800)
+    assert seen[-1][0] - t0 < 0.8
+    runner.cancel()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication
 
 import engine
 from app import demo as demo_module
@@ -186,6 +186,8 @@ def test_demo_is_simulated_in_a_job_and_shown_in_the_import_tab(qtbot, window, m
     monkeypatch.setattr(demo_module, "_write_demo", lambda: fake)
     with qtbot.waitSignal(window.import_tab.measurement_loaded, timeout=15000) as blocker:
         job = window.start_demo()
+        assert "Preparing the demo measurement" in window.import_tab.empty.text()
+        assert window.import_tab.left_stack.currentWidget() is window.import_tab.empty
     assert job is not None and job.state is JobState.FINISHED
     demo_dir = isolated_user_dirs / "data" / "odt-studio" / "demo"
     assert calls == [(demo_dir, "bacteria", 1, 0)]
@@ -196,6 +198,23 @@ def test_demo_is_simulated_in_a_job_and_shown_in_the_import_tab(qtbot, window, m
     with qtbot.waitSignal(window.import_tab.scan_finished, timeout=15000):
         window.start_demo()
     assert len(calls) == 1
+
+
+def test_a_cancelled_demo_puts_back_the_empty_state(qtbot, window, monkeypatch, make_measurement):
+    fake, calls = _fake_write_demo(make_measurement)
+
+    def slow_fake(*a, progress=None, cancel=None, **k):
+        for _ in range(500):
+            cancel.raise_if_cancelled()
+            time.sleep(0.01)
+
+    monkeypatch.setattr(demo_module, "demo_available", lambda: True)
+    monkeypatch.setattr(demo_module, "_write_demo", lambda: slow_fake)
+    job = window.start_demo()
+    qtbot.waitUntil(lambda: job.state is JobState.RUNNING, timeout=5000)
+    window.runner.cancel(job)
+    assert window.runner.wait(2.0) and job.state is JobState.CANCELLED
+    assert "No folder chosen" in window.import_tab.empty.text()
 
 
 def test_without_the_simulator_the_demo_says_so(qtbot, window, monkeypatch):

@@ -50,6 +50,15 @@ def make_holograms(n: int = 71, size: int = 512, px: float = 0.05):
     return holo, bg, md
 
 
+def _load() -> str:
+    try:
+        import os
+
+        return "%.1f" % os.getloadavg()[0]
+    except OSError:
+        return "?"
+
+
 def _sync(dev):
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -62,6 +71,7 @@ def bench_pipeline(device="auto", repeats=3, unwrap_method="fourier", shape_z=No
     rows = []
     for _ in range(repeats + 1):  # the first run warms up (FFT plans, allocator)
         _sync(dev)
+        c0 = time.process_time()
         t0 = time.perf_counter()
         r = retrieve_fields(holo, bg, md, unwrap=True, unwrap_method=unwrap_method, device=dev)
         _sync(dev)
@@ -70,13 +80,15 @@ def bench_pipeline(device="auto", repeats=3, unwrap_method="fourier", shape_z=No
                          shape_z=shape_z, device=dev)
         _sync(dev)
         t2 = time.perf_counter()
-        rows.append((t1 - t0, t2 - t1, t2 - t0, tm.timings_s))
+        rows.append((t1 - t0, t2 - t1, t2 - t0, tm.timings_s, time.process_time() - c0))
     rows = rows[1:]
     med = lambda k: statistics.median(r_[k] for r_ in rows)  # noqa: E731
     print(f"\n[{device_description(dev)}] {n} holograms {h}x{w} -> tomogram {tm.ri.shape} (Z,Y,X), "
           f"voxel {tm.voxel_size_um} µm, unwrap={unwrap_method}")
     print(f"  retrieval+unwrap {med(0):.2f} s | reconstruction {med(1):.2f} s | total {med(2):.2f} s "
           f"(median of {repeats}); stages {({k: round(v, 3) for k, v in rows[-1][3].items()})}")
+    print(f"  process CPU time {med(4):.2f} s on {torch.get_num_threads()} threads (≈ wall time x threads when "
+          f"the machine is not shared; load average now {_load()})")
     return med(2)
 
 

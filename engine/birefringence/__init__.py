@@ -1,0 +1,20 @@
+"""Birefringence: polarisation-resolved fields, dielectric tensor tomography, director lines.
+
+Conventions (``shared/FORMATS.md``): µm and cycles/µm; volumes (z, y, x); tensors and
+directors in (z, y, x) components; fields ``exp(+i(k·r − ωt))`` (n > n_m gives a positive phase).
+"""
+
+from .director import director_lines
+from .jones import JonesFields, frame_table, jones_fields
+from .tensor_tomography import TensorTomogram, jones_rytov, reconstruct_tensor, uniaxial_decomposition
+
+__all__ = [
+    "JonesFields",
+    "TensorTomogram",
+    "director_lines",
+    "frame_table",
+    "jones_fields",
+    "jones_rytov",
+    "reconstruct_tensor",
+    "uniaxial_decomposition",
+]

@@ -1,0 +1,340 @@
+"""Learned 3-D regulariser (DeepRegularizer): a 3-D U-Net that imitates iterative TV.
+
+Conventions
+-----------
+* Volumes (z, y, x) in the FORMATS.md layout (voxel ``j`` of ``n`` at ``(j − n//2)·d``), refractive
+  index ``n``; ``n_m`` is the medium index.
+* Input: the **plain Rytov** tomogram (no non-negativity, no TV), as in the paper; the network
+  fills the missing cone and removes the ringing itself. Normalisation: ``x = (n − n_m)/s`` with
+  the constant ``s`` stored in the model card (``input.delta_n_scale``, 0.05 for the shipped
+  model). Output: ``n = n_m + s·(x + r(x))`` (residual learning), then ``n ≥ n_m`` (the
+  non-negativity that TV imposes) unless ``non_negativity=False``.
+* Any volume size: 64³ patches, stride 32, squared-Hann blending (:mod:`.stitching`).
+
+Network (:class:`UNet3D`): per level two 3×3×3 convolutions, each followed by batch
+normalisation and a leaky ReLU (slope 0.01); 2× max-pooling down, 2×2×2 transposed convolution
+up, skip connections by concatenation, a 1×1×1 convolution to one channel, added to the input.
+He (Kaiming) initialisation for the convolutions; the last 1×1×1 convolution starts at zero so
+that the untrained network is the identity. The shipped width is 8-16-32-64 (four levels, three
+poolings) instead of the paper's 64-…-1024, so that CPU inference stays far below TV's time.
+
+References
+----------
+D. Ryu, D. Ryu, Y. Baek, H. Cho, G. Kim, Y. S. Kim, Y. Lee, Y. Kim, J. C. Ye, H.-S. Min and
+Y. Park, "DeepRegularizer: rapid resolution enhancement of tomographic imaging using deep
+learning", IEEE Trans. Med. Imaging 40, 1508 (2021).
+O. Çiçek, A. Abdulkadir, S. S. Lienkamp, T. Brox and O. Ronneberger, "3D U-Net: learning dense
+volumetric segmentation from sparse annotation", MICCAI (2016).
+K. He, X. Zhang, S. Ren and J. Sun, "Delving deep into rectifiers", ICCV (2015) (initialisation).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..backend import resolve_device
+from ..models import MODELS_DIR, ModelFileError, load_safetensors_model, resolve_model_file, save_safetensors_model
+from ..progress import CancelToken, check_cancel, report, sub_progress
+from .stitching import PATCH_SIZE, STRIDE, stitch_apply
+
+__all__ = [
+    "space_to_depth",
+    "depth_to_space",
+    "architecture_of",
+    "DEFAULT_MODEL_NAME",
+    "DEFAULT_DELTA_N_SCALE",
+    "UNet3D",
+    "DeepRegularizer",
+    "build_unet",
+    "init_he",
+    "save_deep_regularizer",
+    "load_deep_regularizer",
+    "regularize_deep",
+]
+
+DEFAULT_MODEL_NAME = "deep_regularizer"
+DEFAULT_DELTA_N_SCALE = 0.05
+NEGATIVE_SLOPE = 0.01
+
+
+class _DoubleConv(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, slope: float) -> None:
+        super().__init__(
+            nn.Conv3d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm3d(c_out), nn.LeakyReLU(slope, inplace=True),
+            nn.Conv3d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm3d(c_out), nn.LeakyReLU(slope, inplace=True),
+        )
+
+
+def space_to_depth(x: torch.Tensor, f: int) -> torch.Tensor:
+    """(B, C, Z, Y, X) → (B, C·f³, Z/f, Y/f, X/f): a lossless 3-D pixel unshuffle."""
+    b, c, z, y, w = x.shape
+    x = x.reshape(b, c, z // f, f, y // f, f, w // f, f)
+    return x.permute(0, 1, 3, 5, 7, 2, 4, 6).reshape(b, c * f ** 3, z // f, y // f, w // f)
+
+
+def depth_to_space(x: torch.Tensor, f: int) -> torch.Tensor:
+    """Inverse of :func:`space_to_depth`: (B, C·f³, Z, Y, X) → (B, C, Z·f, Y·f, X·f)."""
+    b, cf, z, y, w = x.shape
+    c = cf // f ** 3
+    x = x.reshape(b, c, f, f, f, z, y, w)
+    return x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, c, z * f, y * f, w * f)
+
+
+class UNet3D(nn.Module):
+    """3-D U-Net with a residual output, ``y = x + r(x)``.
+
+    Parameters
+    ----------
+    channels : sequence of int
+        Feature channels per level, e.g. ``(12, 24, 48)``: ``len(channels) − 1`` poolings.
+    in_channels : int
+        Input channels (1: the normalised Δn).
+    negative_slope : float
+        Leaky-ReLU slope.
+    stem_factor : int
+        1: the first level works at full resolution (standard U-Net). 2: the input is first
+        rearranged losslessly into 2×2×2 blocks (space-to-depth, ``in_channels·8`` channels at
+        half resolution) and the residual ``r`` is rearranged back (depth-to-space); the
+        levels then run on 8× fewer voxels, which is what makes CPU inference cheap.
+
+    Shapes
+    ------
+    (B, in_channels, Z, Y, X) → (B, 1, Z, Y, X); Z, Y, X multiples of :attr:`multiple`.
+    """
+
+    def __init__(self, channels: Sequence[int] = (12, 24, 48), in_channels: int = 1,
+                 negative_slope: float = NEGATIVE_SLOPE, stem_factor: int = 2) -> None:
+        super().__init__()
+        channels = [int(c) for c in channels]
+        if len(channels) < 2:
+            raise ValueError("a U-Net needs at least two levels")
+        if stem_factor not in (1, 2):
+            raise ValueError("stem_factor must be 1 or 2")
+        self.channels = tuple(channels)
+        self.in_channels = int(in_channels)
+        self.negative_slope = float(negative_slope)
+        self.stem_factor = int(stem_factor)
+        self.down = nn.ModuleList()
+        c_prev = in_channels * self.stem_factor ** 3
+        for c in channels:
+            self.down.append(_DoubleConv(c_prev, c, negative_slope))
+            c_prev = c
+        self.pool = nn.MaxPool3d(2)
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for c_hi, c_lo in zip(channels[::-1][:-1], channels[::-1][1:]):
+            self.up.append(nn.ConvTranspose3d(c_hi, c_lo, 2, stride=2))
+            self.dec.append(_DoubleConv(2 * c_lo, c_lo, negative_slope))
+        self.head = nn.Conv3d(channels[0], self.stem_factor ** 3, 1)
+        init_he(self)
+
+    @property
+    def multiple(self) -> int:
+        """Input sides must be multiples of this."""
+        return self.stem_factor * 2 ** (len(self.channels) - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = space_to_depth(x, self.stem_factor) if self.stem_factor > 1 else x
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                h = self.pool(h)
+            h = block(h)
+            skips.append(h)
+        for up, dec, skip in zip(self.up, self.dec, skips[::-1][1:]):
+            h = dec(torch.cat([up(h), skip], dim=1))
+        r = self.head(h)
+        if self.stem_factor > 1:
+            r = depth_to_space(r, self.stem_factor)
+        return x[:, :1] + r
+
+
+def init_he(net: nn.Module) -> None:
+    """He (Kaiming-normal, fan-in, leaky-ReLU gain) initialisation of every convolution, zero
+    biases, unit/zero batch-norm; the residual head starts at zero (identity network)."""
+    slope = getattr(net, "negative_slope", NEGATIVE_SLOPE)
+    for m in net.modules():
+        if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)):
+            nn.init.kaiming_normal_(m.weight, a=slope, mode="fan_in", nonlinearity="leaky_relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    head = getattr(net, "head", None)
+    if isinstance(head, nn.Conv3d):
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+
+
+def build_unet(architecture: dict) -> UNet3D:
+    """Build the network from a model card's ``architecture`` entry (no code is evaluated)."""
+    if architecture.get("type") != "UNet3D":
+        raise ModelFileError(f"unknown architecture {architecture.get('type')!r}: expected 'UNet3D'")
+    return UNet3D(channels=architecture["channels"], in_channels=int(architecture.get("in_channels", 1)),
+                  negative_slope=float(architecture.get("negative_slope", NEGATIVE_SLOPE)),
+                  stem_factor=int(architecture.get("stem_factor", 1)))
+
+
+def architecture_of(net: UNet3D) -> dict:
+    """The ``architecture`` entry of a model card for ``net``."""
+    return {"type": "UNet3D", "channels": list(net.channels), "in_channels": net.in_channels,
+            "negative_slope": net.negative_slope, "stem_factor": net.stem_factor, "normalisation": "BatchNorm3d", "activation": "LeakyReLU",
+            "residual": True, "patch": PATCH_SIZE, "stride": STRIDE, "window": "squared Hann (sin^4)"}
+
+
+@dataclass
+class DeepRegularizer:
+    """A loaded learned regulariser: network (eval mode), card and device.
+
+    Attributes
+    ----------
+    net : UNet3D
+    card : dict
+    device : torch.device
+    """
+
+    net: UNet3D
+    card: dict = field(default_factory=dict)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def delta_n_scale(self) -> float:
+        """Δn normalisation constant ``s`` (input ``(n − n_m)/s``)."""
+        return float(self.card.get("input", {}).get("delta_n_scale", DEFAULT_DELTA_N_SCALE))
+
+    @property
+    def label(self) -> str:
+        return f"{self.card.get('name', DEFAULT_MODEL_NAME)} {self.card.get('version', '0')}"
+
+    def to(self, device: str | torch.device) -> "DeepRegularizer":
+        self.device = resolve_device(device)
+        self.net.to(self.device)
+        return self
+
+    def apply_normalised(self, x: torch.Tensor) -> torch.Tensor:
+        """Network output for normalised patches (B, 1, Z, Y, X) (inference mode; bf16 autocast
+        on CUDA)."""
+        self.net.eval()
+        with torch.inference_mode():
+            if x.device.type == "cuda":
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    return self.net(x).float()
+            return self.net(x)
+
+
+def save_deep_regularizer(net: UNet3D, path: str | Path, card: Optional[dict] = None) -> dict:
+    """Save ``net`` as fp16 safetensors with its model card (``architecture`` filled in)."""
+    card = dict(card or {})
+    card["architecture"] = architecture_of(net)
+    card.setdefault("input", {"kind": "rytov", "normalisation": "(n - n_m) / delta_n_scale",
+                              "delta_n_scale": DEFAULT_DELTA_N_SCALE})
+    card.setdefault("task", "deep-regularizer")
+    return save_safetensors_model(net.state_dict(), path, card, format_tag="odt-studio-deep-regularizer/1")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, mtime: float) -> tuple[dict, dict]:
+    state, card = load_safetensors_model(path)
+    return state, card
+
+
+def load_deep_regularizer(model: str | Path = "default", *, device: str | torch.device = "auto",
+                          models_dir: Path = MODELS_DIR) -> DeepRegularizer:
+    """Load a learned regulariser from safetensors + card (checksum and shapes checked).
+
+    Parameters
+    ----------
+    model : str or Path
+        ``"default"`` (the shipped ``deep_regularizer``), a model name in ``models_dir``, or a path
+        to a ``.safetensors`` file with its ``.json`` card beside it.
+    device : str or torch.device
+    models_dir : Path
+        Where model names are looked up.
+
+    Raises
+    ------
+    ModelFileError
+        Missing files, checksum or shape mismatch, unknown architecture.
+    """
+    name = DEFAULT_MODEL_NAME if str(model) == "default" else model
+    path = resolve_model_file(name, models_dir)
+    state, card = _load_cached(str(path), path.stat().st_mtime)
+    if card.get("task", "deep-regularizer") != "deep-regularizer":
+        raise ModelFileError(f"{path}: model card is for task {card.get('task')!r}, not a deep regulariser")
+    net = build_unet(card.get("architecture", {}))
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: weights do not fit the card's architecture ({exc})") from exc
+    net.eval()
+    return DeepRegularizer(net=net, card=card).to(device)
+
+
+def regularize_deep(
+    ri: np.ndarray,
+    medium_index: float,
+    *,
+    model: str | Path | DeepRegularizer = "default",
+    device: str | torch.device = "auto",
+    batch_size: Optional[int] = None,
+    non_negativity: bool = True,
+    progress: Optional[Callable[..., None]] = None,
+    cancel: Optional[CancelToken] = None,
+) -> np.ndarray:
+    """Missing-cone filling and denoising of a raw Rytov tomogram by the learned regulariser.
+
+    Parameters
+    ----------
+    ri : ndarray, shape (Z, Y, X), float
+        Refractive index from the plain Rytov reconstruction (``Tomogram.ri`` without
+        non-negativity), any size (patches of 64³, stride 32, reflection padding below 64).
+    medium_index : float
+        n_m.
+    model : str, Path or DeepRegularizer
+        ``"default"``, a model name, a path, or an already loaded model.
+    device : {"auto", "cpu", "cuda"}
+    batch_size : int, optional
+        Patches per network call (default 2 on CPU, 16 on CUDA).
+    non_negativity : bool
+        Clamp the result to ``n ≥ n_m`` (what TV with non-negativity yields).
+    progress, cancel
+        See :mod:`engine.progress`.
+
+    Returns
+    -------
+    ndarray, shape (Z, Y, X), float32
+        Regularised refractive index, same size as ``ri``.
+
+    References
+    ----------
+    D. Ryu et al., IEEE Trans. Med. Imaging 40, 1508 (2021).
+    """
+    vol = np.asarray(ri, dtype=np.float32)
+    if vol.ndim != 3:
+        raise ValueError(f"expected a (Z, Y, X) volume, got shape {vol.shape}")
+    if not np.all(np.isfinite(vol)):
+        raise ValueError("the tomogram holds NaN or infinite values")
+    report(progress, 0.0, "loading the learned regulariser")
+    reg = model if isinstance(model, DeepRegularizer) else load_deep_regularizer(model, device=device)
+    if isinstance(model, DeepRegularizer) and device not in (None, "auto"):
+        reg = reg.to(device)
+    check_cancel(cancel)
+    scale = reg.delta_n_scale
+    nm = float(medium_index)
+    bs = int(batch_size or (16 if reg.device.type == "cuda" else 2))
+    x = (vol - np.float32(nm)) / np.float32(scale)
+    y = stitch_apply(x, reg.apply_normalised, batch_size=bs, device=reg.device,
+                     progress=sub_progress(progress, 0.02, 1.0, "deep regulariser: "), cancel=cancel)
+    out = np.float32(nm) + np.float32(scale) * y
+    if non_negativity:
+        np.maximum(out, np.float32(nm), out=out)
+    report(progress, 1.0, "deep regulariser done")
+    return out.astype(np.float32, copy=False)

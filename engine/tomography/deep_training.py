@@ -1,0 +1,583 @@
+"""Training pairs and training of the learned 3-D regulariser (DeepRegularizer).
+
+Run as ``python -m engine.tomography.deep_training --help``. Three sub-commands:
+
+``generate``
+    Simulated phantoms (beads, bacteria, suspension cells, adherent cells) under several
+    optical setups → fields by multi-slice propagation (:func:`engine.simulate.propagate_scalar`,
+    a more exact physics than the reconstruction's) with a little complex field noise → the raw
+    Rytov tomogram (no non-negativity) and its TV counterpart (:func:`engine.tomography.regularize_tv`
+    with the project's defaults: τ = 5e-4, 30 outer × 20 inner iterations, non-negativity).
+    One ``.npz`` per sample in a cache folder (default ``/tmp/odt-deepreg-cache``, never in
+    the repository). The split is by sample: the seed decides train or test.
+``train``
+    Adam + L2 loss on (raw → TV) pairs with flip/rotation augmentation (rotations by 90° about z,
+    flips of x, y), writes ``resources/models/deep_regularizer.safetensors`` (fp16), its JSON card
+    and a training log.
+``evaluate``
+    SSIM / MSE against TV on held-out samples and the bead axial elongation (FWHM z / FWHM x),
+    raw vs TV vs deep.
+
+Conventions (``shared/FORMATS.md``): µm, cycles/µm, volumes (z, y, x), voxel ``j`` of ``n`` at
+``(j − n//2)·d``; fields ``exp(+i(k·r − ωt))`` (n > n_m gives a positive phase).
+
+References
+----------
+D. Ryu, D. Ryu, Y. Baek, H. Cho, G. Kim, Y. S. Kim, Y. Lee, Y. Kim, J. C. Ye, H.-S. Min and
+Y. Park, "DeepRegularizer: rapid resolution enhancement of tomographic imaging using deep
+learning", IEEE Trans. Med. Imaging 40, 1508 (2021) / IEEE JSTQE (2021).
+J. Lim et al., "Comparative study of iterative reconstruction algorithms for missing cone
+problems in optical diffraction tomography", Opt. Express 23, 16933 (2015).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..progress import CancelToken, check_cancel, report
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "OpticalSetup",
+    "SETUPS",
+    "SAMPLE_KINDS",
+    "DEFAULT_CACHE",
+    "TrainingPair",
+    "simulate_pair",
+    "generate_pairs",
+    "load_pairs",
+    "split_of",
+    "augment",
+    "train_model",
+    "ssim3d",
+    "fwhm_ratio",
+    "main",
+]
+
+GENERATOR_VERSION = "deepreg-pairs/1"
+DEFAULT_CACHE = Path(os.environ.get("ODT_DEEPREG_CACHE", "/tmp/odt-deepreg-cache"))
+SAMPLE_KINDS = ("beads", "bacteria", "cells-suspension", "cells-adherent")
+VOLUME_SHAPE = (64, 64, 64)
+
+
+@dataclasses.dataclass(frozen=True)
+class OpticalSetup:
+    """One simulated microscope (illumination scanning).
+
+    Attributes
+    ----------
+    name : str
+    wavelength_um : float
+        Vacuum wavelength, µm.
+    medium_index : float
+        n_m.
+    na_objective, na_condenser : float
+        Objective NA (pupil) and the largest illumination NA.
+    n_angles : int
+        Illuminations (Fermat spiral within the condenser NA, the first at normal incidence).
+    field_noise : float
+        RMS of the complex Gaussian noise added to the normalised fields (≈ 1/SNR).
+    """
+
+    name: str
+    wavelength_um: float
+    medium_index: float
+    na_objective: float
+    na_condenser: float
+    n_angles: int
+    field_noise: float
+
+
+SETUPS: tuple[OpticalSetup, ...] = (
+    OpticalSetup("green-1.2", 0.532, 1.337, 1.20, 1.10, 49, 0.02),
+    OpticalSetup("blue-1.0", 0.457, 1.337, 1.00, 0.90, 31, 0.03),
+    OpticalSetup("red-1.16", 0.633, 1.333, 1.16, 1.00, 41, 0.015),
+)
+
+
+@dataclasses.dataclass
+class TrainingPair:
+    """One simulated sample: raw Rytov tomogram, its TV counterpart and the truth.
+
+    Attributes
+    ----------
+    raw, tv, truth : ndarray, shape (Z, Y, X), float32
+        Refractive index: plain Rytov (no constraint), TV + non-negativity, and the phantom.
+    medium_index : float
+    voxel_size_um : (dz, dy, dx)
+    kind : str
+        One of :data:`SAMPLE_KINDS`.
+    seed : int
+    setup : str
+        :class:`OpticalSetup` name.
+    objects : list of dict
+        Phantom truth (for bead centres and radii).
+    """
+
+    raw: np.ndarray
+    tv: np.ndarray
+    truth: np.ndarray
+    medium_index: float
+    voxel_size_um: tuple[float, float, float]
+    kind: str
+    seed: int
+    setup: str
+    objects: list
+
+
+def split_of(seed: int) -> str:
+    """``"test"`` for every fifth seed (seed % 5 == 4), else ``"train"``: a split by sample."""
+    return "test" if seed % 5 == 4 else "train"
+
+
+def _voxel_for(kind: str, setup: OpticalSetup, rng: np.random.Generator) -> float:
+    # Nyquist for the objective's band (λ / (2 NA)) and the field of view that fits the sample.
+    nyquist = setup.wavelength_um / (2 * setup.na_objective)
+    if kind.startswith("cells"):
+        return float(min(0.2, 0.95 * nyquist))
+    return float(min(rng.uniform(0.08, 0.12), 0.95 * nyquist))
+
+
+def simulate_pair(kind: str, seed: int, setup: Optional[OpticalSetup] = None, *,
+                  shape: Sequence[int] = VOLUME_SHAPE, tv_weight: Optional[float] = None,
+                  tv_outer_iterations: int = 30, tv_inner_iterations: int = 20,
+                  device: str = "cpu") -> TrainingPair:
+    """Simulate one training pair (raw Rytov tomogram → TV tomogram).
+
+    Parameters
+    ----------
+    kind : {"beads", "bacteria", "cells-suspension", "cells-adherent"}
+    seed : int
+        Decides the phantom, the setup (if not given), the voxel size and the noise.
+    setup : OpticalSetup, optional
+        Default: ``SETUPS[seed % len(SETUPS)]``.
+    shape : (Z, Y, X)
+        Volume in voxels (the fields are Y × X; the tomogram has the same shape).
+    tv_weight, tv_outer_iterations, tv_inner_iterations
+        TV parameters (default: the project's, :data:`engine.tomography.tv.DEFAULT_TV_WEIGHT`).
+    device : str
+        Torch device for propagation and reconstruction.
+
+    Returns
+    -------
+    TrainingPair
+    """
+    from ..metadata import MeasurementMetadata
+    from ..simulate.beam_propagation import propagate_scalar, snap_illuminations
+    from ..simulate.holograms import illumination_pattern
+    from ..simulate.phantoms import make_phantom
+    from .fourier_mapping import scattering_potential_to_ri
+    from .reconstruct import first_order_fields
+    from .fourier_mapping import map_fields_to_fourier
+    from .tv import DEFAULT_TV_WEIGHT, regularize_tv
+
+    if kind not in SAMPLE_KINDS:
+        raise ValueError(f"unknown kind {kind!r}: one of {SAMPLE_KINDS}")
+    rng = np.random.default_rng([seed, SAMPLE_KINDS.index(kind), 7919])
+    setup = setup or SETUPS[seed % len(SETUPS)]
+    vox = _voxel_for(kind, setup, rng)
+    shape = tuple(int(s) for s in shape)
+    nm = setup.medium_index
+    if kind == "beads":
+        ph = make_phantom("beads", shape, (vox,) * 3, nm, rng, radius_range_um=(0.4, 1.6))
+    elif kind == "bacteria":
+        ph = make_phantom("bacteria", shape, (vox,) * 3, nm, rng)
+    else:
+        ph = make_phantom("cells", shape, (vox,) * 3, nm, rng, morphology=kind.split("-")[1])
+    ill = illumination_pattern(setup.n_angles, setup.na_condenser, setup.wavelength_um)
+    ill = snap_illuminations(ill, shape[1:], (vox, vox))
+    fields = propagate_scalar(ph, setup.wavelength_um, ill, setup.na_objective, device=device)
+    if setup.field_noise > 0:
+        noise = rng.standard_normal(fields.shape + (2,)).astype(np.float32) * (setup.field_noise / math.sqrt(2))
+        fields = fields + (noise[..., 0] + 1j * noise[..., 1]).astype(np.complex64)
+    psi = first_order_fields(fields, "rytov", device=device)
+    data = map_fields_to_fourier(psi, ill, wavelength_um=setup.wavelength_um, medium_index=nm,
+                                 na=setup.na_objective, pixel_size_um=vox, shape_z=shape[0], device=device)
+    raw = scattering_potential_to_ri(torch.fft.ifftn(data.spectrum).real, nm).float().cpu().numpy()
+    xt = regularize_tv(data, weight=DEFAULT_TV_WEIGHT if tv_weight is None else tv_weight,
+                       outer_iterations=tv_outer_iterations, inner_iterations=tv_inner_iterations,
+                       non_negativity=True)
+    tv = scattering_potential_to_ri(xt, nm).float().cpu().numpy()
+    _ = MeasurementMetadata  # the metadata contract is not needed: fields come straight from the simulator
+    return TrainingPair(raw=raw.astype(np.float32), tv=tv.astype(np.float32), truth=ph.ri.astype(np.float32),
+                        medium_index=float(nm), voxel_size_um=(vox, vox, vox), kind=kind, seed=int(seed),
+                        setup=setup.name, objects=list(ph.params.get("objects", [])))
+
+
+def _pair_path(cache: Path, kind: str, seed: int) -> Path:
+    return cache / f"{kind}_{seed:04d}.npz"
+
+
+def save_pair(pair: TrainingPair, path: Path) -> None:
+    """Write a pair as ``.npz`` (atomic: temporary file, then rename)."""
+    meta = {"medium_index": pair.medium_index, "voxel_size_um": list(pair.voxel_size_um), "kind": pair.kind,
+            "seed": pair.seed, "setup": pair.setup, "objects": pair.objects, "generator": GENERATOR_VERSION}
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, raw=pair.raw, tv=pair.tv, truth=pair.truth,
+                        meta=np.asarray(json.dumps(meta, default=float)))
+    os.replace(tmp, path)
+
+
+def read_pair(path: Path) -> TrainingPair:
+    """Read a pair written by :func:`save_pair`."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        return TrainingPair(raw=z["raw"], tv=z["tv"], truth=z["truth"], medium_index=float(meta["medium_index"]),
+                            voxel_size_um=tuple(meta["voxel_size_um"]), kind=meta["kind"], seed=int(meta["seed"]),
+                            setup=meta["setup"], objects=meta["objects"])
+
+
+def generate_pairs(cache: Path = DEFAULT_CACHE, *, per_kind: int = 10, kinds: Sequence[str] = SAMPLE_KINDS,
+                   first_seed: int = 0, log: Callable[[str], None] = print,
+                   progress: Optional[Callable[..., None]] = None, cancel: Optional[CancelToken] = None) -> list[Path]:
+    """Simulate ``per_kind`` pairs of each kind into ``cache`` (existing files are kept).
+
+    Kinds are interleaved (seed-major) so that an interrupted run still holds every kind.
+    """
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    paths = []
+    jobs = [(k, s) for s in range(first_seed, first_seed + per_kind) for k in kinds]
+    for i, (kind, seed) in enumerate(jobs):
+        check_cancel(cancel)
+        p = _pair_path(cache, kind, seed)
+        if not p.exists():
+            t0 = time.perf_counter()
+            pair = simulate_pair(kind, seed)
+            save_pair(pair, p)
+            log(f"[generate] {p.name} setup={pair.setup} voxel={pair.voxel_size_um[0]:.3f} um "
+                f"split={split_of(seed)} {time.perf_counter() - t0:.1f} s")
+        paths.append(p)
+        report(progress, (i + 1) / len(jobs), f"pair {i + 1}/{len(jobs)}")
+    return paths
+
+
+def load_pairs(cache: Path = DEFAULT_CACHE, split: Optional[str] = None,
+               kinds: Optional[Sequence[str]] = None) -> list[TrainingPair]:
+    """All cached pairs of a split (``"train"``, ``"test"`` or None for both) and kinds."""
+    out = []
+    for p in sorted(Path(cache).glob("*.npz")):
+        if p.name.endswith(".tmp.npz"):
+            continue
+        kind, seed = p.stem.rsplit("_", 1)
+        if kinds is not None and kind not in kinds:
+            continue
+        if split is not None and split_of(int(seed)) != split:
+            continue
+        out.append(read_pair(p))
+    return out
+
+
+
+# --------------------------------------------------------------------------- training
+def augment(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random rotation by k·90° about z and flips of y and x on input and target.
+
+    Only symmetries of the illumination-scanning geometry are used (the missing cone is a
+    cone about z): no flips of z, no rotations that tilt z.
+
+    Parameters
+    ----------
+    x, y : torch.Tensor, shape (..., Z, Y, X)
+    """
+    k = int(rng.integers(0, 4))
+    if k:
+        x, y = torch.rot90(x, k, dims=(-2, -1)), torch.rot90(y, k, dims=(-2, -1))
+    for d in (-2, -1):
+        if rng.random() < 0.5:
+            x, y = torch.flip(x, dims=(d,)), torch.flip(y, dims=(d,))
+    return x, y
+
+
+def _normalised(pairs: Sequence[TrainingPair], scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.from_numpy(np.stack([(p.raw - np.float32(p.medium_index)) / np.float32(scale) for p in pairs]))
+    y = torch.from_numpy(np.stack([(p.tv - np.float32(p.medium_index)) / np.float32(scale) for p in pairs]))
+    return x[:, None].contiguous(), y[:, None].contiguous()
+
+
+def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = (), channels=(16, 32, 64),
+                stem_factor: int = 2, minutes: float = 20.0, max_steps: Optional[int] = None, batch_size: int = 2,
+                crop: int = 48, lr: float = 1e-3, lr_min: float = 1e-5, scale: Optional[float] = None,
+                seed: int = 0, relative_weighting: bool = True, log: Callable[[str], None] = print,
+                val_every_s: float = 240.0, cancel: Optional[CancelToken] = None):
+    """Train a :class:`~engine.tomography.deep_regularizer.UNet3D` on (raw → TV) pairs.
+
+    Adam with a cosine learning-rate decay from ``lr`` to ``lr_min`` over the time budget
+    (``minutes``; or over ``max_steps`` if given), L2 loss on the normalised Δn, random
+    ``crop``³ crops and :func:`augment`. Returns ``(net, history)``.
+
+    With ``relative_weighting`` each sample's squared error is divided by the mean square of its
+    whole target volume (weights normalised to mean 1), so that strongly scattering beads
+    (Δn up to 0.26) do not drown the cells and bacteria (Δn ≈ 0.02–0.06) in the L2 loss.
+
+    Notes
+    -----
+    The paper trains with Adam at 1e-4 for many epochs on a GPU; this CPU budget allows only a
+    few thousand steps, where 1e-4 has not converged, hence 1e-3 with a cosine decay.
+    """
+    from .deep_regularizer import DEFAULT_DELTA_N_SCALE, UNet3D
+
+    scale = float(scale or DEFAULT_DELTA_N_SCALE)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = UNet3D(channels, stem_factor=stem_factor)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    xs, ys = _normalised(train, scale)
+    xv, yv = _normalised(val, scale) if len(val) else (None, None)
+    n, Z, Y, X = xs.shape[0], *xs.shape[2:]
+    if relative_weighting:
+        w = 1.0 / (ys ** 2).mean(dim=(1, 2, 3, 4)).clamp(min=1e-4)
+        weights = (w / w.mean()).float()
+    else:
+        weights = torch.ones(n)
+    budget = minutes * 60.0
+    t0 = time.perf_counter()
+    history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_identity_loss": []}
+    step, ema, last_val = 0, None, t0
+
+    def validate() -> None:
+        if xv is None:
+            return
+        net.eval()
+        with torch.inference_mode():
+            losses = [float(((net(xv[i:i + 1]) - yv[i:i + 1]) ** 2).mean()) for i in range(xv.shape[0])]
+        ident = float(((xv - yv) ** 2).mean())
+        net.train()
+        history["val_step"].append(step)
+        history["val_loss"].append(float(np.mean(losses)))
+        history["val_identity_loss"].append(ident)
+        log(f"[train] step {step} validation L2 {np.mean(losses):.5f} (identity {ident:.5f})")
+
+    while True:
+        check_cancel(cancel)
+        elapsed = time.perf_counter() - t0
+        frac = (step / max_steps) if max_steps else (elapsed / budget)
+        if frac >= 1.0:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * frac))
+        idx = rng.integers(0, n, batch_size)
+        bx, by = [], []
+        for i in idx:
+            a, b, c = (int(rng.integers(0, s - crop + 1)) for s in (Z, Y, X))
+            xi, yi = augment(xs[i, :, a:a + crop, b:b + crop, c:c + crop], ys[i, :, a:a + crop, b:b + crop, c:c + crop], rng)
+            bx.append(xi)
+            by.append(yi)
+        bx, by = torch.stack(bx).contiguous(), torch.stack(by).contiguous()
+        bw = weights[torch.as_tensor(idx)].view(-1, 1, 1, 1, 1)
+        loss = (bw * (net(bx) - by) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        lv = float(loss.detach())
+        ema = lv if ema is None else 0.95 * ema + 0.05 * lv
+        if step % 25 == 0:
+            history["step"].append(step)
+            history["loss"].append(ema)
+            log(f"[train] step {step} t={elapsed:.0f}s lr={opt.param_groups[0]['lr']:.2e} loss(ema)={ema:.5f}")
+        if time.perf_counter() - last_val > val_every_s:
+            validate()
+            last_val = time.perf_counter()
+    validate()
+    history["steps"] = step
+    history["seconds"] = time.perf_counter() - t0
+    net.eval()
+    return net, history
+
+
+# --------------------------------------------------------------------------- metrics
+def ssim3d(a: np.ndarray, b: np.ndarray, data_range: Optional[float] = None) -> float:
+    """Structural similarity of two volumes (scikit-image, 7³ window, Gaussian-free), with
+    ``data_range`` defaulting to the range of ``b`` (the reference)."""
+    from skimage.metrics import structural_similarity
+
+    b = np.asarray(b, np.float64)
+    dr = float(data_range if data_range is not None else (b.max() - b.min()))
+    return float(structural_similarity(np.asarray(a, np.float64), b, data_range=max(dr, 1e-12)))
+
+
+def _fwhm(profile: np.ndarray, centre: int, background: float) -> float:
+    """Full width at half maximum (voxels, linear interpolation) of a peak at ``centre``."""
+    p = np.asarray(profile, np.float64) - background
+    peak = p[max(centre - 1, 0):centre + 2].max()
+    half = peak / 2
+    if peak <= 0:
+        return float("nan")
+
+    def side(step: int) -> float:
+        j = centre
+        while 0 <= j + step < len(p) and p[j + step] > half:
+            j += step
+        if not 0 <= j + step < len(p):
+            return float("nan")
+        a, b = p[j], p[j + step]
+        return abs(j - centre) + (a - half) / (a - b)
+    return side(1) + side(-1)
+
+
+def fwhm_ratio(volume: np.ndarray, centre_idx: Sequence[int], background: float) -> float:
+    """Axial elongation FWHM_z / FWHM_x of a bead through its centre voxel (z, y, x)."""
+    z, y, x = (int(v) for v in centre_idx)
+    return _fwhm(volume[:, y, x], z, background) / _fwhm(volume[z, y, :], x, background)
+
+
+def evaluate(pairs: Sequence[TrainingPair], model, *, log: Callable[[str], None] = print) -> dict:
+    """SSIM/MSE against TV (raw, raw clamped to n ≥ n_m, deep) and bead elongations, per kind."""
+    from .deep_regularizer import regularize_deep
+
+    rows = []
+    for p in pairs:
+        t0 = time.perf_counter()
+        deep = regularize_deep(p.raw, p.medium_index, model=model, device="cpu")
+        dt = time.perf_counter() - t0
+        raw_nn = np.maximum(p.raw, np.float32(p.medium_index))
+        row = {"kind": p.kind, "seed": p.seed, "setup": p.setup, "deep_seconds": dt,
+               "ssim_raw": ssim3d(p.raw, p.tv), "ssim_raw_nonneg": ssim3d(raw_nn, p.tv), "ssim_deep": ssim3d(deep, p.tv),
+               "mse_raw": float(np.mean((p.raw - p.tv) ** 2)), "mse_raw_nonneg": float(np.mean((raw_nn - p.tv) ** 2)),
+               "mse_deep": float(np.mean((deep - p.tv) ** 2))}
+        if p.kind == "beads":
+            el = {"raw": [], "tv": [], "deep": [], "truth": []}
+            d = p.voxel_size_um[0]
+            for obj in p.objects:
+                c = [int(round(v / d)) + n // 2 for v, n in zip(obj["centre_um"], p.raw.shape)]
+                for name, vol in (("raw", p.raw), ("tv", p.tv), ("deep", deep), ("truth", p.truth)):
+                    el[name].append(fwhm_ratio(vol, c, p.medium_index))
+            row["elongation"] = el
+        rows.append(row)
+        log(f"[eval] {p.kind}_{p.seed:04d} SSIM raw {row['ssim_raw']:.4f} raw+nn {row['ssim_raw_nonneg']:.4f} "
+            f"deep {row['ssim_deep']:.4f}; MSE raw {row['mse_raw']:.2e} deep {row['mse_deep']:.2e}"
+            + (f"; FWHMz/FWHMx raw {np.nanmean(row['elongation']['raw']):.2f} tv {np.nanmean(row['elongation']['tv']):.2f} "
+               f"deep {np.nanmean(row['elongation']['deep']):.2f}" if "elongation" in row else ""))
+    summary: dict = {"samples": len(rows), "per_sample": rows, "per_kind": {}}
+    for kind in sorted({r["kind"] for r in rows}) + ["all"]:
+        sel = [r for r in rows if kind == "all" or r["kind"] == kind]
+        k = {m: float(np.mean([r[m] for r in sel])) for m in
+             ("ssim_raw", "ssim_raw_nonneg", "ssim_deep", "mse_raw", "mse_raw_nonneg", "mse_deep", "deep_seconds")}
+        k["ssim_deep_min"] = float(np.min([r["ssim_deep"] for r in sel]))
+        k["n"] = len(sel)
+        els = [r["elongation"] for r in sel if "elongation" in r]
+        if els:
+            k["bead_elongation_fwhm_z_over_x"] = {m: float(np.nanmean(sum((e[m] for e in els), [])))
+                                                  for m in ("raw", "tv", "deep", "truth")}
+        summary["per_kind"][kind] = k
+    return summary
+
+
+def _logger(path: Optional[Path]) -> Callable[[str], None]:
+    fh = open(path, "a", encoding="utf-8") if path else None
+
+    def log(msg: str) -> None:
+        line = f"{_dt.datetime.now(_dt.timezone.utc).strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        if fh:
+            fh.write(line + "\n")
+            fh.flush()
+    return log
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line: ``generate``, ``train``, ``evaluate`` (see the module docstring)."""
+    from ..models import MODELS_DIR
+
+    ap = argparse.ArgumentParser(prog="python -m engine.tomography.deep_training",
+                                 description="Training pairs and training of the learned 3-D regulariser.")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("generate", help="simulate (raw Rytov, TV) pairs into the cache")
+    g.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    g.add_argument("--per-kind", type=int, default=20)
+    g.add_argument("--first-seed", type=int, default=0)
+    t = sub.add_parser("train", help="train the U-Net and write safetensors + card + log")
+    t.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    t.add_argument("--out", type=Path, default=MODELS_DIR / "deep_regularizer.safetensors")
+    t.add_argument("--kinds", nargs="*", default=list(SAMPLE_KINDS), help="train on these kinds only")
+    t.add_argument("--minutes", type=float, default=20.0)
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=2)
+    t.add_argument("--crop", type=int, default=48)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64])
+    t.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser("evaluate", help="SSIM/MSE vs TV and bead elongation on held-out pairs")
+    e.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    e.add_argument("--model", default="default")
+    e.add_argument("--kinds", nargs="*", default=list(SAMPLE_KINDS))
+    e.add_argument("--json", type=Path, default=None, help="write the summary here")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    if a.cmd == "generate":
+        generate_pairs(a.cache, per_kind=a.per_kind, first_seed=a.first_seed, log=_logger(None))
+        return 0
+    if a.cmd == "train":
+        from .deep_regularizer import DEFAULT_DELTA_N_SCALE, load_deep_regularizer, save_deep_regularizer
+
+        out = Path(a.out)
+        log_path = out.with_suffix(".log")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = _logger(log_path)
+        train = load_pairs(a.cache, "train", a.kinds)
+        test = load_pairs(a.cache, "test")
+        if not train:
+            raise SystemExit(f"no training pairs of {a.kinds} in {a.cache}: run 'generate' first")
+        log(f"[train] {len(train)} training pairs ({', '.join(a.kinds)}), {len(test)} held-out pairs, "
+            f"generator {GENERATOR_VERSION}, cache {a.cache}")
+        net, hist = train_model(train, val=[p for p in test if p.kind in a.kinds], channels=tuple(a.channels),
+                                minutes=a.minutes, max_steps=a.max_steps, batch_size=a.batch_size, crop=a.crop,
+                                lr=a.lr, seed=a.seed, log=log)
+        card = {
+            "name": out.stem, "version": "1.0.0", "task": "deep-regularizer",
+            "description": "3-D U-Net imitating this project's TV regularisation (regularize_tv, tau=5e-4, "
+                           "30x20 iterations, non-negativity) from the plain Rytov tomogram.",
+            "input": {"kind": "rytov", "normalisation": "(n - n_m) / delta_n_scale",
+                      "delta_n_scale": DEFAULT_DELTA_N_SCALE, "patch": 64, "stride": 32,
+                      "output": "n_m + delta_n_scale * net(x), then n >= n_m"},
+            "training": {"generator": GENERATOR_VERSION, "simulator": "engine.simulate.propagate_scalar (SSNP)",
+                         "kinds": a.kinds, "setups": [dataclasses.asdict(s) for s in SETUPS],
+                         "volume_shape": list(VOLUME_SHAPE), "train_pairs": len(train),
+                         "train_seeds": sorted({p.seed for p in train}), "split": "by sample: seed % 5 == 4 held out",
+                         "target": {"method": "regularize_tv", "weight": 5e-4, "outer_iterations": 30,
+                                    "inner_iterations": 20, "non_negativity": True},
+                         "optimiser": f"Adam lr {a.lr} cosine to 1e-5", "loss": "L2 on normalised delta n",
+                         "batch_size": a.batch_size, "crop": a.crop,
+                         "augmentation": "rot90 about z, flips of y and x", "steps": hist["steps"],
+                         "seconds": round(hist["seconds"], 1), "device": "cpu (1 thread)", "seed": a.seed,
+                         "final_validation_l2": hist["val_loss"][-1] if hist["val_loss"] else None},
+        }
+        card = save_deep_regularizer(net, out, card)
+        log(f"[train] wrote {out} ({card['parameters']} parameters, sha256 {card['sha256'][:12]})")
+        if test:
+            reg = load_deep_regularizer(out, device="cpu")
+            summary = evaluate([p for p in test], reg, log=log)
+            card["metrics"] = {"held_out": summary["per_kind"], "note": "against the TV result of the same raw "
+                               "tomogram; 'raw_nonneg' is the raw tomogram clamped to n >= n_m"}
+            json_path = out.with_suffix(".json")
+            json_path.write_text(json.dumps(card, indent=2, default=float), encoding="utf-8")
+            log("[train] held-out summary: " + json.dumps(summary["per_kind"].get("all", {}), default=float))
+        return 0
+    if a.cmd == "evaluate":
+        from .deep_regularizer import load_deep_regularizer
+
+        reg = load_deep_regularizer(a.model, device="cpu")
+        summary = evaluate(load_pairs(a.cache, "test", a.kinds), reg, log=_logger(None))
+        print(json.dumps(summary["per_kind"], indent=2, default=float))
+        if a.json:
+            a.json.write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
