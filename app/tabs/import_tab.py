@@ -14,7 +14,15 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal, Slot
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+    Slot,
+)
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -39,7 +47,12 @@ from PySide6.QtWidgets import (
 
 from engine.measurement import Measurement
 from engine.progress import check_cancel, report
-from engine.store.folders import MeasurementInfo, discover_measurements, inspect_measurement, load_measurement
+from engine.store.folders import (
+    MeasurementInfo,
+    discover_measurements,
+    inspect_measurement,
+    load_measurement,
+)
 
 from ..jobs import Job, JobRunner
 from ..settings import AppSettings
@@ -168,7 +181,8 @@ class MeasurementTableModel(QAbstractTableModel):
 class _ElideLeftDelegate(QStyledItemDelegate):
     """Elides long text on the left, so the end of an error message (the problem) stays visible."""
 
-    def initStyleOption(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:  # noqa: N802
+    def initStyleOption(self, option: QStyleOptionViewItem,  # noqa: N802 - Qt API
+                        index: QModelIndex | QPersistentModelIndex) -> None:
         super().initStyleOption(option, index)
         option.textElideMode = Qt.TextElideMode.ElideLeft
 
@@ -368,6 +382,10 @@ class ImportTab(QWidget):
             return None
         if self._scan_job is not None and not self._scan_job.done:
             self.runner.cancel(self._scan_job)
+        if self._select_after_scan is None:  # a rescan keeps the selected measurement selected
+            current = self.selected_path()
+            if current is not None and self.root in (current, *current.parents):
+                self._select_after_scan = current
         self.summary.setText(f"Scanning {self.root} …")
         self._scan_job = self.runner.submit(
             f"Scanning {self.root.name or self.root}", scan_measurements, self.root,
@@ -404,6 +422,13 @@ class ImportTab(QWidget):
     # ---------------------------------------------------------------- selection and preview
     def infos(self) -> list[MeasurementInfo]:
         return self.model.rows()
+
+    def selected_path(self) -> Optional[Path]:
+        """The folder of the selected measurement, or None."""
+        idx = self.table.currentIndex()
+        if not idx.isValid() or not self.table.selectionModel().hasSelection():
+            return None
+        return Path(self.proxy.data(self.proxy.index(idx.row(), 0), MeasurementTableModel.PathRole))
 
     def select_measurement(self, path: str | Path) -> bool:
         """Select the row of measurement folder ``path``; False if it is not listed."""

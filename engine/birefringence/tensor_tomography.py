@@ -144,6 +144,10 @@ class TensorTomogram:
     anisotropic_fraction: float = 0.0
     timings_s: dict = field(default_factory=dict)
 
+    def result_datasets(self) -> dict[str, np.ndarray]:
+        """The FORMATS.md ``birefringence/...`` datasets: ``n_e``, ``n_o``, ``director``, ``tensor``."""
+        return {"n_e": self.n_e, "n_o": self.n_o, "director": self.director, "tensor": self.epsilon}
+
     @property
     def mean_index(self) -> np.ndarray:
         """``sqrt(tr ε / 3)`` (Z, Y, X) float32."""

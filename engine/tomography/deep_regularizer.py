@@ -57,6 +57,7 @@ __all__ = [
     "save_deep_regularizer",
     "load_deep_regularizer",
     "regularize_deep",
+    "regularize_deep_fourier",
 ]
 
 DEFAULT_MODEL_NAME = "deep_regularizer"
@@ -338,3 +339,17 @@ def regularize_deep(
         np.maximum(out, np.float32(nm), out=out)
     report(progress, 1.0, "deep regulariser done")
     return out.astype(np.float32, copy=False)
+
+
+def regularize_deep_fourier(data, **kwargs) -> np.ndarray:
+    """:func:`regularize_deep` of the plain Rytov tomogram held by a
+    :class:`~engine.tomography.fourier_mapping.FourierData` (``Tomogram.fourier`` with
+    ``keep_fourier=True``), whatever constraint was applied to ``Tomogram.ri``.
+
+    Returns the regularised refractive index (Z, Y, X) float32; keyword arguments go to
+    :func:`regularize_deep`.
+    """
+    from .fourier_mapping import scattering_potential_to_ri
+
+    raw = scattering_potential_to_ri(torch.fft.ifftn(data.spectrum).real, data.medium_index)
+    return regularize_deep(raw.float().cpu().numpy(), data.medium_index, **kwargs)

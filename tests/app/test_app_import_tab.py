@@ -137,3 +137,14 @@ def test_table_sorts_numerically_by_image_count(qtbot, tab, measurements_root):
     counts = [tab.proxy.index(r, 2).data() for r in range(tab.proxy.rowCount())]
     assert counts == ["4", "3", "–"]
     assert MeasurementTableModel.COLUMNS == ("Name", "Sample", "Images", "Image size", "Status")
+
+
+def test_rescan_keeps_the_selected_measurement(qtbot, tab, measurements_root, make_measurement):
+    _scan(qtbot, tab, measurements_root)
+    with qtbot.waitSignal(tab.measurement_loaded, timeout=10000):
+        tab.select_measurement(measurements_root / "nested" / "cell_02")
+    make_measurement(measurements_root / "cell_00_new", n=2)
+    with qtbot.waitSignal(tab.scan_finished, timeout=10000) as blocker:
+        tab.rescan_button.click()
+    assert len(blocker.args[0]) == 4
+    assert tab.selected_path() == measurements_root / "nested" / "cell_02"

@@ -194,6 +194,20 @@ def test_regularize_deep_identity_network_any_size(tmp_path, shape):
     np.testing.assert_allclose(out_raw, ri, atol=2e-6)
 
 
+def test_regularize_deep_fourier_uses_the_plain_rytov_volume(tmp_path):
+    from engine.tomography.deep_regularizer import regularize_deep_fourier
+    from engine.tomography.fourier_mapping import FourierData, ri_to_scattering_potential
+
+    path = _small_model(tmp_path, randomise_head=False)  # identity network
+    rng = np.random.default_rng(4)
+    ri = (1.337 + 0.01 * rng.standard_normal((16, 24, 24))).astype(np.float32)
+    spec = torch.fft.fftn(torch.as_tensor(ri_to_scattering_potential(ri, 1.337)))
+    data = FourierData(spectrum=spec, support=torch.ones(spec.shape, dtype=torch.bool), voxel_size_um=(0.1,) * 3,
+                       medium_index=1.337, wavelength_um=0.532)
+    out = regularize_deep_fourier(data, model=path, device="cpu")
+    np.testing.assert_allclose(out, np.maximum(ri, np.float32(1.337)), atol=5e-6)
+
+
 def test_regularize_deep_rejects_bad_input(tmp_path):
     path = _small_model(tmp_path)
     with pytest.raises(ValueError):
