@@ -218,6 +218,11 @@ class JobRunner(QObject):
         self._start_next()
         return job
 
+    def has_live_threads(self) -> bool:
+        """True while some job's thread still runs (e.g. a call that ignored cancel)."""
+        threads = [t for t, _w in self._old_threads] + ([self._thread] if self._thread else [])
+        return any(t.isRunning() for t in threads)
+
     def cancel(self, job: Optional[Job] = None) -> None:
         """Cancel ``job`` (default: the running one). A queued job is dropped at once."""
         job = job if job is not None else self._current

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import platform
 import signal
 import sys
@@ -546,4 +547,12 @@ def run_gui(project: str | None = None, open_path: str | None = None,
         window.import_tab.set_root(settings.import_root)
     code = app.exec()
     log.info("event loop ended (exit code %s)", code)
+    if window.runner.has_live_threads():
+        # a job ignored cancel: Python cannot stop its thread, and letting the interpreter
+        # destroy a running QThread aborts the process; leave at once instead
+        log.warning("a background job is still running at exit; leaving without waiting for it")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(code))
     return int(code)

@@ -77,7 +77,7 @@ class JobStatusWidget(QWidget):
         if not self.cancel_button.isEnabled():
             return  # keep "Cancelling…" visible
         self.label.setText(text)
-        self.bar.setToolTip(f"{100 * fraction:.0f} %")
+        self.bar.setToolTip(f"{100 * fraction:.0f} % after {job.seconds or 0.0:.0f} s")
 
     @Slot(bool)
     def _busy(self, busy: bool) -> None:

@@ -204,3 +204,19 @@ def test_the_report_before_a_long_silent_step_is_shown(qtbot, runner: JobRunner)
     qtbot.waitUntil(lambda: bool(seen) and seen[-1][1] == "long step", timeout=800)
     assert seen[-1][0] - t0 < 0.8
     runner.cancel()
+
+
+def test_a_job_that_ignores_cancel_is_reported_by_shutdown(qtbot):
+    stop = threading.Event()
+
+    def stubborn(progress=None, cancel=None):
+        stop.wait(10.0)  # never looks at the cancel token
+
+    r = JobRunner()
+    job = r.submit("stubborn", stubborn)
+    qtbot.waitUntil(lambda: job.state is JobState.RUNNING, timeout=2000)
+    assert not r.shutdown(timeout_s=0.3)
+    assert r.has_live_threads()
+    stop.set()
+    qtbot.waitUntil(lambda: not r.has_live_threads(), timeout=5000)
+    assert job.state is JobState.CANCELLED
