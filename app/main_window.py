@@ -46,6 +46,7 @@ from .jobs import Job, JobRunner
 from .settings import APPLICATION, ORGANISATION, AppSettings
 from .settings import reset_settings as _reset_settings
 from .tabs.import_tab import ImportTab
+from .tabs.screening_tab import ScreeningTab
 from .theme import apply_theme
 from .widgets.coming_soon import ComingSoonPanel
 from .widgets.job_status import JobStatusWidget
@@ -71,6 +72,19 @@ def _keys(standard: QKeySequence.StandardKey, fallback: str) -> list[QKeySequenc
     """The platform's key bindings for ``standard``, or ``fallback`` where it defines none."""
     keys = QKeySequence.keyBindings(standard)
     return keys if keys else [QKeySequence(fallback)]
+
+
+def _reconstruction_tab_class() -> Any:
+    """``app.tabs.reconstruction_tab.ReconstructionTab`` when that part has landed, else None."""
+    try:
+        if importlib.util.find_spec("app.tabs.reconstruction_tab") is None:
+            return None
+        from .tabs.reconstruction_tab import ReconstructionTab  # type: ignore[import-not-found]
+
+        return ReconstructionTab
+    except Exception:  # a half-landed module must not stop the window
+        log.exception("app.tabs.reconstruction_tab could not be imported; showing its placeholder")
+        return None
 
 
 def _project_api() -> Any:
@@ -128,23 +142,21 @@ class MainWindow(QMainWindow):
         self.tabs.setObjectName("mainTabs")
         self.tabs.setDocumentMode(False)
         self.import_tab = ImportTab(self.runner, self.settings, self)
-        self.screening_tab = ComingSoonPanel(
-            "Screening review",
-            "Sort every retrieved optical field into clean or noisy before reconstruction, with a "
-            "learned classifier (Ryu et al., Sci. Rep. 2021) and a rule-based Fourier-peak metric.",
-            ["see each field's phase and amplitude in a grid, with the model's score",
-             "compare the model with the rule-based metric",
-             "override a decision by hand (kept as a training label for fine-tuning)",
-             "see where in a field the model looked (saliency)"], self)
-        self.reconstruction_tab = ComingSoonPanel(
-            "Reconstruction",
-            "Turn the clean fields into a 3-D refractive-index map (Rytov approximation, Fourier "
-            "diffraction theorem), with non-negativity and total-variation or learned "
-            "(DeepRegularizer) regularisation.",
-            ["choose the method and the regulariser, and the compute device",
-             "run it in the background with progress and cancel",
-             "browse the tomogram in slices and in 3-D",
-             "save the result file (<code>.odt.h5</code>) and process whole folders in batch"], self)
+        self.screening_tab = ScreeningTab(self.runner, self.settings, self)
+        recon_cls = _reconstruction_tab_class()
+        self.reconstruction_tab: QWidget
+        if recon_cls is not None:
+            self.reconstruction_tab = recon_cls(self.runner, self.settings, self)
+        else:
+            self.reconstruction_tab = ComingSoonPanel(
+                "Reconstruction",
+                "Turn the clean fields into a 3-D refractive-index map (Rytov approximation, Fourier "
+                "diffraction theorem), with non-negativity and total-variation or learned "
+                "(DeepRegularizer) regularisation.",
+                ["choose the method and the regulariser, and the compute device",
+                 "run it in the background with progress and cancel",
+                 "browse the tomogram in slices and in 3-D",
+                 "save the result file (<code>.odt.h5</code>) and process whole folders in batch"], self)
         self.birefringence_tab = ComingSoonPanel(
             "Birefringence viewer",
             "Show the extraordinary and ordinary indices and the optic axis (director) of "
@@ -156,8 +168,10 @@ class MainWindow(QMainWindow):
                                   self.birefringence_tab), TAB_TITLES):
             self.tabs.addTab(widget, title)
         for i, title in enumerate(TAB_TITLES):
-            if i:
+            if isinstance(self.tabs.widget(i), ComingSoonPanel):
                 self.tabs.setTabToolTip(i, f"{title}: not available yet")
+        self.project_changed.connect(self._project_to_tabs)
+        self.import_tab.imported.connect(self._measurements_imported)
         self.setCentralWidget(self.tabs)
 
     def _build_menus(self) -> None:
@@ -282,6 +296,25 @@ class MainWindow(QMainWindow):
         log.info("project %s: %s", "created" if create else "opened", path)
         self.project_changed.emit(path)
         return True
+
+    @Slot(object)
+    def _project_to_tabs(self, _path: object) -> None:
+        """Give the open project (or None) to every tab that works on one."""
+        for tab in (self.import_tab, self.screening_tab, self.reconstruction_tab):
+            if hasattr(tab, "set_project"):
+                try:
+                    tab.set_project(self.project)
+                except Exception:  # noqa: BLE001 - one tab's failure must not stop the others
+                    log.exception("%s could not take the project", type(tab).__name__)
+
+    @Slot(list)
+    def _measurements_imported(self, _outcomes: list) -> None:
+        self.screening_tab.refresh_measurements()
+        if hasattr(self.reconstruction_tab, "set_project"):
+            try:
+                self.reconstruction_tab.set_project(self.project)
+            except Exception:  # noqa: BLE001
+                log.exception("the reconstruction tab could not refresh its measurements")
 
     def _close_project(self) -> None:
         if self.project is not None and hasattr(self.project, "close"):

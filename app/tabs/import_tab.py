@@ -6,11 +6,17 @@ folders (:func:`engine.store.folders.discover_measurements`,
 (:func:`~engine.store.folders.load_measurement`) are engine calls, run in the
 :class:`app.jobs.JobRunner` so a slow disk never freezes the window. A folder can be
 chosen with the button or dropped onto the tab.
+
+With a project open (:meth:`ImportTab.set_project`), "Import selected into project" adds the
+selected folders to the project's catalogue (:meth:`engine.store.project.Project.add_measurement`)
+in the job runner, with progress and cancel; a folder that fails is reported and the others
+go on; folders already in the project are marked in the table.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -23,7 +29,7 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFont, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -58,7 +64,7 @@ from ..jobs import Job, JobRunner
 from ..settings import AppSettings
 from ..widgets.image_view import HologramView
 
-__all__ = ["scan_measurements", "MeasurementTableModel", "ImportTab"]
+__all__ = ["scan_measurements", "import_into_project", "ImportOutcome", "MeasurementTableModel", "ImportTab"]
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +108,91 @@ def load_preview(folder: str | Path, progress: Optional[Callable[..., None]] = N
     return m
 
 
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What happened to one folder of an import: ``status`` "imported", "already" or "failed"."""
+
+    path: Path
+    status: str
+    measurement_id: Optional[int] = None
+    error: str = ""
+
+
+def import_into_project(project: Any, folders: list[str | Path], progress: Optional[Callable[..., None]] = None,
+                        cancel=None) -> list[ImportOutcome]:
+    """Add measurement folders to a project's catalogue (a job for the runner).
+
+    Each folder is checked again (:func:`engine.store.folders.inspect_measurement`); an invalid
+    one, or one whose import raises, is reported as "failed" with the error and the others go
+    on. A folder already in the project is reported as "already" (its id kept).
+
+    Parameters
+    ----------
+    project : engine.store.project.Project
+    folders : list of paths
+    progress, cancel
+        The :mod:`engine.progress` protocol (cancel stops before the next folder).
+
+    Returns
+    -------
+    list of ImportOutcome, one per folder handled (fewer when cancelled).
+    """
+    known = {str(Path(r.path).resolve()): r.id for r in project.list_measurements()}
+    out: list[ImportOutcome] = []
+    for i, folder in enumerate(folders):
+        check_cancel(cancel)
+        folder = Path(folder)
+        report(progress, i / max(1, len(folders)), f"importing {folder.name} ({i + 1} of {len(folders)})")
+        try:
+            key = str(folder.resolve())
+            if key in known:
+                out.append(ImportOutcome(folder, "already", known[key]))
+                continue
+            info = inspect_measurement(folder, thumbnail=False)
+            if not info.valid:
+                out.append(ImportOutcome(folder, "failed", None, info.error))
+                continue
+            mid = project.add_measurement(folder, info)
+            known[key] = mid
+            out.append(ImportOutcome(folder, "imported", mid))
+        except Exception as exc:  # noqa: BLE001 - one folder's error never stops the rest
+            log.exception("import of %s failed", folder)
+            out.append(ImportOutcome(folder, "failed", None, f"{type(exc).__name__}: {exc}"))
+    report(progress, 1.0, f"{sum(o.status == 'imported' for o in out)} measurement(s) imported")
+    return out
+
+
+def _imported_icon() -> QPixmap:
+    pm = QPixmap(14, 14)
+    pm.fill(QColor(0, 0, 0, 0))
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    p.setBrush(QColor("#4aa3df"))
+    p.setPen(QColor("#4aa3df"))
+    p.drawEllipse(1, 1, 12, 12)
+    p.setPen(QColor("#ffffff"))
+    f = QFont()
+    f.setPixelSize(10)
+    f.setBold(True)
+    p.setFont(f)
+    p.drawText(pm.rect(), int(Qt.AlignmentFlag.AlignCenter), "P")
+    p.end()
+    return pm
+
+
 class MeasurementTableModel(QAbstractTableModel):
     """Rows of :class:`engine.store.folders.MeasurementInfo`: name, sample, images, size, status."""
 
     COLUMNS = ("Name", "Sample", "Images", "Image size", "Status")
     PathRole = Qt.ItemDataRole.UserRole + 1
     SortRole = Qt.ItemDataRole.UserRole + 2
+    InProjectRole = Qt.ItemDataRole.UserRole + 3
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self._rows: list[MeasurementInfo] = []
+        self._in_project: set[str] = set()
+        self._project_icon: Optional[QPixmap] = None
         style = parent.style() if parent is not None else None
         self._ok_icon = style.standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton) if style else None
         self._bad_icon = style.standardIcon(QStyle.StandardPixmap.SP_MessageBoxCritical) if style else None
@@ -143,8 +224,20 @@ class MeasurementTableModel(QAbstractTableModel):
             return self.cell_text(info, col).casefold()
         if role == self.PathRole:
             return str(info.path)
+        if role == self.InProjectRole:
+            return self.in_project(info)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return str(info.path) if col == 0 else (info.error or VALID_TEXT) if col == 4 else None
+            if col == 0:
+                return str(info.path) + ("\n(already in the open project)" if self.in_project(info) else "")
+            return (info.error or VALID_TEXT) if col == 4 else None
+        if role == Qt.ItemDataRole.DecorationRole and col == 0 and self.in_project(info):
+            if self._project_icon is None:
+                self._project_icon = _imported_icon()
+            return self._project_icon
+        if role == Qt.ItemDataRole.FontRole and col == 0 and self.in_project(info):
+            f = QFont()
+            f.setItalic(True)
+            return f
         if role == Qt.ItemDataRole.ForegroundRole and col == 4 and not info.valid:
             return QColor("#ff7b72")
         if role == Qt.ItemDataRole.DecorationRole and col == 4:
@@ -173,6 +266,15 @@ class MeasurementTableModel(QAbstractTableModel):
 
     def rows(self) -> list[MeasurementInfo]:
         return list(self._rows)
+
+    def in_project(self, info: MeasurementInfo) -> bool:
+        return str(Path(info.path).resolve()) in self._in_project
+
+    def set_in_project(self, paths: set[str]) -> None:
+        """Mark the folders (resolved path strings) that the open project already holds."""
+        self._in_project = set(paths)
+        if self._rows:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, 0))
 
     def info(self, row: int) -> MeasurementInfo:
         return self._rows[row]
@@ -211,6 +313,7 @@ class ImportTab(QWidget):
 
     scan_finished = Signal(list)
     measurement_loaded = Signal(object)
+    imported = Signal(list)  # list of ImportOutcome
 
     def __init__(self, runner: JobRunner, settings: Optional[AppSettings] = None,
                  parent: Optional[QWidget] = None) -> None:
@@ -223,6 +326,8 @@ class ImportTab(QWidget):
         self._preview_job: Optional[Job] = None
         self._select_after_scan: Optional[Path] = None
         self.measurement: Optional[Measurement] = None
+        self.project: Any = None
+        self._import_job: Optional[Job] = None
         self.setAcceptDrops(True)
         self._build()
 
@@ -261,7 +366,7 @@ class ImportTab(QWidget):
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setAlternatingRowColors(True)
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
@@ -288,12 +393,24 @@ class ImportTab(QWidget):
         self.show_empty_message()
         self.summary = QLabel("", self)
         self.summary.setObjectName("scanSummary")
+        self.summary.setWordWrap(True)
+        self.import_button = QPushButton("Import selected into project", self)
+        self.import_button.setObjectName("importSelected")
+        self.import_button.clicked.connect(lambda: self.import_selected())
+        self.import_summary = QLabel("", self)
+        self.import_summary.setObjectName("importSummary")
+        self.import_summary.setWordWrap(True)
+        self.import_summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        import_row = QHBoxLayout()
+        import_row.addWidget(self.import_button)
+        import_row.addWidget(self.import_summary, 1)
         left = QWidget(self)
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
         ll.setSpacing(6)
         ll.addWidget(self.left_stack, 1)
         ll.addWidget(self.summary)
+        ll.addLayout(import_row)
 
         # right: preview
         self.preview_title = QLabel("Preview", self)
@@ -340,6 +457,7 @@ class ImportTab(QWidget):
         lay.setSpacing(10)
         lay.addLayout(top)
         lay.addWidget(self.splitter, 1)
+        self._update_import_button()
 
     # ---------------------------------------------------------------- empty state
     NO_FOLDER = ("No folder chosen",
@@ -394,6 +512,8 @@ class ImportTab(QWidget):
 
     def _scan_done(self, infos: list[MeasurementInfo]) -> None:
         self.model.set_rows(infos)
+        self.refresh_in_project()
+        self._update_import_button()
         n_bad = sum(not i.valid for i in infos)
         if infos:
             self.left_stack.setCurrentWidget(self.table)
@@ -413,6 +533,78 @@ class ImportTab(QWidget):
             first_valid = next((i for i in infos if i.valid), infos[0])
             self.select_measurement(first_valid.path)
         self.scan_finished.emit(infos)
+
+    # ---------------------------------------------------------------- import into the project
+    def set_project(self, project: Any) -> None:
+        """The open :class:`engine.store.project.Project` (or None): selected folders can be imported into it."""
+        self.project = project
+        self.refresh_in_project()
+        self._update_import_button()
+
+    def refresh_in_project(self) -> None:
+        """Mark the rows the project already holds."""
+        paths: set[str] = set()
+        if self.project is not None:
+            try:
+                paths = {str(Path(r.path).resolve()) for r in self.project.list_measurements()}
+            except Exception:  # noqa: BLE001 - a closed project marks nothing
+                log.exception("listing the project's measurements failed")
+        self.model.set_in_project(paths)
+
+    def _update_import_button(self) -> None:
+        has_project = self.project is not None
+        self.import_button.setEnabled(has_project and bool(self.model.rows()))
+        self.import_button.setToolTip(
+            "Add the selected measurement folders to the open project (Ctrl+A selects all)" if has_project
+            else "Open or create a project first (File ▸ New project… / Open project…)")
+
+    def selected_infos(self) -> list[MeasurementInfo]:
+        """The selected rows' MeasurementInfo, in table order."""
+        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
+        return [self.model.info(self.proxy.mapToSource(self.proxy.index(r, 0)).row()) for r in rows]
+
+    def import_selected(self) -> Optional[Job]:
+        """Import the selected folders into the open project (a job with progress and cancel)."""
+        if self.project is None:
+            self.import_summary.setText("Open or create a project first (File ▸ New project…).")
+            return None
+        infos = self.selected_infos()
+        if not infos:
+            self.import_summary.setText("Select the measurements to import (Ctrl+A selects all).")
+            return None
+        if self._import_job is not None and not self._import_job.done:
+            return self._import_job
+        self.import_summary.setText(f"Importing {len(infos)} measurement(s)…")
+        self.import_button.setEnabled(False)
+        self._import_job = self.runner.submit(
+            f"Importing {len(infos)} measurement(s)", import_into_project, self.project,
+            [i.path for i in infos], on_result=self._import_done, on_error=self._import_failed,
+            on_cancelled=self._import_cancelled, show_errors=False)
+        return self._import_job
+
+    def _import_done(self, outcomes: list[ImportOutcome]) -> None:
+        ok = [o for o in outcomes if o.status == "imported"]
+        already = [o for o in outcomes if o.status == "already"]
+        failed = [o for o in outcomes if o.status == "failed"]
+        text = f"{len(ok)} imported"
+        if already:
+            text += f", {len(already)} already in the project"
+        if failed:
+            text += f", {len(failed)} failed: " + "; ".join(f"{o.path.name}: {o.error}" for o in failed)
+        self.import_summary.setText(text + ".")
+        self.refresh_in_project()
+        self._update_import_button()
+        self.imported.emit(outcomes)
+
+    def _import_failed(self, exc: BaseException) -> None:
+        self.import_summary.setText(f"Import failed: {type(exc).__name__}: {exc}")
+        self.refresh_in_project()
+        self._update_import_button()
+
+    def _import_cancelled(self) -> None:
+        self.import_summary.setText("Import cancelled; the folders imported before the cancel stay in the project.")
+        self.refresh_in_project()
+        self._update_import_button()
 
     def _scan_failed(self, exc: BaseException) -> None:
         self.model.set_rows([])

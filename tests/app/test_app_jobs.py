@@ -208,13 +208,18 @@ def test_the_report_before_a_long_silent_step_is_shown(qtbot, runner: JobRunner)
 
 def test_a_job_that_ignores_cancel_is_reported_by_shutdown(qtbot):
     stop = threading.Event()
+    started = threading.Event()
 
     def stubborn(progress=None, cancel=None):
+        started.set()
         stop.wait(10.0)  # never looks at the cancel token
 
     r = JobRunner()
     job = r.submit("stubborn", stubborn)
-    qtbot.waitUntil(lambda: job.state is JobState.RUNNING, timeout=2000)
+    # wait for the function itself to run: under load the thread may start late, and a job
+    # cancelled before it starts is (rightly) never run at all
+    qtbot.waitUntil(started.is_set, timeout=5000)
+    assert job.state is JobState.RUNNING
     assert not r.shutdown(timeout_s=0.3)
     assert r.has_live_threads()
     stop.set()

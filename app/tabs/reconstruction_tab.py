@@ -1,0 +1,1007 @@
+"""Reconstruction tab: choose the method, run it in the background, browse and export the tomogram.
+
+The tab does no science. A reconstruction is a chain of engine calls run in the
+:class:`app.jobs.JobRunner` (:func:`reconstruct_folder`): reading the measurement
+(:func:`engine.store.folders.load_measurement`), field retrieval
+(:func:`engine.holography.retrieval.retrieve_fields`), the Rytov/Born reconstruction with
+non-negativity and total variation (:func:`engine.tomography.reconstruct.reconstruct`) and the
+learned regulariser (:func:`engine.tomography.deep_regularizer.regularize_deep_fourier`, offered
+only when its weights are shipped in ``resources/models``). Result files are read and written
+with :mod:`engine.store.results` (``shared/FORMATS.md`` §2), Tomocube TCF files with
+:func:`engine.store.folders.read_tcf`.
+
+Physical units everywhere: axes in µm, values as refractive index (RI), the medium index n_m
+shown beside the views and used as the bottom of the colour range. Exports: an ImageJ
+hyperstack TIFF with its voxel size in µm, a ``.npy`` volume, or the ``.odt.h5`` result file.
+
+Retrieved fields of the last measurement are kept, so running again with other parameters
+skips the retrieval.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QStandardItemModel
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+# imported here, in the GUI thread at start-up, not lazily in the job: a first import inside the
+# worker thread holds the GIL for a long stretch and would freeze the window meanwhile
+from engine.holography.retrieval import retrieve_fields
+from engine.metadata import MeasurementMetadata
+from engine.progress import check_cancel, report, sub_progress
+from engine.store.folders import load_measurement, read_tcf
+from engine.store.results import (
+    TomogramResult,
+    is_complete_result,
+    read_result,
+    update_result,
+    write_result,
+)
+from engine.tomography.reconstruct import reconstruct
+
+from ..jobs import Job, JobRunner
+from ..settings import AppSettings
+from ..widgets.plots import LineProfilePlot
+from ..widgets.slice_view import OrthoSliceView
+
+__all__ = [
+    "ReconstructionOptions",
+    "VolumeSet",
+    "VOLUME_LABELS",
+    "deep_regularizer_available",
+    "reconstruct_folder",
+    "load_volume_file",
+    "export_tiff",
+    "export_npy",
+    "export_result",
+    "ReconstructionTab",
+]
+
+log = logging.getLogger(__name__)
+
+#: Display names of the volumes a reconstruction can hold, in display order.
+VOLUME_LABELS = {"raw": "Raw", "tv": "TV-regularised", "deep": "Learned regulariser", "tcf": "TCF"}
+DEEP_NOT_LANDED = ("The learned regulariser (DeepRegularizer) has not landed yet: its weights "
+                   "(deep_regularizer.safetensors) are not in resources/models.")
+
+
+# ====================================================================== engine chain (job functions)
+@dataclass(frozen=True)
+class ReconstructionOptions:
+    """What the Reconstruction tab asks for.
+
+    Attributes
+    ----------
+    method : {"rytov", "born"}
+    non_negativity_iterations : int
+        Gerchberg–Papoulis iterations (n ≥ n_m) applied to the raw tomogram; 0 = off.
+    regularization : {"none", "tv", "deep"}
+    tv_weight : float
+        TV weight (relative to the scattering potential).
+    tv_outer_iterations, tv_inner_iterations : int
+    shape_z : int or None
+        Axial voxels (None: the engine's default, min(H, W) // 2).
+    device : {"auto", "cpu", "cuda"}
+    """
+
+    method: str = "rytov"
+    non_negativity_iterations: int = 50
+    regularization: str = "none"
+    tv_weight: float = 0.0
+    tv_outer_iterations: int = 30
+    tv_inner_iterations: int = 20
+    shape_z: Optional[int] = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.method not in ("rytov", "born"):
+            raise ValueError(f"method must be 'rytov' or 'born', got {self.method!r}")
+        if self.regularization not in ("none", "tv", "deep"):
+            raise ValueError(f"regularization must be 'none', 'tv' or 'deep', got {self.regularization!r}")
+
+
+@dataclass
+class VolumeSet:
+    """One reconstructed (or loaded) tomogram with its variants, ready to show and export.
+
+    Attributes
+    ----------
+    name : str
+        Measurement name.
+    volumes : dict of str → ndarray (Z, Y, X) float32
+        ``"raw"`` (after non-negativity when asked), ``"tv"``, ``"deep"`` (or ``"tcf"``), RI.
+    voxel_size_um, origin_um : (z, y, x) µm
+    medium_index : float
+    method : str
+    source : Path or None
+        Measurement folder or file it came from.
+    measurement_json : str
+        The measurement's metadata (for the result file).
+    fields, illumination_per_um, unwrapped_phase : arrays or None
+        Retrieved fields (N, H, W) complex64, (N, 2) cycles/µm, (N, H, W) rad.
+    screening : object or None
+        The result file's screening group, kept when re-saving.
+    out_path : Path or None
+        The result file written by the job, if any.
+    """
+
+    name: str
+    volumes: dict
+    voxel_size_um: tuple
+    origin_um: tuple
+    medium_index: float
+    method: str = ""
+    source: Optional[Path] = None
+    measurement_json: str = ""
+    fields: Optional[np.ndarray] = None
+    illumination_per_um: Optional[np.ndarray] = None
+    unwrapped_phase: Optional[np.ndarray] = None
+    screening: Any = None
+    out_path: Optional[Path] = None
+    timings_s: dict = field(default_factory=dict)
+
+
+def deep_regularizer_available() -> bool:
+    """True when the learned regulariser's weights and card are shipped in ``resources/models``."""
+    try:
+        from engine.resources import models_dir
+        from engine.tomography.deep_regularizer import DEFAULT_MODEL_NAME
+    except Exception:  # the module has not landed
+        return False
+    d = models_dir()
+    return (d / f"{DEFAULT_MODEL_NAME}.safetensors").is_file() and (d / f"{DEFAULT_MODEL_NAME}.json").is_file()
+
+
+def reconstruct_folder(folder: str | Path, options: ReconstructionOptions = ReconstructionOptions(), *,
+                       decision: Optional[np.ndarray] = None, out_path: Optional[str | Path] = None,
+                       cached: Optional[VolumeSet] = None,
+                       progress: Optional[Callable[..., None]] = None, cancel=None) -> VolumeSet:
+    """Reconstruct one measurement folder (a job for the runner): read, retrieve, reconstruct.
+
+    Parameters
+    ----------
+    folder : path
+        A measurement folder (``shared/FORMATS.md`` §1).
+    options : ReconstructionOptions
+    decision : (N,) uint8, optional
+        Screening decision (1 = use the field); default every field.
+    out_path : path, optional
+        Write (or update) the ``.odt.h5`` result file there.
+    cached : VolumeSet, optional
+        An earlier result of the same folder: its retrieved fields are reused.
+    progress, cancel
+        The :mod:`engine.progress` protocol.
+
+    Returns
+    -------
+    VolumeSet
+    """
+    folder = Path(folder)
+    deep = options.regularization == "deep"
+    if deep and not deep_regularizer_available():
+        raise RuntimeError(DEEP_NOT_LANDED)
+    if cached is not None and cached.fields is not None and cached.measurement_json:
+        meta = MeasurementMetadata.from_json(cached.measurement_json, folder / "measurement.json")
+        fields, ill, phase = cached.fields, cached.illumination_per_um, cached.unwrapped_phase
+        report(progress, 0.2, "reusing the retrieved fields")
+    else:
+        report(progress, 0.0, f"reading {folder.name}")
+        m = load_measurement(folder)
+        meta = m.metadata
+        check_cancel(cancel)
+        r = retrieve_fields(m.holograms, m.backgrounds, meta, device=options.device,
+                            progress=sub_progress(progress, 0.02, 0.2, "retrieval: "), cancel=cancel)
+        fields, ill, phase = r.field, np.asarray(r.illumination_per_um), r.unwrapped_phase
+        del m
+    check_cancel(cancel)
+    if decision is not None and len(decision) != fields.shape[0]:
+        log.warning("%s: %d screening decisions for %d fields; using every field",
+                    folder.name, len(decision), fields.shape[0])
+        decision = None
+    end = 0.85 if deep else 0.97
+    tomo = reconstruct(
+        fields, ill, meta, method=options.method, shape_z=options.shape_z, decision=decision,
+        non_negativity=int(options.non_negativity_iterations),
+        regularization="tv" if options.regularization == "tv" else None,
+        tv_weight=options.tv_weight, tv_outer_iterations=options.tv_outer_iterations,
+        tv_inner_iterations=options.tv_inner_iterations, unwrapped_phase=phase, keep_fourier=deep,
+        device=options.device, progress=sub_progress(progress, 0.2, end, "reconstruction: "), cancel=cancel)
+    volumes = {"raw": tomo.ri}
+    if tomo.ri_tv is not None:
+        volumes["tv"] = tomo.ri_tv
+    if deep:
+        from engine.tomography.deep_regularizer import regularize_deep_fourier
+
+        volumes["deep"] = regularize_deep_fourier(tomo.fourier, device=options.device,
+                                                  progress=sub_progress(progress, end, 0.97, "learned: "),
+                                                  cancel=cancel)
+        tomo.fourier = None
+    out = VolumeSet(name=folder.name, volumes=volumes, voxel_size_um=tuple(tomo.voxel_size_um),
+                    origin_um=tuple(tomo.origin_um), medium_index=float(tomo.medium_index), method=tomo.method,
+                    source=folder, measurement_json=meta.to_json(), fields=fields, illumination_per_um=ill,
+                    unwrapped_phase=phase, timings_s=dict(tomo.timings_s))
+    if out_path is not None:
+        check_cancel(cancel)
+        report(progress, 0.97, "writing the result file")
+        out.out_path = _write_or_update(Path(out_path), out)
+    report(progress, 1.0, "done")
+    return out
+
+
+def _tomogram_group(vs: VolumeSet):
+    raw = vs.volumes.get("raw", vs.volumes.get("tcf"))
+    return TomogramResult(ri=raw, voxel_size_um=vs.voxel_size_um, origin_um=vs.origin_um,
+                          medium_index=vs.medium_index, method=vs.method or "unknown",
+                          ri_tv=vs.volumes.get("tv"), ri_deep=vs.volumes.get("deep"))
+
+
+def _write_or_update(path: Path, vs: VolumeSet) -> Path:
+    """Replace the tomogram (and fields) of an existing result file, or write a new one."""
+    if path.exists() and is_complete_result(path):
+        return update_result(path, tomogram=_tomogram_group(vs), fields=vs.fields,
+                             illumination_per_um=vs.illumination_per_um)
+    return write_result(path, measurement_json=vs.measurement_json or "{}", fields=vs.fields,
+                        illumination_per_um=vs.illumination_per_um, screening=vs.screening,
+                        tomogram=_tomogram_group(vs))
+
+
+def load_volume_file(path: str | Path, progress: Optional[Callable[..., None]] = None,
+                     cancel=None) -> VolumeSet:
+    """Read a result file (``.odt.h5``) or a Tomocube ``.TCF`` into a :class:`VolumeSet` (a job).
+
+    Raises
+    ------
+    ValueError
+        The file is neither, or holds no tomogram.
+    """
+    path = Path(path)
+    report(progress, 0.0, f"reading {path.name}")
+    check_cancel(cancel)
+    if path.suffix.lower() == ".tcf":
+        tcf = read_tcf(path)
+        volume = np.asarray(tcf.ri, dtype=np.float32)
+        # TCF files carry no medium index: take the background level (the most common value)
+        medium = float(np.median(volume[:, :4, :].ravel())) if volume.size else 1.337
+        report(progress, 1.0, "loaded")
+        return VolumeSet(name=path.stem, volumes={"tcf": volume}, voxel_size_um=tuple(tcf.voxel_size_um),
+                         origin_um=tuple(tcf.origin_um), medium_index=medium, method="tcf", source=path)
+    res = read_result(path)
+    t = res.tomogram
+    if t is None or t.ri is None:
+        raise ValueError(f"'{path}' holds no tomogram (tomogram/ri) yet: reconstruct the measurement first")
+    volumes = {"raw": np.asarray(t.ri, dtype=np.float32)}
+    if t.ri_tv is not None:
+        volumes["tv"] = np.asarray(t.ri_tv, dtype=np.float32)
+    if getattr(t, "ri_deep", None) is not None:
+        volumes["deep"] = np.asarray(t.ri_deep, dtype=np.float32)
+    name = path.name[: -len(".odt.h5")] if path.name.endswith(".odt.h5") else path.stem
+    report(progress, 1.0, "loaded")
+    return VolumeSet(name=name, volumes=volumes, voxel_size_um=tuple(float(v) for v in t.voxel_size_um),
+                     origin_um=tuple(float(v) for v in t.origin_um), medium_index=float(t.medium_index),
+                     method=str(t.method), source=path, measurement_json=res.measurement_json,
+                     fields=res.fields, illumination_per_um=res.illumination_per_um, screening=res.screening,
+                     out_path=path)
+
+
+def export_tiff(path: str | Path, volume: np.ndarray, voxel_size_um: tuple[float, float, float],
+                progress: Optional[Callable[..., None]] = None, cancel=None) -> Path:
+    """Write ``volume`` (Z, Y, X) as an ImageJ hyperstack TIFF (float32 RI) with its voxel size in µm.
+
+    ImageJ/Fiji reads the z step from ``spacing``, the pixel size from the X/Y resolution
+    (pixels per µm) and the unit ``um``.
+    """
+    import tifffile
+
+    path = Path(path)
+    check_cancel(cancel)
+    report(progress, 0.0, f"writing {path.name}")
+    dz, dy, dx = (float(v) for v in voxel_size_um)
+    vol = np.ascontiguousarray(volume, dtype=np.float32)
+    tifffile.imwrite(path, vol, imagej=True, resolution=(1.0 / dx, 1.0 / dy),
+                     metadata={"spacing": dz, "unit": "um", "axes": "ZYX",
+                               "min": float(vol.min()), "max": float(vol.max())})
+    report(progress, 1.0, "written")
+    return path
+
+
+def export_npy(path: str | Path, volume: np.ndarray, progress: Optional[Callable[..., None]] = None,
+               cancel=None) -> Path:
+    """Write ``volume`` (Z, Y, X) float32 RI to a ``.npy`` file."""
+    path = Path(path)
+    check_cancel(cancel)
+    report(progress, 0.0, f"writing {path.name}")
+    np.save(path, np.asarray(volume, dtype=np.float32))
+    report(progress, 1.0, "written")
+    return path if path.suffix == ".npy" else path.with_name(path.name + ".npy")
+
+
+def export_result(path: str | Path, vs: VolumeSet, progress: Optional[Callable[..., None]] = None,
+                  cancel=None) -> Path:
+    """Write ``vs`` as an ``.odt.h5`` result file (``shared/FORMATS.md`` §2), atomically."""
+    check_cancel(cancel)
+    report(progress, 0.0, f"writing {Path(path).name}")
+    meta = vs.measurement_json or json.dumps({"sample": {"name": vs.name}, "medium_index": vs.medium_index,
+                                              "source": str(vs.source or "")})
+    out = write_result(path, measurement_json=meta, fields=vs.fields, illumination_per_um=vs.illumination_per_um,
+                       screening=vs.screening, tomogram=_tomogram_group(vs))
+    report(progress, 1.0, "written")
+    return out
+
+
+# ====================================================================== the tab
+def _default_delta(volume: np.ndarray, medium_index: float) -> float:
+    """Colour range above n_m: the 99.9th percentile of Δn, rounded up to 0.005 (at least 0.005)."""
+    sample = volume[:: max(1, volume.shape[0] // 32)]
+    d = float(np.percentile(sample, 99.9)) - medium_index
+    return max(0.005, float(np.ceil(d / 0.005) * 0.005))
+
+
+class ReconstructionTab(QWidget):
+    """The "Reconstruction" tab.
+
+    Parameters
+    ----------
+    runner : JobRunner
+        Runs reconstructions, file reading and exports.
+    settings : AppSettings, optional
+    parent : QWidget, optional
+
+    Signals
+    -------
+    volume_shown(object)
+        The :class:`VolumeSet` now on screen.
+    """
+
+    volume_shown = Signal(object)
+
+    def __init__(self, runner: JobRunner, settings: Optional[AppSettings] = None,
+                 parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("reconstructionTab")
+        self.runner = runner
+        self.settings = settings
+        self.project: Any = None
+        self.folder: Optional[Path] = None
+        self.result: Optional[VolumeSet] = None
+        self.job: Optional[Job] = None
+        self._linking = False
+        self._build()
+        self._update_enabled()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        # --- source
+        src = QGroupBox("Measurement", self)
+        self.measurement_combo = QComboBox(src)
+        self.measurement_combo.setObjectName("projectMeasurements")
+        self.measurement_combo.setToolTip("Measurements of the open project")
+        self.measurement_combo.activated.connect(self._project_measurement_chosen)
+        self.measurement_combo.setVisible(False)
+        self.source_label = QLabel("No measurement chosen", src)
+        self.source_label.setObjectName("sourceLabel")
+        self.source_label.setWordWrap(True)
+        self.choose_button = QPushButton("Folder…", src)
+        self.choose_button.setToolTip("Choose a measurement folder to reconstruct")
+        self.choose_button.clicked.connect(self._choose_folder)
+        self.open_button = QPushButton("Open result…", src)
+        self.open_button.setToolTip("Open a result file (.odt.h5) or a Tomocube TCF file")
+        self.open_button.clicked.connect(self._choose_result)
+        row = QHBoxLayout()
+        row.addWidget(self.choose_button)
+        row.addWidget(self.open_button)
+        sl = QVBoxLayout(src)
+        sl.addWidget(self.measurement_combo)
+        sl.addWidget(self.source_label)
+        sl.addLayout(row)
+
+        # --- method and parameters
+        par = QGroupBox("Method", self)
+        form = QFormLayout(par)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.method_combo = QComboBox(par)
+        self.method_combo.setObjectName("method")
+        self.method_combo.addItem("Rytov", "rytov")
+        self.method_combo.addItem("Born", "born")
+        self.method_combo.setItemData(0, "First-order Rytov: thick, weakly refracting samples (default)",
+                                      Qt.ItemDataRole.ToolTipRole)
+        self.method_combo.setItemData(1, "First-order Born: only small phase delays", Qt.ItemDataRole.ToolTipRole)
+        form.addRow("Approximation", self.method_combo)
+        self.nonneg_check = QCheckBox("n ≥ n_m", par)
+        self.nonneg_check.setObjectName("nonNegativity")
+        self.nonneg_check.setChecked(True)
+        self.nonneg_check.setToolTip("Gerchberg–Papoulis non-negativity: fills the missing cone with n ≥ n_m")
+        self.nonneg_iter = QSpinBox(par)
+        self.nonneg_iter.setObjectName("nonNegativityIterations")
+        self.nonneg_iter.setRange(1, 1000)
+        self.nonneg_iter.setValue(50)
+        self.nonneg_iter.setSuffix(" it.")
+        self.nonneg_check.toggled.connect(self.nonneg_iter.setEnabled)
+        nn = QHBoxLayout()
+        nn.addWidget(self.nonneg_check)
+        nn.addWidget(self.nonneg_iter, 1)
+        form.addRow("Non-negativity", nn)
+        self.reg_combo = QComboBox(par)
+        self.reg_combo.setObjectName("regularization")
+        self.reg_combo.addItem("None", "none")
+        self.reg_combo.addItem("Total variation", "tv")
+        self.reg_combo.addItem("Learned (DeepRegularizer)", "deep")
+        self.reg_combo.currentIndexChanged.connect(self._update_enabled)
+        form.addRow("Regulariser", self.reg_combo)
+        self.tv_weight = QDoubleSpinBox(par)
+        self.tv_weight.setObjectName("tvWeight")
+        self.tv_weight.setDecimals(4)
+        self.tv_weight.setRange(0.0, 10.0)
+        self.tv_weight.setSingleStep(0.001)
+        try:
+            from engine.tomography.tv import DEFAULT_TV_WEIGHT
+
+            self.tv_weight.setValue(float(DEFAULT_TV_WEIGHT))
+        except Exception:
+            self.tv_weight.setValue(0.005)
+        self.tv_weight.setToolTip("Weight of the total-variation term")
+        form.addRow("TV weight", self.tv_weight)
+        self.tv_outer = QSpinBox(par)
+        self.tv_outer.setObjectName("tvOuter")
+        self.tv_outer.setRange(1, 1000)
+        self.tv_outer.setValue(30)
+        self.tv_inner = QSpinBox(par)
+        self.tv_inner.setObjectName("tvInner")
+        self.tv_inner.setRange(1, 1000)
+        self.tv_inner.setValue(20)
+        tvi = QHBoxLayout()
+        tvi.addWidget(self.tv_outer)
+        tvi.addWidget(QLabel("×", par))
+        tvi.addWidget(self.tv_inner)
+        self.tv_iter_label = QLabel("TV iterations", par)
+        self.tv_outer.setToolTip("Outer (data-consistency) iterations")
+        self.tv_inner.setToolTip("Inner (TV denoising) iterations per outer iteration")
+        form.addRow(self.tv_iter_label, tvi)
+        self.shape_z = QSpinBox(par)
+        self.shape_z.setObjectName("shapeZ")
+        self.shape_z.setRange(0, 2048)
+        self.shape_z.setSpecialValueText("auto")
+        self.shape_z.setToolTip("Axial voxels (auto: half the image size)")
+        form.addRow("Axial voxels", self.shape_z)
+        self.device_combo = QComboBox(par)
+        self.device_combo.setObjectName("device")
+        for d in ("auto", "cpu", "cuda"):
+            self.device_combo.addItem(d, d)
+        form.addRow("Device", self.device_combo)
+        self._deep_ok = deep_regularizer_available()
+        self._set_deep_item()
+
+        self.run_button = QPushButton("Run reconstruction", self)
+        self.run_button.setObjectName("runReconstruction")
+        self.run_button.setDefault(True)
+        self.run_button.clicked.connect(lambda: self.run())
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setObjectName("cancelReconstruction")
+        self.cancel_button.clicked.connect(self.cancel)
+        runrow = QHBoxLayout()
+        runrow.addWidget(self.run_button, 1)
+        runrow.addWidget(self.cancel_button)
+        self.status = QLabel("", self)
+        self.status.setObjectName("scanSummary")
+        self.status.setWordWrap(True)
+
+        # --- display
+        disp = QGroupBox("Display", self)
+        dform = QFormLayout(disp)
+        self.volume_combo = QComboBox(disp)
+        self.volume_combo.setObjectName("volumeChoice")
+        self.volume_combo.currentIndexChanged.connect(self._show_current)
+        dform.addRow("Volume", self.volume_combo)
+        self.side_check = QCheckBox("Raw and regularised side by side", disp)
+        self.side_check.setObjectName("sideBySide")
+        self.side_check.toggled.connect(self._show_current)
+        dform.addRow(self.side_check)
+        self.mip_check = QCheckBox("Maximum-intensity projections", disp)
+        self.mip_check.setObjectName("mip")
+        self.mip_check.toggled.connect(self.set_mip)
+        dform.addRow(self.mip_check)
+        self.delta_spin = QDoubleSpinBox(disp)
+        self.delta_spin.setObjectName("deltaN")
+        self.delta_spin.setDecimals(3)
+        self.delta_spin.setRange(0.001, 1.0)
+        self.delta_spin.setSingleStep(0.005)
+        self.delta_spin.setValue(0.05)
+        self.delta_spin.setPrefix("n_m + ")
+        self.delta_spin.setToolTip("Colour range: from the medium index n_m up to n_m + Δn")
+        self.delta_spin.valueChanged.connect(self._apply_levels)
+        dform.addRow("Colour range", self.delta_spin)
+        self.medium_label = QLabel("–", disp)
+        self.medium_label.setObjectName("mediumLabel")
+        dform.addRow("Medium n_m", self.medium_label)
+        self.profile_axis = QComboBox(disp)
+        self.profile_axis.setObjectName("profileAxis")
+        for a in ("x", "y", "z"):
+            self.profile_axis.addItem(f"along {a}", a)
+        self.profile_axis.currentIndexChanged.connect(self._update_profile)
+        self.peak_button = QPushButton("Go to peak", disp)
+        self.peak_button.setToolTip("Move the crosshair to the highest refractive index")
+        self.peak_button.clicked.connect(self._go_to_peak)
+        pr = QHBoxLayout()
+        pr.addWidget(self.profile_axis, 1)
+        pr.addWidget(self.peak_button)
+        dform.addRow("Line profile", pr)
+
+        # --- export
+        exp = QGroupBox("Export", self)
+        el = QHBoxLayout(exp)
+        self.tiff_button = QPushButton("TIFF…", exp)
+        self.tiff_button.setToolTip("ImageJ hyperstack (float32 RI) with the voxel size in µm")
+        self.tiff_button.clicked.connect(self._export_tiff_dialog)
+        self.npy_button = QPushButton(".npy…", exp)
+        self.npy_button.setToolTip("NumPy array (Z, Y, X) float32 RI")
+        self.npy_button.clicked.connect(self._export_npy_dialog)
+        self.h5_button = QPushButton("Result file…", exp)
+        self.h5_button.setToolTip("The .odt.h5 result file (fields, tomograms, voxel size, n_m)")
+        self.h5_button.clicked.connect(self._export_result_dialog)
+        for b in (self.tiff_button, self.npy_button, self.h5_button):
+            el.addWidget(b)
+
+        controls = QWidget(self)
+        cl = QVBoxLayout(controls)
+        cl.setContentsMargins(0, 0, 4, 0)
+        cl.setSpacing(8)
+        cl.addWidget(src)
+        cl.addWidget(par)
+        cl.addLayout(runrow)
+        cl.addWidget(self.status)
+        cl.addWidget(disp)
+        cl.addWidget(exp)
+        cl.addStretch(1)
+        scroll = QScrollArea(self)
+        scroll.setWidget(controls)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(300)
+        scroll.setMaximumWidth(380)
+
+        # --- views
+        self.view = OrthoSliceView("", True, self)
+        self.view.setObjectName("primaryView")
+        self.view2 = OrthoSliceView("", True, self)
+        self.view2.setObjectName("secondaryView")
+        self.view2.setVisible(False)
+        for a, b in ((self.view, self.view2), (self.view2, self.view)):
+            a.crosshair_moved.connect(lambda z, y, x, b=b: self._link_crosshair(b, z, y, x))
+            a.levels_changed.connect(lambda lo, hi, b=b: self._link_levels(b, lo, hi))
+        self.view.crosshair_moved.connect(lambda *_: self._update_profile())
+        self.info = QLabel("", self)
+        self.info.setObjectName("volumeInfo")
+        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        views = QWidget(self)
+        vl = QHBoxLayout(views)
+        vl.setContentsMargins(0, 0, 0, 0)
+        vl.setSpacing(6)
+        vl.addWidget(self.view, 1)
+        vl.addWidget(self.view2, 1)
+        self.profile = LineProfilePlot(self)
+        self.view_splitter = QSplitter(Qt.Orientation.Vertical, self)
+        self.view_splitter.addWidget(views)
+        self.view_splitter.addWidget(self.profile)
+        self.view_splitter.setStretchFactor(0, 4)
+        self.view_splitter.setStretchFactor(1, 1)
+        self.view_splitter.setChildrenCollapsible(False)
+        viewer = QWidget(self)
+        vvl = QVBoxLayout(viewer)
+        vvl.setContentsMargins(0, 0, 0, 0)
+        vvl.setSpacing(4)
+        vvl.addWidget(self.info)
+        vvl.addWidget(self.view_splitter, 1)
+        self.empty = QLabel(self)
+        self.empty.setObjectName("dropZone")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+        self.right_stack = QStackedWidget(self)
+        self.right_stack.addWidget(self.empty)
+        self.right_stack.addWidget(viewer)
+        self.show_message("No tomogram yet",
+                          "Choose a measurement (from the project, or a folder) and press "
+                          "<b>Run reconstruction</b>, or open a result file (<code>.odt.h5</code>).")
+
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(12, 12, 12, 8)
+        lay.setSpacing(10)
+        lay.addWidget(scroll)
+        lay.addWidget(self.right_stack, 1)
+
+    def _set_deep_item(self) -> None:
+        model = self.reg_combo.model()
+        item = model.item(2) if isinstance(model, QStandardItemModel) else None
+        if item is not None:
+            item.setEnabled(self._deep_ok)
+        self.reg_combo.setItemData(
+            2, "3-D U-Net trained to imitate TV (Ryu et al., IEEE TMI 2021)" if self._deep_ok else DEEP_NOT_LANDED,
+            Qt.ItemDataRole.ToolTipRole)
+        if not self._deep_ok and self.reg_combo.currentIndex() == 2:
+            self.reg_combo.setCurrentIndex(0)
+
+    def show_message(self, title: str, body: str = "") -> None:
+        """Show a big message instead of the views (no tomogram yet, loading, errors)."""
+        self.empty.setText(f"<p style='font-size:15pt'>{title}</p><p>{body}</p>")
+        self.right_stack.setCurrentWidget(self.empty)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def running(self) -> bool:
+        return self.job is not None and not self.job.done
+
+    def _update_enabled(self) -> None:
+        reg = self.reg_combo.currentData()
+        for w in (self.tv_weight, self.tv_outer, self.tv_inner, self.tv_iter_label):
+            w.setEnabled(reg == "tv")
+        self.run_button.setEnabled(self.folder is not None and not self.running)
+        self.cancel_button.setEnabled(self.running)
+        have = self.result is not None
+        for b in (self.tiff_button, self.npy_button, self.h5_button, self.peak_button):
+            b.setEnabled(have)
+
+    def options(self) -> ReconstructionOptions:
+        """The parameters as chosen in the form."""
+        return ReconstructionOptions(
+            method=self.method_combo.currentData(),
+            non_negativity_iterations=self.nonneg_iter.value() if self.nonneg_check.isChecked() else 0,
+            regularization=self.reg_combo.currentData(),
+            tv_weight=self.tv_weight.value(), tv_outer_iterations=self.tv_outer.value(),
+            tv_inner_iterations=self.tv_inner.value(),
+            shape_z=self.shape_z.value() or None, device=self.device_combo.currentData())
+
+    # ------------------------------------------------------------------ project and sources
+    def set_project(self, project: Any) -> None:
+        """Use ``project`` (an ``engine.store.project.Project``, or None): its measurements are
+        offered, its screening decisions used, its result files written."""
+        self.project = project if project is not None and hasattr(project, "list_measurements") else None
+        self.measurement_combo.clear()
+        if self.project is None:
+            self.measurement_combo.setVisible(False)
+            return
+        try:
+            records = [r for r in self.project.list_measurements() if r.status != "invalid"]
+        except Exception:
+            log.exception("could not list the project's measurements")
+            records = []
+        self.measurement_combo.addItem("— choose a measurement —", None)
+        for r in records:
+            self.measurement_combo.addItem(r.name, str(r.path))
+        self.measurement_combo.setVisible(bool(records))
+
+    def _project_record(self, folder: Path) -> Any:
+        if self.project is None:
+            return None
+        try:
+            target = folder.resolve()
+            for r in self.project.list_measurements():
+                if Path(r.path).resolve() == target:
+                    return r
+        except Exception:
+            log.exception("project lookup failed for %s", folder)
+        return None
+
+    def _project_result_path(self, folder: Path) -> Optional[Path]:
+        rec = self._project_record(folder)
+        if rec is None:
+            return None
+        try:
+            return Path(self.project.result_path(rec))
+        except Exception:
+            log.exception("no result path for %s", folder)
+            return None
+
+    @Slot(int)
+    def _project_measurement_chosen(self, index: int) -> None:
+        path = self.measurement_combo.itemData(index)
+        if path:
+            self.show_measurement(Path(path))
+
+    def show_measurement(self, folder: Path) -> Optional[Job]:
+        """Make ``folder`` the measurement to reconstruct; show its saved tomogram if the project has one."""
+        folder = Path(folder)
+        if self.result is not None and self.result.source != folder:
+            self.result.fields = None  # a different measurement: the cached fields no longer apply
+        self.folder = folder
+        self.source_label.setText(f"<b>{folder.name}</b><br><span style='color:#8b929c'>{folder}</span>")
+        self.source_label.setToolTip(str(folder))
+        i = self.measurement_combo.findData(str(folder))
+        if i >= 0:
+            self.measurement_combo.setCurrentIndex(i)
+        self._update_enabled()
+        out = self._project_result_path(folder)
+        if out is not None and out.is_file():
+            if is_complete_result(out, require=("tomogram",)):
+                return self.open_result(out)
+        if self.result is None or self.result.source != folder:
+            self.show_message(f"{folder.name}", "No tomogram yet: choose the method and press "
+                                                "<b>Run reconstruction</b>.")
+        return None
+
+    @Slot()
+    def _choose_folder(self) -> None:
+        start = str(self.folder.parent) if self.folder else (self.settings.import_root if self.settings else "")
+        path = QFileDialog.getExistingDirectory(self, "Choose a measurement folder", start or "")
+        if path:
+            self.show_measurement(Path(path))
+
+    @Slot()
+    def _choose_result(self) -> None:
+        start = str(self.folder.parent) if self.folder else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open a tomogram", start,
+                                              "Tomograms (*.odt.h5 *.h5 *.TCF *.tcf);;All files (*)")
+        if path:
+            self.open_result(Path(path))
+
+    def open_result(self, path: Path) -> Job:
+        """Read a result file (``.odt.h5``) or a Tomocube TCF in the background and show it."""
+        path = Path(path)
+        self.show_message(f"Reading {path.name} …")
+        return self.runner.submit(f"Reading {path.name}", load_volume_file, path,
+                                  on_result=self.show_volumes, on_error=self._load_failed)
+
+    def _load_failed(self, exc: BaseException) -> None:
+        self.show_message("Could not read the file", str(exc))
+
+    # ------------------------------------------------------------------ run and cancel
+    def run(self, options: Optional[ReconstructionOptions] = None) -> Optional[Job]:
+        """Reconstruct the current measurement with ``options`` (default: the form) in the background."""
+        if self.folder is None:
+            self.status.setText("Choose a measurement first.")
+            return None
+        if self.running:
+            return self.job
+        opts = options or self.options()
+        decision = None
+        rec = self._project_record(self.folder)
+        out_path = self._project_result_path(self.folder)
+        if rec is not None:
+            try:
+                decision, _source = self.project.decisions(rec.id)
+            except Exception:
+                log.exception("could not read the screening decisions of %s", self.folder)
+        cached = self.result if (self.result is not None and self.result.source == self.folder
+                                 and self.result.fields is not None) else None
+        desc = f"{opts.method.capitalize()}" + (" + TV" if opts.regularization == "tv" else
+                                                " + learned" if opts.regularization == "deep" else "")
+        self.status.setText(f"Reconstructing {self.folder.name} ({desc}) …")
+        self.job = self.runner.submit(
+            f"Reconstructing {self.folder.name}", reconstruct_folder, self.folder, opts, decision=decision,
+            out_path=out_path, cached=cached, on_result=self._finished, on_error=self._failed,
+            on_cancelled=self._cancelled)
+        self._update_enabled()
+        self.runner.job_done.connect(self._job_done)
+        return self.job
+
+    @Slot()
+    def cancel(self) -> None:
+        """Cancel the running reconstruction (the engine stops at its next check)."""
+        if self.running:
+            self.status.setText("Cancelling …")
+            self.runner.cancel(self.job)
+
+    def _job_done(self, job: Job) -> None:
+        if job is self.job:
+            try:
+                self.runner.job_done.disconnect(self._job_done)
+            except (RuntimeError, TypeError):
+                pass
+            self._update_enabled()
+
+    def _finished(self, vs: VolumeSet) -> None:
+        secs = self.job.seconds if self.job is not None else None
+        saved = f"; saved to {vs.out_path.name}" if vs.out_path else ""
+        self.status.setText(f"Done{f' in {secs:.1f} s' if secs else ''}{saved}.")
+        self.show_volumes(vs)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.status.setText(f"Failed: {exc}")
+
+    def _cancelled(self) -> None:
+        self.status.setText("Cancelled.")
+
+    # ------------------------------------------------------------------ display
+    def show_volumes(self, vs: VolumeSet) -> None:
+        """Show ``vs``: its volumes in the switch, raw and regularised side by side when both exist."""
+        first = self.result is None or self.result.volumes.get("raw", np.zeros(0)).shape != \
+            next(iter(vs.volumes.values())).shape
+        self.result = vs
+        if vs.source is not None and vs.source.is_dir():
+            self.folder = vs.source
+        self.volume_combo.blockSignals(True)
+        self.volume_combo.clear()
+        for key in VOLUME_LABELS:
+            if key in vs.volumes:
+                self.volume_combo.addItem(VOLUME_LABELS[key], key)
+        regularised = [k for k in ("deep", "tv") if k in vs.volumes]
+        self.volume_combo.setCurrentIndex(self.volume_combo.findData(regularised[0] if regularised else
+                                                                     self.volume_combo.itemData(0)))
+        self.volume_combo.blockSignals(False)
+        self.side_check.setEnabled(bool(regularised) and "raw" in vs.volumes)
+        self.side_check.blockSignals(True)
+        self.side_check.setChecked(bool(regularised) and "raw" in vs.volumes)
+        self.side_check.blockSignals(False)
+        shown = vs.volumes.get(regularised[0] if regularised else next(iter(vs.volumes)))
+        self.delta_spin.blockSignals(True)
+        self.delta_spin.setValue(_default_delta(shown, vs.medium_index))
+        self.delta_spin.blockSignals(False)
+        self.medium_label.setText(f"{vs.medium_index:.4f}")
+        dz, dy, dx = vs.voxel_size_um
+        z, y, x = shown.shape
+        self.info.setText(f"<b>{vs.name}</b> — {vs.method} — {x} × {y} × {z} voxels of "
+                          f"{dx:.3f} × {dy:.3f} × {dz:.3f} µm (x × y × z) — medium n_m = {vs.medium_index:.4f}")
+        self.profile.set_medium_index(vs.medium_index)
+        self.right_stack.setCurrentIndex(1)
+        self._show_current(keep=not first)
+        self._update_enabled()
+        self.volume_shown.emit(vs)
+
+    def current_volume_key(self) -> Optional[str]:
+        return self.volume_combo.currentData()
+
+    def current_volume(self) -> Optional[np.ndarray]:
+        """The volume chosen in the switch (RI, (Z, Y, X)), or None."""
+        key = self.current_volume_key()
+        return None if self.result is None or key is None else self.result.volumes.get(key)
+
+    def _show_current(self, *_args: Any, keep: bool = True) -> None:
+        vs = self.result
+        if vs is None:
+            return
+        key = self.current_volume_key() or next(iter(vs.volumes))
+        side = self.side_check.isChecked() and self.side_check.isEnabled()
+        if side:
+            left, right = "raw", (key if key != "raw" else next(k for k in ("deep", "tv") if k in vs.volumes))
+        else:
+            left, right = key, None
+        cross = self.view.crosshair if keep and self.view.volume is not None else None
+        self.view.set_volume(vs.volumes[left], vs.voxel_size_um, vs.origin_um, vs.medium_index)
+        self.view.set_title(VOLUME_LABELS[left] + (f" ({vs.method})" if left == "raw" else ""))
+        self.view2.setVisible(right is not None)
+        if right is not None:
+            self.view2.set_volume(vs.volumes[right], vs.voxel_size_um, vs.origin_um, vs.medium_index)
+            self.view2.set_title(VOLUME_LABELS[right])
+            self.view2.set_mip(self.mip_check.isChecked())
+            self.view2.set_crosshair(*self.view.crosshair)
+        if cross is not None:
+            self.view.set_crosshair(*cross)
+        self.view.set_mip(self.mip_check.isChecked())
+        self._apply_levels()
+        self._update_profile()
+
+    @Slot()
+    def _apply_levels(self) -> None:
+        if self.result is None:
+            return
+        nm = self.result.medium_index
+        for v in (self.view, self.view2):
+            v.set_levels(nm, nm + self.delta_spin.value())
+            v.set_colorbar_label(f"n (RI) — bottom = medium {nm:.4f}")
+
+    def _link_levels(self, other: OrthoSliceView, lo: float, hi: float) -> None:
+        if self._linking or not other.isVisible():
+            return
+        self._linking = True
+        try:
+            other.set_levels(lo, hi)
+        finally:
+            self._linking = False
+
+    def _link_crosshair(self, other: OrthoSliceView, z: int, y: int, x: int) -> None:
+        if self._linking:
+            return
+        self._linking = True
+        try:
+            if other.volume is not None:
+                other.set_crosshair(z, y, x)
+        finally:
+            self._linking = False
+        self._update_profile()
+
+    @Slot(bool)
+    def set_mip(self, on: bool) -> None:
+        """Show maximum-intensity projections (True) or slices (False) in every view."""
+        if self.mip_check.isChecked() != on:
+            self.mip_check.setChecked(on)
+            return
+        self.view.set_mip(on)
+        self.view2.set_mip(on)
+
+    def _go_to_peak(self) -> None:
+        self.view.go_to_maximum()
+
+    def _update_profile(self) -> None:
+        if self.result is None or self.view.volume is None:
+            self.profile.clear_profiles()
+            return
+        axis = self.profile_axis.currentData()
+        pos, values = self.view.profile(axis)
+        profiles = {self.view.title.text() or "n": values}
+        if self.view2.isVisible() and self.view2.volume is not None:
+            profiles[self.view2.title.text() or "n (2)"] = self.view2.profile(axis)[1]
+        self.profile.set_axis_name(axis)
+        self.profile.set_profiles(pos, profiles)
+        self.profile.set_cursor(self.view.crosshair_um["zyx".index(axis)])
+
+    # ------------------------------------------------------------------ export
+    def _export_guard(self) -> Optional[np.ndarray]:
+        vol = self.current_volume()
+        if vol is None:
+            self.status.setText("Nothing to export yet.")
+        return vol
+
+    def _suggest(self, suffix: str) -> str:
+        name = self.result.name if self.result else "tomogram"
+        key = self.current_volume_key() or "raw"
+        base = self.folder.parent if self.folder else Path.home()
+        return str(base / f"{name}_{key}{suffix}")
+
+    def export_tiff(self, path: str | Path) -> Optional[Job]:
+        """Write the volume on screen as an ImageJ hyperstack TIFF (voxel size in µm), in the background."""
+        vol = self._export_guard()
+        if vol is None:
+            return None
+        p = Path(path)
+        return self.runner.submit(f"Exporting {p.name}", export_tiff, p, vol, self.result.voxel_size_um,
+                                  on_result=lambda out: self.status.setText(f"Exported {Path(out).name}"))
+
+    def export_npy(self, path: str | Path) -> Optional[Job]:
+        """Write the volume on screen as a ``.npy`` (Z, Y, X) float32 RI array, in the background."""
+        vol = self._export_guard()
+        if vol is None:
+            return None
+        p = Path(path)
+        return self.runner.submit(f"Exporting {p.name}", export_npy, p, vol,
+                                  on_result=lambda out: self.status.setText(f"Exported {Path(out).name}"))
+
+    def export_result(self, path: str | Path) -> Optional[Job]:
+        """Write the whole reconstruction (all volumes, fields) as an ``.odt.h5`` result file."""
+        if self.result is None:
+            self.status.setText("Nothing to export yet.")
+            return None
+        p = Path(path)
+        return self.runner.submit(f"Saving {p.name}", export_result, p, self.result,
+                                  on_result=lambda out: self.status.setText(f"Saved {Path(out).name}"))
+
+    def _export_tiff_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export TIFF (ImageJ hyperstack)", self._suggest(".tif"),
+                                              "TIFF (*.tif *.tiff)")
+        if path:
+            self.export_tiff(path)
+
+    def _export_npy_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export NumPy array", self._suggest(".npy"), "NumPy (*.npy)")
+        if path:
+            self.export_npy(path)
+
+    def _export_result_dialog(self) -> None:
+        name = self.result.name if self.result else "tomogram"
+        base = self.folder.parent if self.folder else Path.home()
+        path, _ = QFileDialog.getSaveFileName(self, "Save result file", str(base / f"{name}.odt.h5"),
+                                              "ODT result (*.odt.h5)")
+        if path:
+            if not path.endswith(".odt.h5"):
+                path += ".odt.h5"
+            self.export_result(path)

@@ -1,0 +1,998 @@
+"""Screening review tab: review every field's clean/noisy decision fast, by keyboard, with overrides.
+
+The tab does no science. Field retrieval (:func:`engine.holography.retrieval.retrieve_fields`),
+screening (:func:`engine.screening.network.screen_fields`), saliency
+(:mod:`engine.screening.saliency`) and fine-tuning
+(:func:`engine.screening.retrain.retrain_from_overrides`) are engine calls run in the
+:class:`app.jobs.JobRunner`; their results are cached in memory (the last few measurements)
+and in the project: fields and screening in ``results/<name>.odt.h5``, screening runs and
+every manual decision in the project's SQLite database.
+
+Decisions (``shared/FORMATS.md``): 1 = clean (used), 0 = noisy (excluded). A manual decision
+is written with :meth:`engine.store.project.Project.set_override` the moment the key is
+pressed (committed before the call returns, so it survives a crash). Undo and redo write
+new audit rows restoring the previous value: the audit trail only grows.
+
+When no screening network is installed (``resources/models`` holds no screening weights),
+the tab says so and screens with the rule-based Fourier-peak metric instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal, Slot
+from PySide6.QtGui import QKeyEvent, QKeySequence, QUndoCommand, QUndoStack
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.progress import check_cancel, report, sub_progress
+
+from ..errors import show_error
+from ..jobs import Job, JobRunner
+from ..settings import AppSettings
+from ..widgets.field_grid import FieldFilterProxy, FieldGridModel, FieldGridView, phase_thumbnails
+from ..widgets.saliency_view import FieldView
+from ..widgets.score_histogram import ScoreHistogram
+
+__all__ = [
+    "ScreeningData",
+    "load_screening_model",
+    "prepare_screening",
+    "compute_saliency",
+    "review_counts",
+    "OverrideCommand",
+    "ScreeningTab",
+    "SHORTCUTS",
+]
+
+log = logging.getLogger(__name__)
+
+SOURCE_MODEL, SOURCE_RULE, SOURCE_MANUAL = 0, 1, 2
+NO_MODEL_NOTE = ("No screening network is installed (resources/models holds no screening weights), "
+                 "so fields are screened by the rule-based Fourier-peak metric.")
+CACHE_SIZE = 3
+
+#: (key, what it does), shown by "?"
+SHORTCUTS = (
+    ("← → ↑ ↓", "move between fields"),
+    ("C", "mark clean, go to the next field"),
+    ("N", "mark noisy, go to the next field"),
+    ("Space", "toggle clean / noisy"),
+    ("U", "back to the automatic decision"),
+    ("Ctrl+Z", "undo the last decision"),
+    ("Ctrl+Shift+Z, Ctrl+Y", "redo"),
+    ("P / A / F", "show phase / amplitude / log spectrum"),
+    ("?", "this list"),
+)
+
+
+# ============================================================================ engine jobs
+@dataclass
+class ScreeningData:
+    """One measurement's fields and screening, as the tab shows them.
+
+    Attributes
+    ----------
+    measurement_id : int
+    name : str
+    fields : ndarray (N, H, W) complex64
+        Sample/background ratio fields at the sample plane.
+    pixel_size_um : float
+    thumbnails : ndarray (N, t, t) uint8
+        Phase thumbnails for the grid.
+    score : ndarray (N,) float32
+        Model noisy-probability (NaN when screened by rule).
+    rule_peak : ndarray (N,) float32
+        Rule metric, log10.
+    auto_decision, auto_source : ndarray (N,) uint8
+        The latest screening run's decisions (1 = clean) and sources (0 model, 1 rule).
+    manual : list of (None, 0 or 1)
+        Current manual decision per field.
+    use_rule : bool
+        The run was decided by the rule (its threshold applies to ``rule_peak``).
+    threshold : float
+        The run's threshold (on ``score``, or on ``rule_peak`` when ``use_rule``).
+    rule_threshold : float
+    model_label : str
+    model : ScreeningModel or None
+        The network used (None: none installed).
+    model_note : str
+        Why the rule was used, when it was.
+    run : int
+        Screening run number in the project.
+    """
+
+    measurement_id: int
+    name: str
+    fields: np.ndarray
+    pixel_size_um: float
+    thumbnails: np.ndarray
+    score: np.ndarray
+    rule_peak: np.ndarray
+    auto_decision: np.ndarray
+    auto_source: np.ndarray
+    manual: list
+    use_rule: bool
+    threshold: float
+    rule_threshold: float
+    model_label: str
+    model: Any = None
+    model_note: str = ""
+    run: int = 0
+    timings_s: dict = field(default_factory=dict)
+
+
+def load_screening_model(model: Any = "default", device: str = "auto") -> tuple[Any, str]:
+    """Load the screening network; ``(None, reason)`` when none is installed or it cannot be read."""
+    from engine.screening.network import ModelFileError, load_model
+
+    if model is None or not isinstance(model, (str, Path)):
+        return model, ""
+    try:
+        return load_model(model, device=device), ""
+    except (ModelFileError, FileNotFoundError) as exc:
+        log.warning("no screening model: %s", exc)
+        return None, NO_MODEL_NOTE + f"\n({exc})"
+
+
+def prepare_screening(project: Any, measurement_id: int, *, model: Any = "default", threshold: float = 0.5,
+                      rescreen: bool = False, device: str = "auto",
+                      progress: Optional[Callable[..., None]] = None, cancel=None) -> ScreeningData:
+    """Fields and screening of one project measurement (a job for the runner).
+
+    Reads the fields from the measurement's result file when it holds them, else retrieves
+    them from the holograms and writes them there. Screens them (network, or rule when no
+    network is installed) if the project has no screening run yet or ``rescreen`` is set,
+    recording the run with :meth:`Project.add_screening`.
+
+    Parameters
+    ----------
+    project : engine.store.project.Project
+    measurement_id : int
+    model : ScreeningModel, name/path ("default"), or None (rule)
+    threshold : float
+        Threshold on the model's noisy-probability for a new run.
+    rescreen : bool
+        Screen again even if the project has a run (e.g. after adopting a new model).
+    device : {"auto", "cpu", "cuda"}
+    progress, cancel
+        The :mod:`engine.progress` protocol.
+    """
+    import time
+
+    from engine.holography.retrieval import retrieve_fields
+    from engine.metadata import MeasurementMetadata
+    from engine.screening.network import screen_fields
+    from engine.screening.rule import DEFAULT_RULE_THRESHOLD
+    from engine.store.folders import load_measurement
+    from engine.store.results import read_result, update_result, write_result
+
+    timings: dict[str, float] = {}
+    rec = project.get_measurement(measurement_id)
+    report(progress, 0.0, f"{rec.name}: loading the screening model")
+    model, note = load_screening_model(model, device)
+    check_cancel(cancel)
+    meta = MeasurementMetadata.from_json(rec.metadata_json) if rec.metadata_json else None
+    path = Path(project.result_path(measurement_id))
+    fields = illum = unwrapped = None
+    t = time.perf_counter()
+    if path.exists():
+        try:
+            res = read_result(path, groups=["fields"])
+            fields, illum = res.fields, res.illumination_per_um
+        except (ValueError, OSError, KeyError) as exc:
+            log.warning("result file %s unreadable, fields are retrieved again: %s", path, exc)
+    new_fields = fields is None
+    if new_fields:
+        report(progress, 0.05, f"{rec.name}: reading the holograms")
+        m = load_measurement(rec.path)
+        meta = m.metadata
+        check_cancel(cancel)
+        r = retrieve_fields(m.holograms, m.backgrounds, meta, unwrap=model is not None, device=device,
+                            progress=sub_progress(progress, 0.1, 0.7, "retrieving fields: "), cancel=cancel)
+        fields, illum, unwrapped = r.field, r.illumination_per_um, r.unwrapped_phase
+    if meta is None:
+        raise ValueError(f"{rec.name}: the project holds no metadata for this measurement")
+    timings["fields"] = time.perf_counter() - t
+    check_cancel(cancel)
+
+    t = time.perf_counter()
+    db = project.screening(measurement_id)
+    new_run = db["run"] == 0 or rescreen
+    if new_run:
+        report(progress, 0.75, f"{rec.name}: screening {len(fields)} fields")
+        res = screen_fields(fields, illum, meta, model=model, method="model" if model is not None else "rule",
+                            threshold=threshold, unwrapped_phase=unwrapped, device=device,
+                            progress=sub_progress(progress, 0.75, 0.9), cancel=cancel)
+        use_rule = model is None
+        project.add_screening(measurement_id, res.decision, score=res.score, rule_peak=res.rule_peak,
+                              source=res.source, model_name=res.model_name, model_version=res.model_version,
+                              threshold=res.rule_threshold if use_rule else res.threshold)
+        db = project.screening(measurement_id)
+    timings["screen"] = time.perf_counter() - t
+    score = np.asarray(db["score"], np.float32)
+    use_rule = bool(np.all(np.asarray(db["auto_source"]) == SOURCE_RULE)) or not np.isfinite(score).any()
+    thr = db["threshold"]
+    if thr is None:
+        thr = DEFAULT_RULE_THRESHOLD if use_rule else threshold
+    decision, source = project.decisions(measurement_id)
+    manual = [int(d) if s == SOURCE_MANUAL else None for d, s in zip(decision, source)]
+    model_label = f"{db['model_name']} {db['model_version']}".strip()
+
+    if new_fields or new_run:
+        report(progress, 0.92, f"{rec.name}: writing the result file")
+        screening = {"score": score, "rule_peak": db["rule_peak"], "decision": decision, "source": source,
+                     "model": model_label}
+        if path.exists() and not new_fields:
+            update_result(path, screening=screening)
+        else:
+            extra = {}
+            if path.exists():
+                try:  # keep a tomogram written earlier
+                    old = read_result(path, groups=["tomogram", "birefringence"])
+                    extra = {"tomogram": old.tomogram, "birefringence": old.birefringence}
+                except (ValueError, OSError):
+                    extra = {}
+            write_result(path, measurement_json=rec.metadata_json or meta.to_json(), fields=fields,
+                         illumination_per_um=illum, screening=screening, **extra)
+    report(progress, 0.97, "thumbnails")
+    thumbs = phase_thumbnails(fields)
+    report(progress, 1.0, f"{rec.name}: {int(decision.sum())} of {len(decision)} fields clean")
+    return ScreeningData(
+        measurement_id=int(measurement_id), name=rec.name, fields=np.asarray(fields),
+        pixel_size_um=float(meta.pixel_size_um), thumbnails=thumbs, score=score,
+        rule_peak=np.asarray(db["rule_peak"], np.float32), auto_decision=np.asarray(db["auto_decision"], np.uint8),
+        auto_source=np.asarray(db["auto_source"], np.uint8), manual=manual, use_rule=use_rule, threshold=float(thr),
+        rule_threshold=float(DEFAULT_RULE_THRESHOLD), model_label=model_label, model=model,
+        model_note=note if model is None else "", run=int(db["run"]), timings_s=timings)
+
+
+def compute_saliency(model: Any, field_: np.ndarray, method: str,
+                     progress: Optional[Callable[..., None]] = None, cancel=None) -> np.ndarray:
+    """Saliency map (crop, crop) float32 0..1 of one field (H, W) for ``method`` (a job)."""
+    from engine.screening.saliency import saliency_maps
+
+    check_cancel(cancel)
+    report(progress, 0.0, f"saliency ({method})")
+    out = saliency_maps(model, np.asarray(field_)[None], methods=(method,))[method][0]
+    report(progress, 1.0, "saliency done")
+    return out
+
+
+def review_counts(project: Any, measurement_id: int) -> tuple[int, int, int]:
+    """(fields, reviewed, overridden) of a measurement: reviewed = manual decisions, overridden =
+    manual decisions that differ from the automatic one of the latest run."""
+    decision, source = project.decisions(measurement_id)
+    auto = project.screening(measurement_id)["auto_decision"]
+    manual = source == SOURCE_MANUAL
+    if len(auto) == len(decision):
+        over = int(np.sum(manual & (decision != auto)))
+    else:
+        over = int(manual.sum())
+    return len(decision), int(manual.sum()), over
+
+
+# ============================================================================ undo
+class OverrideCommand(QUndoCommand):
+    """One manual decision. redo writes ``new``, undo writes ``old`` (a new audit row each time)."""
+
+    def __init__(self, tab: "ScreeningTab", measurement_id: int, field_index: int,
+                 old: Optional[int], new: Optional[int], text: str) -> None:
+        super().__init__(text)
+        self.tab = tab
+        self.measurement_id = measurement_id
+        self.field_index = field_index
+        self.old, self.new = old, new
+        self._done_once = False
+
+    def redo(self) -> None:
+        reason = "review" if not self._done_once else "redo"
+        if self.new is None and not self._done_once:
+            reason = "back to automatic"
+        self._done_once = True
+        self.tab.write_override(self.measurement_id, self.field_index, self.new, reason)
+
+    def undo(self) -> None:
+        self.tab.write_override(self.measurement_id, self.field_index, self.old, "undo")
+
+
+# ============================================================================ the tab
+def _fmt_metric(v: Any) -> str:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if not np.isfinite(v) else f"{v:.3f}"
+
+
+class ScreeningTab(QWidget):
+    """The "Screening review" tab.
+
+    Parameters
+    ----------
+    runner : JobRunner
+    settings : AppSettings, optional
+    device : str
+        Compute device for the engine calls ("auto").
+
+    Signals
+    -------
+    data_ready(object)
+        A measurement's :class:`ScreeningData` is shown.
+    override_written(int, int, object)
+        (measurement id, field index, new manual decision or None) was saved.
+    saliency_ready(str)
+        A saliency map (method name) is shown.
+    """
+
+    data_ready = Signal(object)
+    override_written = Signal(int, int, object)
+    saliency_ready = Signal(str)
+
+    def __init__(self, runner: JobRunner, settings: Optional[AppSettings] = None,
+                 parent: Optional[QWidget] = None, device: str = "auto") -> None:
+        super().__init__(parent)
+        self.setObjectName("screeningTab")
+        self.runner = runner
+        self.settings = settings
+        self.device = device
+        self.project: Any = None
+        self.data: Optional[ScreeningData] = None
+        self.model: Any = "default"  # a name until loaded; None when none is installed
+        self.model_note = ""
+        self._cache: OrderedDict[int, ScreeningData] = OrderedDict()
+        self._prepare_job: Optional[Job] = None
+        self._saliency_job: Optional[Job] = None
+        self._retrain_job: Optional[Job] = None
+        self.undo_stack = QUndoStack(self)
+        self._build()
+
+    # ---------------------------------------------------------------- layout
+    def _build(self) -> None:  # noqa: PLR0915 - one place for the layout
+        # left: measurements and model
+        title = QLabel("Measurements", self)
+        title.setObjectName("sectionTitle")
+        self.measurement_list = QListWidget(self)
+        self.measurement_list.setObjectName("screeningMeasurements")
+        self.measurement_list.currentItemChanged.connect(self._measurement_changed)
+        self.model_label = QLabel("", self)
+        self.model_label.setObjectName("modelLabel")
+        self.model_label.setWordWrap(True)
+        self.rescreen_button = QPushButton("Screen again", self)
+        self.rescreen_button.setToolTip("Screen this measurement again with the current model (a new run; "
+                                        "manual decisions are kept)")
+        self.rescreen_button.clicked.connect(lambda: self.rescreen())
+        self.retrain_button = QPushButton("Retrain from my overrides…", self)
+        self.retrain_button.setObjectName("retrainButton")
+        self.retrain_button.clicked.connect(lambda: self.retrain())
+        left = QWidget(self)
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(title)
+        ll.addWidget(self.measurement_list, 1)
+        ll.addWidget(self.model_label)
+        ll.addWidget(self.rescreen_button)
+        ll.addWidget(self.retrain_button)
+
+        # centre: controls + grid
+        self.sort_combo = QComboBox(self)
+        self.sort_combo.setObjectName("sortOrder")
+        self.sort_combo.addItems(["Field order", "Most uncertain first"])
+        self.sort_combo.currentIndexChanged.connect(lambda i: self.set_sort_by_uncertainty(i == 1))
+        self.overrides_only = QCheckBox("Overrides only", self)
+        self.overrides_only.setObjectName("overridesOnly")
+        self.overrides_only.toggled.connect(self._filter_changed)
+        self.threshold_slider = QSlider(Qt.Orientation.Horizontal, self)
+        self.threshold_slider.setObjectName("thresholdSlider")
+        self.threshold_slider.setRange(0, 1000)
+        self.threshold_slider.setMinimumWidth(140)
+        self.threshold_slider.valueChanged.connect(self._slider_moved)
+        self.threshold_label = QLabel("", self)
+        self.threshold_label.setObjectName("thresholdLabel")
+        self.counts_label = QLabel("", self)
+        self.counts_label.setObjectName("countsLabel")
+        self.apply_button = QPushButton("Apply threshold", self)
+        self.apply_button.setToolTip("Record the automatic decisions at this threshold as a new screening run")
+        self.apply_button.clicked.connect(lambda: self.apply_threshold())
+        self.help_button = QPushButton("?", self)
+        self.help_button.setFixedWidth(28)
+        self.help_button.setToolTip("Keyboard shortcuts (?)")
+        self.help_button.clicked.connect(lambda: self.show_shortcuts())
+        bar = QHBoxLayout()
+        bar.setSpacing(6)
+        bar.addWidget(self.sort_combo)
+        bar.addWidget(self.overrides_only)
+        lbl = QLabel("Threshold", self)
+        lbl.setObjectName("fieldLabel")
+        bar.addWidget(lbl)
+        bar.addWidget(self.threshold_slider, 1)
+        bar.addWidget(self.threshold_label)
+        bar.addWidget(self.counts_label)
+        bar.addWidget(self.apply_button)
+        bar.addWidget(self.help_button)
+        self.grid_model = FieldGridModel(self)
+        self.proxy = FieldFilterProxy(self)
+        self.proxy.setSourceModel(self.grid_model)
+        self.grid = FieldGridView(self)
+        self.grid.setModel(self.proxy)
+        self.grid.selectionModel().currentChanged.connect(self._current_field_changed)
+        self.grid_message = QLabel("", self)
+        self.grid_message.setObjectName("scanSummary")
+        self.grid_message.setWordWrap(True)
+        centre = QWidget(self)
+        cl = QVBoxLayout(centre)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.addLayout(bar)
+        cl.addWidget(self.grid, 1)
+        cl.addWidget(self.grid_message)
+
+        # right: large view, details, histogram
+        self.view = FieldView(self)
+        self.view.saliency_requested.connect(self._request_saliency)
+        self.details = QLabel("", self)
+        self.details.setObjectName("fieldDetails")
+        self.details.setTextFormat(Qt.TextFormat.RichText)
+        self.details.setWordWrap(True)
+        box = QFrame(self)
+        box.setObjectName("detailsBox")
+        bl = QVBoxLayout(box)
+        bl.setContentsMargins(6, 4, 6, 4)
+        bl.addWidget(self.details)
+        self.histogram = ScoreHistogram(self)
+        self.histogram.setMinimumHeight(120)
+        self.histogram.threshold_changed.connect(self.set_threshold)
+        right = QWidget(self)
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.view, 5)
+        rl.addWidget(box)
+        rl.addWidget(self.histogram, 2)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.setObjectName("screeningSplitter")
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(centre)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 5)
+        self.splitter.setStretchFactor(2, 4)
+        self.splitter.setSizes([200, 560, 480])
+        self.splitter.setChildrenCollapsible(False)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(12, 12, 12, 8)
+        lay.addWidget(self.splitter)
+        self._set_enabled(False)
+        self._update_model_label()
+        self.view.show_message("Open a project and import measurements (Acquisition import tab) to review "
+                               "their fields here.")
+
+    def _set_enabled(self, on: bool) -> None:
+        for w in (self.sort_combo, self.overrides_only, self.threshold_slider, self.apply_button,
+                  self.rescreen_button):
+            w.setEnabled(on)
+
+    # ---------------------------------------------------------------- project and list
+    def set_project(self, project: Any) -> None:
+        """Show the measurements of ``project`` (an :class:`engine.store.project.Project` or None)."""
+        for job in (self._prepare_job, self._saliency_job):
+            if job is not None and not job.done:
+                self.runner.cancel(job)
+        self.project = project
+        self._cache.clear()
+        self.undo_stack.clear()
+        self.data = None
+        self.grid_model.clear()
+        self._set_enabled(False)
+        self.view.show_message("Select a measurement." if project is not None else
+                               "Open a project to review its fields.")
+        self.refresh_measurements()
+
+    def refresh_measurements(self) -> None:
+        """Rebuild the measurement list (keeping the selection)."""
+        current = self.current_measurement_id()
+        self.measurement_list.blockSignals(True)
+        self.measurement_list.clear()
+        if self.project is not None:
+            for rec in self.project.list_measurements():
+                if rec.status == "invalid":
+                    continue
+                item = QListWidgetItem()
+                item.setData(Qt.ItemDataRole.UserRole, rec.id)
+                self._update_item(item, rec.name)
+                self.measurement_list.addItem(item)
+        self.measurement_list.blockSignals(False)
+        if self.measurement_list.count() == 0:
+            self.grid_message.setText("No measurements in this project yet: import some in the "
+                                      "Acquisition import tab." if self.project is not None else "")
+            return
+        self.grid_message.setText("")
+        if current is not None:
+            self._select_list_item(current, emit=False)
+
+    def _update_item(self, item: QListWidgetItem, name: Optional[str] = None) -> None:
+        mid = int(item.data(Qt.ItemDataRole.UserRole))
+        if name is None:
+            name = item.data(Qt.ItemDataRole.UserRole + 1)
+        item.setData(Qt.ItemDataRole.UserRole + 1, name)
+        try:
+            n, reviewed, over = review_counts(self.project, mid)
+            screened = self.project.screening(mid)["run"] > 0
+        except Exception:  # noqa: BLE001 - the list must show even if one row is odd
+            log.exception("review counts of measurement %s", mid)
+            n, reviewed, over, screened = 0, 0, 0, False
+        status = f"{reviewed}/{n} reviewed · {over} overridden" if screened else f"{n} fields · not screened yet"
+        item.setText(f"{name}\n{status}")
+        item.setToolTip(f"{name}: {status}")
+
+    def _item_of(self, mid: int) -> Optional[QListWidgetItem]:
+        for r in range(self.measurement_list.count()):
+            it = self.measurement_list.item(r)
+            if int(it.data(Qt.ItemDataRole.UserRole)) == mid:
+                return it
+        return None
+
+    def _select_list_item(self, mid: int, emit: bool = True) -> bool:
+        it = self._item_of(mid)
+        if it is None:
+            return False
+        if not emit:
+            self.measurement_list.blockSignals(True)
+        self.measurement_list.setCurrentItem(it)
+        if not emit:
+            self.measurement_list.blockSignals(False)
+        return True
+
+    def current_measurement_id(self) -> Optional[int]:
+        it = self.measurement_list.currentItem()
+        return None if it is None else int(it.data(Qt.ItemDataRole.UserRole))
+
+    def select_measurement(self, measurement_id: int) -> Optional[Job]:
+        """Select a measurement and show its fields (retrieved and screened in the runner if needed)."""
+        if self.current_measurement_id() != measurement_id:
+            if not self._select_list_item(measurement_id):
+                return None
+            return self._prepare_job if self._prepare_job is not None and not self._prepare_job.done else None
+        return self.load_measurement(measurement_id)
+
+    @Slot(QListWidgetItem, QListWidgetItem)
+    def _measurement_changed(self, current: Optional[QListWidgetItem], _previous: Any) -> None:
+        if current is not None:
+            self.load_measurement(int(current.data(Qt.ItemDataRole.UserRole)))
+
+    def load_measurement(self, measurement_id: int, rescreen: bool = False) -> Optional[Job]:
+        """Show a measurement: from the memory cache, or by a job (fields from the result file or retrieved)."""
+        if self.project is None:
+            return None
+        if self._prepare_job is not None and not self._prepare_job.done:
+            self.runner.cancel(self._prepare_job)
+        if not rescreen and measurement_id in self._cache:
+            self._cache.move_to_end(measurement_id)
+            self._show_data(self._cache[measurement_id])
+            return None
+        self.data = None
+        self.grid_model.clear()
+        self._set_enabled(False)
+        name = self.project.get_measurement(measurement_id).name
+        self.view.show_message(f"Preparing {name}: retrieving and screening its fields…\n"
+                               "(progress in the status bar)")
+        self._prepare_job = self.runner.submit(
+            f"Screening {name}", prepare_screening, self.project, measurement_id, model=self.model,
+            rescreen=rescreen, device=self.device, on_result=self._prepared, on_error=self._prepare_failed,
+            show_errors=False)
+        return self._prepare_job
+
+    def _prepared(self, data: ScreeningData) -> None:
+        if self.project is None:
+            return
+        self.model = data.model
+        self.model_note = data.model_note
+        self._update_model_label()
+        self._cache[data.measurement_id] = data
+        self._cache.move_to_end(data.measurement_id)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        it = self._item_of(data.measurement_id)
+        if it is not None:
+            self._update_item(it)
+        if self.current_measurement_id() == data.measurement_id:
+            self._show_data(data)
+
+    def _prepare_failed(self, exc: BaseException) -> None:
+        self.view.show_message(f"Could not prepare this measurement:\n\n{type(exc).__name__}: {exc}")
+
+    def _show_data(self, data: ScreeningData) -> None:
+        self.data = data
+        # manual decisions may have changed since the data was cached (undo on another measurement)
+        decision, source = self.project.decisions(data.measurement_id)
+        data.manual = [int(d) if s == SOURCE_MANUAL else None for d, s in zip(decision, source)]
+        self.grid_model.set_fields(data.thumbnails, data.score, data.rule_peak, data.manual,
+                                   use_rule=data.use_rule, threshold=data.threshold)
+        self._configure_threshold(data)
+        self.proxy.invalidate()
+        if self.proxy.by_uncertainty:
+            self.proxy.sort(0)
+        self._set_enabled(True)
+        self.view.set_saliency_available(
+            data.model is not None,
+            "" if data.model is not None else "Saliency needs a screening network; none is installed.")
+        if self.proxy.rowCount():
+            self.set_current_row(0)
+        self.grid.setFocus()
+        self.data_ready.emit(data)
+
+    def _update_model_label(self) -> None:
+        if self.model is None:
+            self.model_label.setText("<b>Model:</b> none installed — rule-based screening")
+            self.model_label.setToolTip(self.model_note or NO_MODEL_NOTE)
+            self.retrain_button.setEnabled(False)
+            self.retrain_button.setToolTip("Retraining needs a screening network to start from; none is installed.")
+        elif isinstance(self.model, (str, Path)):
+            self.model_label.setText("<b>Model:</b> loaded with the first measurement")
+            self.retrain_button.setEnabled(self.project is not None)
+        else:
+            self.model_label.setText(f"<b>Model:</b> {self.model.label}")
+            self.model_label.setToolTip(str(self.model.card.get("path", "")))
+            self.retrain_button.setEnabled(self.project is not None)
+            self.retrain_button.setToolTip("Fine-tune the network on this project's manual decisions "
+                                           "(in the background); you see before/after metrics first")
+
+    # ---------------------------------------------------------------- threshold
+    def _threshold_range(self, data: ScreeningData) -> tuple[float, float]:
+        if not data.use_rule:
+            return 0.0, 1.0
+        r = data.rule_peak[np.isfinite(data.rule_peak)]
+        lo = float(np.floor(min(r.min() if r.size else 0.0, data.threshold) - 0.5))
+        hi = float(np.ceil(max(r.max() if r.size else 1.0, data.threshold) + 0.5))
+        return lo, hi
+
+    def _configure_threshold(self, data: ScreeningData) -> None:
+        lo, hi = self._threshold_range(data)
+        self._thr_range = (lo, hi)
+        label = "rule peak (log10)" if data.use_rule else "model score (probability noisy)"
+        self.histogram.set_values(data.rule_peak if data.use_rule else data.score, (lo, hi), label, data.threshold)
+        self.threshold_slider.blockSignals(True)
+        self.threshold_slider.setValue(self._slider_value(data.threshold))
+        self.threshold_slider.blockSignals(False)
+        self.threshold_slider.setToolTip(f"Threshold on the {label}: above it a field is noisy")
+        self._threshold_display()
+
+    def _slider_value(self, t: float) -> int:
+        lo, hi = self._thr_range
+        return int(round((t - lo) / (hi - lo) * 1000))
+
+    @property
+    def threshold(self) -> float:
+        return self.grid_model.threshold
+
+    @Slot(int)
+    def _slider_moved(self, v: int) -> None:
+        lo, hi = self._thr_range
+        self.set_threshold(lo + (hi - lo) * v / 1000.0)
+
+    def set_threshold(self, t: float) -> None:
+        """Preview the automatic decisions at threshold ``t`` (grid, counts, histogram); nothing is saved."""
+        if self.data is None:
+            return
+        self.grid_model.set_threshold(t)
+        self.threshold_slider.blockSignals(True)
+        self.threshold_slider.setValue(self._slider_value(t))
+        self.threshold_slider.blockSignals(False)
+        self.histogram.set_threshold(t)
+        if self.proxy.by_uncertainty:
+            self.proxy.invalidate()
+            self.proxy.sort(0)
+        self._threshold_display()
+        self._show_details()
+
+    def counts(self) -> tuple[int, int]:
+        """(clean, noisy) final decisions at the current threshold."""
+        return self.grid_model.counts()
+
+    def _threshold_display(self) -> None:
+        clean, noisy = self.counts()
+        self.threshold_label.setText(f"{self.threshold:.2f}")
+        self.counts_label.setText(f"<span style='color:#009E73'>■</span> {clean} clean · "
+                                  f"<span style='color:#D55E00'>■</span> {noisy} noisy")
+
+    def apply_threshold(self) -> Optional[int]:
+        """Record the automatic decisions at the current threshold as a new screening run; its number."""
+        d = self.data
+        if d is None or self.project is None:
+            return None
+        auto = self.grid_model.auto_decisions()
+        run = self.project.add_screening(
+            d.measurement_id, auto, score=d.score, rule_peak=d.rule_peak,
+            source=SOURCE_RULE if d.use_rule else SOURCE_MODEL, model_name=d.model_label.split(" ")[0],
+            model_version=" ".join(d.model_label.split(" ")[1:]), threshold=self.threshold)
+        d.threshold, d.auto_decision, d.run = self.threshold, auto, run
+        it = self._item_of(d.measurement_id)
+        if it is not None:
+            self._update_item(it)
+        return run
+
+    def rescreen(self) -> Optional[Job]:
+        mid = self.current_measurement_id()
+        return None if mid is None else self.load_measurement(mid, rescreen=True)
+
+    # ---------------------------------------------------------------- grid navigation
+    def set_sort_by_uncertainty(self, on: bool) -> None:
+        i = self.current_field()
+        self.proxy.set_sort_by_uncertainty(on)
+        if self.sort_combo.currentIndex() != int(on):
+            self.sort_combo.setCurrentIndex(int(on))
+        if i is not None:
+            self.select_field(i)
+
+    def _filter_changed(self, on: bool) -> None:
+        i = self.current_field()
+        self.proxy.set_overrides_only(on)
+        if i is None or not self.select_field(i):
+            if self.proxy.rowCount():
+                self.set_current_row(0)
+
+    def field_order(self) -> list[int]:
+        """Field indices in the order the grid shows them."""
+        return self.proxy.field_order()
+
+    def current_field(self) -> Optional[int]:
+        idx = self.grid.currentIndex()
+        return None if not idx.isValid() else int(idx.data(FieldGridModel.IndexRole))
+
+    def set_current_row(self, row: int) -> None:
+        idx = self.proxy.index(row, 0)
+        if idx.isValid():
+            self.grid.selectionModel().setCurrentIndex(idx, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            self.grid.scrollTo(idx)
+
+    def select_field(self, field_index: int) -> bool:
+        src = self.grid_model.index(field_index)
+        idx = self.proxy.mapFromSource(src)
+        if not idx.isValid():
+            return False
+        self.set_current_row(idx.row())
+        return True
+
+    def advance(self) -> None:
+        row = self.grid.currentIndex().row()
+        if row + 1 < self.proxy.rowCount():
+            self.set_current_row(row + 1)
+
+    @Slot(QModelIndex, QModelIndex)
+    def _current_field_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not current.isValid() or self.data is None:
+            return
+        i = int(current.data(FieldGridModel.IndexRole))
+        self.view.set_field(self.data.fields[i], self.data.pixel_size_um, f"{self.data.name} · field {i}")
+        self._show_details()
+
+    def _show_details(self) -> None:
+        d, i = self.data, self.current_field()
+        if d is None or i is None:
+            self.details.setText("")
+            return
+        m = self.grid_model
+        dec, auto, man = m.decision(i), m.auto_decision(i), m.manual[i]
+        word = "<span style='color:#009E73'><b>C</b> clean</span>" if dec else \
+            "<span style='color:#D55E00'><b>N</b> noisy</span>"
+        rule_says = "noisy" if np.isfinite(d.rule_peak[i]) and d.rule_peak[i] > d.rule_threshold else "clean"
+        src = "manual" + (" (differs from automatic)" if man != auto else " (confirms automatic)") \
+            if man is not None else ("rule" if d.use_rule else "model")
+        model_part = ("model: none installed" if d.use_rule and not np.isfinite(d.score[i])
+                      else f"model score <b>{_fmt_metric(d.score[i])}</b>"
+                      + ("" if d.use_rule else f" (noisy above {self.threshold:.2f})"))
+        self.details.setText(
+            f"<b>Field {i}</b> — {word} · decided by {src}<br>"
+            f"{model_part} · rule peak <b>{_fmt_metric(d.rule_peak[i])}</b> "
+            f"(noisy above {d.rule_threshold:.2f}: rule says {rule_says})")
+
+    # ---------------------------------------------------------------- decisions
+    def mark(self, value: Optional[int], advance: bool = False) -> bool:
+        """Set the current field's manual decision (1 clean, 0 noisy, None automatic); True if written."""
+        d, i = self.data, self.current_field()
+        if d is None or i is None:
+            return False
+        old = self.grid_model.manual[i]
+        written = False
+        if value != old:
+            text = {1: "clean", 0: "noisy", None: "automatic"}[value]
+            self.undo_stack.push(OverrideCommand(self, d.measurement_id, i, old, value, f"field {i} {text}"))
+            written = True
+        if advance:
+            self.advance()
+        return written
+
+    def toggle(self) -> bool:
+        i = self.current_field()
+        if i is None:
+            return False
+        return self.mark(1 - self.grid_model.decision(i))
+
+    def write_override(self, measurement_id: int, field_index: int, value: Optional[int], reason: str) -> None:
+        """Save a manual decision to the project (committed at once) and show it."""
+        try:
+            self.project.set_override(measurement_id, field_index, value, reason=reason)
+        except Exception as exc:  # noqa: BLE001 - say it, never lose it silently
+            log.exception("override not saved")
+            show_error(self, "Decision not saved", f"The decision for field {field_index} could not be saved:\n{exc}")
+            return
+        cached = self._cache.get(measurement_id)
+        if cached is not None:
+            cached.manual[field_index] = value
+        if self.data is not None and self.data.measurement_id == measurement_id:
+            self.grid_model.set_manual(field_index, value)
+            if self.proxy.overrides_only:
+                self.proxy.invalidate()
+            self._threshold_display()
+            if self.current_field() == field_index:
+                self._show_details()
+        it = self._item_of(measurement_id)
+        if it is not None:
+            self._update_item(it)
+        self.override_written.emit(measurement_id, field_index, value)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API
+        key, mods = event.key(), event.modifiers()
+        ctrl = bool(mods & Qt.KeyboardModifier.ControlModifier)
+        shift = bool(mods & Qt.KeyboardModifier.ShiftModifier)
+        if event.matches(QKeySequence.StandardKey.Undo) or (ctrl and not shift and key == Qt.Key.Key_Z):
+            self.undo_stack.undo()
+        elif (event.matches(QKeySequence.StandardKey.Redo) or (ctrl and shift and key == Qt.Key.Key_Z)
+              or (ctrl and key == Qt.Key.Key_Y)):
+            self.undo_stack.redo()
+        elif event.text() == "?" or key == Qt.Key.Key_Question:
+            self.show_shortcuts()
+        elif ctrl:
+            super().keyPressEvent(event)
+        elif key == Qt.Key.Key_C:
+            self.mark(1, advance=True)
+        elif key == Qt.Key.Key_N:
+            self.mark(0, advance=True)
+        elif key == Qt.Key.Key_Space:
+            self.toggle()
+        elif key == Qt.Key.Key_U:
+            self.mark(None)
+        elif key in (Qt.Key.Key_P, Qt.Key.Key_A, Qt.Key.Key_F):
+            self.view.mode.setCurrentIndex({Qt.Key.Key_P: 0, Qt.Key.Key_A: 1, Qt.Key.Key_F: 2}[key])
+        else:
+            super().keyPressEvent(event)
+
+    def show_shortcuts(self) -> QDialog:
+        dlg = QDialog(self)
+        dlg.setObjectName("screeningShortcuts")
+        dlg.setWindowTitle("Screening review: keyboard")
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        table = QTableWidget(len(SHORTCUTS), 2, dlg)
+        table.setHorizontalHeaderLabels(["Key", "Does"])
+        table.verticalHeader().setVisible(False)
+        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        for r, (k, what) in enumerate(SHORTCUTS):
+            table.setItem(r, 0, QTableWidgetItem(k))
+            table.setItem(r, 1, QTableWidgetItem(what))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, dlg)
+        buttons.rejected.connect(dlg.reject)
+        lay = QVBoxLayout(dlg)
+        lay.addWidget(table)
+        lay.addWidget(buttons)
+        dlg.resize(440, 360)
+        dlg.open()
+        self._shortcuts_dialog = dlg
+        return dlg
+
+    # ---------------------------------------------------------------- saliency
+    @Slot(str)
+    def _request_saliency(self, method: str) -> None:
+        d, i = self.data, self.current_field()
+        if d is None or i is None or d.model is None:
+            return
+        if self._saliency_job is not None and not self._saliency_job.done:
+            self.runner.cancel(self._saliency_job)
+        shown = self.view.field
+
+        def done(m: np.ndarray) -> None:
+            if self.view.field is shown:
+                self.view.set_saliency(method, m)
+                self.saliency_ready.emit(method)
+
+        self._saliency_job = self.runner.submit(f"Saliency of field {i}", compute_saliency, d.model, d.fields[i],
+                                                method, on_result=done, show_errors=False)
+
+    # ---------------------------------------------------------------- retraining
+    def retrain(self) -> Optional[Job]:
+        """Fine-tune the network on the project's manual decisions (a job); a dialog shows the result."""
+        if self.project is None:
+            return None
+        if self.model is None:
+            show_error(self, "Cannot retrain", NO_MODEL_NOTE + "\n\nRetraining fine-tunes a network; "
+                       "install the shipped screening model first.")
+            return None
+        from engine.screening.retrain import retrain_from_overrides
+
+        n = sum(review_counts(self.project, r.id)[1] for r in self.project.list_measurements()
+                if r.status != "invalid")
+        if n < 10:
+            show_error(self, "Not enough decisions yet",
+                       f"This project has {n} manual decisions; fine-tuning needs at least 10 "
+                       "(C / N on fields in the grid).")
+            return None
+        self._retrain_job = self.runner.submit(
+            "Retraining the screening model from your overrides", retrain_from_overrides, self.project,
+            base_model=self.model if not isinstance(self.model, (str, Path)) else self.model, device=self.device,
+            on_result=self.show_retrain_report)
+        return self._retrain_job
+
+    def show_retrain_report(self, rep: Any) -> QDialog:
+        """Before/after metrics of a retraining; "Adopt" makes the new model the current one."""
+        dlg = QDialog(self)
+        dlg.setObjectName("retrainReport")
+        dlg.setWindowTitle("Retrained screening model")
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        rows = [("accuracy", "Accuracy"), ("sensitivity", "Sensitivity (noisy found)"),
+                ("specificity", "Specificity (clean kept)"), ("roc_auc", "ROC AUC")]
+        table = QTableWidget(len(rows), 3, dlg)
+        table.setHorizontalHeaderLabels(["Held-out overrides", "Before", "After"])
+        table.verticalHeader().setVisible(False)
+        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for r, (k, name) in enumerate(rows):
+            table.setItem(r, 0, QTableWidgetItem(name))
+            table.setItem(r, 1, QTableWidgetItem(_fmt_metric(rep.before.get(k))))
+            table.setItem(r, 2, QTableWidgetItem(_fmt_metric(rep.after.get(k))))
+        verdict = ("The fine-tuned model is better on the held-out decisions."
+                   if rep.improved else "The fine-tuned model is <b>not</b> better on the held-out decisions; "
+                   "keep the current one.")
+        text = QLabel(f"{verdict}<br>Trained on {rep.n_train} of your decisions (+{rep.n_replay} replayed "
+                      f"training fields), evaluated on {rep.n_holdout} held out."
+                      + (f"<br>Saved as <code>{rep.saved_path}</code>." if rep.saved_path else ""), dlg)
+        text.setWordWrap(True)
+        buttons = QDialogButtonBox(dlg)
+        adopt = buttons.addButton("Adopt the new model", QDialogButtonBox.ButtonRole.AcceptRole)
+        adopt.setEnabled(bool(rep.improved and rep.model is not None and rep.saved_path))
+        buttons.addButton("Keep the current model", QDialogButtonBox.ButtonRole.RejectRole)
+        buttons.accepted.connect(dlg.accept)
+        buttons.rejected.connect(dlg.reject)
+
+        def accepted() -> None:
+            self.adopt_model(rep.model)
+
+        dlg.accepted.connect(accepted)
+        lay = QVBoxLayout(dlg)
+        lay.addWidget(table)
+        lay.addWidget(text)
+        lay.addWidget(buttons)
+        dlg.resize(480, 300)
+        dlg.open()
+        self._retrain_dialog = dlg
+        return dlg
+
+    def adopt_model(self, model: Any) -> None:
+        """Use ``model`` from now on ("Screen again" re-screens a measurement with it)."""
+        self.model = model
+        self._cache.clear()
+        self._update_model_label()
+        self.grid_message.setText(f"Now using {model.label}. Press “Screen again” to re-screen a measurement "
+                                  "with it (your manual decisions are kept).")

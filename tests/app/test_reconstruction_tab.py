@@ -1,0 +1,360 @@
+"""Reconstruction tab: run and cancel in the job runner, linked slice views, colour bar, exports."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PySide6.QtCore import QElapsedTimer, QTimer, Qt
+
+from app.jobs import JobRunner, JobState
+from app.tabs import reconstruction_tab as rt
+from app.tabs.reconstruction_tab import ReconstructionOptions, ReconstructionTab, VolumeSet
+
+FAST = ReconstructionOptions(method="rytov", non_negativity_iterations=5, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def bead_folder(tmp_path_factory) -> Path:
+    """A tiny simulated bead measurement (64×64 px, 15 angles, one silica bead at the centre)."""
+    from engine.selftest import tiny_demo_config
+    from engine.simulate.demo import write_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    return write_demo(out, kind="beads", count=1, seed=1, config=tiny_demo_config(), device="cpu")[0]
+
+
+@pytest.fixture
+def tab(qtbot, runner: JobRunner, settings):
+    t = ReconstructionTab(runner, settings)
+    qtbot.addWidget(t)
+    t.resize(1280, 760)
+    t.show()
+    return t
+
+
+def _synthetic(with_tv: bool = True) -> VolumeSet:
+    """A (Z, Y, X) = (12, 20, 24) volume with anisotropic voxels and a bright off-centre blob."""
+    nm = 1.337
+    z, y, x = np.meshgrid(np.arange(12), np.arange(20), np.arange(24), indexing="ij")
+    raw = (nm + 0.04 * np.exp(-((z - 7) ** 2 / 4 + (y - 5) ** 2 / 6 + (x - 15) ** 2 / 8))).astype(np.float32)
+    vols = {"raw": raw}
+    if with_tv:
+        vols["tv"] = np.maximum(raw - 0.005, nm).astype(np.float32)
+    d = (0.25, 0.1, 0.1)
+    origin = tuple(-(n // 2) * s for n, s in zip(raw.shape, d))
+    return VolumeSet(name="blob", volumes=vols, voxel_size_um=d, origin_um=origin, medium_index=nm,
+                     method="rytov+nonneg", measurement_json='{"format": "odt-measurement/1"}')
+
+
+class _Latency:
+    """Largest gap between the ticks of a 10 ms timer: how long the event loop was blocked."""
+
+    def __init__(self) -> None:
+        self.clock = QElapsedTimer()
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+        self.worst_ms = 0
+        self.ticks = 0
+
+    def _tick(self) -> None:
+        if self.ticks:
+            self.worst_ms = max(self.worst_ms, self.clock.restart())
+        else:
+            self.clock.start()
+        self.ticks += 1
+
+    def start(self) -> None:
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+
+# ---------------------------------------------------------------------------- running
+@pytest.mark.slow
+def test_run_reconstruction_shows_the_bead_and_writes_the_project_result(qtbot, tab, bead_folder, tmp_path):
+    from engine.store.project import Project
+    from engine.store.results import read_result
+
+    project = Project.create(tmp_path / "proj")
+    mid = project.add_measurement(bead_folder)
+    tab.set_project(project)
+    assert tab.measurement_combo.findData(str(bead_folder.resolve())) >= 0 or \
+        tab.measurement_combo.findData(str(bead_folder)) >= 0
+    tab.show_measurement(bead_folder)
+    assert tab.run_button.isEnabled()
+    latency = _Latency()
+    latency.start()
+    with qtbot.waitSignal(tab.volume_shown, timeout=120_000):
+        job = tab.run(FAST)
+        assert job is not None and tab.cancel_button.isEnabled() and not tab.run_button.isEnabled()
+    latency.stop()
+    assert job.state is JobState.FINISHED
+    # the event loop kept running while the job computed: no gap over 100 ms between timer ticks
+    assert latency.ticks > 20
+    assert latency.worst_ms < 100, f"event loop blocked for {latency.worst_ms} ms"
+
+    vs = tab.result
+    vol = vs.volumes["raw"]
+    assert vol.shape == (32, 64, 64) and vs.voxel_size_um == pytest.approx((0.1, 0.1, 0.1))
+    # the slices on screen are the tomogram's, and the bead (at the centre) reads above n_m
+    z, y, x = tab.view.crosshair
+    assert (z, y, x) == (16, 32, 32)
+    np.testing.assert_array_equal(tab.view.images["xy"].image, vol[z])
+    np.testing.assert_array_equal(tab.view.images["xz"].image, vol[:, y, :])
+    np.testing.assert_array_equal(tab.view.images["yz"].image, vol[:, :, x].T)
+    n_centre = tab.view.crosshair_value()
+    assert n_centre > vs.medium_index + 0.02, n_centre  # silica bead: n ≈ 1.46 in water
+    assert f"n = {n_centre:.4f}" in tab.view.readout.text()
+    assert "µm" in tab.view.readout.text()
+    # the colour bar starts at the medium index, which is shown
+    lo, hi = tab.view.levels()
+    assert lo == pytest.approx(1.337) and hi > lo
+    assert tab.medium_label.text() == "1.3370"
+    assert "1.3370" in tab.info.text()
+    # the result went to the project's results folder, per FORMATS.md §2
+    out = project.result_path(mid)
+    assert vs.out_path == out and out.is_file()
+    res = read_result(out)
+    np.testing.assert_allclose(res.tomogram.ri, vol)
+    assert res.tomogram.medium_index == pytest.approx(1.337)
+    assert res.fields.shape == (15, 64, 64)
+    # running again reuses the retrieved fields (no reread), with another method
+    with qtbot.waitSignal(tab.volume_shown, timeout=120_000):
+        job2 = tab.run(ReconstructionOptions(method="born", non_negativity_iterations=0, device="cpu"))
+    assert job2.state is JobState.FINISHED and tab.result.method == "born"
+    assert "reusing" in job2.message or job2.fraction == pytest.approx(1.0)
+    project.close()
+
+
+@pytest.mark.slow
+def test_cancel_stops_a_running_reconstruction_promptly(qtbot, tab, bead_folder, runner):
+    tab.show_measurement(bead_folder)
+    slow = ReconstructionOptions(non_negativity_iterations=1000, regularization="tv", tv_outer_iterations=500,
+                                 tv_inner_iterations=50, device="cpu")
+    job = tab.run(slow)
+    assert job is not None
+    # let it get into the heavy part (retrieval done, reconstruction under way)
+    qtbot.waitUntil(lambda: job.fraction >= 0.25, timeout=60_000)
+    t0 = time.perf_counter()
+    tab.cancel_button.click()
+    qtbot.waitUntil(lambda: job.done, timeout=10_000)
+    elapsed = time.perf_counter() - t0
+    assert job.state is JobState.CANCELLED
+    assert elapsed < 2.0, f"cancel took {elapsed:.2f} s"
+    assert tab.result is None and "Cancelled" in tab.status.text()
+    assert tab.run_button.isEnabled() and not tab.cancel_button.isEnabled()
+
+
+def test_run_without_measurement_asks_for_one(tab):
+    assert not tab.run_button.isEnabled()
+    assert tab.run() is None
+    assert "Choose a measurement" in tab.status.text()
+
+
+# ---------------------------------------------------------------------------- viewing
+def test_crosshair_links_the_three_views_and_both_volumes(qtbot, tab):
+    vs = _synthetic()
+    tab.show_volumes(vs)
+    assert tab.side_check.isChecked() and tab.view2.isVisible()  # raw and TV side by side
+    assert tab.view.title.text().startswith("Raw") and tab.view2.title.text() == "TV-regularised"
+    view, other = tab.view, tab.view2
+    assert view.crosshair == (6, 10, 12)  # the centre voxel: x = y = z = 0
+    assert view.crosshair_um == pytest.approx((0.0, 0.0, 0.0))
+    # a click in the xy view at (x, y) = (0.3, -0.5) µm moves x and y, keeps z
+    with qtbot.waitSignal(view.crosshair_moved):
+        view.click_view("xy", 0.3, -0.5)
+    assert view.crosshair == (6, 5, 15)
+    assert other.crosshair == (6, 5, 15)  # the other volume's views follow
+    np.testing.assert_array_equal(view.images["xz"].image, vs.volumes["raw"][:, 5, :])
+    np.testing.assert_array_equal(other.images["yz"].image, vs.volumes["tv"][:, :, 15].T)
+    # crosshair lines sit at the voxel's position in every view
+    assert view.lines["xy"][0].value() == pytest.approx(0.3)
+    assert view.lines["xz"][0].value() == pytest.approx(0.3)
+    assert view.lines["yz"][1].value() == pytest.approx(-0.5)
+    # a click in the yz view (z horizontal, y vertical) moves z and y
+    other.click_view("yz", 0.25, -0.5)
+    assert view.crosshair == (7, 5, 15) == other.crosshair
+    np.testing.assert_array_equal(view.images["xy"].image, vs.volumes["raw"][7])
+    # dragging a crosshair line moves it too (snapped to the voxel)
+    view.lines["xy"][0].setValue(-0.42)
+    assert view.crosshair == (7, 5, 8) == other.crosshair
+    # value readout in RI at the crosshair and at the cursor
+    assert view.crosshair_value() == pytest.approx(float(vs.volumes["raw"][7, 5, 8]))
+    assert "n = " in view.readout.text() and "z +0.25 µm" in view.readout.text()
+    cur = view.cursor_at("xy", 0.5, -0.5)
+    assert cur == pytest.approx((0.25, -0.5, 0.5, float(vs.volumes["raw"][7, 5, 17])))
+    assert view.cursor_at("xy", 50.0, 0.0) is None
+    # the line profile follows the crosshair: n along x through (z, y) = (7, 5), both volumes
+    curves = tab.profile.curves
+    assert len(curves) == 2
+    xs, ns = next(iter(curves.values()))
+    np.testing.assert_allclose(xs, -1.2 + 0.1 * np.arange(24), atol=1e-9)
+    np.testing.assert_allclose(ns, vs.volumes["raw"][7, 5, :], rtol=1e-6)
+    tab.profile_axis.setCurrentIndex(2)  # along z
+    xs, ns = next(iter(tab.profile.curves.values()))
+    np.testing.assert_allclose(xs, -1.5 + 0.25 * np.arange(12), atol=1e-9)
+    np.testing.assert_allclose(ns, vs.volumes["raw"][:, 5, 8], rtol=1e-6)
+    assert tab.profile.medium_index == pytest.approx(1.337)
+    tab.peak_button.click()
+    assert view.crosshair == (7, 5, 15) == other.crosshair
+
+
+def test_anisotropic_voxels_keep_their_physical_aspect(tab):
+    vs = _synthetic(with_tv=False)
+    tab.show_volumes(vs)
+    assert not tab.view2.isVisible() and not tab.side_check.isEnabled()
+    for name, (w, h) in {"xy": (24 * 0.1, 20 * 0.1), "xz": (24 * 0.1, 12 * 0.25), "yz": (12 * 0.25, 20 * 0.1)}.items():
+        img = tab.view.images[name]
+        rect = img.mapRectToParent(img.boundingRect())  # parent = the view (µm)
+        assert rect.width() == pytest.approx(w) and rect.height() == pytest.approx(h), name
+        assert tab.view.plots[name].vb.state["aspectLocked"] == 1.0
+        assert tab.view.plots[name].getAxis("bottom").labelUnits == "µm"
+
+
+def test_mip_toggle_and_colour_range_anchored_at_the_medium(tab):
+    vs = _synthetic()
+    tab.show_volumes(vs)
+    lo, hi = tab.view.levels()
+    assert lo == pytest.approx(vs.medium_index)
+    # up to n_m + the 99.9th percentile of Δn of the volume shown (TV), rounded up to 0.005
+    d = float(np.percentile(vs.volumes["tv"], 99.9)) - vs.medium_index
+    assert d - 1e-6 <= hi - lo < d + 0.005 + 1e-6
+    assert round((hi - lo) / 0.005, 6) == round((hi - lo) / 0.005)
+    tab.delta_spin.setValue(0.1)
+    assert tab.view.levels() == pytest.approx((1.337, 1.437))
+    assert tab.view2.levels() == pytest.approx((1.337, 1.437))
+    tab.mip_check.setChecked(True)
+    assert tab.view.mip and tab.view2.mip
+    raw = vs.volumes["raw"]
+    np.testing.assert_array_equal(tab.view.images["xy"].image, raw.max(axis=0))
+    np.testing.assert_array_equal(tab.view.images["xz"].image, raw.max(axis=1))
+    np.testing.assert_array_equal(tab.view.images["yz"].image, raw.max(axis=2).T)
+    assert tab.view.cursor_at("xy", 0.3, -0.5)[3] == pytest.approx(float(raw[:, 5, 15].max()))
+    tab.mip_check.setChecked(False)
+    np.testing.assert_array_equal(tab.view.images["xy"].image, raw[tab.view.crosshair[0]])
+    # the volume switch shows one volume alone when side by side is off
+    tab.side_check.setChecked(False)
+    assert not tab.view2.isVisible()
+    tab.volume_combo.setCurrentIndex(tab.volume_combo.findData("tv"))
+    np.testing.assert_array_equal(tab.view.volume, vs.volumes["tv"])
+
+
+def test_learned_regulariser_is_offered_only_when_its_weights_exist(qtbot, runner, monkeypatch):
+    monkeypatch.setattr(rt, "deep_regularizer_available", lambda: False)
+    t = ReconstructionTab(runner)
+    qtbot.addWidget(t)
+    i = t.reg_combo.findData("deep")
+    assert not t.reg_combo.model().item(i).isEnabled()
+    assert "not landed" in t.reg_combo.itemData(i, Qt.ItemDataRole.ToolTipRole)
+    monkeypatch.setattr(rt, "deep_regularizer_available", lambda: True)
+    t2 = ReconstructionTab(runner)
+    qtbot.addWidget(t2)
+    assert t2.reg_combo.model().item(i).isEnabled()
+    # the real check looks for the shipped weights
+    from engine.resources import models_dir
+
+    shipped = (models_dir() / "deep_regularizer.safetensors").is_file()
+    monkeypatch.undo()
+    assert rt.deep_regularizer_available() == (shipped and (models_dir() / "deep_regularizer.json").is_file())
+
+
+# ---------------------------------------------------------------------------- export
+def test_export_tiff_is_an_imagej_hyperstack_with_the_voxel_size(qtbot, tab, runner, tmp_path):
+    vs = _synthetic()
+    tab.show_volumes(vs)
+    tab.side_check.setChecked(False)
+    tab.volume_combo.setCurrentIndex(tab.volume_combo.findData("raw"))
+    job = tab.export_tiff(tmp_path / "blob.tif")
+    assert runner.wait(20) and job.state is JobState.FINISHED
+    with tifffile.TiffFile(tmp_path / "blob.tif") as tif:
+        assert tif.is_imagej
+        ij = tif.imagej_metadata
+        assert ij["spacing"] == pytest.approx(0.25) and ij["unit"] == "um"
+        assert ij["slices"] == 12
+        data = tif.asarray()
+        xres = tif.pages[0].tags["XResolution"].value
+        yres = tif.pages[0].tags["YResolution"].value
+    assert data.shape == (12, 20, 24) and data.dtype == np.float32
+    np.testing.assert_array_equal(data, vs.volumes["raw"])
+    assert xres[0] / xres[1] == pytest.approx(10.0, rel=1e-4)  # 10 pixels per µm = 0.1 µm
+    assert yres[0] / yres[1] == pytest.approx(10.0, rel=1e-4)
+
+
+def test_export_npy_round_trip(qtbot, tab, runner, tmp_path):
+    vs = _synthetic()
+    tab.show_volumes(vs)
+    tab.side_check.setChecked(False)
+    tab.volume_combo.setCurrentIndex(tab.volume_combo.findData("tv"))
+    job = tab.export_npy(tmp_path / "blob_tv.npy")
+    assert runner.wait(20) and job.state is JobState.FINISHED
+    back = np.load(tmp_path / "blob_tv.npy")
+    assert back.dtype == np.float32
+    np.testing.assert_array_equal(back, vs.volumes["tv"])
+
+
+def test_export_result_file_and_open_it_again(qtbot, tab, runner, tmp_path):
+    from engine.store.results import read_result
+
+    vs = _synthetic()
+    tab.show_volumes(vs)
+    out = tmp_path / "blob.odt.h5"
+    job = tab.export_result(out)
+    assert runner.wait(20) and job.state is JobState.FINISHED
+    res = read_result(out)
+    assert res.format == "odt-result/1"
+    np.testing.assert_array_equal(res.tomogram.ri, vs.volumes["raw"])
+    np.testing.assert_array_equal(res.tomogram.ri_tv, vs.volumes["tv"])
+    assert tuple(res.tomogram.voxel_size_um) == pytest.approx(vs.voxel_size_um)
+    assert tuple(res.tomogram.origin_um) == pytest.approx(vs.origin_um)
+    assert res.tomogram.medium_index == pytest.approx(1.337) and res.tomogram.method == "rytov+nonneg"
+
+    fresh = ReconstructionTab(runner)
+    qtbot.addWidget(fresh)
+    with qtbot.waitSignal(fresh.volume_shown, timeout=20_000):
+        fresh.open_result(out)
+    assert fresh.result.name == "blob" and set(fresh.result.volumes) == {"raw", "tv"}
+    np.testing.assert_array_equal(fresh.result.volumes["tv"], vs.volumes["tv"])
+    assert fresh.medium_label.text() == "1.3370"
+
+
+def test_opening_a_file_without_a_tomogram_says_so(qtbot, tab, runner, tmp_path):
+    from engine.store.results import write_result
+
+    p = write_result(tmp_path / "empty.odt.h5", measurement_json="{}",
+                     fields=np.ones((2, 4, 4), np.complex64), illumination_per_um=np.zeros((2, 2)))
+    job = tab.open_result(p)
+    assert runner.wait(20) and job.state is JobState.FAILED
+    assert "no tomogram" in tab.empty.text()
+    from app.errors import open_error_dialogs
+
+    for d in open_error_dialogs():
+        d.done(0)
+
+
+def test_tcf_file_opens_with_its_voxel_size(qtbot, tab, runner, tmp_path):
+    import h5py
+
+    ri = np.full((6, 10, 12), 1.337, np.float32)
+    ri[3, 5, 6] = 1.40
+    p = tmp_path / "cell.TCF"
+    with h5py.File(p, "w") as f:
+        g = f.create_group("Data/3D")
+        for k, v in (("ResolutionX", 0.12), ("ResolutionY", 0.12), ("ResolutionZ", 0.3)):
+            g.attrs[k] = np.array([v])
+        for k, v in (("SizeX", 12), ("SizeY", 10), ("SizeZ", 6), ("DataCount", 1)):
+            g.attrs[k] = np.array([v])
+        g.create_dataset("000000", data=(ri * 1e4).astype(np.uint16))
+        f.attrs["FormatVersion"] = "1.4.0"
+    with qtbot.waitSignal(tab.volume_shown, timeout=20_000):
+        tab.open_result(p)
+    assert tab.result.voxel_size_um == pytest.approx((0.3, 0.12, 0.12))
+    assert tab.result.medium_index == pytest.approx(1.337, abs=1e-3)
+    tab.peak_button.click()
+    assert tab.view.crosshair == (3, 5, 6)
+    assert tab.view.crosshair_value() == pytest.approx(1.40, abs=1e-3)

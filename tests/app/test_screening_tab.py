@@ -1,0 +1,321 @@
+"""Screening review tab and project import, on small simulated measurements (pytest-qt, offscreen)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QDialog
+
+from app.jobs import JobRunner
+from app.tabs.import_tab import ImportTab, MeasurementTableModel, import_into_project
+from app.tabs.screening_tab import ScreeningData, ScreeningTab, prepare_screening, review_counts
+from app.widgets.field_grid import FieldGridModel, phase_thumbnails
+from engine.store.project import SOURCE_MANUAL, Project
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory) -> Path:
+    """Two tiny simulated bead measurements (15 angles, 64×64) and one broken folder."""
+    from engine.selftest import tiny_demo_config
+    from engine.simulate.demo import write_demo
+
+    root = tmp_path_factory.mktemp("acq")
+    write_demo(root, kind="beads", count=2, seed=3, config=tiny_demo_config(15), device="cpu")
+    bad = root / "beads_broken"
+    shutil.copytree(root / "beads_000", bad)
+    (bad / "measurement.json").write_text('{"format": "odt-measurement/1", "wavelength_um": 0.532}')
+    return root
+
+
+@pytest.fixture
+def project(tmp_path):
+    p = Project.create(tmp_path / "project")
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def tab(qtbot, runner: JobRunner, settings):
+    t = ScreeningTab(runner, settings, device="cpu")
+    qtbot.addWidget(t)
+    t.resize(1280, 760)
+    return t
+
+
+def _open(qtbot, tab: ScreeningTab, project, mid: int) -> ScreeningData:
+    with qtbot.waitSignal(tab.data_ready, timeout=60000) as blocker:
+        tab.set_project(project)
+        tab.select_measurement(mid)
+    return blocker.args[0]
+
+
+# ---------------------------------------------------------------- import into the project
+def test_import_selected_into_project_reports_the_broken_folder(qtbot, runner, settings, batch, project):
+    imp = ImportTab(runner, settings)
+    qtbot.addWidget(imp)
+    imp.set_project(project)
+    with qtbot.waitSignal(imp.scan_finished, timeout=20000):
+        imp.set_root(batch)
+    runner.wait(10)
+    assert imp.proxy.rowCount() == 3
+    imp.table.selectAll()
+    assert imp.import_button.isEnabled()
+    started = []
+    runner.job_started.connect(lambda job: started.append(job.name))
+    with qtbot.waitSignal(imp.imported, timeout=20000) as blocker:
+        imp.import_selected()
+    outcomes = {o.path.name: o for o in blocker.args[0]}
+    assert any(n.startswith("Importing 3") for n in started), "the import runs in the job runner"
+    assert outcomes["beads_000"].status == outcomes["beads_001"].status == "imported"
+    assert outcomes["beads_broken"].status == "failed" and "medium_index" in outcomes["beads_broken"].error
+    names = sorted(r.name for r in project.list_measurements())
+    assert names == ["beads_000", "beads_001"], "the broken folder is not catalogued, the others are"
+    assert "2 imported" in imp.import_summary.text() and "beads_broken" in imp.import_summary.text()
+    marked = {imp.proxy.index(r, 0).data(): imp.proxy.index(r, 0).data(MeasurementTableModel.InProjectRole)
+              for r in range(imp.proxy.rowCount())}
+    assert marked == {"beads_000": True, "beads_001": True, "beads_broken": False}
+    # importing again: already-imported ones are reported as such, nothing is duplicated
+    with qtbot.waitSignal(imp.imported, timeout=20000) as blocker:
+        imp.import_selected()
+    assert sorted(o.status for o in blocker.args[0]) == ["already", "already", "failed"]
+    assert len(project.list_measurements()) == 2
+
+
+def test_import_job_goes_on_after_an_error_and_stops_on_cancel(batch, project):
+    from engine.progress import Cancelled, CancelToken
+
+    out = import_into_project(project, [batch / "beads_broken", batch / "missing", batch / "beads_001"])
+    assert [o.status for o in out] == ["failed", "failed", "imported"]
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        import_into_project(project, [batch / "beads_000"], cancel=token)
+    assert [r.name for r in project.list_measurements()] == ["beads_001"]
+
+
+# ---------------------------------------------------------------- review
+def test_keyboard_review_is_saved_at_once_and_survives_reopening(qtbot, tab, batch, tmp_path):
+    path = tmp_path / "project"
+    p = Project.create(path)
+    mid = p.add_measurement(batch / "beads_000")
+    data = _open(qtbot, tab, p, mid)
+    n = len(data.fields)
+    assert n == 15 and data.thumbnails.shape[0] == n
+    assert tab.grid_model.rowCount() == n and tab.current_field() == 0
+    auto = tab.grid_model.auto_decisions().copy()
+    grid = tab.grid
+    qtbot.keyClick(grid, Qt.Key.Key_N)            # field 0 noisy, next
+    assert tab.current_field() == 1
+    qtbot.keyClick(grid, Qt.Key.Key_Right)        # skip field 1
+    qtbot.keyClick(grid, Qt.Key.Key_N)            # field 2 noisy, next
+    qtbot.keyClick(grid, Qt.Key.Key_Space)        # field 3 toggled
+    assert tab.current_field() == 3
+    toggled = 1 - int(auto[3])
+    assert tab.grid_model.decision(3) == toggled and tab.grid_model.manual[3] == toggled
+    qtbot.keyClick(grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)   # undo the toggle
+    assert tab.grid_model.manual[3] is None
+    # saved at once: another connection sees exactly the two remaining decisions now
+    other = Project.open(path)
+    d_now, s_now = other.decisions(mid)
+    other.close()
+    assert list(np.flatnonzero(s_now == SOURCE_MANUAL)) == [0, 2]
+    item_text = tab.measurement_list.currentItem().text()
+    assert "2/15 reviewed" in item_text
+    tab.set_project(None)
+    p.close()
+
+    p2 = Project.open(path)
+    decision, source = p2.decisions(mid)
+    assert list(np.flatnonzero(source == SOURCE_MANUAL)) == [0, 2]
+    assert decision[0] == 0 and decision[2] == 0
+    rest = [i for i in range(n) if i not in (0, 2)]
+    np.testing.assert_array_equal(decision[rest], auto[rest])
+    rows = p2.override_history(mid)
+    assert [(r.field_index, r.new_decision) for r in rows] == [(0, 0), (2, 0), (3, toggled), (3, None)]
+    assert rows[-1].reason == "undo" and rows[-1].old_decision == toggled
+    assert review_counts(p2, mid)[1] == 2
+    p2.close()
+
+
+def test_redo_and_back_to_automatic(qtbot, tab, batch, project):
+    mid = project.add_measurement(batch / "beads_001")
+    _open(qtbot, tab, project, mid)
+    tab.select_field(5)
+    qtbot.keyClick(tab.grid, Qt.Key.Key_C)
+    assert tab.current_field() == 6 and tab.grid_model.manual[5] == 1
+    qtbot.keyClick(tab.grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert tab.grid_model.manual[5] is None
+    qtbot.keyClick(tab.grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert tab.grid_model.manual[5] == 1
+    tab.select_field(5)
+    qtbot.keyClick(tab.grid, Qt.Key.Key_U)
+    assert tab.grid_model.manual[5] is None and tab.current_field() == 5
+    assert [r.new_decision for r in project.override_history(mid, 5)] == [1, None, 1, None]
+    # overrides-only filter
+    tab.select_field(7)
+    qtbot.keyClick(tab.grid, Qt.Key.Key_N)
+    tab.overrides_only.setChecked(True)
+    assert tab.field_order() == [7]
+    tab.overrides_only.setChecked(False)
+    assert tab.field_order() == list(range(15))
+    # "?" lists the keys
+    qtbot.keyClick(tab.grid, Qt.Key.Key_Question, Qt.KeyboardModifier.ShiftModifier, )
+    dlg = tab.findChild(QDialog, "screeningShortcuts")
+    assert dlg is not None and dlg.isVisible()
+    dlg.close()
+
+
+def test_threshold_slider_counts_and_histogram(qtbot, tab, batch, project):
+    mid = project.add_measurement(batch / "beads_000")
+    data = _open(qtbot, tab, project, mid)
+    metric = data.rule_peak if data.use_rule else data.score
+    lo, hi = tab._thr_range
+    seen = set()
+    for v in (0, 250, 500, 750, 1000):
+        tab.threshold_slider.setValue(v)
+        t = lo + (hi - lo) * v / 1000
+        assert tab.threshold == pytest.approx(t)
+        expected_noisy = int(np.sum(metric > t))
+        clean, noisy = tab.counts()
+        assert (clean, noisy) == (len(metric) - expected_noisy, expected_noisy)
+        assert f"{clean} clean" in tab.counts_label.text() and f"{noisy} noisy" in tab.counts_label.text()
+        assert tab.histogram.counts.sum() == np.isfinite(metric).sum()
+        seen.add(noisy)
+    assert max(seen) == len(metric) and min(seen) == 0, "the slider spans all-noisy to all-clean"
+    # a threshold between fields: exactly the fields above it are framed noisy
+    t = float(np.median(metric))
+    tab.set_threshold(t)
+    got = [tab.grid_model.index(i).data(FieldGridModel.DecisionRole) for i in range(len(metric))]
+    assert got == [0 if m > t else 1 for m in metric]
+    run = tab.apply_threshold()
+    assert run == 2
+    np.testing.assert_array_equal(project.screening(mid)["auto_decision"], (metric <= t).astype(np.uint8))
+
+
+def test_sort_by_uncertainty_puts_fields_nearest_the_threshold_first(qtbot, tab, batch, project):
+    mid = project.add_measurement(batch / "beads_000")
+    data = _open(qtbot, tab, project, mid)
+    metric = data.rule_peak if data.use_rule else data.score
+    t = float(np.median(metric)) + 1e-3
+    tab.set_threshold(t)
+    tab.sort_combo.setCurrentIndex(1)
+    order = tab.field_order()
+    assert order == list(np.argsort(np.abs(metric - t), kind="stable"))
+    assert order != list(range(len(metric)))
+    tab.set_current_row(0)
+    qtbot.keyClick(tab.grid, Qt.Key.Key_N)   # N advances in the displayed order
+    assert tab.current_field() == order[1]
+    tab.sort_combo.setCurrentIndex(0)
+    assert tab.field_order() == list(range(len(metric)))
+
+
+def test_event_loop_stays_responsive_while_screening_runs(qtbot, tab, batch, project):
+    mid = project.add_measurement(batch / "beads_001")
+    tab.set_project(project)
+    clock = QElapsedTimer()
+    gaps: list[int] = []
+    timer = QTimer()
+    timer.setInterval(10)
+
+    def tick() -> None:
+        gaps.append(clock.restart())
+
+    timer.timeout.connect(tick)
+    clock.start()
+    timer.start()
+    with qtbot.waitSignal(tab.data_ready, timeout=60000):
+        job = tab.select_measurement(mid)
+        assert job is not None
+        clock.restart()
+    timer.stop()
+    assert job.seconds is not None and len(gaps) >= 5
+    assert max(gaps[1:]) < 100, f"timer latency {max(gaps)} ms while the screening job ran"
+
+
+def test_no_model_is_said_plainly_and_rule_is_used(qtbot, tab, batch, project, monkeypatch):
+    import app.tabs.screening_tab as st
+
+    monkeypatch.setattr(st, "load_screening_model", lambda model="default", device="auto": (None, st.NO_MODEL_NOTE))
+    mid = project.add_measurement(batch / "beads_000")
+    data = _open(qtbot, tab, project, mid)
+    assert data.use_rule and data.model is None and np.isnan(data.score).all()
+    assert "none installed" in tab.model_label.text()
+    assert not tab.retrain_button.isEnabled()
+    assert not tab.view.saliency.isEnabled() and "none is installed" in tab.view.saliency_note.text()
+    # the result file holds the fields and the rule screening
+    from engine.store.results import read_result
+
+    res = read_result(project.result_path(mid), groups=["fields", "screening"])
+    assert res.fields.shape == data.fields.shape
+    np.testing.assert_array_equal(res.screening.source, np.ones(len(data.fields), np.uint8))
+
+
+def test_saliency_overlay_and_retrain_dialog_with_a_model(qtbot, tab, batch, project, tmp_path):
+    """With a (tiny, untrained) network: saliency maps come from the engine, the retrain dialog adopts."""
+    import torch
+
+    from engine.screening.network import CompactScreeningNet, architecture_of, init_weights, load_model, save_model
+    from engine.screening.retrain import RetrainReport
+
+    torch.manual_seed(0)
+    net = CompactScreeningNet(width=4)
+    init_weights(net)
+    card = {"name": "tiny-test", "version": "0", "architecture": architecture_of(net),
+            "input": {"kind": "phase", "crop": 128}, "threshold": 0.5}
+    save_model(net, tmp_path / "tiny-test.safetensors", card)
+    model = load_model(tmp_path / "tiny-test.safetensors", device="cpu")
+    tab.model = model
+    mid = project.add_measurement(batch / "beads_000")
+    data = _open(qtbot, tab, project, mid)
+    assert not data.use_rule and np.isfinite(data.score).all()
+    assert tab.retrain_button.isEnabled() and "tiny-test" in tab.model_label.text()
+    with qtbot.waitSignal(tab.saliency_ready, timeout=30000) as blocker:
+        tab.view.saliency.setCurrentIndex(1)  # Grad-CAM
+    assert blocker.args[0] == "grad_cam"
+    assert tab.view.overlay.isVisible() and tab.view.overlay.image.shape[:2] == (64, 64)
+    tab.view.opacity.setValue(25)
+    assert tab.view.overlay.opacity() == pytest.approx(0.25)
+
+    new = load_model(tmp_path / "tiny-test.safetensors", device="cpu")
+    rep = RetrainReport(before={"accuracy": 0.6, "sensitivity": 0.5, "specificity": 0.7, "roc_auc": 0.66},
+                        after={"accuracy": 0.8, "sensitivity": 0.75, "specificity": 0.85, "roc_auc": 0.9},
+                        improved=True, saved_path=tmp_path / "tiny-test-ft1.safetensors", model=new,
+                        n_train=14, n_holdout=6, n_replay=64)
+    dlg = tab.show_retrain_report(rep)
+    from PySide6.QtWidgets import QTableWidget
+
+    table = dlg.findChild(QTableWidget)
+    assert [table.item(0, c).text() for c in range(3)] == ["Accuracy", "0.600", "0.800"]
+    assert tab.model is model, "nothing is adopted before the user says so"
+    dlg.accept()
+    assert tab.model is new
+
+
+def test_phase_thumbnails_show_positive_phase_bright():
+    f = np.ones((2, 64, 64), np.complex64)
+    f[0, 24:40, 24:40] = np.exp(1j * 1.0)
+    th = phase_thumbnails(f, size=32)
+    assert th.shape == (2, 32, 32) and th.dtype == np.uint8
+    assert th[0, 16, 16] > th[0, 2, 2] and th[1].std() == 0
+
+
+def test_main_window_has_the_screening_tab_and_gives_it_the_project(qtbot, settings, batch, tmp_path):
+    from app.main_window import MainWindow
+
+    w = MainWindow(settings=settings, restore_layout=False)
+    qtbot.addWidget(w)
+    try:
+        assert isinstance(w.tabs.widget(1), ScreeningTab)
+        proj = Project.create(tmp_path / "p2")
+        proj.add_measurement(batch / "beads_001")
+        proj.close()
+        assert w.open_project(tmp_path / "p2")
+        assert w.screening_tab.project is w.project and w.import_tab.project is w.project
+        assert w.screening_tab.measurement_list.count() == 1
+    finally:
+        w.runner.shutdown(5.0)
+        w._close_project()
