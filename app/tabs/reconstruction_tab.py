@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
+import tifffile
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
@@ -40,6 +41,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QStackedWidget,
@@ -61,6 +63,11 @@ from engine.store.results import (
     write_result,
 )
 from engine.tomography.reconstruct import reconstruct
+
+try:  # the learned regulariser is another part of the engine; the tab works without it
+    from engine.tomography import deep_regularizer as _deep
+except Exception:  # noqa: BLE001 - a half-landed module must not stop the tab
+    _deep = None
 
 from ..jobs import Job, JobRunner
 from ..settings import AppSettings
@@ -166,13 +173,13 @@ class VolumeSet:
 
 def deep_regularizer_available() -> bool:
     """True when the learned regulariser's weights and card are shipped in ``resources/models``."""
-    try:
-        from engine.resources import models_dir
-        from engine.tomography.deep_regularizer import DEFAULT_MODEL_NAME
-    except Exception:  # the module has not landed
+    if _deep is None:
         return False
+    from engine.resources import models_dir
+
+    name = _deep.DEFAULT_MODEL_NAME
     d = models_dir()
-    return (d / f"{DEFAULT_MODEL_NAME}.safetensors").is_file() and (d / f"{DEFAULT_MODEL_NAME}.json").is_file()
+    return (d / f"{name}.safetensors").is_file() and (d / f"{name}.json").is_file()
 
 
 def reconstruct_folder(folder: str | Path, options: ReconstructionOptions = ReconstructionOptions(), *,
@@ -233,9 +240,7 @@ def reconstruct_folder(folder: str | Path, options: ReconstructionOptions = Reco
     if tomo.ri_tv is not None:
         volumes["tv"] = tomo.ri_tv
     if deep:
-        from engine.tomography.deep_regularizer import regularize_deep_fourier
-
-        volumes["deep"] = regularize_deep_fourier(tomo.fourier, device=options.device,
+        volumes["deep"] = _deep.regularize_deep_fourier(tomo.fourier, device=options.device,
                                                   progress=sub_progress(progress, end, 0.97, "learned: "),
                                                   cancel=cancel)
         tomo.fourier = None
@@ -313,8 +318,6 @@ def export_tiff(path: str | Path, volume: np.ndarray, voxel_size_um: tuple[float
     ImageJ/Fiji reads the z step from ``spacing``, the pixel size from the X/Y resolution
     (pixels per µm) and the unit ``um``.
     """
-    import tifffile
-
     path = Path(path)
     check_cancel(cancel)
     report(progress, 0.0, f"writing {path.name}")
@@ -528,7 +531,7 @@ class ReconstructionTab(QWidget):
         self.delta_spin.setRange(0.001, 1.0)
         self.delta_spin.setSingleStep(0.005)
         self.delta_spin.setValue(0.05)
-        self.delta_spin.setPrefix("n_m + ")
+        self.delta_spin.setPrefix("medium + ")
         self.delta_spin.setToolTip("Colour range: from the medium index n_m up to n_m + Δn")
         self.delta_spin.valueChanged.connect(self._apply_levels)
         dform.addRow("Colour range", self.delta_spin)
@@ -579,8 +582,8 @@ class ReconstructionTab(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(300)
-        scroll.setMaximumWidth(380)
+        scroll.setMinimumWidth(controls.sizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+        scroll.setMaximumWidth(scroll.minimumWidth() + 60)
 
         # --- views
         self.view = OrthoSliceView("", True, self)
@@ -595,6 +598,7 @@ class ReconstructionTab(QWidget):
         self.info = QLabel("", self)
         self.info.setObjectName("volumeInfo")
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         views = QWidget(self)
         vl = QHBoxLayout(views)
         vl.setContentsMargins(0, 0, 0, 0)
@@ -898,7 +902,7 @@ class ReconstructionTab(QWidget):
         nm = self.result.medium_index
         for v in (self.view, self.view2):
             v.set_levels(nm, nm + self.delta_spin.value())
-            v.set_colorbar_label(f"n (RI) — bottom = medium {nm:.4f}")
+            v.set_colorbar_label(f"n (RI), from n_m = {nm:.4f}")
 
     def _link_levels(self, other: OrthoSliceView, lo: float, hi: float) -> None:
         if self._linking or not other.isVisible():

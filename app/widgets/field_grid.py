@@ -55,8 +55,10 @@ def phase_thumbnails(fields: np.ndarray, size: int = THUMB) -> np.ndarray:
     """Phase thumbnails of complex fields, uint8 (N, size, size), for the grid.
 
     The phase is taken after removing each field's mean phase (``angle(U·e^{−i·arg ΣU})``,
-    radians), shown on a common scale of −π..π so fields can be compared, and subsampled by
-    block averaging of the complex field first (no aliasing of fringes into the thumbnail).
+    radians) and shown on one grey scale common to all fields of the call, symmetric about
+    0 (−a..a with ``a`` the 99.8th percentile of |phase|, at least 0.5 rad), so fields can be
+    compared and a weak sample stays visible. Fields are subsampled by block averaging of
+    the complex field first (no aliasing of fringes into the thumbnail).
 
     Parameters
     ----------
@@ -75,7 +77,8 @@ def phase_thumbnails(fields: np.ndarray, size: int = THUMB) -> np.ndarray:
     small = f[:, :hh, :ww].reshape(n, hh // step, step, ww // step, step).mean(axis=(2, 4))
     ref = np.exp(-1j * np.angle(small.sum(axis=(1, 2))))[:, None, None]
     phase = np.angle(small * ref)
-    return np.clip((phase + np.pi) / (2 * np.pi) * 255.0, 0, 255).astype(np.uint8)
+    a = max(0.5, float(np.percentile(np.abs(phase), 99.8))) if phase.size else np.pi
+    return np.clip((phase + a) / (2 * a) * 255.0, 0, 255).astype(np.uint8)
 
 
 class FieldGridModel(QAbstractListModel):

@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 import pyqtgraph as pg
 
@@ -110,7 +110,9 @@ class OrthoSliceView(QWidget):
         self.colorbar: Optional[pg.ColorBarItem] = None
         if show_colorbar:
             self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get(DEFAULT_COLORMAP),
-                                            label="n (RI)", interactive=True, width=18, rounding=1e-4)
+                                            label=None, interactive=False, width=16, rounding=1e-4)
+            self.colorbar.axis.setWidth(62)  # tick values and the label beside them
+            self.colorbar.axis.setLabel("n (RI)")
             self.colorbar.setImageItem(list(self.images.values()))
             self.glw.addItem(self.colorbar, row=0, col=2, rowspan=2)
             self.colorbar.sigLevelsChanged.connect(self._bar_levels_changed)
@@ -126,6 +128,9 @@ class OrthoSliceView(QWidget):
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.cursor_label = QLabel("", self)
         self.cursor_label.setObjectName("cursorReadout")
+        for lbl in (self.title, self.readout, self.cursor_label):
+            # long readouts must not widen the window: they are clipped, not laid out
+            lbl.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
@@ -278,7 +283,7 @@ class OrthoSliceView(QWidget):
 
     def set_colorbar_label(self, text: str) -> None:
         if self.colorbar is not None:
-            self.colorbar.getAxis("right").setLabel(text)
+            self.colorbar.axis.setLabel(text)
 
     def _bar_levels_changed(self, bar) -> None:  # noqa: ANN001 - pyqtgraph passes the bar
         lo, hi = self.levels()
@@ -377,12 +382,12 @@ class OrthoSliceView(QWidget):
 
     # ------------------------------------------------------------------ readout
     def describe_voxel(self, z: int, y: int, x: int) -> str:
-        """``x … µm  y … µm  z … µm  n …`` for voxel (z, y, x)."""
+        """``x …  y …  z … µm   n = …  (Δn …)`` for voxel (z, y, x) (positions in µm, n in RI)."""
         zu, yu, xu = (self.position_um(a, i) for a, i in zip("zyx", (z, y, x)))
         n = self.value_at(z, y, x)
-        text = f"x {xu:+.2f} µm   y {yu:+.2f} µm   z {zu:+.2f} µm   n = {_fmt_n(n)}"
+        text = f"x {xu:+.2f}  y {yu:+.2f}  z {zu:+.2f} µm   n = {_fmt_n(n)}"
         if self.medium_index is not None:
-            text += f"   (Δn = {n - self.medium_index:+.4f})"
+            text += f"  (Δn {n - self.medium_index:+.4f})"
         return text
 
     def _update_readout(self) -> None:
@@ -421,7 +426,7 @@ class OrthoSliceView(QWidget):
             zu, yu, xu, n = info
             mode = " (max)" if self._mip else ""
             self.cursor_label.setText(
-                f"Cursor:  x {xu:+.2f} µm   y {yu:+.2f} µm   z {zu:+.2f} µm   n{mode} = {_fmt_n(n)}")
+                f"Cursor:  x {xu:+.2f}  y {yu:+.2f}  z {zu:+.2f} µm   n{mode} = {_fmt_n(n)}")
         self.cursor_moved.emit(info)
 
     # ------------------------------------------------------------------ profile

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from PySide6.QtCore import QElapsedTimer, QTimer, Qt
+from PySide6.QtCore import QTimer, Qt
 
 from app.jobs import JobRunner, JobState
 from app.tabs import reconstruction_tab as rt
 from app.tabs.reconstruction_tab import ReconstructionOptions, ReconstructionTab, VolumeSet
 
-FAST = ReconstructionOptions(method="rytov", non_negativity_iterations=5, device="cpu")
+FAST = ReconstructionOptions(method="rytov", non_negativity_iterations=20, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -51,28 +51,22 @@ def _synthetic(with_tv: bool = True) -> VolumeSet:
 
 
 class _Latency:
-    """Largest gap between the ticks of a 10 ms timer: how long the event loop was blocked."""
+    """Gaps between the ticks of a 10 ms timer while ``job`` runs: how long the event loop was blocked."""
 
     def __init__(self) -> None:
-        self.clock = QElapsedTimer()
         self.timer = QTimer()
         self.timer.setInterval(10)
         self.timer.timeout.connect(self._tick)
-        self.worst_ms = 0
-        self.ticks = 0
+        self.job = None
+        self.ticks: list[float] = []
 
     def _tick(self) -> None:
-        if self.ticks:
-            self.worst_ms = max(self.worst_ms, self.clock.restart())
-        else:
-            self.clock.start()
-        self.ticks += 1
+        if self.job is not None and self.job.state is JobState.RUNNING:
+            self.ticks.append(time.perf_counter())
 
-    def start(self) -> None:
-        self.timer.start()
-
-    def stop(self) -> None:
-        self.timer.stop()
+    @property
+    def gaps_ms(self) -> np.ndarray:
+        return np.diff(self.ticks) * 1000.0
 
 
 # ---------------------------------------------------------------------------- running
@@ -89,15 +83,21 @@ def test_run_reconstruction_shows_the_bead_and_writes_the_project_result(qtbot, 
     tab.show_measurement(bead_folder)
     assert tab.run_button.isEnabled()
     latency = _Latency()
-    latency.start()
+    latency.timer.start()
     with qtbot.waitSignal(tab.volume_shown, timeout=120_000):
-        job = tab.run(FAST)
+        job = latency.job = tab.run(FAST)
         assert job is not None and tab.cancel_button.isEnabled() and not tab.run_button.isEnabled()
-    latency.stop()
+    latency.timer.stop()
     assert job.state is JobState.FINISHED
-    # the event loop kept running while the job computed: no gap over 100 ms between timer ticks
-    assert latency.ticks > 20
-    assert latency.worst_ms < 100, f"event loop blocked for {latency.worst_ms} ms"
+    # the event loop kept serving a 10 ms timer while the job computed. The machine is shared
+    # (2 cores, several test runs at once), so the 95th percentile is judged strictly and the
+    # worst case with margin, as in test_app_jobs.
+    gaps = latency.gaps_ms
+    print(f"\ntimer during the reconstruction ({job.seconds:.2f} s): {len(gaps)} gaps, median "
+          f"{np.median(gaps):.1f} ms, p95 {np.percentile(gaps, 95):.1f} ms, max {gaps.max():.1f} ms")
+    assert len(gaps) >= 0.3 * job.seconds / 0.010
+    assert np.percentile(gaps, 95) < 100.0
+    assert gaps.max() < 250.0
 
     vs = tab.result
     vol = vs.volumes["raw"]

@@ -200,6 +200,7 @@ def test_isotropic_bead_gives_no_birefringence(bead_result):
     np.testing.assert_allclose(tomo.epsilon, np.swapaxes(tomo.epsilon, -1, -2), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_constraint_iterations_reduce_negative_contrast(bead_jones, bead_result):
     """Gerchberg–Papoulis with ε − n_m² I ⪰ 0: fewer voxels with a clearly negative eigenvalue."""
     _, jones = bead_jones
