@@ -153,6 +153,8 @@ class VolumeSet:
         The result file's screening group, kept when re-saving.
     out_path : Path or None
         The result file written by the job, if any.
+    fields_used : int or None
+        Fields the reconstruction used (those the screening kept).
     """
 
     name: str
@@ -168,6 +170,7 @@ class VolumeSet:
     unwrapped_phase: Optional[np.ndarray] = None
     screening: Any = None
     out_path: Optional[Path] = None
+    fields_used: Optional[int] = None
     timings_s: dict = field(default_factory=dict)
 
 
@@ -247,7 +250,8 @@ def reconstruct_folder(folder: str | Path, options: ReconstructionOptions = Reco
     out = VolumeSet(name=folder.name, volumes=volumes, voxel_size_um=tuple(tomo.voxel_size_um),
                     origin_um=tuple(tomo.origin_um), medium_index=float(tomo.medium_index), method=tomo.method,
                     source=folder, measurement_json=meta.to_json(), fields=fields, illumination_per_um=ill,
-                    unwrapped_phase=phase, timings_s=dict(tomo.timings_s))
+                    unwrapped_phase=phase, timings_s=dict(tomo.timings_s),
+                    fields_used=int(np.count_nonzero(decision)) if decision is not None else int(fields.shape[0]))
     if out_path is not None:
         check_cancel(cancel)
         report(progress, 0.97, "writing the result file")
@@ -726,8 +730,6 @@ class ReconstructionTab(QWidget):
     def show_measurement(self, folder: Path) -> Optional[Job]:
         """Make ``folder`` the measurement to reconstruct; show its saved tomogram if the project has one."""
         folder = Path(folder)
-        if self.result is not None and self.result.source != folder:
-            self.result.fields = None  # a different measurement: the cached fields no longer apply
         self.folder = folder
         self.source_label.setText(f"<b>{folder.name}</b><br><span style='color:#8b929c'>{folder}</span>")
         self.source_label.setToolTip(str(folder))
@@ -854,7 +856,9 @@ class ReconstructionTab(QWidget):
         self.medium_label.setText(f"{vs.medium_index:.4f}")
         dz, dy, dx = vs.voxel_size_um
         z, y, x = shown.shape
-        self.info.setText(f"<b>{vs.name}</b> — {vs.method} — {x} × {y} × {z} voxels of "
+        used = (f" — {vs.fields_used} of {vs.fields.shape[0]} fields" if vs.fields_used is not None
+                and vs.fields is not None else "")
+        self.info.setText(f"<b>{vs.name}</b> — {vs.method}{used} — {x} × {y} × {z} voxels of "
                           f"{dx:.3f} × {dy:.3f} × {dz:.3f} µm (x × y × z) — medium n_m = {vs.medium_index:.4f}")
         self.profile.set_medium_index(vs.medium_index)
         self.right_stack.setCurrentIndex(1)

@@ -84,6 +84,7 @@ class ProcessResult:
     fields_used: int
     timings_s: dict = field(default_factory=dict)
     out_path: Optional[Path] = None
+    birefringence: Any = None
 
 
 def _screen(fields, retrieved, meta, options: ProcessOptions, progress, cancel):
@@ -133,16 +134,14 @@ def process_measurement(
         The folder breaks the measurement contract (the message names folder and file).
     FeatureNotAvailable
         An option names a step this version does not have yet.
+    ValueError
+        Polarisation-resolved data without ``options.birefringence``, or every field screened out.
     engine.progress.Cancelled
     """
-    from ..holography.retrieval import retrieve_fields
     from ..store.folders import load_measurement
-    from ..tomography.reconstruct import reconstruct
 
     if options.regularize == "deep":
         raise FeatureNotAvailable("--regularize deep: the learned 3-D regulariser has not landed yet")
-    if options.birefringence:
-        raise FeatureNotAvailable("--birefringence: birefringence reconstruction has not landed yet")
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -150,12 +149,30 @@ def process_measurement(
     if not isinstance(measurement, Measurement):
         measurement = load_measurement(measurement)
     meta = measurement.metadata
-    if meta.polarised:
-        raise FeatureNotAvailable(
-            f"{measurement.name}: polarisation-resolved measurement ('frames'): scalar tomography of "
-            "such data needs the birefringence pipeline, which has not landed yet")
     timings["read"] = time.perf_counter() - t
     check_cancel(cancel)
+    if meta.polarised:
+        if not options.birefringence:
+            raise ValueError(
+                f"{measurement.name}: polarisation-resolved measurement ('frames' in measurement.json): "
+                "process it with the birefringence option (odt-studio batch --birefringence)")
+        result = _process_polarised(measurement, options, timings, progress, cancel)
+    else:
+        result = _process_scalar(measurement, options, timings, progress, cancel)
+    if out_path is not None:
+        check_cancel(cancel)
+        report(progress, 0.97, "writing the result file")
+        result.out_path = write_process_result(out_path, measurement, result)
+    report(progress, 1.0, "done")
+    return result
+
+
+def _process_scalar(measurement: Measurement, options: ProcessOptions, timings: dict,
+                    progress, cancel) -> ProcessResult:
+    from ..holography.retrieval import retrieve_fields
+    from ..tomography.reconstruct import reconstruct
+
+    meta = measurement.metadata
 
     t = time.perf_counter()
     retrieved = retrieve_fields(measurement.holograms, measurement.backgrounds, meta, device=options.device,
@@ -180,22 +197,61 @@ def process_measurement(
         progress=sub_progress(progress, 0.45, 0.97, "reconstruction: "), cancel=cancel)
     timings["reconstruct"] = time.perf_counter() - t
 
-    result = ProcessResult(name=measurement.name, fields=retrieved.field,
-                           illumination_per_um=np.asarray(retrieved.illumination_per_um),
-                           screening=screening, tomogram=tomogram, fields_used=int(decision.sum()),
-                           timings_s=timings)
-    if out_path is not None:
-        check_cancel(cancel)
-        report(progress, 0.97, "writing the result file")
-        result.out_path = write_process_result(out_path, measurement, result)
-    report(progress, 1.0, "done")
-    return result
+    return ProcessResult(name=measurement.name, fields=retrieved.field,
+                         illumination_per_um=np.asarray(retrieved.illumination_per_um),
+                         screening=screening, tomogram=tomogram, fields_used=int(decision.sum()),
+                         timings_s=timings)
+
+
+def _process_polarised(measurement: Measurement, options: ProcessOptions, timings: dict,
+                       progress, cancel) -> ProcessResult:
+    """Polarisation-resolved data: Jones fields → dielectric tensor tomography.
+
+    ``fields/field`` holds, for image i = (illumination, pol_in, pol_out), the Jones element
+    J[out, in] of its illumination. Screening of polarised frames is not done yet: every frame
+    is kept (``screening/model`` = ``"none (polarised)"``) and the rule metric is reported.
+    ``tomogram/ri`` is the mean index sqrt(tr ε / 3).
+    """
+    from types import SimpleNamespace
+
+    from ..birefringence.jones import frame_table, jones_fields
+    from ..birefringence.tensor_tomography import reconstruct_tensor
+    from ..screening.rule import rule_peak_metric
+
+    meta = measurement.metadata
+    t = time.perf_counter()
+    jones = jones_fields(measurement, device=options.device,
+                         progress=sub_progress(progress, 0.02, 0.3, "Jones fields: "), cancel=cancel)
+    timings["retrieve"] = time.perf_counter() - t
+    table = frame_table(meta, measurement.n_images)  # (N_ill, out, in) -> image index
+    n = measurement.n_images
+    h, w = jones.field.shape[-2:]
+    fields = np.empty((n, h, w), np.complex64)
+    illum = np.empty((n, 2), np.float64)
+    for i_ill in range(table.shape[0]):
+        for o in range(2):
+            for i in range(2):
+                fields[table[i_ill, o, i]] = jones.field[i_ill, o, i]
+                illum[table[i_ill, o, i]] = jones.illumination_per_um[i_ill]
+    rule = rule_peak_metric(fields, illum, jones.pixel_size_um, meta.wavelength_um)
+    screening = SimpleNamespace(score=np.full(n, np.nan, np.float32), rule_peak=rule,
+                                decision=np.ones(n, np.uint8), source=np.zeros(n, np.uint8),
+                                model_name="none (polarised)", model_version="")
+    t = time.perf_counter()
+    tensor = reconstruct_tensor(jones, meta, shape_z=options.shape_z, device=options.device,
+                                progress=sub_progress(progress, 0.3, 0.97, "tensor tomography: "), cancel=cancel)
+    timings["reconstruct"] = time.perf_counter() - t
+    tomogram = SimpleNamespace(ri=tensor.mean_index.astype(np.float32), voxel_size_um=tensor.voxel_size_um,
+                               origin_um=tensor.origin_um, medium_index=tensor.medium_index,
+                               method=tensor.method, ri_tv=None)
+    return ProcessResult(name=measurement.name, fields=fields, illumination_per_um=illum, screening=screening,
+                         tomogram=tomogram, fields_used=n, timings_s=timings, birefringence=tensor)
 
 
 def write_process_result(out_path: str | Path, measurement: Measurement, result: ProcessResult) -> Path:
     """Write ``result`` to ``out_path`` exactly as ``shared/FORMATS.md`` §2 says (atomically)."""
     from ..store.results import ScreeningResult as StoredScreening
-    from ..store.results import TomogramResult, write_result
+    from ..store.results import BirefringenceResult, TomogramResult, write_result
 
     s = result.screening
     model = f"{s.model_name} {s.model_version}".strip()
@@ -209,6 +265,8 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
                                   source=s.source, model=model),
         tomogram=TomogramResult(ri=tomo.ri, voxel_size_um=tomo.voxel_size_um, origin_um=tomo.origin_um,
                                 medium_index=tomo.medium_index, method=tomo.method, ri_tv=tomo.ri_tv),
+        birefringence=(None if result.birefringence is None
+                       else BirefringenceResult(**result.birefringence.result_datasets())),
     )
 
 

@@ -116,7 +116,7 @@ def test_run_reconstruction_shows_the_bead_and_writes_the_project_result(qtbot, 
     lo, hi = tab.view.levels()
     assert lo == pytest.approx(1.337) and hi > lo
     assert tab.medium_label.text() == "1.3370"
-    assert "1.3370" in tab.info.text()
+    assert "1.3370" in tab.info.text() and "15 of 15 fields" in tab.info.text()
     # the result went to the project's results folder, per FORMATS.md §2
     out = project.result_path(mid)
     assert vs.out_path == out and out.is_file()
@@ -124,10 +124,13 @@ def test_run_reconstruction_shows_the_bead_and_writes_the_project_result(qtbot, 
     np.testing.assert_allclose(res.tomogram.ri, vol)
     assert res.tomogram.medium_index == pytest.approx(1.337)
     assert res.fields.shape == (15, 64, 64)
-    # running again reuses the retrieved fields (no reread), with another method
+    # running again reuses the retrieved fields (no reread), with another method, and follows
+    # the project's screening: a field overridden to noisy is left out
+    project.set_override(mid, 0, 0)
     with qtbot.waitSignal(tab.volume_shown, timeout=120_000):
         job2 = tab.run(ReconstructionOptions(method="born", non_negativity_iterations=0, device="cpu"))
     assert job2.state is JobState.FINISHED and tab.result.method == "born"
+    assert tab.result.fields_used == 14 and "14 of 15 fields" in tab.info.text()
     assert "reusing" in job2.message or job2.fraction == pytest.approx(1.0)
     project.close()
 
@@ -145,6 +148,7 @@ def test_cancel_stops_a_running_reconstruction_promptly(qtbot, tab, bead_folder,
     tab.cancel_button.click()
     qtbot.waitUntil(lambda: job.done, timeout=10_000)
     elapsed = time.perf_counter() - t0
+    print(f"\ncancel to cancelled: {elapsed * 1000:.0f} ms (at {job.message!r})")
     assert job.state is JobState.CANCELLED
     assert elapsed < 2.0, f"cancel took {elapsed:.2f} s"
     assert tab.result is None and "Cancelled" in tab.status.text()

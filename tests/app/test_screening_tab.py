@@ -19,12 +19,14 @@ from engine.store.project import SOURCE_MANUAL, Project
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory) -> Path:
-    """Two tiny simulated bead measurements (15 angles, 64×64) and one broken folder."""
+    """Two tiny simulated bead measurements (15 angles, 64×64; the second a copy of the first, to
+    save time) and one broken folder."""
     from engine.selftest import tiny_demo_config
     from engine.simulate.demo import write_demo
 
     root = tmp_path_factory.mktemp("acq")
-    write_demo(root, kind="beads", count=2, seed=3, config=tiny_demo_config(15), device="cpu")
+    write_demo(root, kind="beads", count=1, seed=3, config=tiny_demo_config(15), device="cpu")
+    shutil.copytree(root / "beads_000", root / "beads_001")
     bad = root / "beads_broken"
     shutil.copytree(root / "beads_000", bad)
     (bad / "measurement.json").write_text('{"format": "odt-measurement/1", "wavelength_um": 0.532}')

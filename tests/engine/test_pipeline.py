@@ -110,3 +110,30 @@ def test_self_test_runs_headless_and_prints_ok():
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().splitlines()[-1] == "OK"
     assert "end to end" in r.stderr
+
+
+@pytest.mark.slow
+def test_birefringence_batch_writes_the_birefringence_group(tmp_path):
+    from engine.simulate.demo import DemoConfig
+    from engine.simulate.holograms import Setup
+
+    cfg = DemoConfig(Setup(image_shape=(48, 48), pixel_size_um=0.1, medium_index=1.46, na_condenser=1.0,
+                           n_angles=9, pattern="ring"),
+                     depth_um=3.2, phantom_kwargs={"radius_um": 1.2, "n_o": 1.52, "n_e": 1.57},
+                     defect_rate=0.0, imperfection_rate=0.0, near_edge_probability=0.0)
+    folder = write_demo(tmp_path / "in", kind="lc-droplets", count=1, seed=3, config=cfg, device="cpu")[0]
+    n_images = len(json.loads((folder / "measurement.json").read_text())["frames"])
+    with pytest.raises(ValueError, match="--birefringence"):
+        process_measurement(folder, None, ProcessOptions(device="cpu"))
+    out = tmp_path / "out"
+    rc = cli_main(["batch", str(tmp_path / "in"), "--out", str(out), "--birefringence", "--device", "cpu"])
+    assert rc == 0
+    with h5py.File(out / f"{folder.name}.odt.h5", "r") as f:
+        n_e, n_o = f["birefringence/n_e"][...], f["birefringence/n_o"][...]
+        assert f["birefringence/director"].shape == n_e.shape + (3,)
+        assert f["birefringence/tensor"].shape == n_e.shape + (3, 3)
+        assert f["fields/field"].shape[0] == n_images
+        assert f["screening/decision"][...].all()
+        ri = f["tomogram/ri"][...]
+    assert ri.shape == n_e.shape
+    assert ri.max() > 1.46 + 0.01  # the droplet is denser than the medium
