@@ -208,6 +208,12 @@ def reconstruct_folder(folder: str | Path, options: ReconstructionOptions = Reco
     Returns
     -------
     VolumeSet
+
+    References
+    ----------
+    E. Wolf, Opt. Commun. 1, 153 (1969); A. J. Devaney, Opt. Lett. 6, 374 (1981) (Rytov);
+    K. Kim et al., J. Biomed. Opt. 19, 011005 (2014) (non-negativity, TV); D. Ryu et al., IEEE
+    Trans. Med. Imaging 40, 1508 (2021) (learned regulariser) — as implemented by the engine.
     """
     folder = Path(folder)
     deep = options.regularization == "deep"
@@ -397,6 +403,7 @@ class ReconstructionTab(QWidget):
         self._linking = False
         self._build()
         self._update_enabled()
+        self.runner.job_progress.connect(self._job_progress)
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -807,6 +814,10 @@ class ReconstructionTab(QWidget):
         if self.running:
             self.status.setText("Cancelling …")
             self.runner.cancel(self.job)
+
+    def _job_progress(self, job: Job, fraction: float, message: str) -> None:
+        if job is self.job and not job.token.cancelled:
+            self.status.setText(f"{self.folder.name if self.folder else ''}: {message} ({fraction:.0%})")
 
     def _job_done(self, job: Job) -> None:
         if job is self.job:

@@ -368,6 +368,8 @@ class ScreeningTab(QWidget):
         self._saliency_job: Optional[Job] = None
         self._retrain_job: Optional[Job] = None
         self.undo_stack = QUndoStack(self)
+        #: extra keyword arguments for :func:`engine.screening.retrain.retrain_from_overrides` (e.g. epochs)
+        self.retrain_options: dict[str, Any] = {}
         self._build()
 
     # ---------------------------------------------------------------- layout
@@ -950,8 +952,8 @@ class ScreeningTab(QWidget):
             return None
         self._retrain_job = self.runner.submit(
             "Retraining the screening model from your overrides", retrain_from_overrides, self.project,
-            base_model=self.model if not isinstance(self.model, (str, Path)) else self.model, device=self.device,
-            on_result=self.show_retrain_report)
+            base_model=self.model, device=self.device, on_result=self.show_retrain_report,
+            **self.retrain_options)
         return self._retrain_job
 
     def show_retrain_report(self, rep: Any) -> QDialog:

@@ -29,7 +29,7 @@ from PySide6.QtCore import (
     QSortFilterProxyModel,
     Qt,
 )
-from PySide6.QtGui import QBrush, QColor, QFont, QImage, QKeyEvent, QPainter, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QKeyEvent, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 __all__ = [
@@ -100,7 +100,7 @@ class FieldGridModel(QAbstractListModel):
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
-        self._images: list[QImage] = []
+        self._images: list[QPixmap] = []
         self._thumbs: Optional[np.ndarray] = None
         self.score = np.zeros(0, np.float32)
         self.rule_peak = np.zeros(0, np.float32)
@@ -149,7 +149,8 @@ class FieldGridModel(QAbstractListModel):
         for k in range(n):
             t = self._thumbs[k]
             img = QImage(t.data, t.shape[1], t.shape[0], t.strides[0], QImage.Format.Format_Grayscale8)
-            self._images.append(img.copy())  # own the pixels
+            # converted once to the screen's pixel format: painting 150 cells then costs no conversion
+            self._images.append(QPixmap.fromImage(img.copy()))
         self.score = np.asarray(score, np.float32).reshape(n)
         self.rule_peak = np.asarray(rule_peak, np.float32).reshape(n)
         self.manual = list(manual)
@@ -291,11 +292,11 @@ class FieldDelegate(QStyledItemDelegate):
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.fillRect(r, QColor("#2f6f9f") if selected else QColor("#17191d"))
-        img: QImage = index.data(FieldGridModel.ImageRole)
+        img: QPixmap = index.data(FieldGridModel.ImageRole)
         side = min(r.width() - 10, r.height() - 26)
         target = QRect(r.x() + (r.width() - side) // 2, r.y() + 5, side, side)
         if img is not None and not img.isNull():
-            painter.drawImage(target, img)
+            painter.drawPixmap(target, img)
         pen = QPen(colour, 4)
         if decision == 0:
             pen.setStyle(Qt.PenStyle.DashLine)

@@ -56,7 +56,7 @@ class OrthoSliceView(QWidget):
     cursor_moved(object)
         ``(z_um, y_um, x_um, n)`` under the mouse, or None when it left the images.
     levels_changed(float, float)
-        The colour range (RI) changed, e.g. by dragging the colour bar.
+        The colour range (RI) changed (:meth:`set_levels`).
     """
 
     crosshair_moved = Signal(int, int, int)
@@ -115,7 +115,6 @@ class OrthoSliceView(QWidget):
             self.colorbar.axis.setLabel("n (RI)")
             self.colorbar.setImageItem(list(self.images.values()))
             self.glw.addItem(self.colorbar, row=0, col=2, rowspan=2)
-            self.colorbar.sigLevelsChanged.connect(self._bar_levels_changed)
         else:
             cmap = pg.colormap.get(DEFAULT_COLORMAP)
             for img in self.images.values():
@@ -274,21 +273,19 @@ class OrthoSliceView(QWidget):
         low, high = float(low), float(high)
         if high <= low:
             high = low + 1e-4
+        changed = (low, high) != self.levels()
         self._levels = (low, high)
         if self.colorbar is not None:
             self.colorbar.setLevels((low, high))
         else:
             for img in self.images.values():
                 img.setLevels((low, high))
+        if changed:
+            self.levels_changed.emit(low, high)
 
     def set_colorbar_label(self, text: str) -> None:
         if self.colorbar is not None:
             self.colorbar.axis.setLabel(text)
-
-    def _bar_levels_changed(self, bar) -> None:  # noqa: ANN001 - pyqtgraph passes the bar
-        lo, hi = self.levels()
-        self._levels = (lo, hi)
-        self.levels_changed.emit(lo, hi)
 
     # ------------------------------------------------------------------ crosshair
     @property

@@ -63,6 +63,10 @@ __all__ = [
     "train_model",
     "ssim3d",
     "fwhm_ratio",
+    "evaluate",
+    "bead_elongation_study",
+    "save_pair",
+    "read_pair",
     "main",
 ]
 
@@ -176,13 +180,11 @@ def simulate_pair(kind: str, seed: int, setup: Optional[OpticalSetup] = None, *,
     -------
     TrainingPair
     """
-    from ..metadata import MeasurementMetadata
     from ..simulate.beam_propagation import propagate_scalar, snap_illuminations
     from ..simulate.holograms import illumination_pattern
     from ..simulate.phantoms import make_phantom
-    from .fourier_mapping import scattering_potential_to_ri
+    from .fourier_mapping import map_fields_to_fourier, scattering_potential_to_ri
     from .reconstruct import first_order_fields
-    from .fourier_mapping import map_fields_to_fourier
     from .tv import DEFAULT_TV_WEIGHT, regularize_tv
 
     if kind not in SAMPLE_KINDS:
@@ -214,7 +216,6 @@ def simulate_pair(kind: str, seed: int, setup: Optional[OpticalSetup] = None, *,
                        outer_iterations=tv_outer_iterations, inner_iterations=tv_inner_iterations,
                        non_negativity=True)
     tv = scattering_potential_to_ri(xt, nm).float().cpu().numpy()
-    _ = MeasurementMetadata  # the metadata contract is not needed: fields come straight from the simulator
     return TrainingPair(raw=raw.astype(np.float32), tv=tv.astype(np.float32), truth=ph.ri.astype(np.float32),
                         medium_index=float(nm), voxel_size_um=(vox, vox, vox), kind=kind, seed=int(seed),
                         setup=setup.name, objects=list(ph.params.get("objects", [])))

@@ -82,6 +82,8 @@ def test_run_reconstruction_shows_the_bead_and_writes_the_project_result(qtbot, 
         tab.measurement_combo.findData(str(bead_folder)) >= 0
     tab.show_measurement(bead_folder)
     assert tab.run_button.isEnabled()
+    statuses: list[str] = []
+    tab.runner.job_progress.connect(lambda *_: statuses.append(tab.status.text()))
     latency = _Latency()
     latency.timer.start()
     with qtbot.waitSignal(tab.volume_shown, timeout=120_000):
@@ -89,6 +91,9 @@ def test_run_reconstruction_shows_the_bead_and_writes_the_project_result(qtbot, 
         assert job is not None and tab.cancel_button.isEnabled() and not tab.run_button.isEnabled()
     latency.timer.stop()
     assert job.state is JobState.FINISHED
+    # progress was shown in the tab as it came (the status bar shows it too)
+    assert any("%)" in t and "retrieval" in t for t in statuses), statuses
+    assert tab.status.text().startswith("Done")
     # the event loop kept serving a 10 ms timer while the job computed. The machine is shared
     # (2 cores, several test runs at once), so the 95th percentile is judged strictly and the
     # worst case with margin, as in test_app_jobs.
@@ -131,6 +136,14 @@ def test_run_reconstruction_shows_the_bead_and_writes_the_project_result(qtbot, 
         job2 = tab.run(ReconstructionOptions(method="born", non_negativity_iterations=0, device="cpu"))
     assert job2.state is JobState.FINISHED and tab.result.method == "born"
     assert tab.result.fields_used == 14 and "14 of 15 fields" in tab.info.text()
+    # choosing the measurement again later shows the tomogram saved in the project
+    again = ReconstructionTab(tab.runner)
+    qtbot.addWidget(again)
+    again.set_project(project)
+    with qtbot.waitSignal(again.volume_shown, timeout=20_000):
+        assert again.show_measurement(bead_folder) is not None
+    assert again.result.method == "born" and again.result.source == out
+    np.testing.assert_array_equal(again.result.volumes["raw"], tab.result.volumes["raw"])
     assert "reusing" in job2.message or job2.fraction == pytest.approx(1.0)
     project.close()
 
@@ -142,8 +155,8 @@ def test_cancel_stops_a_running_reconstruction_promptly(qtbot, tab, bead_folder,
                                  tv_inner_iterations=50, device="cpu")
     job = tab.run(slow)
     assert job is not None
-    # let it get into the heavy part (retrieval done, reconstruction under way)
-    qtbot.waitUntil(lambda: job.fraction >= 0.25, timeout=60_000)
+    # let it get into the heavy iterative part (the non-negativity iterations)
+    qtbot.waitUntil(lambda: "non-negativity" in job.message, timeout=60_000)
     t0 = time.perf_counter()
     tab.cancel_button.click()
     qtbot.waitUntil(lambda: job.done, timeout=10_000)
@@ -153,6 +166,27 @@ def test_cancel_stops_a_running_reconstruction_promptly(qtbot, tab, bead_folder,
     assert elapsed < 2.0, f"cancel took {elapsed:.2f} s"
     assert tab.result is None and "Cancelled" in tab.status.text()
     assert tab.run_button.isEnabled() and not tab.cancel_button.isEnabled()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not rt.deep_regularizer_available(), reason="the learned regulariser's weights are not shipped")
+def test_learned_regulariser_runs_and_is_shown_beside_the_raw_tomogram(qtbot, tab, bead_folder):
+    tab.show_measurement(bead_folder)
+    tab.reg_combo.setCurrentIndex(tab.reg_combo.findData("deep"))
+    tab.nonneg_iter.setValue(5)
+    tab.device_combo.setCurrentIndex(tab.device_combo.findData("cpu"))
+    assert tab.options().regularization == "deep"
+    with qtbot.waitSignal(tab.volume_shown, timeout=120_000):
+        tab.run_button.click()
+    vs = tab.result
+    assert set(vs.volumes) == {"raw", "deep"}
+    assert vs.volumes["deep"].shape == vs.volumes["raw"].shape
+    assert vs.volumes["deep"].min() >= vs.medium_index - 1e-6  # n >= n_m
+    assert tab.side_check.isChecked() and tab.view2.isVisible()
+    assert tab.view2.title.text() == "Learned regulariser"
+    tab.view.go_to_maximum()
+    assert tab.view2.crosshair == tab.view.crosshair
+    assert tab.view2.crosshair_value() > vs.medium_index + 0.02  # the bead is kept
 
 
 def test_run_without_measurement_asks_for_one(tab):

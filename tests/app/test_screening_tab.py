@@ -41,6 +41,22 @@ def project(tmp_path):
 
 
 @pytest.fixture
+def tiny_model(tmp_path):
+    """A tiny untrained CompactScreeningNet saved and loaded like a shipped model (safetensors + card)."""
+    import torch
+
+    from engine.screening.network import CompactScreeningNet, architecture_of, init_weights, load_model, save_model
+
+    torch.manual_seed(0)
+    net = CompactScreeningNet(width=4)
+    init_weights(net)
+    card = {"name": "tiny-test", "version": "0", "architecture": architecture_of(net),
+            "input": {"kind": "phase", "crop": 128}, "threshold": 0.5}
+    save_model(net, tmp_path / "models" / "tiny-test.safetensors", card)
+    return load_model(tmp_path / "models" / "tiny-test.safetensors", device="cpu")
+
+
+@pytest.fixture
 def tab(qtbot, runner: JobRunner, settings):
     t = ScreeningTab(runner, settings, device="cpu")
     qtbot.addWidget(t)
@@ -256,21 +272,12 @@ def test_no_model_is_said_plainly_and_rule_is_used(qtbot, tab, batch, project, m
     np.testing.assert_array_equal(res.screening.source, np.ones(len(data.fields), np.uint8))
 
 
-def test_saliency_overlay_and_retrain_dialog_with_a_model(qtbot, tab, batch, project, tmp_path):
+def test_saliency_overlay_and_retrain_dialog_with_a_model(qtbot, tab, batch, project, tmp_path, tiny_model):
     """With a (tiny, untrained) network: saliency maps come from the engine, the retrain dialog adopts."""
-    import torch
-
-    from engine.screening.network import CompactScreeningNet, architecture_of, init_weights, load_model, save_model
+    from engine.screening.network import load_model
     from engine.screening.retrain import RetrainReport
 
-    torch.manual_seed(0)
-    net = CompactScreeningNet(width=4)
-    init_weights(net)
-    card = {"name": "tiny-test", "version": "0", "architecture": architecture_of(net),
-            "input": {"kind": "phase", "crop": 128}, "threshold": 0.5}
-    save_model(net, tmp_path / "tiny-test.safetensors", card)
-    model = load_model(tmp_path / "tiny-test.safetensors", device="cpu")
-    tab.model = model
+    model = tab.model = tiny_model
     mid = project.add_measurement(batch / "beads_000")
     data = _open(qtbot, tab, project, mid)
     assert not data.use_rule and np.isfinite(data.score).all()
@@ -282,7 +289,7 @@ def test_saliency_overlay_and_retrain_dialog_with_a_model(qtbot, tab, batch, pro
     tab.view.opacity.setValue(25)
     assert tab.view.overlay.opacity() == pytest.approx(0.25)
 
-    new = load_model(tmp_path / "tiny-test.safetensors", device="cpu")
+    new = load_model(tmp_path / "models" / "tiny-test.safetensors", device="cpu")
     rep = RetrainReport(before={"accuracy": 0.6, "sensitivity": 0.5, "specificity": 0.7, "roc_auc": 0.66},
                         after={"accuracy": 0.8, "sensitivity": 0.75, "specificity": 0.85, "roc_auc": 0.9},
                         improved=True, saved_path=tmp_path / "tiny-test-ft1.safetensors", model=new,
@@ -321,3 +328,35 @@ def test_main_window_has_the_screening_tab_and_gives_it_the_project(qtbot, setti
     finally:
         w.runner.shutdown(5.0)
         w._close_project()
+
+
+@pytest.mark.slow
+def test_retrain_from_overrides_runs_in_the_background_and_asks_before_adopting(qtbot, tab, batch, project,
+                                                                                tiny_model):
+    mid = project.add_measurement(batch / "beads_000")
+    tab.model = tiny_model
+    tab.retrain_options = {"epochs": 1}
+    _open(qtbot, tab, project, mid)
+    for i in range(12):   # twelve manual decisions by keyboard
+        qtbot.keyClick(tab.grid, Qt.Key.Key_N if i % 3 == 0 else Qt.Key.Key_C)
+    assert review_counts(project, mid)[1] == 12
+    with qtbot.waitSignal(tab.runner.job_finished, timeout=120000,
+                          check_params_cb=lambda job, _r: job.name.startswith("Retraining")):
+        job = tab.retrain()
+        assert job is not None
+    dlg = tab.findChild(QDialog, "retrainReport")
+    assert dlg is not None and dlg.isVisible()
+    rep = job.result
+    from PySide6.QtWidgets import QTableWidget
+
+    table = dlg.findChild(QTableWidget)
+    assert table.item(0, 1).text() == f"{rep.before['accuracy']:.3f}"
+    assert table.item(0, 2).text() == f"{rep.after['accuracy']:.3f}"
+    assert tab.model is tiny_model, "not adopted before the user says so"
+    if rep.improved:
+        assert rep.saved_path is not None and Path(rep.saved_path).parent == project.path / "models"
+        dlg.accept()
+        assert tab.model is rep.model
+    else:
+        dlg.reject()
+        assert tab.model is tiny_model
