@@ -140,8 +140,6 @@ def process_measurement(
     """
     from ..store.folders import load_measurement
 
-    if options.regularize == "deep":
-        raise FeatureNotAvailable("--regularize deep: the learned 3-D regulariser has not landed yet")
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -193,9 +191,20 @@ def _process_scalar(measurement: Measurement, options: ProcessOptions, timings: 
         retrieved.field, retrieved.illumination_per_um, meta, method=options.method, shape_z=options.shape_z,
         decision=decision, non_negativity=options.non_negativity,
         regularization="tv" if options.regularize == "tv" else None,
-        unwrapped_phase=retrieved.unwrapped_phase, device=options.device,
-        progress=sub_progress(progress, 0.45, 0.97, "reconstruction: "), cancel=cancel)
+        unwrapped_phase=retrieved.unwrapped_phase, device=options.device, keep_fourier=options.regularize == "deep",
+        progress=sub_progress(progress, 0.45, 0.9 if options.regularize == "deep" else 0.97, "reconstruction: "),
+        cancel=cancel)
     timings["reconstruct"] = time.perf_counter() - t
+    if options.regularize == "deep":
+        from ..tomography.deep_regularizer import regularize_deep_fourier
+
+        t = time.perf_counter()
+        # the network was trained on the plain Rytov volume, not on the constrained one
+        tomogram.ri_deep = regularize_deep_fourier(
+            tomogram.fourier, device=options.device,
+            progress=sub_progress(progress, 0.9, 0.97, "learned regulariser: "), cancel=cancel)
+        tomogram.fourier = None
+        timings["regularize_deep"] = time.perf_counter() - t
 
     return ProcessResult(name=measurement.name, fields=retrieved.field,
                          illumination_per_um=np.asarray(retrieved.illumination_per_um),
@@ -264,7 +273,8 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
         screening=StoredScreening(score=s.score, rule_peak=s.rule_peak, decision=s.decision,
                                   source=s.source, model=model),
         tomogram=TomogramResult(ri=tomo.ri, voxel_size_um=tomo.voxel_size_um, origin_um=tomo.origin_um,
-                                medium_index=tomo.medium_index, method=tomo.method, ri_tv=tomo.ri_tv),
+                                medium_index=tomo.medium_index, method=tomo.method, ri_tv=tomo.ri_tv,
+                                ri_deep=getattr(tomo, "ri_deep", None)),
         birefringence=(None if result.birefringence is None
                        else BirefringenceResult(**result.birefringence.result_datasets())),
     )

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from app.cli import main as cli_main
-from engine.pipeline.process import FeatureNotAvailable, ProcessOptions, process_measurement
+from engine.pipeline.process import ProcessOptions, process_measurement
 from engine.selftest import tiny_demo_config
 from engine.simulate.demo import write_demo
 
@@ -58,11 +58,22 @@ def test_process_measurement_writes_the_contract(tiny_folders, tmp_path):
     assert np.median(ri) == pytest.approx(meta["medium_index"], abs=2e-3)
 
 
-def test_options_not_landed_fail_clearly(tiny_folders, tmp_path):
-    with pytest.raises(FeatureNotAvailable, match="learned 3-D regulariser"):
-        process_measurement(tiny_folders[0], None, ProcessOptions(regularize="deep"))
+def test_bad_options_fail_clearly():
     with pytest.raises(ValueError, match="screen must be"):
         ProcessOptions(screen="magic")
+    with pytest.raises(ValueError, match="regularize must be"):
+        ProcessOptions(regularize="l1")
+
+
+def test_learned_regulariser_writes_ri_deep(tiny_folders, tmp_path):
+    out = tmp_path / "deep.odt.h5"
+    res = process_measurement(tiny_folders[1], out, ProcessOptions(screen="none", regularize="deep", device="cpu"))
+    with h5py.File(out, "r") as f:
+        ri, deep = f["tomogram/ri"][...], f["tomogram/ri_deep"][...]
+        nm = f["tomogram"].attrs["medium_index"]
+    assert deep.shape == ri.shape and deep.dtype == np.float32
+    assert deep.min() >= nm - 1e-6  # the learned route ends with n >= n_m, like TV
+    assert deep.max() > nm + 0.01 and "regularize_deep" in res.timings_s
 
 
 def test_batch_command_reports_bad_folder_and_goes_on(tiny_folders, tmp_path, capsys):
