@@ -60,6 +60,8 @@ class Tomogram:
         ``"rytov"`` or ``"born"`` (``+nonneg`` appended when constrained).
     ri_tv : ndarray, shape (Z, Y, X), float32, optional
         TV-regularised refractive index.
+    ri_deep : ndarray, shape (Z, Y, X), float32, optional
+        Learned regulariser's output (:mod:`engine.tomography.deep_regularizer`).
     support : int
         Number of Fourier voxels that were measured (the mask itself is ``fourier.support``).
     support_fraction : float
@@ -76,6 +78,7 @@ class Tomogram:
     medium_index: float
     method: str
     ri_tv: Optional[np.ndarray] = None
+    ri_deep: Optional[np.ndarray] = None
     support: Optional[int] = None
     support_fraction: Optional[float] = None
     fourier: Optional[FourierData] = None
@@ -86,15 +89,16 @@ class Tomogram:
         return tuple(o + d * np.arange(n) for o, d, n in zip(self.origin_um, self.voxel_size_um, self.ri.shape))
 
     def write_h5(self, group) -> None:
-        """Write ``tomogram/ri`` (and ``tomogram/ri_tv``) with their attributes into an open
+        """Write ``tomogram/ri`` (and ``ri_tv``, ``ri_deep``) with their attributes into an open
         ``h5py.File`` or group, exactly as ``shared/FORMATS.md`` §2 says."""
         g = group.require_group("tomogram")
-        for name in ("ri", "ri_tv"):
+        for name in ("ri", "ri_tv", "ri_deep"):
             if name in g:
                 del g[name]
         g.create_dataset("ri", data=np.asarray(self.ri, dtype=np.float32))
-        if self.ri_tv is not None:
-            g.create_dataset("ri_tv", data=np.asarray(self.ri_tv, dtype=np.float32))
+        for name in ("ri_tv", "ri_deep"):
+            if getattr(self, name) is not None:
+                g.create_dataset(name, data=np.asarray(getattr(self, name), dtype=np.float32))
         g.attrs["voxel_size_um"] = np.asarray(self.voxel_size_um, dtype=np.float64)
         g.attrs["origin_um"] = np.asarray(self.origin_um, dtype=np.float64)
         g.attrs["medium_index"] = float(self.medium_index)
