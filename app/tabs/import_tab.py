@@ -515,10 +515,12 @@ class ImportTab(QWidget):
         self.refresh_in_project()
         self._update_import_button()
         n_bad = sum(not i.valid for i in infos)
+        n_in = sum(self.model.in_project(i) for i in infos)
         if infos:
             self.left_stack.setCurrentWidget(self.table)
             self.summary.setText(f"{len(infos)} measurement folder(s) found: {len(infos) - n_bad} valid"
-                                 + (f", {n_bad} with errors (hover the status for details)" if n_bad else "") + ".")
+                                 + (f", {n_bad} with errors (hover the status for details)" if n_bad else "") + "."
+                                 + (f" {n_in} already in the project (marked P)." if n_in else ""))
         else:
             self.show_empty_message(
                 "No measurement folders found",

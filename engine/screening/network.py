@@ -32,7 +32,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -416,6 +416,11 @@ class ScreeningModel:
         return str(self.card.get("input", {}).get("kind", "phase"))
 
     @property
+    def phase_source(self) -> str:
+        """``"wrapped"`` (angle of the field, the shipped models) or ``"unwrapped"`` (card ``input.phase``)."""
+        return str(self.card.get("input", {}).get("phase", "wrapped"))
+
+    @property
     def crop(self) -> int:
         return int(self.card.get("input", {}).get("crop", CROP_SIZE))
 
@@ -619,7 +624,9 @@ def screen_fields(
         Noisy if the model's probability is above it (default 0.5).
     device : {"auto", "cpu", "cuda"}
     unwrapped_phase : ndarray (N, H, W), optional
-        Unwrapped phase to feed the network instead of the wrapped angle.
+        Unwrapped phase; fed to the network only if its card says it was trained on the
+        unwrapped phase (``input.phase == "unwrapped"``). The shipped models were trained on
+        the wrapped angle and ignore it.
     pixel_size_um : float, optional
         Field pixel size if it differs from ``metadata.pixel_size_um``
         (``RetrievedFields.pixel_size_um``).
@@ -664,8 +671,10 @@ def screen_fields(
         m = load_model(model, device=dev)
     report(progress, 0.2, f"screening {n} fields with {m.label}")
     check_cancel(cancel)
-    x = preprocess(crop_fields, unwrapped_phase=None if unwrapped_phase is None else _centre_crop(
-        np.asarray(unwrapped_phase), CROP_SIZE), input_kind=m.input_kind, crop=m.crop)
+    # a model trained on the wrapped phase must see the wrapped phase, whatever the caller has
+    use_unwrapped = unwrapped_phase is not None and m.phase_source == "unwrapped"
+    x = preprocess(crop_fields, unwrapped_phase=_centre_crop(np.asarray(unwrapped_phase), CROP_SIZE)
+                   if use_unwrapped else None, input_kind=m.input_kind, crop=m.crop)
     score = m.predict_tensor(x, batch_size=batch_size, cancel=cancel)
     decision = (score <= threshold).astype(np.uint8)
     report(progress, 1.0, f"{int(decision.sum())} of {n} fields clean")

@@ -34,11 +34,11 @@ from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
 from .dataset import CropSet, generate_crops
 from .metrics import screening_metrics
-from .network import (CROP_SIZE, MODELS_DIR, ScreeningModel, _centre_crop, _pad_to, build_network, load_model,
+from .network import (CROP_SIZE, MODELS_DIR, ModelFileError, ScreeningModel, _centre_crop, _pad_to, build_network, load_model,
                       preprocess, save_model)
 
 __all__ = ["RetrainReport", "retrain_on_labels", "retrain_from_overrides", "overrides_of_project",
-           "next_model_path"]
+           "next_model_path", "retrain_command"]
 
 
 @dataclass
@@ -348,8 +348,37 @@ def retrain_from_overrides(
                              **kwargs)
 
 
+def retrain_command(project: str | Path, *, model: str = "default", epochs: int = 4, device: str = "auto",
+                    seed: int = 0) -> int:
+    """Command-line body of ``odt-studio train-screening PROJECT``: fine-tune, print the report.
+
+    Returns
+    -------
+    int
+        Exit code: 0 when retraining ran (whether or not the new model was better and saved),
+        2 when it could not run (not a project, too few overrides).
+    """
+    import sys
+
+    from ..store.project import Project, ProjectError
+
+    try:
+        with Project.open(project) as proj:
+            r = retrain_from_overrides(proj, base_model=model, epochs=epochs, device=device, seed=seed,
+                                       log=lambda m: print(m, file=sys.stderr))
+    except (ProjectError, ValueError, ModelFileError) as e:
+        print(f"train-screening: {e}", file=sys.stderr)
+        return 2
+    keys = ("accuracy", "sensitivity", "specificity", "roc_auc", "n")
+    print(json.dumps({"before": {k: r.before[k] for k in keys}, "after": {k: r.after[k] for k in keys},
+                      "improved": r.improved, "saved": str(r.saved_path) if r.saved_path else None,
+                      "train_fields": r.n_train, "held_out_fields": r.n_holdout, "replay_fields": r.n_replay},
+                     indent=2))
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m engine.screening.retrain PROJECT`` (what ``odt-studio train-screening`` runs)."""
+    """``python -m engine.screening.retrain PROJECT`` (same as ``odt-studio train-screening``)."""
     p = argparse.ArgumentParser(prog="python -m engine.screening.retrain",
                                 description="Fine-tune the screening model on a project's manual overrides.")
     p.add_argument("project", type=Path)
@@ -358,13 +387,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    from ..store.project import Project
-
-    with Project.open(a.project) as proj:
-        r = retrain_from_overrides(proj, base_model=a.model, epochs=a.epochs, device=a.device, seed=a.seed, log=print)
-    print(json.dumps({"before": r.before, "after": r.after, "improved": r.improved,
-                      "saved": str(r.saved_path) if r.saved_path else None}, indent=2))
-    return 0
+    return retrain_command(a.project, model=a.model, epochs=a.epochs, device=a.device, seed=a.seed)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ __all__ = [
 DEFAULT_MASK_RADIUS_PER_UM: float = 1.0
 #: Default decision threshold on the log10 metric: above it a field is called noisy.
 #: Chosen on the simulated validation set (paper: values of 2–4 work).
-DEFAULT_RULE_THRESHOLD: float = 2.6
+DEFAULT_RULE_THRESHOLD: float = 2.28
 #: The metric is scaled to the value a ``REFERENCE_SIZE``² crop would give.
 REFERENCE_SIZE: int = 128
 

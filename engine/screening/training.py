@@ -385,7 +385,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "augmentation": "random 90-degree rotations, horizontal flips, elastic deformation (p=0.5, RMS 4 px, "
                         "smoothness 8 px)",
     }
-    input_card = {"kind": "phase", "crop": 128, "channels": 1,
+    input_card = {"kind": "phase", "crop": 128, "channels": 1, "phase": "wrapped",
                   "normalisation": "angle(U * exp(-i arg sum U)) (or unwrapped phase) minus its median, "
                                    "divided by pi, clipped to [-10, 10]; centre crop 128x128 of the ratio field"}
 

@@ -433,3 +433,26 @@ def test_retrain_from_project_overrides(tmp_path):
     with pytest.raises(ValueError, match="at least 100"):
         retrain_from_overrides(proj, base_model=base, replay=replay, min_overrides=100)
     proj.close()
+
+
+def test_screen_fields_uses_unwrapped_phase_only_if_model_was_trained_on_it(tmp_path):
+    _tiny_model(tmp_path)
+    m = load_model(tmp_path / "screening-test.safetensors")
+    f = np.stack([smooth_phase_field(seed=s, peak=5.0) for s in range(3)])
+    uw = np.angle(f) + 7.0  # deliberately different from the wrapped angle
+    a = screen_fields(f, None, Meta(), model=m, device="cpu").score
+    b = screen_fields(f, None, Meta(), model=m, device="cpu", unwrapped_phase=uw).score
+    assert m.phase_source == "wrapped" and np.array_equal(a, b)
+    m.card["input"]["phase"] = "unwrapped"
+    x_unw = preprocess(f, unwrapped_phase=np.where(np.arange(128)[None, None] < 20, uw + 3.0, uw))
+    c = screen_fields(f, None, Meta(), model=m, device="cpu",
+                      unwrapped_phase=np.where(np.arange(128)[None, None] < 20, uw + 3.0, uw)).score
+    assert np.allclose(c, m.predict_tensor(x_unw))
+
+
+def test_retrain_command_reports_errors(tmp_path, capsys):
+    pytest.importorskip("engine.store.project")
+    from engine.screening.retrain import retrain_command
+
+    assert retrain_command(tmp_path / "not-a-project") == 2
+    assert "train-screening" in capsys.readouterr().err

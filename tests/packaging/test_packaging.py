@@ -134,6 +134,12 @@ def test_spec_keeps_what_torch_needs_at_run_time():
                    "PySide6/Qt/plugins/platforms/libqoffscreen.so", "resources/models/x.safetensors"):
         assert not needed.startswith(tuple(drop)), needed
     assert "torch_shm_manager" in _spec_constants()["KEEP_TORCH_BIN"]
+    # the GTK-only cut must not touch what the Qt xcb platform plugin links against
+    gtk_only = _spec_constants()["GTK_ONLY"]
+    for needed in ("libglib-2.0.so.0", "libdbus-1.so.3", "libfontconfig.so.1", "libfreetype.so.6",
+                   "libX11.so.6", "libxcb.so.1", "libxcb-render.so.0", "libxcb-shm.so.0",
+                   "libxkbcommon.so.0", "libpcre2-8.so.0", "PySide6/Qt/plugins/platforms/libqxcb.so"):
+        assert not needed.startswith(gtk_only), needed
 
 
 def test_entry_script_calls_freeze_support_before_the_app():
