@@ -53,7 +53,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.birefringence.director import director_lines
+from engine.birefringence.director import cyclic_colours, director_lines
 from engine.progress import check_cancel, report
 from engine.store.results import read_result
 
@@ -206,7 +206,7 @@ def load_truth(path: str | Path, *, progress: Optional[Callable[..., None]] = No
     check_cancel(cancel)
     director = np.where((np.abs(n_e - n_o) > 0)[..., None], director, 0.0).astype(np.float32)
     vols = BirefringenceVolumes(n_e, n_o, director, vox, origin, n_m,  # type: ignore[arg-type]
-                                label=f"TRUTH (simulator): {path.parent.name}/{path.name}", source=path,
+                                label=f"TRUTH (simulator) — {path.parent.name}/{path.name}", source=path,
                                 is_truth=True)
     report(progress, 1.0, "Loaded")
     return vols
@@ -248,6 +248,8 @@ class BirefringenceTab(QWidget):
             ov = DirectorOverlay()
             plot.addItem(ov, ignoreBounds=True)
             self.overlays[name] = ov
+        if self.slice_view.colorbar is not None:
+            self.slice_view.colorbar.axis.enableAutoSIPrefix(False)  # Δn reads 0.04, not 40 (×0.001)
         self.slice_view.crosshair_moved.connect(self._crosshair_moved)
         self.slice_view.cursor_moved.connect(self._cursor_moved)
         self.volume_view = VolumeView()
@@ -476,11 +478,10 @@ class BirefringenceTab(QWidget):
 
     def _show_data(self, data: BirefringenceVolumes) -> None:
         self.data = data
-        truth = " — simulator TRUTH, not a reconstruction" if data.is_truth else ""
-        self.file_label.setText(data.label)
+        self.file_label.setText(data.label + ("\nthe simulator's truth, not a reconstruction" if data.is_truth else ""))
         shape = "×".join(str(n) for n in data.n_e.shape[::-1])
         vox = "×".join(f"{v:g}" for v in data.voxel_size_um[::-1])
-        self.title_label.setText(f"{data.label}{truth}   ({shape} voxels of {vox} µm, x×y×z)")
+        self.title_label.setText(f"{data.label}   ({shape} voxels of {vox} µm, x×y×z)")
         dn = data.delta_n
         big = float(np.percentile(np.abs(dn), 99.5)) if dn.size else 0.0
         # default line threshold: the significant part of the anisotropy
@@ -566,8 +567,6 @@ class BirefringenceTab(QWidget):
                 continue
             seg, _dn = self.view_segments(name)
             inverted = self.slice_view.plots[name].vb.state["yInverted"]
-            from engine.birefringence.director import cyclic_colours
-
             ov.set_segments(seg, cyclic_colours(screen_angles(seg, inverted)))
 
     def _crosshair_moved(self, z: int, y: int, x: int) -> None:
@@ -590,7 +589,7 @@ class BirefringenceTab(QWidget):
         else:
             tilt = math.degrees(math.acos(min(1.0, abs(dz))))
             azim = math.degrees(math.atan2(dy, dx)) % 180.0
-            text += f"director (x, y, z) = ({dx:+.2f}, {dy:+.2f}, {dz:+.2f}), azimuth {azim:.0f}°, tilt {tilt:.0f}°"
+            text += f"director (x, y, z) = ({dx:+.2f}, {dy:+.2f}, {dz:+.2f}), azimuth {azim:.0f}°, tilt from z {tilt:.0f}°"
         return text
 
     def _update_readout(self) -> None:
@@ -656,6 +655,10 @@ class BirefringenceTab(QWidget):
         if path:
             self.export_3d_png(path)
 
-    def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt API
+    def shutdown(self) -> None:
+        """Release the 3-D view's OpenGL context (call from the main window's closeEvent)."""
         self.volume_view.shutdown()
+
+    def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt API
+        self.shutdown()
         super().closeEvent(event)

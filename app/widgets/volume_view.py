@@ -478,6 +478,7 @@ class VolumeView(QWidget):
         cam.Azimuth(30.0)
         cam.OrthogonalizeViewUp()
         self.renderer.ResetCamera()
+        cam.Zoom(1.3)  # ResetCamera leaves a wide margin around the bounding box
         self.renderer.ResetCameraClippingRange()
         self.render()
 
@@ -527,8 +528,9 @@ class VolumeView(QWidget):
         return path
 
     def shutdown(self) -> None:
-        """Release the OpenGL context (call before the widget is destroyed)."""
-        if self.available and self.vtk_widget is not None:
+        """Release the OpenGL context (call before the widget is destroyed; safe to call twice)."""
+        if self.available and self.vtk_widget is not None and not getattr(self, "_shut", False):
+            self._shut = True
             if self._axes_widget is not None:
                 self._axes_widget.SetEnabled(0)
             self.render_window.Finalize()

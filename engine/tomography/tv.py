@@ -39,6 +39,7 @@ import torch
 
 from ..progress import CancelToken, check_cancel, report
 from .fourier_mapping import FourierData
+from .constraints import DataConsistency
 
 __all__ = ["regularize_tv", "tv_denoise", "DEFAULT_TV_WEIGHT"]
 
@@ -166,18 +167,15 @@ def regularize_tv(
     A. Beck and M. Teboulle, IEEE Trans. Image Process. 18, 2419 (2009);
     J. Lim et al., Opt. Express 23, 16933 (2015).
     """
-    measured = data.spectrum
-    support = data.support
+    project = DataConsistency(data)
     lower = 0.0 if non_negativity else None
-    x = torch.fft.ifftn(measured).real if x0 is None else x0.to(measured.device, torch.float32).clone()
+    x = project.initial() if x0 is None else x0.to(data.spectrum.device, torch.float32).clone()
     y = x.clone()
     dual = None
     t = 1.0
     for k in range(int(outer_iterations)):
         check_cancel(cancel)
-        spec = torch.where(support, measured, torch.fft.fftn(y))
-        z = torch.fft.ifftn(spec).real
-        del spec
+        z = project(y)
         x_new, dual = tv_denoise(z, weight, iterations=inner_iterations, lower=lower, dual=dual)
         tn = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
         y = x_new + ((t - 1.0) / tn) * (x_new - x)

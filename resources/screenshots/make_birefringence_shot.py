@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         tab.step_spin.setValue(max(2, dn.shape[2] // 24))
         tab.glyph_step_spin.setValue(max(2, dn.shape[2] // 16))
         tab.threshold_slider.setValue(450)
+        tab.tubes_check.setChecked(True)
         t_end = time.perf_counter() + 1.0
         while time.perf_counter() < t_end:
             app.processEvents()

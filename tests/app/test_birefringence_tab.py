@@ -93,6 +93,13 @@ def test_director_lines_only_where_delta_n_is_significant_and_in_place(qtbot, ta
         seg = ov.segments
         total += len(seg)
         assert ov.colours.shape == (len(seg), 4)
+        # colour = on-screen orientation through the engine's cyclic map (y and z grow down/up)
+        from app.widgets.director_overlay import screen_angles
+        from engine.birefringence.director import cyclic_colours
+
+        inverted = view in ("xy", "yz")
+        assert tab.slice_view.plots[view].vb.state["yInverted"] == inverted
+        np.testing.assert_allclose(ov.colours, cyclic_colours(screen_angles(seg, inverted)), atol=1e-6)
         centres = seg.mean(axis=1)  # (M, 2) in the view's (h, v) µm
         ax = {"z": 0, "y": 1, "x": 2}
         idx = list(tab.slice_view.crosshair)
