@@ -48,9 +48,9 @@ ARCH="$(dpkg --print-architecture 2>/dev/null || echo amd64)"
 DEB="$DIST/odt-studio_${VERSION}_${ARCH}.deb"
 
 # ------------------------------------------------------------------------------- bundle
+: > "$REPORT"
+say "ODT Studio $VERSION packaging on $(uname -srm), $(nproc) CPU(s), $(date -u '+%Y-%m-%d %H:%M UTC')"
 if [ "$SKIP_BUILD" = 0 ]; then
-    : > "$REPORT"
-    say "ODT Studio $VERSION build on $(uname -srm), $(nproc) CPU(s), $(date -u '+%Y-%m-%d %H:%M UTC')"
     if ! "$PY" -c 'import PyInstaller' 2>/dev/null; then
         log "installing PyInstaller into $("$PY" -c 'import sys; print(sys.prefix)')"
         "$PY" -m pip install -q "pyinstaller>=6.5"   # never reinstalls torch

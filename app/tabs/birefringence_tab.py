@@ -311,15 +311,20 @@ class BirefringenceTab(QWidget):
         self.threshold_slider.setRange(0, 1000)
         self.threshold_slider.setValue(500)
         self.threshold_slider.valueChanged.connect(self._threshold_changed)
+        # the 3-D update takes a fraction of a second: apply on release, show the value while dragging
+        self.threshold_slider.setTracking(False)
+        self.threshold_slider.sliderMoved.connect(lambda _v: self._threshold_label(self.threshold_slider.sliderPosition()))
         self.threshold_label = QLabel("")
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setValue(30)
+        self.opacity_slider.setTracking(False)
         self.opacity_slider.valueChanged.connect(
             lambda v: self.volume_view.set_opacity(volume=v / 100.0))
         self.surface_opacity_slider = QSlider(Qt.Orientation.Horizontal)
         self.surface_opacity_slider.setRange(0, 100)
         self.surface_opacity_slider.setValue(50)
+        self.surface_opacity_slider.setTracking(False)
         self.surface_opacity_slider.valueChanged.connect(
             lambda v: self.volume_view.set_opacity(surface=v / 100.0))
         self.reset_button = QPushButton("Reset view")
@@ -608,14 +613,15 @@ class BirefringenceTab(QWidget):
         self.cursor_readout.setText("Cursor:  " + self.describe_voxel(*vox))
 
     # ------------------------------------------------------------------ 3-D controls
-    def _threshold_value(self) -> float:
+    def _threshold_value(self, position: Optional[int] = None) -> float:
         """The slider's Δn: 0 (slider at the left) to the largest Δn (right)."""
         hi = max(self.volume_view.value_range[1], 0.0)
-        return hi * self.threshold_slider.value() / 1000.0
+        pos = self.threshold_slider.value() if position is None else position
+        return hi * pos / 1000.0
 
-    def _threshold_label(self) -> None:
+    def _threshold_label(self, position: Optional[int] = None) -> None:
         if self.data is not None and self.volume_view.available:
-            self.threshold_label.setText(f"Δn ≥ {self._threshold_value():.4f}")
+            self.threshold_label.setText(f"Δn ≥ {self._threshold_value(position):.4f}")
 
     def _threshold_changed(self, _v: int) -> None:
         if self.data is None or not self.volume_view.available:

@@ -9,7 +9,9 @@ x-fastest point order, so it is handed over without a copy of the layout, with s
 The view is a ``QVTKRenderWindowInteractor`` (``vtkmodules.qt``). Where VTK cannot create an
 OpenGL context (no GPU driver, no OSMesa, a broken EGL), or when ``ODT_STUDIO_NO_VTK=1`` is set,
 the widget shows a plain message instead of the view and every method becomes a no-op: the
-rest of the application keeps working.
+rest of the application keeps working. Under Qt's offscreen platform VTK's default (EGL) window
+renders garbage silently, so there the view uses OSMesa (``vtkOSOpenGLRenderWindow``) or, when
+libOSMesa is missing, shows the message.
 
 What is drawn (each part can be switched on and off):
 
@@ -94,6 +96,20 @@ def director_glyph_segments(director: np.ndarray, strength: np.ndarray, step: in
     return seg, azimuth
 
 
+def _prefer_osmesa_offscreen() -> None:
+    """Under Qt's offscreen platform VTK's default (EGL) window renders garbage without an error
+    (``shared/ENVIRONMENT.md``): use OSMesa there, or refuse when OSMesa is missing."""
+    from PySide6.QtGui import QGuiApplication
+
+    if QGuiApplication.platformName() != "offscreen" or os.environ.get("VTK_DEFAULT_OPENGL_WINDOW"):
+        return
+    import ctypes.util
+
+    if ctypes.util.find_library("OSMesa") is None:
+        raise RuntimeError("Qt runs offscreen and libOSMesa is not installed")
+    os.environ["VTK_DEFAULT_OPENGL_WINDOW"] = "vtkOSOpenGLRenderWindow"
+
+
 def _lut(name: str, n: int = 256) -> np.ndarray:
     """(n, 3) float RGB 0..1 of a pyqtgraph colour map."""
     cmap = pg.colormap.get(name)
@@ -162,6 +178,7 @@ class VolumeView(QWidget):
         import vtkmodules.vtkInteractionStyle  # noqa: F401
         import vtkmodules.vtkRenderingFreeType  # noqa: F401 - axis labels
 
+        _prefer_osmesa_offscreen()
         widget = QVTKRenderWindowInteractor(self)
         rw = widget.GetRenderWindow()
         if rw is None:
@@ -356,11 +373,11 @@ class VolumeView(QWidget):
         return actor
 
     def _make_outline(self):
-        from vtkmodules.vtkFiltersModeling import vtkOutlineFilter
+        from vtkmodules.vtkFiltersSources import vtkOutlineSource
         from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
-        f = vtkOutlineFilter()
-        f.SetInputData(self._image)
+        f = vtkOutlineSource()  # the box of the voxel centres
+        f.SetBounds(*self._image.GetBounds())
         mapper = vtkPolyDataMapper()
         mapper.SetInputConnection(f.GetOutputPort())
         actor = vtkActor()
@@ -535,3 +552,4 @@ class VolumeView(QWidget):
                 self._axes_widget.SetEnabled(0)
             self.render_window.Finalize()
             self.vtk_widget.close()
+            self.available = False  # every later call is a no-op

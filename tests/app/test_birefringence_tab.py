@@ -132,6 +132,36 @@ def test_director_lines_only_where_delta_n_is_significant_and_in_place(qtbot, ta
     assert 0 < len(tab.overlays["xy"]) < n3
 
 
+def test_show_volumes_uniform_director_lines(qtbot, tab):
+    """A sphere of Δn 0.05 with the director along x: horizontal lines of known length in xy and xz,
+    none in yz (the director is normal to it), all inside the sphere."""
+    n = 24
+    vox = (0.2, 0.1, 0.1)
+    z, y, x = np.meshgrid(*[(np.arange(n) - n // 2) * d for d in vox], indexing="ij")
+    inside = z ** 2 + y ** 2 + x ** 2 < 0.8 ** 2
+    n_o = np.where(inside, 1.50, 1.46).astype(np.float32)
+    n_e = np.where(inside, 1.55, 1.46).astype(np.float32)
+    director = np.zeros((n, n, n, 3), np.float32)
+    director[inside, 2] = 1.0
+    with qtbot.waitSignal(tab.loaded, timeout=5000):
+        tab.show_volumes(n_e, n_o, director, vox, medium_index=1.46, label="synthetic")
+    tab.step_spin.setValue(2)
+    tab.min_dn_spin.setValue(0.01)
+    assert tab.slice_view.crosshair == (n // 2,) * 3
+    for view in ("xy", "xz"):
+        seg = tab.overlays[view].segments
+        assert len(seg) > 4
+        np.testing.assert_allclose(seg[:, 0, 1], seg[:, 1, 1], atol=1e-6)  # horizontal
+        np.testing.assert_allclose(seg[:, 1, 0] - seg[:, 0, 0], 0.9 * 2 * 0.1, rtol=1e-5)  # length µm
+        c = seg.mean(axis=1)
+        vz = 0.0 if view == "xy" else c[:, 1]
+        vy = c[:, 1] if view == "xy" else 0.0
+        assert np.all(c[:, 0] ** 2 + vy ** 2 + vz ** 2 < 0.8 ** 2 + 1e-6)  # inside the sphere
+        np.testing.assert_allclose(tab.overlays[view].colours, np.repeat(tab.overlays[view].colours[:1], len(seg), 0))
+    assert len(tab.overlays["yz"]) == 0
+    assert "synthetic" in tab.title_label.text() and "director (x, y, z) = (+1.00, +0.00, +0.00)" in tab.readout.text()
+
+
 def test_overlay_colour_is_screen_orientation():
     from app.widgets.director_overlay import screen_angles
 
@@ -276,3 +306,20 @@ def test_decimation_for_the_3d_view():
     assert max(dn3.shape) <= 128 and d3.shape == dn3.shape + (3,)
     assert vox3 == pytest.approx((0.6, 0.3, 0.3))
     np.testing.assert_array_equal(dn3, dn[::3, ::3, ::3])
+
+
+def test_offscreen_without_osmesa_shows_a_message(qtbot, monkeypatch):
+    """Qt offscreen + VTK's default EGL window renders garbage silently: the view refuses instead."""
+    import ctypes.util
+
+    from PySide6.QtGui import QGuiApplication
+
+    from app.widgets.volume_view import VolumeView
+
+    if QGuiApplication.platformName() != "offscreen":
+        pytest.skip("only meaningful under Qt's offscreen platform")
+    monkeypatch.delenv("VTK_DEFAULT_OPENGL_WINDOW", raising=False)
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    v = VolumeView()
+    qtbot.addWidget(v)
+    assert not v.available and "OSMesa" in v.message.text()
