@@ -1,7 +1,7 @@
 """The main window of ODT Studio and :func:`run_gui`, the desktop application's entry point.
 
 Four tabs follow the workflow: Acquisition import → Screening review → Reconstruction →
-Birefringence viewer. Tabs whose feature has not landed yet say so plainly. All engine work
+Birefringence viewer. All engine work
 goes through one :class:`app.jobs.JobRunner`; the status bar shows the compute device and
 the running job with a progress bar and a cancel button.
 """
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QEvent, QSize, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -46,9 +46,10 @@ from .jobs import Job, JobRunner
 from .settings import APPLICATION, ORGANISATION, AppSettings
 from .settings import reset_settings as _reset_settings
 from .tabs.import_tab import ImportTab
+from .tabs.birefringence_tab import BirefringenceTab
+from .tabs.reconstruction_tab import ReconstructionTab
 from .tabs.screening_tab import ScreeningTab
 from .theme import apply_theme
-from .widgets.coming_soon import ComingSoonPanel
 from .widgets.job_status import JobStatusWidget
 
 __all__ = ["TAB_TITLES", "MainWindow", "create_application", "run_gui"]
@@ -74,17 +75,15 @@ def _keys(standard: QKeySequence.StandardKey, fallback: str) -> list[QKeySequenc
     return keys if keys else [QKeySequence(fallback)]
 
 
-def _reconstruction_tab_class() -> Any:
-    """``app.tabs.reconstruction_tab.ReconstructionTab`` when that part has landed, else None."""
-    try:
-        if importlib.util.find_spec("app.tabs.reconstruction_tab") is None:
-            return None
-        from .tabs.reconstruction_tab import ReconstructionTab  # type: ignore[import-not-found]
+def _has_birefringence(path: Path) -> bool:
+    """Whether a result file holds a ``birefringence`` group (FORMATS.md §2)."""
+    import h5py
 
-        return ReconstructionTab
-    except Exception:  # a half-landed module must not stop the window
-        log.exception("app.tabs.reconstruction_tab could not be imported; showing its placeholder")
-        return None
+    try:
+        with h5py.File(path, "r") as f:
+            return "birefringence" in f
+    except (OSError, ValueError):
+        return False
 
 
 def _project_api() -> Any:
@@ -143,33 +142,11 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(False)
         self.import_tab = ImportTab(self.runner, self.settings, self)
         self.screening_tab = ScreeningTab(self.runner, self.settings, self)
-        recon_cls = _reconstruction_tab_class()
-        self.reconstruction_tab: QWidget
-        if recon_cls is not None:
-            self.reconstruction_tab = recon_cls(self.runner, self.settings, self)
-        else:
-            self.reconstruction_tab = ComingSoonPanel(
-                "Reconstruction",
-                "Turn the clean fields into a 3-D refractive-index map (Rytov approximation, Fourier "
-                "diffraction theorem), with non-negativity and total-variation or learned "
-                "(DeepRegularizer) regularisation.",
-                ["choose the method and the regulariser, and the compute device",
-                 "run it in the background with progress and cancel",
-                 "browse the tomogram in slices and in 3-D",
-                 "save the result file (<code>.odt.h5</code>) and process whole folders in batch"], self)
-        self.birefringence_tab = ComingSoonPanel(
-            "Birefringence viewer",
-            "Show the extraordinary and ordinary indices and the optic axis (director) of "
-            "birefringent samples such as liquid-crystal droplets, from polarisation-resolved data.",
-            ["view n_e, n_o and Δn in slices with director lines",
-             "see the director field in 3-D",
-             "compare the physics reconstruction with the learned model"], self)
+        self.reconstruction_tab = ReconstructionTab(self.runner, self.settings, self)
+        self.birefringence_tab = BirefringenceTab(self.runner, self.settings, self)
         for widget, title in zip((self.import_tab, self.screening_tab, self.reconstruction_tab,
                                   self.birefringence_tab), TAB_TITLES):
             self.tabs.addTab(widget, title)
-        for i, title in enumerate(TAB_TITLES):
-            if isinstance(self.tabs.widget(i), ComingSoonPanel):
-                self.tabs.setTabToolTip(i, f"{title}: not available yet")
         self.project_changed.connect(self._project_to_tabs)
         self.import_tab.imported.connect(self._measurements_imported)
         self.setCentralWidget(self.tabs)
@@ -401,14 +378,12 @@ class MainWindow(QMainWindow):
         if p.is_dir():
             self.tabs.setCurrentWidget(self.import_tab)
             self.import_tab.set_root(p)
-        elif p.name.endswith(".odt.h5") and p.is_file():
-            msg = (f"'{p.name}' is a result file. Opening result files comes with the Reconstruction "
-                   "tab, which is not available yet.")
-            self.statusBar().showMessage(msg, 15000)
-            box = QMessageBox(QMessageBox.Icon.Information, "Not available yet", msg,
-                              QMessageBox.StandardButton.Ok, self)
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
-            box.open()
+        elif p.is_file() and (p.name.endswith(".odt.h5") or p.suffix.lower() == ".tcf"):
+            self.tabs.setCurrentWidget(self.reconstruction_tab)
+            self.reconstruction_tab.open_result(p)
+            if _has_birefringence(p):
+                self.birefringence_tab.open_result(p)
+                self.tabs.setCurrentWidget(self.birefringence_tab)
         elif p.is_file() and p.parent.is_dir():
             self.tabs.setCurrentWidget(self.import_tab)
             self.import_tab.set_root(p.parent)
@@ -500,6 +475,7 @@ class MainWindow(QMainWindow):
             if not self.runner.shutdown(timeout_s=10.0):
                 log.warning("quitting while a job still runs")
             self._close_project()
+            self.birefringence_tab.shutdown()  # releases the VTK OpenGL context
             log.info("main window closed")
         super().closeEvent(event)
 
@@ -579,6 +555,10 @@ def run_gui(project: str | None = None, open_path: str | None = None,
     elif settings.import_root and Path(settings.import_root).is_dir():
         window.import_tab.set_root(settings.import_root)
     code = app.exec()
+    # a Quit request still queued (e.g. the last window closed while the loop ended) must not
+    # reach a later event loop of this process (tests run run_gui inside a longer session):
+    # delivered there, it would make every later QEventLoop return at once
+    QCoreApplication.removePostedEvents(None, QEvent.Type.Quit)
     log.info("event loop ended (exit code %s)", code)
     if window.runner.has_live_threads():
         # a job ignored cancel: Python cannot stop its thread, and letting the interpreter

@@ -47,6 +47,7 @@ Name: "english"; MessagesFile: "compiler:Default.isl"
 [Tasks]
 Name: "desktopicon"; Description: "{cm:CreateDesktopIcon}"; GroupDescription: "{cm:AdditionalIcons}"; Flags: unchecked
 Name: "associate"; Description: "Open ODT Studio result files (*.odt.h5) with ODT Studio"; GroupDescription: "File association:"
+Name: "associate\h5"; Description: "Also make ODT Studio the default program for all *.h5 files"; GroupDescription: "File association:"; Flags: unchecked
 
 [Files]
 Source: "{#BundleDir}\*"; DestDir: "{app}"; Flags: ignoreversion recursesubdirs createallsubdirs
@@ -57,16 +58,17 @@ Name: "{group}\Uninstall ODT Studio"; Filename: "{uninstallexe}"
 Name: "{autodesktop}\ODT Studio"; Filename: "{app}\{#AppExe}"; WorkingDir: "{userdocs}"; Tasks: desktopicon
 
 [Registry]
-; Windows matches the last extension only (".h5"), so register ".odt.h5" as the extension
-; Explorer sees for double-clicks on "*.odt.h5" through an OpenWithProgids entry on ".h5" as well:
-; ".odt.h5" covers shells that honour multi-dot extensions, ".h5" lists ODT Studio in "Open with"
-; without taking plain HDF5 files away from other programs.
+; Explorer picks the handler by the LAST extension only (".h5"). So: ".odt.h5" is registered for
+; shells and dialogs that honour multi-dot extensions; ".h5\OpenWithProgids" lists ODT Studio in
+; "Open with" without taking plain HDF5 files away from other programs; the optional task
+; "associate\h5" (a sub-task) makes ODT Studio the default for every .h5 (for PCs that only hold ODT results).
 Root: HKA; Subkey: "Software\Classes\.odt.h5"; ValueType: string; ValueName: ""; ValueData: "{#ProgId}"; Flags: uninsdeletevalue; Tasks: associate
 Root: HKA; Subkey: "Software\Classes\.odt.h5"; ValueType: string; ValueName: "Content Type"; ValueData: "application/x-odt-result"; Flags: uninsdeletevalue; Tasks: associate
 Root: HKA; Subkey: "Software\Classes\.h5\OpenWithProgids"; ValueType: string; ValueName: "{#ProgId}"; ValueData: ""; Flags: uninsdeletevalue; Tasks: associate
 Root: HKA; Subkey: "Software\Classes\{#ProgId}"; ValueType: string; ValueName: ""; ValueData: "ODT Studio result"; Flags: uninsdeletekey; Tasks: associate
 Root: HKA; Subkey: "Software\Classes\{#ProgId}\DefaultIcon"; ValueType: string; ValueName: ""; ValueData: "{app}\{#AppExe},0"; Tasks: associate
 Root: HKA; Subkey: "Software\Classes\{#ProgId}\shell\open\command"; ValueType: string; ValueName: ""; ValueData: """{app}\{#AppExe}"" ""%1"""; Tasks: associate
+Root: HKA; Subkey: "Software\Classes\.h5"; ValueType: string; ValueName: ""; ValueData: "{#ProgId}"; Flags: uninsdeletevalue; Tasks: associate\h5
 Root: HKA; Subkey: "Software\Classes\Applications\{#AppExe}\SupportedTypes"; ValueType: string; ValueName: ".odt.h5"; ValueData: ""; Flags: uninsdeletekey
 
 [Run]

@@ -19,7 +19,9 @@ from app.jobs import JobState
 from app.main_window import TAB_TITLES, MainWindow, run_gui
 from app.settings import AppSettings
 from app.tabs.import_tab import ImportTab
-from app.widgets.coming_soon import ComingSoonPanel
+from app.tabs.birefringence_tab import BirefringenceTab
+from app.tabs.reconstruction_tab import ReconstructionTab
+from app.tabs.screening_tab import ScreeningTab
 from engine.backend import device_description
 
 
@@ -42,25 +44,10 @@ def test_four_tabs_with_the_mission_names(window):
     assert isinstance(window.tabs.widget(0), ImportTab)
 
 
-def test_tabs_that_have_not_landed_say_so_plainly(window):
-    for i in (1, 2, 3):
-        panel = window.tabs.widget(i)
-        assert isinstance(panel, ComingSoonPanel)
-        assert "Not available yet" in panel.text()
-        assert panel.title == TAB_TITLES[i]
-        assert "Nothing here works yet" in " ".join(
-            lbl.text() for lbl in panel.findChildren(type(window.device_label)))
-
-
-def test_coming_soon_text_is_not_clipped(qtbot, window):
-    window.resize(1280, 800)
-    window.show()
-    for i in (1, 2, 3):
-        window.tabs.setCurrentIndex(i)
-        QApplication.processEvents()
-        for lbl in window.tabs.widget(i).findChildren(type(window.device_label)):
-            if lbl.wordWrap() and lbl.isVisible():
-                assert lbl.height() >= lbl.heightForWidth(lbl.width()), lbl.text()
+def test_every_tab_is_its_real_view(window):
+    assert isinstance(window.tabs.widget(1), ScreeningTab)
+    assert isinstance(window.tabs.widget(2), ReconstructionTab)
+    assert isinstance(window.tabs.widget(3), BirefringenceTab)
 
 
 def test_menus_and_shortcuts(window):
@@ -278,3 +265,27 @@ def test_run_gui_runs_the_event_loop_and_quits(qtbot, monkeypatch, isolated_user
     text = log_file.read_text()
     assert "session started" in text and "main window closed" in text
     assert AppSettings().value("window/geometry") is not None
+
+
+def test_opening_a_result_file_shows_it_in_the_right_tabs(qtbot, window, tmp_path):
+    import numpy as np
+
+    from engine.store.results import write_result
+
+    ri = np.full((8, 16, 16), 1.337, np.float32)
+    ri[4, 8, 8] = 1.40
+    tomogram = {"ri": ri, "voxel_size_um": (0.2, 0.1, 0.1), "origin_um": (-0.8, -0.8, -0.8),
+                "medium_index": 1.337, "method": "rytov"}
+    plain = write_result(tmp_path / "plain.odt.h5", measurement_json="{}", tomogram=tomogram)
+    window.open_path(plain)
+    assert window.tabs.currentWidget() is window.reconstruction_tab
+    qtbot.waitUntil(lambda: window.reconstruction_tab.current_volume() is not None, timeout=10000)
+    assert float(np.max(window.reconstruction_tab.current_volume())) == pytest.approx(1.40)
+
+    director = np.zeros(ri.shape + (3,), np.float32)
+    director[..., 2] = 1.0
+    biref = write_result(tmp_path / "lc.odt.h5", measurement_json="{}", tomogram=tomogram,
+                         birefringence={"n_e": ri + 0.05, "n_o": ri, "director": director})
+    window.open_path(biref)
+    assert window.tabs.currentWidget() is window.birefringence_tab
+    qtbot.waitUntil(lambda: window.runner.wait(0.1), timeout=10000)

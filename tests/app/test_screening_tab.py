@@ -34,7 +34,8 @@ def batch(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def project(tmp_path):
+def project(tmp_path, runner):
+    """A new project, closed only after the runner has stopped every job that might use it."""
     p = Project.create(tmp_path / "project")
     yield p
     p.close()

@@ -69,6 +69,12 @@ def main(argv: list[str]) -> int:
     tab.select_field(noisy[0] if noisy else 3)
     for _ in range(20):
         app.processEvents()
+    if tab.data.model is not None:  # show where the network looked (Grad-CAM)
+        sal = QEventLoop()
+        tab.saliency_ready.connect(lambda _m: sal.quit())
+        QTimer.singleShot(60000, sal.quit)
+        tab.view.saliency.setCurrentIndex(1)
+        sal.exec()
     w.runner.wait(30)
     for _ in range(20):
         app.processEvents()
