@@ -75,6 +75,21 @@ def _keys(standard: QKeySequence.StandardKey, fallback: str) -> list[QKeySequenc
     return keys if keys else [QKeySequence(fallback)]
 
 
+def install_gui_thread_gc(app: QApplication) -> None:
+    """Collect cyclic garbage only in the GUI thread (idempotent).
+
+    Python's cyclic garbage collector runs in whichever thread happens to allocate when a
+    threshold is crossed. If that is a job's worker thread and the garbage holds Qt widgets,
+    Qt destroys them off the GUI thread and the process can deadlock (seen in this project:
+    a worker importing torch triggered a collection of an old QMenu). pyqtgraph's
+    ``GarbageCollector`` turns automatic collection off and collects on a GUI-thread timer.
+    """
+    if getattr(app, "_odt_gc", None) is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        app._odt_gc = GarbageCollector(interval=0.5)  # type: ignore[attr-defined]
+
+
 def _has_birefringence(path: Path) -> bool:
     """Whether a result file holds a ``birefringence`` group (FORMATS.md §2)."""
     import h5py
@@ -493,6 +508,7 @@ def create_application(argv: Optional[list[str]] = None) -> QApplication:
     app.setApplicationVersion(engine.__version__)
     app.setDesktopFileName("odt-studio")
     apply_theme(app)  # type: ignore[arg-type]
+    install_gui_thread_gc(app)
     icon = _app_icon()
     if not icon.isNull():
         app.setWindowIcon(icon)  # type: ignore[union-attr]

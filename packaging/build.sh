@@ -148,7 +148,7 @@ leaks="$(find "$BUNDLE" -name '*.so*' -type f -print0 | xargs -0 -n 50 ldd 2>/de
 self_test bundle "$BUNDLE/odt-studio"
 
 # 2. install the package
-if dpkg -s odt-studio >/dev/null 2>&1; then dpkg -r odt-studio >/dev/null; fi
+if dpkg-query -W -f='${Status}' odt-studio 2>/dev/null | grep -q ' installed$'; then dpkg -r odt-studio >/dev/null; fi
 dpkg -i "$DEB" >/dev/null || die "dpkg -i"
 say "dpkg -i: installed $(dpkg-query -W -f='${Package} ${Version}' odt-studio)"
 [ -x /usr/bin/odt-studio ] || die "no /usr/bin/odt-studio"
@@ -214,4 +214,5 @@ left="$(ls -A /opt/odt-studio 2>/dev/null || true)"
 [ ! -e /usr/bin/odt-studio ] || die "/usr/bin/odt-studio still exists after dpkg -r"
 [ ! -e /usr/share/applications/odt-studio.desktop ] || die "desktop entry left after dpkg -r"
 say "dpkg -r: removed, nothing left in /opt/odt-studio"
+dpkg -P odt-studio >/dev/null 2>&1 || true   # forget the package's maintainer scripts too
 say "smoke test: all passed"

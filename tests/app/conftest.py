@@ -7,6 +7,25 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def gui_thread_gc(qapp):
+    """Garbage is collected in the GUI thread only, as in the application (see
+    ``app.main_window.install_gui_thread_gc``): a collection started by a job's worker thread
+    that destroys leftover widgets of earlier tests can deadlock Qt."""
+    from app.main_window import install_gui_thread_gc
+
+    install_gui_thread_gc(qapp)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_after_test():
+    yield
+    import gc
+
+    gc.collect()  # in the GUI thread, before the next test starts worker threads
+
+
 @pytest.fixture(autouse=True)
 def isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the user's data, log and config folders at a temporary folder for each test."""

@@ -92,7 +92,9 @@ def test_run_reconstruction_shows_the_bead_and_writes_the_project_result(qtbot, 
     latency.timer.stop()
     assert job.state is JobState.FINISHED
     # progress was shown in the tab as it came (the status bar shows it too)
-    assert any("%)" in t and "retrieval" in t for t in statuses), statuses
+    # progress reaches the tab (the runner coalesces reports every 50 ms, so which stage's
+    # messages are seen depends on the machine's speed)
+    assert any("%)" in t for t in statuses), statuses
     assert tab.status.text().startswith("Done")
     # the event loop kept serving a 10 ms timer while the job computed. The machine is shared
     # (2 cores, several test runs at once), so the 95th percentile is judged strictly and the

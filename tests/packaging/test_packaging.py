@@ -114,6 +114,15 @@ def test_spec_vtk_modules_exist_and_avoid_the_vtk_facade():
     assert not missing
 
 
+def test_spec_lists_every_vtk_module_the_app_imports():
+    """The bundle carries only VTK_MODULES (and what they need): a new VTK import in app/ must
+    be added there, and the ``vtk`` facade (all of VTK, ~280 MB more) must not be used."""
+    imported = {n for n in _imported_top_level_packages("app", "engine") if n.split(".")[0] in ("vtk", "vtkmodules")}
+    assert "vtk" not in imported and "vtkmodules.all" not in imported
+    missing = sorted(imported - set(_spec_constants()["VTK_MODULES"]) - {"vtkmodules"})
+    assert not missing, f"add to VTK_MODULES in packaging/odt-studio.spec: {missing}"
+
+
 def test_spec_excludes_nothing_the_code_imports():
     consts = _spec_constants()
     excluded = set(consts["UNUSED_PY"])
