@@ -18,12 +18,11 @@ __all__ = ["APP_SLUG", "resources_dir", "icon_path", "user_data_dir", "user_log_
 
 
 def resources_dir() -> Optional[Path]:
-    """The ``resources/`` folder shipped next to the ``app`` package, or None if absent."""
-    here = Path(__file__).resolve().parent
-    for cand in (here.parent / "resources", here / "resources"):
-        if cand.is_dir():
-            return cand
-    return None
+    """The ``resources/`` folder (see :func:`engine.resources.resources_dir`), or None if absent."""
+    from engine.resources import resources_dir as engine_resources_dir
+
+    res = engine_resources_dir()
+    return res if res.is_dir() else None
 
 
 def icon_path(name: str = "odt-studio.svg") -> Optional[Path]:

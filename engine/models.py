@@ -26,6 +26,8 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
+from .resources import models_dir
+
 __all__ = [
     "MODELS_DIR",
     "CARD_FORMAT",
@@ -36,7 +38,7 @@ __all__ = [
     "resolve_model_file",
 ]
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "resources" / "models"
+MODELS_DIR = models_dir()  # shipped models (see engine.resources)
 CARD_FORMAT = "odt-studio-model-card/1"
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..resources import models_dir
 from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
@@ -61,9 +62,8 @@ __all__ = [
 
 CROP_SIZE = 128
 INPUT_KINDS = {"phase": 1, "amplitude": 1, "complex": 2}
-#: Shipped models live here (``resources/models``); ``ODT_STUDIO_MODELS`` overrides it.
-MODELS_DIR = Path(os.environ.get("ODT_STUDIO_MODELS",
-                                 Path(__file__).resolve().parents[2] / "resources" / "models"))
+#: Shipped models live here (``resources/models``; see :func:`engine.resources.models_dir`).
+MODELS_DIR = models_dir()
 PUBLISHED_NAME = "screening-published"
 COMPACT_NAME = "screening-compact"
 
