@@ -22,17 +22,12 @@ from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySeq
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
-    QDialogButtonBox,
     QFileDialog,
-    QHeaderView,
     QLabel,
     QMainWindow,
     QMenu,
     QMessageBox,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -51,6 +46,7 @@ from .tabs.reconstruction_tab import ReconstructionTab
 from .tabs.screening_tab import ScreeningTab
 from .theme import apply_theme
 from .widgets.job_status import JobStatusWidget
+from .widgets.key_table import key_table_dialog
 
 __all__ = ["TAB_TITLES", "MainWindow", "create_application", "run_gui"]
 
@@ -419,29 +415,8 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def show_shortcuts(self) -> QDialog:
-        dlg = QDialog(self)
-        dlg.setObjectName("shortcutsDialog")
-        dlg.setWindowTitle("Keyboard shortcuts")
-        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
-        rows = self.shortcut_list()
-        table = QTableWidget(len(rows), 2, dlg)
-        table.setHorizontalHeaderLabels(["Action", "Shortcut"])
-        table.verticalHeader().setVisible(False)
-        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
-        table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        for r, (name, keys) in enumerate(rows):
-            table.setItem(r, 0, QTableWidgetItem(name))
-            table.setItem(r, 1, QTableWidgetItem(keys))
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, dlg)
-        buttons.rejected.connect(dlg.reject)
-        lay = QVBoxLayout(dlg)
-        lay.addWidget(table)
-        lay.addWidget(buttons)
-        dlg.resize(420, 360)
-        dlg.open()
-        return dlg
+        return key_table_dialog(self, "Keyboard shortcuts", self.shortcut_list(), ("Action", "Shortcut"),
+                                "shortcutsDialog", stretch_column=0)
 
     def about_text(self) -> str:
         """The About box's text: version, compute device, library versions, where files go."""

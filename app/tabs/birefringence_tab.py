@@ -60,7 +60,7 @@ from engine.store.results import read_result
 from ..jobs import Job, JobRunner
 from ..settings import AppSettings
 from ..widgets.director_overlay import ColourWheelLegend, DirectorOverlay, screen_angles
-from ..widgets.slice_view import VIEW_AXES, OrthoSliceView
+from ..widgets.slice_view import OrthoSliceView
 from ..widgets.volume_view import VolumeView
 
 __all__ = [

@@ -53,6 +53,7 @@ from engine.progress import check_cancel, report, sub_progress
 from ..errors import show_error
 from ..jobs import Job, JobRunner
 from ..settings import AppSettings
+from ..widgets.key_table import key_table_dialog
 from ..widgets.field_grid import FieldFilterProxy, FieldGridModel, FieldGridView, phase_thumbnails
 from ..widgets.saliency_view import FieldView
 from ..widgets.score_histogram import ScoreHistogram
@@ -891,26 +892,8 @@ class ScreeningTab(QWidget):
             super().keyPressEvent(event)
 
     def show_shortcuts(self) -> QDialog:
-        dlg = QDialog(self)
-        dlg.setObjectName("screeningShortcuts")
-        dlg.setWindowTitle("Screening review: keyboard")
-        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
-        table = QTableWidget(len(SHORTCUTS), 2, dlg)
-        table.setHorizontalHeaderLabels(["Key", "Does"])
-        table.verticalHeader().setVisible(False)
-        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        for r, (k, what) in enumerate(SHORTCUTS):
-            table.setItem(r, 0, QTableWidgetItem(k))
-            table.setItem(r, 1, QTableWidgetItem(what))
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, dlg)
-        buttons.rejected.connect(dlg.reject)
-        lay = QVBoxLayout(dlg)
-        lay.addWidget(table)
-        lay.addWidget(buttons)
-        dlg.resize(440, 360)
-        dlg.open()
+        dlg = key_table_dialog(self, "Screening review: keyboard", SHORTCUTS, ("Key", "Does"),
+                               "screeningShortcuts", stretch_column=1)
         self._shortcuts_dialog = dlg
         return dlg
 

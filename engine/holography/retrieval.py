@@ -134,7 +134,6 @@ def refine_peak(
                         else coarse_bins.double(), device=u.device).clone()
     span = 1.0
     offs = torch.linspace(-1.0, 1.0, points, device=u.device, dtype=torch.float64)
-    mid = points // 2
     for _ in range(stages):
         ky = k[:, 0:1] + span * offs[None]
         kx = k[:, 1:2] + span * offs[None]
