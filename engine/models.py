@@ -100,7 +100,7 @@ def save_safetensors_model(state: Mapping[str, torch.Tensor], path: str | os.Pat
     card["format"] = CARD_FORMAT
     card["dtype"] = str(dtype).replace("torch.", "")
     card["weights_file"] = path.name
-    card["parameters"] = int(sum(int(v.numel()) for v in tensors.values() if v.is_floating_point()))
+    card.setdefault("parameters", int(sum(int(v.numel()) for v in tensors.values() if v.is_floating_point())))
     card["tensors"] = {k: list(v.shape) for k, v in tensors.items()}
     card["sha256"] = sha256_bytes(data)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,10 +26,6 @@ tensor's name and shape and the checksum, and refuses anything else.
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -38,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models import ModelFileError, load_safetensors_model, save_safetensors_model
 from ..resources import models_dir
 from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
@@ -314,14 +311,6 @@ def preprocess(
 
 
 # --------------------------------------------------------------------------- model files
-class ModelFileError(ValueError):
-    """A model file or card is missing, malformed, or does not match its checksum/architecture."""
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def save_model(net: nn.Module, path: str | Path, card: Optional[dict] = None) -> dict:
     """Save ``net`` as fp16 safetensors plus its JSON model card.
 
@@ -339,46 +328,13 @@ def save_model(net: nn.Module, path: str | Path, card: Optional[dict] = None) ->
     dict
         The card as written.
     """
-    from safetensors.torch import save
-
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_suffix(".safetensors")
-    state = {k: v.detach().to("cpu", torch.float16 if v.is_floating_point() else v.dtype).contiguous()
-             for k, v in net.state_dict().items()}
-    data = save(state, metadata={"format": "odt-studio-screening/1"})
     card = dict(card or {})
-    card.setdefault("name", path.stem)
-    card.setdefault("version", "1.0.0")
-    card.setdefault("date", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     card.setdefault("input", {"kind": "phase", "crop": CROP_SIZE})
     card.setdefault("threshold", 0.5)
-    card["format"] = "odt-studio-model-card/1"
     card["architecture"] = architecture_of(net)
-    card["parameters"] = int(sum(p.numel() for p in net.parameters()))
-    card["dtype"] = "float16"
-    card["weights_file"] = path.name
-    card["tensors"] = {k: list(v.shape) for k, v in state.items()}
-    card["sha256"] = _sha256(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".safetensors.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    card_path = path.with_suffix(".json")
-    tmpj = card_path.with_suffix(".json.tmp")
-    tmpj.write_text(json.dumps(card, indent=2, default=_json_default), encoding="utf-8")
-    os.replace(tmpj, card_path)
-    return card
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    card["parameters"] = int(sum(p.numel() for p in net.parameters()))  # learnable ones
+    return save_safetensors_model(net.state_dict(), Path(path).with_suffix(".safetensors"), card,
+                                  format_tag="odt-studio-screening/1")
 
 
 @dataclass
@@ -494,8 +450,6 @@ def load_model(name_or_path: str | Path = "default", *, device: str | torch.devi
         match the architecture or the card, or a SHA-256 mismatch. Weights are read with
         ``safetensors`` only: nothing is ever unpickled.
     """
-    from safetensors.torch import load as st_load
-
     dev = resolve_device(device)
     name = str(name_or_path)
     if name == "default":
@@ -503,36 +457,19 @@ def load_model(name_or_path: str | Path = "default", *, device: str | torch.devi
     elif name in ("published", "compact"):
         name = {"published": PUBLISHED_NAME, "compact": COMPACT_NAME}[name]
     wpath = _resolve_model_path(name)
+    state, card = load_safetensors_model(wpath)  # checksum + tensors against the card
     cpath = wpath.with_suffix(".json")
-    if not cpath.exists():
-        raise ModelFileError(f"{cpath}: model card is missing")
-    try:
-        card = json.loads(cpath.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{cpath}: cannot read the model card ({e})") from e
-    if not isinstance(card, dict) or "architecture" not in card or "sha256" not in card:
-        raise ModelFileError(f"{cpath}: the card must name 'architecture' and 'sha256'")
-    data = wpath.read_bytes()
-    digest = _sha256(data)
-    if digest != card["sha256"]:
-        raise ModelFileError(f"{wpath}: SHA-256 {digest[:16]}… does not match the card's "
-                             f"{str(card['sha256'])[:16]}… (file changed or corrupted)")
-    try:
-        state = st_load(data)
-    except Exception as e:  # malformed header
-        raise ModelFileError(f"{wpath}: not a valid safetensors file ({e})") from e
+    if "architecture" not in card:
+        raise ModelFileError(f"{cpath}: the card must name the 'architecture'")
     net = build_network(card["architecture"])
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
-    card_shapes = {k: tuple(v) for k, v in card.get("tensors", {}).items()}
     if got != expected:
         missing = sorted(set(expected) - set(got))[:3]
         extra = sorted(set(got) - set(expected))[:3]
         wrong = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])[:3]
         raise ModelFileError(f"{wpath}: tensors do not match architecture {card['architecture']}: "
                              f"missing {missing}, unexpected {extra}, wrong shape {wrong}")
-    if card_shapes and card_shapes != expected:
-        raise ModelFileError(f"{cpath}: tensor shapes in the card do not match the architecture")
     ref = net.state_dict()
     net.load_state_dict({k: v.to(ref[k].dtype) for k, v in state.items()})
     net.eval().to(dev)
