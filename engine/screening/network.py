@@ -66,7 +66,34 @@ COMPACT_NAME = "screening-compact"
 
 
 # --------------------------------------------------------------------------- networks
-class ScreeningNet(nn.Module):
+class _PooledClassifier(nn.Module):
+    """Shared head of the screening networks: ``features`` → ``pool`` → ``classifier`` → sigmoid.
+
+    Subclasses build ``features`` (ending in a ReLU), ``pool``, ``classifier``, ``sigmoid`` and name their
+    ``last_conv`` (the layer CAM and Grad-CAM look at).
+    """
+
+    features: nn.Sequential
+    pool: nn.Module
+    classifier: nn.Sequential
+    sigmoid: nn.Sigmoid
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations of the last conv after its ReLU, (B, C, h, w)."""
+        return self.features(x)
+
+    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits from pooled features (B, C) → (B,)."""
+        return self.classifier(pooled).squeeze(-1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.feature_maps(x)).flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sigmoid(self.logits(x))
+
+
+class ScreeningNet(_PooledClassifier):
     """The screening CNN of Ryu et al. (2019), as published.
 
     Five blocks conv 3×3 (32, 64, 128, 256, 512 filters, padding 1) + ReLU + max-pool 2,
@@ -119,22 +146,8 @@ class ScreeningNet(nn.Module):
     def last_conv(self) -> nn.Conv2d:
         return self.features[-2]
 
-    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
-        """Activations of the last conv after its ReLU, (B, 1024, H/32, W/32)."""
-        return self.features(x)
 
-    def head(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Logits from pooled features (B, 1024) → (B,)."""
-        return self.classifier(pooled).squeeze(-1)
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.feature_maps(x)).flatten(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sigmoid(self.logits(x))
-
-
-class CompactScreeningNet(nn.Module):
+class CompactScreeningNet(_PooledClassifier):
     """A small CNN distilled from :class:`ScreeningNet` for fast CPU screening.
 
     Five stride-2 conv 3×3 + batch-norm + ReLU stages (``w, 2w, 4w, 8w, 8w`` filters,
@@ -176,18 +189,6 @@ class CompactScreeningNet(nn.Module):
     @property
     def last_conv(self) -> nn.Conv2d:
         return self.features[-3]
-
-    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def head(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.classifier(pooled).squeeze(-1)
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.feature_maps(x)).flatten(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sigmoid(self.logits(x))
 
 
 def init_weights(net: nn.Module) -> None:
