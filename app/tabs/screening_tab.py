@@ -48,6 +48,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.pipeline.project_screening import (NO_MODEL_NOTE, SOURCE_MANUAL, SOURCE_MODEL, SOURCE_RULE,
+                                               load_screening_model, screen_project_measurement)
 from engine.progress import check_cancel, report, sub_progress
 
 from ..errors import show_error
@@ -71,9 +73,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SOURCE_MODEL, SOURCE_RULE, SOURCE_MANUAL = 0, 1, 2
-NO_MODEL_NOTE = ("No screening network is installed (resources/models holds no screening weights), "
-                 "so fields are screened by the rule-based Fourier-peak metric.")
 CACHE_SIZE = 3
 
 #: (key, what it does), shown by "?"
@@ -146,28 +145,14 @@ class ScreeningData:
     timings_s: dict = field(default_factory=dict)
 
 
-def load_screening_model(model: Any = "default", device: str = "auto") -> tuple[Any, str]:
-    """Load the screening network; ``(None, reason)`` when none is installed or it cannot be read."""
-    from engine.screening.network import ModelFileError, load_model
-
-    if model is None or not isinstance(model, (str, Path)):
-        return model, ""
-    try:
-        return load_model(model, device=device), ""
-    except (ModelFileError, FileNotFoundError) as exc:
-        log.warning("no screening model: %s", exc)
-        return None, NO_MODEL_NOTE + f"\n({exc})"
-
-
 def prepare_screening(project: Any, measurement_id: int, *, model: Any = "default", threshold: float = 0.5,
                       rescreen: bool = False, device: str = "auto",
                       progress: Optional[Callable[..., None]] = None, cancel=None) -> ScreeningData:
-    """Fields and screening of one project measurement (a job for the runner).
+    """Fields and screening of one project measurement, with grid thumbnails (a job for the runner).
 
-    Reads the fields from the measurement's result file when it holds them, else retrieves
-    them from the holograms and writes them there. Screens them (network, or rule when no
-    network is installed) if the project has no screening run yet or ``rescreen`` is set,
-    recording the run with :meth:`Project.add_screening`.
+    :func:`engine.pipeline.project_screening.screen_project_measurement` does the work (fields
+    from the result file or the holograms, a new screening run if none exists or ``rescreen``,
+    database and result file written); this adds the phase thumbnails the grid shows.
 
     Parameters
     ----------
@@ -182,93 +167,23 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
     progress, cancel
         The :mod:`engine.progress` protocol.
     """
-    import time
-
-    from engine.holography.retrieval import retrieve_fields
-    from engine.metadata import MeasurementMetadata
-    from engine.screening.network import screen_fields
     from engine.screening.rule import DEFAULT_RULE_THRESHOLD
-    from engine.store.folders import load_measurement
-    from engine.store.results import read_result, update_result, write_result
 
-    timings: dict[str, float] = {}
-    rec = project.get_measurement(measurement_id)
-    report(progress, 0.0, f"{rec.name}: loading the screening model")
-    model, note = load_screening_model(model, device)
-    check_cancel(cancel)
-    meta = MeasurementMetadata.from_json(rec.metadata_json) if rec.metadata_json else None
-    path = Path(project.result_path(measurement_id))
-    fields = illum = unwrapped = None
-    t = time.perf_counter()
-    if path.exists():
-        try:
-            res = read_result(path, groups=["fields"])
-            fields, illum = res.fields, res.illumination_per_um
-        except (ValueError, OSError, KeyError) as exc:
-            log.warning("result file %s unreadable, fields are retrieved again: %s", path, exc)
-    new_fields = fields is None
-    if new_fields:
-        report(progress, 0.05, f"{rec.name}: reading the holograms")
-        m = load_measurement(rec.path)
-        meta = m.metadata
-        check_cancel(cancel)
-        r = retrieve_fields(m.holograms, m.backgrounds, meta, unwrap=model is not None, device=device,
-                            progress=sub_progress(progress, 0.1, 0.7, "retrieving fields: "), cancel=cancel)
-        fields, illum, unwrapped = r.field, r.illumination_per_um, r.unwrapped_phase
-    if meta is None:
-        raise ValueError(f"{rec.name}: the project holds no metadata for this measurement")
-    timings["fields"] = time.perf_counter() - t
-    check_cancel(cancel)
-
-    t = time.perf_counter()
-    db = project.screening(measurement_id)
-    new_run = db["run"] == 0 or rescreen
-    if new_run:
-        report(progress, 0.75, f"{rec.name}: screening {len(fields)} fields")
-        res = screen_fields(fields, illum, meta, model=model, method="model" if model is not None else "rule",
-                            threshold=threshold, unwrapped_phase=unwrapped, device=device,
-                            progress=sub_progress(progress, 0.75, 0.9), cancel=cancel)
-        use_rule = model is None
-        project.add_screening(measurement_id, res.decision, score=res.score, rule_peak=res.rule_peak,
-                              source=res.source, model_name=res.model_name, model_version=res.model_version,
-                              threshold=res.rule_threshold if use_rule else res.threshold)
-        db = project.screening(measurement_id)
-    timings["screen"] = time.perf_counter() - t
-    score = np.asarray(db["score"], np.float32)
-    use_rule = bool(np.all(np.asarray(db["auto_source"]) == SOURCE_RULE)) or not np.isfinite(score).any()
-    thr = db["threshold"]
+    ps = screen_project_measurement(project, measurement_id, model=model, threshold=threshold, rescreen=rescreen,
+                                    device=device, progress=sub_progress(progress, 0.0, 0.95), cancel=cancel)
+    thr = ps.threshold
     if thr is None:
-        thr = DEFAULT_RULE_THRESHOLD if use_rule else threshold
-    decision, source = project.decisions(measurement_id)
-    manual = [int(d) if s == SOURCE_MANUAL else None for d, s in zip(decision, source)]
-    model_label = f"{db['model_name']} {db['model_version']}".strip()
-
-    if new_fields or new_run:
-        report(progress, 0.92, f"{rec.name}: writing the result file")
-        screening = {"score": score, "rule_peak": db["rule_peak"], "decision": decision, "source": source,
-                     "model": model_label}
-        if path.exists() and not new_fields:
-            update_result(path, screening=screening)
-        else:
-            extra = {}
-            if path.exists():
-                try:  # keep a tomogram written earlier
-                    old = read_result(path, groups=["tomogram", "birefringence"])
-                    extra = {"tomogram": old.tomogram, "birefringence": old.birefringence}
-                except (ValueError, OSError):
-                    extra = {}
-            write_result(path, measurement_json=rec.metadata_json or meta.to_json(), fields=fields,
-                         illumination_per_um=illum, screening=screening, **extra)
+        thr = DEFAULT_RULE_THRESHOLD if ps.use_rule else threshold
     report(progress, 0.97, "thumbnails")
-    thumbs = phase_thumbnails(fields)
-    report(progress, 1.0, f"{rec.name}: {int(decision.sum())} of {len(decision)} fields clean")
+    thumbs = phase_thumbnails(ps.fields)
+    report(progress, 1.0, f"{ps.name}: {int(ps.decision.sum())} of {len(ps.decision)} fields clean")
     return ScreeningData(
-        measurement_id=int(measurement_id), name=rec.name, fields=np.asarray(fields),
-        pixel_size_um=float(meta.pixel_size_um), thumbnails=thumbs, score=score,
-        rule_peak=np.asarray(db["rule_peak"], np.float32), auto_decision=np.asarray(db["auto_decision"], np.uint8),
-        auto_source=np.asarray(db["auto_source"], np.uint8), manual=manual, use_rule=use_rule, threshold=float(thr),
-        rule_threshold=float(DEFAULT_RULE_THRESHOLD), model_label=model_label, model=model,
-        model_note=note if model is None else "", run=int(db["run"]), timings_s=timings)
+        measurement_id=ps.measurement_id, name=ps.name, fields=ps.fields,
+        pixel_size_um=float(ps.metadata.pixel_size_um), thumbnails=thumbs, score=ps.score,
+        rule_peak=ps.rule_peak, auto_decision=ps.auto_decision, auto_source=ps.auto_source, manual=ps.manual,
+        use_rule=ps.use_rule, threshold=float(thr), rule_threshold=float(DEFAULT_RULE_THRESHOLD),
+        model_label=ps.model_label, model=ps.model, model_note=ps.model_note, run=ps.run,
+        timings_s=ps.timings_s)
 
 
 def compute_saliency(model: Any, field_: np.ndarray, method: str,

@@ -14,6 +14,9 @@ Input normalisation (stated once, used in training and inference alike):
 * ``"amplitude"`` (1 channel): ``log|U|`` minus its median, clipped to [−5, 5].
 * ``"complex"`` (2 channels): ``V = U / m`` with ``m`` the complex median-amplitude,
   mean-phase reference; channels ``(Re V − 1, Im V)``, clipped to [−10, 10].
+* ``"phase-amplitude"`` (2 channels): the ``"phase"`` channel, then the ``"amplitude"``
+  channel. Dust shadows, parasitic fringes and over-exposure show mostly in the amplitude,
+  which the phase-only input of the paper cannot see.
 
 Crops smaller than the field are taken at the centre; fields smaller than the crop are
 zero-padded after normalisation (zero = background).
@@ -58,7 +61,7 @@ __all__ = [
 ]
 
 CROP_SIZE = 128
-INPUT_KINDS = {"phase": 1, "amplitude": 1, "complex": 2}
+INPUT_KINDS = {"phase": 1, "amplitude": 1, "complex": 2, "phase-amplitude": 2}
 #: Shipped models live here (``resources/models``; see :func:`engine.resources.models_dir`).
 MODELS_DIR = models_dir()
 PUBLISHED_NAME = "screening-published"
@@ -266,7 +269,7 @@ def preprocess(
         Sample/background ratio fields.
     unwrapped_phase : ndarray, shape (N, H, W), optional
         Unwrapped phase (rad) of the same fields; used for ``input_kind="phase"`` when given.
-    input_kind : {"phase", "amplitude", "complex"}
+    input_kind : {"phase", "amplitude", "complex", "phase-amplitude"}
         What the network sees; see the module docstring for the normalisation.
     crop : int
         Side of the centre crop, pixels (128 for the shipped models).
@@ -274,7 +277,7 @@ def preprocess(
     Returns
     -------
     Tensor, shape (N, C, crop, crop), float32, on the CPU
-        C = 1 for phase/amplitude, 2 for complex.
+        C = 1 for phase/amplitude, 2 for complex and phase-amplitude.
     """
     if input_kind not in INPUT_KINDS:
         raise ValueError(f"input_kind must be one of {sorted(INPUT_KINDS)}, got {input_kind!r}")
@@ -287,20 +290,12 @@ def preprocess(
         raise ValueError(f"fields must have shape (N, H, W), got {np.shape(fields)}")
     u = _centre_crop(f, crop).astype(np.complex64, copy=False)
     n = u.shape[0]
-    if input_kind == "phase":
-        if unwrapped_phase is not None:
-            ph = _centre_crop(np.asarray(unwrapped_phase, np.float32), crop)
-            if ph.shape != u.shape:
-                raise ValueError(f"unwrapped_phase shape {np.shape(unwrapped_phase)} does not match fields")
-        else:
-            ref = np.exp(-1j * np.angle(u.reshape(n, -1).sum(axis=1)))[:, None, None]
-            ph = np.angle(u * ref.astype(np.complex64)).astype(np.float32)
-        ph = ph - np.median(ph.reshape(n, -1), axis=1)[:, None, None]
-        x = np.clip(ph / np.pi, -10, 10)[:, None]
+    if input_kind == "phase-amplitude":
+        x = np.concatenate([_phase_channel(u, unwrapped_phase, crop), _amplitude_channel(u)], axis=1)
+    elif input_kind == "phase":
+        x = _phase_channel(u, unwrapped_phase, crop)
     elif input_kind == "amplitude":
-        la = np.log(np.abs(u) + 1e-6).astype(np.float32)
-        la = la - np.median(la.reshape(n, -1), axis=1)[:, None, None]
-        x = np.clip(la, -5, 5)[:, None]
+        x = _amplitude_channel(u)
     else:
         amp = np.median(np.abs(u).reshape(n, -1), axis=1)
         ph0 = np.angle(u.reshape(n, -1).sum(axis=1))
@@ -309,6 +304,28 @@ def preprocess(
         x = np.clip(np.stack([v.real - 1.0, v.imag], axis=1), -10, 10)
     x = _pad_to(np.ascontiguousarray(x, dtype=np.float32), crop)
     return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _phase_channel(u: np.ndarray, unwrapped_phase: Optional[np.ndarray], crop: int) -> np.ndarray:
+    """(N, 1, h, w) phase/π minus its median (see the module docstring) of cropped fields ``u``."""
+    n = u.shape[0]
+    if unwrapped_phase is not None:
+        ph = _centre_crop(np.asarray(unwrapped_phase, np.float32), crop)
+        if ph.shape != u.shape:
+            raise ValueError(f"unwrapped_phase shape {np.shape(unwrapped_phase)} does not match fields")
+    else:
+        ref = np.exp(-1j * np.angle(u.reshape(n, -1).sum(axis=1)))[:, None, None]
+        ph = np.angle(u * ref.astype(np.complex64)).astype(np.float32)
+    ph = ph - np.median(ph.reshape(n, -1), axis=1)[:, None, None]
+    return np.clip(ph / np.pi, -10, 10)[:, None]
+
+
+def _amplitude_channel(u: np.ndarray) -> np.ndarray:
+    """(N, 1, h, w) log amplitude minus its median, clipped to [−5, 5], of cropped fields ``u``."""
+    n = u.shape[0]
+    la = np.log(np.abs(u) + 1e-6).astype(np.float32)
+    la = la - np.median(la.reshape(n, -1), axis=1)[:, None, None]
+    return np.clip(la, -5, 5)[:, None]
 
 
 # --------------------------------------------------------------------------- model files

@@ -257,8 +257,9 @@ def test_event_loop_stays_responsive_while_screening_runs(qtbot, tab, batch, pro
 
 def test_no_model_is_said_plainly_and_rule_is_used(qtbot, tab, batch, project, monkeypatch):
     import app.tabs.screening_tab as st
+    import engine.pipeline.project_screening as ps
 
-    monkeypatch.setattr(st, "load_screening_model", lambda model="default", device="auto": (None, st.NO_MODEL_NOTE))
+    monkeypatch.setattr(ps, "load_screening_model", lambda model="default", device="auto": (None, st.NO_MODEL_NOTE))
     mid = project.add_measurement(batch / "beads_000")
     data = _open(qtbot, tab, project, mid)
     assert data.use_rule and data.model is None and np.isnan(data.score).all()

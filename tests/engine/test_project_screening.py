@@ -1,0 +1,74 @@
+"""Screening a project measurement lands in the database and the result file (FORMATS.md §2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.pipeline.project_screening import (SOURCE_MANUAL, SOURCE_MODEL, SOURCE_RULE, load_screening_model,
+                                               screen_project_measurement)
+from engine.progress import Cancelled, CancelToken
+from engine.selftest import tiny_demo_config
+from engine.simulate.demo import write_demo
+from engine.store.project import Project
+from engine.store.results import read_result
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    cfg = tiny_demo_config()
+    cfg.defect_rate = 0.3
+    return write_demo(tmp_path_factory.mktemp("in"), kind="beads", count=1, seed=11, config=cfg, device="cpu")[0]
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    p = Project.create(tmp_path / "proj")
+    yield p
+    p.close()
+
+
+def test_model_run_is_recorded_in_database_and_result_file(project, folder):
+    mid = project.add_measurement(folder)
+    ps = screen_project_measurement(project, mid, model="compact", device="cpu")
+    n = len(ps.fields)
+    assert n > 0 and ps.run == 1 and not ps.use_rule and ps.model is not None
+    db = project.screening(mid)
+    np.testing.assert_allclose(db["score"], ps.score, rtol=1e-6)
+    assert db["model_name"] == ps.model.name and db["threshold"] == pytest.approx(0.5)
+    np.testing.assert_array_equal(db["auto_decision"], (ps.score <= 0.5).astype(np.uint8))
+    res = read_result(project.result_path(mid), groups=["fields", "screening"])
+    s = res.screening
+    np.testing.assert_allclose(s.score, ps.score, rtol=1e-6)
+    np.testing.assert_allclose(s.rule_peak, ps.rule_peak, rtol=1e-6)
+    np.testing.assert_array_equal(s.decision, ps.decision)
+    np.testing.assert_array_equal(s.source, np.full(n, SOURCE_MODEL, np.uint8))
+    assert s.model == ps.model_label and ps.model.name in s.model
+    assert res.fields.shape == ps.fields.shape
+
+    # an override made in the database is what the result file says after the next write
+    project.set_override(mid, 0, 1 - int(ps.decision[0]), reason="test")
+    again = screen_project_measurement(project, mid, model="compact", device="cpu")
+    assert again.run == 1, "an existing run is reused, not screened again"
+    assert again.manual[0] == 1 - int(ps.decision[0]) and again.source[0] == SOURCE_MANUAL
+    redo = screen_project_measurement(project, mid, model="compact", device="cpu", rescreen=True)
+    assert redo.run == 2
+    s = read_result(project.result_path(mid), groups=["screening"]).screening
+    assert s.source[0] == SOURCE_MANUAL and s.decision[0] == 1 - int(ps.decision[0])
+
+
+def test_rule_when_no_model_and_cancel_changes_nothing(project, folder, tmp_path):
+    model, note = load_screening_model(tmp_path / "missing.safetensors", device="cpu")
+    assert model is None and "rule" in note
+    mid = project.add_measurement(folder)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        screen_project_measurement(project, mid, model=None, cancel=token)
+    assert project.screening(mid)["run"] == 0 and not Path(project.result_path(mid)).exists()
+    ps = screen_project_measurement(project, mid, model=None, device="cpu")
+    assert ps.use_rule and np.isnan(ps.score).all()
+    s = read_result(project.result_path(mid), groups=["screening"]).screening
+    np.testing.assert_array_equal(s.source, np.full(len(ps.fields), SOURCE_RULE, np.uint8))
