@@ -5,6 +5,7 @@ directors in (z, y, x) components; fields ``exp(+i(k·r − ωt))`` (n > n_m giv
 """
 
 from .director import director_lines
+from .generator import load_generator, reconstruct_tensor_learned
 from .jones import JonesFields, frame_table, jones_fields
 from .tensor_tomography import TensorTomogram, jones_rytov, reconstruct_tensor, uniaxial_decomposition
 
@@ -15,6 +16,8 @@ __all__ = [
     "frame_table",
     "jones_fields",
     "jones_rytov",
+    "load_generator",
+    "reconstruct_tensor_learned",
     "reconstruct_tensor",
     "uniaxial_decomposition",
 ]

@@ -272,9 +272,7 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
         illumination_per_um=result.illumination_per_um,
         screening=StoredScreening(score=s.score, rule_peak=s.rule_peak, decision=s.decision,
                                   source=s.source, model=model),
-        tomogram=TomogramResult(ri=tomo.ri, voxel_size_um=tomo.voxel_size_um, origin_um=tomo.origin_um,
-                                medium_index=tomo.medium_index, method=tomo.method, ri_tv=tomo.ri_tv,
-                                ri_deep=getattr(tomo, "ri_deep", None)),
+        tomogram=TomogramResult.from_tomogram(tomo),
         birefringence=(None if result.birefringence is None
                        else BirefringenceResult(**result.birefringence.result_datasets())),
     )

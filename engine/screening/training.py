@@ -9,8 +9,10 @@ Run ``python -m engine.screening.training --help``. The script
 3. trains the published :class:`~engine.screening.network.ScreeningNet` (Adam, binary
    cross-entropy, elastic-deformation augmentation, flips and 90° rotations) and keeps the
    epoch with the best validation loss;
-4. distils :class:`~engine.screening.network.CompactScreeningNet` from it (soft targets of
-   the published net + the labels);
+4. trains :class:`~engine.screening.network.CompactScreeningNet`, by default on phase *and*
+   log-amplitude inputs (``--compact-input phase-amplitude``: dust shadows, parasitic fringes
+   and over-exposure show mostly in the amplitude) from the labels; with the same input as
+   the published net it is distilled from it instead (soft targets + labels);
 5. chooses the rule's mask radius and threshold on the validation set;
 6. runs the cross-setup test: a measurement setup never seen in training (cells, 45 angles,
    another NA and noise level), and a paper-style experiment where a net is trained on
@@ -49,8 +51,8 @@ from ..progress import CancelToken, check_cancel
 from .dataset import (DEFAULT_CACHE_DIR, GENERATOR_VERSION, CropSet, MeasurementSpec, augment_batch,
                       generate_crops, simulator_available, split_by_measurement)
 from .metrics import screening_metrics
-from .network import (COMPACT_NAME, MODELS_DIR, PUBLISHED_NAME, CompactScreeningNet, ScreeningNet, preprocess,
-                      save_model)
+from .network import (COMPACT_NAME, INPUT_KINDS, MODELS_DIR, PUBLISHED_NAME, CompactScreeningNet, ScreeningNet,
+                      preprocess, save_model)
 from .rule import choose_rule_threshold, rule_peak_metric
 
 __all__ = [
@@ -139,6 +141,24 @@ def load_or_generate(path: Path, specs: list[MeasurementSpec], *, source: str, d
 # --------------------------------------------------------------------------- training
 def _inputs(cs: CropSet, input_kind: str = "phase") -> torch.Tensor:
     return preprocess(cs.fields, unwrapped_phase=cs.unwrapped_phase, input_kind=input_kind)
+
+
+_PHASE_NORMALISATION = ("angle(U * exp(-i arg sum U)) (or unwrapped phase) minus its median, divided by pi, "
+                        "clipped to [-10, 10]")
+_AMPLITUDE_NORMALISATION = "log|U| minus its median, clipped to [-5, 5]"
+
+
+def input_card_for(kind: str) -> dict:
+    """The model card's ``input`` entry for an input kind (see :func:`~engine.screening.network.preprocess`)."""
+    crop = "; centre crop 128x128 of the ratio field"
+    norm = {"phase": _PHASE_NORMALISATION,
+            "amplitude": _AMPLITUDE_NORMALISATION,
+            "phase-amplitude": f"channel 0: {_PHASE_NORMALISATION}; channel 1: {_AMPLITUDE_NORMALISATION}",
+            "complex": "V = U / (median |U| * exp(i arg sum U)); channels (Re V - 1, Im V), clipped to [-10, 10]"}
+    card = {"kind": kind, "crop": 128, "channels": INPUT_KINDS[kind], "normalisation": norm[kind] + crop}
+    if kind in ("phase", "phase-amplitude"):
+        card["phase"] = "wrapped"
+    return card
 
 
 @torch.no_grad()
@@ -318,6 +338,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--published-minutes", type=float, default=20.0, help="time budget for the published net")
     p.add_argument("--compact-epochs", type=int, default=12)
     p.add_argument("--compact-minutes", type=float, default=8.0)
+    p.add_argument("--published-input", choices=sorted(INPUT_KINDS), default="phase",
+                   help="input of the published net (the paper: phase)")
+    p.add_argument("--compact-input", choices=sorted(INPUT_KINDS), default="phase-amplitude",
+                   help="input of the compact net; it is distilled from the published net only if the inputs match")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=20261123)
@@ -336,7 +360,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     dev = resolve_device(args.device)
     out_dir: Path = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / "screening-training.log"
+    # the published net's log is kept when only the compact net is retrained
+    log_path = out_dir / ("screening-compact-training.log" if args.skip_published else "screening-training.log")
     log_file = open(log_path, "w", encoding="utf-8")
 
     def log(msg: str) -> None:
@@ -366,7 +391,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"({cross.setup[0] if len(cross) else '-'})")
     assert not set(train.measurement) & set(test.measurement)
 
-    x_tr, x_va, x_te, x_cr = (_inputs(c) for c in (train, val, test, cross))
+    if args.skip_published:
+        args.published_input = args.compact_input
+    x_tr, x_va, x_te, x_cr = (_inputs(c, args.published_input) for c in (train, val, test, cross))
     rule = tune_rule(val)
     log(f"rule tuned on validation: mask radius {rule['mask_radius_per_um']} cycles/um, threshold "
         f"{rule['threshold']:.3f} (val accuracy {rule['val_accuracy']:.4f})")
@@ -385,16 +412,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         "augmentation": "random 90-degree rotations, horizontal flips, elastic deformation (p=0.5, RMS 4 px, "
                         "smoothness 8 px)",
     }
-    input_card = {"kind": "phase", "crop": 128, "channels": 1, "phase": "wrapped",
-                  "normalisation": "angle(U * exp(-i arg sum U)) (or unwrapped phase) minus its median, "
-                                   "divided by pi, clipped to [-10, 10]; centre crop 128x128 of the ratio field"}
+    input_card = input_card_for(args.published_input)
+    compact_input_card = input_card_for(args.compact_input)
 
     teacher = None
     pub_info = None
     if not args.skip_published:
         log(f"training the published ScreeningNet (7.1 M parameters) for up to {args.published_epochs} epochs / "
             f"{args.published_minutes} min")
-        teacher = ScreeningNet(1)
+        teacher = ScreeningNet(x_tr.shape[1])
         cfg = TrainConfig(epochs=args.published_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                           max_minutes=args.published_minutes)
         pub_info = train_network(teacher, x_tr, train.noisy, x_va, val.noisy, cfg, device=dev, log=log)
@@ -409,12 +435,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         teacher.to(dev)
         log(f"wrote {out_dir / (PUBLISHED_NAME + '.safetensors')}")
 
-    log(f"training CompactScreeningNet ({'distilled from the published net' if teacher is not None else 'labels only'})"
+    distil = teacher is not None and args.compact_input == args.published_input
+    log(f"training CompactScreeningNet on {args.compact_input} inputs "
+        f"({'distilled from the published net' if distil else 'labels only'})"
         f" for up to {args.compact_epochs} epochs / {args.compact_minutes} min")
-    compact = CompactScreeningNet(1)
-    t_logits = None if teacher is None else predict_logits(teacher, x_tr, device=dev)
+    t_logits = None if not distil else predict_logits(teacher, x_tr, device=dev)
+    if args.compact_input != args.published_input:
+        x_tr, x_va, x_te, x_cr = (_inputs(c, args.compact_input) for c in (train, val, test, cross))
+    compact = CompactScreeningNet(x_tr.shape[1])
     ccfg = TrainConfig(epochs=args.compact_epochs, batch_size=args.batch_size, lr=1e-3, seed=args.seed + 7,
-                       max_minutes=args.compact_minutes, distill_weight=0.5)
+                       max_minutes=args.compact_minutes, distill_weight=0.5 if distil else 0.0)
     c_info = train_network(compact, x_tr, train.noisy, x_va, val.noisy, ccfg, device=dev, teacher_logits=t_logits,
                            log=log)
     metrics["compact"] = {"held_out": evaluate_model(compact, x_te, test.noisy, device=dev),
@@ -431,10 +461,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                                log=log)
         btr, bva = split_by_measurement(bac.measurement, (0.8, 0.2), seed=args.seed)
         b_train, b_val = bac.subset(btr), bac.subset(bva)
-        bnet = CompactScreeningNet(1)
+        bnet = CompactScreeningNet(x_tr.shape[1])
         bcfg = TrainConfig(epochs=args.compact_epochs, batch_size=args.batch_size, lr=1e-3, seed=args.seed + 11,
                            max_minutes=args.compact_minutes / 2)
-        train_network(bnet, _inputs(b_train), b_train.noisy, _inputs(b_val), b_val.noisy, bcfg, device=dev, log=log)
+        train_network(bnet, _inputs(b_train, args.compact_input), b_train.noisy, _inputs(b_val, args.compact_input),
+                      b_val.noisy, bcfg, device=dev, log=log)
         brule = tune_rule(b_val)
         metrics["bacteria71_to_cells45"] = {
             "compact": evaluate_model(bnet, x_cr, cross.noisy, device=dev),
@@ -443,8 +474,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         log(_fmt("bacteria-71-trained compact on cells-45", metrics["bacteria71_to_cells45"]["compact"]))
         log(_fmt("bacteria-71-tuned rule on cells-45", metrics["bacteria71_to_cells45"]["rule"]))
 
-    card = _card(COMPACT_NAME, args, data_card, input_card, ccfg, c_info, metrics["compact"], metrics["rule"], rule,
-                 dev, distilled_from=PUBLISHED_NAME if teacher is not None else None,
+    card = _card(COMPACT_NAME, args, data_card, compact_input_card, ccfg, c_info, metrics["compact"], metrics["rule"],
+                 rule, dev, distilled_from=PUBLISHED_NAME if distil else None,
                  extra={"bacteria71_to_cells45": metrics.get("bacteria71_to_cells45")})
     save_model(compact.cpu(), out_dir / f"{COMPACT_NAME}.safetensors", card)
     log(f"wrote {out_dir / (COMPACT_NAME + '.safetensors')}")
@@ -480,7 +511,9 @@ def _card(name, args, data_card, input_card, cfg, info, metrics, rule_metrics, r
         "description": ("Field screening CNN as published by D. Ryu et al., Sci. Rep. 9, 15239 (2019), "
                         "doi:10.1038/s41598-019-51363-x"
                         if name == PUBLISHED_NAME else
-                        "Compact field screening CNN distilled from the published network, for fast CPU use"),
+                        "Compact field screening CNN for fast CPU use, " + (
+                            f"distilled from {distilled_from}" if distilled_from else
+                            f"trained on the labels with {input_card['kind']} input")),
         "output": "probability that the field is noisy (sigmoid); noisy if above threshold",
         "threshold": 0.5, "input": input_card, "training_data": data_card,
         "training": {"optimiser": "Adam", "loss": "binary cross-entropy" + (

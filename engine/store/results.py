@@ -85,6 +85,13 @@ class TomogramResult:
     ri_tv: Optional[np.ndarray] = None
     ri_deep: Optional[np.ndarray] = None
 
+    @classmethod
+    def from_tomogram(cls, tomogram) -> "TomogramResult":
+        """The group of an :class:`engine.tomography.Tomogram` (or anything with its attributes)."""
+        return cls(ri=tomogram.ri, voxel_size_um=tuple(tomogram.voxel_size_um), origin_um=tuple(tomogram.origin_um),
+                   medium_index=float(tomogram.medium_index), method=str(tomogram.method),
+                   ri_tv=getattr(tomogram, "ri_tv", None), ri_deep=getattr(tomogram, "ri_deep", None))
+
 
 @dataclass
 class BirefringenceResult:

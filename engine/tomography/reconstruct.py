@@ -88,22 +88,6 @@ class Tomogram:
         """Voxel-centre coordinates ``(z, y, x)`` along each axis, µm."""
         return tuple(o + d * np.arange(n) for o, d, n in zip(self.origin_um, self.voxel_size_um, self.ri.shape))
 
-    def write_h5(self, group) -> None:
-        """Write ``tomogram/ri`` (and ``ri_tv``, ``ri_deep``) with their attributes into an open
-        ``h5py.File`` or group, exactly as ``shared/FORMATS.md`` §2 says."""
-        g = group.require_group("tomogram")
-        for name in ("ri", "ri_tv", "ri_deep"):
-            if name in g:
-                del g[name]
-        g.create_dataset("ri", data=np.asarray(self.ri, dtype=np.float32))
-        for name in ("ri_tv", "ri_deep"):
-            if getattr(self, name) is not None:
-                g.create_dataset(name, data=np.asarray(getattr(self, name), dtype=np.float32))
-        g.attrs["voxel_size_um"] = np.asarray(self.voxel_size_um, dtype=np.float64)
-        g.attrs["origin_um"] = np.asarray(self.origin_um, dtype=np.float64)
-        g.attrs["medium_index"] = float(self.medium_index)
-        g.attrs["method"] = str(self.method)
-
 
 def first_order_fields(
     fields: np.ndarray | torch.Tensor,

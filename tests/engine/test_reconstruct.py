@@ -14,6 +14,7 @@ import pytest
 from engine.metadata import MeasurementMetadata
 from engine.progress import Cancelled, CancelToken
 from engine.simulate.mie import mie_fields
+from engine.store.results import TomogramResult, write_result
 from engine.tomography import reconstruct, ri_to_scattering_potential, scattering_potential_to_ri
 
 LAM, NM, NA, PX = 0.532, 1.337, 1.2, 0.1
@@ -230,9 +231,8 @@ def test_grid_origin_and_h5_layout(tmp_path):
     z, y, x = tm.coordinates_um()
     assert z[10] == 0 and y[24] == 0 and x[32] == 0
     assert seen[-1] == 1.0 and all(b >= a for a, b in zip(seen, seen[1:]))
-    path = tmp_path / "r.odt.h5"
-    with h5py.File(path, "w") as f:
-        tm.write_h5(f)
+    path = write_result(tmp_path / "r.odt.h5", measurement_json=_md().to_json(), fields=u.astype(np.complex64),
+                        illumination_per_um=ill, tomogram=TomogramResult.from_tomogram(tm))
     with h5py.File(path, "r") as f:
         g = f["tomogram"]
         assert g["ri"].dtype == np.float32 and g["ri"].shape == (20, 48, 64)

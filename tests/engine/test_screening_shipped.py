@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.screening import dataset as ds
-from engine.screening.network import COMPACT_NAME, MODELS_DIR, PUBLISHED_NAME, load_model, screen_fields
+from engine.screening.network import COMPACT_NAME, INPUT_KINDS, MODELS_DIR, PUBLISHED_NAME, load_model, screen_fields
 
 torch.set_num_threads(2)
 
@@ -23,14 +23,15 @@ def test_shipped_card_and_checksum(name):
     card = m.card
     for key in ("architecture", "input", "training_data", "metrics", "date", "sha256", "seed", "version"):
         assert key in card, key
-    assert card["input"]["crop"] == 128 and card["input"]["kind"] == "phase"
+    assert card["input"]["crop"] == 128 and card["input"]["kind"] in INPUT_KINDS
+    assert card["input"]["channels"] == INPUT_KINDS[card["input"]["kind"]] == m.net.in_channels
     assert "generator_version" in card["training_data"] and card["training_data"]["source"] in (
         "simulator", "synthetic")
     for split in ("held_out", "cross_setup"):
         for k in ("accuracy", "sensitivity", "specificity", "roc_auc"):
             assert 0.0 <= card["metrics"][split][k] <= 1.0
     if name == PUBLISHED_NAME:
-        assert card["parameters"] == 7_075_585
+        assert card["parameters"] == 7_075_585 + 288 * (m.net.in_channels - 1)  # 32 filters x 3 x 3 per channel
     assert (MODELS_DIR / f"{name}.safetensors").stat().st_size < 16e6  # fp16
 
 
