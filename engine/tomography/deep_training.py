@@ -316,7 +316,8 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
                 stem_factor: int = 2, minutes: float = 20.0, max_steps: Optional[int] = None, batch_size: int = 2,
                 crop: int = 48, lr: float = 1e-3, lr_min: float = 1e-5, scale: Optional[float] = None,
                 seed: int = 0, relative_weighting: bool = True, log: Callable[[str], None] = print,
-                val_every_s: float = 240.0, cancel: Optional[CancelToken] = None):
+                val_every_s: float = 240.0, init_state: Optional[dict] = None,
+                cancel: Optional[CancelToken] = None):
     """Train a :class:`~engine.tomography.deep_regularizer.UNet3D` on (raw → TV) pairs.
 
     Adam with a cosine learning-rate decay from ``lr`` to ``lr_min`` over the time budget
@@ -326,6 +327,9 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     With ``relative_weighting`` each sample's squared error is divided by the mean square of its
     whole target volume (weights normalised to mean 1), so that strongly scattering beads
     (Δn up to 0.26) do not drown the cells and bacteria (Δn ≈ 0.02–0.06) in the L2 loss.
+
+    ``init_state`` (a state dict of the same architecture) warm-starts the network, so that a
+    CPU budget can be spent in several sessions (``train --init default``).
 
     Notes
     -----
@@ -338,6 +342,8 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = UNet3D(channels, stem_factor=stem_factor)
+    if init_state is not None:
+        net.load_state_dict({k: v.float() for k, v in init_state.items()})
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     xs, ys = _normalised(train, scale)
     xv, yv = _normalised(val, scale) if len(val) else (None, None)
@@ -417,7 +423,9 @@ def ssim3d(a: np.ndarray, b: np.ndarray, data_range: Optional[float] = None) -> 
 def _fwhm(profile: np.ndarray, centre: int, background: float) -> float:
     """Full width at half maximum (voxels, linear interpolation) of a peak at ``centre``."""
     p = np.asarray(profile, np.float64) - background
-    peak = p[max(centre - 1, 0):centre + 2].max()
+    lo = max(centre - 1, 0)
+    centre = lo + int(np.argmax(p[lo:centre + 2]))  # the peak voxel next to the nominal centre
+    peak = p[centre]
     half = peak / 2
     if peak <= 0:
         return float("nan")
@@ -428,7 +436,7 @@ def _fwhm(profile: np.ndarray, centre: int, background: float) -> float:
             j += step
         if not 0 <= j + step < len(p):
             return float("nan")
-        a, b = p[j], p[j + step]
+        a, b = p[j], p[j + step]  # a > half >= b
         return abs(j - centre) + (a - half) / (a - b)
     return side(1) + side(-1)
 
@@ -545,6 +553,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64])
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--init", default=None,
+                   help="warm start from this model (name or path, e.g. 'default'); its channels are used")
     e = sub.add_parser("evaluate", help="SSIM/MSE vs TV and bead elongation on held-out pairs")
     e.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     e.add_argument("--model", default="default")
@@ -565,16 +575,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         out = Path(a.out)
         log_path = out.with_suffix(".log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = _logger(log_path)
+        log = _logger(log_path)  # appends: a warm-started run continues the earlier log
         train = load_pairs(a.cache, "train", a.kinds)
         test = load_pairs(a.cache, "test")
         if not train:
             raise SystemExit(f"no training pairs of {a.kinds} in {a.cache}: run 'generate' first")
         log(f"[train] {len(train)} training pairs ({', '.join(a.kinds)}), {len(test)} held-out pairs, "
             f"generator {GENERATOR_VERSION}, cache {a.cache}")
-        net, hist = train_model(train, val=[p for p in test if p.kind in a.kinds], channels=tuple(a.channels),
+        init_state, warm = None, None
+        channels = tuple(a.channels)
+        if a.init:
+            base = load_deep_regularizer(a.init, device="cpu")
+            init_state = base.net.state_dict()
+            channels = tuple(base.card["architecture"]["channels"])
+            prev = base.card.get("training", {})
+            warm = {"from": base.label, "sha256": base.card.get("sha256"),
+                    "previous_steps": int(prev.get("steps", 0)) + int(prev.get("warm_start", {}).get("previous_steps", 0)),
+                    "previous_seconds": float(prev.get("seconds", 0.0))
+                    + float(prev.get("warm_start", {}).get("previous_seconds", 0.0))}
+            log(f"[train] warm start from {base.label} ({warm['previous_steps']} earlier steps)")
+        net, hist = train_model(train, val=[p for p in test if p.kind in a.kinds], channels=channels,
                                 minutes=a.minutes, max_steps=a.max_steps, batch_size=a.batch_size, crop=a.crop,
-                                lr=a.lr, seed=a.seed, log=log)
+                                lr=a.lr, seed=a.seed, log=log, init_state=init_state)
         card = {
             "name": out.stem, "version": "1.0.0", "task": "deep-regularizer",
             "description": "3-D U-Net imitating this project's TV regularisation (regularize_tv, tau=5e-4, "
@@ -594,6 +616,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          "seconds": round(hist["seconds"], 1), "device": "cpu (1 thread)", "seed": a.seed,
                          "final_validation_l2": hist["val_loss"][-1] if hist["val_loss"] else None},
         }
+        if warm:
+            card["training"]["warm_start"] = warm
         card = save_deep_regularizer(net, out, card)
         log(f"[train] wrote {out} ({card['parameters']} parameters, sha256 {card['sha256'][:12]})")
         if test:
