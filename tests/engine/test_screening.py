@@ -161,6 +161,13 @@ def test_preprocess_crop_centre_sign_and_kinds():
     xc = preprocess(f * 2.0, input_kind="complex")
     assert xc.shape == (2, 2, 128, 128)
     assert xc[0, 0, 0, 0].abs().item() < 1e-5  # background → (0, 0) after normalisation
+    shadow = f.copy()
+    shadow[:, 10:30, 10:30] *= 0.1  # an amplitude-only shadow (dust): invisible in the phase channel
+    xpa = preprocess(shadow, input_kind="phase-amplitude")
+    assert xpa.shape == (2, 2, 128, 128)
+    torch.testing.assert_close(xpa[:, :1], preprocess(shadow))
+    torch.testing.assert_close(xpa[:, 1:], preprocess(shadow, input_kind="amplitude"))
+    assert xpa[0, 1].min().item() == pytest.approx(np.log(0.1), abs=1e-4) and xpa[0, 0].min().item() == 0.0
     small = preprocess(np.ones((1, 64, 64), np.complex64) * np.exp(0.5j))
     assert small.shape == (1, 1, 128, 128) and small.abs().max().item() < 1e-5
     uw = np.zeros((1, n, n), np.float32)
