@@ -24,7 +24,7 @@ droplets, so the network would learn its bias (the card reports DTT against the 
 
 Training: MSE on the output scaled to [0, 1] over the card's [n_min, n_max], Adam with a
 learning rate of 1e-3 decaying (cosine) to 1e-4 over the time budget — the paper's constant 1e-4
-learns too slowly for the ~10 epochs that fit into 25 CPU minutes —, batch 4, the best
+learns too slowly for the ~8 epochs of 800 droplets that fit into 40 minutes on one CPU thread —, batch 4, the best
 validation state kept. Evaluation as the paper: PSNR with each volume scaled to 0–255 over
 [n_min, n_max], SSIM (:func:`skimage.metrics.structural_similarity`, 3-D, data_range 255),
 plus the mean n_e / n_o error inside the droplet, for the learned route, DTT
@@ -222,7 +222,7 @@ def predict(net: BirefringenceGenerator, psi: np.ndarray, device, batch: int = 4
 
 
 # --------------------------------------------------------------------------- training
-def train(n_droplets: int = 720, minutes: float = 25.0, device: str = "cpu", out_dir: Path = MODELS_DIR,
+def train(n_droplets: int = 1000, minutes: float = 40.0, device: str = "cpu", out_dir: Path = MODELS_DIR,
           cache_dir: Path = Path("/tmp/odt-birefringence-generator"), seed: int = 0, batch_size: int = 4,
           lr: float = 1e-3, lr_final: float = 1e-4, threads: Optional[int] = 1,
           name: str = DEFAULT_GENERATOR_NAME) -> dict:
@@ -367,8 +367,8 @@ def train(n_droplets: int = 720, minutes: float = 25.0, device: str = "cpu", out
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n-droplets", type=int, default=720, help="droplets in total (80/10/10 %% split)")
-    ap.add_argument("--minutes", type=float, default=25.0, help="training time budget")
+    ap.add_argument("--n-droplets", type=int, default=1000, help="droplets in total (80/10/10 %% split)")
+    ap.add_argument("--minutes", type=float, default=40.0, help="training time budget")
     ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--out-dir", type=Path, default=MODELS_DIR)
     ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/odt-birefringence-generator"))

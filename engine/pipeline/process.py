@@ -46,6 +46,9 @@ class ProcessOptions:
         Missing-cone regularisation written beside the raw tomogram.
     birefringence : bool
         Also reconstruct n_e, n_o and the director (polarisation-resolved data only).
+    birefringence_method : {"dtt", "learned"}
+        Physics (first-order dielectric tensor tomography) or the learned generator (n_e, n_o
+        from the network, the director from DTT; only for the setup the model was trained at).
     device : {"auto", "cpu", "cuda"}
     method : {"rytov", "born"}
     non_negativity : bool
@@ -59,6 +62,7 @@ class ProcessOptions:
     screen: str = "model"
     regularize: str = "none"
     birefringence: bool = False
+    birefringence_method: str = "dtt"
     device: str = "auto"
     method: str = "rytov"
     non_negativity: bool = True
@@ -68,6 +72,8 @@ class ProcessOptions:
     def __post_init__(self) -> None:
         if self.screen not in ("model", "rule", "none"):
             raise ValueError(f"screen must be 'model', 'rule' or 'none', got {self.screen!r}")
+        if self.birefringence_method not in ("dtt", "learned"):
+            raise ValueError(f"birefringence_method must be 'dtt' or 'learned', got {self.birefringence_method!r}")
         if self.regularize not in ("none", "tv", "deep"):
             raise ValueError(f"regularize must be 'none', 'tv' or 'deep', got {self.regularize!r}")
 
@@ -247,8 +253,15 @@ def _process_polarised(measurement: Measurement, options: ProcessOptions, timing
                                 decision=np.ones(n, np.uint8), source=np.zeros(n, np.uint8),
                                 model_name="none (polarised)", model_version="")
     t = time.perf_counter()
-    tensor = reconstruct_tensor(jones, meta, shape_z=options.shape_z, device=options.device,
-                                progress=sub_progress(progress, 0.3, 0.97, "tensor tomography: "), cancel=cancel)
+    if options.birefringence_method == "learned":
+        from ..birefringence.generator import reconstruct_tensor_learned
+
+        tensor = reconstruct_tensor_learned(jones, meta, shape_z=options.shape_z, director="dtt",
+                                            device=options.device, cancel=cancel,
+                                            progress=sub_progress(progress, 0.3, 0.97, "learned generator: "))
+    else:
+        tensor = reconstruct_tensor(jones, meta, shape_z=options.shape_z, device=options.device,
+                                    progress=sub_progress(progress, 0.3, 0.97, "tensor tomography: "), cancel=cancel)
     timings["reconstruct"] = time.perf_counter() - t
     tomogram = SimpleNamespace(ri=tensor.mean_index.astype(np.float32), voxel_size_um=tensor.voxel_size_um,
                                origin_um=tensor.origin_um, medium_index=tensor.medium_index,

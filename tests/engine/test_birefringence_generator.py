@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.birefringence import JonesFields, TensorTomogram
+from engine.birefringence import JonesFields, TensorTomogram, reconstruct_tensor
 from engine.birefringence.generator import (DEFAULT_ARCHITECTURE, BirefringenceGenerator, ConvGRU3d,
                                             ResidualBlock3d, TemporalAttention, build_generator, generator_inputs,
                                             load_generator, reconstruct_tensor_learned, resample_jones,
@@ -201,10 +201,13 @@ def test_shipped_model_beats_constant_medium_and_dtt_on_fresh_droplets(shipped, 
         assert pred.shape == truth.shape
         mse = float(np.mean((pred - truth) ** 2))
         mse_const = float(np.mean((nm - truth) ** 2))
+        dtt = reconstruct_tensor(jones, md, shape_z=32, device="cpu")
+        mse_dtt = float(np.mean((np.stack([dtt.n_e, dtt.n_o]) - truth) ** 2))
         print(f"\n{params['configuration']} r {params['radius_um']:.2f} n_e {params['n_e']:.3f} n_o {params['n_o']:.3f}: "
-              f"MSE {mse:.2e} vs constant {mse_const:.2e}; PSNR n_e {psnr_255(tomo.n_e, truth[0], lo, hi):.1f} dB, "
+              f"MSE {mse:.2e} vs constant {mse_const:.2e}, DTT {mse_dtt:.2e}; PSNR n_e {psnr_255(tomo.n_e, truth[0], lo, hi):.1f} dB, "
               f"SSIM n_e {ssim_255(tomo.n_e, truth[0], lo, hi):.3f}")
         assert mse < 0.5 * mse_const
+        assert mse < mse_dtt  # trained on truth, it beats its physics counterpart (test set: 11 dB on n_e)
         assert tomo.n_e.min() >= lo and tomo.n_e.max() <= hi
 
 
@@ -231,6 +234,7 @@ def test_reconstruct_tensor_learned_returns_a_writable_tensor_tomogram(shipped, 
     np.testing.assert_array_equal(read_result(path).birefringence.n_e, tomo.n_e)
 
 
+@pytest.mark.slow
 def test_finer_fields_are_resampled_to_the_model_grid(shipped):
     """Fields at 0.1 µm (64²) give the 0.2 µm grid (32²) and nearly the result of 0.2 µm fields."""
     md = training_metadata()

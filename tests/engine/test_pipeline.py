@@ -148,3 +148,13 @@ def test_birefringence_batch_writes_the_birefringence_group(tmp_path):
         ri = f["tomogram/ri"][...]
     assert ri.shape == n_e.shape
     assert ri.max() > 1.46 + 0.01  # the droplet is denser than the medium
+    # the learned route (n_e, n_o from the generator, director from DTT) writes the same group
+    learned = process_measurement(folder, tmp_path / "learned.odt.h5",
+                                  ProcessOptions(device="cpu", birefringence=True, birefringence_method="learned"))
+    b = learned.birefringence
+    assert b.method.startswith("learned-generator") and b.n_e.shape == b.n_o.shape == b.director.shape[:3]
+    assert b.n_e.max() > 1.46 + 0.01
+    with h5py.File(tmp_path / "learned.odt.h5", "r") as f:
+        assert f["birefringence/tensor"].shape == b.n_e.shape + (3, 3)
+    with pytest.raises(ValueError, match="birefringence_method"):
+        ProcessOptions(birefringence_method="magic")
