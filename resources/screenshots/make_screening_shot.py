@@ -1,8 +1,8 @@
 """Render the Screening review tab on a simulated bacterium to resources/screenshots/screening_tab.png.
 
-Not a test (pytest collects nothing here); run it on demand::
+Run it on demand::
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python tests/app/test_screening_tab_shot.py [MEASUREMENT_FOLDER]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python resources/screenshots/make_screening_shot.py [MEASUREMENT_FOLDER]
 
 Without an argument the bacteria demo measurement is simulated into a temporary folder
 (:func:`engine.simulate.demo.write_demo`, kind "bacteria", seed 0: 71 fields of 256 × 256).
