@@ -36,6 +36,7 @@ __all__ = [
     "save_safetensors_model",
     "load_safetensors_model",
     "resolve_model_file",
+    "TrainingLog",
 ]
 
 MODELS_DIR = models_dir()  # shipped models (see engine.resources)
@@ -185,3 +186,43 @@ def load_safetensors_model(path: str | os.PathLike, *, dtype: torch.dtype = torc
                              f"unexpected {extra[:3]}, wrong shape {wrong[:3]})")
     state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
     return state, card
+
+
+class TrainingLog:
+    """Timestamped lines (``[HH:MM:SS] message``, UTC) to stdout and to a training log file.
+
+    The training scripts commit this log beside the weights they write. Call the object with a
+    message; :meth:`close` (or a ``with`` block) closes the file.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        Log file; None prints only.
+    append : bool
+        Continue an existing log (a warm-started run) instead of starting a new one.
+    """
+
+    def __init__(self, path: Optional[str | os.PathLike] = None, *, append: bool = False) -> None:
+        self.path = None if path is None else Path(path)
+        self._file = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a" if append else "w", encoding="utf-8")
+
+    def __call__(self, message: str) -> None:
+        line = f"[{_dt.datetime.now(_dt.timezone.utc).strftime('%H:%M:%S')}] {message}"
+        print(line, flush=True)
+        if self._file is not None:
+            self._file.write(line + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "TrainingLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

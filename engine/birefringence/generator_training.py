@@ -39,10 +39,8 @@ References
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -52,7 +50,7 @@ import torch
 
 from ..backend import resolve_device
 from ..metadata import MeasurementMetadata
-from ..models import MODELS_DIR
+from ..models import MODELS_DIR, TrainingLog
 from ..simulate.beam_propagation import propagate_vectorial, snap_illuminations
 from ..simulate.holograms import illumination_pattern
 from ..simulate.phantoms import make_lc_droplet
@@ -233,13 +231,7 @@ def train(n_droplets: int = 1000, minutes: float = 40.0, device: str = "cpu", ou
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / f"{name}.log"
-    log_f = open(log_path, "w", encoding="utf-8")
-
-    def log(msg: str) -> None:
-        line = f"[{_dt.datetime.now(_dt.timezone.utc).strftime('%H:%M:%S')}] {msg}"
-        print(line, flush=True)
-        log_f.write(line + "\n")
-        log_f.flush()
+    log = TrainingLog(log_path)
 
     t_start = time.perf_counter()
     torch.manual_seed(seed)
@@ -361,7 +353,7 @@ def train(n_droplets: int = 1000, minutes: float = 40.0, device: str = "cpu", ou
     size = (out_dir / f"{name}.safetensors").stat().st_size
     log(f"wrote {out_dir / (name + '.safetensors')} ({size / 1e6:.2f} MB, {written['parameters']} parameters); "
         f"total {(time.perf_counter() - t_start) / 60:.1f} min")
-    log_f.close()
+    log.close()
     return written
 
 

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backend import resolve_device
+from ..models import TrainingLog
 from ..progress import CancelToken, check_cancel
 from .dataset import (DEFAULT_CACHE_DIR, GENERATOR_VERSION, CropSet, MeasurementSpec, augment_batch,
                       generate_crops, simulator_available, split_by_measurement)
@@ -362,13 +363,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     # the published net's log is kept when only the compact net is retrained
     log_path = out_dir / ("screening-compact-training.log" if args.skip_published else "screening-training.log")
-    log_file = open(log_path, "w", encoding="utf-8")
-
-    def log(msg: str) -> None:
-        line = f"[{_dt.datetime.now(_dt.timezone.utc).strftime('%H:%M:%S')}] {msg}"
-        print(line, flush=True)
-        log_file.write(line + "\n")
-        log_file.flush()
+    log = TrainingLog(log_path)
 
     source = args.source
     if source == "auto":
@@ -480,7 +475,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     save_model(compact.cpu(), out_dir / f"{COMPACT_NAME}.safetensors", card)
     log(f"wrote {out_dir / (COMPACT_NAME + '.safetensors')}")
     log("summary JSON: " + json.dumps(_summary(metrics)))
-    log_file.close()
+    log.close()
     return 0
 
 

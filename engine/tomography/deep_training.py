@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
 import json
 import math
 import os
@@ -519,15 +518,10 @@ def bead_elongation_study(model, *, count: int = 3, first_seed: int = 9100,
 
 
 def _logger(path: Optional[Path]) -> Callable[[str], None]:
-    fh = open(path, "a", encoding="utf-8") if path else None
+    """Log lines to stdout and appended to ``path`` (a warm-started run continues the log)."""
+    from ..models import TrainingLog
 
-    def log(msg: str) -> None:
-        line = f"{_dt.datetime.now(_dt.timezone.utc).strftime('%H:%M:%S')} {msg}"
-        print(line, flush=True)
-        if fh:
-            fh.write(line + "\n")
-            fh.flush()
-    return log
+    return TrainingLog(path, append=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

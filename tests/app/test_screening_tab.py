@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
-from PySide6.QtWidgets import QApplication, QDialog
+from PySide6.QtWidgets import QDialog
 
 from app.jobs import JobRunner
 from app.tabs.import_tab import ImportTab, MeasurementTableModel, import_into_project
-from app.tabs.screening_tab import ScreeningData, ScreeningTab, prepare_screening, review_counts
+from app.tabs.screening_tab import ScreeningData, ScreeningTab, review_counts
 from app.widgets.field_grid import FieldGridModel, phase_thumbnails
 from engine.store.project import SOURCE_MANUAL, Project
 

@@ -13,7 +13,6 @@ on the content; accuracy is tested in tests/engine against exact Mie fields).
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 

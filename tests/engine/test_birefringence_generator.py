@@ -21,7 +21,6 @@ from engine.birefringence.generator import (DEFAULT_ARCHITECTURE, BirefringenceG
                                             save_generator)
 from engine.birefringence.generator_training import (TRAINING_SETUP, psnr_255, simulate_droplet, ssim_255,
                                                      training_illuminations, training_metadata)
-from engine.metadata import MeasurementMetadata
 from engine.models import MODELS_DIR, ModelFileError
 from engine.progress import Cancelled, CancelToken
 from engine.simulate.beam_propagation import propagate_vectorial

@@ -463,3 +463,24 @@ def test_retrain_command_reports_errors(tmp_path, capsys):
 
     assert retrain_command(tmp_path / "not-a-project") == 2
     assert "train-screening" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_training_script_end_to_end_tiny(tmp_path):
+    """The training command (synthetic fields, seconds of training) writes both models, cards and the log."""
+    from engine.screening.training import main as train_main
+
+    out = tmp_path / "models"
+    rc = train_main(["--source", "synthetic", "--n-measurements", "6", "--n-cross", "2", "--n-bacteria", "4",
+                     "--published-epochs", "1", "--published-minutes", "0.05", "--compact-epochs", "1",
+                     "--compact-minutes", "0.05", "--out-dir", str(out), "--cache-dir", str(tmp_path / "cache"),
+                     "--threads", "2"])
+    assert rc == 0
+    pub, com = load_model(out / "screening-published.safetensors"), load_model(out / "screening-compact.safetensors")
+    assert pub.input_kind == "phase" and pub.net.in_channels == 1
+    assert com.input_kind == "phase-amplitude" and com.net.in_channels == 2 and "distilled_from" not in com.card
+    for m in (pub, com):
+        assert set(m.card["metrics"]) >= {"held_out", "cross_setup"}
+    assert "bacteria71_to_cells45" in com.card
+    log = (out / "screening-training.log").read_text()
+    assert log.startswith("[") and "compact held-out" in log and "wrote" in log
