@@ -223,15 +223,18 @@ def _process_polarised(measurement: Measurement, options: ProcessOptions, timing
     """Polarisation-resolved data: Jones fields → dielectric tensor tomography.
 
     ``fields/field`` holds, for image i = (illumination, pol_in, pol_out), the Jones element
-    J[out, in] of its illumination. Screening of polarised frames is not done yet: every frame
-    is kept (``screening/model`` = ``"none (polarised)"``) and the rule metric is reported.
+    J[out, in] of its illumination. Screening works per illumination on its co-polarised
+    elements J_xx and J_yy, which look like the scalar fields the screening models know (the
+    cross-polarised ones are ~0 outside anisotropic regions): an illumination is kept only if
+    both are clean, and its four images share that decision (``score`` is NaN for the
+    cross-polarised images). Defects that touch only a cross-polarised image are not detected.
+    Only the kept illuminations enter the tensor reconstruction.
     ``tomogram/ri`` is the mean index sqrt(tr ε / 3).
     """
     from types import SimpleNamespace
 
-    from ..birefringence.jones import frame_table, jones_fields
+    from ..birefringence.jones import JonesFields, frame_table, jones_fields
     from ..birefringence.tensor_tomography import reconstruct_tensor
-    from ..screening.rule import rule_peak_metric
 
     meta = measurement.metadata
     t = time.perf_counter()
@@ -248,26 +251,64 @@ def _process_polarised(measurement: Measurement, options: ProcessOptions, timing
             for i in range(2):
                 fields[table[i_ill, o, i]] = jones.field[i_ill, o, i]
                 illum[table[i_ill, o, i]] = jones.illumination_per_um[i_ill]
-    rule = rule_peak_metric(fields, illum, jones.pixel_size_um, meta.wavelength_um)
-    screening = SimpleNamespace(score=np.full(n, np.nan, np.float32), rule_peak=rule,
-                                decision=np.ones(n, np.uint8), source=np.zeros(n, np.uint8),
-                                model_name="none (polarised)", model_version="")
+    t = time.perf_counter()
+    screening = _screen_polarised(fields, illum, table, jones.pixel_size_um, meta, options,
+                                  sub_progress(progress, 0.3, 0.35, "screening: "), cancel)
+    timings["screen"] = time.perf_counter() - t
+    keep = screening.decision[table[:, 0, 0]].astype(bool)  # per illumination
+    if not keep.any():
+        raise ValueError(f"{measurement.name}: screening marked every illumination noisy; nothing to reconstruct")
+    if not keep.all():
+        jones = JonesFields(field=jones.field[keep], illumination_per_um=jones.illumination_per_um[keep],
+                            pixel_size_um=jones.pixel_size_um)
     t = time.perf_counter()
     if options.birefringence_method == "learned":
         from ..birefringence.generator import reconstruct_tensor_learned
 
         tensor = reconstruct_tensor_learned(jones, meta, shape_z=options.shape_z, director="dtt",
                                             device=options.device, cancel=cancel,
-                                            progress=sub_progress(progress, 0.3, 0.97, "learned generator: "))
+                                            progress=sub_progress(progress, 0.35, 0.97, "learned generator: "))
     else:
         tensor = reconstruct_tensor(jones, meta, shape_z=options.shape_z, device=options.device,
-                                    progress=sub_progress(progress, 0.3, 0.97, "tensor tomography: "), cancel=cancel)
+                                    progress=sub_progress(progress, 0.35, 0.97, "tensor tomography: "), cancel=cancel)
     timings["reconstruct"] = time.perf_counter() - t
     tomogram = SimpleNamespace(ri=tensor.mean_index.astype(np.float32), voxel_size_um=tensor.voxel_size_um,
                                origin_um=tensor.origin_um, medium_index=tensor.medium_index,
                                method=tensor.method, ri_tv=None)
     return ProcessResult(name=measurement.name, fields=fields, illumination_per_um=illum, screening=screening,
-                         tomogram=tomogram, fields_used=n, timings_s=timings, birefringence=tensor)
+                         tomogram=tomogram, fields_used=int(screening.decision.sum()), timings_s=timings,
+                         birefringence=tensor)
+
+
+def _screen_polarised(fields: np.ndarray, illum: np.ndarray, table: np.ndarray, pixel_size_um: float, meta,
+                      options: ProcessOptions, progress, cancel):
+    """Screen polarised images per illumination on the co-polarised Jones elements (see _process_polarised).
+
+    Returns a screening record over all N images: ``score`` (NaN for cross-polarised images),
+    ``rule_peak`` (every image), ``decision`` and ``source`` shared by the 4 images of an illumination.
+    """
+    from types import SimpleNamespace
+
+    from ..screening.rule import rule_peak_metric
+
+    n = fields.shape[0]
+    co = np.concatenate([table[:, 0, 0], table[:, 1, 1]])  # J_xx of every illumination, then J_yy
+    retrieved = SimpleNamespace(illumination_per_um=illum[co], pixel_size_um=pixel_size_um, unwrapped_phase=None)
+    res = _screen(fields[co], retrieved, meta, options, progress, cancel)
+    n_ill = table.shape[0]
+    clean = np.asarray(res.decision[:n_ill], bool) & np.asarray(res.decision[n_ill:], bool)
+    score = np.full(n, np.nan, np.float32)
+    score[co] = np.asarray(res.score, np.float32)
+    rule = rule_peak_metric(fields, illum, pixel_size_um, meta.wavelength_um).astype(np.float32)
+    decision = np.empty(n, np.uint8)
+    source = np.empty(n, np.uint8)
+    src = np.asarray(res.source, np.uint8)
+    for i_ill in range(n_ill):
+        images = table[i_ill].ravel()
+        decision[images] = clean[i_ill]
+        source[images] = max(src[i_ill], src[n_ill + i_ill])
+    return SimpleNamespace(score=score, rule_peak=rule, decision=decision, source=source,
+                           model_name=res.model_name, model_version=res.model_version)
 
 
 def write_process_result(out_path: str | Path, measurement: Measurement, result: ProcessResult) -> Path:

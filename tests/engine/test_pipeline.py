@@ -158,3 +158,34 @@ def test_birefringence_batch_writes_the_birefringence_group(tmp_path):
         assert f["birefringence/tensor"].shape == b.n_e.shape + (3, 3)
     with pytest.raises(ValueError, match="birefringence_method"):
         ProcessOptions(birefringence_method="magic")
+
+
+@pytest.mark.slow
+def test_polarised_screening_drops_illuminations_with_co_polarised_defects(tmp_path):
+    """Per illumination, J_xx and J_yy are screened; the 4 images share the decision; DTT uses the kept ones."""
+    from engine.birefringence.jones import frame_table
+    from engine.simulate.demo import DemoConfig
+    from engine.simulate.holograms import Setup
+    from engine.store.folders import load_measurement
+
+    cfg = DemoConfig(Setup(image_shape=(128, 128), pixel_size_um=0.1, medium_index=1.46, na_condenser=1.0,
+                           n_angles=16, pattern="spiral"),
+                     depth_um=3.2, phantom_kwargs={"radius_um": 1.2, "n_o": 1.52, "n_e": 1.57},
+                     defect_rate=0.12, imperfection_rate=0.0, near_edge_probability=0.0)
+    folder = write_demo(tmp_path / "in", kind="lc-droplets", count=1, seed=5, config=cfg, device="cpu")[0]
+    m = load_measurement(folder)
+    noisy = np.array([lab == "noisy" for lab in m.metadata.labels])
+    table = frame_table(m.metadata, m.n_images)
+    co_noisy = noisy[table[:, 0, 0]] | noisy[table[:, 1, 1]]
+    assert 2 <= co_noisy.sum() <= 8, "the seed should give a few defective illuminations"
+    r = process_measurement(m, tmp_path / "out.odt.h5", ProcessOptions(device="cpu", birefringence=True))
+    s = r.screening
+    kept = s.decision[table[:, 0, 0]].astype(bool)
+    for i_ill in range(len(table)):  # the four images of an illumination share its decision
+        assert len(set(s.decision[table[i_ill].ravel()].tolist())) == 1
+    assert np.sum(kept == ~co_noisy) >= len(table) - 1, (kept.astype(int), co_noisy.astype(int))
+    assert r.fields_used == 4 * kept.sum()
+    assert np.isnan(s.score[table[:, 0, 1]]).all() and np.isfinite(s.score[table[:, 0, 0]]).all()
+    with h5py.File(tmp_path / "out.odt.h5", "r") as f:
+        np.testing.assert_array_equal(f["screening/decision"][...], s.decision)
+        assert f["birefringence/n_e"].shape == r.birefringence.n_e.shape
