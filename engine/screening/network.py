@@ -440,9 +440,15 @@ def _resolve_model_path(name_or_path: str | Path) -> Path:
 
 
 def default_model_name(device: str | torch.device = "auto") -> str:
-    """The default model for a device: the compact net on CPU, the published net on CUDA."""
-    dev = resolve_device(device)
-    return PUBLISHED_NAME if dev.type == "cuda" else COMPACT_NAME
+    """The default model for a device: the compact net everywhere.
+
+    The shipped compact net (phase + amplitude input) is both the more accurate (held-out
+    97.6 % against 87.7 % for the phase-only published net, on measurements neither saw) and
+    7× faster on the CPU; the published net stays selectable by name. ``device`` is kept so that
+    a device-specific choice can come back if a GPU-trained published net overtakes it.
+    """
+    resolve_device(device)
+    return COMPACT_NAME
 
 
 def load_model(name_or_path: str | Path = "default", *, device: str | torch.device = "cpu") -> ScreeningModel:
@@ -451,7 +457,7 @@ def load_model(name_or_path: str | Path = "default", *, device: str | torch.devi
     Parameters
     ----------
     name_or_path : str or Path
-        ``"default"`` (compact on CPU, published on CUDA), ``"published"``, ``"compact"``, a
+        ``"default"`` (the compact net), ``"published"``, ``"compact"``, a
         model name in ``resources/models`` (e.g. ``"screening-published"``), or a path to a
         ``.safetensors`` file (its ``.json`` card must sit beside it).
     device : str or torch.device
@@ -573,7 +579,7 @@ def screen_fields(
     metadata : MeasurementMetadata
         Supplies ``wavelength_um`` and ``pixel_size_um``.
     model : str, Path, ScreeningModel or None
-        ``"default"`` picks the compact net on CPU and the published net on CUDA; a name or
+        ``"default"`` picks the compact net (see :func:`default_model_name`); a name or
         path is loaded with :func:`load_model`. Ignored when ``method="rule"``.
     threshold : float
         Noisy if the model's probability is above it (default 0.5).

@@ -321,7 +321,7 @@ def retrain_from_overrides(
     ----------
     project : engine.store.project.Project
     base_model : name, path or ScreeningModel
-        Starting model ("default": compact on CPU, published on CUDA).
+        Starting model ("default": the compact net).
     replay : CropSet, optional
         Replay data; regenerated from the base card's training distribution when None.
     holdout_fraction : float
