@@ -123,16 +123,21 @@ def test_self_test_runs_headless_and_prints_ok():
     assert "end to end" in r.stderr
 
 
-@pytest.mark.slow
-def test_birefringence_batch_writes_the_birefringence_group(tmp_path):
+def _lc_droplet_folder(root: Path, *, size: int, n_angles: int, pattern: str, defect_rate: float, seed: int) -> Path:
+    """One small simulated liquid-crystal droplet measurement (n_m 1.46, r 1.2 µm, n_o 1.52, n_e 1.57)."""
     from engine.simulate.demo import DemoConfig
     from engine.simulate.holograms import Setup
 
-    cfg = DemoConfig(Setup(image_shape=(48, 48), pixel_size_um=0.1, medium_index=1.46, na_condenser=1.0,
-                           n_angles=9, pattern="ring"),
+    cfg = DemoConfig(Setup(image_shape=(size, size), pixel_size_um=0.1, medium_index=1.46, na_condenser=1.0,
+                           n_angles=n_angles, pattern=pattern),
                      depth_um=3.2, phantom_kwargs={"radius_um": 1.2, "n_o": 1.52, "n_e": 1.57},
-                     defect_rate=0.0, imperfection_rate=0.0, near_edge_probability=0.0)
-    folder = write_demo(tmp_path / "in", kind="lc-droplets", count=1, seed=3, config=cfg, device="cpu")[0]
+                     defect_rate=defect_rate, imperfection_rate=0.0, near_edge_probability=0.0)
+    return write_demo(root, kind="lc-droplets", count=1, seed=seed, config=cfg, device="cpu")[0]
+
+
+@pytest.mark.slow
+def test_birefringence_batch_writes_the_birefringence_group(tmp_path):
+    folder = _lc_droplet_folder(tmp_path / "in", size=48, n_angles=9, pattern="ring", defect_rate=0.0, seed=3)
     n_images = len(json.loads((folder / "measurement.json").read_text())["frames"])
     with pytest.raises(ValueError, match="--birefringence"):
         process_measurement(folder, None, ProcessOptions(device="cpu"))
@@ -164,15 +169,9 @@ def test_birefringence_batch_writes_the_birefringence_group(tmp_path):
 def test_polarised_screening_drops_illuminations_with_co_polarised_defects(tmp_path):
     """Per illumination, J_xx and J_yy are screened; the 4 images share the decision; DTT uses the kept ones."""
     from engine.birefringence.jones import frame_table
-    from engine.simulate.demo import DemoConfig
-    from engine.simulate.holograms import Setup
     from engine.store.folders import load_measurement
 
-    cfg = DemoConfig(Setup(image_shape=(128, 128), pixel_size_um=0.1, medium_index=1.46, na_condenser=1.0,
-                           n_angles=16, pattern="spiral"),
-                     depth_um=3.2, phantom_kwargs={"radius_um": 1.2, "n_o": 1.52, "n_e": 1.57},
-                     defect_rate=0.12, imperfection_rate=0.0, near_edge_probability=0.0)
-    folder = write_demo(tmp_path / "in", kind="lc-droplets", count=1, seed=5, config=cfg, device="cpu")[0]
+    folder = _lc_droplet_folder(tmp_path / "in", size=128, n_angles=16, pattern="spiral", defect_rate=0.12, seed=5)
     m = load_measurement(folder)
     noisy = np.array([lab == "noisy" for lab in m.metadata.labels])
     table = frame_table(m.metadata, m.n_images)
