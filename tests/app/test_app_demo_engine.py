@@ -54,7 +54,12 @@ def test_the_window_simulates_and_shows_the_demo(qtbot, window, isolated_user_di
     assert window.settings.first_run_done
 
 
-def test_cancel_stops_the_real_simulation(qtbot, window):
+def test_cancel_stops_the_real_simulation(qtbot, window, monkeypatch):
+    # long enough (80 illuminations) that the cancel lands mid-job even on an idle, fast machine
+    long_setup = demo.DemoConfig(Setup(image_shape=(96, 96), pixel_size_um=0.1, sim_pixel_um=0.2, n_angles=80,
+                                       pattern="ring", na_condenser=1.1), depth_um=2.0)
+    monkeypatch.setattr(demo_module, "_write_demo",
+                        lambda: functools.partial(demo.write_demo, config=long_setup, device="cpu"))
     with qtbot.waitSignal(window.runner.job_progress, timeout=30000):
         job = window.start_demo()
     t0 = time.perf_counter()
