@@ -150,22 +150,8 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
                       progress: Optional[Callable[..., None]] = None, cancel=None) -> ScreeningData:
     """Fields and screening of one project measurement, with grid thumbnails (a job for the runner).
 
-    :func:`engine.pipeline.project_screening.screen_project_measurement` does the work (fields
-    from the result file or the holograms, a new screening run if none exists or ``rescreen``,
-    database and result file written); this adds the phase thumbnails the grid shows.
-
-    Parameters
-    ----------
-    project : engine.store.project.Project
-    measurement_id : int
-    model : ScreeningModel, name/path ("default"), or None (rule)
-    threshold : float
-        Threshold on the model's noisy-probability for a new run.
-    rescreen : bool
-        Screen again even if the project has a run (e.g. after adopting a new model).
-    device : {"auto", "cpu", "cuda"}
-    progress, cancel
-        The :mod:`engine.progress` protocol.
+    :func:`engine.pipeline.project_screening.screen_project_measurement` does the work and
+    documents the parameters; this adds the phase thumbnails the grid shows.
     """
     from engine.screening.rule import DEFAULT_RULE_THRESHOLD
 
