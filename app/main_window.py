@@ -37,6 +37,7 @@ from engine.backend import device_description
 from . import demo as demo_module
 from . import logs, paths
 from .errors import format_exception, install_excepthook, show_error
+from .file_open import FileOpenFilter
 from .jobs import Job, JobRunner
 from .settings import APPLICATION, ORGANISATION, AppSettings
 from .settings import reset_settings as _reset_settings
@@ -466,8 +467,30 @@ class MainWindow(QMainWindow):
                 log.warning("quitting while a job still runs")
             self._close_project()
             self.birefringence_tab.shutdown()  # releases the VTK OpenGL context
+            _forget_plot_views(self)
             log.info("main window closed")
         super().closeEvent(event)
+
+
+def _forget_plot_views(window: QWidget) -> None:
+    """Take the window's pyqtgraph ViewBoxes out of pyqtgraph's global view registry.
+
+    Every ``pg.ImageView`` registers its views under a name; when one is destroyed, pyqtgraph
+    refreshes the axis-link menus of *all* registered views, including those of a closed window
+    whose menus Qt has already deleted, and raises in a Qt slot. A closed window never needs
+    linking again.
+    """
+    import pyqtgraph as pg
+
+    for vb in list(pg.ViewBox.AllViews):
+        try:
+            widget = vb.getViewWidget()
+        except RuntimeError:  # its C++ side is already gone
+            widget = None
+        if widget is None or widget.window() is window:
+            pg.ViewBox.AllViews.pop(vb, None)
+            if vb.name is not None and pg.ViewBox.NamedViews.get(vb.name) is vb:
+                pg.ViewBox.NamedViews.pop(vb.name, None)
 
 
 def create_application(argv: Optional[list[str]] = None) -> QApplication:
@@ -484,10 +507,19 @@ def create_application(argv: Optional[list[str]] = None) -> QApplication:
     app.setDesktopFileName("odt-studio")
     apply_theme(app)  # type: ignore[arg-type]
     install_gui_thread_gc(app)
+    if file_open_filter(app) is None:  # macOS hands documents over as QEvent.FileOpen
+        f = FileOpenFilter(app)
+        f.setObjectName("fileOpenFilter")
+        app.installEventFilter(f)
     icon = _app_icon()
     if not icon.isNull():
         app.setWindowIcon(icon)  # type: ignore[union-attr]
     return app  # type: ignore[return-value]
+
+
+def file_open_filter(app: QApplication) -> FileOpenFilter | None:
+    """The application's :class:`~app.file_open.FileOpenFilter` (installed by :func:`create_application`)."""
+    return app.findChild(FileOpenFilter, "fileOpenFilter")
 
 
 def run_gui(project: str | None = None, open_path: str | None = None,
@@ -539,8 +571,14 @@ def run_gui(project: str | None = None, open_path: str | None = None,
         window.open_project(project)
     elif settings.last_project and Path(settings.last_project).is_dir():
         window.open_project(settings.last_project)
+    opener = file_open_filter(app)
+    desktop_paths = bool(opener and opener.pending)  # documents macOS sent at launch
+    if opener is not None:
+        opener.set_handler(window.open_path)
     if open_path:
         window.open_path(open_path)
+    elif desktop_paths:
+        pass
     elif demo or first_run:
         window.start_demo()
     elif settings.import_root and Path(settings.import_root).is_dir():
@@ -550,6 +588,8 @@ def run_gui(project: str | None = None, open_path: str | None = None,
     # reach a later event loop of this process (tests run run_gui inside a longer session):
     # delivered there, it would make every later QEventLoop return at once
     QCoreApplication.removePostedEvents(None, QEvent.Type.Quit)
+    if opener is not None:
+        opener.set_handler(None)  # the window is gone
     log.info("event loop ended (exit code %s)", code)
     if window.runner.has_live_threads():
         # a job ignored cancel: Python cannot stop its thread, and letting the interpreter

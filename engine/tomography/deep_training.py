@@ -58,6 +58,7 @@ __all__ = [
     "generate_pairs",
     "load_pairs",
     "split_of",
+    "VALIDATION_FIRST_SEED",
     "augment",
     "train_model",
     "ssim3d",
@@ -140,9 +141,22 @@ class TrainingPair:
     objects: list
 
 
+VALIDATION_FIRST_SEED = 20
+
+
 def split_of(seed: int) -> str:
-    """``"test"`` for every fifth seed (seed % 5 == 4), else ``"train"``: a split by sample."""
-    return "test" if seed % 5 == 4 else "train"
+    """The split of a sample, decided by its seed alone (a split by sample).
+
+    ``"test"`` (held out, never seen in training or model selection) for seed % 5 == 4;
+    ``"val"`` (validation: learning-curve logging and the choice of the checkpoint) for
+    seed % 5 == 3 from seed :data:`VALIDATION_FIRST_SEED` on (the seeds below it were generated,
+    and trained on, before the validation split existed); ``"train"`` otherwise.
+    """
+    if seed % 5 == 4:
+        return "test"
+    if seed % 5 == 3 and seed >= VALIDATION_FIRST_SEED:
+        return "val"
+    return "train"
 
 
 def _voxel_for(kind: str, setup: OpticalSetup, rng: np.random.Generator) -> float:
@@ -315,8 +329,8 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
                 stem_factor: int = 2, minutes: float = 20.0, max_steps: Optional[int] = None, batch_size: int = 2,
                 crop: int = 48, lr: float = 1e-3, lr_min: float = 1e-5, scale: Optional[float] = None,
                 seed: int = 0, relative_weighting: bool = True, log: Callable[[str], None] = print,
-                val_every_s: float = 240.0, init_state: Optional[dict] = None,
-                cancel: Optional[CancelToken] = None):
+                val_every_s: float = 240.0, init_state: Optional[dict] = None, keep_best: bool = False,
+                device: str = "cpu", cancel: Optional[CancelToken] = None):
     """Train a :class:`~engine.tomography.deep_regularizer.UNet3D` on (raw → TV) pairs.
 
     Adam with a cosine learning-rate decay from ``lr`` to ``lr_min`` over the time budget
@@ -330,6 +344,10 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     ``init_state`` (a state dict of the same architecture) warm-starts the network, so that a
     CPU budget can be spent in several sessions (``train --init default``).
 
+    ``val`` pairs (the ``"val"`` split, never the held-out test pairs) are scored every
+    ``val_every_s`` seconds; with ``keep_best`` the network returned is the checkpoint with the
+    lowest validation L2 (early stopping), recorded as ``history["best_step"]``.
+
     Notes
     -----
     The paper trains with Adam at 1e-4 for many epochs on a GPU; this CPU budget allows only a
@@ -340,9 +358,11 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     scale = float(scale or DEFAULT_DELTA_N_SCALE)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    dev = torch.device(device)
     net = UNet3D(channels, stem_factor=stem_factor)
     if init_state is not None:
         net.load_state_dict({k: v.float() for k, v in init_state.items()})
+    net = net.to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     xs, ys = _normalised(train, scale)
     xv, yv = _normalised(val, scale) if len(val) else (None, None)
@@ -357,18 +377,25 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_identity_loss": []}
     step, ema, last_val = 0, None, t0
 
+    best: dict = {"loss": math.inf, "step": None, "state": None}
+
     def validate() -> None:
         if xv is None:
             return
         net.eval()
         with torch.inference_mode():
-            losses = [float(((net(xv[i:i + 1]) - yv[i:i + 1]) ** 2).mean()) for i in range(xv.shape[0])]
+            losses = [float(((net(xv[i:i + 1].to(dev)) - yv[i:i + 1].to(dev)) ** 2).mean())
+                      for i in range(xv.shape[0])]
         ident = float(((xv - yv) ** 2).mean())
         net.train()
+        val = float(np.mean(losses))
         history["val_step"].append(step)
-        history["val_loss"].append(float(np.mean(losses)))
+        history["val_loss"].append(val)
         history["val_identity_loss"].append(ident)
-        log(f"[train] step {step} validation L2 {np.mean(losses):.5f} (identity {ident:.5f})")
+        if keep_best and val < best["loss"]:
+            best.update(loss=val, step=step, state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+        log(f"[train] step {step} validation L2 {val:.5f} (identity {ident:.5f})"
+            + (" best" if keep_best and best["step"] == step else ""))
 
     while True:
         check_cancel(cancel)
@@ -385,8 +412,8 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
             xi, yi = augment(xs[i, :, a:a + crop, b:b + crop, c:c + crop], ys[i, :, a:a + crop, b:b + crop, c:c + crop], rng)
             bx.append(xi)
             by.append(yi)
-        bx, by = torch.stack(bx).contiguous(), torch.stack(by).contiguous()
-        bw = weights[torch.as_tensor(idx)].view(-1, 1, 1, 1, 1)
+        bx, by = torch.stack(bx).contiguous().to(dev), torch.stack(by).contiguous().to(dev)
+        bw = weights[torch.as_tensor(idx)].view(-1, 1, 1, 1, 1).to(dev)
         loss = (bw * (net(bx) - by) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -404,8 +431,13 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     validate()
     history["steps"] = step
     history["seconds"] = time.perf_counter() - t0
+    if keep_best and best["state"] is not None and best["step"] != step:
+        net.load_state_dict(best["state"])
+        log(f"[train] kept the checkpoint of step {best['step']} (lowest validation L2 {best['loss']:.5f})")
+    history["best_step"] = best["step"]
+    history["best_val_loss"] = best["loss"] if best["step"] is not None else None
     net.eval()
-    return net, history
+    return net.cpu(), history
 
 
 # --------------------------------------------------------------------------- metrics
@@ -548,6 +580,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     t.add_argument("--batch-size", type=int, default=2)
     t.add_argument("--crop", type=int, default=48)
     t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr-min", type=float, default=1e-5)
+    t.add_argument("--val-every-s", type=float, default=240.0, help="validation interval, seconds")
+    t.add_argument("--version", default="1.0.0", help="version written to the model card")
+    t.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda)")
     t.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64])
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init", default=None,
@@ -575,9 +611,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log = _logger(log_path)  # appends: a warm-started run continues the earlier log
         train = load_pairs(a.cache, "train", a.kinds)
         test = load_pairs(a.cache, "test")
+        val = load_pairs(a.cache, "val", a.kinds)
         if not train:
             raise SystemExit(f"no training pairs of {a.kinds} in {a.cache}: run 'generate' first")
-        log(f"[train] {len(train)} training pairs ({', '.join(a.kinds)}), {len(test)} held-out pairs, "
+        log(f"[train] {len(train)} training pairs ({', '.join(a.kinds)}), {len(val)} validation pairs, "
+            f"{len(test)} held-out pairs, "
             f"generator {GENERATOR_VERSION}, cache {a.cache}")
         init_state, warm = None, None
         channels = tuple(a.channels)
@@ -591,11 +629,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "previous_seconds": float(prev.get("seconds", 0.0))
                     + float(prev.get("warm_start", {}).get("previous_seconds", 0.0))}
             log(f"[train] warm start from {base.label} ({warm['previous_steps']} earlier steps)")
-        net, hist = train_model(train, val=[p for p in test if p.kind in a.kinds], channels=channels,
-                                minutes=a.minutes, max_steps=a.max_steps, batch_size=a.batch_size, crop=a.crop,
-                                lr=a.lr, seed=a.seed, log=log, init_state=init_state)
+        if not val:
+            log("[train] no validation pairs (seeds >= 20 with seed % 5 == 3): no learning curve, "
+                "the last step is kept")
+        net, hist = train_model(train, val=val, channels=channels, minutes=a.minutes, max_steps=a.max_steps,
+                                batch_size=a.batch_size, crop=a.crop, lr=a.lr, lr_min=a.lr_min, seed=a.seed,
+                                log=log, init_state=init_state, keep_best=bool(val), val_every_s=a.val_every_s,
+                                device=a.device)
         card = {
-            "name": out.stem, "version": "1.0.0", "task": "deep-regularizer",
+            "name": out.stem, "version": a.version, "task": "deep-regularizer",
             "description": "3-D U-Net imitating this project's TV regularisation (regularize_tv, tau=5e-4, "
                            "30x20 iterations, non-negativity) from the plain Rytov tomogram.",
             "input": {"kind": "rytov", "normalisation": "(n - n_m) / delta_n_scale",
@@ -604,14 +646,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "training": {"generator": GENERATOR_VERSION, "simulator": "engine.simulate.propagate_scalar (SSNP)",
                          "kinds": a.kinds, "setups": [dataclasses.asdict(s) for s in SETUPS],
                          "volume_shape": list(VOLUME_SHAPE), "train_pairs": len(train),
-                         "train_seeds": sorted({p.seed for p in train}), "split": "by sample: seed % 5 == 4 held out",
+                         "train_seeds": sorted({p.seed for p in train}), "validation_pairs": len(val),
+                         "split": "by sample: seed % 5 == 4 held out (test); seed % 5 == 3 and seed >= 20 "
+                                  "validation (checkpoint choice); the rest train",
                          "target": {"method": "regularize_tv", "weight": 5e-4, "outer_iterations": 30,
                                     "inner_iterations": 20, "non_negativity": True},
-                         "optimiser": f"Adam lr {a.lr} cosine to 1e-5", "loss": "L2 on normalised delta n",
+                         "optimiser": f"Adam lr {a.lr} cosine to {a.lr_min}", "loss": "L2 on normalised delta n",
                          "batch_size": a.batch_size, "crop": a.crop,
                          "augmentation": "rot90 about z, flips of y and x", "steps": hist["steps"],
-                         "seconds": round(hist["seconds"], 1), "device": "cpu (1 thread)", "seed": a.seed,
-                         "final_validation_l2": hist["val_loss"][-1] if hist["val_loss"] else None},
+                         "seconds": round(hist["seconds"], 1), "device": f"{a.device} ({a.threads} CPU threads)", "seed": a.seed,
+                         "final_validation_l2": hist["val_loss"][-1] if hist["val_loss"] else None,
+                         "best_step": hist.get("best_step"), "best_validation_l2": hist.get("best_val_loss")},
         }
         if warm:
             card["training"]["warm_start"] = warm

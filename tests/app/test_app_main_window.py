@@ -289,3 +289,56 @@ def test_opening_a_result_file_shows_it_in_the_right_tabs(qtbot, window, tmp_pat
     window.open_path(biref)
     assert window.tabs.currentWidget() is window.birefringence_tab
     qtbot.waitUntil(lambda: window.runner.wait(0.1), timeout=10000)
+
+
+def test_file_open_events_queue_until_a_handler_then_go_to_it(qtbot):
+    """macOS hands documents over as QEvent.FileOpen, possibly before the window exists."""
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtGui import QFileOpenEvent
+
+    from app.main_window import create_application, file_open_filter
+
+    app = create_application()
+    opener = file_open_filter(app)
+    assert opener is not None and file_open_filter(create_application()) is opener  # installed once
+    opened: list[str] = []
+    try:
+        QCoreApplication.sendEvent(app, QFileOpenEvent("/data/first.odt.h5"))
+        assert opener.pending == ["/data/first.odt.h5"]
+        opener.set_handler(opened.append)
+        QCoreApplication.sendEvent(app, QFileOpenEvent("/data/second"))
+        assert opened == ["/data/first.odt.h5", "/data/second"] and opener.pending == []
+    finally:
+        opener.set_handler(None)
+        opener.pending.clear()
+
+
+def test_run_gui_opens_a_folder_the_desktop_sent_at_launch(qtbot, monkeypatch, isolated_user_dirs,
+                                                           measurements_root):
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtGui import QFileOpenEvent
+
+    from app import errors, logs
+    from app.main_window import create_application
+
+    monkeypatch.setattr(demo_module, "demo_available", lambda: False)
+    old_sigint = signal.getsignal(signal.SIGINT)
+    QCoreApplication.sendEvent(create_application(), QFileOpenEvent(str(measurements_root)))
+    seen = {}
+
+    def close_soon():
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        seen["root"] = windows[0].import_tab.root if windows else None
+        for w in windows:
+            w.close()
+        QApplication.instance().quit()
+
+    QTimer.singleShot(1500, close_soon)
+    try:
+        code = run_gui(reset_settings=True)
+    finally:
+        signal.signal(signal.SIGINT, old_sigint)
+        errors.uninstall_excepthook()
+        logs.shutdown_logging()
+    assert code == 0
+    assert seen["root"] == measurements_root

@@ -16,7 +16,7 @@ from engine.models import ModelFileError, load_safetensors_model, save_safetenso
 from engine.progress import CancelToken, Cancelled
 from engine.tomography.deep_regularizer import (DEFAULT_MODEL_NAME, UNet3D, depth_to_space, load_deep_regularizer,
                                                 regularize_deep, save_deep_regularizer, space_to_depth)
-from engine.tomography.deep_training import augment, fwhm_ratio, ssim3d
+from engine.tomography.deep_training import TrainingPair, augment, fwhm_ratio, split_of, ssim3d, train_model
 from engine.tomography.stitching import _window_sum, hann2_window, patch_starts, stitch_apply
 
 REPO = Path(__file__).resolve().parents[2]
@@ -235,6 +235,42 @@ def test_fwhm_ratio_of_an_elongated_gaussian():
     assert fwhm_ratio(vol, (24, 24, 24), 1.33) == pytest.approx(sz / sx, rel=0.02)
     assert ssim3d(vol, vol) == pytest.approx(1.0)
     assert ssim3d(vol + 0.01 * np.random.default_rng(0).standard_normal(vol.shape), vol) < 0.99
+
+
+def test_split_is_by_seed_with_a_validation_split_after_seed_20():
+    assert [split_of(s) for s in range(10)] == ["train"] * 4 + ["test"] + ["train"] * 4 + ["test"]
+    assert split_of(13) == "train"  # seeds below 20 predate the validation split
+    assert [split_of(s) for s in range(20, 25)] == ["train", "train", "train", "val", "test"]
+    assert {split_of(s) for s in range(20, 200) if s % 5 == 4} == {"test"}
+
+
+def _tiny_pair(seed: int) -> TrainingPair:
+    rng = np.random.default_rng(seed)
+    truth = np.full((16, 16, 16), 1.337, np.float32)
+    truth[4:12, 5:11, 4:12] += np.float32(rng.uniform(0.01, 0.03))
+    raw = truth + np.float32(0.004) * rng.standard_normal(truth.shape).astype(np.float32)
+    return TrainingPair(raw=raw, tv=truth, truth=truth, medium_index=1.337, voxel_size_um=(0.1,) * 3,
+                        kind="beads", seed=seed, setup="test", objects=[])
+
+
+def test_train_model_keeps_the_checkpoint_with_the_lowest_validation_loss():
+    torch.set_num_threads(1)
+    train, val = [_tiny_pair(s) for s in range(3)], [_tiny_pair(s) for s in (23, 28)]
+    logs: list[str] = []
+    net, hist = train_model(train, val=val, channels=(4, 8), max_steps=12, batch_size=2, crop=16, lr=3e-3,
+                            val_every_s=0.0, keep_best=True, log=logs.append)
+    assert hist["steps"] == 12 and len(hist["val_loss"]) >= 12
+    best = int(np.argmin(hist["val_loss"]))
+    assert hist["best_step"] == hist["val_step"][best]
+    assert hist["best_val_loss"] == pytest.approx(min(hist["val_loss"]))
+    # the returned network is that checkpoint: its validation loss is the recorded minimum
+    from engine.tomography.deep_training import _normalised
+    from engine.tomography.deep_regularizer import DEFAULT_DELTA_N_SCALE
+
+    xv, yv = _normalised(val, DEFAULT_DELTA_N_SCALE)
+    with torch.inference_mode():
+        loss = float(np.mean([float(((net(xv[i:i + 1]) - yv[i:i + 1]) ** 2).mean()) for i in range(2)]))
+    assert loss == pytest.approx(hist["best_val_loss"], rel=1e-4)
 
 
 def test_training_cli_help():
