@@ -467,30 +467,23 @@ class MainWindow(QMainWindow):
                 log.warning("quitting while a job still runs")
             self._close_project()
             self.birefringence_tab.shutdown()  # releases the VTK OpenGL context
-            _forget_plot_views(self)
+            forget_plot_views()
             log.info("main window closed")
         super().closeEvent(event)
 
 
-def _forget_plot_views(window: QWidget) -> None:
-    """Take the window's pyqtgraph ViewBoxes out of pyqtgraph's global view registry.
+def forget_plot_views() -> None:
+    """Empty pyqtgraph's global registry of plot views (called when the main window closes).
 
     Every ``pg.ImageView`` registers its views under a name; when one is destroyed, pyqtgraph
-    refreshes the axis-link menus of *all* registered views, including those of a closed window
-    whose menus Qt has already deleted, and raises in a Qt slot. A closed window never needs
-    linking again.
+    refreshes the axis-link menus of *all* registered views, including those whose menus Qt has
+    already deleted, and raises in a Qt slot. ODT Studio links views itself and never uses those
+    menus, and nothing is linked once the window is closed.
     """
     import pyqtgraph as pg
 
-    for vb in list(pg.ViewBox.AllViews):
-        try:
-            widget = vb.getViewWidget()
-        except RuntimeError:  # its C++ side is already gone
-            widget = None
-        if widget is None or widget.window() is window:
-            pg.ViewBox.AllViews.pop(vb, None)
-            if vb.name is not None and pg.ViewBox.NamedViews.get(vb.name) is vb:
-                pg.ViewBox.NamedViews.pop(vb.name, None)
+    pg.ViewBox.AllViews.clear()
+    pg.ViewBox.NamedViews.clear()
 
 
 def create_application(argv: Optional[list[str]] = None) -> QApplication:

@@ -16,6 +16,9 @@ def gui_thread_gc(qapp):
 
     install_gui_thread_gc(qapp)
     yield
+    from app.main_window import forget_plot_views
+
+    forget_plot_views()  # no noise from pyqtgraph's view registry while the interpreter exits
 
 
 @pytest.fixture(autouse=True)
