@@ -571,7 +571,7 @@ def run_gui(project: str | None = None, open_path: str | None = None,
     if open_path:
         window.open_path(open_path)
     elif desktop_paths:
-        pass
+        pass  # set_handler has just opened them: no demo, no last import folder over them
     elif demo or first_run:
         window.start_demo()
     elif settings.import_root and Path(settings.import_root).is_dir():
