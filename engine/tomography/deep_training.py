@@ -144,6 +144,8 @@ class TrainingPair:
 
 
 VALIDATION_FIRST_SEED = 20
+SPLIT_RULE = (f"by sample: seed % 5 == 4 held out (test); seed % 5 == 3 and seed >= {VALIDATION_FIRST_SEED} "
+              "validation (checkpoint choice); the rest train")
 
 
 def split_of(seed: int) -> str:
@@ -632,11 +634,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     + float(prev.get("warm_start", {}).get("previous_seconds", 0.0))}
             log(f"[train] warm start from {base.label} ({warm['previous_steps']} earlier steps)")
         if not val:
-            log("[train] no validation pairs (seeds >= 20 with seed % 5 == 3): no learning curve, "
-                "the last step is kept")
+            log(f"[train] no validation pairs ({SPLIT_RULE}): no learning curve, the last step is kept")
         net, hist = train_model(train, val=val, channels=channels, minutes=a.minutes, max_steps=a.max_steps,
                                 batch_size=a.batch_size, crop=a.crop, lr=a.lr, lr_min=a.lr_min, seed=a.seed,
-                                log=log, init_state=init_state, keep_best=bool(val), val_every_s=a.val_every_s,
+                                log=log, init_state=init_state, keep_best=True, val_every_s=a.val_every_s,
                                 device=a.device)
         card = {
             "name": out.stem, "version": a.version, "task": "deep-regularizer",
@@ -649,8 +650,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          "kinds": a.kinds, "setups": [dataclasses.asdict(s) for s in SETUPS],
                          "volume_shape": list(VOLUME_SHAPE), "train_pairs": len(train),
                          "train_seeds": sorted({p.seed for p in train}), "validation_pairs": len(val),
-                         "split": "by sample: seed % 5 == 4 held out (test); seed % 5 == 3 and seed >= 20 "
-                                  "validation (checkpoint choice); the rest train",
+                         "split": SPLIT_RULE,
                          "target": {"method": "regularize_tv", "weight": 5e-4, "outer_iterations": 30,
                                     "inner_iterations": 20, "non_negativity": True},
                          "optimiser": f"Adam lr {a.lr} cosine to {a.lr_min}", "loss": "L2 on normalised delta n",
