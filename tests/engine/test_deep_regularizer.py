@@ -253,24 +253,54 @@ def _tiny_pair(seed: int) -> TrainingPair:
                         kind="beads", seed=seed, setup="test", objects=[])
 
 
-def test_train_model_keeps_the_checkpoint_with_the_lowest_validation_loss():
+def test_train_model_keeps_the_checkpoint_with_the_lowest_relative_validation_loss():
     torch.set_num_threads(1)
     train, val = [_tiny_pair(s) for s in range(3)], [_tiny_pair(s) for s in (23, 28)]
     logs: list[str] = []
     net, hist = train_model(train, val=val, channels=(4, 8), max_steps=12, batch_size=2, crop=16, lr=3e-3,
                             val_every_s=0.0, keep_best=True, log=logs.append)
-    assert hist["steps"] == 12 and len(hist["val_loss"]) >= 12
-    best = int(np.argmin(hist["val_loss"]))
+    assert hist["steps"] == 12 and len(hist["val_relative_loss"]) >= 12
+    best = int(np.argmin(hist["val_relative_loss"]))
     assert hist["best_step"] == hist["val_step"][best]
-    assert hist["best_val_loss"] == pytest.approx(min(hist["val_loss"]))
-    # the returned network is that checkpoint: its validation loss is the recorded minimum
+    assert hist["best_val_loss"] == pytest.approx(min(hist["val_relative_loss"]))
+    # the returned network is that checkpoint: its relative validation loss (each sample's MSE
+    # divided by the mean square of its target, weights of mean 1) is the recorded minimum
     from engine.tomography.deep_training import _normalised
     from engine.tomography.deep_regularizer import DEFAULT_DELTA_N_SCALE
 
     xv, yv = _normalised(val, DEFAULT_DELTA_N_SCALE)
+    w = np.array([1.0 / float((yv[i] ** 2).mean()) for i in range(2)])
+    w /= w.mean()
     with torch.inference_mode():
-        loss = float(np.mean([float(((net(xv[i:i + 1]) - yv[i:i + 1]) ** 2).mean()) for i in range(2)]))
-    assert loss == pytest.approx(hist["best_val_loss"], rel=1e-4)
+        mse = np.array([float(((net(xv[i:i + 1]) - yv[i:i + 1]) ** 2).mean()) for i in range(2)])
+    assert float(np.mean(mse * w)) == pytest.approx(hist["best_val_loss"], rel=1e-4)
+    assert any("relative L2" in line and "best" in line for line in logs)
+
+
+def test_evaluate_stratifies_beads_by_phase_delay():
+    from engine.tomography.deep_regularizer import DeepRegularizer, UNet3D
+    from engine.tomography.deep_training import bead_phase_delay, evaluate
+
+    def bead_pair(seed: int, index: float, radius: float) -> TrainingPair:
+        p = _tiny_pair(seed)
+        obj = {"type": "bead", "index": index, "radius_um": radius, "centre_um": [0.0, 0.0, 0.0]}
+        tv = p.truth.copy()
+        tv[tv > p.medium_index] += np.float32(0.01)  # a target that overshoots the truth
+        return TrainingPair(raw=p.raw, tv=tv, truth=p.truth, medium_index=1.337, voxel_size_um=(0.1,) * 3,
+                            kind="beads", seed=seed, setup="green-1.2", objects=[obj])
+
+    weak, strong = bead_pair(1, 1.46, 0.5), bead_pair(2, 1.598, 1.5)
+    # 2π·Δn·2r/λ at 532 nm
+    assert bead_phase_delay(weak) == pytest.approx(2 * np.pi * 0.123 * 1.0 / 0.532)
+    assert bead_phase_delay(strong) == pytest.approx(2 * np.pi * 0.261 * 3.0 / 0.532)
+    model = DeepRegularizer(net=UNet3D((4, 8), stem_factor=1).eval(), card={})  # identity at initialisation
+    summary = evaluate([weak, strong], model, log=lambda _: None)
+    bins = summary["per_kind"]["beads"]["by_phase_delay"]
+    assert list(bins) == ["0-3 rad", ">= 6 rad"]
+    assert bins["0-3 rad"]["n"] == 1 and bins[">= 6 rad"]["n"] == 1
+    peak = (weak.tv.max() - 1.337) / (weak.truth.max() - 1.337)
+    assert bins["0-3 rad"]["tv_peak_over_truth"] == pytest.approx(peak, rel=1e-4)
+    assert "by_phase_delay" not in summary["per_kind"]["all"]
 
 
 def test_training_cli_help():
