@@ -411,8 +411,8 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
         history["val_identity_loss"].append(ident)
         if keep_best and val_rel < best["loss"]:
             best.update(loss=val_rel, step=step, state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
-        log(f"[train] step {step} validation L2 {val:.5f} (identity {ident:.5f}), relative L2 {val_rel:.4f} "
-            f"(identity {ident_rel:.4f})" + (" best" if keep_best and best["step"] == step else ""))
+        log(f"[train] step {step} validation L2 {val:.5f} (identity {ident:.5f}), relative L2 {val_rel:.6f} "
+            f"(identity {ident_rel:.6f})" + (" best" if keep_best and best["step"] == step else ""))
 
     while True:
         check_cancel(cancel)
@@ -450,7 +450,7 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     history["seconds"] = time.perf_counter() - t0
     if keep_best and best["state"] is not None and best["step"] != step:
         net.load_state_dict(best["state"])
-        log(f"[train] kept the checkpoint of step {best['step']} (lowest relative validation L2 {best['loss']:.4f})")
+        log(f"[train] kept the checkpoint of step {best['step']} (lowest relative validation L2 {best['loss']:.6f})")
     history["best_step"] = best["step"]
     history["best_val_loss"] = best["loss"] if best["step"] is not None else None
     net.eval()
