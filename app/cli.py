@@ -1,4 +1,4 @@
-"""The ``odt-studio`` command (``shared/FORMATS.md`` §3).
+"""The ``odt-studio`` command (``docs/formats.md`` §3).
 
 ``odt-studio`` alone opens the desktop application. The headless subcommands — ``demo``,
 ``batch``, ``train-screening`` and ``--self-test`` — never import Qt, so they run on servers

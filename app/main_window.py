@@ -88,7 +88,7 @@ def install_gui_thread_gc(app: QApplication) -> None:
 
 
 def _has_birefringence(path: Path) -> bool:
-    """Whether a result file holds a ``birefringence`` group (FORMATS.md §2)."""
+    """Whether a result file holds a ``birefringence`` group (docs/formats.md §2)."""
     import h5py
 
     try:

@@ -3,7 +3,7 @@
 The engine never imports Qt (tested in ``tests/engine/test_boundary.py``). Every long call
 accepts a ``progress`` callback and a ``cancel`` token (see :mod:`engine.progress`).
 
-Conventions used everywhere (``shared/FORMATS.md``):
+Conventions used everywhere (``docs/formats.md``):
 
 * lengths in micrometres (µm), spatial frequencies in cycles/µm;
 * arrays in NumPy order: volumes (z, y, x), images (y, x);

@@ -15,7 +15,7 @@ __all__ = ["Measurement"]
 
 @dataclass
 class Measurement:
-    """One acquisition of one sample (``shared/FORMATS.md`` §1), loaded into memory.
+    """One acquisition of one sample (``docs/formats.md`` §1), loaded into memory.
 
     Attributes
     ----------

@@ -1,4 +1,4 @@
-"""Measurement metadata: the ``measurement.json`` contract of ``shared/FORMATS.md``.
+"""Measurement metadata: the ``measurement.json`` contract of ``docs/formats.md``.
 
 :class:`MeasurementMetadata` is parsed and validated from a dict (or a JSON file) and
 written back unchanged in meaning. Unknown keys are kept in ``extra`` and written back,

@@ -1,7 +1,7 @@
 """Birefringence tab: browse n_e, n_o, Δn and the director of a result file, in slices and in 3-D.
 
 The tab does no science. It reads the ``birefringence`` group of a result file
-(``shared/FORMATS.md`` §2: ``n_e``, ``n_o`` (Z, Y, X), ``director`` (Z, Y, X, 3) in (z, y, x)
+(``docs/formats.md`` §2: ``n_e``, ``n_o`` (Z, Y, X), ``director`` (Z, Y, X, 3) in (z, y, x)
 components) with :func:`engine.store.results.read_result`, or the simulator's ``truth.h5``
 (:func:`engine.simulate.demo.write_truth`) for comparison, in the :class:`app.jobs.JobRunner`;
 the director lines of each slice come from :func:`engine.birefringence.director.director_lines`.
@@ -473,7 +473,7 @@ class BirefringenceTab(QWidget):
                      medium_index: Optional[float] = None, label: str = "", is_truth: bool = False) -> None:
         """Show volumes held in memory: n_e, n_o (Z, Y, X) RI and director (Z, Y, X, 3), geometry in µm.
 
-        ``origin_um`` defaults to FORMATS.md's centred origin ``−(n//2)·d``.
+        ``origin_um`` defaults to docs/formats.md's centred origin ``−(n//2)·d``.
         """
         n_e = np.asarray(n_e, dtype=np.float32)
         if origin_um is None:

@@ -7,7 +7,7 @@ The tab does no science. A reconstruction is a chain of engine calls run in the
 non-negativity and total variation (:func:`engine.tomography.reconstruct.reconstruct`) and the
 learned regulariser (:func:`engine.tomography.deep_regularizer.regularize_deep_fourier`, offered
 only when its weights are shipped in ``resources/models``). Result files are read and written
-with :mod:`engine.store.results` (``shared/FORMATS.md`` §2), Tomocube TCF files with
+with :mod:`engine.store.results` (``docs/formats.md`` §2), Tomocube TCF files with
 :func:`engine.store.folders.read_tcf`.
 
 Physical units everywhere: axes in µm, values as refractive index (RI), the medium index n_m
@@ -194,7 +194,7 @@ def reconstruct_folder(folder: str | Path, options: ReconstructionOptions = Reco
     Parameters
     ----------
     folder : path
-        A measurement folder (``shared/FORMATS.md`` §1).
+        A measurement folder (``docs/formats.md`` §1).
     options : ReconstructionOptions
     decision : (N,) uint8, optional
         Screening decision (1 = use the field); default every field.
@@ -353,7 +353,7 @@ def export_npy(path: str | Path, volume: np.ndarray, progress: Optional[Callable
 
 def export_result(path: str | Path, vs: VolumeSet, progress: Optional[Callable[..., None]] = None,
                   cancel=None) -> Path:
-    """Write ``vs`` as an ``.odt.h5`` result file (``shared/FORMATS.md`` §2), atomically."""
+    """Write ``vs`` as an ``.odt.h5`` result file (``docs/formats.md`` §2), atomically."""
     check_cancel(cancel)
     report(progress, 0.0, f"writing {Path(path).name}")
     meta = vs.measurement_json or json.dumps({"sample": {"name": vs.name}, "medium_index": vs.medium_index,

@@ -8,7 +8,7 @@ screening (:func:`engine.screening.network.screen_fields`), saliency
 and in the project: fields and screening in ``results/<name>.odt.h5``, screening runs and
 every manual decision in the project's SQLite database.
 
-Decisions (``shared/FORMATS.md``): 1 = clean (used), 0 = noisy (excluded). A manual decision
+Decisions (``docs/formats.md``): 1 = clean (used), 0 = noisy (excluded). A manual decision
 is written with :meth:`engine.store.project.Project.set_override` the moment the key is
 pressed (committed before the call returns, so it survives a crash). Undo and redo write
 new audit rows restoring the previous value: the audit trail only grows.

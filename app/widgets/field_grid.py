@@ -8,7 +8,7 @@ uncertainty (metric nearest the threshold first) and can show overrides only; a
 and repaint in a few milliseconds; :class:`FieldGridView` is the ``QListView`` (icon mode)
 that passes the review keys (C, N, Space, U, ?, undo/redo) up to the screening tab.
 
-Decision codes follow ``shared/FORMATS.md``: 1 = clean (used), 0 = noisy (excluded).
+Decision codes follow ``docs/formats.md``: 1 = clean (used), 0 = noisy (excluded).
 Colours are from the Okabe–Ito colour-blind-safe palette, and every decision also carries a
 letter (C / N) and a frame style (solid for clean, dashed for noisy), so colour is never the
 only cue.

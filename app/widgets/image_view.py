@@ -3,7 +3,7 @@
 Arrays are (N, H, W) or (H, W) in NumPy order (row = y, column = x). Row 0 is drawn at the
 top, as cameras and microscopy software show it. Pixel ``j`` of ``n`` sits at
 ``(j - n//2) * pixel_size_um``, so the axes read µm with 0 at the image centre
-(``shared/FORMATS.md``).
+(``docs/formats.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Large view of one optical field: phase, amplitude or log-spectrum, with a saliency overlay.
 
-Conventions (``shared/FORMATS.md``): images (y, x), row 0 drawn at the top; pixel ``j`` of
+Conventions (``docs/formats.md``): images (y, x), row 0 drawn at the top; pixel ``j`` of
 ``n`` sits at ``(j − n//2)·pixel``, so the image axes read µm with 0 at the image centre.
 The spectrum is ``fftshift(fft2(U))`` with axes ``fftfreq(n, d=pixel)`` in cycles/µm
 (index ``n//2`` after the shift is frequency 0). The phase is ``angle(U·e^{−i·arg ΣU})``

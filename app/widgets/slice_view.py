@@ -1,6 +1,6 @@
 """Linked orthogonal slice views (xy, xz, yz) of a refractive-index volume, in µm.
 
-Conventions (``shared/FORMATS.md``): volumes are (z, y, x) NumPy arrays; voxel ``j`` of an axis
+Conventions (``docs/formats.md``): volumes are (z, y, x) NumPy arrays; voxel ``j`` of an axis
 of ``n`` voxels sits at ``origin + j·d`` (``origin = −(n//2)·d`` for the program's own
 tomograms, so x = y = z = 0 at index n//2); lengths in µm; values are refractive indices.
 

@@ -1,6 +1,6 @@
 """Embedded VTK 3-D view of a scalar volume: volume rendering, an iso-surface, director glyphs.
 
-Conventions (``shared/FORMATS.md``): volumes are (z, y, x) NumPy arrays with voxel ``j`` of an
+Conventions (``docs/formats.md``): volumes are (z, y, x) NumPy arrays with voxel ``j`` of an
 axis at ``origin + j·d`` (µm); directors are (Z, Y, X, 3) unit axes in (z, y, x) components.
 In VTK the world axes are (x, y, z) in µm: the C-ordered (z, y, x) array is exactly VTK's
 x-fastest point order, so it is handed over without a copy of the layout, with spacing

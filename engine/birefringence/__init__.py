@@ -1,6 +1,6 @@
 """Birefringence: polarisation-resolved fields, dielectric tensor tomography, director lines.
 
-Conventions (``shared/FORMATS.md``): µm and cycles/µm; volumes (z, y, x); tensors and
+Conventions (``docs/formats.md``): µm and cycles/µm; volumes (z, y, x); tensors and
 directors in (z, y, x) components; fields ``exp(+i(k·r − ωt))`` (n > n_m gives a positive phase).
 """
 

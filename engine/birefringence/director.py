@@ -1,6 +1,6 @@
 """Director lines: short segments showing the in-plane optic axis on a slice (for the viewer).
 
-Conventions (``shared/FORMATS.md``)
+Conventions (``docs/formats.md``)
 -----------------------------------
 * Volumes (z, y, x) with voxel ``j`` of ``n`` at ``origin + j·d`` (µm); directors (Z, Y, X, 3)
   in (z, y, x) components; a director is an axis (``d`` and ``−d`` are the same).
@@ -98,7 +98,7 @@ def director_lines(
     voxel_size_um : (dz, dy, dx)
         Voxel size, µm.
     origin_um : (z0, y0, x0), optional
-        Position of voxel (0, 0, 0) (default FORMATS.md's centred origin ``−(n//2)·d``).
+        Position of voxel (0, 0, 0) (default docs/formats.md's centred origin ``−(n//2)·d``).
     length : float
         Length of a segment whose director lies fully in the plane, in units of ``step`` voxels.
     min_strength : float

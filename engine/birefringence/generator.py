@@ -4,7 +4,7 @@ An Encoder–3D-GRU–Attention–Decoder network after Kim et al. (2024), the l
 dielectric tensor tomography (:mod:`.tensor_tomography`). It returns the same
 :class:`~.tensor_tomography.TensorTomogram` as :func:`~.tensor_tomography.reconstruct_tensor`.
 
-Conventions (``shared/FORMATS.md``)
+Conventions (``docs/formats.md``)
 -----------------------------------
 * µm and cycles/µm; volumes (z, y, x); voxel ``j`` of ``n`` at ``(j − n//2)·d`` (x = y = 0 at the
   image centre, z = 0 at the focal plane of the fields).
@@ -391,7 +391,7 @@ def _round_up(n: int, m: int = MULTIPLE) -> int:
 
 
 def _centre_pad(psi: torch.Tensor, h2: int, w2: int) -> torch.Tensor:
-    """Zero-pad (or crop) the last two axes about the centre index n//2 (FORMATS.md origin)."""
+    """Zero-pad (or crop) the last two axes about the centre index n//2 (docs/formats.md origin)."""
     hh, ww = psi.shape[-2:]
     out = psi.new_zeros(*psi.shape[:-2], h2, w2)
     ch, cw = min(hh, h2), min(ww, w2)

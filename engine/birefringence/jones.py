@@ -1,6 +1,6 @@
 """Polarisation-resolved field retrieval: holograms → one Jones matrix of fields per illumination.
 
-Conventions (``shared/FORMATS.md``)
+Conventions (``docs/formats.md``)
 -----------------------------------
 * µm and cycles/µm; images (y, x); pixel ``j`` of ``n`` sits at ``(j − n//2)·pixel``.
 * Fields ``exp(+i(k·r − ωt))``: a sample with n > n_m gives a positive phase.
@@ -111,7 +111,7 @@ def jones_fields(
 
     All images are retrieved in one vectorised call of
     :func:`engine.holography.retrieval.retrieve_fields`, each with the co-polarised background
-    of its input polarisation as the reference field (FORMATS.md: ``J[out,in] =
+    of its input polarisation as the reference field (docs/formats.md: ``J[out,in] =
     U_sample(in→out) / U_background(in→in)``).
 
     Parameters

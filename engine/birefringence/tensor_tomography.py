@@ -1,6 +1,6 @@
 """Dielectric tensor tomography (DTT): n_e, n_o and the optic axis from Jones fields.
 
-Conventions (``shared/FORMATS.md``)
+Conventions (``docs/formats.md``)
 -----------------------------------
 * µm and cycles/µm; volumes (z, y, x), voxel ``j`` of ``n`` at ``(j − n//2)·d`` (x = y = 0 at
   the image centre, z = 0 at the focal plane of the fields).
@@ -131,7 +131,7 @@ class TensorTomogram:
         ``n_e − n_o``.
     voxel_size_um : (dz, dy, dx)
     origin_um : (z0, y0, x0)
-        Position of voxel (0, 0, 0) (FORMATS.md).
+        Position of voxel (0, 0, 0) (docs/formats.md).
     medium_index : float
     method : str
     anisotropic_fraction : float
@@ -153,7 +153,7 @@ class TensorTomogram:
     timings_s: dict = field(default_factory=dict)
 
     def result_datasets(self) -> dict[str, np.ndarray]:
-        """The FORMATS.md ``birefringence/...`` datasets: ``n_e``, ``n_o``, ``director``, ``tensor``."""
+        """The docs/formats.md ``birefringence/...`` datasets: ``n_e``, ``n_o``, ``director``, ``tensor``."""
         return {"n_e": self.n_e, "n_o": self.n_o, "director": self.director, "tensor": self.epsilon}
 
     @property

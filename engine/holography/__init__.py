@@ -1,6 +1,6 @@
 """Hologram processing: off-axis field retrieval, phase unwrapping, angular-spectrum propagation.
 
-Conventions (``shared/FORMATS.md``): µm and cycles/µm; images (y, x); pixel ``j`` of ``n`` sits at
+Conventions (``docs/formats.md``): µm and cycles/µm; images (y, x); pixel ``j`` of ``n`` sits at
 ``(j - n//2)·pixel``; fields ``exp(+i(k·r − ωt))`` so a sample with n > n_m gives a positive phase;
 propagation by +z multiplies the angular spectrum by ``exp(+2πi·ν_z·z)``.
 """

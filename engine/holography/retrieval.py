@@ -13,7 +13,7 @@ Conventions
   grid, focused on the sample plane: a sample with n > n_m has a positive phase.
 
 Algorithm (all angles at once, in chunks to bound memory, torch on CPU or CUDA)
-1. Carrier ``c``: from the metadata, or detected by the FORMATS.md rule — the brightest
+1. Carrier ``c``: from the metadata, or detected by the docs/formats.md rule — the brightest
    off-centre peak of the background holograms' spectra with f_x > 0 (f_x = 0: f_y > 0), refined
    to sub-pixel accuracy (:func:`refine_peak`). That peak is ``c + f_i``: with known
    illuminations ``c = mean(p_i − f_i)``, otherwise ``c = mean(p_i)`` (illuminations centred on
@@ -172,7 +172,7 @@ def find_carrier(
 ) -> np.ndarray:
     """Sub-pixel position of the brightest off-centre spectral peak of each hologram.
 
-    Applies the FORMATS.md rule: of the twin peaks the one with f_x > 0 (f_x = 0: f_y > 0).
+    Applies the docs/formats.md rule: of the twin peaks the one with f_x > 0 (f_x = 0: f_y > 0).
 
     Parameters
     ----------

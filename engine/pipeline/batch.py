@@ -14,7 +14,7 @@ folder and writes ``out_path`` (``<out_dir>/<name>.odt.h5``, normally with
 Whatever the number of folders, at most ``2 × workers`` tasks are submitted at a time, so
 memory stays bounded. A folder that fails (any exception in ``process_one``, or a worker
 process that dies) is reported with status ``"failed"`` and its error, and the batch goes
-on. ``<out_dir>/summary.csv`` (``shared/FORMATS.md`` §3: name, status, error, fields_used,
+on. ``<out_dir>/summary.csv`` (``docs/formats.md`` §3: name, status, error, fields_used,
 seconds) is rewritten atomically as results come in. Re-running the batch skips folders
 whose result file exists and is a complete ``odt-result/1`` file (status ``"skipped"``)
 unless ``force=True``; because result files are only ever renamed into place, a batch

@@ -3,7 +3,7 @@
 :func:`process_measurement` is the single engine entry point the GUI, the headless
 ``odt-studio batch`` and Dask workers all call. :func:`process_folder` is its picklable
 ``(folder, out_path) -> dict`` form for :func:`engine.pipeline.batch.run_batch`, and
-:func:`run_batch_command` implements the ``batch`` subcommand of ``shared/FORMATS.md`` §3.
+:func:`run_batch_command` implements the ``batch`` subcommand of ``docs/formats.md`` §3.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def process_measurement(
     measurement : Measurement or path
         An in-memory measurement or a measurement folder (read, never written).
     out_path : path, optional
-        Where to write ``<name>.odt.h5`` (``shared/FORMATS.md`` §2), atomically.
+        Where to write ``<name>.odt.h5`` (``docs/formats.md`` §2), atomically.
     options : ProcessOptions
     progress, cancel
         See :mod:`engine.progress`.
@@ -312,7 +312,7 @@ def _screen_polarised(fields: np.ndarray, illum: np.ndarray, table: np.ndarray, 
 
 
 def write_process_result(out_path: str | Path, measurement: Measurement, result: ProcessResult) -> Path:
-    """Write ``result`` to ``out_path`` exactly as ``shared/FORMATS.md`` §2 says (atomically)."""
+    """Write ``result`` to ``out_path`` exactly as ``docs/formats.md`` §2 says (atomically)."""
     from ..store.results import ScreeningResult as StoredScreening
     from ..store.results import BirefringenceResult, TomogramResult, write_result
 

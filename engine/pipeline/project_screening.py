@@ -10,7 +10,7 @@ background job) and of any script that screens a project's measurements:
    is recorded in the project database (:meth:`engine.store.project.Project.add_screening`:
    score, rule peak, decision, source, model name and version, threshold);
 3. the result file's ``screening/...`` datasets are written from the database's *current*
-   decisions (manual overrides included), as ``shared/FORMATS.md`` says: ``score``,
+   decisions (manual overrides included), as ``docs/formats.md`` says: ``score``,
    ``rule_peak``, ``decision`` (1 = clean, used), ``source`` (0 model, 1 rule, 2 manual) and
    the ``screening/model`` attribute. A tomogram or birefringence group written earlier is
    kept.

@@ -17,7 +17,7 @@ retrain     fine-tuning on a project's manual overrides, with replay
 
 Label convention: in training and metrics, ``1 = noisy`` (the positive class, as the
 network's output is the probability that a field is noisy); in ``ScreeningResult.decision``
-and in result files, ``1 = clean`` (used) as ``shared/FORMATS.md`` says.
+and in result files, ``1 = clean`` (used) as ``docs/formats.md`` says.
 """
 
 from .metrics import accuracy, confusion_counts, roc_auc, screening_metrics, sensitivity, specificity

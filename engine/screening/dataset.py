@@ -1,6 +1,6 @@
 """Training data for field screening: simulated measurements → retrieved fields → labelled crops.
 
-Conventions (``shared/FORMATS.md``): µm, cycles/µm, images (y, x), ratio fields
+Conventions (``docs/formats.md``): µm, cycles/µm, images (y, x), ratio fields
 ``U_sample/U_background`` with ``exp(+i(k·r − ωt))`` (positive phase for n > n_m), centre
 pixel ``n//2``. Labels here: **1 = noisy**, 0 = clean.
 

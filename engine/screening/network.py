@@ -1,6 +1,6 @@
 """Screening networks, input preprocessing, model files and :func:`screen_fields`.
 
-Conventions (``shared/FORMATS.md``): images (y, x); pixel ``j`` of ``n`` sits at
+Conventions (``docs/formats.md``): images (y, x); pixel ``j`` of ``n`` sits at
 ``(j − n//2)·pixel``, so the centre crop of size ``c`` takes rows ``n//2 − c//2 ...``;
 fields are sample/background ratio fields with the ``exp(+i(k·r − ωt))`` convention, so a
 sample denser than the medium has **positive** phase. Network output: probability that a

@@ -1,6 +1,6 @@
 """Rule-based field screening: the high-frequency Fourier-peak metric (the paper's baseline).
 
-Conventions (``shared/FORMATS.md``): lengths in µm, spatial frequencies in cycles/µm, images
+Conventions (``docs/formats.md``): lengths in µm, spatial frequencies in cycles/µm, images
 (y, x), spectra ``numpy.fft.fft2`` with axes ``fftfreq(n, d=pixel_size_um)``, fields
 ``exp(+i(k·r − ωt))``.
 

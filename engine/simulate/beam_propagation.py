@@ -1,6 +1,6 @@
 """Multi-slice beam propagation (scalar and Jones-matrix), batched over illuminations, in torch.
 
-Conventions (``shared/FORMATS.md``)
+Conventions (``docs/formats.md``)
 -----------------------------------
 * Lengths in µm, spatial frequencies in cycles/µm, volumes (z, y, x); voxel ``k`` of an axis of
   ``n`` voxels sits at ``(k - n//2) * d``, so the focal plane z = 0 is slice ``Z//2``.

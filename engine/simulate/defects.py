@@ -1,6 +1,6 @@
 """Acquisition defects and imperfections of ODT frames, applied to camera-plane fields.
 
-Conventions (``shared/FORMATS.md``)
+Conventions (``docs/formats.md``)
 -----------------------------------
 * Images are (y, x) arrays; pixel ``j`` of ``n`` sits at ``(j - n//2) * pixel`` (µm);
   spatial frequencies in cycles/µm; fields follow ``exp(+i(k·r - ωt))`` and propagate by +z

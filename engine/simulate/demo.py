@@ -1,7 +1,7 @@
 """Demo data: simulated measurement folders in the ``odt-measurement/1`` format, with truth.
 
 ``write_demo(out_dir, kind, count, seed)`` writes ``count`` folders ``<kind>_<k>/`` each holding
-``measurement.json``, ``sample/000.tif …``, ``background/000.tif …`` (``shared/FORMATS.md`` §1)
+``measurement.json``, ``sample/000.tif …``, ``background/000.tif …`` (``docs/formats.md`` §1)
 and ``truth.h5`` (the phantom: ``ri`` (Z, Y, X) float32 and, for liquid crystals, ``n_o``,
 ``n_e``, ``director`` (Z, Y, X, 3), ``epsilon`` (Z, Y, X, 3, 3); attributes ``voxel_size_um``
 (dz, dy, dx), ``origin_um`` (z0, y0, x0) of voxel (0, 0, 0), ``medium_index``, ``kind``,

@@ -1,6 +1,6 @@
 """Off-axis hologram acquisition: DMD illumination sets, camera, backgrounds, defects.
 
-Conventions (``shared/FORMATS.md``)
+Conventions (``docs/formats.md``)
 -----------------------------------
 * Lengths in µm, spatial frequencies in cycles/µm; images (y, x), pixel ``j`` of ``n`` at
   ``(j - n//2) * pixel``; spectra ``numpy.fft.fft2`` with ``fftfreq(n, d=pixel)``.

@@ -1,6 +1,6 @@
 """Exact scalar (Helmholtz) field of a homogeneous sphere: partial-wave (Mie) series.
 
-Conventions (``shared/FORMATS.md``)
+Conventions (``docs/formats.md``)
 -----------------------------------
 * Lengths in µm, spatial frequencies in cycles/µm; images are (y, x) arrays and pixel
   ``j`` of an axis of ``n`` pixels sits at ``(j - n//2) * pixel``.

@@ -1,6 +1,6 @@
 """Refractive-index phantoms: beads, bacteria, eukaryotic cells and liquid-crystal droplets.
 
-Conventions (``shared/FORMATS.md``)
+Conventions (``docs/formats.md``)
 -----------------------------------
 * Volumes are (z, y, x) arrays, voxel sizes ``(dz, dy, dx)`` in µm; voxel ``k`` of an axis of
   ``n`` voxels sits at ``(k - n//2) * d`` (so x = y = 0 at the image centre and z = 0, the

@@ -1,7 +1,7 @@
 """Storage: import of measurement folders, the SQLite project, and HDF5 result files.
 
 * :mod:`engine.store.folders` — discover, inspect and load measurement folders
-  (``shared/FORMATS.md`` §1) and Tomocube TCF tomograms; never writes the originals.
+  (``docs/formats.md`` §1) and Tomocube TCF tomograms; never writes the originals.
 * :mod:`engine.store.project` — the project folder: SQLite catalogue, screening decisions,
   override audit trail, job history.
 * :mod:`engine.store.results` — ``<name>.odt.h5`` result files (§2), written atomically.

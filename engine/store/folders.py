@@ -1,4 +1,4 @@
-"""Import of measurement folders (``shared/FORMATS.md`` §1) and of Tomocube TCF files.
+"""Import of measurement folders (``docs/formats.md`` §1) and of Tomocube TCF files.
 
 A measurement folder holds ``measurement.json`` and the holograms in one of these forms::
 
@@ -571,7 +571,7 @@ def load_measurement(folder: str | Path) -> Measurement:
     Parameters
     ----------
     folder : path
-        A folder in one of the forms of ``shared/FORMATS.md`` §1.
+        A folder in one of the forms of ``docs/formats.md`` §1.
 
     Returns
     -------
@@ -654,7 +654,7 @@ class TcfVolume:
 
     @property
     def origin_um(self) -> tuple[float, float, float]:
-        """Position of voxel (0,0,0) with the FFT-centre convention of ``FORMATS.md``."""
+        """Position of voxel (0,0,0) with the FFT-centre convention of ``docs/formats.md``."""
         return tuple(-(n // 2) * d for n, d in zip(self.ri.shape, self.voxel_size_um))  # type: ignore[return-value]
 
 

@@ -15,7 +15,7 @@ and a background worker can use one :class:`Project`; SQLite serialises the writ
 (``BEGIN IMMEDIATE`` with a busy timeout). Connections of threads that have ended are
 closed the next time a thread opens one, so short-lived worker threads leak nothing.
 
-Decision codes follow ``FORMATS.md``: decision 1 = clean (used), 0 = noisy (excluded);
+Decision codes follow ``docs/formats.md``: decision 1 = clean (used), 0 = noisy (excluded);
 source 0 = model, 1 = rule, 2 = manual override.
 """
 

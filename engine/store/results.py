@@ -1,4 +1,4 @@
-"""Result files ``<name>.odt.h5`` (``shared/FORMATS.md`` §2), written atomically.
+"""Result files ``<name>.odt.h5`` (``docs/formats.md`` §2), written atomically.
 
 Every write goes to a temporary file in the destination folder, is flushed and fsync'ed,
 then renamed over the destination with :func:`os.replace` (atomic on POSIX and Windows
@@ -9,7 +9,7 @@ killed (SIGKILL) or raises. Temporary files are named
 and a later batch can tell whether their writer is still alive
 (:func:`remove_stale_temporaries`).
 
-Conventions (FORMATS.md): fields are complex64 (N, h, w) = sample field / background
+Conventions (docs/formats.md): fields are complex64 (N, h, w) = sample field / background
 field; illumination frequencies (N, 2) in cycles/µm (fx, fy); volumes (Z, Y, X) float32,
 voxel sizes and origins in µm, ordered (z, y, x).
 """
@@ -373,7 +373,7 @@ def _write(f: h5py.File, measurement_json: str, data: dict[str, Any], extra_attr
 def write_result(path: str | Path, *, measurement_json: str, fields: Any = None,
                  illumination_per_um: Any = None, screening: Any = None, tomogram: Any = None,
                  birefringence: Any = None, extra_attrs: Optional[Mapping[str, Any]] = None) -> Path:
-    """Write one result file atomically, exactly as ``shared/FORMATS.md`` §2.
+    """Write one result file atomically, exactly as ``docs/formats.md`` §2.
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """3-D refractive-index tomography: Fourier diffraction theorem, non-negativity, TV.
 
-Conventions (``shared/FORMATS.md``): µm, cycles/µm; volumes (z, y, x); voxel ``j`` of ``n`` at
+Conventions (``docs/formats.md``): µm, cycles/µm; volumes (z, y, x); voxel ``j`` of ``n`` at
 ``(j − n//2)·d`` with x, y = 0 at the image centre and z = 0 at the focal plane; fields
 ``exp(+i(k·r − ωt))`` (n > n_m gives a positive phase).
 """

@@ -3,7 +3,7 @@
 Conventions
 -----------
 Works on the dimensionless scattering potential ``x = (n/n_m)² − 1`` of a
-:class:`~engine.tomography.fourier_mapping.FourierData` (FORMATS.md layout,
+:class:`~engine.tomography.fourier_mapping.FourierData` (docs/formats.md layout,
 spectrum = ``torch.fft.fftn``). ``x ≥ 0`` ⇔ ``n ≥ n_m``. The sample is assumed non-absorbing:
 each projection keeps the real part of ``x`` (which also imposes the Hermitian symmetry of its
 spectrum).
@@ -102,7 +102,7 @@ def apply_non_negativity(
     Returns
     -------
     torch.Tensor, shape (Z, Y, X), float32
-        Constrained scattering potential ``x`` (FORMATS.md layout), ``x ≥ lower``.
+        Constrained scattering potential ``x`` (docs/formats.md layout), ``x ≥ lower``.
 
     References
     ----------

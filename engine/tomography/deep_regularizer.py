@@ -2,7 +2,7 @@
 
 Conventions
 -----------
-* Volumes (z, y, x) in the FORMATS.md layout (voxel ``j`` of ``n`` at ``(j − n//2)·d``), refractive
+* Volumes (z, y, x) in the docs/formats.md layout (voxel ``j`` of ``n`` at ``(j − n//2)·d``), refractive
   index ``n``; ``n_m`` is the medium index.
 * Input: the **plain Rytov** tomogram (no non-negativity, no TV), as in the paper; the network
   fills the missing cone and removes the ringing itself. Normalisation: ``x = (n − n_m)/s`` with

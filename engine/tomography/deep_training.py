@@ -20,7 +20,7 @@ Run as ``python -m engine.tomography.deep_training --help``. Three sub-commands:
     SSIM / MSE against TV on held-out samples and the bead axial elongation (FWHM z / FWHM x),
     raw vs TV vs deep.
 
-Conventions (``shared/FORMATS.md``): µm, cycles/µm, volumes (z, y, x), voxel ``j`` of ``n`` at
+Conventions (``docs/formats.md``): µm, cycles/µm, volumes (z, y, x), voxel ``j`` of ``n`` at
 ``(j − n//2)·d``; fields ``exp(+i(k·r − ωt))`` (n > n_m gives a positive phase).
 
 References

@@ -11,7 +11,7 @@ Conventions
   ``(∇² + (2πk_m)²)U = −f·U``); this module works with the dimensionless
   ``x = f/(2πk_m)² = (n/n_m)² − 1``, so ``n = n_m·sqrt(1 + x)``.
 * :class:`FourierData` holds the spectrum of ``x`` as ``torch.fft.fftn`` of the volume in the
-  FORMATS.md layout (voxel ``j`` at ``(j − n//2)·d``), so ``ifftn`` gives that layout directly.
+  docs/formats.md layout (voxel ``j`` at ``(j − n//2)·d``), so ``ifftn`` gives that layout directly.
 
 Derivation (first Born; the Rytov form replaces ``U_s/U_in`` by the complex phase ``ψ``).
 With Weyl's expansion of the Green's function ``e^{ik|r|}/(4π|r|)`` in cycles/µm, the scattered
@@ -67,7 +67,7 @@ class FourierData:
     Attributes
     ----------
     spectrum : torch.Tensor, shape (Z, Y, X), complex64
-        ``fftn`` of ``x`` in the FORMATS.md layout (voxel j at (j − n//2)·d); zero off the support.
+        ``fftn`` of ``x`` in the docs/formats.md layout (voxel j at (j − n//2)·d); zero off the support.
     support : torch.Tensor, shape (Z, Y, X), bool
         Fourier voxels that were measured (at least one cap fell there).
     voxel_size_um : (dz, dy, dx)
@@ -108,7 +108,7 @@ def ri_to_scattering_potential(ri, medium_index: float):
 
 
 def volume_from_spectrum(spectrum: torch.Tensor) -> torch.Tensor:
-    """Inverse FFT of a :class:`FourierData` spectrum; complex volume in the FORMATS.md layout."""
+    """Inverse FFT of a :class:`FourierData` spectrum; complex volume in the docs/formats.md layout."""
     return torch.fft.ifftn(spectrum)
 
 
@@ -216,7 +216,7 @@ def map_fields_to_fourier(
         kbz = torch.round(kz[b, j] * zz * dz).long()
         # ψ's pixel j sits at (j − n//2)·dx: reference its spectrum to the physical origin, and
         # reference the volume's spectrum to voxel (Z//2, H//2, W//2) so that a plain ifftn gives
-        # the FORMATS.md layout (both are pure phases on integer bins; laterally they cancel
+        # the docs/formats.md layout (both are pure phases on integer bins; laterally they cancel
         # unless the sample rotates)
         phase = two_pi * ((bx - kbx) * (ww // 2) / ww - kbz * (zz // 2) / zz)
         weight = torch.polar(4 * math.pi * nuz[b, j] / (dz * kr2), phase - math.pi / 2)  # −4πi·ν_z/(dz·k²)

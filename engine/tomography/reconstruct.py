@@ -4,7 +4,7 @@ Conventions
 -----------
 * Lengths in µm; volumes (z, y, x); voxel ``j`` of an axis of ``n`` voxels sits at
   ``(j − n//2)·d``: x, y = 0 at the image centre, z = 0 at the focal plane of the fields
-  (``origin_um = (−(Z//2)·dz, −(Y//2)·dy, −(X//2)·dx)``), as ``shared/FORMATS.md`` says.
+  (``origin_um = (−(Z//2)·dz, −(Y//2)·dy, −(X//2)·dx)``), as ``docs/formats.md`` says.
 * Fields are ``U_sample/U_background`` (``exp(+i(k·r − ωt))``; n > n_m gives a positive phase).
 * The lateral grid is the fields' pixel grid (dy = dx = pixel); dz defaults to the pixel.
 
@@ -46,7 +46,7 @@ METHODS = ("rytov", "born")
 
 @dataclass
 class Tomogram:
-    """A reconstructed refractive-index volume and its geometry (``tomogram/`` of FORMATS.md).
+    """A reconstructed refractive-index volume and its geometry (``tomogram/`` of docs/formats.md).
 
     Attributes
     ----------

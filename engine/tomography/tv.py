@@ -2,7 +2,7 @@
 
 Conventions
 -----------
-Works on the dimensionless scattering potential ``x = (n/n_m)² − 1`` (FORMATS.md layout, spectrum
+Works on the dimensionless scattering potential ``x = (n/n_m)² − 1`` (docs/formats.md layout, spectrum
 ``torch.fft.fftn``), see :mod:`engine.tomography.fourier_mapping`. Finite
 differences are periodic (the volume is periodic anyway through the FFT) and count voxels, not
 µm: the voxels are taken as (nearly) isotropic.
@@ -160,7 +160,7 @@ def regularize_tv(
     Returns
     -------
     torch.Tensor, shape (Z, Y, X), float32
-        Regularised ``x`` (FORMATS.md layout). Peak memory ≈ 14 real volumes.
+        Regularised ``x`` (docs/formats.md layout). Peak memory ≈ 14 real volumes.
 
     References
     ----------

@@ -71,7 +71,7 @@ def close_error_dialogs(qtbot):
 
 def write_measurement(folder: Path, n: int = 3, shape: tuple[int, int] = (32, 40), name: str = "",
                       dtype=None, seed: int = 0, **meta) -> Path:
-    """Write a small valid measurement folder (FORMATS.md §1): fringes as holograms, TIFF files."""
+    """Write a small valid measurement folder (docs/formats.md §1): fringes as holograms, TIFF files."""
     import json
 
     import numpy as np

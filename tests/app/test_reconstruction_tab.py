@@ -124,7 +124,7 @@ def test_run_reconstruction_shows_the_bead_and_writes_the_project_result(qtbot, 
     assert lo == pytest.approx(1.337) and hi > lo
     assert tab.medium_label.text() == "1.3370"
     assert "1.3370" in tab.info.text() and "15 of 15 fields" in tab.info.text()
-    # the result went to the project's results folder, per FORMATS.md §2
+    # the result went to the project's results folder, per docs/formats.md §2
     out = project.result_path(mid)
     assert vs.out_path == out and out.is_file()
     res = read_result(out)

@@ -1,4 +1,4 @@
-"""Helpers that write tiny measurement folders (FORMATS.md §1) for the store and batch tests.
+"""Helpers that write tiny measurement folders (docs/formats.md §1) for the store and batch tests.
 
 Also holds module-level ``process_*`` functions for :func:`engine.pipeline.batch.run_batch`
 (they must be importable by worker processes, so they live in a plain module).

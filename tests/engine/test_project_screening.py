@@ -1,4 +1,4 @@
-"""Screening a project measurement lands in the database and the result file (FORMATS.md §2)."""
+"""Screening a project measurement lands in the database and the result file (docs/formats.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Demo folders: the odt-measurement/1 layout of FORMATS.md, truth beside, polarised frames, seeds."""
+"""Demo folders: the odt-measurement/1 layout of docs/formats.md, truth beside, polarised frames, seeds."""
 
 import json
 

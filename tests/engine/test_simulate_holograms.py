@@ -160,7 +160,7 @@ def test_polarisation_resolved_liquid_crystal():
     bg_cross = retrieve(sim.measurement.backgrounds[1], st)
     bg_par = retrieve(sim.measurement.backgrounds[0], st)
     assert np.mean(np.abs(bg_cross)) < 0.05 * np.mean(np.abs(bg_par))
-    # J[out, in] = U_sample(in→out) / U_background(in→in), as FORMATS.md says
+    # J[out, in] = U_sample(in→out) / U_background(in→in), as docs/formats.md says
     j_yx = retrieve(sim.measurement.holograms[1], st) / bg_par
     assert np.sqrt(np.mean(np.abs(j_yx - sim.jones_true[0, 1, 0]) ** 2)) < 0.05
     MeasurementMetadata.from_json(md.to_json()).check_count(8)

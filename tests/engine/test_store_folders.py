@@ -1,4 +1,4 @@
-"""Import of measurement folders (FORMATS.md §1) and Tomocube TCF files."""
+"""Import of measurement folders (docs/formats.md §1) and Tomocube TCF files."""
 
 from __future__ import annotations
 

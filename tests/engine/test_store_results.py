@@ -1,4 +1,4 @@
-"""Result files <name>.odt.h5 (FORMATS.md §2): content, partial files, atomic writes."""
+"""Result files <name>.odt.h5 (docs/formats.md §2): content, partial files, atomic writes."""
 
 from __future__ import annotations
 
