@@ -352,17 +352,21 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
         print(f"odt-studio batch: {in_dir}: no such folder", file=sys.stderr)
         return 2
     problems: list[str] = []
-    folders = discover_measurements(in_dir, on_error=lambda p, msg: problems.append(f"{p}: {msg}"))
+    unrecognised: list[tuple[Path, str]] = []  # images without measurement.json: a failed row each
+    folders = discover_measurements(in_dir, on_error=lambda p, msg: problems.append(f"{p}: {msg}"),
+                                    on_unrecognised=lambda p, msg: unrecognised.append((p, msg)))
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
-    if not folders:
+    if not folders and not unrecognised:
         print(f"odt-studio batch: no measurement folders (measurement.json) under {in_dir}", file=sys.stderr)
         return 2
-    print(f"{len(folders)} measurement folder(s) under {in_dir}", file=sys.stderr)
+    print(f"{len(folders)} measurement folder(s) under {in_dir}" + (
+        f", {len(unrecognised)} folder(s) of images without measurement.json" if unrecognised else ""),
+        file=sys.stderr)
     fn = functools.partial(process_folder, screen=screen, regularize=regularize,
                            birefringence=birefringence, device=device)
     summary = run_batch(folders, out_dir, fn, workers=workers, scheduler=scheduler, force=force,
-                        log=lambda s: print(s, file=sys.stderr, flush=True))
+                        log=lambda s: print(s, file=sys.stderr, flush=True), unprocessable=unrecognised)
     print(f"done: {summary.n_ok} ok, {summary.n_failed} failed, {summary.n_skipped} skipped; "
           f"summary in {out_dir / 'summary.csv'}", file=sys.stderr)
     return summary.exit_code
