@@ -18,7 +18,9 @@ on. ``<out_dir>/summary.csv`` (``docs/formats.md`` §3: name, status, error, fie
 seconds) is rewritten atomically as results come in. Re-running the batch skips folders
 whose result file exists and is a complete ``odt-result/1`` file (status ``"skipped"``)
 unless ``force=True``; because result files are only ever renamed into place, a batch
-killed with SIGKILL leaves no corrupt result and simply resumes.
+killed with SIGKILL leaves no corrupt result and simply resumes. Folders known to be
+unprocessable beforehand (``unprocessable``: e.g. images without ``measurement.json``) get a
+``"failed"`` row too, so every folder that looks like a measurement is accounted for.
 """
 
 from __future__ import annotations
@@ -262,7 +264,7 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
               workers: int = 1, scheduler: Any = None, force: bool = False,
               progress: Optional[Callable[..., None]] = None, cancel: Optional[CancelToken] = None,
               log: Optional[Callable[[str], None]] = print, max_in_flight: Optional[int] = None,
-              mp_context: Any = None) -> BatchSummary:
+              mp_context: Any = None, unprocessable: Iterable[tuple[str | Path, str]] = ()) -> BatchSummary:
     """Process every folder to ``<out_dir>/<name>.odt.h5`` and write ``summary.csv``.
 
     Parameters
@@ -290,6 +292,12 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
         Most tasks submitted at once (default 2 × workers, or 2 × the cluster's threads).
     mp_context : multiprocessing context, optional
         For the local pool (default forkserver on Linux, spawn elsewhere).
+    unprocessable : iterable of ``(folder, error)``
+        Folders known to be unprocessable before the batch starts (e.g. a folder of images
+        without ``measurement.json``, from the ``on_unrecognised`` callback of
+        :func:`engine.store.folders.discover_measurements`). Each gets a ``"failed"`` row with
+        its error in ``summary.csv`` and a log line, is never handed to ``process_one`` and
+        makes the exit code 1; its name is made unique together with ``folders``.
 
     Returns
     -------
@@ -307,14 +315,17 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
     out_dir.mkdir(parents=True, exist_ok=True)
     say = log if log is not None else (lambda line: None)
     folders = [Path(f) for f in folders]
+    rejected = [(Path(f), str(err)) for f, err in unprocessable]
     summary_csv = out_dir / SUMMARY_NAME
     previous = {row.get("name", ""): row for row in read_summary(summary_csv)}
     stale = remove_stale_temporaries(out_dir)
     if stale:
         say(f"removed {len(stale)} temporary file(s) left by an interrupted run")
 
+    all_folders = folders + [f for f, _ in rejected]
     items = [BatchItem(name, folder, out_dir / f"{name}{RESULT_SUFFIX}")
-             for name, folder in zip(result_names(folders), folders)]
+             for name, folder in zip(result_names(all_folders), all_folders)]
+    rejected_items = items[len(folders):]
     total = len(items)
     done_count = 0
     last_write = [0.0]
@@ -346,9 +357,12 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
         report(progress, done_count / max(total, 1), f"{item.name}: {status}")
         flush_summary()
 
+    # folders that cannot be processed at all: a failed row each, never processed or skipped
+    for it, (_, err) in zip(rejected_items, rejected):
+        finish(it, STATUS_FAILED, _one_line(err))
     # already finished folders
     todo: list[BatchItem] = []
-    for it in items:
+    for it in items[:len(folders)]:
         if not force and is_complete_result(it.out_path):
             it.fields_used = _fields_used_from_result(it.out_path, previous.get(it.name))
             finish(it, STATUS_SKIPPED)

@@ -17,8 +17,15 @@ Two levels of checking:
   (number of images, sizes, dtypes, and that every TIFF strip lies inside its file, which
   catches truncated files) and decodes only the first image for a thumbnail. It never
   raises for a bad folder; it returns ``valid=False`` and the error text.
-* :func:`load_measurement` decodes every pixel, also checks that float images are finite,
-  and raises :class:`MeasurementError` naming the folder, the file and the problem.
+* :func:`load_measurement` decodes every pixel, also checks that float images are finite
+  and that every image can be a hologram (:func:`check_hologram_content`: no constant image,
+  not every image over-exposed), and raises :class:`MeasurementError` naming the folder, the
+  file and the problem.
+
+:func:`discover_measurements` can also report folders of images that lack
+``measurement.json`` (``on_unrecognised``), so a batch lists them as failed instead of
+silently skipping them. :func:`load_measurement` and :func:`inspect_measurement` also accept
+the path of a qpformat raw off-axis hologram HDF5 file (:mod:`engine.store.qpformat_hdf5`).
 
 Conventions: images are (y, x) arrays, stacks (N, y, x); dtypes uint8, uint16 or float32.
 """
@@ -52,6 +59,7 @@ __all__ = [
     "measurement_fingerprint",
     "read_metadata_text",
     "read_tcf",
+    "check_hologram_content",
 ]
 
 METADATA_FILE = "measurement.json"
@@ -143,14 +151,41 @@ def _is_measurement_dir(names: Iterable[str]) -> bool:
     return METADATA_FILE in s or H5_FILE in s
 
 
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def _no_metadata_message(folder: Path, images: list[str], subdirs: list[str]) -> str:
+    """The error for a folder of images without ``measurement.json`` (names folder and file)."""
+    parts = []
+    if subdirs:
+        parts.append(" and ".join(f"{d}/" for d in subdirs) + (" folders" if len(subdirs) > 1 else " folder"))
+    if images:
+        names = sorted(images, key=natural_key)
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        parts.append(f"{len(names)} TIFF/PNG image(s) ({shown})")
+    return (f"no measurement.json: folder '{folder}' holds {' and '.join(parts)} but neither "
+            f"{METADATA_FILE} nor {H5_FILE}, so it cannot be processed; add {METADATA_FILE} "
+            "(wavelength, medium index, NA, pixel size: docs/formats.md section 1)")
+
+
 def discover_measurements(root: str | Path,
-                          on_error: Optional[Callable[[Path, str], None]] = None) -> list[Path]:
+                          on_error: Optional[Callable[[Path, str], None]] = None,
+                          on_unrecognised: Optional[Callable[[Path, str], None]] = None) -> list[Path]:
     """Find every measurement folder under ``root`` (``root`` itself included).
 
     A measurement folder is one that holds ``measurement.json`` or ``measurement.h5``.
     The search is recursive, skips hidden directories (names starting with "."), follows
     symbolic links to folders (each real folder is visited once, so link loops end), and
     never descends into a found measurement's ``sample/`` or ``background/`` image folders.
+
+    It also notices *folders of images without metadata*, which look like measurements
+    whose ``measurement.json`` was forgotten: a folder that holds TIFF/PNG images or a
+    ``sample/`` or ``background/`` subfolder, but neither ``measurement.json`` nor
+    ``measurement.h5``. Not reported as such: folders inside a measurement folder (its own
+    ``sample/``, ``background/`` or any other subfolder), the ``sample/`` and ``background/``
+    subfolders of a reported folder, and folders that hold a measurement or another reported
+    folder somewhere below them (parents, e.g. a day folder with an overview picture).
 
     Parameters
     ----------
@@ -159,6 +194,10 @@ def discover_measurements(root: str | Path,
     on_error : callable ``(folder, message)``, optional
         Called for every folder that cannot be listed (e.g. no permission), so that no
         measurement is skipped silently. Default: a :class:`UserWarning` per folder.
+    on_unrecognised : callable ``(folder, message)``, optional
+        Called, in natural sort order after the search, for every folder of images without
+        metadata; ``message`` starts with ``"no measurement.json: "`` and names the folder
+        and what it holds. Default: such folders are silently not returned.
 
     Returns
     -------
@@ -169,6 +208,7 @@ def discover_measurements(root: str | Path,
     if not root.is_dir():
         raise FileNotFoundError(f"'{root}' is not a folder")
     found: list[Path] = []
+    candidates: list[tuple[Path, list[str], list[str]]] = []
     seen: set[tuple[int, int]] = set()
 
     def unreadable(err: OSError) -> None:
@@ -193,7 +233,27 @@ def discover_measurements(root: str | Path,
         if _is_measurement_dir(filenames) or _is_measurement_dir(dirnames):
             found.append(Path(dirpath))
             dirnames[:] = [d for d in dirnames if d not in ("sample", "background", METADATA_FILE, H5_FILE)]
-    return sorted(found, key=lambda p: [natural_key(part) for part in p.relative_to(root).parts])
+        elif on_unrecognised is not None:
+            imgs = [f for f in filenames if _is_image_name(f)]
+            subs = [d for d in ("sample", "background") if d in dirnames]
+            if imgs or subs:
+                candidates.append((Path(dirpath), imgs, subs))
+
+    def order(p: Path) -> list:
+        return [natural_key(part) for part in p.relative_to(root).parts]
+
+    if on_unrecognised is not None and candidates:
+        cand_paths = {c[0] for c in candidates}
+        for path, imgs, subs in sorted(candidates, key=lambda c: order(c[0])):
+            if any(m == path or m in path.parents or path in m.parents for m in found):
+                continue  # inside a measurement, or a parent of one
+            if path.name in ("sample", "background") and path.parent in cand_paths:
+                continue  # the image folder of a reported folder
+            if any(path in c.parents and not (c.parent == path and c.name in ("sample", "background"))
+                   for c in cand_paths):
+                continue  # a parent of a reported folder: the deepest one is named
+            on_unrecognised(path, _no_metadata_message(path, imgs, subs))
+    return sorted(found, key=order)
 
 
 # ---------------------------------------------------------------------------- headers
@@ -502,7 +562,85 @@ def _read_stack(folder: Path, stack: _Stack) -> np.ndarray:
             n_nan, n_inf = int(np.isnan(out[i]).sum()), int(np.isinf(out[i]).sum())
             raise MeasurementError(folder, where, f"image {i} holds non-finite values "
                                                   f"({n_nan} NaN, {n_inf} inf)")
+    check_hologram_content(out, folder, lambda i: _frame_name(folder, stack, i), label=stack.label)
     return out
+
+
+def _frame_name(folder: Path, stack: _Stack, i: int) -> str:
+    """How an error message names image ``i`` of a stack: file, page or dataset index."""
+    fr = stack.frames[i]
+    if stack.form == "folder":
+        return _rel(folder, fr.file)
+    if stack.form == "h5":
+        return f"{_rel(folder, fr.file)}:/{stack.h5_dataset}[{i}]"
+    return f"{_rel(folder, fr.file)} (page {i})" if stack.n > 1 else _rel(folder, fr.file)
+
+
+def _value_text(v: float, dtype: np.dtype) -> str:
+    return str(int(v)) if dtype.kind in "ui" else f"{float(v):g}"
+
+
+def check_hologram_content(images: np.ndarray, folder: str | Path, name_of: Callable[[int], str],
+                           label: str = "sample", clipping: bool = True) -> None:
+    """Reject images that cannot be holograms; cheap (one min/max pass over the pixels).
+
+    Two checks, chosen to have no false positives on real holograms (whose fringes always
+    give contrast, and of which at most a few pixels reach full scale):
+
+    * **constant image** — every pixel has one value (zero variance: all black, all at full
+      scale, or a camera that delivered an empty frame). One such image rejects the measurement,
+      because it holds no hologram at all (its field would be 0 or undefined).
+    * **every image over-exposed** — in *each* image of the stack at least half the pixels
+      sit at that image's maximum value (clipped). A single clipped frame among good ones is an
+      acquisition defect that screening excludes, so it is not an error here.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, H, W) or (H, W)
+        Decoded images (finite).
+    folder : path
+        The measurement folder (for the message).
+    name_of : callable ``i -> str``
+        Names image ``i`` in the message (file relative to the folder, page or dataset).
+    label : str
+        "sample" or "background", for the message.
+    clipping : bool
+        Also apply the over-exposure check (only meaningful on the whole stack).
+
+    Raises
+    ------
+    MeasurementError
+        Naming the folder, the first offending image and the problem, e.g.
+        ``sample/003.tif: constant image (all 0): no hologram``.
+    """
+    stack = images.reshape((-1,) + images.shape[-2:])
+    n = stack.shape[0]
+    if n == 0 or stack[0].size == 0:
+        return
+    flat = stack.reshape(n, -1)
+    lo, hi = flat.min(axis=1), flat.max(axis=1)
+    const = np.flatnonzero(lo == hi)
+    if const.size:
+        i = int(const[0])
+        v = hi[i]
+        hint = ""
+        if stack.dtype.kind in "ui" and v == np.iinfo(stack.dtype).max:
+            hint = f" (the full scale of {stack.dtype.name}: over-exposed)"
+        elif v == 0:
+            hint = " (black: no light or no camera signal)"
+        more = f"; {const.size} of the {n} {label} images are constant" if const.size > 1 else ""
+        raise MeasurementError(folder, name_of(i), f"constant image (all {_value_text(v, stack.dtype)}): "
+                                                   f"no hologram{hint}{more}")
+    if clipping and flat.shape[1] >= 16:
+        clipped = (flat == hi[:, None]).mean(axis=1)
+        if np.all(clipped >= 0.5):
+            i = int(np.argmax(clipped))
+            every = f"every one of the {n} {label} images" if n > 1 else f"the {label} image"
+            raise MeasurementError(
+                folder, name_of(i),
+                f"over-exposed: {100 * clipped[i]:.0f}% of its pixels sit at its maximum "
+                f"{_value_text(hi[i], stack.dtype)}, and {every} has at least half its pixels clipped: "
+                "no usable hologram")
 
 
 def _thumbnail(img: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
@@ -525,7 +663,8 @@ def inspect_measurement(folder: str | Path, full: bool = False, thumbnail: bool 
     folder : path
         The measurement folder.
     full : bool
-        Also decode every pixel and check that float images are finite (as
+        Also decode every pixel, check that float images are finite and that no image is
+        constant (as
         :func:`load_measurement` does).
     thumbnail : bool
         Decode the first sample image for :attr:`MeasurementInfo.thumbnail`.
@@ -536,6 +675,8 @@ def inspect_measurement(folder: str | Path, full: bool = False, thumbnail: bool 
         ``valid=False`` and ``error`` set when the folder breaks the contract.
     """
     folder = Path(folder)
+    if folder.is_file():
+        return _inspect_file(folder, full, thumbnail)
     info = MeasurementInfo(name=folder.name, path=folder, sample_name=folder.name)
     try:
         layout = _scan(folder)
@@ -554,9 +695,13 @@ def inspect_measurement(folder: str | Path, full: bool = False, thumbnail: bool 
             if layout.sample.form == "h5":
                 with h5py.File(fr0.file, "r") as f:
                     ds = f[layout.sample.h5_dataset]
-                    info.thumbnail = _thumbnail(ds[0] if ds.ndim == 3 else ds[()])
+                    first = np.asarray(ds[0] if ds.ndim == 3 else ds[()])
             else:
-                info.thumbnail = _thumbnail(_read_frame_file(folder, fr0))
+                first = _read_frame_file(folder, fr0)
+            # the one decoded image: a constant one is already known to be fatal
+            check_hologram_content(first, folder, lambda i: _frame_name(folder, layout.sample, 0),
+                                   label="sample", clipping=False)
+            info.thumbnail = _thumbnail(first)
         info.valid = True
     except MeasurementError as e:
         info.valid, info.error = False, str(e)
@@ -565,13 +710,49 @@ def inspect_measurement(folder: str | Path, full: bool = False, thumbnail: bool 
     return info
 
 
+def _not_a_folder(path: Path) -> MeasurementError:
+    return MeasurementError(path.parent, path.name, "is a file, expected a measurement folder or a qpformat "
+                                                    "off-axis hologram HDF5 file (docs/formats.md section 1)")
+
+
+def _inspect_file(path: Path, full: bool, thumbnail: bool) -> MeasurementInfo:
+    """:func:`inspect_measurement` of a file: a qpformat hologram HDF5 file, or an error."""
+    from .qpformat_hdf5 import inspect_qpformat_hdf5, is_qpformat_hdf5, read_qpformat_hdf5
+
+    info = MeasurementInfo(name=path.stem, path=path, sample_name=path.stem, form="qpformat-h5")
+    try:
+        if not is_qpformat_hdf5(path):
+            raise _not_a_folder(path)
+        q = inspect_qpformat_hdf5(path)
+        info.metadata, info.n_images, info.image_shape, info.dtype = q.metadata, q.n_images, q.shape, q.dtype.name
+        info.sample_name = q.metadata.name or path.stem
+        info.background_shared = q.n_images > 1
+        if full:
+            first = read_qpformat_hdf5(path).holograms[0]
+        elif thumbnail:
+            with h5py.File(path, "r") as f:
+                first = np.asarray(f[q.keys[0]][()])
+            check_hologram_content(first, path.parent, lambda i: f"{path.name}:/{q.keys[0]}", clipping=False)
+        if full or thumbnail:
+            info.thumbnail = _thumbnail(first) if thumbnail else None
+        info.valid = True
+    except MeasurementError as e:
+        info.valid, info.error = False, str(e)
+    except Exception as e:
+        info.valid, info.error = False, str(MeasurementError(path.parent, path.name, f"{type(e).__name__}: {e}"))
+    return info
+
+
 def load_measurement(folder: str | Path) -> Measurement:
-    """Read and fully validate one measurement folder.
+    """Read and fully validate one measurement folder (or a qpformat hologram HDF5 file).
 
     Parameters
     ----------
     folder : path
-        A folder in one of the forms of ``docs/formats.md`` §1.
+        A folder in one of the forms of ``docs/formats.md`` §1, or the path of a qpformat
+        raw off-axis hologram ``.h5`` file (§1 "Other inputs";
+        :func:`engine.store.qpformat_hdf5.read_qpformat_hdf5`, which synthesises the missing
+        background).
 
     Returns
     -------
@@ -585,6 +766,12 @@ def load_measurement(folder: str | Path) -> Measurement:
         If anything breaks the contract; the message names the folder, file and problem.
     """
     folder = Path(folder)
+    if folder.is_file():
+        from .qpformat_hdf5 import is_qpformat_hdf5, read_qpformat_hdf5
+
+        if is_qpformat_hdf5(folder):
+            return read_qpformat_hdf5(folder)
+        raise _not_a_folder(folder)
     layout = _scan(folder)
     holograms = _read_stack(folder, layout.sample)
     backgrounds = _read_stack(folder, layout.background)
