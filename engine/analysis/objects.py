@@ -20,9 +20,12 @@ object is therefore m = ∫ c dV = Σ (n − n_m)·ΔV / α over its voxels [1]_
 
 Because a threshold at Δn cuts through the blurred (or anti-aliased) edge of an object, the
 part of the edge below the threshold would be lost from the sum; the dry mass is therefore
-summed over the object's mask grown by ``mass_margin_um`` (one voxel by default) without
-entering another object (:func:`skimage.segmentation.expand_labels`). Volume, mean and
-maximum RI use the mask itself.
+summed over the object's mask grown by ``mass_margin_um`` without entering another object
+(:func:`skimage.segmentation.expand_labels`). The default, 0.5 µm (or the largest voxel
+size if larger), recovers the mass of a sphere of r 2.5 µm blurred by a Gaussian of
+σ = 0.2 µm to 0.1 %, of σ = (0.4, 0.2, 0.2) µm (z, y, x) to 1.1 %, of σ = (0.6, 0.25,
+0.25) µm to 3.5 % (the mask alone loses 3 %, 6 % and 10 %). Volume, mean and maximum RI
+use the mask itself.
 
 References
 ----------
@@ -51,6 +54,7 @@ from scipy import ndimage as ndi
 
 __all__ = [
     "DEFAULT_ALPHA_UM3_PER_PG",
+    "DEFAULT_MASS_MARGIN_UM",
     "MEASUREMENT_COLUMNS",
     "ObjectMeasurement",
     "dn_threshold",
@@ -63,6 +67,8 @@ __all__ = [
 #: Specific refraction increment α (µm³/pg = mL/g) of cell dry mass (Barer 1952/1953;
 #: Zangle & Teitell 2014).
 DEFAULT_ALPHA_UM3_PER_PG = 0.19
+#: Default growth (µm) of an object's mask for its dry-mass sum (see the module docstring).
+DEFAULT_MASS_MARGIN_UM = 0.5
 
 Threshold = Union[None, str, float]
 
@@ -303,8 +309,8 @@ def measure_objects(ri: np.ndarray, labels: np.ndarray, medium_index: float, vox
         without it, half-way between object and background voxels (a binary surface,
         which overestimates the area of curved objects by a few per cent).
     mass_margin_um : float, optional
-        Width (µm) by which each mask is grown for the dry-mass sum; default the largest
-        voxel size; 0 sums over the mask only.
+        Width (µm) by which each mask is grown for the dry-mass sum; default 0.5 µm or the
+        largest voxel size if larger; 0 sums over the mask only.
     birefringence : mapping or object, optional
         With ``n_e``, ``n_o`` (Z, Y, X) and/or ``director`` (Z, Y, X, 3, (z, y, x) unit
         vectors): adds the mean n_e − n_o and the director order parameter.
@@ -358,7 +364,7 @@ def _region_stats(ri: np.ndarray, dn: np.ndarray, labels: np.ndarray, ids: np.nd
     from skimage.segmentation import expand_labels
 
     counts = np.asarray(ndi.sum_labels(np.ones_like(dn), labels, ids))
-    margin = float(voxel.max()) if margin_um is None else float(margin_um)
+    margin = max(DEFAULT_MASS_MARGIN_UM, float(voxel.max())) if margin_um is None else float(margin_um)
     grown = expand_labels(labels, distance=margin, spacing=voxel) if margin > 0 else labels
     mass = np.asarray(ndi.sum_labels(dn, grown, ids)) * dv / alpha
     return {"volume": [float(c * dv) for c in counts],
