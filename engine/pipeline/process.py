@@ -342,8 +342,12 @@ def process_folder(folder: Path, out_path: Path, *, screen: str = "model", regul
 
 def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", regularize: str = "none",
                       birefringence: bool = False, device: str = "auto", scheduler: Optional[str] = None,
-                      workers: int = 1, force: bool = False) -> int:
-    """``odt-studio batch``: process every measurement under ``in_dir``; exit 0 only if all succeeded."""
+                      workers: int = 1, force: bool = False, measure: bool = False) -> int:
+    """``odt-studio batch``: process every measurement under ``in_dir``; exit 0 only if all succeeded.
+
+    With ``measure``, the objects of every result are then measured into ``out_dir/measurements.csv``
+    (:func:`engine.pipeline.measure.measure_results`); a result that cannot be measured makes the exit 1.
+    """
     from ..store.folders import discover_measurements
     from .batch import run_batch
 
@@ -369,4 +373,11 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
                         log=lambda s: print(s, file=sys.stderr, flush=True), unprocessable=unrecognised)
     print(f"done: {summary.n_ok} ok, {summary.n_failed} failed, {summary.n_skipped} skipped; "
           f"summary in {out_dir / 'summary.csv'}", file=sys.stderr)
+    if measure:
+        from .measure import measure_results
+
+        names = [it.name for it in summary.items if it.status in ("ok", "skipped")]
+        measured = measure_results(out_dir, names, log=lambda s: print(s, file=sys.stderr, flush=True))
+        print(f"measured {measured.n_objects} object(s); {measured.csv_path}", file=sys.stderr)
+        return max(summary.exit_code, 0 if measured.ok else 1)
     return summary.exit_code
