@@ -360,6 +360,7 @@ def _write(f: h5py.File, measurement_json: str, data: dict[str, Any], extra_attr
         for key in ("ri", "ri_tv", "ri_deep"):
             if key in t:
                 g.create_dataset(key, data=t[key])
+                g[key].attrs["element_size_um"] = t["voxel_size_um"]  # (z, y, x): Fiji HDF5 plugin, ilastik
         g.attrs["voxel_size_um"] = t["voxel_size_um"]
         g.attrs["origin_um"] = t["origin_um"]
         g.attrs["medium_index"] = t["medium_index"]
@@ -368,6 +369,8 @@ def _write(f: h5py.File, measurement_json: str, data: dict[str, Any], extra_attr
         g = f.create_group("birefringence")
         for key, v in data["birefringence"].items():
             g.create_dataset(key, data=v)
+            if v.ndim == 3 and "tomogram" in data and v.shape == data["tomogram"]["ri"].shape:
+                g[key].attrs["element_size_um"] = data["tomogram"]["voxel_size_um"]
 
 
 def write_result(path: str | Path, *, measurement_json: str, fields: Any = None,
