@@ -1,7 +1,7 @@
 """The ``odt-studio`` command (``docs/formats.md`` §3).
 
 ``odt-studio`` alone opens the desktop application. The headless subcommands — ``demo``,
-``batch``, ``train-screening`` and ``--self-test`` — never import Qt, so they run on servers
+``batch``, ``export``, ``train-screening`` and ``--self-test`` — never import Qt, so they run on servers
 and Dask workers without a display (tested in ``tests/engine/test_boundary.py``).
 """
 
@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 from engine import __version__
 
-SUBCOMMANDS = ("demo", "batch", "train-screening")
+SUBCOMMANDS = ("demo", "batch", "train-screening", "export")
 DEMO_KINDS = ("beads", "bacteria", "cells", "lc-droplets")
 
 
@@ -40,7 +40,7 @@ def _gui_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="odt-studio",
         description="ODT Studio: optical diffraction tomography workstation. Without a subcommand it "
-        "opens the desktop application. Subcommands: demo, batch, train-screening "
+        "opens the desktop application. Subcommands: demo, batch, export, train-screening "
         "(see 'odt-studio SUBCOMMAND --help').",
     )
     p.add_argument("path", nargs="?", help="a result file (*.odt.h5) or measurement folder to open")
@@ -78,6 +78,23 @@ def _batch_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (without --scheduler)")
     p.add_argument("--force", action="store_true", help="re-process measurements that already have results")
+    p.add_argument("--measure", action="store_true",
+                   help="then segment and measure the objects of every result into OUT_DIR/measurements.csv "
+                   "(volume, surface, dry mass, ... one row per object; default off)")
+    return p
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="odt-studio export",
+        description="Export one volume of a result file with its voxel size and origin (µm) as OME-TIFF, "
+        "OME-Zarr (NGFF 0.4) or an ImageJ hyperstack TIFF. Prints the path written.")
+    p.add_argument("result", type=Path, help="a result file RESULT.odt.h5")
+    p.add_argument("--to", required=True, choices=("ome-tiff", "ome-zarr", "imagej"), help="output format")
+    p.add_argument("--volume", default="ri", choices=("ri", "ri_tv", "ri_deep", "n_e", "n_o", "dn", "labels"),
+                   help="which volume (default ri; dn = n_e - n_o; labels: stored, else segmented by Otsu)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output path (default beside the result: NAME.VOLUME.ome.tif, .ome.zarr or .tif)")
     return p
 
 
@@ -108,7 +125,19 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return run_batch_command(
         args.in_dir, args.out_dir, screen=args.screen, regularize=args.regularize,
         birefringence=args.birefringence, device=args.device, scheduler=args.scheduler,
-        workers=args.workers, force=args.force)
+        workers=args.workers, force=args.force, measure=args.measure)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine.store.export import ExportError, export_result
+
+    try:
+        out = export_result(args.result, args.to, volume=args.volume, out=args.out)
+    except ExportError as e:
+        print(f"odt-studio export: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
 
 
 def cmd_train_screening(args: argparse.Namespace) -> int:
@@ -129,10 +158,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         name, rest = argv[0], argv[1:]
-        parser = {"demo": _demo_parser, "batch": _batch_parser, "train-screening": _train_parser}[name]()
+        parser = {"demo": _demo_parser, "batch": _batch_parser, "train-screening": _train_parser,
+                  "export": _export_parser}[name]()
         args = parser.parse_args(rest)
         try:
-            return {"demo": cmd_demo, "batch": cmd_batch, "train-screening": cmd_train_screening}[name](args)
+            return {"demo": cmd_demo, "batch": cmd_batch, "train-screening": cmd_train_screening,
+                    "export": cmd_export}[name](args)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
