@@ -13,18 +13,26 @@ Conventions
   grid, focused on the sample plane: a sample with n > n_m has a positive phase.
 
 Algorithm (all angles at once, in chunks to bound memory, torch on CPU or CUDA)
-1. Carrier ``c``: from the metadata, or detected by the docs/formats.md rule — the brightest
-   off-centre peak of the background holograms' spectra with f_x > 0 (f_x = 0: f_y > 0), refined
-   to sub-pixel accuracy (:func:`refine_peak`). That peak is ``c + f_i``: with known
+1. Carrier ``c``: from the metadata (always honoured), or detected. Detection finds the pair of
+   twin peaks — the brightest off-centre peak of the background holograms' spectra and its mirror
+   image — refined to sub-pixel accuracy (:func:`refine_peak`). A peak is ``c + f_i``: with known
    illuminations ``c = mean(p_i − f_i)``, otherwise ``c = mean(p_i)`` (illuminations centred on
-   the optical axis — a single normal incidence or a symmetric scan).
+   the optical axis — a single normal incidence or a symmetric scan). Which twin is the object's
+   side band depends on the microscope's reference tilt, so it is decided by physics
+   (``sideband="auto"``, the docs/formats.md rule): a few fields spread over the measurement are
+   retrieved with each twin, and the one that gives the sample a positive integrated phase
+   ``Σ (φ − median φ)·pixel²`` relative to its background wins — once per measurement, over all
+   those fields together. When the sample gives no clear sign (|z| < 3, e.g. an empty field) or
+   with ``sideband="as-given"`` (samples less dense than their medium), the peak with
+   f_x > 0 (f_x = 0: f_y > 0) is taken.
 2. Side band: a circular pupil of radius NA/λ around ``c``, inverse FFT, demodulation by
    ``exp(−2πi c·r)``.
 3. Refocusing of sample and background fields by angular-spectrum propagation
    (:mod:`engine.holography.propagate`), then division by the background field.
 4. Illumination frequency of each field: from the metadata, or estimated from its background
    field's dominant spatial frequency (:func:`refine_peak`, sub-pixel).
-5. Optional phase unwrapping (:mod:`engine.holography.unwrap`).
+5. Optional phase unwrapping (:mod:`engine.holography.unwrap`, noise-guided by default) and the
+   retrieval quality numbers of every field (:mod:`engine.holography.quality`).
 
 References
 ----------
@@ -47,9 +55,54 @@ from ..backend import resolve_device
 from ..metadata import MeasurementMetadata
 from ..progress import CancelToken, check_cancel, report, sub_progress
 from .propagate import angular_spectrum_kernel
-from .unwrap import unwrap_phase
+from .quality import RetrievalQuality, retrieval_quality
+from .unwrap import DEFAULT_UNWRAP, unwrap_phase
 
-__all__ = ["RetrievedFields", "retrieve_fields", "find_carrier", "refine_peak"]
+__all__ = ["RetrievedFields", "SidebandChoice", "SIDEBAND_RULES", "retrieve_fields", "find_carrier",
+           "refine_peak"]
+
+#: ``"auto"``: the twin that gives the sample a positive phase; ``"as-given"``: the peak with f_x > 0
+SIDEBAND_RULES = ("auto", "as-given")
+
+
+@dataclass
+class SidebandChoice:
+    """How the side band of a measurement was chosen (stored in ``retrieval/`` of the result).
+
+    Attributes
+    ----------
+    source : {"metadata", "argument", "auto", "as-given"}
+        Where the carrier came from: ``carrier_per_um`` in measurement.json, the caller, the
+        positive-phase rule, or the f_x > 0 rule.
+    flipped : bool
+        True when the chosen band is the twin with f_x < 0 (the conjugate of the f_x > 0 one).
+    integrated_phase_rad_um2 : float
+        Mean over the trial fields of ``Σ (φ − median φ)·pixel²`` with the chosen band (NaN when
+        the carrier was given): positive for a sample denser than its medium.
+    confidence : float
+        ``|S₊ − S₋| / (2σ)``, how many noise standard deviations separate the twins (NaN when given).
+    ambiguous : bool
+        The sample gave no clear sign (confidence < 3) and the f_x > 0 rule decided.
+    """
+
+    source: str
+    flipped: bool = False
+    integrated_phase_rad_um2: float = float("nan")
+    confidence: float = float("nan")
+    ambiguous: bool = False
+
+    def describe(self) -> str:
+        """One line for a technician."""
+        if self.source in ("metadata", "argument"):
+            return "side band: carrier_per_um from " + ("measurement.json" if self.source == "metadata" else "the caller")
+        if self.source == "as-given":
+            return "side band: the peak with f_x > 0 (project setting 'as given')"
+        if self.ambiguous:
+            return (f"side band: no clear phase sign (confidence {self.confidence:.1f} σ), "
+                    "the peak with f_x > 0 was taken")
+        side = "f_x < 0" if self.flipped else "f_x > 0"
+        return (f"side band: automatic, the twin at {side} gives the sample a positive phase "
+                f"({self.integrated_phase_rad_um2:+.3g} rad·µm², {self.confidence:.0f} σ)")
 
 
 @dataclass
@@ -73,6 +126,12 @@ class RetrievedFields:
         True when ``illumination_per_um`` was estimated rather than read from the metadata.
     carrier_estimated : bool
         True when the carrier was detected rather than read from the metadata.
+    sideband : SidebandChoice or None
+        How the carrier (side band) was chosen.
+    quality : RetrievalQuality or None
+        Per-field quality numbers (:mod:`engine.holography.quality`), with ``unwrap=True``.
+    unwrap_method : str
+        The unwrapping method used ("" without unwrapping).
     """
 
     field: np.ndarray
@@ -82,6 +141,9 @@ class RetrievedFields:
     unwrapped_phase: Optional[np.ndarray] = None
     illumination_estimated: bool = False
     carrier_estimated: bool = False
+    sideband: Optional[SidebandChoice] = None
+    quality: Optional[RetrievalQuality] = None
+    unwrap_method: str = ""
 
 
 # --------------------------------------------------------------------------- sub-pixel peaks
@@ -232,7 +294,11 @@ class _SideBand:
         fy = torch.fft.fftfreq(hh, d=pixel, device=dev, dtype=torch.float64)[:, None]
         fx = torch.fft.fftfreq(ww, d=pixel, device=dev, dtype=torch.float64)[None, :]
         radius = na / wavelength
-        self.mask = (((fx - carrier[0]) ** 2 + (fy - carrier[1]) ** 2) <= radius**2).to(torch.float32)
+        r2 = (fx - carrier[0]) ** 2 + (fy - carrier[1]) ** 2
+        self.mask = (r2 <= radius**2).to(torch.float32)
+        # ring just outside the pupil, away from the zero order and the twin (quality number)
+        far = ((fx**2 + fy**2) > radius**2) & (((fx + carrier[0]) ** 2 + (fy + carrier[1]) ** 2) > radius**2)
+        self.ring = ((r2 > radius**2) & (r2 <= (1.25 * radius) ** 2) & far).to(torch.float32)
         y = (torch.arange(hh, device=dev, dtype=torch.float64) - hh // 2) * pixel
         x = (torch.arange(ww, device=dev, dtype=torch.float64) - ww // 2) * pixel
         ph = -2 * math.pi * (carrier[0] * x[None, :] + carrier[1] * y[:, None])
@@ -240,6 +306,16 @@ class _SideBand:
         self.kernel = None
         if refocus_um:
             self.kernel = angular_spectrum_kernel(shape, pixel, wavelength, medium_index, refocus_um, device=dev)
+
+    def outside_energy(self, holo: torch.Tensor) -> np.ndarray:
+        """Spectral energy in the ring outside the pupil / energy inside it, per image (N,)."""
+        p = torch.fft.fft2(holo.to(torch.float32))
+        p = p.real**2 + p.imag**2
+        inside = (p * self.mask).sum(dim=(-2, -1)).clamp_min(1e-30)
+        ring_area = float(self.ring.sum()) or 1.0
+        # per unit area, so that the number does not depend on how much of the ring is kept
+        ratio = (p * self.ring).sum(dim=(-2, -1)) / ring_area / (inside / float(self.mask.sum()))
+        return ratio.cpu().numpy()
 
     def __call__(self, holo: torch.Tensor, demodulate: bool = True) -> torch.Tensor:
         field = torch.fft.ifft2(torch.fft.fft2(holo.to(torch.float32)).mul_(self.mask))
@@ -266,6 +342,57 @@ def _illumination_from_metadata(md: MeasurementMetadata, n: int) -> Optional[np.
     return ill
 
 
+def _trial_statistic(holograms: np.ndarray, backgrounds: np.ndarray, idx: np.ndarray, carrier: np.ndarray,
+                     px: float, na: float, lam: float, nm: float, dev) -> tuple[float, float]:
+    """Integrated phase ``Σ (φ − median φ)·px²`` (rad·µm², summed over fields) and its noise σ."""
+    band = _SideBand(holograms.shape[-2:], px, carrier, na, lam, nm, 0.0, dev)
+    us = band(torch.as_tensor(holograms[idx].astype(np.float32), device=dev))
+    bg = backgrounds[idx] if backgrounds.ndim == 3 else backgrounds[None]
+    u = _divide(us, band(torch.as_tensor(bg.astype(np.float32), device=dev)))
+    if backgrounds.ndim == 2:  # one background for all: remove each illumination's tilt
+        hh, ww = u.shape[-2:]
+        f = torch.as_tensor(_field_peak_per_um(u, px), device=dev)
+        y = (torch.arange(hh, device=dev, dtype=torch.float64) - hh // 2) * px
+        x = (torch.arange(ww, device=dev, dtype=torch.float64) - ww // 2) * px
+        ph = -2 * math.pi * (f[:, 0, None, None] * x + f[:, 1, None, None] * y[:, None])
+        u = u * torch.polar(torch.ones_like(ph), ph).to(torch.complex64)
+    phase = unwrap_phase(u.cpu().numpy(), DEFAULT_UNWRAP)
+    rel = phase - np.median(phase.reshape(len(idx), -1), axis=1)[:, None, None]
+    s = rel.reshape(len(idx), -1).sum(axis=1) * px**2
+    mad = 1.4826 * np.median(np.abs(rel).reshape(len(idx), -1), axis=1)
+    sigma = mad * math.sqrt(rel[0].size) * px**2
+    return float(s.sum()), float(math.sqrt(float((sigma**2).sum())) + 1e-12)
+
+
+def _detect_carrier(holograms: np.ndarray, backgrounds: np.ndarray, ill_md: Optional[np.ndarray], px: float,
+                    na: float, lam: float, nm: float, rule: str, dev) -> tuple[np.ndarray, SidebandChoice]:
+    """Detected carrier and how its twin was chosen (module docstring, step 1)."""
+    peaks = find_carrier(backgrounds, px, exclude_radius_per_um=0.5 * na / lam, device=dev).reshape(-1, 2)
+
+    def carrier_of(p: np.ndarray) -> np.ndarray:
+        if ill_md is not None and backgrounds.ndim == 3:
+            return np.mean(p - ill_md, axis=0)
+        if ill_md is not None:
+            return p[0] - np.mean(ill_md, axis=0)
+        return np.mean(p, axis=0)
+
+    c_pos, c_neg = carrier_of(peaks), carrier_of(-peaks)
+    if rule == "as-given":
+        return c_pos, SidebandChoice(source="as-given")
+    n = holograms.shape[0]
+    idx = np.unique(np.linspace(0, n - 1, min(n, 8)).round().astype(int))
+    s_pos, sig = _trial_statistic(holograms, backgrounds, idx, c_pos, px, na, lam, nm, dev)
+    s_neg, _ = _trial_statistic(holograms, backgrounds, idx, c_neg, px, na, lam, nm, dev)
+    confidence = abs(s_pos - s_neg) / (2 * sig)
+    if confidence < 3.0:
+        return c_pos, SidebandChoice(source="auto", integrated_phase_rad_um2=s_pos / len(idx),
+                                     confidence=confidence, ambiguous=True)
+    flip = s_neg > s_pos
+    return (c_neg if flip else c_pos), SidebandChoice(
+        source="auto", flipped=flip, integrated_phase_rad_um2=(s_neg if flip else s_pos) / len(idx),
+        confidence=confidence)
+
+
 def retrieve_fields(
     holograms: np.ndarray,
     backgrounds: np.ndarray,
@@ -274,7 +401,8 @@ def retrieve_fields(
     carrier_per_um: Optional[tuple[float, float]] = None,
     refocus_um: float = 0.0,
     unwrap: bool = True,
-    unwrap_method: str = "herraez",
+    unwrap_method: str = DEFAULT_UNWRAP,
+    sideband: str = "auto",
     chunk: int = 16,
     device: str | torch.device = "auto",
     progress: Optional[Callable[..., None]] = None,
@@ -298,9 +426,13 @@ def retrieve_fields(
         Angular-spectrum propagation distance applied to the fields (µm, + = along +z), e.g. to
         bring a sample imaged out of focus to the plane z = 0 of the tomogram.
     unwrap : bool
-        Also return the unwrapped phase (needed by the Rytov reconstruction).
-    unwrap_method : {"herraez", "fourier"}
+        Also return the unwrapped phase (needed by the Rytov reconstruction) and the retrieval
+        quality numbers.
+    unwrap_method : {"guided", "herraez", "fourier"}
         See :func:`engine.holography.unwrap.unwrap_phase`.
+    sideband : {"auto", "as-given"}
+        How a detected carrier's twin is chosen (module docstring); ignored when the carrier is
+        given (argument or metadata), which is always honoured.
     chunk : int
         Holograms processed at once (memory ≈ 6·chunk·H·W·8 bytes on the device).
     device : str or torch.device
@@ -330,23 +462,21 @@ def retrieve_fields(
     per_image_bg = backgrounds.ndim == 3
 
     report(progress, 0.0, "finding the carrier")
-    carrier = carrier_per_um if carrier_per_um is not None else metadata.carrier_per_um
-    carrier_estimated = carrier is None
-    if carrier is None:
-        peaks = find_carrier(backgrounds, px, exclude_radius_per_um=0.5 * na / lam, device=dev)
-        peaks = peaks.reshape(-1, 2)
-        if ill_md is not None and per_image_bg:
-            carrier = np.mean(peaks - ill_md, axis=0)
-        elif ill_md is not None:
-            carrier = peaks[0] - np.mean(ill_md, axis=0)
-        else:
-            carrier = np.mean(peaks, axis=0)
+    if sideband not in SIDEBAND_RULES:
+        raise ValueError(f"sideband must be one of {SIDEBAND_RULES}, got {sideband!r}")
+    if carrier_per_um is not None or metadata.carrier_per_um is not None:
+        carrier = carrier_per_um if carrier_per_um is not None else metadata.carrier_per_um
+        choice = SidebandChoice(source="argument" if carrier_per_um is not None else "metadata")
+    else:
+        carrier, choice = _detect_carrier(holograms, backgrounds, ill_md, px, na, lam, nm, sideband, dev)
+    carrier_estimated = choice.source in SIDEBAND_RULES
     carrier = np.asarray(carrier, dtype=np.float64).reshape(2)
     check_cancel(cancel)
 
     band = _SideBand((hh, ww), px, carrier, na, lam, nm, refocus_um, dev)
     field = np.empty((n, hh, ww), dtype=np.complex64)
     illum = np.empty((n, 2), dtype=np.float64)
+    outside = np.empty(n, dtype=np.float32)
     bg_single = band(torch.as_tensor(backgrounds.astype(np.float32, copy=False), device=dev)[None]) \
         if not per_image_bg else None
     y = (torch.arange(hh, device=dev, dtype=torch.float64) - hh // 2) * px
@@ -357,7 +487,9 @@ def retrieve_fields(
         e = min(n, s + chunk)
         # the unit-modulus demodulation cancels in U_s/U_b: skip it when nothing else needs it
         demod = not (per_image_bg and ill_md is not None)
-        us = band(torch.as_tensor(holograms[s:e].astype(np.float32, copy=False), device=dev), demod)
+        hol = torch.as_tensor(holograms[s:e].astype(np.float32, copy=False), device=dev)
+        outside[s:e] = band.outside_energy(hol)
+        us = band(hol, demod)
         if per_image_bg:
             ub = band(torch.as_tensor(backgrounds[s:e].astype(np.float32, copy=False), device=dev), demod)
             illum[s:e] = ill_md[s:e] if ill_md is not None else _field_peak_per_um(ub, px)
@@ -373,11 +505,15 @@ def retrieve_fields(
         field[s:e] = u.cpu().numpy()
         report(progress, frac_fields * e / n, f"retrieving fields {e}/{n}")
 
-    unwrapped = None
+    unwrapped, quality = None, None
     if unwrap:
         unwrapped = unwrap_phase(field, unwrap_method, device=dev,
-                                 progress=sub_progress(progress, frac_fields, 1.0, ""), cancel=cancel)
+                                 progress=sub_progress(progress, frac_fields, 0.95, ""), cancel=cancel)
+        check_cancel(cancel)
+        report(progress, 0.95, "retrieval quality")
+        quality = retrieval_quality(field, unwrapped, outside)
     report(progress, 1.0, "fields retrieved")
     return RetrievedFields(field=field, illumination_per_um=illum, carrier_per_um=carrier,
                            pixel_size_um=px, unwrapped_phase=unwrapped,
-                           illumination_estimated=ill_md is None, carrier_estimated=carrier_estimated)
+                           illumination_estimated=ill_md is None, carrier_estimated=carrier_estimated,
+                           sideband=choice, quality=quality, unwrap_method=unwrap_method if unwrap else "")
