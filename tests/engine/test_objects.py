@@ -180,3 +180,75 @@ def test_csv_columns_and_units(tmp_path):
     assert float(rows[0]["volume_um3"]) == pytest.approx(ms[0].volume_um3, rel=1e-6)
     assert rows[0]["touches_edge"] == "0" and rows[0]["order_parameter"] == ""
     assert not [q for q in tmp_path.iterdir() if q.name.endswith(".tmp")]
+
+
+# ---------------------------------------------------------------------------- batch --measure
+def _write_spheres(path, centres_x, *, tv=False, labels=None, voxel=(0.25, 0.25, 0.25), shape=(16, 24, 40)):
+    from engine.store.results import TomogramResult, write_result
+
+    cv = _Canvas(shape, voxel, NM)
+    for x in centres_x:
+        _paint_sphere(cv, (0.0, 0.0, x), 1.5, NM + DN)
+    ri = cv.vol.astype(np.float32)
+    origin = _origin(shape, voxel)
+    write_result(path, measurement_json="{}", tomogram=TomogramResult(
+        ri=ri - 0.001, ri_tv=ri if tv else None, voxel_size_um=voxel, origin_um=origin, medium_index=NM,
+        method="rytov"))
+    if labels is not None:
+        import h5py
+
+        with h5py.File(path, "a") as f:
+            f["tomogram/labels"] = labels
+    return path
+
+
+def test_measure_results_writes_one_row_per_object(tmp_path):
+    from engine.pipeline.measure import MEASUREMENTS_COLUMNS, measure_results
+
+    _write_spheres(tmp_path / "two.odt.h5", (-2.5, 2.5), tv=True)
+    _write_spheres(tmp_path / "one.odt.h5", (0.0,))
+    _write_spheres(tmp_path / "none.odt.h5", ())
+    stored = np.zeros((16, 24, 40), np.uint16)
+    stored[6:10, 10:14, 18:22] = 7
+    _write_spheres(tmp_path / "stored.odt.h5", (0.0,), labels=stored)
+    (tmp_path / "broken.odt.h5").write_text("not HDF5")
+    logs = []
+    s = measure_results(tmp_path, ["two", "one", "none", "broken", "missing", "stored"], log=logs.append)
+    assert s.csv_path == tmp_path / "measurements.csv" and s.n_objects == 4
+    assert s.objects_per_name == {"two": 2, "one": 1, "none": 0, "stored": 1}
+    assert set(s.errors) == {"broken", "missing"} and "broken.odt.h5" in s.errors["broken"]
+    assert any("FAILED" in line for line in logs)
+    rows = list(csv.DictReader(s.csv_path.open()))
+    assert tuple(rows[0]) == MEASUREMENTS_COLUMNS and list(rows[0])[0] == "name"
+    assert [r["name"] for r in rows] == ["two", "two", "one", "stored"]
+    assert [r["source_volume"] for r in rows] == ["ri_tv", "ri_tv", "ri", "ri"]
+    v_true = 4 / 3 * math.pi * 1.5 ** 3
+    for r in rows[:2]:
+        assert abs(float(r["volume_um3"]) / v_true - 1) < 0.05
+        assert abs(float(r["dry_mass_pg"]) / (DN * v_true / 0.19) - 1) < 0.05
+        assert float(r["alpha_um3_per_pg"]) == 0.19 and float(r["medium_index"]) == NM
+    assert sorted(round(float(r["centroid_x_um"]), 1) for r in rows[:2]) == [-2.5, 2.5]
+    assert rows[3]["label"] == "7" and float(rows[3]["volume_um3"]) == pytest.approx(64 * 0.25 ** 3)
+
+
+def test_batch_measure_flag(tmp_path, monkeypatch):
+    """``odt-studio batch ... --measure``: the post-pass runs over the results the batch wrote."""
+    from _folders import make_measurement
+
+    from app.cli import main
+    from engine.pipeline import process
+
+    for name in ("a", "b"):
+        make_measurement(tmp_path / "in", name)
+
+    def fake_process_folder(folder, out_path, **kw):
+        _write_spheres(out_path, (-2.5, 2.5) if folder.name == "a" else (0.0,))
+        return {"fields_used": 2}
+
+    monkeypatch.setattr(process, "process_folder", fake_process_folder)
+    out = tmp_path / "out"
+    assert main(["batch", str(tmp_path / "in"), "--out", str(out), "--screen", "none"]) == 0
+    assert not (out / "measurements.csv").exists()
+    assert main(["batch", str(tmp_path / "in"), "--out", str(out), "--screen", "none", "--measure"]) == 0
+    rows = list(csv.DictReader((out / "measurements.csv").open()))
+    assert [r["name"] for r in rows] == ["a", "a", "b"]
