@@ -81,6 +81,10 @@ def _batch_parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", action="store_true",
                    help="then segment and measure the objects of every result into OUT_DIR/measurements.csv "
                    "(volume, surface, dry mass, ... one row per object; default off)")
+    p.add_argument("--sideband", choices=("auto", "as-given"), default="auto",
+                   help="side band of a detected carrier: 'auto' takes the twin that gives the sample a "
+                   "positive phase; 'as-given' the peak with f_x > 0, for samples less dense than their "
+                   "medium. A carrier_per_um in measurement.json is always honoured (default auto)")
     return p
 
 
@@ -125,7 +129,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return run_batch_command(
         args.in_dir, args.out_dir, screen=args.screen, regularize=args.regularize,
         birefringence=args.birefringence, device=args.device, scheduler=args.scheduler,
-        workers=args.workers, force=args.force, measure=args.measure)
+        workers=args.workers, force=args.force, measure=args.measure, sideband=args.sideband)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -354,6 +354,8 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
         elif error:
             line += f": {error}"
         say(line)
+        for warning in item.info.get("warnings") or ():
+            say(f"warning: {warning}")
         report(progress, done_count / max(total, 1), f"{item.name}: {status}")
         flush_summary()
 
@@ -408,14 +410,25 @@ def _run_pool(todo: list[BatchItem], process_one: Callable, workers: int, max_in
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     pending: dict[Future, BatchItem] = {}
     cancelled = False
+    unsubmitted: Optional[BatchItem] = None  # refused by a pool that broke before its futures said so
     try:
         while True:
+            submit_refused = False
             while not cancelled and len(pending) < max_in_flight:
-                it = next(queue, None)
+                it = unsubmitted if unsubmitted is not None else next(queue, None)
+                unsubmitted = None
                 if it is None:
                     break
-                pending[executor.submit(run_one, process_one, it.folder, it.out_path)] = it
+                try:
+                    pending[executor.submit(run_one, process_one, it.folder, it.out_path)] = it
+                except BrokenProcessPool:  # a worker died; its future reports it below
+                    unsubmitted, submit_refused = it, True
+                    break
             if not pending:
+                if submit_refused:  # nothing left to report the breakage: just start a new pool
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+                    continue
                 break
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             broken = False

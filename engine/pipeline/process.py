@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -57,6 +58,10 @@ class ProcessOptions:
         Axial voxels (default: the reconstruction's own default).
     threshold : float
         Screening decision threshold on the model's noisy-probability.
+    sideband : {"auto", "as-given"}
+        Side band of a detected carrier: the twin that gives the sample a positive phase, or the
+        peak with f_x > 0 (for samples less dense than their medium). A ``carrier_per_um`` in
+        measurement.json is always honoured (:func:`engine.holography.retrieval.retrieve_fields`).
     """
 
     screen: str = "model"
@@ -68,8 +73,11 @@ class ProcessOptions:
     non_negativity: bool = True
     shape_z: Optional[int] = None
     threshold: float = 0.5
+    sideband: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.sideband not in ("auto", "as-given"):
+            raise ValueError(f"sideband must be 'auto' or 'as-given', got {self.sideband!r}")
         if self.screen not in ("model", "rule", "none"):
             raise ValueError(f"screen must be 'model', 'rule' or 'none', got {self.screen!r}")
         if self.birefringence_method not in ("dtt", "learned"):
@@ -91,6 +99,8 @@ class ProcessResult:
     timings_s: dict = field(default_factory=dict)
     out_path: Optional[Path] = None
     birefringence: Any = None
+    retrieval: Any = None
+    warnings: list = field(default_factory=list)
 
 
 def _screen(fields, retrieved, meta, options: ProcessOptions, progress, cancel):
@@ -180,6 +190,7 @@ def _process_scalar(measurement: Measurement, options: ProcessOptions, timings: 
 
     t = time.perf_counter()
     retrieved = retrieve_fields(measurement.holograms, measurement.backgrounds, meta, device=options.device,
+                                sideband=options.sideband,
                                 progress=sub_progress(progress, 0.02, 0.35, "retrieval: "), cancel=cancel)
     timings["retrieve"] = time.perf_counter() - t
 
@@ -215,7 +226,54 @@ def _process_scalar(measurement: Measurement, options: ProcessOptions, timings: 
     return ProcessResult(name=measurement.name, fields=retrieved.field,
                          illumination_per_um=np.asarray(retrieved.illumination_per_um),
                          screening=screening, tomogram=tomogram, fields_used=int(decision.sum()),
-                         timings_s=timings)
+                         timings_s=timings, retrieval=retrieval_record(retrieved),
+                         warnings=contrast_warnings(measurement.name, retrieved, decision))
+
+
+def retrieval_record(retrieved) -> dict:
+    """``retrieval/`` of the result file (docs/formats.md §2) from a RetrievedFields."""
+    sb = retrieved.sideband
+    attrs = {"carrier_per_um": np.asarray(retrieved.carrier_per_um, np.float64),
+             "unwrap_method": str(retrieved.unwrap_method or "")}
+    if sb is not None:
+        attrs.update(sideband_source=sb.source, sideband_flipped=bool(sb.flipped),
+                     sideband_integrated_phase_rad_um2=float(sb.integrated_phase_rad_um2),
+                     sideband_confidence=float(sb.confidence), sideband_ambiguous=bool(sb.ambiguous),
+                     sideband_description=sb.describe())
+    quality = retrieved.quality.as_dict() if retrieved.quality is not None else {}
+    return {"quality": quality, "attrs": attrs}
+
+
+def contrast_warnings(name: str, retrieved, decision: np.ndarray) -> list[str]:
+    """A warning when the used fields show the sample mostly *below* its medium (negative phase).
+
+    The integrated phase ``Σ (φ − median φ)·pixel²`` of each used field is the projection of
+    ``Δn = n − n_m``; when it is negative in most fields, every tomogram voxel of the object comes
+    out below n_m (and non-negativity then erases it). Names the likely causes.
+    """
+    phase = retrieved.unwrapped_phase
+    if phase is None:
+        return []
+    used = np.flatnonzero(np.asarray(decision, bool))
+    if used.size == 0:
+        return []
+    p = phase[used]
+    rel = p - np.median(p.reshape(len(used), -1), axis=1)[:, None, None]
+    s = rel.reshape(len(used), -1).sum(axis=1) * retrieved.pixel_size_um**2
+    sigma = 1.4826 * np.median(np.abs(rel).reshape(len(used), -1), axis=1) * np.sqrt(rel[0].size) \
+        * retrieved.pixel_size_um**2
+    negative = (s < -3 * sigma).mean()
+    if negative <= 0.5:
+        return []
+    sb = retrieved.sideband
+    cause = ("carrier_per_um in measurement.json points at the conjugate side band"
+             if sb is not None and sb.source in ("metadata", "argument") else
+             "the side-band setting 'as given' took the conjugate side band" if sb is not None and sb.source == "as-given"
+             else "the sample is less dense than its medium")
+    return [f"{name}: the sample's phase is negative in {100 * negative:.0f} % of the used fields "
+            f"(mean integrated phase {s.mean():+.3g} rad·µm²), so its refractive index comes out below "
+            f"n_m and non-negativity would erase it; likely cause: {cause}. If the sample is denser "
+            "than its medium, remove carrier_per_um or use the side-band setting 'auto'."]
 
 
 def _process_polarised(measurement: Measurement, options: ProcessOptions, timings: dict,
@@ -329,20 +387,24 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
         tomogram=TomogramResult.from_tomogram(tomo),
         birefringence=(None if result.birefringence is None
                        else BirefringenceResult(**result.birefringence.result_datasets())),
+        retrieval=result.retrieval,
+        extra_attrs={"warnings": json.dumps(list(result.warnings))} if result.warnings else None,
     )
 
 
 def process_folder(folder: Path, out_path: Path, *, screen: str = "model", regularize: str = "none",
-                   birefringence: bool = False, device: str = "auto") -> dict:
+                   birefringence: bool = False, device: str = "auto", sideband: str = "auto") -> dict:
     """Picklable ``(folder, out_path) -> dict`` form of :func:`process_measurement` for batches."""
-    opts = ProcessOptions(screen=screen, regularize=regularize, birefringence=birefringence, device=device)
+    opts = ProcessOptions(screen=screen, regularize=regularize, birefringence=birefringence, device=device,
+                          sideband=sideband)
     res = process_measurement(folder, out_path, opts)
-    return {"fields_used": res.fields_used}
+    return {"fields_used": res.fields_used, "warnings": list(res.warnings)}
 
 
 def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", regularize: str = "none",
                       birefringence: bool = False, device: str = "auto", scheduler: Optional[str] = None,
-                      workers: int = 1, force: bool = False, measure: bool = False) -> int:
+                      workers: int = 1, force: bool = False, measure: bool = False,
+                      sideband: str = "auto") -> int:
     """``odt-studio batch``: process every measurement under ``in_dir``; exit 0 only if all succeeded.
 
     With ``measure``, the objects of every result are then measured into ``out_dir/measurements.csv``
@@ -368,7 +430,7 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
         f", {len(unrecognised)} folder(s) of images without measurement.json" if unrecognised else ""),
         file=sys.stderr)
     fn = functools.partial(process_folder, screen=screen, regularize=regularize,
-                           birefringence=birefringence, device=device)
+                           birefringence=birefringence, device=device, sideband=sideband)
     summary = run_batch(folders, out_dir, fn, workers=workers, scheduler=scheduler, force=force,
                         log=lambda s: print(s, file=sys.stderr, flush=True), unprocessable=unrecognised)
     print(f"done: {summary.n_ok} ok, {summary.n_failed} failed, {summary.n_skipped} skipped; "

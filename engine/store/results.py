@@ -33,6 +33,7 @@ __all__ = [
     "ScreeningResult",
     "TomogramResult",
     "BirefringenceResult",
+    "RetrievalResult",
     "ResultFile",
     "write_result",
     "read_result",
@@ -45,7 +46,7 @@ __all__ = [
 
 FORMAT_RESULT = "odt-result/1"
 RESULT_SUFFIX = ".odt.h5"
-GROUPS = ("fields", "screening", "tomogram", "birefringence")
+GROUPS = ("fields", "screening", "tomogram", "birefringence", "retrieval")
 
 
 @dataclass
@@ -104,6 +105,20 @@ class BirefringenceResult:
 
 
 @dataclass
+class RetrievalResult:
+    """``retrieval/``: how the side band was chosen and the per-field quality numbers.
+
+    ``quality`` maps each name of :data:`engine.holography.quality.QUALITY_KEYS` to an (N,) float32
+    array; ``attrs`` holds ``carrier_per_um``, ``sideband_source``, ``sideband_flipped``,
+    ``sideband_integrated_phase_rad_um2``, ``sideband_confidence``, ``sideband_ambiguous``,
+    ``sideband_description``, ``unwrap_method`` (docs/formats.md §2).
+    """
+
+    quality: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass
 class ResultFile:
     """Contents of one result file, read eagerly. Groups absent from the file are None.
 
@@ -121,6 +136,7 @@ class ResultFile:
     tomogram: Optional[TomogramResult] = None
     birefringence: Optional[BirefringenceResult] = None
     attrs: dict = field(default_factory=dict)
+    retrieval: Optional[RetrievalResult] = None
 
 
 # ---------------------------------------------------------------------------- atomic writing
@@ -257,8 +273,18 @@ def _volume(v: Any, what: str) -> np.ndarray:
     return a.astype(np.float32, copy=False)
 
 
+def _prepare_retrieval(retrieval: Any, n: Optional[int]) -> dict[str, Any]:
+    q = {str(k): np.asarray(v, np.float32) for k, v in (dict(_get(retrieval, "quality", {}) or {})).items()}
+    for k, a in q.items():
+        if a.ndim != 1 or (n is not None and len(a) != n):
+            raise ValueError(f"retrieval quality '{k}' must have shape (N,)"
+                             f"{f' = ({n},)' if n is not None else ''}, got {a.shape}")
+    attrs = dict(_get(retrieval, "attrs", {}) or {})
+    return {"quality": q, "attrs": attrs}
+
+
 def _prepare(measurement_json: str, fields_: Any, illumination_per_um: Any, screening: Any,
-             tomogram: Any, birefringence: Any) -> dict[str, Any]:
+             tomogram: Any, birefringence: Any, retrieval: Any = None) -> dict[str, Any]:
     """Check and convert everything before the file is opened; raise ValueError."""
     if not isinstance(measurement_json, str):
         raise ValueError(f"measurement_json must be a str, got {type(measurement_json).__name__}")
@@ -330,6 +356,8 @@ def _prepare(measurement_json: str, fields_: Any, illumination_per_um: Any, scre
         if not b:
             raise ValueError("birefringence given but none of n_e, n_o, director, tensor")
         out["birefringence"] = b
+    if retrieval is not None:
+        out["retrieval"] = _prepare_retrieval(retrieval, n)
     return out
 
 
@@ -371,11 +399,18 @@ def _write(f: h5py.File, measurement_json: str, data: dict[str, Any], extra_attr
             g.create_dataset(key, data=v)
             if v.ndim == 3 and "tomogram" in data and v.shape == data["tomogram"]["ri"].shape:
                 g[key].attrs["element_size_um"] = data["tomogram"]["voxel_size_um"]
+    if "retrieval" in data:
+        g = f.create_group("retrieval")
+        for key, v in data["retrieval"]["quality"].items():
+            g.create_dataset(key, data=v)
+        for key, v in data["retrieval"]["attrs"].items():
+            g.attrs[key] = v
 
 
 def write_result(path: str | Path, *, measurement_json: str, fields: Any = None,
                  illumination_per_um: Any = None, screening: Any = None, tomogram: Any = None,
-                 birefringence: Any = None, extra_attrs: Optional[Mapping[str, Any]] = None) -> Path:
+                 birefringence: Any = None, extra_attrs: Optional[Mapping[str, Any]] = None,
+                 retrieval: Any = None) -> Path:
     """Write one result file atomically, exactly as ``docs/formats.md`` §2.
 
     Parameters
@@ -397,6 +432,8 @@ def write_result(path: str | Path, *, measurement_json: str, fields: Any = None,
         Any of ``n_e``, ``n_o`` (Z, Y, X), ``director`` (Z, Y, X, 3), ``tensor`` (Z, Y, X, 3, 3).
     extra_attrs : mapping, optional
         More file-level attributes.
+    retrieval : mapping or :class:`RetrievalResult`, optional
+        ``quality`` (name → (N,) array) and ``attrs`` (side-band choice, unwrapping method).
 
     Returns
     -------
@@ -408,7 +445,7 @@ def write_result(path: str | Path, *, measurement_json: str, fields: Any = None,
     ValueError
         If a shape or value breaks the format; nothing is written then.
     """
-    data = _prepare(measurement_json, fields, illumination_per_um, screening, tomogram, birefringence)
+    data = _prepare(measurement_json, fields, illumination_per_um, screening, tomogram, birefringence, retrieval)
     path = Path(path)
     with atomic_h5(path) as f:
         _write(f, measurement_json, data, extra_attrs)
@@ -475,6 +512,11 @@ def read_result(path: str | Path, groups: Optional[Iterable[str]] = None) -> Res
             g = f["birefringence"]
             res.birefringence = BirefringenceResult(
                 **{k: (g[k][()] if k in g else None) for k in ("n_e", "n_o", "director", "tensor")})
+        if "retrieval" in want and "retrieval" in f:
+            g = f["retrieval"]
+            res.retrieval = RetrievalResult(
+                quality={k: g[k][()] for k in g.keys()},
+                attrs={k: (v.decode("utf-8") if isinstance(v, bytes) else v) for k, v in g.attrs.items()})
     return res
 
 
@@ -501,7 +543,7 @@ def update_result(path: str | Path, **groups: Any) -> Path:
         keeps what the file holds.
     """
     allowed = {"fields", "illumination_per_um", "screening", "tomogram", "birefringence",
-               "measurement_json", "extra_attrs"}
+               "measurement_json", "extra_attrs", "retrieval"}
     unknown = set(groups) - allowed
     if unknown:
         raise TypeError(f"update_result got unknown groups {sorted(unknown)}")
@@ -517,4 +559,5 @@ def update_result(path: str | Path, **groups: Any) -> Path:
         path, measurement_json=pick("measurement_json", old.measurement_json),
         fields=pick("fields", old.fields), illumination_per_um=pick("illumination_per_um", old.illumination_per_um),
         screening=pick("screening", old.screening), tomogram=pick("tomogram", old.tomogram),
-        birefringence=pick("birefringence", old.birefringence), extra_attrs=attrs)
+        birefringence=pick("birefringence", old.birefringence), extra_attrs=attrs,
+        retrieval=pick("retrieval", old.retrieval))
