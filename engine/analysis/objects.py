@@ -320,7 +320,7 @@ def measure_objects(ri: np.ndarray, labels: np.ndarray, medium_index: float, vox
     list of ObjectMeasurement
         One per label, in increasing label order.
     """
-    ri = _volume3(ri, "ri").astype(np.float64, copy=False)
+    ri = _volume3(ri, "ri")
     labels = _volume3(labels, "labels")
     if labels.shape != ri.shape:
         raise ValueError(f"labels shape {labels.shape} differs from the RI volume's {ri.shape}")
@@ -328,67 +328,70 @@ def measure_objects(ri: np.ndarray, labels: np.ndarray, medium_index: float, vox
         raise ValueError(f"alpha_um3_per_pg must be positive, got {alpha_um3_per_pg!r}")
     voxel = _vec3(voxel_size_um, "voxel_size_um", positive=True)
     origin = _vec3(origin_um, "origin_um")
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    if ids.size == 0:
-        return []
-    dv = float(np.prod(voxel))
-    dn = ri - float(medium_index)
-    stats = _region_stats(ri, dn, labels, ids, voxel, dv, alpha_um3_per_pg, mass_margin_um)
-    bire = _birefringence_stats(birefringence, labels, ids)
-    boxes = ndi.find_objects(labels)
+    margin = max(DEFAULT_MASS_MARGIN_UM, float(voxel.max())) if mass_margin_um is None else float(mass_margin_um)
+    bire = _birefringence_volumes(birefringence, labels.shape)
     out = []
-    for k, lab in enumerate(ids):
-        sl = boxes[lab - 1]
-        lo = np.array([s.start for s in sl], float)
-        hi = np.array([s.stop - 1 for s in sl], float)
-        area = _surface_area(dn, labels, int(lab), sl, voxel, threshold)
-        vol = stats["volume"][k]
-        centroid = origin + stats["centroid"][k] * voxel
-        bmin, bmax = origin + (lo - 0.5) * voxel, origin + (hi + 0.5) * voxel
-        edge = any(s.start == 0 or s.stop == n for s, n in zip(sl, labels.shape))
-        out.append(ObjectMeasurement(
-            label=int(lab), volume_um3=vol, surface_area_um2=area,
-            sphericity=(math.pi ** (1 / 3) * (6 * vol) ** (2 / 3) / area) if area > 0 else math.nan,
-            mean_ri=stats["mean"][k], max_ri=stats["max"][k], dry_mass_pg=stats["mass"][k],
-            centroid_z_um=centroid[0], centroid_y_um=centroid[1], centroid_x_um=centroid[2],
-            bbox_min_z_um=bmin[0], bbox_min_y_um=bmin[1], bbox_min_x_um=bmin[2],
-            bbox_max_z_um=bmax[0], bbox_max_y_um=bmax[1], bbox_max_x_um=bmax[2],
-            touches_edge=bool(edge), **bire[k]))
+    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        m = _measure_one(ri, labels, lab, sl, float(medium_index), voxel, origin, alpha_um3_per_pg, margin, threshold)
+        m.update(_birefringence_one(bire, labels, lab, sl))
+        out.append(ObjectMeasurement(**m))
     return out
 
 
-def _region_stats(ri: np.ndarray, dn: np.ndarray, labels: np.ndarray, ids: np.ndarray, voxel: np.ndarray,
-                  dv: float, alpha: float, margin_um: Optional[float]) -> dict[str, list]:
-    """Volume, mean/max RI, centroid (voxel units) and dry mass of every label in ``ids``."""
+def _grow(sl: tuple, shape: tuple, pad: Sequence[int]) -> tuple:
+    return tuple(slice(max(s.start - p, 0), min(s.stop + p, n)) for s, n, p in zip(sl, shape, pad))
+
+
+def _measure_one(ri: np.ndarray, labels: np.ndarray, lab: int, sl: tuple, nm: float, voxel: np.ndarray,
+                 origin: np.ndarray, alpha: float, margin: float, threshold: Optional[float]) -> dict[str, Any]:
+    """Every measurement of one object except birefringence, computed inside its (padded) box."""
     from skimage.segmentation import expand_labels
 
-    counts = np.asarray(ndi.sum_labels(np.ones_like(dn), labels, ids))
-    margin = max(DEFAULT_MASS_MARGIN_UM, float(voxel.max())) if margin_um is None else float(margin_um)
-    grown = expand_labels(labels, distance=margin, spacing=voxel) if margin > 0 else labels
-    mass = np.asarray(ndi.sum_labels(dn, grown, ids)) * dv / alpha
-    return {"volume": [float(c * dv) for c in counts],
-            "mean": [float(v) for v in ndi.mean(ri, labels, ids)],
-            "max": [float(v) for v in ndi.maximum(ri, labels, ids)],
-            "centroid": [np.asarray(c, float) for c in ndi.center_of_mass(np.ones_like(dn), labels, ids)],
-            "mass": [float(m) for m in mass]}
+    dv = float(np.prod(voxel))
+    # a voxel within `margin` of this object is nearer to another object only if that one lies
+    # within 2·margin of this one: a box grown by 2·margin decides the mass region right
+    pad = [int(math.ceil(2 * margin / d)) + 1 for d in voxel]
+    box = _grow(sl, labels.shape, pad)
+    lab_box = labels[box]
+    dn_box = ri[box].astype(np.float64) - nm
+    inside = lab_box == lab
+    grown = expand_labels(lab_box, distance=margin, spacing=voxel) == lab if margin > 0 else inside
+    idx = np.argwhere(inside)
+    n_vox = idx.shape[0]
+    vol = n_vox * dv
+    offset = np.array([b.start for b in box], float)
+    centroid = origin + (idx.mean(axis=0) + offset) * voxel
+    lo = np.array([s.start for s in sl], float)
+    hi = np.array([s.stop - 1 for s in sl], float)
+    bmin, bmax = origin + (lo - 0.5) * voxel, origin + (hi + 0.5) * voxel
+    area = _surface_area(dn_box, lab_box, lab, voxel, threshold)
+    ri_in = ri[box][inside]
+    return dict(
+        label=int(lab), volume_um3=float(vol), surface_area_um2=area,
+        sphericity=(math.pi ** (1 / 3) * (6 * vol) ** (2 / 3) / area) if area > 0 else math.nan,
+        mean_ri=float(ri_in.mean(dtype=np.float64)), max_ri=float(ri_in.max()),
+        dry_mass_pg=float(dn_box[grown].sum() * dv / alpha),
+        centroid_z_um=centroid[0], centroid_y_um=centroid[1], centroid_x_um=centroid[2],
+        bbox_min_z_um=bmin[0], bbox_min_y_um=bmin[1], bbox_min_x_um=bmin[2],
+        bbox_max_z_um=bmax[0], bbox_max_y_um=bmax[1], bbox_max_x_um=bmax[2],
+        touches_edge=any(s.start == 0 or s.stop == n for s, n in zip(sl, labels.shape)))
 
 
-def _surface_area(dn: np.ndarray, labels: np.ndarray, lab: int, sl: tuple, voxel: np.ndarray,
+def _surface_area(dn: np.ndarray, labels: np.ndarray, lab: int, voxel: np.ndarray,
                   threshold: Optional[float]) -> float:
-    """Marching-cubes area (µm²) of one object's surface, padded so that it is closed."""
+    """Marching-cubes area (µm²) of one object's surface in a box around it, padded so that it is closed."""
     from skimage.measure import marching_cubes, mesh_surface_area
 
-    box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(sl, labels.shape))
-    inside = labels[box] == lab
+    inside = labels == lab
     if threshold is None or not math.isfinite(threshold):
         field, level, low = inside.astype(np.float32), 0.5, 0.0
     else:
         eps = 1e-6 * max(abs(threshold), 1e-3)
-        d = dn[box]
-        other = (labels[box] > 0) & ~inside  # a neighbour: mirror it, so the cut lies half-way
-        outside = np.where(other, 2 * threshold - d, d)
-        field = np.where(inside, np.maximum(d, threshold + eps), np.minimum(outside, threshold - eps))
+        other = (labels > 0) & ~inside  # a neighbour: mirror it, so the cut lies half-way
+        outside = np.where(other, 2 * threshold - dn, dn)
+        field = np.where(inside, np.maximum(dn, threshold + eps), np.minimum(outside, threshold - eps))
         level, low = float(threshold), float(threshold) - 1.0
     field = np.pad(field, 1, mode="constant", constant_values=low)
     if field.max() <= level:
@@ -433,29 +436,36 @@ def order_parameter(director: np.ndarray) -> tuple[float, np.ndarray]:
     return float(w[-1]), n
 
 
-def _birefringence_stats(birefringence: Any, labels: np.ndarray, ids: np.ndarray) -> list[dict[str, Any]]:
-    """Per label: mean n_e − n_o and director order parameter (None where not given)."""
-    empty = {"mean_birefringence": None, "order_parameter": None,
-             "director_z": None, "director_y": None, "director_x": None}
-    out = [dict(empty) for _ in ids]
+def _birefringence_volumes(birefringence: Any, shape: tuple) -> dict[str, np.ndarray]:
+    """``dn`` (n_e − n_o) and/or ``director`` volumes, checked against the labels' shape."""
+    out: dict[str, np.ndarray] = {}
     if birefringence is None:
         return out
     n_e, n_o, director = (_get(birefringence, k) for k in ("n_e", "n_o", "director"))
     if n_e is not None and n_o is not None:
-        dn = np.asarray(n_e, np.float64) - np.asarray(n_o, np.float64)
-        if dn.shape != labels.shape:
-            raise ValueError(f"n_e − n_o shape {dn.shape} differs from the labels' {labels.shape}")
-        for row, m in zip(out, ndi.mean(dn, labels, ids)):
-            row["mean_birefringence"] = float(m)
+        n_e, n_o = np.asarray(n_e), np.asarray(n_o)
+        if n_e.shape != shape or n_o.shape != shape:
+            raise ValueError(f"n_e {n_e.shape} and n_o {n_o.shape} must have the labels' shape {shape}")
+        out["n_e"], out["n_o"] = n_e, n_o
     if director is not None:
         director = np.asarray(director)
-        if director.shape != labels.shape + (3,):
-            raise ValueError(f"director shape {director.shape}, expected {labels.shape + (3,)}")
-        for row, lab in zip(out, ids):
-            s, n = order_parameter(director[labels == lab])
-            row.update(order_parameter=s, director_z=float(n[0]), director_y=float(n[1]),
-                       director_x=float(n[2]))
+        if director.shape != shape + (3,):
+            raise ValueError(f"director shape {director.shape}, expected {shape + (3,)}")
+        out["director"] = director
     return out
+
+
+def _birefringence_one(bire: dict[str, np.ndarray], labels: np.ndarray, lab: int, sl: tuple) -> dict[str, Any]:
+    """Mean n_e − n_o and director order parameter of one object (None where not given)."""
+    row: dict[str, Any] = {}
+    inside = labels[sl] == lab
+    if "n_e" in bire:
+        dn = bire["n_e"][sl][inside].astype(np.float64) - bire["n_o"][sl][inside]
+        row["mean_birefringence"] = float(dn.mean())
+    if "director" in bire:
+        s, n = order_parameter(bire["director"][sl][inside])
+        row.update(order_parameter=s, director_z=float(n[0]), director_y=float(n[1]), director_x=float(n[2]))
+    return row
 
 
 # ---------------------------------------------------------------------------- CSV
