@@ -205,3 +205,4 @@ def test_odt_studio_batch_on_good_broken_and_metadata_less_folders(tmp_path):
     assert f"sample/{first.name}" in rows["black"]["error"] and "constant image (all 0)" in rows["black"]["error"]
     assert not (out / "no_json.odt.h5").exists() and not (out / "black.odt.h5").exists()
     assert "no_json: failed: no measurement.json" in r.stderr and "black: failed" in r.stderr
+

@@ -177,3 +177,52 @@ def test_dask_local_cluster_gives_the_same_results_as_the_local_run(tmp_path):
         np.testing.assert_array_equal(a.fields, b.fields)
         np.testing.assert_array_equal(a.screening.decision, b.screening.decision)
     assert [r["status"] for r in read_summary(tmp_path / "dask" / "summary.csv")] == ["ok"] * 6 + ["failed"]
+
+
+# ---------------------------------------------------------------------------- a pool that breaks under load
+class _BreakingPool:
+    """Stand-in for ProcessPoolExecutor: pool 1 breaks (a worker died) as ``breaks`` says."""
+
+    made: list["_BreakingPool"] = []
+    breaks = "after-first"
+
+    def __init__(self, max_workers, mp_context=None):
+        self.calls = 0
+        self.first = not _BreakingPool.made
+        _BreakingPool.made.append(self)
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        self.calls += 1
+        if self.first and (self.breaks == "at-once" or self.calls == 2):
+            raise BrokenProcessPool("a child process terminated abruptly")
+        fut: Future = Future()
+        if self.first:  # the task whose worker died
+            fut.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+        else:
+            fut.set_result(fn(*args))
+        return fut
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+@pytest.mark.parametrize("breaks", ["after-first", "at-once"])
+def test_a_pool_that_refuses_submission_after_a_worker_died_is_replaced(tmp_path, monkeypatch, breaks):
+    """Under load a worker can die before any finished future says so; submit() then raises."""
+    import engine.pipeline.batch as batch
+
+    monkeypatch.setattr(batch, "ProcessPoolExecutor", _BreakingPool)
+    monkeypatch.setattr(_BreakingPool, "made", [])
+    monkeypatch.setattr(_BreakingPool, "breaks", breaks)
+    folders = [make_measurement(tmp_path / "in", f"m{i}", n=2, seed=i) for i in range(4)]
+    s = run_batch(folders, tmp_path / "out", process_small, workers=2, max_in_flight=2, log=None,
+                  mp_context=object())
+    assert len(_BreakingPool.made) == 2
+    if breaks == "at-once":
+        assert s.n_ok == 4
+    else:
+        assert [it.status for it in s.items] == ["failed", "ok", "ok", "ok"]
+        assert "worker process died" in s.items[0].error
