@@ -154,7 +154,9 @@ def reconstruct(
         First-order approximation (Rytov is the default: valid for thick, weakly refracting
         samples; Born only for small phase delays).
     shape_z : int, optional
-        Axial voxels Z (default ``min(H, W) // 2``).
+        Axial voxels Z (default ``min(H, W) // 2`` for an illumination scan; for a sample
+        rotation the cube ``Z·dz = W·dx``, since the rotation sees the sample from every side
+        and the sample extends as far in z as it does in x).
     dz_um : float, optional
         Axial voxel size (default the pixel size).
     decision : array, shape (N,), bool or uint8, optional
@@ -213,7 +215,14 @@ def reconstruct(
     sel = idx if len(idx) < n else slice(None)
     fields_used = fields[sel] if not isinstance(fields, torch.Tensor) else fields[torch.as_tensor(idx)]
     phase_used = None if unwrapped_phase is None else unwrapped_phase[sel]
-    zz = int(shape_z) if shape_z is not None else max(2, min(hh, ww) // 2)
+    if shape_z is not None:
+        zz = int(shape_z)
+    elif angles is not None:
+        # a full rotation measures the object from every side: a cube (Z = X) covers what it sees
+        dz = float(dz_um) if dz_um is not None else float(metadata.pixel_size_um)
+        zz = max(2, int(round(ww * float(metadata.pixel_size_um) / dz)))
+    else:
+        zz = max(2, min(hh, ww) // 2)
 
     report(progress, 0.0, f"{method}: first-order fields of {len(idx)} of {n} views")
     psi = first_order_fields(fields_used, method, unwrapped_phase=phase_used, unwrap_method=unwrap_method,
