@@ -243,14 +243,18 @@ def discover_measurements(root: str | Path,
         return [natural_key(part) for part in p.relative_to(root).parts]
 
     if on_unrecognised is not None and candidates:
+        measurements = set(found)
+        above_measurements = {a for m in found for a in m.parents}
         cand_paths = {c[0] for c in candidates}
+        # folders above a candidate, not counting a candidate's own sample/ and background/
+        above_candidates = {a for c in cand_paths for a in c.parents
+                            if not (c.name in ("sample", "background") and c.parent in cand_paths)}
         for path, imgs, subs in sorted(candidates, key=lambda c: order(c[0])):
-            if any(m == path or m in path.parents or path in m.parents for m in found):
-                continue  # inside a measurement, or a parent of one
+            if path in above_measurements or any(a in measurements for a in path.parents):
+                continue  # a parent of a measurement, or inside one
             if path.name in ("sample", "background") and path.parent in cand_paths:
                 continue  # the image folder of a reported folder
-            if any(path in c.parents and not (c.parent == path and c.name in ("sample", "background"))
-                   for c in cand_paths):
+            if path in above_candidates:
                 continue  # a parent of a reported folder: the deepest one is named
             on_unrecognised(path, _no_metadata_message(path, imgs, subs))
     return sorted(found, key=order)

@@ -137,6 +137,8 @@ def _tree(root: Path) -> None:
     (root / "day2" / "notes" / "readme.txt").write_text("no images here")
     hidden = root / ".cache"
     write_image(hidden / "x.tif", images(1, (8, 8), np.uint16)[0])
+    write_image(root / "day3" / "overview.png", images(1, (8, 8), np.uint8)[0])  # a parent of one reported
+    write_image(root / "day3" / "cell" / "sample.tif", images(1, (8, 8), np.uint16)[0])
 
 
 def test_discover_reports_image_folders_without_measurement_json(tmp_path):
@@ -145,7 +147,7 @@ def test_discover_reports_image_folders_without_measurement_json(tmp_path):
     reported: list[tuple[Path, str]] = []
     found = discover_measurements(root, on_unrecognised=lambda p, m: reported.append((p, m)))
     assert found == [root / "day1" / "good"]
-    assert [p.relative_to(root).as_posix() for p, _ in reported] == ["day2/forgot", "day2/loose"]
+    assert [p.relative_to(root).as_posix() for p, _ in reported] == ["day2/forgot", "day2/loose", "day3/cell"]
     for p, msg in reported:
         assert msg.startswith("no measurement.json: ") and str(p) in msg
     assert "sample/ and background/ folders" in reported[0][1]
