@@ -128,16 +128,19 @@ def dn_threshold(ri: np.ndarray, medium_index: float, threshold: Threshold = "ot
 # ---------------------------------------------------------------------------- segmentation
 def segment_objects(ri: np.ndarray, medium_index: float, voxel_size_um: Sequence[float], *,
                     threshold: Threshold = "otsu", min_volume_um3: float = 0.1, split_touching: bool = False,
-                    split_depth_um: Optional[float] = None, fill_holes: bool = True,
+                    split_neck_ratio: float = 0.7, fill_holes: bool = True,
                     connectivity: int = 1) -> np.ndarray:
     """Label the objects denser than the medium (cells, bacteria, beads, droplets).
 
     Voxels with Δn = n − n_m above the threshold are objects; enclosed cavities are filled;
     connected components are labelled; components smaller than ``min_volume_um3`` are
     dropped. With ``split_touching`` a watershed on the Euclidean distance to the background
-    (computed with the true, possibly anisotropic, voxel sizes) splits touching objects: one
-    object per maximum of the distance map that rises at least ``split_depth_um`` above the
-    saddle that joins it to a higher one.
+    (computed with the true, possibly anisotropic, voxel sizes) splits touching objects where
+    they are joined by a neck: the watershed basins of the distance map are merged again
+    (highest saddle first) unless the neck between them — the largest distance on their
+    common boundary — is narrower than ``split_neck_ratio`` × the thickness (largest
+    distance) of the thinner one. Two spheres of radius r whose centres are 1.76 r apart
+    (neck 0.48 r) are split; a rod, whose distance map is a ridge, is not.
 
     Parameters
     ----------
@@ -153,9 +156,8 @@ def segment_objects(ri: np.ndarray, medium_index: float, voxel_size_um: Sequence
         Smallest object kept, µm³.
     split_touching : bool
         Split touching objects by a distance-transform watershed.
-    split_depth_um : float, optional
-        Depth (µm) of the distance-map minimum between two maxima needed to split them;
-        default twice the largest voxel size.
+    split_neck_ratio : float
+        Split where the neck is narrower than this fraction of the thinner part (0..1).
     fill_holes : bool
         Fill cavities (e.g. vacuoles below the threshold) enclosed by an object.
     connectivity : {1, 2, 3}
@@ -174,13 +176,12 @@ def segment_objects(ri: np.ndarray, medium_index: float, voxel_size_um: Sequence
     th = dn_threshold(ri, medium_index, threshold)
     mask = (np.asarray(ri, dtype=np.float64) - float(medium_index)) > th
     if fill_holes:
-        mask = ndi.binary_fill_holes(mask)
+        mask = _fill_holes(mask)
     labels = label(mask, connectivity=connectivity).astype(np.int32)
     min_voxels = float(min_volume_um3) / float(np.prod(voxel))
     labels = _remove_small(labels, min_voxels)
     if split_touching and labels.any():
-        depth = 2.0 * float(voxel.max()) if split_depth_um is None else float(split_depth_um)
-        labels = _split_touching(labels, voxel, depth, connectivity)
+        labels = _split_touching(labels, voxel, float(split_neck_ratio), connectivity)
         labels = _remove_small(labels, min_voxels)
     return relabel_sequential(labels)[0].astype(np.int32)
 
@@ -195,21 +196,79 @@ def _remove_small(labels: np.ndarray, min_voxels: float) -> np.ndarray:
     return labels
 
 
-def _split_touching(labels: np.ndarray, voxel: np.ndarray, depth_um: float, connectivity: int) -> np.ndarray:
-    """Watershed of −distance (µm, anisotropic) from h-maxima markers, inside the objects."""
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the background regions (face-connected) that do not reach the volume's faces."""
+    from skimage.measure import label
+
+    bg = label(~mask, connectivity=1)
+    faces = np.concatenate([np.moveaxis(bg, ax, 0)[i].ravel() for ax in range(3) for i in (0, -1)])
+    holes = (bg > 0) & ~np.isin(bg, np.unique(faces))
+    return mask | holes
+
+
+def _split_touching(labels: np.ndarray, voxel: np.ndarray, neck_ratio: float, connectivity: int) -> np.ndarray:
+    """Split every labelled component at its narrow necks (see :func:`segment_objects`)."""
+    out = np.zeros_like(labels)
+    n = 0
+    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        box = _grow(sl, labels.shape, (1, 1, 1))
+        mask = labels[box] == lab
+        parts = _split_component(mask, voxel, neck_ratio, connectivity)
+        view = out[box]
+        view[parts > 0] = parts[parts > 0] + n
+        n += int(parts.max())
+    return out
+
+
+def _split_component(mask: np.ndarray, voxel: np.ndarray, neck_ratio: float, connectivity: int) -> np.ndarray:
+    """Watershed basins of −distance (µm) inside one component, merged across wide necks."""
     from skimage.measure import label
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
-    mask = labels > 0
     distance = ndi.distance_transform_edt(mask, sampling=voxel)
-    peaks = h_maxima(distance, depth_um).astype(bool) & mask
-    markers = label(peaks, connectivity=3)
-    split = watershed(-distance, markers, mask=mask, connectivity=connectivity)
-    missed = mask & (split == 0)  # components too thin for a marker keep their own label
-    if missed.any():
-        split[missed] = labels[missed] + split.max()
-    return split.astype(np.int32)
+    markers = label(h_maxima(distance, float(voxel.min())).astype(bool) & mask, connectivity=3)
+    if markers.max() <= 1:
+        return mask.astype(np.int32)
+    basins = watershed(-distance, markers, mask=mask, connectivity=connectivity).astype(np.int32)
+    return _merge_wide_necks(basins, distance, neck_ratio)
+
+
+def _merge_wide_necks(basins: np.ndarray, distance: np.ndarray, neck_ratio: float) -> np.ndarray:
+    """Merge adjacent basins, highest saddle first, unless saddle < ratio × the lower peak."""
+    k = int(basins.max())
+    peak = np.zeros(k + 1)
+    peak[1:] = ndi.maximum(distance, basins, np.arange(1, k + 1))
+    keys, vals = [], []
+    for ax in range(3):
+        a = tuple(slice(None, -1) if i == ax else slice(None) for i in range(3))
+        b = tuple(slice(1, None) if i == ax else slice(None) for i in range(3))
+        la, lb = basins[a], basins[b]
+        m = (la > 0) & (lb > 0) & (la != lb)
+        lo, hi = np.minimum(la[m], lb[m]).astype(np.int64), np.maximum(la[m], lb[m]).astype(np.int64)
+        keys.append(lo * (k + 1) + hi)
+        vals.append(np.minimum(distance[a][m], distance[b][m]))
+    pairs, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    saddle = np.full(pairs.size, -np.inf)
+    np.maximum.at(saddle, inverse, np.concatenate(vals))
+    parent = np.arange(k + 1)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for p in np.argsort(-saddle):
+        i, j = root(int(pairs[p] // (k + 1))), root(int(pairs[p] % (k + 1)))
+        if i != j and saddle[p] >= neck_ratio * min(peak[i], peak[j]):
+            parent[j] = i
+            peak[i] = max(peak[i], peak[j])
+    roots = np.array([root(i) for i in range(k + 1)])
+    _, merged = np.unique(roots, return_inverse=True)  # root 0 (background) stays 0
+    return merged.reshape(-1)[basins].astype(np.int32)
 
 
 # ---------------------------------------------------------------------------- measurements

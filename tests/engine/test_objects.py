@@ -15,7 +15,7 @@ import pytest
 
 from engine.analysis import (DEFAULT_ALPHA_UM3_PER_PG, MEASUREMENT_COLUMNS, dn_threshold, measure_objects,
                              order_parameter, segment_objects, write_measurements_csv)
-from engine.simulate.phantoms import _Canvas, _paint_sphere, make_bead, make_lc_droplet
+from engine.simulate.phantoms import _Canvas, _paint_capsule, _paint_sphere, make_bead, make_lc_droplet
 
 NM = 1.337
 R_UM, DN = 2.5, 0.023
@@ -103,6 +103,16 @@ def test_two_touching_spheres_are_split():
     for m in ms:
         assert abs(m.volume_um3 / (V_TRUE - cap) - 1) < 0.05
         assert abs(m.dry_mass_pg / (DN * (V_TRUE - cap) / 0.19) - 1) < 0.05
+
+
+def test_rods_and_separate_objects_are_not_split():
+    """A rod's distance map is a ridge, not two peaks and a neck: it stays one object."""
+    voxel = (0.25, 0.1, 0.1)
+    cv = _Canvas((16, 40, 80), voxel, NM)
+    _paint_capsule(cv, (0.0, -0.8, -2.5), (0.0, 0.4, 2.5), 0.5, NM + 0.02)  # bacterium-like rod, 6 µm
+    _paint_capsule(cv, (0.0, 1.4, -3.0), (0.0, 1.4, -1.0), 0.45, NM + 0.02)  # a shorter one beside it
+    ri = (cv.vol + np.random.default_rng(2).normal(0, 0.001, cv.vol.shape)).astype(np.float32)
+    assert segment_objects(ri, NM, voxel, split_touching=True).max() == 2
 
 
 def test_segmentation_threshold_size_filter_and_holes():
