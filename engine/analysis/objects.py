@@ -67,6 +67,8 @@ __all__ = [
 #: Specific refraction increment α (µm³/pg = mL/g) of cell dry mass (Barer 1952/1953;
 #: Zangle & Teitell 2014).
 DEFAULT_ALPHA_UM3_PER_PG = 0.19
+#: |Δn| below this is the medium itself (float32 rounding of n_m is ~1e-7).
+ZERO_DN = 1e-5
 #: Default growth (µm) of an object's mask for its dry-mass sum (see the module docstring).
 DEFAULT_MASS_MARGIN_UM = 0.5
 
@@ -100,7 +102,7 @@ def dn_threshold(ri: np.ndarray, medium_index: float, threshold: Threshold = "ot
     medium_index : float
         n_m.
     threshold : None, "otsu" or float
-        None or ``"otsu"``: Otsu's threshold on the voxels with Δn > 0 (the background's
+        None or ``"otsu"``: Otsu's threshold on the voxels with Δn > 1e-5 (the background's
         negative half — noise, missing-cone halos — does not pull it down); a float: that Δn.
 
     Returns
@@ -113,7 +115,7 @@ def dn_threshold(ri: np.ndarray, medium_index: float, threshold: Threshold = "ot
         from skimage.filters import threshold_otsu
 
         dn = np.asarray(ri, dtype=np.float64) - float(medium_index)
-        pos = dn[dn > 0]
+        pos = dn[dn > ZERO_DN]  # a float32 n_m (e.g. clipped by non-negativity) is not above it
         if pos.size < 2 or pos.min() == pos.max():
             return math.inf
         return float(threshold_otsu(pos))
