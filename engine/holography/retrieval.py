@@ -456,6 +456,8 @@ def retrieve_fields(
     n, hh, ww = holograms.shape
     if backgrounds.shape not in ((n, hh, ww), (hh, ww)):
         raise ValueError(f"backgrounds must be (N, H, W) or (H, W) = {(hh, ww)}, got {backgrounds.shape}")
+    if backgrounds.ndim == 2 and n == 1:  # one hologram, one background: the same illumination
+        backgrounds = backgrounds[None]
     px = float(metadata.pixel_size_um)
     lam, nm, na = float(metadata.wavelength_um), float(metadata.medium_index), float(metadata.na_objective)
     ill_md = _illumination_from_metadata(metadata, n)
