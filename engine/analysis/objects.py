@@ -110,6 +110,14 @@ def dn_threshold(ri: np.ndarray, medium_index: float, threshold: Threshold = "ot
     float
         The threshold on Δn; ``inf`` when the volume has fewer than two distinct Δn > 0
         values (nothing to segment).
+
+    Notes
+    -----
+    On a sharp, noise-free edge Otsu's threshold lies above Δn/2, so a voxel-count volume
+    comes out small (a sphere of r 2.5 µm, Δn 0.023 on 0.2 µm voxels: −3 %; r 1 µm: −12 %);
+    on tomograms, whose noise and blur fill the Δn > 0 histogram, it comes close to Δn/2
+    (blurred, noisy sphere: −0.5 %). A manual threshold of half the objects' Δn measures
+    sharp objects to < 1 %.
     """
     if threshold is None or (isinstance(threshold, str) and threshold.lower() == "otsu"):
         from skimage.filters import threshold_otsu
