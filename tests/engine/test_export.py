@@ -79,7 +79,7 @@ def test_imagej_hyperstack(result, tmp_path):
     assert ij["spacing"] == pytest.approx(VOXEL[0])
     assert xres[1] / xres[0] == pytest.approx(VOXEL[2]) and yres[1] / yres[0] == pytest.approx(VOXEL[1])
     # ImageJ's calibration: physical x = (i − xorigin)·dx, so voxel 0 is at the result's origin
-    for key, o, d in (("zorigin", ORIGIN[0], VOXEL[0]), ("yorigin", ORIGIN[1], VOXEL[1]), ("xorigin", ORIGIN[2], VOXEL[2])):
+    for key, o, d in zip(("zorigin", "yorigin", "xorigin"), ORIGIN, VOXEL):
         assert -float(ij[key]) * d == pytest.approx(o)
     assert float(ij["min"]) == pytest.approx(NM) and float(ij["max"]) == pytest.approx(float(data.max()))
 

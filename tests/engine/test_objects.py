@@ -49,7 +49,8 @@ def test_sphere_volume_mass_area_sphericity_centroid(voxel):
     # at half of Δn (the edge's mid-point) the volume is right to < 1 %
     (h,) = measure_objects(ph.ri, segment_objects(ph.ri, NM, voxel, threshold=DN / 2), NM, voxel,
                            _origin(shape, voxel), threshold=DN / 2)
-    print(f"  at Δn/2: V {h.volume_um3 / V_TRUE - 1:+.2%}, area {h.surface_area_um2 / (4 * math.pi * R_UM ** 2) - 1:+.2%}")
+    print(f"  at Δn/2: V {h.volume_um3 / V_TRUE - 1:+.2%}, "
+          f"area {h.surface_area_um2 / (4 * math.pi * R_UM ** 2) - 1:+.2%}")
     assert abs(h.volume_um3 / V_TRUE - 1) < 0.01 and abs(h.dry_mass_pg / M_TRUE - 1) < 0.01
     assert h.sphericity == pytest.approx(1.0, abs=0.01)
     assert m.sphericity == pytest.approx(1.0, abs=0.02)
