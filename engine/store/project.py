@@ -10,6 +10,10 @@ row and commits it before returning, so a process killed right after the call fi
 override on reopening. Overrides are never updated or deleted; the latest row of a field
 is its current manual decision (``new_decision`` NULL means "back to automatic").
 
+Per-project settings (:meth:`Project.get_setting` / :meth:`Project.set_setting`, JSON values in
+the ``settings`` table) hold choices that decide how a project's data are processed, e.g. the
+side-band rule :data:`SIDEBAND_SETTING`.
+
 Threads: every thread gets its own connection (``threading.local``), so the GUI thread
 and a background worker can use one :class:`Project`; SQLite serialises the writers
 (``BEGIN IMMEDIATE`` with a busy timeout). Connections of threads that have ended are
@@ -29,7 +33,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -42,6 +46,8 @@ __all__ = [
     "SOURCE_MODEL",
     "SOURCE_RULE",
     "SOURCE_MANUAL",
+    "SIDEBAND_SETTING",
+    "SIDEBAND_CHOICES",
     "ProjectError",
     "MeasurementRecord",
     "OverrideRecord",
@@ -52,6 +58,12 @@ __all__ = [
 DB_NAME = "project.sqlite"
 RESULTS_DIR = "results"
 SOURCE_MODEL, SOURCE_RULE, SOURCE_MANUAL = 0, 1, 2
+#: Project setting: how the off-axis side band is chosen when measurement.json gives no carrier,
+#: ``"auto"`` (the twin that gives the sample a positive phase: samples denser than their medium)
+#: or ``"as-given"`` (the peak with f_x > 0: for samples less dense than their medium). See
+#: :func:`engine.holography.retrieval.retrieve_fields`.
+SIDEBAND_SETTING = "sideband"
+SIDEBAND_CHOICES = ("auto", "as-given")
 
 
 class ProjectError(RuntimeError):
@@ -127,8 +139,19 @@ def _migration_0_to_1(con: sqlite3.Connection) -> None:
     """)
 
 
+def _migration_1_to_2(con: sqlite3.Connection) -> None:
+    """Per-project settings (key → JSON value), e.g. :data:`SIDEBAND_SETTING`."""
+    _exec_script(con, """
+        CREATE TABLE settings (
+            key        TEXT PRIMARY KEY,
+            value_json TEXT NOT NULL,
+            changed_at TEXT NOT NULL
+        );
+    """)
+
+
 #: ``MIGRATIONS[v]`` turns a schema of version ``v`` into version ``v + 1`` (run in one transaction).
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_0_to_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_0_to_1, _migration_1_to_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -549,6 +572,51 @@ class Project:
     def jobs(self) -> list[JobRecord]:
         return [JobRecord(*r) for r in self._connect().execute(
             "SELECT id, kind, started, finished, status, message FROM jobs ORDER BY id").fetchall()]
+
+    # ------------------------------------------------------------------ settings
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        """A per-project setting (any JSON value), or ``default`` when it was never set."""
+        row = self._connect().execute("SELECT value_json FROM settings WHERE key = ?", (str(key),)).fetchone()
+        if row is None:
+            return default
+        try:
+            return json.loads(row[0])
+        except json.JSONDecodeError:
+            return default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        """Store a per-project setting (committed before this returns).
+
+        Raises
+        ------
+        ValueError
+            ``value`` is not JSON-serialisable, or :data:`SIDEBAND_SETTING` is not one of
+            :data:`SIDEBAND_CHOICES`.
+        """
+        if key == SIDEBAND_SETTING and value not in SIDEBAND_CHOICES:
+            raise ValueError(f"setting '{SIDEBAND_SETTING}' must be one of {SIDEBAND_CHOICES}, got {value!r}")
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"setting '{key}': value {value!r} is not JSON-serialisable ({exc})") from None
+        with self._tx() as con:
+            con.execute("INSERT INTO settings (key, value_json, changed_at) VALUES (?, ?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value_json = excluded.value_json, "
+                        "changed_at = excluded.changed_at", (str(key), text, _now()))
+
+    def settings(self) -> dict[str, Any]:
+        """Every per-project setting that was set, as a dict."""
+        out: dict[str, Any] = {}
+        for k, v in self._connect().execute("SELECT key, value_json FROM settings ORDER BY key"):
+            with contextlib.suppress(json.JSONDecodeError):
+                out[k] = json.loads(v)
+        return out
+
+    @property
+    def sideband(self) -> str:
+        """The project's side-band setting, :data:`SIDEBAND_CHOICES` (default ``"auto"``)."""
+        v = self.get_setting(SIDEBAND_SETTING, "auto")
+        return v if v in SIDEBAND_CHOICES else "auto"
 
     # ------------------------------------------------------------------ export
     def metadata(self, measurement_id: int) -> dict:

@@ -226,3 +226,46 @@ def test_closed_project_refuses_use(tmp_path):
     p.close()
     with pytest.raises(ProjectError, match="closed"):
         p.list_measurements()
+
+
+def test_settings_round_trip_and_survive_reopening(tmp_path):
+    from engine.store.project import SIDEBAND_SETTING
+
+    with Project.create(tmp_path / "p") as p:
+        assert p.sideband == "auto" and p.get_setting(SIDEBAND_SETTING) is None
+        assert p.get_setting("missing", 7) == 7
+        p.set_setting(SIDEBAND_SETTING, "as-given")
+        p.set_setting("note", {"a": [1, 2]})
+        with pytest.raises(ValueError, match="sideband"):
+            p.set_setting(SIDEBAND_SETTING, "left")
+        with pytest.raises(ValueError, match="JSON"):
+            p.set_setting("bad", object())
+        assert p.sideband == "as-given"
+    with Project.open(tmp_path / "p") as q:  # a new connection sees what was committed
+        assert q.get_setting(SIDEBAND_SETTING) == "as-given" and q.sideband == "as-given"
+        assert q.settings() == {"note": {"a": [1, 2]}, SIDEBAND_SETTING: "as-given"}
+        q.set_setting(SIDEBAND_SETTING, "auto")
+    with Project.open(tmp_path / "p") as r:
+        assert r.sideband == "auto"
+
+
+def test_version_1_database_gains_settings_and_keeps_its_rows(tmp_path):
+    """A project written before the settings table (schema 1) opens, keeps its rows, and takes settings."""
+    from engine.store.project import MIGRATIONS
+
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    con = sqlite3.connect(folder / "project.sqlite", isolation_level=None)
+    con.execute("BEGIN")
+    MIGRATIONS[0](con)
+    con.execute("PRAGMA user_version = 1")
+    con.execute("INSERT INTO jobs (kind, started, status) VALUES ('import', 't', 'done')")
+    con.execute("COMMIT")
+    con.close()
+    with Project.open(folder) as p:
+        assert p.schema_version == SCHEMA_VERSION >= 2
+        assert [j.kind for j in p.jobs()] == ["import"]
+        assert p.sideband == "auto" and p.settings() == {}
+        p.set_setting("sideband", "as-given")
+    with Project.open(folder) as p:
+        assert p.sideband == "as-given"
