@@ -15,11 +15,22 @@ background job) and of any script that screens a project's measurements:
    the ``screening/model`` attribute. A tomogram or birefringence group written earlier is
    kept.
 
+Fields are retrieved with the project's side-band setting
+(:attr:`engine.store.project.Project.sideband`, ``"auto"`` or ``"as-given"``) and always
+unwrapped, so every field gets its retrieval quality numbers; the side-band choice and those
+numbers go to the result file's ``retrieval/`` group, and a warning about a mostly negative
+sample phase (:func:`engine.pipeline.process.contrast_warnings`) to its ``warnings``
+attribute (docs/formats.md §2). Stored fields are retrieved again when the file has no
+``retrieval/`` record (written before the side band was chosen by physics) or when it was
+retrieved under the other side-band setting; the measurement is then screened again (a new
+run; manual decisions are kept). A ``carrier_per_um`` in measurement.json is always honoured.
+
 Nothing here imports Qt.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,6 +42,7 @@ import numpy as np
 from ..progress import CancelToken, check_cancel, report, sub_progress
 
 __all__ = ["ProjectScreening", "load_screening_model", "screen_project_measurement", "NO_MODEL_NOTE",
+           "sideband_description", "project_sideband", "stored_retrieval",
            "SOURCE_MODEL", "SOURCE_RULE", "SOURCE_MANUAL"]
 
 log = logging.getLogger(__name__)
@@ -75,6 +87,14 @@ class ProjectScreening:
     result_path : Path
     timings_s : dict
         Seconds spent on ``"fields"`` and ``"screen"``.
+    retrieval : dict or None
+        ``{"quality": {name: (N,) float32}, "attrs": {...}}`` as in the result file's
+        ``retrieval/`` group (:func:`engine.pipeline.process.retrieval_record`); None when the
+        fields came from a file without it and could not be retrieved again.
+    warnings : list of str
+        Warnings about the retrieved fields (e.g. the sample's phase is mostly negative).
+    sideband_setting : str
+        The project's side-band setting the fields were (or would be) retrieved with.
     """
 
     measurement_id: int
@@ -96,6 +116,14 @@ class ProjectScreening:
     run: int = 0
     result_path: Optional[Path] = None
     timings_s: dict = field(default_factory=dict)
+    retrieval: Optional[dict] = None
+    warnings: list = field(default_factory=list)
+    sideband_setting: str = "auto"
+
+    @property
+    def sideband_description(self) -> str:
+        """One line for a technician: how the side band of these fields was chosen."""
+        return sideband_description(self.retrieval, self.sideband_setting)
 
     @property
     def manual(self) -> list:
@@ -124,6 +152,126 @@ def load_screening_model(model: Any = "default", device: str = "auto") -> tuple[
         return None, NO_MODEL_NOTE + f"\n({exc})"
 
 
+def project_sideband(project: Any) -> str:
+    """The project's side-band setting (``"auto"`` when the project has none or cannot say)."""
+    try:
+        v = project.sideband
+    except Exception:  # noqa: BLE001 - a project object without settings: the default
+        return "auto"
+    return v if v in ("auto", "as-given") else "auto"
+
+
+def sideband_description(retrieval: Optional[dict], setting: str = "auto") -> str:
+    """How the side band of stored fields was chosen, in one line for a technician.
+
+    Parameters
+    ----------
+    retrieval : dict or None
+        ``{"attrs": ...}`` of a result file's ``retrieval/`` group (or a
+        :class:`engine.store.results.RetrievalResult`); None when there is none.
+    setting : {"auto", "as-given"}
+        The project's setting, named when nothing was recorded yet.
+    """
+    attrs = _attrs(retrieval)
+    text = str(attrs.get("sideband_description", "") or "")
+    if text:
+        return text
+    rule = ("automatic: the twin that gives the sample a positive phase" if setting == "auto"
+            else "as given: the peak with f_x > 0")
+    if retrieval is None:
+        return f"side band: decided when the fields are retrieved ({rule})"
+    return f"side band: not recorded with these fields (the project setting is {rule})"
+
+
+def _attrs(retrieval: Any) -> dict:
+    if retrieval is None:
+        return {}
+    if isinstance(retrieval, dict):
+        return dict(retrieval.get("attrs") or {})
+    return dict(getattr(retrieval, "attrs", None) or {})
+
+
+def stored_retrieval(res: Any) -> tuple[Optional[dict], list]:
+    """``(retrieval, warnings)`` of a :class:`engine.store.results.ResultFile` (None, [] if absent)."""
+    retrieval = None
+    if getattr(res, "retrieval", None) is not None:
+        retrieval = {"quality": dict(res.retrieval.quality), "attrs": dict(res.retrieval.attrs)}
+    return retrieval, _warnings_attr(getattr(res, "attrs", {}) or {})
+
+
+def _warnings_attr(attrs: dict) -> list:
+    raw = attrs.get("warnings")
+    if raw is None:
+        return []
+    try:
+        w = json.loads(raw) if isinstance(raw, str) else list(raw)
+    except (TypeError, ValueError):
+        return [str(raw)]
+    return [str(x) for x in w] if isinstance(w, list) else [str(w)]
+
+
+def _needs_new_retrieval(retrieval: Optional[dict], sideband: str) -> bool:
+    """Stored fields must be retrieved again: no side-band record, or one made under the other setting."""
+    if retrieval is None:
+        return True
+    source = str(_attrs(retrieval).get("sideband_source", "") or "")
+    if source in ("metadata", "argument"):
+        return False  # an explicit carrier: the setting does not apply
+    if not source:
+        return True
+    return (source == "as-given") != (sideband == "as-given")
+
+
+@dataclass
+class _Fields:
+    """Fields of a measurement and where they came from (internal)."""
+
+    meta: Any
+    fields: Any = None
+    illum: Any = None
+    unwrapped: Any = None
+    retrieved: Any = None  # RetrievedFields when retrieved now
+    retrieval: Optional[dict] = None
+    warnings: list = field(default_factory=list)
+    replaced: bool = False  # stored fields were replaced because of the side-band setting
+
+
+def _load_fields(project: Any, rec: Any, path: Path, sideband: str, *, device: str,
+                 progress: Optional[Callable[..., None]], cancel: Optional[CancelToken]) -> _Fields:
+    """Fields from the result file, or retrieved (with unwrapping and quality numbers) from the holograms."""
+    from ..holography.retrieval import retrieve_fields
+    from ..metadata import MeasurementMetadata
+    from ..store.folders import load_measurement
+    from ..store.results import read_result
+    from .process import retrieval_record
+
+    meta = MeasurementMetadata.from_json(rec.metadata_json) if rec.metadata_json else None
+    out = _Fields(meta=meta)
+    if path.exists():
+        try:
+            res = read_result(path, groups=["fields", "retrieval"])
+            out.fields, out.illum = res.fields, res.illumination_per_um
+            out.retrieval, out.warnings = stored_retrieval(res)
+        except (ValueError, OSError, KeyError) as exc:
+            log.warning("result file %s unreadable, fields are retrieved again: %s", path, exc)
+    stored = out.fields is not None
+    if stored and not _needs_new_retrieval(out.retrieval, sideband):
+        return out
+    report(progress, 0.05, f"{rec.name}: reading the holograms")
+    try:
+        m = load_measurement(rec.path)
+    except Exception as exc:  # noqa: BLE001 - stored fields are still better than none
+        if not stored:
+            raise
+        log.warning("%s: holograms unreadable, the stored fields are kept (%s)", rec.name, exc)
+        return out
+    check_cancel(cancel)
+    r = retrieve_fields(m.holograms, m.backgrounds, m.metadata, unwrap=True, sideband=sideband, device=device,
+                        progress=sub_progress(progress, 0.1, 0.75, "retrieving fields: "), cancel=cancel)
+    return _Fields(meta=m.metadata, fields=r.field, illum=r.illumination_per_um, unwrapped=r.unwrapped_phase,
+                   retrieved=r, retrieval=retrieval_record(r), replaced=stored)
+
+
 def screen_project_measurement(
     project: Any,
     measurement_id: int,
@@ -132,6 +280,7 @@ def screen_project_measurement(
     threshold: float = 0.5,
     rescreen: bool = False,
     device: str = "auto",
+    sideband: Optional[str] = None,
     progress: Optional[Callable[..., None]] = None,
     cancel: Optional[CancelToken] = None,
 ) -> ProjectScreening:
@@ -147,6 +296,8 @@ def screen_project_measurement(
     rescreen : bool
         Screen again even if the project has a run (e.g. after adopting a retrained model).
     device : {"auto", "cpu", "cuda"}
+    sideband : {"auto", "as-given"}, optional
+        Side-band rule for retrieval; default the project's setting (module docstring).
     progress, cancel
         The :mod:`engine.progress` protocol.
 
@@ -161,48 +312,30 @@ def screen_project_measurement(
     engine.progress.Cancelled
         ``cancel`` was set; the database and the result file are unchanged then.
     """
-    from ..holography.retrieval import retrieve_fields
-    from ..metadata import MeasurementMetadata
     from ..screening.network import screen_fields
-    from ..store.folders import load_measurement
-    from ..store.results import read_result, update_result, write_result
 
     timings: dict[str, float] = {}
     rec = project.get_measurement(measurement_id)
+    sideband = sideband or project_sideband(project)
     report(progress, 0.0, f"{rec.name}: loading the screening model")
     model, note = load_screening_model(model, device)
     check_cancel(cancel)
-    meta = MeasurementMetadata.from_json(rec.metadata_json) if rec.metadata_json else None
     path = Path(project.result_path(measurement_id))
-    fields = illum = unwrapped = None
     t = time.perf_counter()
-    if path.exists():
-        try:
-            res = read_result(path, groups=["fields"])
-            fields, illum = res.fields, res.illumination_per_um
-        except (ValueError, OSError, KeyError) as exc:
-            log.warning("result file %s unreadable, fields are retrieved again: %s", path, exc)
-    new_fields = fields is None
-    if new_fields:
-        report(progress, 0.05, f"{rec.name}: reading the holograms")
-        m = load_measurement(rec.path)
-        meta = m.metadata
-        check_cancel(cancel)
-        r = retrieve_fields(m.holograms, m.backgrounds, meta, unwrap=model is not None, device=device,
-                            progress=sub_progress(progress, 0.1, 0.75, "retrieving fields: "), cancel=cancel)
-        fields, illum, unwrapped = r.field, r.illumination_per_um, r.unwrapped_phase
-    if meta is None:
+    fl = _load_fields(project, rec, path, sideband, device=device, progress=progress, cancel=cancel)
+    if fl.meta is None:
         raise ValueError(f"{rec.name}: the project holds no metadata for this measurement")
     timings["fields"] = time.perf_counter() - t
     check_cancel(cancel)
 
     t = time.perf_counter()
     db = project.screening(measurement_id)
-    new_run = db["run"] == 0 or rescreen
+    new_run = db["run"] == 0 or rescreen or fl.replaced
     if new_run:
-        report(progress, 0.8, f"{rec.name}: screening {len(fields)} fields")
-        res = screen_fields(fields, illum, meta, model=model, method="model" if model is not None else "rule",
-                            threshold=threshold, unwrapped_phase=unwrapped, device=device,
+        report(progress, 0.8, f"{rec.name}: screening {len(fl.fields)} fields")
+        res = screen_fields(fl.fields, fl.illum, fl.meta, model=model,
+                            method="model" if model is not None else "rule", threshold=threshold,
+                            unwrapped_phase=fl.unwrapped, device=device,
                             progress=sub_progress(progress, 0.8, 0.92), cancel=cancel)
         project.add_screening(measurement_id, res.decision, score=res.score, rule_peak=res.rule_peak,
                               source=res.source, model_name=res.model_name, model_version=res.model_version,
@@ -213,29 +346,41 @@ def screen_project_measurement(
     use_rule = bool(np.all(np.asarray(db["auto_source"]) == SOURCE_RULE)) or not np.isfinite(score).any()
     decision, source = project.decisions(measurement_id)
     model_label = f"{db['model_name']} {db['model_version']}".strip()
+    if fl.retrieved is not None:
+        from .process import contrast_warnings
 
-    if new_fields or new_run:
+        fl.warnings = contrast_warnings(rec.name, fl.retrieved, decision)
+    if fl.retrieved is not None or new_run:
         report(progress, 0.94, f"{rec.name}: writing the result file")
         screening = {"score": score, "rule_peak": db["rule_peak"], "decision": decision, "source": source,
                      "model": model_label}
-        if path.exists() and not new_fields:
-            update_result(path, screening=screening)
-        else:
-            extra = {}
-            if path.exists():
-                try:  # keep a tomogram written earlier
-                    old = read_result(path, groups=["tomogram", "birefringence"])
-                    extra = {"tomogram": old.tomogram, "birefringence": old.birefringence}
-                except (ValueError, OSError):
-                    extra = {}
-            write_result(path, measurement_json=rec.metadata_json or meta.to_json(), fields=fields,
-                         illumination_per_um=illum, screening=screening, **extra)
+        _write(path, rec, fl, screening)
     report(progress, 1.0, f"{rec.name}: {int(decision.sum())} of {len(decision)} fields clean")
     thr = db["threshold"]
     return ProjectScreening(
-        measurement_id=int(measurement_id), name=rec.name, metadata=meta, fields=np.asarray(fields),
-        illumination_per_um=np.asarray(illum), score=score, rule_peak=np.asarray(db["rule_peak"], np.float32),
+        measurement_id=int(measurement_id), name=rec.name, metadata=fl.meta, fields=np.asarray(fl.fields),
+        illumination_per_um=np.asarray(fl.illum), score=score, rule_peak=np.asarray(db["rule_peak"], np.float32),
         auto_decision=np.asarray(db["auto_decision"], np.uint8), auto_source=np.asarray(db["auto_source"], np.uint8),
         decision=np.asarray(decision, np.uint8), source=np.asarray(source, np.uint8), use_rule=use_rule,
         threshold=None if thr is None else float(thr), model_label=model_label, model=model,
-        model_note=note if model is None else "", run=int(db["run"]), result_path=path, timings_s=timings)
+        model_note=note if model is None else "", run=int(db["run"]), result_path=path, timings_s=timings,
+        retrieval=fl.retrieval, warnings=list(fl.warnings), sideband_setting=sideband)
+
+
+def _write(path: Path, rec: Any, fl: _Fields, screening: dict) -> None:
+    """Write the screening (and newly retrieved fields with their ``retrieval/`` record) to the result file."""
+    from ..store.results import read_result, update_result, write_result
+
+    if path.exists() and fl.retrieved is None:
+        update_result(path, screening=screening)
+        return
+    extra = {}
+    if path.exists():
+        try:  # keep a tomogram written earlier
+            old = read_result(path, groups=["tomogram", "birefringence"])
+            extra = {"tomogram": old.tomogram, "birefringence": old.birefringence}
+        except (ValueError, OSError):
+            extra = {}
+    write_result(path, measurement_json=rec.metadata_json or fl.meta.to_json(), fields=fl.fields,
+                 illumination_per_um=fl.illum, screening=screening, retrieval=fl.retrieval,
+                 extra_attrs={"warnings": json.dumps(list(fl.warnings))} if fl.warnings else None, **extra)
