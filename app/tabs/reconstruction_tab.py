@@ -15,7 +15,11 @@ shown beside the views and used as the bottom of the colour range. Exports: an I
 hyperstack TIFF with its voxel size in µm, a ``.npy`` volume, or the ``.odt.h5`` result file.
 
 Retrieved fields of the last measurement are kept, so running again with other parameters
-skips the retrieval.
+skips the retrieval. Fields are retrieved with the open project's side-band setting
+(:attr:`engine.store.project.Project.sideband`); the side-band choice and the per-field
+quality numbers go to the result file's ``retrieval/`` group, and warnings (e.g. the sample's
+phase is mostly negative, :func:`engine.pipeline.process.contrast_warnings`) to its
+``warnings`` attribute and to a banner above the views.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ from PySide6.QtWidgets import (
 # worker thread holds the GIL for a long stretch and would freeze the window meanwhile
 from engine.holography.retrieval import retrieve_fields
 from engine.metadata import MeasurementMetadata
+from engine.pipeline.process import contrast_warnings, retrieval_record
+from engine.pipeline.project_screening import project_sideband, sideband_description, stored_retrieval
 from engine.progress import check_cancel, report, sub_progress
 from engine.store.folders import load_measurement, read_tcf
 from engine.store.results import (
@@ -91,6 +97,9 @@ log = logging.getLogger(__name__)
 
 #: Display names of the volumes a reconstruction can hold, in display order.
 VOLUME_LABELS = {"raw": "Raw", "tv": "TV-regularised", "deep": "Learned regulariser", "tcf": "TCF"}
+#: A warning banner: dark amber, readable on the dark theme; the text starts with "⚠".
+WARNING_STYLE = ("QLabel { background: #3d3200; color: #ffd866; border: 1px solid #a88a00; "
+                 "border-radius: 4px; padding: 5px 8px; }")
 DEEP_NOT_LANDED = ("The learned regulariser (DeepRegularizer) has not landed yet: its weights "
                    "(deep_regularizer.safetensors) are not in resources/models.")
 
@@ -112,6 +121,8 @@ class ReconstructionOptions:
     shape_z : int or None
         Axial voxels (None: the engine's default, min(H, W) // 2).
     device : {"auto", "cpu", "cuda"}
+    sideband : {"auto", "as-given"}
+        Side-band rule of the retrieval (the project's setting; ``retrieve_fields``).
     """
 
     method: str = "rytov"
@@ -122,8 +133,11 @@ class ReconstructionOptions:
     tv_inner_iterations: int = 20
     shape_z: Optional[int] = None
     device: str = "auto"
+    sideband: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.sideband not in ("auto", "as-given"):
+            raise ValueError(f"sideband must be 'auto' or 'as-given', got {self.sideband!r}")
         if self.method not in ("rytov", "born"):
             raise ValueError(f"method must be 'rytov' or 'born', got {self.method!r}")
         if self.regularization not in ("none", "tv", "deep"):
@@ -155,6 +169,12 @@ class VolumeSet:
         The result file written by the job, if any.
     fields_used : int or None
         Fields the reconstruction used (those the screening kept).
+    retrieval : dict or None
+        ``{"quality": ..., "attrs": ...}``: the result file's ``retrieval/`` group.
+    warnings : list of str
+        Warnings of the processing, shown in a banner.
+    sideband : str or None
+        The side-band setting the fields were retrieved with here (None: not retrieved here).
     """
 
     name: str
@@ -172,6 +192,9 @@ class VolumeSet:
     out_path: Optional[Path] = None
     fields_used: Optional[int] = None
     timings_s: dict = field(default_factory=dict)
+    retrieval: Optional[dict] = None
+    warnings: list = field(default_factory=list)
+    sideband: Optional[str] = None
 
 
 def deep_regularizer_available() -> bool:
@@ -219,7 +242,9 @@ def reconstruct_folder(folder: str | Path, options: ReconstructionOptions = Reco
     deep = options.regularization == "deep"
     if deep and not deep_regularizer_available():
         raise RuntimeError(DEEP_NOT_LANDED)
-    if cached is not None and cached.fields is not None and cached.measurement_json:
+    r = None
+    if (cached is not None and cached.fields is not None and cached.measurement_json
+            and cached.sideband == options.sideband):
         meta = MeasurementMetadata.from_json(cached.measurement_json, folder / "measurement.json")
         fields, ill, phase = cached.fields, cached.illumination_per_um, cached.unwrapped_phase
         report(progress, 0.2, "reusing the retrieved fields")
@@ -228,7 +253,7 @@ def reconstruct_folder(folder: str | Path, options: ReconstructionOptions = Reco
         m = load_measurement(folder)
         meta = m.metadata
         check_cancel(cancel)
-        r = retrieve_fields(m.holograms, m.backgrounds, meta, device=options.device,
+        r = retrieve_fields(m.holograms, m.backgrounds, meta, device=options.device, sideband=options.sideband,
                             progress=sub_progress(progress, 0.02, 0.2, "retrieval: "), cancel=cancel)
         fields, ill, phase = r.field, np.asarray(r.illumination_per_um), r.unwrapped_phase
         del m
@@ -257,7 +282,13 @@ def reconstruct_folder(folder: str | Path, options: ReconstructionOptions = Reco
                     origin_um=tuple(tomo.origin_um), medium_index=float(tomo.medium_index), method=tomo.method,
                     source=folder, measurement_json=meta.to_json(), fields=fields, illumination_per_um=ill,
                     unwrapped_phase=phase, timings_s=dict(tomo.timings_s),
-                    fields_used=int(np.count_nonzero(decision)) if decision is not None else int(fields.shape[0]))
+                    fields_used=int(np.count_nonzero(decision)) if decision is not None else int(fields.shape[0]),
+                    sideband=options.sideband)
+    if r is not None:
+        used = decision if decision is not None else np.ones(fields.shape[0], np.uint8)
+        out.retrieval, out.warnings = retrieval_record(r), contrast_warnings(folder.name, r, used)
+    elif cached is not None:
+        out.retrieval, out.warnings = cached.retrieval, list(cached.warnings)
     if out_path is not None:
         check_cancel(cancel)
         report(progress, 0.97, "writing the result file")
@@ -275,12 +306,15 @@ def _tomogram_group(vs: VolumeSet):
 
 def _write_or_update(path: Path, vs: VolumeSet) -> Path:
     """Replace the tomogram (and fields) of an existing result file, or write a new one."""
+    attrs = {"warnings": json.dumps(list(vs.warnings))} if vs.warnings else None
     if path.exists() and is_complete_result(path):
+        if not vs.warnings:  # the old file's warnings were about other fields
+            attrs = {"warnings": "[]"} if "warnings" in read_result(path, groups=[]).attrs else None
         return update_result(path, tomogram=_tomogram_group(vs), fields=vs.fields,
-                             illumination_per_um=vs.illumination_per_um)
+                             illumination_per_um=vs.illumination_per_um, retrieval=vs.retrieval, extra_attrs=attrs)
     return write_result(path, measurement_json=vs.measurement_json or "{}", fields=vs.fields,
                         illumination_per_um=vs.illumination_per_um, screening=vs.screening,
-                        tomogram=_tomogram_group(vs))
+                        tomogram=_tomogram_group(vs), retrieval=vs.retrieval, extra_attrs=attrs)
 
 
 def load_volume_file(path: str | Path, progress: Optional[Callable[..., None]] = None,
@@ -313,8 +347,9 @@ def load_volume_file(path: str | Path, progress: Optional[Callable[..., None]] =
     if getattr(t, "ri_deep", None) is not None:
         volumes["deep"] = np.asarray(t.ri_deep, dtype=np.float32)
     name = path.name[: -len(".odt.h5")] if path.name.endswith(".odt.h5") else path.stem
+    retrieval, warnings = stored_retrieval(res)
     report(progress, 1.0, "loaded")
-    return VolumeSet(name=name, volumes=volumes, voxel_size_um=tuple(float(v) for v in t.voxel_size_um),
+    return VolumeSet(retrieval=retrieval, warnings=warnings, name=name, volumes=volumes, voxel_size_um=tuple(float(v) for v in t.voxel_size_um),
                      origin_um=tuple(float(v) for v in t.origin_um), medium_index=float(t.medium_index),
                      method=str(t.method), source=path, measurement_json=res.measurement_json,
                      fields=res.fields, illumination_per_um=res.illumination_per_um, screening=res.screening,
@@ -359,7 +394,9 @@ def export_result(path: str | Path, vs: VolumeSet, progress: Optional[Callable[.
     meta = vs.measurement_json or json.dumps({"sample": {"name": vs.name}, "medium_index": vs.medium_index,
                                               "source": str(vs.source or "")})
     out = write_result(path, measurement_json=meta, fields=vs.fields, illumination_per_um=vs.illumination_per_um,
-                       screening=vs.screening, tomogram=_tomogram_group(vs))
+                       screening=vs.screening, tomogram=_tomogram_group(vs),
+                       retrieval=vs.retrieval if vs.fields is not None else None,
+                       extra_attrs={"warnings": json.dumps(list(vs.warnings))} if vs.warnings else None)
     report(progress, 1.0, "written")
     return out
 
@@ -627,7 +664,19 @@ class ReconstructionTab(QWidget):
         vvl = QVBoxLayout(viewer)
         vvl.setContentsMargins(0, 0, 0, 0)
         vvl.setSpacing(4)
+        self.warning_banner = QLabel("", self)
+        self.warning_banner.setObjectName("warningBanner")
+        self.warning_banner.setWordWrap(True)
+        self.warning_banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.warning_banner.setStyleSheet(WARNING_STYLE)
+        self.warning_banner.setVisible(False)
+        self.sideband_label = QLabel("", self)
+        self.sideband_label.setObjectName("sidebandLabel")
+        self.sideband_label.setStyleSheet("color: #aeb4bd;")
+        self.sideband_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        vvl.addWidget(self.warning_banner)
         vvl.addWidget(self.info)
+        vvl.addWidget(self.sideband_label)
         vvl.addWidget(self.view_splitter, 1)
         self.empty = QLabel(self)
         self.empty.setObjectName("dropZone")
@@ -685,7 +734,8 @@ class ReconstructionTab(QWidget):
             regularization=self.reg_combo.currentData(),
             tv_weight=self.tv_weight.value(), tv_outer_iterations=self.tv_outer.value(),
             tv_inner_iterations=self.tv_inner.value(),
-            shape_z=self.shape_z.value() or None, device=self.device_combo.currentData())
+            shape_z=self.shape_z.value() or None, device=self.device_combo.currentData(),
+            sideband=project_sideband(self.project) if self.project is not None else "auto")
 
     # ------------------------------------------------------------------ project and sources
     def set_project(self, project: Any) -> None:
@@ -830,7 +880,8 @@ class ReconstructionTab(QWidget):
     def _finished(self, vs: VolumeSet) -> None:
         secs = self.job.seconds if self.job is not None else None
         saved = f"; saved to {vs.out_path.name}" if vs.out_path else ""
-        self.status.setText(f"Done{f' in {secs:.1f} s' if secs else ''}{saved}.")
+        warned = f" {len(vs.warnings)} warning(s): see above the views." if vs.warnings else ""
+        self.status.setText(f"Done{f' in {secs:.1f} s' if secs else ''}{saved}.{warned}")
         self.show_volumes(vs)
 
     def _failed(self, exc: BaseException) -> None:
@@ -871,11 +922,22 @@ class ReconstructionTab(QWidget):
                 and vs.fields is not None else "")
         self.info.setText(f"<b>{vs.name}</b> — {vs.method}{used} — {x} × {y} × {z} voxels of "
                           f"{dx:.3f} × {dy:.3f} × {dz:.3f} µm (x × y × z) — medium n_m = {vs.medium_index:.4f}")
+        self._show_warnings(vs)
         self.profile.set_medium_index(vs.medium_index)
         self.right_stack.setCurrentIndex(1)
         self._show_current(keep=not first)
         self._update_enabled()
         self.volume_shown.emit(vs)
+
+    def _show_warnings(self, vs: VolumeSet) -> None:
+        """The banner with the processing warnings of ``vs`` (hidden when none) and its side-band line."""
+        if vs.warnings:
+            esc = [w.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for w in vs.warnings]
+            self.warning_banner.setText("⚠ " + "<br>⚠ ".join(esc))
+        self.warning_banner.setVisible(bool(vs.warnings))
+        known = vs.retrieval is not None or vs.fields is not None
+        self.sideband_label.setText(sideband_description(vs.retrieval, vs.sideband or "auto") if known else "")
+        self.sideband_label.setVisible(known)
 
     def current_volume_key(self) -> Optional[str]:
         return self.volume_combo.currentData()

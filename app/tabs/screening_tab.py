@@ -15,6 +15,13 @@ new audit rows restoring the previous value: the audit trail only grows.
 
 When no screening network is installed (``resources/models`` holds no screening weights),
 the tab says so and screens with the rule-based Fourier-peak metric instead.
+
+Above the grid the tab says how the off-axis side band of the shown fields was chosen (the
+result file's ``retrieval/`` record; the project's side-band setting decides it when the fields
+are retrieved) and shows any warning of the retrieval (e.g. the sample's phase is mostly
+negative) in a banner. Every field's retrieval quality numbers
+(:mod:`engine.holography.quality`) are in its details and tooltip, and the grid can be sorted
+by any of them, worst first.
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ from ..errors import show_error
 from ..jobs import Job, JobRunner
 from ..settings import AppSettings
 from ..widgets.key_table import key_table_dialog
-from ..widgets.field_grid import FieldFilterProxy, FieldGridModel, FieldGridView, phase_thumbnails
+from ..widgets.field_grid import (QUALITY_LABELS, FieldFilterProxy, FieldGridModel, FieldGridView,
+                                  phase_thumbnails, quality_text)
 from ..widgets.saliency_view import FieldView
 from ..widgets.score_histogram import ScoreHistogram
 
@@ -74,6 +82,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CACHE_SIZE = 3
+
+#: A warning banner: dark amber, readable on the dark theme, not only colour (it starts with "⚠").
+WARNING_STYLE = ("QLabel { background: #3d3200; color: #ffd866; border: 1px solid #a88a00; "
+                 "border-radius: 4px; padding: 5px 8px; }")
 
 #: (key, what it does), shown by "?"
 SHORTCUTS = (
@@ -123,6 +135,12 @@ class ScreeningData:
         Why the rule was used, when it was.
     run : int
         Screening run number in the project.
+    quality : dict of str → ndarray (N,) float32
+        Retrieval quality numbers per field ({} when none were recorded).
+    sideband_description : str
+        How the side band of these fields was chosen, one line.
+    warnings : list of str
+        Warnings of the retrieval (shown in a banner).
     """
 
     measurement_id: int
@@ -143,10 +161,13 @@ class ScreeningData:
     model_note: str = ""
     run: int = 0
     timings_s: dict = field(default_factory=dict)
+    quality: dict = field(default_factory=dict)
+    sideband_description: str = ""
+    warnings: list = field(default_factory=list)
 
 
 def prepare_screening(project: Any, measurement_id: int, *, model: Any = "default", threshold: float = 0.5,
-                      rescreen: bool = False, device: str = "auto",
+                      rescreen: bool = False, device: str = "auto", sideband: Optional[str] = None,
                       progress: Optional[Callable[..., None]] = None, cancel=None) -> ScreeningData:
     """Fields and screening of one project measurement, with grid thumbnails (a job for the runner).
 
@@ -156,7 +177,8 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
     from engine.screening.rule import DEFAULT_RULE_THRESHOLD
 
     ps = screen_project_measurement(project, measurement_id, model=model, threshold=threshold, rescreen=rescreen,
-                                    device=device, progress=sub_progress(progress, 0.0, 0.95), cancel=cancel)
+                                    device=device, sideband=sideband, progress=sub_progress(progress, 0.0, 0.95),
+                                    cancel=cancel)
     thr = ps.threshold
     if thr is None:
         thr = DEFAULT_RULE_THRESHOLD if ps.use_rule else threshold
@@ -169,7 +191,8 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
         rule_peak=ps.rule_peak, auto_decision=ps.auto_decision, auto_source=ps.auto_source, manual=ps.manual,
         use_rule=ps.use_rule, threshold=float(thr), rule_threshold=float(DEFAULT_RULE_THRESHOLD),
         model_label=ps.model_label, model=ps.model, model_note=ps.model_note, run=ps.run,
-        timings_s=ps.timings_s)
+        timings_s=ps.timings_s, quality=dict((ps.retrieval or {}).get("quality") or {}),
+        sideband_description=ps.sideband_description, warnings=list(ps.warnings))
 
 
 def compute_saliency(model: Any, field_: np.ndarray, method: str,
@@ -222,6 +245,11 @@ class OverrideCommand(QUndoCommand):
 
 
 # ============================================================================ the tab
+def _html(text: str) -> str:
+    """``text`` safe inside rich text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _fmt_metric(v: Any) -> str:
     try:
         v = float(v)
@@ -304,8 +332,13 @@ class ScreeningTab(QWidget):
         # centre: controls + grid
         self.sort_combo = QComboBox(self)
         self.sort_combo.setObjectName("sortOrder")
-        self.sort_combo.addItems(["Field order", "Most uncertain first"])
-        self.sort_combo.currentIndexChanged.connect(lambda i: self.set_sort_by_uncertainty(i == 1))
+        self.sort_combo.addItem("Field order", None)
+        self.sort_combo.addItem("Most uncertain first", FieldFilterProxy.UNCERTAINTY)
+        for key, (name, _unit) in QUALITY_LABELS.items():
+            self.sort_combo.addItem(f"Retrieval: worst {name} first", key)
+        self.sort_combo.setToolTip("Order of the fields: as measured, nearest the threshold first, or by a "
+                                   "retrieval quality number (0 for a perfect field; worst first)")
+        self.sort_combo.currentIndexChanged.connect(lambda i: self.set_sort_key(self.sort_combo.itemData(i)))
         self.overrides_only = QCheckBox("Overrides only", self)
         self.overrides_only.setObjectName("overridesOnly")
         self.overrides_only.toggled.connect(self._filter_changed)
@@ -354,9 +387,22 @@ class ScreeningTab(QWidget):
         self.grid_message = QLabel("", self)
         self.grid_message.setObjectName("scanSummary")
         self.grid_message.setWordWrap(True)
+        self.warning_banner = QLabel("", self)
+        self.warning_banner.setObjectName("warningBanner")
+        self.warning_banner.setWordWrap(True)
+        self.warning_banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.warning_banner.setStyleSheet(WARNING_STYLE)
+        self.warning_banner.setVisible(False)
+        self.sideband_label = QLabel("", self)
+        self.sideband_label.setObjectName("sidebandLabel")
+        self.sideband_label.setWordWrap(True)
+        self.sideband_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.sideband_label.setStyleSheet("color: #aeb4bd;")
         centre = QWidget(self)
         cl = QVBoxLayout(centre)
         cl.setContentsMargins(0, 0, 0, 0)
+        cl.addWidget(self.warning_banner)
+        cl.addWidget(self.sideband_label)
         cl.addLayout(bar)
         cl.addWidget(self.grid, 1)
         cl.addWidget(self.grid_message)
@@ -419,6 +465,7 @@ class ScreeningTab(QWidget):
         self.data = None
         self.grid_model.clear()
         self._set_enabled(False)
+        self._show_retrieval(None)
         self.view.show_message("Select a measurement." if project is not None else
                                "Open a project to review its fields.")
         self.refresh_measurements()
@@ -508,6 +555,7 @@ class ScreeningTab(QWidget):
         self.data = None
         self.grid_model.clear()
         self._set_enabled(False)
+        self._show_retrieval(None)
         name = self.project.get_measurement(measurement_id).name
         self.view.show_message(f"Preparing {name}: retrieving and screening its fields…\n"
                                "(progress in the status bar)")
@@ -542,10 +590,11 @@ class ScreeningTab(QWidget):
         decision, source = self.project.decisions(data.measurement_id)
         data.manual = [int(d) if s == SOURCE_MANUAL else None for d, s in zip(decision, source)]
         self.grid_model.set_fields(data.thumbnails, data.score, data.rule_peak, data.manual,
-                                   use_rule=data.use_rule, threshold=data.threshold)
+                                   use_rule=data.use_rule, threshold=data.threshold, quality=data.quality)
         self._configure_threshold(data)
+        self._show_retrieval(data)
         self.proxy.invalidate()
-        if self.proxy.by_uncertainty:
+        if self.proxy.sort_key is not None:
             self.proxy.sort(0)
         self._set_enabled(True)
         self.view.set_saliency_available(
@@ -555,6 +604,45 @@ class ScreeningTab(QWidget):
             self.set_current_row(0)
         self.grid.setFocus()
         self.data_ready.emit(data)
+
+    def _show_retrieval(self, data: Optional[ScreeningData]) -> None:
+        """The side-band line and the warning banner of ``data`` (cleared for None)."""
+        if data is None:
+            self.sideband_label.setText("")
+            self.sideband_label.setToolTip("")
+            self.warning_banner.setVisible(False)
+            self.warning_banner.setText("")
+            return
+        text = data.sideband_description or "side band: not recorded"
+        self.sideband_label.setText(f"<b>{data.name}</b> — {text}")
+        self.sideband_label.setToolTip(
+            "How the off-axis side band (which of the two twin images) was chosen when these fields were "
+            "retrieved. The project's side-band setting (Acquisition import tab) decides it when measurement.json "
+            "gives no carrier_per_um: automatic for samples denser than their medium, 'as given' (f_x > 0) for "
+            "samples less dense than their medium.")
+        has_quality = bool(data.quality)
+        for i in range(2, self.sort_combo.count()):
+            item = self.sort_combo.model().item(i) if hasattr(self.sort_combo.model(), "item") else None
+            if item is not None:
+                item.setEnabled(has_quality and self.sort_combo.itemData(i) in data.quality)
+        if data.warnings:
+            self.warning_banner.setText("⚠ " + "<br>⚠ ".join(_html(w) for w in data.warnings))
+            self.warning_banner.setVisible(True)
+        else:
+            self.warning_banner.setVisible(False)
+            self.warning_banner.setText("")
+
+    def sideband_setting_changed(self, setting: str = "") -> Optional[Job]:
+        """The project's side-band setting changed: forget cached fields and show the current measurement
+        again (its fields are retrieved again when they were retrieved under the other setting)."""
+        self._cache.clear()
+        mid = self.current_measurement_id()
+        if self.project is None:
+            return None
+        if setting:
+            self.grid_message.setText(f"Side-band setting: {setting}. Fields retrieved under the other setting "
+                                      "are retrieved and screened again when shown (manual decisions are kept).")
+        return None if mid is None else self.load_measurement(mid)
 
     def _update_model_label(self) -> None:
         if self.model is None:
@@ -652,10 +740,17 @@ class ScreeningTab(QWidget):
 
     # ---------------------------------------------------------------- grid navigation
     def set_sort_by_uncertainty(self, on: bool) -> None:
+        self.set_sort_key(FieldFilterProxy.UNCERTAINTY if on else None)
+
+    def set_sort_key(self, key: Optional[str]) -> None:
+        """Order the grid: None (field order), ``"uncertainty"`` or a retrieval quality name (worst first)."""
         i = self.current_field()
-        self.proxy.set_sort_by_uncertainty(on)
-        if self.sort_combo.currentIndex() != int(on):
-            self.sort_combo.setCurrentIndex(int(on))
+        self.proxy.set_sort_key(key)
+        k = self.sort_combo.findData(key) if key is not None else 0
+        if k >= 0 and self.sort_combo.currentIndex() != k:
+            self.sort_combo.blockSignals(True)
+            self.sort_combo.setCurrentIndex(k)
+            self.sort_combo.blockSignals(False)
         if i is not None:
             self.select_field(i)
 
@@ -716,10 +811,13 @@ class ScreeningTab(QWidget):
         model_part = ("model: none installed" if d.use_rule and not np.isfinite(d.score[i])
                       else f"model score <b>{_fmt_metric(d.score[i])}</b>"
                       + ("" if d.use_rule else f" (noisy above {self.threshold:.2f})"))
+        q = m.quality_row(i)
+        quality = ("<br><span style='color:#aeb4bd'>retrieval: " + quality_text(q) + "</span>" if q else
+                   "<br><span style='color:#aeb4bd'>retrieval quality: not recorded for these fields</span>")
         self.details.setText(
             f"<b>Field {i}</b> — {word} · decided by {src}<br>"
             f"{model_part} · rule peak <b>{_fmt_metric(d.rule_peak[i])}</b> "
-            f"(noisy above {d.rule_threshold:.2f}: rule says {rule_says})")
+            f"(noisy above {d.rule_threshold:.2f}: rule says {rule_says}){quality}")
 
     # ---------------------------------------------------------------- decisions
     def mark(self, value: Optional[int], advance: bool = False) -> bool:

@@ -2,8 +2,10 @@
 
 A :class:`FieldGridModel` (one row per field) holds the thumbnails as ready-made
 ``QImage`` objects, the model score, the rule metric, the automatic decision at the current
-threshold and the manual override; a :class:`FieldFilterProxy` sorts by field order or by
-uncertainty (metric nearest the threshold first) and can show overrides only; a
+threshold, the manual override and the retrieval quality numbers
+(:mod:`engine.holography.quality`); a :class:`FieldFilterProxy` sorts by field order, by
+uncertainty (metric nearest the threshold first) or by one retrieval quality number (worst
+first) and can show overrides only; a
 :class:`FieldDelegate` paints each cell without creating widgets, so 150 fields scroll
 and repaint in a few milliseconds; :class:`FieldGridView` is the ``QListView`` (icon mode)
 that passes the review keys (C, N, Space, U, ?, undo/redo) up to the screening tab.
@@ -41,6 +43,8 @@ __all__ = [
     "FieldDelegate",
     "FieldGridView",
     "phase_thumbnails",
+    "QUALITY_LABELS",
+    "quality_text",
 ]
 
 #: Okabe–Ito bluish green, vermillion and yellow: told apart with every common colour-vision deficiency.
@@ -49,6 +53,40 @@ NOISY_COLOR = QColor("#D55E00")
 MANUAL_COLOR = QColor("#F0E442")
 
 THUMB = 96
+
+#: Names (short, for lists and tooltips) and units of the retrieval quality numbers of
+#: :mod:`engine.holography.quality`; each is 0 for a perfect field and grows with trouble.
+QUALITY_LABELS: dict[str, tuple[str, str]] = {
+    "phase_noise_rad": ("phase noise", "rad"),
+    "background_phase_std_rad": ("background phase std", "rad"),
+    "residue_density": ("phase residues", "per px"),
+    "unwrap_inconsistency": ("unwrapping inconsistency", "of px"),
+    "outside_pupil_energy": ("energy outside the pupil", "of inside"),
+}
+
+
+def _fmt_quality(key: str, v: float) -> str:
+    if not np.isfinite(v):
+        return "–"
+    if key == "residue_density":
+        return f"{v:.1e}" if v else "0"
+    if key in ("unwrap_inconsistency",):
+        return f"{100 * v:.2f} %"
+    if key == "outside_pupil_energy":
+        return f"{v:.3g}"
+    return f"{v:.3f}"
+
+
+def quality_text(row: dict, sep: str = " · ") -> str:
+    """One field's retrieval quality numbers (``{name: value}``) as text, in :data:`QUALITY_LABELS` order."""
+    keys = [k for k in QUALITY_LABELS if k in row] + [k for k in row if k not in QUALITY_LABELS]
+    parts = []
+    for k in keys:
+        name, unit = QUALITY_LABELS.get(k, (k, ""))
+        value = _fmt_quality(k, float(row[k]))
+        unit = "" if value in ("–", "0") or k == "unwrap_inconsistency" else f" {unit}"
+        parts.append(f"{name} {value}{unit}")
+    return sep.join(parts)
 
 
 def phase_thumbnails(fields: np.ndarray, size: int = THUMB) -> np.ndarray:
@@ -97,6 +135,7 @@ class FieldGridModel(QAbstractListModel):
     DecisionRole = Qt.ItemDataRole.UserRole + 6
     UncertaintyRole = Qt.ItemDataRole.UserRole + 7
     ImageRole = Qt.ItemDataRole.UserRole + 8
+    QualityRole = Qt.ItemDataRole.UserRole + 9
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -107,6 +146,7 @@ class FieldGridModel(QAbstractListModel):
         self.manual: list[Optional[int]] = []
         self.use_rule = False
         self.threshold = 0.5
+        self.quality: dict[str, np.ndarray] = {}
 
     # ---------------------------------------------------------------- Qt model API
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
@@ -134,14 +174,18 @@ class FieldGridModel(QAbstractListModel):
             return self.uncertainty(i)
         if role == self.ImageRole:
             return self._images[i]
+        if role == self.QualityRole:
+            return self.quality_row(i)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self.tooltip(i)
         return None
 
     # ---------------------------------------------------------------- own API
     def set_fields(self, thumbnails: np.ndarray, score: Sequence[float], rule_peak: Sequence[float],
-                   manual: Sequence[Optional[int]], *, use_rule: bool, threshold: float) -> None:
-        """Show a new measurement. ``thumbnails`` is uint8 (N, h, w) (see :func:`phase_thumbnails`)."""
+                   manual: Sequence[Optional[int]], *, use_rule: bool, threshold: float,
+                   quality: Optional[dict] = None) -> None:
+        """Show a new measurement. ``thumbnails`` is uint8 (N, h, w) (see :func:`phase_thumbnails`);
+        ``quality`` maps retrieval quality names to (N,) arrays (None or {}: none recorded)."""
         self.beginResetModel()
         self._thumbs = np.ascontiguousarray(thumbnails, dtype=np.uint8)
         n = len(self._thumbs)
@@ -156,6 +200,8 @@ class FieldGridModel(QAbstractListModel):
         self.manual = list(manual)
         self.use_rule = bool(use_rule)
         self.threshold = float(threshold)
+        self.quality = {str(k): np.asarray(v, np.float32).reshape(n) for k, v in (quality or {}).items()
+                        if np.asarray(v).size == n}
         self.endResetModel()
 
     def clear(self) -> None:
@@ -163,6 +209,7 @@ class FieldGridModel(QAbstractListModel):
         self._images, self._thumbs, self.manual = [], None, []
         self.score = np.zeros(0, np.float32)
         self.rule_peak = np.zeros(0, np.float32)
+        self.quality = {}
         self.endResetModel()
 
     @property
@@ -210,6 +257,15 @@ class FieldGridModel(QAbstractListModel):
         idx = self.index(i)
         self.dataChanged.emit(idx, idx)
 
+    def quality_row(self, i: int) -> dict[str, float]:
+        """Retrieval quality numbers of field ``i`` ({} when none were recorded)."""
+        return {k: float(v[i]) for k, v in self.quality.items()}
+
+    def quality_value(self, key: str, i: int) -> float:
+        """One retrieval quality number of field ``i`` (NaN when not recorded)."""
+        v = self.quality.get(key)
+        return float("nan") if v is None else float(v[i])
+
     def tooltip(self, i: int) -> str:
         d = self.decision(i)
         parts = [f"Field {i}: {'clean' if d else 'noisy'}"
@@ -217,24 +273,42 @@ class FieldGridModel(QAbstractListModel):
         if np.isfinite(self.score[i]):
             parts.append(f"model score {self.score[i]:.3f}")
         parts.append(f"rule peak {self.rule_peak[i]:.2f}")
-        return " · ".join(parts)
+        text = " · ".join(parts)
+        if self.quality:
+            text += "\nretrieval: " + quality_text(self.quality_row(i))
+        return text
 
 
 class FieldFilterProxy(QSortFilterProxyModel):
-    """Field order or uncertainty order; optionally manual decisions only."""
+    """Field order, uncertainty order or a retrieval quality number (worst first); optionally
+    manual decisions only.
+
+    :attr:`sort_key` is None (field order), ``"uncertainty"`` or a retrieval quality name
+    (:data:`QUALITY_LABELS`); fields without the number sort last, ties in field order.
+    """
+
+    UNCERTAINTY = "uncertainty"
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
-        self._by_uncertainty = False
+        self._sort_key: Optional[str] = None
         self._overrides_only = False
         self.setDynamicSortFilter(False)
 
     @property
     def by_uncertainty(self) -> bool:
-        return self._by_uncertainty
+        return self._sort_key == self.UNCERTAINTY
+
+    @property
+    def sort_key(self) -> Optional[str]:
+        return self._sort_key
 
     def set_sort_by_uncertainty(self, on: bool) -> None:
-        self._by_uncertainty = bool(on)
+        self.set_sort_key(self.UNCERTAINTY if on else None)
+
+    def set_sort_key(self, key: Optional[str]) -> None:
+        """Sort by ``key``: None (field order), ``"uncertainty"`` or a retrieval quality name."""
+        self._sort_key = key or None
         self.invalidate()
         self.sort(0)
 
@@ -254,9 +328,18 @@ class FieldFilterProxy(QSortFilterProxyModel):
 
     def lessThan(self, left: QModelIndex | QPersistentModelIndex,  # noqa: N802
                  right: QModelIndex | QPersistentModelIndex) -> bool:
-        if self._by_uncertainty:
+        key = self._sort_key
+        if key == self.UNCERTAINTY:
             a = left.data(FieldGridModel.UncertaintyRole)
             b = right.data(FieldGridModel.UncertaintyRole)
+            if a != b:
+                return a < b
+        elif key is not None:
+            src = self.sourceModel()
+            a = src.quality_value(key, left.row())
+            b = src.quality_value(key, right.row())
+            a = -a if np.isfinite(a) else float("inf")  # worst (largest) first, missing last
+            b = -b if np.isfinite(b) else float("inf")
             if a != b:
                 return a < b
         return left.row() < right.row()
