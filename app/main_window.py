@@ -161,6 +161,8 @@ class MainWindow(QMainWindow):
             self.tabs.addTab(widget, title)
         self.project_changed.connect(self._project_to_tabs)
         self.import_tab.imported.connect(self._measurements_imported)
+        # a new side-band setting: the review shows its measurement again (re-retrieved if needed)
+        self.import_tab.sideband_changed.connect(self.screening_tab.sideband_setting_changed)
         self.setCentralWidget(self.tabs)
 
     def _build_menus(self) -> None:

@@ -11,6 +11,16 @@ With a project open (:meth:`ImportTab.set_project`), "Import selected into proje
 selected folders to the project's catalogue (:meth:`engine.store.project.Project.add_measurement`)
 in the job runner, with progress and cancel; a folder that fails is reported and the others
 go on; folders already in the project are marked in the table.
+
+Folders of images without ``measurement.json`` (and folders that cannot be listed) are listed
+as failed rows that say so (``discover_measurements``' ``on_unrecognised`` and ``on_error``),
+so a forgotten metadata file is never skipped silently.
+
+The open project's side-band setting (:attr:`engine.store.project.Project.sideband`: automatic,
+for samples denser than their medium, or "as given", the peak with f_x > 0, for samples less
+dense than their medium) is chosen here. The preview says how the selected measurement's side
+band was chosen: from its result file's ``retrieval/`` record when the project has processed
+it, else that it is decided when the fields are retrieved (:func:`sideband_status`).
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.measurement import Measurement
+from engine.pipeline.project_screening import project_sideband, sideband_description
 from engine.progress import check_cancel, report
 from engine.store.folders import (
     MeasurementInfo,
@@ -64,11 +75,22 @@ from ..jobs import Job, JobRunner
 from ..settings import AppSettings
 from ..widgets.image_view import HologramView
 
-__all__ = ["scan_measurements", "import_into_project", "ImportOutcome", "MeasurementTableModel", "ImportTab"]
+__all__ = ["scan_measurements", "import_into_project", "sideband_status", "ImportOutcome", "MeasurementTableModel",
+           "ImportTab", "SIDEBAND_ITEMS"]
 
 log = logging.getLogger(__name__)
 
 VALID_TEXT = "valid"
+
+#: The project side-band setting's choices: (value, text in the combo, tooltip).
+SIDEBAND_ITEMS = (
+    ("auto", "Automatic (sample denser than medium)",
+     "Of the two twin side bands, take the one that gives the sample a positive phase, decided once per "
+     "measurement on all its fields. Right for cells, bacteria, beads: anything denser than its medium."),
+    ("as-given", "As given (f_x > 0)",
+     "Always take the side-band peak with f_x > 0 (docs/formats.md). For samples less dense than their "
+     "medium (e.g. droplets of a lower index), where the automatic rule would flip the sign."),
+)
 
 
 def scan_measurements(root: str | Path, progress: Optional[Callable[..., None]] = None,
@@ -88,14 +110,59 @@ def scan_measurements(root: str | Path, progress: Optional[Callable[..., None]] 
         One per folder found, in natural order; invalid ones carry their error text.
     """
     report(progress, 0.0, "looking for measurement folders")
-    folders = discover_measurements(root)
+    failed: list[MeasurementInfo] = []
+
+    def not_a_measurement(folder: Path, message: str) -> None:
+        failed.append(MeasurementInfo(name=Path(folder).name, path=Path(folder), valid=False, error=message))
+
+    folders = discover_measurements(root, on_error=not_a_measurement, on_unrecognised=not_a_measurement)
     infos: list[MeasurementInfo] = []
     for i, folder in enumerate(folders):
         check_cancel(cancel)
         report(progress, i / max(1, len(folders)), f"checking {folder.name}")
         infos.append(inspect_measurement(folder, thumbnail=False))
-    report(progress, 1.0, f"{len(infos)} measurement(s) found")
-    return infos
+    report(progress, 1.0, f"{len(infos)} measurement(s) found"
+           + (f", {len(failed)} folder(s) that cannot be read as one" if failed else ""))
+    return infos + failed
+
+
+def sideband_status(project: Any, folder: str | Path, progress: Optional[Callable[..., None]] = None,
+                    cancel=None) -> str:
+    """How the side band of measurement ``folder`` was (or will be) chosen, one line (a job).
+
+    From the result file's ``retrieval/`` record when ``project`` holds the measurement and has
+    processed it; else what will decide it: ``carrier_per_um`` in measurement.json (always
+    honoured) or the project's side-band setting.
+    """
+    from engine.metadata import MeasurementMetadata
+    from engine.store.results import read_result
+
+    check_cancel(cancel)
+    setting = project_sideband(project) if project is not None else "auto"
+    target = Path(folder).resolve()
+    rec = None
+    if project is not None:
+        rec = next((r for r in project.list_measurements() if Path(r.path).resolve() == target), None)
+    if rec is not None:
+        path = Path(project.result_path(rec))
+        if path.is_file():
+            try:
+                res = read_result(path, groups=["retrieval"])
+            except ValueError as exc:
+                return f"side band: the result file cannot be read ({exc})"
+            r = res.retrieval
+            return sideband_description({"attrs": dict(r.attrs)} if r is not None else {}, setting)
+        meta_json = rec.metadata_json
+    else:
+        meta_file = target / "measurement.json"
+        meta_json = meta_file.read_text(encoding="utf-8") if meta_file.is_file() else ""
+    try:
+        carrier = MeasurementMetadata.from_json(meta_json).carrier_per_um if meta_json else None
+    except Exception:  # noqa: BLE001 - an invalid folder has its own error in the table
+        carrier = None
+    if carrier is not None:
+        return "side band: carrier_per_um from measurement.json (always honoured)"
+    return sideband_description(None, setting)
 
 
 def load_preview(folder: str | Path, progress: Optional[Callable[..., None]] = None,
@@ -314,6 +381,8 @@ class ImportTab(QWidget):
     scan_finished = Signal(list)
     measurement_loaded = Signal(object)
     imported = Signal(list)  # list of ImportOutcome
+    sideband_changed = Signal(str)  # the project's new side-band setting ("auto" or "as-given")
+    sideband_shown = Signal(str)  # the side-band line of the previewed measurement
 
     def __init__(self, runner: JobRunner, settings: Optional[AppSettings] = None,
                  parent: Optional[QWidget] = None) -> None:
@@ -328,6 +397,7 @@ class ImportTab(QWidget):
         self.measurement: Optional[Measurement] = None
         self.project: Any = None
         self._import_job: Optional[Job] = None
+        self._sideband_job: Optional[Job] = None
         self.setAcceptDrops(True)
         self._build()
 
@@ -404,6 +474,20 @@ class ImportTab(QWidget):
         import_row = QHBoxLayout()
         import_row.addWidget(self.import_button)
         import_row.addWidget(self.import_summary, 1)
+        self.sideband_combo = QComboBox(self)
+        self.sideband_combo.setObjectName("sidebandSetting")
+        for k, (value, text, tip) in enumerate(SIDEBAND_ITEMS):
+            self.sideband_combo.addItem(text, value)
+            self.sideband_combo.setItemData(k, tip, Qt.ItemDataRole.ToolTipRole)
+        self.sideband_combo.setToolTip("The project's side-band rule, used whenever fields are retrieved "
+                                       "(unless measurement.json gives carrier_per_um, which is always honoured)")
+        self.sideband_combo.currentIndexChanged.connect(self._sideband_chosen)
+        sb_row = QHBoxLayout()
+        sb_lbl = QLabel("Side band (project setting)", self)
+        sb_lbl.setObjectName("fieldLabel")
+        sb_row.addWidget(sb_lbl)
+        sb_row.addWidget(self.sideband_combo)
+        sb_row.addStretch(1)
         left = QWidget(self)
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
@@ -411,6 +495,7 @@ class ImportTab(QWidget):
         ll.addWidget(self.left_stack, 1)
         ll.addWidget(self.summary)
         ll.addLayout(import_row)
+        ll.addLayout(sb_row)
 
         # right: preview
         self.preview_title = QLabel("Preview", self)
@@ -428,9 +513,10 @@ class ImportTab(QWidget):
         self.details.setHorizontalSpacing(16)
         self.details.setVerticalSpacing(2)
         self._detail_labels: dict[str, QLabel] = {}
-        for key in ("Wavelength", "Medium index", "Objective NA", "Pixel size", "Geometry", "Images"):
+        for key in ("Wavelength", "Medium index", "Objective NA", "Pixel size", "Geometry", "Images", "Side band"):
             v = QLabel("–", self)
             v.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            v.setWordWrap(key == "Side band")
             self._detail_labels[key] = v
             self.details.addRow(key, v)
         details_box = QFrame(self)
@@ -516,10 +602,12 @@ class ImportTab(QWidget):
         self._update_import_button()
         n_bad = sum(not i.valid for i in infos)
         n_in = sum(self.model.in_project(i) for i in infos)
+        n_meta = sum(i.error.startswith("no measurement.json") for i in infos)
         if infos:
             self.left_stack.setCurrentWidget(self.table)
             self.summary.setText(f"{len(infos)} measurement folder(s) found: {len(infos) - n_bad} valid"
-                                 + (f", {n_bad} with errors (hover the status for details)" if n_bad else "") + "."
+                                 + (f", {n_bad} with errors (hover the status for details)" if n_bad else "")
+                                 + (f", of which {n_meta} without measurement.json" if n_meta else "") + "."
                                  + (f" {n_in} already in the project (marked P)." if n_in else ""))
         else:
             self.show_empty_message(
@@ -542,6 +630,37 @@ class ImportTab(QWidget):
         self.project = project
         self.refresh_in_project()
         self._update_import_button()
+        self._show_sideband_setting()
+        info = self._current_info()
+        if info is not None:
+            self._request_sideband(info)
+
+    def _show_sideband_setting(self) -> None:
+        """The combo shows the open project's setting (disabled without a project)."""
+        setting = project_sideband(self.project) if self.project is not None else "auto"
+        self.sideband_combo.blockSignals(True)
+        self.sideband_combo.setCurrentIndex(max(0, self.sideband_combo.findData(setting)))
+        self.sideband_combo.blockSignals(False)
+        self.sideband_combo.setEnabled(self.project is not None)
+
+    def set_sideband_setting(self, value: str) -> bool:
+        """Store the project's side-band setting (``"auto"`` or ``"as-given"``); False without a project."""
+        if self.project is None:
+            return False
+        if project_sideband(self.project) != value:
+            self.project.set_setting("sideband", value)
+            self.sideband_changed.emit(value)
+        self._show_sideband_setting()
+        info = self._current_info()
+        if info is not None:
+            self._request_sideband(info)
+        return True
+
+    @Slot(int)
+    def _sideband_chosen(self, index: int) -> None:
+        value = self.sideband_combo.itemData(index)
+        if value and not self.set_sideband_setting(value):
+            self._show_sideband_setting()
 
     def refresh_in_project(self) -> None:
         """Mark the rows the project already holds."""
@@ -651,6 +770,7 @@ class ImportTab(QWidget):
         self.which.setEnabled(False)
         self.preview_title.setText(f"Preview — {info.name}")
         self._set_details(info)
+        self._request_sideband(info)
         if not info.valid:
             self.viewer.clear(f"This folder cannot be imported:\n\n{info.error}")
             return None
@@ -659,6 +779,34 @@ class ImportTab(QWidget):
             f"Loading {info.name}", load_preview, info.path,
             on_result=self._preview_loaded, on_error=self._preview_failed, show_errors=False)
         return self._preview_job
+
+    def _current_info(self) -> Optional[MeasurementInfo]:
+        idx = self.table.currentIndex()
+        if not idx.isValid():
+            return None
+        return self.model.info(self.proxy.mapToSource(idx).row())
+
+    def _request_sideband(self, info: MeasurementInfo) -> Optional[Job]:
+        """Find out (a job: it may read the result file) how ``info``'s side band was chosen."""
+        label = self._detail_labels["Side band"]
+        if not info.valid:
+            label.setText("–")
+            return None
+        if self._sideband_job is not None and not self._sideband_job.done:
+            self.runner.cancel(self._sideband_job)
+        label.setText("…")
+        path = Path(info.path)
+
+        def shown(text: str) -> None:
+            current = self._current_info()
+            if current is not None and Path(current.path) == path:
+                label.setText(text.removeprefix("side band: "))
+                label.setToolTip(text)
+                self.sideband_shown.emit(text)
+
+        self._sideband_job = self.runner.submit(f"Side band of {info.name}", sideband_status, self.project, path,
+                                                on_result=shown, show_errors=False)
+        return self._sideband_job
 
     def _set_details(self, info: MeasurementInfo) -> None:
         m = info.metadata
