@@ -108,6 +108,16 @@ class Setup:
         faster and fine for smooth samples while ``sim_pixel < λ/(2 NA)``.
     voxel_z_um : float or None
         Slice thickness of the phantom; default the lateral voxel size (must be < λ/n_m).
+    steep_power : float
+        Illumination power at the condenser NA relative to normal incidence; in between it falls
+        as ``steep_power ** (|f|/f_max)²`` (a Gaussian apodisation of the condenser pupil, as a
+        DMD or galvo scan behind a condenser gives). Below 1 the steep illuminations have less
+        light, weaker fringes and so a lower SNR: the condition that broke unwrapping on
+        independent data (issue #16). Default 1 (flat).
+    envelope_width : float or None
+        1/e radius of the illumination's Gaussian envelope in the image, as a fraction of half the
+        field of view; default None draws a wide one (1.5–2.5). Narrow values (0.6–1) leave the
+        image corners dark and noisy.
     """
 
     wavelength_um: float = 0.532
@@ -128,8 +138,14 @@ class Setup:
     pattern: str = "spiral"
     sim_pixel_um: Optional[float] = None
     voxel_z_um: Optional[float] = None
+    steep_power: float = 1.0
+    envelope_width: Optional[float] = None
 
     def __post_init__(self):
+        if not 0 < self.steep_power <= 1:
+            raise ValueError("steep_power must be in (0, 1]")
+        if self.envelope_width is not None and self.envelope_width <= 0:
+            raise ValueError("envelope_width must be positive")
         self.image_shape = (int(self.image_shape[0]), int(self.image_shape[1]))
         if self.image_shape[0] % 2 or self.image_shape[1] % 2:
             raise ValueError(f"image_shape {self.image_shape} must be even")
@@ -321,6 +337,8 @@ class _Optics:
         # illumination envelope (a wide Gaussian, slightly off-centre) and common aberration
         cy, cx = rb.uniform(-0.15, 0.15, 2) * half
         w = rb.uniform(1.5, 2.5) * half
+        if setup.envelope_width is not None:
+            w = float(setup.envelope_width) * half
         env = np.exp(-((self.x - cx) ** 2 + (self.y - cy) ** 2) / w ** 2)
         phase = _low_order_phase(self.x, self.y, half, rb, setup.aberration_rad)
         s = setup.fixed_pattern_strength
@@ -348,7 +366,11 @@ class _Optics:
         fx, fy = self.illum[i]
         r = _rng(self.seed, _STREAM_BEAM, 1 + i)
         ph = _low_order_phase(self.x, self.y, self.half, r, self.per_illum_rms) if self.per_illum_rms > 0 else 0.0
-        return self.common * np.exp(1j * ph + 2j * np.pi * (fx * self.x + fy * self.y))
+        beam = self.common * np.exp(1j * ph + 2j * np.pi * (fx * self.x + fy * self.y))
+        if setup.steep_power < 1.0:
+            rel = (fx**2 + fy**2) / (setup.na_condenser / setup.wavelength_um) ** 2
+            beam = beam * np.sqrt(setup.steep_power ** rel)
+        return beam
 
 
 def _camera(intensity: np.ndarray, optics: _Optics, setup: Setup, rng: np.random.Generator,

@@ -173,3 +173,24 @@ def test_invalid_inputs_are_rejected():
         simulate_measurement(_bead_phantom(), SETUP, 0, defect_rate=0.2, defect_types=["smudge"], device="cpu")
     with pytest.raises(ValueError):
         Setup(na_condenser=1.3, na_objective=1.2)
+
+
+def test_steep_dim_illuminations_and_narrow_envelope_lower_the_snr():
+    """steep_power < 1 and a narrow envelope: steep fields are noisier (issue #16's conditions)."""
+    from engine.holography.unwrap import phase_noise_rad
+
+    st = Setup(image_shape=(64, 64), pixel_size_um=0.1, n_angles=9, na_condenser=1.0, pattern="ring",
+               bit_depth=16, steep_power=0.01, envelope_width=0.8)
+    flat = Setup(image_shape=(64, 64), pixel_size_um=0.1, n_angles=9, na_condenser=1.0, pattern="ring",
+                 bit_depth=16, envelope_width=0.8)
+    noise = {}
+    for name, s in (("dim", st), ("flat", flat)):
+        sim = simulate_measurement(_bead_phantom(s), s, 3, device="cpu")
+        m = sim.measurement
+        u = np.stack([retrieve(m.holograms[k], s) / retrieve(m.backgrounds[k], s) for k in range(9)])
+        noise[name] = phase_noise_rad(u)
+    # normal incidence (index 0) unchanged, the steep ring (the last 8) clearly noisier when dimmed
+    assert noise["dim"][0] == pytest.approx(noise["flat"][0], rel=0.3)
+    assert np.median(noise["dim"][1:]) > 3 * np.median(noise["flat"][1:])
+    with pytest.raises(ValueError):
+        Setup(steep_power=0.0)
