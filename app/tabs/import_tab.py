@@ -544,6 +544,7 @@ class ImportTab(QWidget):
         lay.addLayout(top)
         lay.addWidget(self.splitter, 1)
         self._update_import_button()
+        self._show_sideband_setting()
 
     # ---------------------------------------------------------------- empty state
     NO_FOLDER = ("No folder chosen",
