@@ -81,6 +81,8 @@ __all__ = ["scan_measurements", "import_into_project", "sideband_status", "Impor
 log = logging.getLogger(__name__)
 
 VALID_TEXT = "valid"
+NO_METADATA = "no measurement.json"
+NO_METADATA_TEXT = "no measurement.json (images only)"
 
 #: The project side-band setting's choices: (value, text in the combo, tooltip).
 SIDEBAND_ITEMS = (
@@ -324,6 +326,8 @@ class MeasurementTableModel(QAbstractTableModel):
             return str(info.n_images) if info.n_images else "–"
         if col == 3:
             return f"{info.image_shape[1]} × {info.image_shape[0]}" if info.image_shape else "–"
+        if not info.valid and info.error.startswith(NO_METADATA):  # the start says it: keep it short
+            return NO_METADATA_TEXT
         return VALID_TEXT if info.valid else info.error
 
     def set_rows(self, rows: list[MeasurementInfo]) -> None:
@@ -601,14 +605,16 @@ class ImportTab(QWidget):
         self.model.set_rows(infos)
         self.refresh_in_project()
         self._update_import_button()
-        n_bad = sum(not i.valid for i in infos)
+        n_meta = sum(not i.valid and i.error.startswith(NO_METADATA) for i in infos)
+        n_found = len(infos) - n_meta
+        n_bad = sum(not i.valid for i in infos) - n_meta
         n_in = sum(self.model.in_project(i) for i in infos)
-        n_meta = sum(i.error.startswith("no measurement.json") for i in infos)
         if infos:
             self.left_stack.setCurrentWidget(self.table)
-            self.summary.setText(f"{len(infos)} measurement folder(s) found: {len(infos) - n_bad} valid"
-                                 + (f", {n_bad} with errors (hover the status for details)" if n_bad else "")
-                                 + (f", of which {n_meta} without measurement.json" if n_meta else "") + "."
+            self.summary.setText(f"{n_found} measurement folder(s) found: {n_found - n_bad} valid"
+                                 + (f", {n_bad} with errors (hover the status for details)" if n_bad else "") + "."
+                                 + (f" {n_meta} folder(s) of images without measurement.json: not imported until "
+                                    "one is added." if n_meta else "")
                                  + (f" {n_in} already in the project (marked P)." if n_in else ""))
         else:
             self.show_empty_message(

@@ -60,9 +60,14 @@ QUALITY_LABELS: dict[str, tuple[str, str]] = {
     "phase_noise_rad": ("phase noise", "rad"),
     "background_phase_std_rad": ("background phase std", "rad"),
     "residue_density": ("phase residues", "per px"),
-    "unwrap_inconsistency": ("unwrapping inconsistency", "of px"),
-    "outside_pupil_energy": ("energy outside the pupil", "of inside"),
+    "unwrap_inconsistency": ("unwrapping inconsistency", "% of px"),
+    "outside_pupil_energy": ("energy outside the pupil", "% of inside"),
 }
+
+
+#: Short captions of the quality numbers, for grid cells sorted by one of them.
+QUALITY_SHORT = {"phase_noise_rad": "noise", "background_phase_std_rad": "bg σ", "residue_density": "res",
+                 "unwrap_inconsistency": "unw %", "outside_pupil_energy": "out %"}
 
 
 def _fmt_quality(key: str, v: float) -> str:
@@ -70,10 +75,10 @@ def _fmt_quality(key: str, v: float) -> str:
         return "–"
     if key == "residue_density":
         return f"{v:.1e}" if v else "0"
-    if key in ("unwrap_inconsistency",):
-        return f"{100 * v:.2f} %"
+    if key == "unwrap_inconsistency":
+        return f"{100 * v:.2f}"
     if key == "outside_pupil_energy":
-        return f"{v:.3g}"
+        return f"{100 * v:.2g}"
     return f"{v:.3f}"
 
 
@@ -84,7 +89,7 @@ def quality_text(row: dict, sep: str = " · ") -> str:
     for k in keys:
         name, unit = QUALITY_LABELS.get(k, (k, ""))
         value = _fmt_quality(k, float(row[k]))
-        unit = "" if value in ("–", "0") or k == "unwrap_inconsistency" else f" {unit}"
+        unit = "" if value in ("–", "0") else f" {unit}"
         parts.append(f"{name} {value}{unit}")
     return sep.join(parts)
 
@@ -409,6 +414,11 @@ class FieldDelegate(QStyledItemDelegate):
         score = index.data(FieldGridModel.ScoreRole)
         rule = index.data(FieldGridModel.RuleRole)
         value = f"p {score:.2f}" if score is not None and np.isfinite(score) else f"rule {rule:.2f}"
+        key = getattr(index.model(), "sort_key", None)
+        if key is not None and key != FieldFilterProxy.UNCERTAINTY:  # sorted by a quality number: show it
+            q = (index.data(FieldGridModel.QualityRole) or {}).get(key)
+            if q is not None:
+                value = f"{QUALITY_SHORT.get(key, key)} {_fmt_quality(key, q)}"
         caption = QRect(r.x() + 2, target.bottom() + 4, r.width() - 4, r.bottom() - target.bottom() - 4)
         painter.drawText(caption, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                          f"#{index.data(FieldGridModel.IndexRole)}")

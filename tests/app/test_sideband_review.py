@@ -190,7 +190,8 @@ def test_import_tab_lists_images_without_metadata_and_says_the_side_band(qtbot, 
     assert set(infos) == {"beads_000", "beads_auto", "beads_conj", "images_only"}
     bad = infos["images_only"]
     assert not bad.valid and bad.error.startswith("no measurement.json")
-    assert "without measurement.json" in imp.summary.text()
+    assert "1 folder(s) of images without measurement.json" in imp.summary.text()
+    assert "3 measurement folder(s) found: 3 valid." in imp.summary.text()
     runner.wait(10)
     with qtbot.waitSignal(imp.sideband_shown, timeout=10000) as sb:
         imp.select_measurement(acq / "beads_auto")
