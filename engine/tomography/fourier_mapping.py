@@ -276,6 +276,7 @@ def _map_rotation_interpolated(
     chunk: int = 16,
     oversample: int = 4,
     max_gap_factor: float = 3.0,
+    max_arc_voxels: float = 2.0,
     device: torch.device,
     progress: Optional[Callable[..., None]] = None,
     cancel: Optional[CancelToken] = None,
@@ -299,8 +300,12 @@ def _map_rotation_interpolated(
     ``K`` onto that cap: with ``w = k_z + i k_x``, ``w_lab = w_obj·e^{iφ}`` (the lab frame sees
     the object's spectrum at ``R_y(−φ)·K_lab``), so ``φ = arg(ν_z − k_m + i q_x) − arg(K_z + i K_x)``.
     The value is interpolated linearly in ``φ`` between the two measured views on either side
-    (sorted angles, cyclic; a gap wider than ``max_gap_factor`` × the median step is
-    not bridged) and, within each view, at the continuous ``q_x`` from the field's spectrum
+    (sorted angles, cyclic) where their caps pass within ``max_arc_voxels`` voxels of each
+    other (arc ``ρ·Δφ``, ``ρ`` the distance from the rotation axis) and the angular gap is at
+    most ``max_gap_factor`` × the median step; elsewhere (few views, far from the axis, the
+    edges of a partial turn) a voxel takes the nearer cap's value if that cap passes within
+    half a voxel, and is otherwise left unmeasured (the angular spectrum there oscillates faster
+    than the views sample it, and interpolating would invent it). Within each view, at the continuous ``q_x`` from the field's spectrum
     oversampled ``oversample``× along x (zero padding = the exact band-limited interpolation,
     then linear between the fine bins; ``q_y`` falls on the field's own bins). The two signs
     measure the same voxel twice and are averaged. Weight and phase references are those of
@@ -335,6 +340,7 @@ def _map_rotation_interpolated(
     # lateral spectra Ψ(q_x, q_y) of every view: the rows |q_y| ≤ NA/λ on the field's own bins
     # (array-index referenced along y, as the volume is), x over-sampled and referenced to x = 0
     rows = signed_range(pupil / dky, hh)
+    qx_nyquist = (ww // 2) * dkx  # |q_x| up to the last bin on both sides
     wp = int(oversample) * ww
     dqp = 1.0 / (wp * dx)
     rx = int(math.ceil(pupil / dqp)) + 2
@@ -367,6 +373,7 @@ def _map_rotation_interpolated(
 
     # candidate voxels: |K| ≤ K_max, |K_y| ≤ NA/λ
     kmax = math.sqrt(kmax2)
+    dvox = max(dkx, dkz)
     bx = signed_range(kmax / dkx, ww)
     bz_all = signed_range(kmax / dkz, zz)
     flats, values = [], []
@@ -381,10 +388,14 @@ def _map_rotation_interpolated(
         s2 = kx**2 + ky**2 + kz**2
         nuz = km - s2 / (2 * km)
         qx2 = km**2 - ky**2 - nuz**2
-        keep = (s2 <= kmax2 * (1 + 1e-9)) & (nuz >= nuz_min * (1 - 1e-12)) & (qx2 >= -1e-12)
+        # measured iff the cap point lies in the pupil and on the field's own spectrum (beyond the
+        # fields' Nyquist frequency the transform of the samples only repeats itself)
+        keep = (s2 <= kmax2 * (1 + 1e-9)) & (nuz >= nuz_min * (1 - 1e-12)) & (qx2 >= -1e-12) \
+            & (qx2 <= qx_nyquist**2)
         gz, gy, gx, kz, kx, nuz, qx2 = (t[keep] for t in (gz, gy, gx, kz, kx, nuz, qx2))
         qx_abs = torch.sqrt(qx2.clamp(min=0))
         arg_obj = torch.atan2(kx, kz)
+        rho = torch.sqrt(kx**2 + kz**2)  # distance from the rotation axis, cycles/µm
         row = gy - rows[0]  # index into the stored rows
         acc = torch.zeros(len(gz), dtype=torch.complex128, device=dev)
         cnt = torch.zeros(len(gz), dtype=torch.float64, device=dev)
@@ -398,7 +409,14 @@ def _map_rotation_interpolated(
             th_hi = th_sorted[hi] + torch.where(idx == n, two_pi, 0.0)
             gap = th_hi - th_lo
             t = torch.where(gap > 1e-9, (a - th_lo) / gap.clamp(min=1e-9), torch.zeros_like(a))
-            ok = gap <= max_gap
+            # interpolate between two caps only where they pass close together (their arc
+            # distance ≤ max_arc_voxels voxels); elsewhere (sparse views, far from the axis) take the
+            # nearer cap only if it passes within half a voxel, else leave the voxel unmeasured
+            interp = (gap <= max_gap) & (rho * gap <= max_arc_voxels * dvox)
+            lower_nearer = t <= 0.5
+            near = rho * torch.where(lower_nearer, a - th_lo, th_hi - a) <= 0.5 * dvox
+            t = torch.where(interp, t, torch.where(lower_nearer, 0.0, 1.0).to(t.dtype))
+            ok = interp | near
             c = qx / dqp + rx
             c0 = torch.floor(c).long().clamp(0, n_cols - 2)
             wc = (c - c0).clamp(0, 1)

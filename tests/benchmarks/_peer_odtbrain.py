@@ -16,7 +16,10 @@ What a user of the RI-imaging tools would do, with their own tools only:
    measured rotation angles, ``res = λ/pixel``, ``n_m``, ``lD = 0`` (fields focused on the
    rotation centre), all cores;
 4. ``odtbrain.odt_to_ri`` and the real part: the index volume, saved as ``ri`` in OUT.npz with
-   ``pixel_size_um`` (ODTbrain's (z, y, x) volume, voxel j at (j − n//2)·pixel).
+   ``pixel_size_um`` and ``origin_um`` (ODTbrain's (z, y, x) volume; it turns the volume about
+   the array centre (N − 1)/2, so for even N the fields are first shifted by −½ pixel in x to put
+   the rotation axis of docs/formats.md (pixel N//2) there, and x and z voxel j sit at
+   (j − (N − 1)/2)·pixel).
 
 No part of ODT Studio is imported. Prints the seconds of each step.
 
@@ -99,6 +102,17 @@ def main() -> None:
             field = h5["fields/field"][:].astype(np.complex128)
     else:
         field = retrieve(holo, bg, meta, qpretrieve)
+
+    # ODTbrain turns its volume about the array centre, index (N − 1)/2 in x and z
+    # (scipy.ndimage.rotate), while docs/formats.md puts the optical (rotation) axis at pixel
+    # N//2: for even N, shift the fields by −½ pixel along x (exact Fourier shift of the
+    # band-limited fields) so the axis sits where ODTbrain expects it; the volume's x and z
+    # then have voxel j at (j − (N − 1)/2)·pixel (written as origin_um)
+    ww = field.shape[-1]
+    shift = ((ww - 1) / 2 - ww // 2)  # pixels: −½ for even N, 0 for odd
+    if shift:
+        nu = np.fft.fftfreq(ww)
+        field = np.fft.ifft(np.fft.fft(field, axis=-1) * np.exp(-2j * np.pi * nu * shift), axis=-1)
     t_retrieve = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -106,7 +120,9 @@ def main() -> None:
     f = odtbrain.backpropagate_3d(sino, angles, lam / px, nm, lD=0, num_cores=a.cores)
     ri = odtbrain.odt_to_ri(f, lam / px, nm).real.astype(np.float32)
     t_recon = time.perf_counter() - t0
-    np.savez(a.out, ri=ri, pixel_size_um=px)
+    nz, ny, nx = ri.shape
+    origin = (-(nz - 1) / 2 * px, -(field.shape[1] // 2) * px, -(nx - 1) / 2 * px)
+    np.savez(a.out, ri=ri, pixel_size_um=px, origin_um=np.asarray(origin))
     print(json.dumps(dict(read_s=t_read, retrieve_s=t_retrieve, reconstruct_s=t_recon,
                           total_in_process_s=time.perf_counter() - t_start, shape=list(ri.shape))))
 

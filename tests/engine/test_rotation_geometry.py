@@ -108,8 +108,15 @@ def test_half_turn_and_missing_views_are_interpolated_not_holed(rotation_data):
     full = reconstruct(fields, np.zeros((N_ANGLES, 2)), md, keep_fourier=True, device="cpu")
     decision = np.ones(N_ANGLES, np.uint8)
     decision[[3, 10, 25]] = 0
-    dropped = reconstruct(fields, np.zeros((N_ANGLES, 2)), md, decision=decision, keep_fourier=True, device="cpu")
-    assert dropped.support == full.support  # a missing view is bridged by its neighbours
+    dropped = reconstruct(fields, np.zeros((N_ANGLES, 2)), md, decision=decision, keep_fourier=True,
+                          non_negativity=50, device="cpu")
+    d_centre, d_err, _, _ = _score(dropped)
+    print(f"\n3 views dropped: support {dropped.support} of {full.support}, centre "
+          f"{np.round(d_centre, 3).tolist()}, Δn error {100 * d_err:+.2f} %")
+    # a missing view is bridged by its neighbours where their caps pass close together
+    assert 0.9 * full.support < dropped.support <= full.support
+    np.testing.assert_allclose(d_centre, R0, atol=0.02)
+    assert abs(d_err) < 0.02
     half = np.arange(N_ANGLES // 2 + 1)  # 0 … 180°
     md_half = MeasurementMetadata(wavelength_um=LAM, medium_index=NM, na_objective=NA, pixel_size_um=PX,
                                   geometry="sample-rotation", rotation_angles_rad=angles[half].tolist())
