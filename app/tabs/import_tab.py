@@ -805,7 +805,10 @@ class ImportTab(QWidget):
         path = Path(info.path)
 
         def shown(text: str) -> None:
-            current = self._current_info()
+            try:
+                current = self._current_info()
+            except RuntimeError:  # the tab was destroyed while the job ran
+                return
             if current is not None and Path(current.path) == path:
                 label.setText(text.removeprefix("side band: "))
                 label.setToolTip(text)
