@@ -56,7 +56,7 @@ from ..metadata import MeasurementMetadata
 from ..progress import CancelToken, check_cancel, report, sub_progress
 from .propagate import angular_spectrum_kernel
 from .quality import RetrievalQuality, retrieval_quality
-from .unwrap import DEFAULT_UNWRAP, unwrap_phase
+from .unwrap import DEFAULT_UNWRAP, unwrap_for_rytov, unwrap_phase
 
 __all__ = ["RetrievedFields", "SidebandChoice", "SIDEBAND_RULES", "retrieve_fields", "find_carrier",
            "refine_peak"]
@@ -132,6 +132,11 @@ class RetrievedFields:
         Per-field quality numbers (:mod:`engine.holography.quality`), with ``unwrap=True``.
     unwrap_method : str
         The unwrapping method used ("" without unwrapping).
+    rytov_field, rytov_phase : ndarray (N, H, W) or None
+        With the guided unwrapping: the field and unwrapped phase with their unreliable (dark,
+        noise-dominated) pixels replaced by the denoised field
+        (:func:`engine.holography.unwrap.unwrap_for_rytov`): what the reconstruction uses.
+        ``field`` and ``unwrapped_phase`` stay as measured.
     """
 
     field: np.ndarray
@@ -144,6 +149,8 @@ class RetrievedFields:
     sideband: Optional[SidebandChoice] = None
     quality: Optional[RetrievalQuality] = None
     unwrap_method: str = ""
+    rytov_field: Optional[np.ndarray] = None
+    rytov_phase: Optional[np.ndarray] = None
 
 
 # --------------------------------------------------------------------------- sub-pixel peaks
@@ -507,8 +514,12 @@ def retrieve_fields(
         field[s:e] = u.cpu().numpy()
         report(progress, frac_fields * e / n, f"retrieving fields {e}/{n}")
 
-    unwrapped, quality = None, None
-    if unwrap:
+    unwrapped, quality, rytov = None, None, None
+    if unwrap and unwrap_method == "guided":
+        unwrapped, rytov_field, rytov_phase = unwrap_for_rytov(
+            field, cancel=cancel, progress=sub_progress(progress, frac_fields, 0.95, ""))
+        rytov = (rytov_field, rytov_phase)
+    elif unwrap:
         unwrapped = unwrap_phase(field, unwrap_method, device=dev,
                                  progress=sub_progress(progress, frac_fields, 0.95, ""), cancel=cancel)
         check_cancel(cancel)
@@ -518,4 +529,6 @@ def retrieve_fields(
     return RetrievedFields(field=field, illumination_per_um=illum, carrier_per_um=carrier,
                            pixel_size_um=px, unwrapped_phase=unwrapped,
                            illumination_estimated=ill_md is None, carrier_estimated=carrier_estimated,
-                           sideband=choice, quality=quality, unwrap_method=unwrap_method if unwrap else "")
+                           sideband=choice, quality=quality, unwrap_method=unwrap_method if unwrap else "",
+                           rytov_field=None if rytov is None else rytov[0],
+                           rytov_phase=None if rytov is None else rytov[1])

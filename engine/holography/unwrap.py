@@ -75,7 +75,7 @@ from skimage.restoration import unwrap_phase as _skimage_unwrap
 from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
 
-__all__ = ["unwrap_phase", "UNWRAP_METHODS", "DEFAULT_UNWRAP", "phase_noise_rad", "smooth_complex"]
+__all__ = ["unwrap_phase", "unwrap_for_rytov", "UNWRAP_METHODS", "DEFAULT_UNWRAP", "phase_noise_rad", "smooth_complex"]
 
 UNWRAP_METHODS = ("guided", "herraez", "fourier")
 DEFAULT_UNWRAP = "guided"
@@ -162,8 +162,13 @@ def _smooth_real(a: np.ndarray, sigma_px: np.ndarray) -> np.ndarray:
     return smooth_complex(a.astype(np.complex64), sigma_px).real
 
 
-def _unwrap_guided(field: np.ndarray, progress, cancel, workers: Optional[int]) -> np.ndarray:
-    """Noise-guided unwrapping (module docstring); ``field`` complex (N, H, W)."""
+def _unwrap_guided(field: np.ndarray, progress, cancel, workers: Optional[int], parts: Optional[dict] = None
+                   ) -> np.ndarray:
+    """Noise-guided unwrapping (module docstring); ``field`` complex (N, H, W).
+
+    ``parts``, when given, receives the capped field ``u``, the denoised field ``us`` and the
+    ``reliable`` mask (used by :func:`unwrap_for_rytov`).
+    """
     n = field.shape[0]
     u = field.astype(np.complex64, copy=False)
     # |U/U_bg| ≈ 1 where the data are good; huge values come from dividing by a dark background
@@ -201,7 +206,44 @@ def _unwrap_guided(field: np.ndarray, progress, cancel, workers: Optional[int]) 
     coarse = np.where(reliable, psi_s + TWO_PI * k, 0.0).astype(np.float32)
     check_cancel(cancel)
     fine = coarse + np.angle(u * rot * np.exp(-1j * coarse)).astype(np.float32)
-    return fine + theta0[:, None, None].astype(np.float32)
+    fine += theta0[:, None, None].astype(np.float32)
+    if parts is not None:
+        parts.update(u=u, us=us, reliable=reliable, smooth_phase=np.angle(us * rot) + theta0[:, None, None])
+    return fine
+
+
+def unwrap_for_rytov(field: np.ndarray, *, cancel: Optional[CancelToken] = None,
+                     progress: Optional[Callable[..., None]] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Guided unwrapping plus the field and phase to feed a Rytov reconstruction.
+
+    Rytov's complex phase ``ln|u| + iφ`` is linear in the data only where the data are good: in
+    pixels where |U/U_bg| is a ratio of two dark, noisy numbers, ``ln|u|`` swings by ±several
+    and the wrapped noise φ by ±π, and both go straight into the tomogram as background noise
+    (and, through non-negativity, as a positive bias). Here the *unreliable* pixels of the
+    guided method (module docstring, step 2) take the denoised field instead: its amplitude
+    (capped at 3) and its phase, wrapped around the background. Reliable pixels are untouched.
+
+    Parameters
+    ----------
+    field : (N, H, W) complex
+        Retrieved ``U/U_bg``.
+
+    Returns
+    -------
+    unwrapped : (N, H, W) float32
+        :func:`unwrap_phase` with ``"guided"`` (congruent with the measured phase everywhere).
+    rytov_field : (N, H, W) complex64
+        ``field`` with the unreliable pixels replaced by the denoised field.
+    rytov_phase : (N, H, W) float32
+        ``unwrapped`` with the unreliable pixels replaced by the denoised phase.
+    """
+    parts: dict = {}
+    fld = np.nan_to_num(np.asarray(field, dtype=np.complex64))
+    unwrapped = _unwrap_guided(fld, progress, cancel, None, parts)
+    bad = ~parts["reliable"]
+    rytov_field = np.where(bad, parts["us"], fld).astype(np.complex64)
+    rytov_phase = np.where(bad, parts["smooth_phase"], unwrapped).astype(np.float32)
+    return unwrapped, rytov_field, rytov_phase
 
 
 def _wrap(a: torch.Tensor) -> torch.Tensor:

@@ -204,11 +204,12 @@ def _process_scalar(measurement: Measurement, options: ProcessOptions, timings: 
         raise ValueError(f"{measurement.name}: screening marked every field noisy; nothing to reconstruct")
 
     t = time.perf_counter()
+    rec_field, rec_phase = _reconstruction_inputs(retrieved)
     tomogram = reconstruct(
-        retrieved.field, retrieved.illumination_per_um, meta, method=options.method, shape_z=options.shape_z,
-        decision=decision, non_negativity=options.non_negativity,
-        regularization="tv" if options.regularize == "tv" else None,
-        unwrapped_phase=retrieved.unwrapped_phase, device=options.device, keep_fourier=options.regularize == "deep",
+        rec_field, retrieved.illumination_per_um, meta, method=options.method,
+        shape_z=options.shape_z, decision=decision, non_negativity=options.non_negativity,
+        regularization="tv" if options.regularize == "tv" else None, unwrapped_phase=rec_phase,
+        device=options.device, keep_fourier=options.regularize == "deep",
         progress=sub_progress(progress, 0.45, 0.9 if options.regularize == "deep" else 0.97, "reconstruction: "),
         cancel=cancel)
     timings["reconstruct"] = time.perf_counter() - t
@@ -228,6 +229,13 @@ def _process_scalar(measurement: Measurement, options: ProcessOptions, timings: 
                          screening=screening, tomogram=tomogram, fields_used=int(decision.sum()),
                          timings_s=timings, retrieval=retrieval_record(retrieved),
                          warnings=contrast_warnings(measurement.name, retrieved, decision))
+
+
+def _reconstruction_inputs(retrieved):
+    """Field and unwrapped phase for the reconstruction (dark, noise-only pixels denoised, if known)."""
+    if retrieved.rytov_field is not None:
+        return retrieved.rytov_field, retrieved.rytov_phase
+    return retrieved.field, retrieved.unwrapped_phase
 
 
 def retrieval_record(retrieved) -> dict:
