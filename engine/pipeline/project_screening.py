@@ -215,10 +215,8 @@ def _needs_new_retrieval(retrieval: Optional[dict], sideband: str) -> bool:
     if retrieval is None:
         return True
     source = str(_attrs(retrieval).get("sideband_source", "") or "")
-    if source in ("metadata", "argument"):
-        return False  # an explicit carrier: the setting does not apply
-    if not source:
-        return True
+    if source in ("metadata", "argument") or not source:
+        return False  # an explicit carrier (the setting does not apply), or a record that cannot say
     return (source == "as-given") != (sideband == "as-given")
 
 
