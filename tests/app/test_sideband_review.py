@@ -215,3 +215,28 @@ def test_sideband_status_of_a_processed_measurement_comes_from_its_result_file(a
     assert text == read_result(project.result_path(mid), groups=["retrieval"]).retrieval.attrs["sideband_description"]
     assert "automatic" in text
     assert "decided when" in sideband_status(None, acq / "beads_auto")
+
+
+def test_stored_fields_are_retrieved_again_only_when_their_side_band_is_unknown_or_stale(acq, project):
+    """A result file without a retrieval/ record (written before #16) is retrieved and screened again
+    once; an explicit carrier is never re-decided by the project setting."""
+    from engine.pipeline.project_screening import screen_project_measurement
+    from engine.store.results import write_result
+
+    mid = project.add_measurement(acq / "beads_auto")
+    assert screen_project_measurement(project, mid, model=None, device="cpu").run == 1
+    path = project.result_path(mid)
+    old = read_result(path)
+    write_result(path, measurement_json=old.measurement_json, fields=old.fields,
+                 illumination_per_um=old.illumination_per_um, screening=old.screening)  # no retrieval/
+    again = screen_project_measurement(project, mid, model=None, device="cpu")
+    assert again.run == 2 and again.retrieval["attrs"]["sideband_source"] == "auto"
+    assert read_result(path, groups=["retrieval"]).retrieval is not None
+    assert screen_project_measurement(project, mid, model=None, device="cpu").run == 2, "stable once recorded"
+
+    fixed = project.add_measurement(acq / "beads_000")  # carrier_per_um in measurement.json
+    assert screen_project_measurement(project, fixed, model=None, device="cpu").run == 1
+    project.set_setting("sideband", "as-given")
+    ps = screen_project_measurement(project, fixed, model=None, device="cpu")
+    assert ps.run == 1 and ps.retrieval["attrs"]["sideband_source"] == "metadata"
+    assert screen_project_measurement(project, mid, model=None, device="cpu").run == 3, "stale setting: again"
