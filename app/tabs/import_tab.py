@@ -39,7 +39,7 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFont, QPainter, QPixmap
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFont, QPainter, QPixmap, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -846,6 +846,13 @@ class ImportTab(QWidget):
             return
         data = m.holograms if self.which.currentIndex() == 0 else m.backgrounds
         self.viewer.set_stack(data, pixel_size_um=m.metadata.pixel_size_um)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt API
+        """Coming back to the tab: the side band may have been decided meanwhile (screening, reconstruction)."""
+        super().showEvent(event)
+        info = self._current_info()
+        if info is not None and info.valid and self.project is not None:
+            self._request_sideband(info)
 
     # ---------------------------------------------------------------- drag and drop
     @staticmethod
