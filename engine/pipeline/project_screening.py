@@ -310,8 +310,6 @@ def screen_project_measurement(
     engine.progress.Cancelled
         ``cancel`` was set; the database and the result file are unchanged then.
     """
-    from ..screening.network import screen_fields
-
     timings: dict[str, float] = {}
     rec = project.get_measurement(measurement_id)
     sideband = sideband or project_sideband(project)
@@ -327,18 +325,11 @@ def screen_project_measurement(
     check_cancel(cancel)
 
     t = time.perf_counter()
-    db = project.screening(measurement_id)
-    new_run = db["run"] == 0 or rescreen or fl.replaced
+    new_run = project.screening(measurement_id)["run"] == 0 or rescreen or fl.replaced
     if new_run:
         report(progress, 0.8, f"{rec.name}: screening {len(fl.fields)} fields")
-        res = screen_fields(fl.fields, fl.illum, fl.meta, model=model,
-                            method="model" if model is not None else "rule", threshold=threshold,
-                            unwrapped_phase=fl.unwrapped, device=device,
-                            progress=sub_progress(progress, 0.8, 0.92), cancel=cancel)
-        project.add_screening(measurement_id, res.decision, score=res.score, rule_peak=res.rule_peak,
-                              source=res.source, model_name=res.model_name, model_version=res.model_version,
-                              threshold=res.rule_threshold if model is None else res.threshold)
-        db = project.screening(measurement_id)
+        _new_run(project, measurement_id, fl, model, threshold, device, sub_progress(progress, 0.8, 0.92), cancel)
+    db = project.screening(measurement_id)
     timings["screen"] = time.perf_counter() - t
     score = np.asarray(db["score"], np.float32)
     use_rule = bool(np.all(np.asarray(db["auto_source"]) == SOURCE_RULE)) or not np.isfinite(score).any()
@@ -363,6 +354,19 @@ def screen_project_measurement(
         threshold=None if thr is None else float(thr), model_label=model_label, model=model,
         model_note=note if model is None else "", run=int(db["run"]), result_path=path, timings_s=timings,
         retrieval=fl.retrieval, warnings=list(fl.warnings), sideband_setting=sideband)
+
+
+def _new_run(project: Any, measurement_id: int, fl: _Fields, model: Any, threshold: float, device: str,
+             progress: Optional[Callable[..., None]], cancel: Optional[CancelToken]) -> None:
+    """Screen the fields (network, or the rule without one) and record the run in the project."""
+    from ..screening.network import screen_fields
+
+    res = screen_fields(fl.fields, fl.illum, fl.meta, model=model, method="model" if model is not None else "rule",
+                        threshold=threshold, unwrapped_phase=fl.unwrapped, device=device, progress=progress,
+                        cancel=cancel)
+    project.add_screening(measurement_id, res.decision, score=res.score, rule_peak=res.rule_peak,
+                          source=res.source, model_name=res.model_name, model_version=res.model_version,
+                          threshold=res.rule_threshold if model is None else res.threshold)
 
 
 def _write(path: Path, rec: Any, fl: _Fields, screening: dict) -> None:
