@@ -199,6 +199,13 @@ def _process_scalar(measurement: Measurement, options: ProcessOptions, timings: 
     screening = _screen(retrieved.field, retrieved, meta, options,
                         sub_progress(progress, 0.35, 0.45, "screening: "), cancel)
     timings["screen"] = time.perf_counter() - t
+    failed, why = failed_retrievals(retrieved)
+    guard_warnings = []
+    if failed.any():
+        screening.decision = np.where(failed, 0, screening.decision).astype(np.uint8)
+        screening.source = np.where(failed & (np.asarray(screening.source) != 2), 1, screening.source).astype(np.uint8)
+        guard_warnings.append(f"{measurement.name}: {int(failed.sum())} field(s) excluded whatever the screening "
+                              f"said, because their retrieval failed: {why}")
     decision = np.asarray(screening.decision, dtype=np.uint8)
     if decision.sum() == 0:
         raise ValueError(f"{measurement.name}: screening marked every field noisy; nothing to reconstruct")
@@ -228,7 +235,44 @@ def _process_scalar(measurement: Measurement, options: ProcessOptions, timings: 
                          illumination_per_um=np.asarray(retrieved.illumination_per_um),
                          screening=screening, tomogram=tomogram, fields_used=int(decision.sum()),
                          timings_s=timings, retrieval=retrieval_record(retrieved),
-                         warnings=contrast_warnings(measurement.name, retrieved, decision))
+                         warnings=guard_warnings + contrast_warnings(measurement.name, retrieved, decision))
+
+
+#: a field whose median |U/U_bg| is outside this range holds no usable light (a blank or dropped frame)
+AMPLITUDE_RANGE = (0.2, 5.0)
+#: a field whose per-pixel phase noise exceeds this (rad) is noise (uniform noise: 1.65 rad)
+MAX_PHASE_NOISE_RAD = 1.2
+
+
+def failed_retrievals(retrieved) -> tuple[np.ndarray, str]:
+    """Fields whose retrieval failed outright, whatever any screen says; (N,) bool and why.
+
+    Not a screen (that judges defects in good data): a sanity check that a field holds a
+    measurement at all — median |U/U_bg| within :data:`AMPLITUDE_RANGE` (a black, blank or
+    dropped frame gives ~0, a dark background frame gives a huge ratio) and per-pixel phase noise
+    below :data:`MAX_PHASE_NOISE_RAD`. Such a field, fed to Rytov, turns ``ln|u|`` into a large
+    constant and spoils every voxel: one bad field must not cost the tomogram, even with
+    screening off.
+    """
+    field = retrieved.field
+    n = field.shape[0]
+    amp = np.median(np.abs(field).reshape(n, -1), axis=1)
+    bad_amp = ~np.isfinite(amp) | (amp < AMPLITUDE_RANGE[0]) | (amp > AMPLITUDE_RANGE[1])
+    if retrieved.quality is not None:
+        noise = np.asarray(retrieved.quality.phase_noise_rad)
+    else:
+        from ..holography.unwrap import phase_noise_rad
+
+        noise = phase_noise_rad(field)
+    bad_noise = ~np.isfinite(noise) | (noise > MAX_PHASE_NOISE_RAD)
+    reasons = []
+    if bad_amp.any():
+        reasons.append(f"no light (median |U/U_bg| outside {AMPLITUDE_RANGE}) in field(s) "
+                       f"{', '.join(str(i) for i in np.flatnonzero(bad_amp))}")
+    if (bad_noise & ~bad_amp).any():
+        reasons.append(f"phase is noise (> {MAX_PHASE_NOISE_RAD} rad per pixel) in field(s) "
+                       f"{', '.join(str(i) for i in np.flatnonzero(bad_noise & ~bad_amp))}")
+    return bad_amp | bad_noise, "; ".join(reasons)
 
 
 def _reconstruction_inputs(retrieved):

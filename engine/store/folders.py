@@ -591,9 +591,12 @@ def check_hologram_content(images: np.ndarray, folder: str | Path, name_of: Call
     Two checks, chosen to have no false positives on real holograms (whose fringes always
     give contrast, and of which at most a few pixels reach full scale):
 
-    * **constant image** — every pixel has one value (zero variance: all black, all at full
-      scale, or a camera that delivered an empty frame). One such image rejects the measurement,
-      because it holds no hologram at all (its field would be 0 or undefined).
+    * **constant images** — every pixel has one value (zero variance: all black, all at full
+      scale, or a camera that delivered an empty frame). When *every* image of the stack is
+      constant the measurement holds no hologram at all and is rejected. A few constant frames
+      among good ones are dropped frames: the pipeline excludes those fields (their retrieval
+      fails its sanity check, :func:`engine.pipeline.process.failed_retrievals`) and says so,
+      because one bad field must not cost the measurement.
     * **every image over-exposed** — in *each* image of the stack at least half the pixels
       sit at that image's maximum value (clipped). A single clipped frame among good ones is an
       acquisition defect that screening excludes, so it is not an error here.
@@ -624,7 +627,7 @@ def check_hologram_content(images: np.ndarray, folder: str | Path, name_of: Call
     flat = stack.reshape(n, -1)
     lo, hi = flat.min(axis=1), flat.max(axis=1)
     const = np.flatnonzero(lo == hi)
-    if const.size:
+    if const.size == n:
         i = int(const[0])
         v = hi[i]
         hint = ""
@@ -702,9 +705,10 @@ def inspect_measurement(folder: str | Path, full: bool = False, thumbnail: bool 
                     first = np.asarray(ds[0] if ds.ndim == 3 else ds[()])
             else:
                 first = _read_frame_file(folder, fr0)
-            # the one decoded image: a constant one is already known to be fatal
-            check_hologram_content(first, folder, lambda i: _frame_name(folder, layout.sample, 0),
-                                   label="sample", clipping=False)
+            # the one decoded image: a constant one is fatal only when it is the only one
+            if layout.sample.n == 1:
+                check_hologram_content(first, folder, lambda i: _frame_name(folder, layout.sample, 0),
+                                       label="sample", clipping=False)
             info.thumbnail = _thumbnail(first)
         info.valid = True
     except MeasurementError as e:

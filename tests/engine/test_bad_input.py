@@ -1,8 +1,9 @@
 """Bad input (issue #16): holograms that cannot be holograms, and image folders without metadata.
 
-* a constant image (all black, all at full scale, any zero-variance frame) rejects its
+* constant images (all black, all at full scale, zero variance) in every frame reject the
   measurement with a message naming folder, file and problem; so does a stack in which every
-  image is over-exposed; real holograms (tests/data) and simulated folders with defects pass;
+  image is over-exposed; one such frame among good ones is a dropped frame: the pipeline excludes
+  its field and warns; real holograms (tests/data) and simulated folders with defects pass;
 * a folder of images without ``measurement.json`` gets a failed row in ``summary.csv``, a line
   on stderr and a non-zero exit, and parents of real measurements are not reported.
 """
@@ -31,22 +32,57 @@ DATA = ROOT / "tests" / "data"
 
 
 # ---------------------------------------------------------------------------- constant / over-exposed
-def test_a_black_frame_rejects_the_measurement_naming_folder_and_file(tmp_path):
+def test_all_black_frames_reject_the_measurement_naming_folder_and_file(tmp_path):
     folder = make_measurement(tmp_path, "m", n=4)
-    write_image(folder / "sample" / "003.tif", np.zeros((8, 8), np.uint16))
+    for k in range(4):
+        write_image(folder / "sample" / f"{k:03d}.tif", np.zeros((8, 8), np.uint16))
     with pytest.raises(MeasurementError) as e:
         load_measurement(folder)
     msg = str(e.value)
-    assert str(folder) in msg and "sample/003.tif" in msg and "constant image (all 0): no hologram" in msg
-    assert e.value.file == "sample/003.tif"
+    assert str(folder) in msg and "sample/000.tif" in msg and "constant image (all 0): no hologram" in msg
+    assert "4 of the 4 sample images are constant" in msg
+    assert e.value.file == "sample/000.tif"
     info = inspect_measurement(folder, full=True)
     assert not info.valid and info.error == msg
-    # the fast check decodes only the first image (and none without a thumbnail)
+    # the fast check decodes only the first image: it cannot know that the others are black too
     assert inspect_measurement(folder).valid
-    write_image(folder / "sample" / "000.tif", np.zeros((8, 8), np.uint16))
-    info = inspect_measurement(folder)
-    assert not info.valid and "sample/000.tif" in info.error and "constant image" in info.error
-    assert inspect_measurement(folder, thumbnail=False).valid  # headers only, as documented
+
+
+def test_one_black_frame_among_good_ones_is_loaded(tmp_path):
+    """A dropped frame costs its field (the pipeline excludes it), not the measurement."""
+    folder = make_measurement(tmp_path, "m", n=4)
+    write_image(folder / "sample" / "003.tif", np.zeros((8, 8), np.uint16))
+    m = load_measurement(folder)
+    assert m.holograms[3].max() == 0
+    assert inspect_measurement(folder, full=True).valid
+
+
+def test_one_black_frame_is_excluded_from_the_tomogram_with_a_warning(tmp_path, monkeypatch):
+    from engine.pipeline.process import ProcessOptions, process_measurement
+    from engine.selftest import tiny_demo_config
+    from engine.simulate.demo import write_demo
+
+    folder = write_demo(tmp_path / "sim", kind="beads", count=1, seed=5, config=tiny_demo_config(n_angles=8),
+                        device="cpu")[0]
+    clean = process_measurement(folder, None, ProcessOptions(screen="none", device="cpu"))
+    first = sorted((folder / "sample").iterdir())[2]
+    write_image(first, np.zeros(tifffile.imread(first).shape, np.uint16))
+    res = process_measurement(folder, None, ProcessOptions(screen="none", device="cpu"))
+    assert res.screening.decision[2] == 0 and res.screening.decision.sum() == 7
+    assert any("excluded" in w and "field(s) 2" in w for w in res.warnings)
+    # the tomogram is what the other 7 fields give: close to the clean one; with the black field
+    # used (the guard switched off) it is ruined
+    import engine.pipeline.process as process
+
+    rms = float(np.sqrt(np.mean((res.tomogram.ri - clean.tomogram.ri) ** 2)))
+    monkeypatch.setattr(process, "failed_retrievals", lambda r: (np.zeros(r.field.shape[0], bool), ""))
+    ruined = process_measurement(folder, None, ProcessOptions(screen="none", device="cpu"))
+    rms_ruined = float(np.sqrt(np.mean((ruined.tomogram.ri - clean.tomogram.ri) ** 2)))
+    off = float(np.median(res.tomogram.ri - clean.tomogram.ri))
+    off_ruined = float(np.median(ruined.tomogram.ri - clean.tomogram.ri))
+    print(f"\ndifference to the clean tomogram: black field excluded RMS {rms:.5f} median {off:+.5f}; "
+          f"used RMS {rms_ruined:.5f} median {off_ruined:+.5f}")
+    assert rms < 0.6 * rms_ruined
 
 
 def test_all_black_holograms_say_how_many(tmp_path):
@@ -68,11 +104,14 @@ def test_constant_background_is_rejected(tmp_path, dtype, value, word):
     assert word in str(e.value)
 
 
-def test_constant_frame_in_measurement_h5_names_the_dataset_index(tmp_path):
+def test_constant_frames_in_measurement_h5_name_the_dataset_index(tmp_path):
     folder = make_measurement(tmp_path, "m", n=3, form="h5")
     with h5py.File(folder / "measurement.h5", "r+") as f:
         f["sample"][1] = 42
-    with pytest.raises(MeasurementError, match=r"measurement.h5:/sample\[1\]': constant image \(all 42\)"):
+    load_measurement(folder)  # one constant frame: excluded later, not an error
+    with h5py.File(folder / "measurement.h5", "r+") as f:
+        f["sample"][:] = 42
+    with pytest.raises(MeasurementError, match=r"measurement.h5:/sample\[0\]': constant image \(all 42\)"):
         load_measurement(folder)
 
 
@@ -190,9 +229,11 @@ def test_odt_studio_batch_on_good_broken_and_metadata_less_folders(tmp_path):
     shutil.copytree(good, in_dir / "no_json")
     (in_dir / "no_json" / "measurement.json").unlink()
     shutil.copytree(good, in_dir / "black")
-    first = sorted((in_dir / "black" / "sample").iterdir())[2]
+    frames = sorted((in_dir / "black" / "sample").iterdir())
+    first = frames[0]
     shape = tifffile.imread(first).shape
-    write_image(first, np.zeros(shape, np.uint16))
+    for fr in frames:
+        write_image(fr, np.zeros(shape, np.uint16))
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "app", "batch", str(in_dir), "--out", str(out), "--screen", "none",
                         "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=600)
