@@ -1,117 +1,249 @@
-"""Peer comparison: the same sample-rotation data through ODTbrain and through ODT Studio.
+"""Peer comparison, end to end: the same sample-rotation data through ODTbrain and ODT Studio.
 
-Run on demand (ODTbrain is a benchmark-only dependency: ``.venv/bin/pip install odtbrain``)::
+Run on demand (the peers are benchmark-only dependencies: ``odtbrain``, ``qpretrieve``,
+``miepython``)::
 
-    .venv/bin/python tests/benchmarks/bench_odtbrain.py
+    .venv/bin/python tests/benchmarks/bench_odtbrain.py            # sphere folder + MEEP phantom
+    .venv/bin/python tests/benchmarks/bench_odtbrain.py --skip-meep --repeats 3
     .venv/bin/python -m pytest tests/benchmarks/bench_odtbrain.py -s
 
-Data: exact Mie fields (``engine.simulate.mie``) of an off-centre sphere (n 1.36, r 1.5 µm, in
-water n_m 1.337, λ 0.532 µm, NA 1.2) turned about +y through 360° in ``A`` steps; view φ sees
-the sphere at ``R_y(φ)·r0`` in the lab frame (the convention both programs share:
-``x_D = x cos φ + z sin φ``). Both programs get the same background-normalised fields and use
-the first-order Rytov approximation; ODTbrain by filtered backpropagation
-(``backpropagate_3d``), ODT Studio by Fourier mapping. Reported side by side: seconds (ODTbrain: one run; ODT Studio: median of 5), mean
-index inside the sphere, RMS error against the true index in a box around the sphere, the
-background standard deviation, and the sphere's centre as found (a check of the conventions).
-Asserts nothing about time.
+1. Exact-Mie sphere, from hologram files
+----------------------------------------
+A measurement folder (docs/formats.md §1, geometry ``sample-rotation``) is written: off-axis
+holograms (float32 TIFF, carrier (1/4p, 1/4p), 1 % Gaussian intensity noise on sample and
+background) of the **exact vector Mie** field (``miepython``; code this project did not write,
+see ``_peer_data.py``) of a sphere (default n 1.36, r 2 µm, in n_m 1.333, λ 0.532 µm, NA 0.6,
+100² px of 0.1 µm) off the rotation axis at (z, y, x) = (0.5, 0, 0.8) µm, turned about +y through
+360° in 72 views (view φ sees it at R_y(φ)·r0: x_l = x cos φ + z sin φ).
+
+Then, each program as **one whole process** from the folder (the time is the process's wall
+clock, start-up and imports included):
+
+* ODT Studio: ``odt-studio batch IN --out OUT --screen none --force`` (retrieval, Rytov,
+  Fourier mapping, non-negativity, result file). ``--screen none``: ODTbrain screens nothing
+  either; add ``--screen model`` to time the program's default.
+* ODTbrain: ``_peer_odtbrain.py`` — qpretrieve retrieval (its own tool), ``sinogram_as_rytov``,
+  ``backpropagate_3d`` on all cores (ODTbrain's whole run; the fields are shifted by −½ px so
+  the rotation axis lies where ODTbrain turns its volume).
+* ODTbrain on the fields ODT Studio retrieved (``--fields-h5``): the reconstructions alone.
+
+One scorer for all (``_peer_data.score_sphere``), each volume on its own coordinates: relative
+error of the mean Δn inside (r < R − 0.3 µm), RMSE against the true index in r < R + 1 µm,
+background std (r > R + 1 µm), the std of the index inside (flatness), the centre found.
+
+2. Full-wave FDTD (MEEP) cell phantom
+-------------------------------------
+``tests/data/series_hdf5_meep.h5`` (qpformat 0.14.5 test data, MIT licence; 18 views of 47² px,
+cell with cytoplasm n 1.365, nucleus 1.36, nucleolus 1.387 in n_m 1.333) through both programs
+from the same fields (the FDTD gives fields, not holograms; ``_peer_meep.py``), each a whole
+process. The truth is the file's ``structure`` (permittivity, (49, 49, 260) with the optical
+axis 8× finer), sampled on the reconstruction grid (z ↔ axis 2, y ↔ axis 0, x ↔ axis 1, the
+orientation that correlates best with both reconstructions). Reported: the mean index in the
+cytoplasm and the nucleus (each eroded by one voxel) and in the (tiny: 14 voxels) nucleolus,
+the RMSE in the cell (dilated by 2 voxels) and the background std.
+
+Asserts nothing about time; prints the tables and the machine's load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from engine.metadata import MeasurementMetadata
-from engine.simulate.mie import mie_fields
-from engine.tomography import reconstruct
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
 
-LAM, NM, NA, PX = 0.532, 1.337, 1.2, 0.1
-N_SPHERE, RADIUS = 1.36, 1.5
-R0 = np.array([0.5, 0.0, 0.8])  # (z, y, x) in the sample frame, µm
+from _peer_data import rotation_fields, score_sphere, write_hologram_folder  # noqa: E402
 
-
-def make_fields(size: int = 64, n_angles: int = 72):
-    angles = np.linspace(0, 2 * np.pi, n_angles, endpoint=False)
-    fields = np.empty((n_angles, size, size), np.complex64)
-    for i, a in enumerate(angles):
-        xl = R0[2] * np.cos(a) + R0[0] * np.sin(a)
-        zl = -R0[2] * np.sin(a) + R0[0] * np.cos(a)
-        fields[i] = mie_fields(RADIUS, N_SPHERE, NM, LAM, (size, size), PX, np.zeros((1, 2)), na=NA,
-                               center_um=(zl, R0[1], xl))[0]
-    return fields, angles
+MEEP_H5 = ROOT / "tests" / "data" / "series_hdf5_meep.h5"
 
 
-def _errors(ri: np.ndarray, coords) -> dict:
-    z, y, x = np.meshgrid(*coords, indexing="ij")
-    r = np.sqrt((z - R0[0]) ** 2 + (y - R0[1]) ** 2 + (x - R0[2]) ** 2)
-    truth = np.where(r <= RADIUS, N_SPHERE, NM)
-    box = r < RADIUS + 1.0
-    w = np.clip(ri - NM, 0, None)
-    w = np.where(w > 0.5 * w.max(), w, 0)
-    centre = [float((w * c).sum() / w.sum()) for c in (z, y, x)]
-    return dict(mean_inside=float(ri[r < RADIUS - 0.3].mean()),
-                rmse_box=float(np.sqrt(((ri - truth)[box] ** 2).mean())),
-                bg_std=float(ri[r > RADIUS + 1.0].std()), centre=np.round(centre, 2).tolist())
-
-
-def run(size: int = 64, n_angles: int = 72) -> dict:
-    import odtbrain
-
-    fields, angles = make_fields(size, n_angles)
-    coords = [((np.arange(size) - size // 2) * PX)] * 3
-    res = LAM / PX  # wavelength in pixels
-
-    # ---------------------------------------------------------------- ODTbrain
+def _run(cmd: list[str]) -> tuple[float, str]:
+    """Run one whole process; its wall-clock seconds and output (raises on failure)."""
     t0 = time.perf_counter()
-    # Checked with this off-centre sphere: ODTbrain takes the fields as they are (same phase sign,
-    # same rotation sense) and returns a (z, y, x) volume with voxel j at (j − n//2)·pixel.
-    sino = odtbrain.sinogram_as_rytov(fields.astype(np.complex128))
-    f = odtbrain.backpropagate_3d(sino, angles, res, NM, lD=0, onlyreal=False, num_cores=2)
-    ri_odtb = odtbrain.odt_to_ri(f, res, NM).real
-    t_odtb = time.perf_counter() - t0
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return dt, p.stdout + p.stderr
 
-    # ---------------------------------------------------------------- ODT Studio
-    md = MeasurementMetadata(wavelength_um=LAM, medium_index=NM, na_objective=NA, pixel_size_um=PX,
-                             geometry="sample-rotation", rotation_angles_rad=angles.tolist())
-    reconstruct(fields[:4], np.zeros((4, 2)), md, shape_z=size, rotation_angles_rad=angles[:4],
-                device="cpu")  # warm-up
-    # median of 5 runs: ours takes well under a second and a shared machine makes single runs noisy
-    t_ours, t_ours_f = [], []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        tm = reconstruct(fields, np.zeros((n_angles, 2)), md, shape_z=size, device="cpu")
-        t_ours.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        tm_f = reconstruct(fields, np.zeros((n_angles, 2)), md, shape_z=size, device="cpu",
-                           unwrap_method="fourier")
-        t_ours_f.append(time.perf_counter() - t0)
-    t_ours, t_ours_f = float(np.median(t_ours)), float(np.median(t_ours_f))
 
-    rows = {
-        "ODTbrain backpropagate_3d": (t_odtb, _errors(ri_odtb, coords)),
-        "ODT Studio (herraez unwrap)": (t_ours, _errors(tm.ri, coords)),
-        "ODT Studio (fourier unwrap)": (t_ours_f, _errors(tm_f.ri, coords)),
-    }
-    print(f"\n{n_angles} views of {size}x{size} px (sample rotation), sphere n={N_SPHERE} r={RADIUS} µm "
-          f"at (z,y,x)={R0.tolist()} µm; first-order Rytov in both")
-    print(f"{'program':30s} {'seconds':>8s} {'mean inside':>12s} {'RMSE box':>9s} {'bg std':>8s}  centre (z,y,x)")
-    for name, (t, e) in rows.items():
-        print(f"{name:30s} {t:8.2f} {e['mean_inside']:12.4f} {e['rmse_box']:9.4f} {e['bg_std']:8.5f}  {e['centre']}")
-    print(f"speed-up {t_odtb / t_ours:.1f}x (herraez), {t_odtb / t_ours_f:.1f}x (fourier); ODTbrain one run "
-          f"(num_cores=2), ODT Studio median of 5; load average {os.getloadavg()[0]:.1f}")
+def _studio_exe() -> str:
+    exe = Path(sys.executable).parent / "odt-studio"
+    return str(exe) if exe.exists() else "odt-studio"
+
+
+def _read_studio(path: Path):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        ri = f["tomogram/ri"][:]
+        vs = f["tomogram"].attrs["voxel_size_um"]
+        o = f["tomogram"].attrs["origin_um"]
+    return ri, [o[i] + vs[i] * np.arange(ri.shape[i]) for i in range(3)]
+
+
+def _read_npz(path: Path):
+    d = np.load(path)
+    ri, px, o = d["ri"], float(d["pixel_size_um"]), d["origin_um"]
+    return ri, [o[i] + px * np.arange(ri.shape[i]) for i in range(3)]
+
+
+def _inside_std(ri, coords, r0, radius):
+    z, y, x = np.meshgrid(*coords, indexing="ij")
+    r = np.sqrt((z - r0[0]) ** 2 + (y - r0[1]) ** 2 + (x - r0[2]) ** 2)
+    return float(ri[r < radius - 0.3].std())
+
+
+def sphere(a, work: Path) -> dict:
+    r0 = tuple(a.r0)
+    folder = work / "in" / "mie_sphere"
+    if not (folder / "measurement.json").exists() or a.regenerate:
+        t0 = time.perf_counter()
+        fields, angles = rotation_fields(a.radius, a.n_sphere, a.medium, a.wavelength, a.size, a.pixel, a.na,
+                                         a.angles, r0)
+        meta = {"format": "odt-measurement/1", "wavelength_um": a.wavelength, "medium_index": a.medium,
+                "na_objective": a.na, "pixel_size_um": a.pixel, "geometry": "sample-rotation",
+                "rotation_angles_rad": angles.tolist(),
+                "sample": {"name": "exact Mie sphere (miepython)", "radius_um": a.radius, "index": a.n_sphere,
+                           "center_zyx_um": list(r0), "noise": a.noise}}
+        write_hologram_folder(folder, fields, meta, noise=a.noise, seed=a.seed)
+        print(f"wrote {folder} ({a.angles} views of {a.size}² px) in {time.perf_counter() - t0:.1f} s")
+
+    out = work / "out_studio"
+    h5 = out / "mie_sphere.odt.h5"
+    runs = {"ODT Studio (odt-studio batch)": [], "ODTbrain (qpretrieve + backpropagate_3d)": [],
+            "ODTbrain on ODT Studio's fields": []}
+    vols = {}
+    for _ in range(a.repeats):  # interleaved, so both see the same machine
+        dt, _log = _run([_studio_exe(), "batch", str(folder.parent), "--out", str(out), "--screen", a.screen,
+                         "--force"])
+        runs["ODT Studio (odt-studio batch)"].append(dt)
+        vols["ODT Studio (odt-studio batch)"] = _read_studio(h5)
+        dt, log = _run([sys.executable, str(HERE / "_peer_odtbrain.py"), str(folder), str(work / "odtbrain.npz"),
+                        "--cores", str(a.cores)])
+        runs["ODTbrain (qpretrieve + backpropagate_3d)"].append(dt)
+        vols["ODTbrain (qpretrieve + backpropagate_3d)"] = _read_npz(work / "odtbrain.npz")
+        if not a.skip_same_fields:
+            dt, log = _run([sys.executable, str(HERE / "_peer_odtbrain.py"), str(folder),
+                            str(work / "odtbrain_same.npz"), "--cores", str(a.cores), "--fields-h5", str(h5)])
+            runs["ODTbrain on ODT Studio's fields"].append(dt)
+            vols["ODTbrain on ODT Studio's fields"] = _read_npz(work / "odtbrain_same.npz")
+
+    print(f"\n{a.angles} views of {a.size}² px (sample rotation, holograms with {100 * a.noise:.0f} % noise), exact "
+          f"Mie sphere n={a.n_sphere} r={a.radius} µm in n_m={a.medium}, NA {a.na}, at (z,y,x)={list(r0)} µm")
+    head = (f"{'program':42s} {'seconds':>8s} {'Δn err %':>9s} {'RMSE':>8s} {'bg std':>8s} {'in std':>8s}  "
+            f"centre (z,y,x)   shape")
+    print(head)
+    rows = {}
+    for name, (ri, coords) in vols.items():
+        e = score_sphere(ri, coords, r0, a.radius, a.n_sphere, a.medium)
+        e["inside_std"] = _inside_std(ri, coords, r0, a.radius)
+        e["seconds"] = float(np.median(runs[name])) if runs[name] else float("nan")
+        rows[name] = e
+        print(f"{name:42s} {e['seconds']:8.1f} {e['dn_error_pct']:+9.2f} {e['rmse']:8.5f} {e['bg_std']:8.5f} "
+              f"{e['inside_std']:8.5f}  {e['centre']}  {tuple(e['shape'])}")
+    s_ours = rows["ODT Studio (odt-studio batch)"]["seconds"]
+    s_peer = rows["ODTbrain (qpretrieve + backpropagate_3d)"]["seconds"]
+    print(f"whole-process speed-up {s_peer / s_ours:.1f}x (median of {a.repeats}, interleaved; ODTbrain "
+          f"num_cores={a.cores}); load average {os.getloadavg()[0]:.1f}")
     return rows
 
 
+def meep_truth(ri_shape):
+    """The structure's index sampled on a (N, N, N) reconstruction grid centred like the fields."""
+    import h5py
+
+    with h5py.File(MEEP_H5, "r") as f:
+        s = np.sqrt(f["structure"][:])
+    n = ri_shape[0]
+    i = np.arange(n) - n // 2
+    z, y, x = np.meshgrid(i, i, i, indexing="ij")
+    a0, a1, a2 = y + s.shape[0] // 2, x + s.shape[1] // 2, np.round(s.shape[2] / 2 + 8 * z).astype(int)
+    ok = (a0 >= 0) & (a0 < s.shape[0]) & (a1 >= 0) & (a1 < s.shape[1]) & (a2 >= 0) & (a2 < s.shape[2])
+    t = np.full(ri_shape, float(s[0, 0, 0]))
+    t[ok] = s[a0[ok], a1[ok], a2[ok]]
+    return t
+
+
+def meep(a, work: Path) -> dict:
+    from scipy import ndimage
+
+    rows = {}
+    for program, name in (("studio", "ODT Studio (engine, same fields)"), ("odtbrain", "ODTbrain backpropagate_3d")):
+        out = work / f"meep_{program}.npz"
+        dt, _ = _run([sys.executable, str(HERE / "_peer_meep.py"), program, str(MEEP_H5), str(out)])
+        ri = np.load(out)["ri"]
+        t = meep_truth(ri.shape)
+        nm = float(t[0, 0, 0])
+        cyt = ndimage.binary_erosion(np.abs(t - 1.365) < 0.0015)
+        nuc = ndimage.binary_erosion(np.abs(t - 1.36) < 0.0015)
+        nucleolus = np.abs(t - 1.387) < 0.0015
+        cell = ndimage.binary_dilation(t > nm + 5e-4, iterations=2)
+        far = ~ndimage.binary_dilation(cell, iterations=2)
+        rows[name] = dict(seconds=dt, cytoplasm=float(ri[cyt].mean()), nucleus=float(ri[nuc].mean()),
+                          nucleolus=float(ri[nucleolus].mean()), rmse=float(np.sqrt(((ri - t)[cell] ** 2).mean())),
+                          bg_std=float(ri[far].std()), corr=float(np.corrcoef((ri - nm).ravel(), (t - nm).ravel())[0, 1]))
+    print("\nMEEP FDTD cell phantom (qpformat test data, 18 views of 47² px), truth: cytoplasm 1.365, nucleus 1.360, "
+          "nucleolus 1.387 (14 voxels)")
+    print(f"{'program':36s} {'seconds':>8s} {'cytoplasm':>10s} {'nucleus':>8s} {'nucleolus':>10s} {'RMSE':>8s} "
+          f"{'bg std':>8s} {'corr':>6s}")
+    for name, e in rows.items():
+        print(f"{name:36s} {e['seconds']:8.1f} {e['cytoplasm']:10.4f} {e['nucleus']:8.4f} {e['nucleolus']:10.4f} "
+              f"{e['rmse']:8.4f} {e['bg_std']:8.4f} {e['corr']:6.3f}")
+    return rows
+
+
+def run(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=100)
+    ap.add_argument("--angles", type=int, default=72)
+    ap.add_argument("--na", type=float, default=0.6)
+    ap.add_argument("--noise", type=float, default=0.01)
+    ap.add_argument("--radius", type=float, default=2.0)
+    ap.add_argument("--n-sphere", type=float, default=1.36)
+    ap.add_argument("--medium", type=float, default=1.333)
+    ap.add_argument("--wavelength", type=float, default=0.532)
+    ap.add_argument("--pixel", type=float, default=0.1)
+    ap.add_argument("--r0", type=float, nargs=3, default=(0.5, 0.0, 0.8), metavar=("Z", "Y", "X"))
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--cores", type=int, default=os.cpu_count())
+    ap.add_argument("--screen", default="none", choices=("none", "rule", "model"))
+    ap.add_argument("--work", default=None, help="working folder (default: a new temporary one)")
+    ap.add_argument("--regenerate", action="store_true", help="rewrite the sphere folder even if it exists")
+    ap.add_argument("--skip-meep", action="store_true")
+    ap.add_argument("--skip-sphere", action="store_true")
+    ap.add_argument("--skip-same-fields", action="store_true", help="skip ODTbrain on ODT Studio's fields")
+    a = ap.parse_args(argv)
+    work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="bench_odtbrain_"))
+    work.mkdir(parents=True, exist_ok=True)
+    res = {}
+    if not a.skip_sphere:
+        res["sphere"] = sphere(a, work)
+    if not a.skip_meep:
+        res["meep"] = meep(a, work)
+    (work / "bench_odtbrain.json").write_text(json.dumps(res, indent=1))
+    print(f"\nresults in {work / 'bench_odtbrain.json'}")
+    return res
+
+
 def test_benchmark_odtbrain():
-    run()
+    import pytest
+
+    for mod in ("odtbrain", "qpretrieve", "miepython"):
+        pytest.importorskip(mod)
+    run(["--repeats", "1"])
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--angles", type=int, default=72)
-    a = ap.parse_args()
-    run(a.size, a.angles)
+    run()
