@@ -522,6 +522,7 @@ def retrieve_fields(
     elif unwrap:
         unwrapped = unwrap_phase(field, unwrap_method, device=dev,
                                  progress=sub_progress(progress, frac_fields, 0.95, ""), cancel=cancel)
+    if unwrap:
         check_cancel(cancel)
         report(progress, 0.95, "retrieval quality")
         quality = retrieval_quality(field, unwrapped, outside)
