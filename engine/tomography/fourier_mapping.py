@@ -67,7 +67,9 @@ class FourierData:
     Attributes
     ----------
     spectrum : torch.Tensor, shape (Z, Y, X), complex64
-        ``fftn`` of ``x`` in the docs/formats.md layout (voxel j at (j − n//2)·d); zero off the support.
+        ``fftn`` of ``x`` in the docs/formats.md layout (voxel j at (j − n//2)·d); zero off the
+        support, except (sample rotation) the small core around the rotation axis that no view
+        measures, filled by interpolation and left out of ``support``.
     support : torch.Tensor, shape (Z, Y, X), bool
         Fourier voxels that were measured (at least one cap fell there).
     voxel_size_um : (dz, dy, dx)
@@ -277,6 +279,7 @@ def _map_rotation_interpolated(
     oversample: int = 4,
     max_gap_factor: float = 3.0,
     max_arc_voxels: float = 2.0,
+    fill_core: bool = True,
     device: torch.device,
     progress: Optional[Callable[..., None]] = None,
     cancel: Optional[CancelToken] = None,
@@ -311,6 +314,9 @@ def _map_rotation_interpolated(
     measure the same voxel twice and are averaged. Weight and phase references are those of
     :func:`map_fields_to_fourier`: ``fftn(x)[K] = −4πi·ν_z·Ψ̂(q)/(dz·(2πk_m)²)`` referenced to voxel
     ``(Z//2, H//2, W//2)``.
+
+    With ``fill_core`` the unmeasured core around the rotation axis is then filled by harmonic
+    interpolation (:func:`_fill_rotation_core`; outside ``support``).
 
     Cost: one (over-sampled) lateral FFT per view and O(1) per measured voxel.
 
@@ -443,6 +449,49 @@ def _map_rotation_interpolated(
     spectrum[flat] = vals
     support = torch.zeros(zz * hh * ww, dtype=torch.bool, device=dev)
     support[flat] = True
-    return FourierData(spectrum=spectrum.reshape(zz, hh, ww), support=support.reshape(zz, hh, ww),
-                       voxel_size_um=(dz, dx, dx), medium_index=float(medium_index),
-                       wavelength_um=float(wavelength_um))
+    spectrum, support = spectrum.reshape(zz, hh, ww), support.reshape(zz, hh, ww)
+    if fill_core:
+        _fill_rotation_core(spectrum, support, rows, km=km, kmax2=kmax2, dkz=dkz, dkx=dkx, dky=dky, dvox=dvox)
+    return FourierData(spectrum=spectrum, support=support, voxel_size_um=(dz, dx, dx),
+                       medium_index=float(medium_index), wavelength_um=float(wavelength_um))
+
+
+def _fill_rotation_core(spectrum: torch.Tensor, support: torch.Tensor, rows: torch.Tensor, *, km: float,
+                        kmax2: float, dkz: float, dkx: float, dky: float, dvox: float,
+                        iterations: int = 40) -> None:
+    """Fill the unmeasured core around the rotation axis by harmonic interpolation (in place).
+
+    No view of a rotation about y measures the voxels close to the K_y axis: a cap reaches
+    ``K`` only if its distance from the axis is ``ρ ≥ |K|²/(2k_m)`` (the "apple core"; for
+    ``|K| → 0`` a single line of voxels, ``(0, K_y, 0)``). That line alone is the object's
+    profile along y averaged over x and z (``∫∫ x dx dz``), so leaving it empty subtracts that
+    profile from the image: the sample loses several per cent of its Δn and horizontal bands
+    appear. Each ``K_y`` plane's core hole (unmeasured voxels within ``|K|²/(2k_m)`` + 1 voxel
+    of the axis, inside the measured ball) is filled with the discrete harmonic function
+    (Jacobi iterations of the 4-neighbour mean in ``(K_z, K_x)``) matching the measured voxels
+    around it, on the spectrum referenced to x = z = 0 (where it varies slowly). The filled
+    voxels are **not** added to ``support``: they shape the plain inversion, while the
+    non-negativity and TV iterations still treat them as unknown.
+    """
+    zz, hh, ww = spectrum.shape
+    dev = spectrum.device
+    rcore = kmax2 / (2 * km) + 1.01 * dvox
+    r = int(math.ceil(rcore / min(dkz, dkx))) + 1
+    bz = torch.arange(max(-r, -(zz // 2)), min(r, zz - zz // 2 - 1) + 1, device=dev)
+    bx = torch.arange(max(-r, -(ww // 2)), min(r, ww - ww // 2 - 1) + 1, device=dev)
+    iz, iy, ix = (bz % zz)[:, None, None], (rows % hh)[None, :, None], (bx % ww)[None, None, :]
+    kz, ky, kx = (bz.double() * dkz)[:, None, None], (rows.double() * dky)[None, :, None], \
+        (bx.double() * dkx)[None, None, :]
+    k2 = kz**2 + ky**2 + kx**2
+    meas = support[iz, iy, ix]
+    hole = (~meas) & (k2 <= kmax2 * (1 + 1e-9)) & (torch.sqrt(kz**2 + kx**2) <= k2 / (2 * km) + 1.01 * dvox)
+    if not bool(hole.any()):
+        return
+    ref = torch.polar(torch.ones((), dtype=torch.float64, device=dev),
+                      2 * math.pi * (bz.double()[:, None, None] * (zz // 2) / zz
+                                     + bx.double()[None, None, :] * (ww // 2) / ww)).to(torch.complex64)
+    sub = torch.where(meas, spectrum[iz, iy, ix] * ref, torch.zeros((), dtype=torch.complex64, device=dev))
+    for _ in range(int(iterations)):
+        nb = 0.25 * (torch.roll(sub, 1, 0) + torch.roll(sub, -1, 0) + torch.roll(sub, 1, 2) + torch.roll(sub, -1, 2))
+        sub = torch.where(hole, nb, sub)
+    spectrum[iz.expand_as(hole)[hole], iy.expand_as(hole)[hole], ix.expand_as(hole)[hole]] = (sub / ref)[hole]

@@ -243,8 +243,12 @@ def reconstruct(
     tv_share = 0.6 if regularization == "tv" else 0.0
     nn_end = 1.0 - tv_share
     if nn_iters > 0:
-        x = apply_non_negativity(data, iterations=nn_iters,
+        # sample rotation: start from the plain inversion, which holds the interpolated core
+        # around the rotation axis (outside the support, so the iterations may still change it)
+        x0 = torch.fft.ifftn(data.spectrum).real if angles is not None else None
+        x = apply_non_negativity(data, iterations=nn_iters, x0=x0,
                                  progress=sub_progress(progress, 0.3, nn_end, ""), cancel=cancel)
+        del x0
         ri = scattering_potential_to_ri(x, nm)
         label = f"{method}+nonneg"
         del x
