@@ -29,7 +29,8 @@ clock, start-up and imports included):
 
 One scorer for all (``_peer_data.score_sphere``), each volume on its own coordinates: relative
 error of the mean Δn inside (r < R − 0.3 µm), RMSE against the true index in r < R + 1 µm,
-background std (r > R + 1 µm), the std of the index inside (flatness), the centre found.
+background std (r > R + 1 µm), ``ring`` (largest |mean background Δn| on 0.1 µm shells around
+the sphere: concentric rings), the std of the index inside (flatness), the centre found.
 
 2. Full-wave FDTD (MEEP) cell phantom
 -------------------------------------
@@ -141,8 +142,8 @@ def sphere(a, work: Path) -> dict:
 
     print(f"\n{a.angles} views of {a.size}² px (sample rotation, holograms with {100 * a.noise:.0f} % noise), exact "
           f"Mie sphere n={a.n_sphere} r={a.radius} µm in n_m={a.medium}, NA {a.na}, at (z,y,x)={list(r0)} µm")
-    head = (f"{'program':42s} {'seconds':>8s} {'Δn err %':>9s} {'RMSE':>8s} {'bg std':>8s} {'in std':>8s}  "
-            f"centre (z,y,x)   shape")
+    head = (f"{'program':42s} {'seconds':>8s} {'Δn err %':>9s} {'RMSE':>8s} {'bg std':>8s} {'ring':>8s} "
+            f"{'in std':>8s}  centre (z,y,x)   shape")
     print(head)
     rows = {}
     for name, (ri, coords) in vols.items():
@@ -151,7 +152,7 @@ def sphere(a, work: Path) -> dict:
         e["seconds"] = float(np.median(runs[name])) if runs[name] else float("nan")
         rows[name] = e
         print(f"{name:42s} {e['seconds']:8.1f} {e['dn_error_pct']:+9.2f} {e['rmse']:8.5f} {e['bg_std']:8.5f} "
-              f"{e['inside_std']:8.5f}  {e['centre']}  {tuple(e['shape'])}")
+              f"{e['ring']:8.5f} {e['inside_std']:8.5f}  {e['centre']}  {tuple(e['shape'])}")
     s_ours = rows["ODT Studio (odt-studio batch)"]["seconds"]
     s_peer = rows["ODTbrain (qpretrieve + backpropagate_3d)"]["seconds"]
     print(f"whole-process speed-up {s_peer / s_ours:.1f}x (median of {a.repeats}, interleaved; ODTbrain "
