@@ -9,7 +9,9 @@ Conventions
 * The lateral grid is the fields' pixel grid (dy = dx = pixel); dz defaults to the pixel.
 
 Rytov: ``ψ = ln|u| + i·φ_unwrapped``; Born: ``ψ = u − 1``. Each ``ψ`` is mapped onto its Ewald
-cap (:mod:`engine.tomography.fourier_mapping`), overlapping caps are averaged, the 3-D inverse
+cap (:mod:`engine.tomography.fourier_mapping`), overlapping caps are averaged (sample rotation:
+every measured voxel is interpolated between the caps of neighbouring views, and the volume is a
+cube by default), the 3-D inverse
 FFT gives ``x = (n/n_m)² − 1`` and ``n = n_m·sqrt(1 + x)`` (real part). Optional
 missing-cone filling by non-negativity (:mod:`engine.tomography.constraints`) and TV
 (:mod:`engine.tomography.tv`).
