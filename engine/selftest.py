@@ -69,7 +69,9 @@ def run_self_test(log: Callable[[str], None] = print) -> bool:
 
                 load_safetensors_model(weights)
             loaded.append(weights.stem)
-        return ", ".join(loaded) or "no shipped models"
+        if not loaded:  # e.g. an install that lost its package data (resources/ not in the wheel)
+            raise FileNotFoundError(f"no shipped models (*.safetensors) in {models_dir()}")
+        return f"{', '.join(loaded)} from {models_dir()}"
 
     def end_to_end() -> str:
         from .pipeline.process import ProcessOptions, process_measurement
@@ -82,6 +84,8 @@ def run_self_test(log: Callable[[str], None] = print) -> bool:
             out = Path(tmp) / "out" / f"{folder.name}.odt.h5"
             process_measurement(folder, out, ProcessOptions(screen="none", device="cpu"))
             res = read_result(out)
+            if res.tomogram is None:
+                raise RuntimeError("the result file has no tomogram")
             ri = np.asarray(res.tomogram.ri)
             if not np.isfinite(ri).all():
                 raise RuntimeError("tomogram has non-finite values")
