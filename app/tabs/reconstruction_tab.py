@@ -1,25 +1,22 @@
 """Reconstruction tab: choose the method, run it in the background, browse and export the tomogram.
 
-The tab does no science. A reconstruction is a chain of engine calls run in the
-:class:`app.jobs.JobRunner` (:func:`reconstruct_folder`): reading the measurement
-(:func:`engine.store.folders.load_measurement`), field retrieval
-(:func:`engine.holography.retrieval.retrieve_fields`), the Rytov/Born reconstruction with
-non-negativity and total variation (:func:`engine.tomography.reconstruct.reconstruct`) and the
-learned regulariser (:func:`engine.tomography.deep_regularizer.regularize_deep_fourier`, offered
-only when its weights are shipped in ``resources/models``). Result files are read and written
-with :mod:`engine.store.results` (``docs/formats.md`` §2), Tomocube TCF files with
+The tab does no science. A reconstruction is one call of the engine pipeline,
+:func:`engine.pipeline.process.process_measurement`, run in the :class:`app.jobs.JobRunner` —
+the same call ``odt-studio batch`` makes — with a :class:`engine.pipeline.process.ProcessOptions`
+built from the form. The tab hands it what the session knows: the project's screening
+decisions with the manual overrides (:func:`engine.pipeline.project_screening.project_screening_record`),
+the fields retrieved by the last run of the same measurement (a run with other parameters skips
+the retrieval), the project's side-band setting, and a callback that shows the raw tomogram as
+soon as it exists while TV or the learned regulariser still runs. The pipeline writes the
+project's result file (``docs/formats.md`` §2, with ``retrieval/`` and the ``warnings``
+attribute). Result files are read with :mod:`engine.store.results`, Tomocube TCF files with
 :func:`engine.store.folders.read_tcf`.
 
 Physical units everywhere: axes in µm, values as refractive index (RI), the medium index n_m
 shown beside the views and used as the bottom of the colour range. Exports: an ImageJ
 hyperstack TIFF with its voxel size in µm, a ``.npy`` volume, or the ``.odt.h5`` result file.
-
-Retrieved fields of the last measurement are kept, so running again with other parameters
-skips the retrieval. Fields are retrieved with the open project's side-band setting
-(:attr:`engine.store.project.Project.sideband`); the side-band choice and the per-field
-quality numbers go to the result file's ``retrieval/`` group, and warnings (e.g. the sample's
-phase is mostly negative, :func:`engine.pipeline.process.contrast_warnings`) to its
-``warnings`` attribute and to a banner above the views.
+Warnings of the processing (e.g. the sample's phase is mostly negative,
+:func:`engine.pipeline.process.contrast_warnings`) are shown in a banner above the views.
 """
 
 from __future__ import annotations
@@ -32,7 +29,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import tifffile
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -53,27 +50,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-# imported here, in the GUI thread at start-up, not lazily in the job: a first import inside the
-# worker thread holds the GIL for a long stretch and would freeze the window meanwhile
-from engine.holography.retrieval import retrieve_fields
-from engine.metadata import MeasurementMetadata
-from engine.pipeline.process import contrast_warnings, retrieval_record
-from engine.pipeline.project_screening import project_sideband, sideband_description, stored_retrieval
-from engine.progress import check_cancel, report, sub_progress
-from engine.store.folders import load_measurement, read_tcf
-from engine.store.results import (
-    TomogramResult,
-    is_complete_result,
-    read_result,
-    update_result,
-    write_result,
+# The pipeline imports its steps lazily. They are imported here, in the GUI thread at start-up,
+# not in the job: a first import inside the worker thread holds the GIL for a long stretch and
+# would freeze the window meanwhile.
+import engine.holography.retrieval  # noqa: F401
+import engine.screening  # noqa: F401
+import engine.tomography.reconstruct  # noqa: F401
+import engine.tomography.tv  # noqa: F401
+from engine.pipeline.process import (
+    ProcessOptions,
+    ProcessResult,
+    learned_regularizer_available,
+    process_measurement,
 )
-from engine.tomography.reconstruct import reconstruct
-
-try:  # the learned regulariser is another part of the engine; the tab works without it
-    from engine.tomography import deep_regularizer as _deep
-except Exception:  # noqa: BLE001 - a half-landed module must not stop the tab
-    _deep = None
+from engine.pipeline.project_screening import project_screening_record, project_sideband, sideband_description, \
+    stored_retrieval
+from engine.progress import check_cancel, report
+from engine.store.folders import read_tcf
+from engine.store.results import TomogramResult, is_complete_result, read_result, write_result
 
 from ..jobs import Job, JobRunner
 from ..settings import AppSettings
@@ -81,11 +75,10 @@ from ..widgets.plots import LineProfilePlot
 from ..widgets.slice_view import OrthoSliceView
 
 __all__ = [
-    "ReconstructionOptions",
     "VolumeSet",
     "VOLUME_LABELS",
     "deep_regularizer_available",
-    "reconstruct_folder",
+    "volume_set_from_result",
     "load_volume_file",
     "export_tiff",
     "export_npy",
@@ -100,50 +93,13 @@ VOLUME_LABELS = {"raw": "Raw", "tv": "TV-regularised", "deep": "Learned regulari
 #: A warning banner: dark amber, readable on the dark theme; the text starts with "⚠".
 WARNING_STYLE = ("QLabel { background: #3d3200; color: #ffd866; border: 1px solid #a88a00; "
                  "border-radius: 4px; padding: 5px 8px; }")
-DEEP_NOT_LANDED = ("The learned regulariser (DeepRegularizer) has not landed yet: its weights "
-                   "(deep_regularizer.safetensors) are not in resources/models.")
+DEEP_MISSING = ("The learned regulariser (DeepRegularizer) is not installed: its weights "
+                "(deep_regularizer.safetensors) are not in resources/models.")
+#: Smallest TV weight the form offers (a zero weight would be no TV at all)
+MIN_TV_WEIGHT = 1e-5
 
 
-# ====================================================================== engine chain (job functions)
-@dataclass(frozen=True)
-class ReconstructionOptions:
-    """What the Reconstruction tab asks for.
-
-    Attributes
-    ----------
-    method : {"rytov", "born"}
-    non_negativity_iterations : int
-        Gerchberg–Papoulis iterations (n ≥ n_m) applied to the raw tomogram; 0 = off.
-    regularization : {"none", "tv", "deep"}
-    tv_weight : float
-        TV weight (relative to the scattering potential).
-    tv_outer_iterations, tv_inner_iterations : int
-    shape_z : int or None
-        Axial voxels (None: the engine's default, min(H, W) // 2).
-    device : {"auto", "cpu", "cuda"}
-    sideband : {"auto", "as-given"}
-        Side-band rule of the retrieval (the project's setting; ``retrieve_fields``).
-    """
-
-    method: str = "rytov"
-    non_negativity_iterations: int = 50
-    regularization: str = "none"
-    tv_weight: float = 0.0
-    tv_outer_iterations: int = 30
-    tv_inner_iterations: int = 20
-    shape_z: Optional[int] = None
-    device: str = "auto"
-    sideband: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.sideband not in ("auto", "as-given"):
-            raise ValueError(f"sideband must be 'auto' or 'as-given', got {self.sideband!r}")
-        if self.method not in ("rytov", "born"):
-            raise ValueError(f"method must be 'rytov' or 'born', got {self.method!r}")
-        if self.regularization not in ("none", "tv", "deep"):
-            raise ValueError(f"regularization must be 'none', 'tv' or 'deep', got {self.regularization!r}")
-
-
+# ====================================================================== display container
 @dataclass
 class VolumeSet:
     """One reconstructed (or loaded) tomogram with its variants, ready to show and export.
@@ -161,10 +117,10 @@ class VolumeSet:
         Measurement folder or file it came from.
     measurement_json : str
         The measurement's metadata (for the result file).
-    fields, illumination_per_um, unwrapped_phase : arrays or None
-        Retrieved fields (N, H, W) complex64, (N, 2) cycles/µm, (N, H, W) rad.
+    fields, illumination_per_um : arrays or None
+        Retrieved fields (N, H, W) complex64 and (N, 2) cycles/µm.
     screening : object or None
-        The result file's screening group, kept when re-saving.
+        The screening record (``score``, ``rule_peak``, ``decision``, ``source``), kept when re-saving.
     out_path : Path or None
         The result file written by the job, if any.
     fields_used : int or None
@@ -175,6 +131,8 @@ class VolumeSet:
         Warnings of the processing, shown in a banner.
     sideband : str or None
         The side-band setting the fields were retrieved with here (None: not retrieved here).
+    preview : bool
+        Only the raw tomogram of a run whose regularisation is still going on.
     """
 
     name: str
@@ -187,7 +145,6 @@ class VolumeSet:
     measurement_json: str = ""
     fields: Optional[np.ndarray] = None
     illumination_per_um: Optional[np.ndarray] = None
-    unwrapped_phase: Optional[np.ndarray] = None
     screening: Any = None
     out_path: Optional[Path] = None
     fields_used: Optional[int] = None
@@ -195,106 +152,54 @@ class VolumeSet:
     retrieval: Optional[dict] = None
     warnings: list = field(default_factory=list)
     sideband: Optional[str] = None
+    preview: bool = False
+
+
+def _volumes_of(tomogram: Any) -> dict:
+    """``{"raw": ri, "tv": ri_tv, "deep": ri_deep}`` of a tomogram container, those it holds."""
+    pairs = (("raw", "ri"), ("tv", "ri_tv"), ("deep", "ri_deep"))
+    return {k: np.asarray(getattr(tomogram, a), np.float32) for k, a in pairs
+            if getattr(tomogram, a, None) is not None}
+
+
+def _geometry(tomogram: Any) -> dict:
+    return dict(voxel_size_um=tuple(float(v) for v in tomogram.voxel_size_um),
+                origin_um=tuple(float(v) for v in tomogram.origin_um),
+                medium_index=float(tomogram.medium_index), method=str(tomogram.method))
+
+
+def volume_set_from_result(result: ProcessResult, folder: Path, sideband: Optional[str] = None) -> VolumeSet:
+    """What a pipeline run produced, as the tab shows and exports it."""
+    s = result.screening
+    screening = None if s is None else _screening_record(s)
+    return VolumeSet(name=result.name, volumes=_volumes_of(result.tomogram), **_geometry(result.tomogram),
+                     source=Path(folder), measurement_json=result.metadata.to_json() if result.metadata else "",
+                     fields=result.fields, illumination_per_um=result.illumination_per_um, screening=screening,
+                     out_path=result.out_path, fields_used=result.fields_used, timings_s=dict(result.timings_s),
+                     retrieval=result.retrieval, warnings=list(result.warnings), sideband=sideband)
+
+
+def _screening_record(s: Any) -> dict:
+    """The screening record of a pipeline run as ``write_result`` takes it."""
+    model = f"{getattr(s, 'model_name', '')} {getattr(s, 'model_version', '')}".strip()
+    return {"score": s.score, "rule_peak": s.rule_peak, "decision": s.decision, "source": s.source, "model": model}
+
+
+def _preview_set(tomogram: Any, folder: Path, name: str) -> VolumeSet:
+    """The raw tomogram of a running reconstruction (shown until the regularised one is ready)."""
+    return VolumeSet(name=name, volumes=_volumes_of(tomogram), **_geometry(tomogram), source=Path(folder),
+                     preview=True)
 
 
 def deep_regularizer_available() -> bool:
     """True when the learned regulariser's weights and card are shipped in ``resources/models``."""
-    if _deep is None:
-        return False
-    from engine.resources import models_dir
-
-    name = _deep.DEFAULT_MODEL_NAME
-    d = models_dir()
-    return (d / f"{name}.safetensors").is_file() and (d / f"{name}.json").is_file()
+    return learned_regularizer_available()
 
 
-def reconstruct_folder(folder: str | Path, options: ReconstructionOptions = ReconstructionOptions(), *,
-                       decision: Optional[np.ndarray] = None, out_path: Optional[str | Path] = None,
-                       cached: Optional[VolumeSet] = None,
-                       progress: Optional[Callable[..., None]] = None, cancel=None) -> VolumeSet:
-    """Reconstruct one measurement folder (a job for the runner): read, retrieve, reconstruct.
+class _RawRelay(QObject):
+    """Carries the raw tomogram from the pipeline's worker thread to the GUI thread (queued signal)."""
 
-    Parameters
-    ----------
-    folder : path
-        A measurement folder (``docs/formats.md`` §1).
-    options : ReconstructionOptions
-    decision : (N,) uint8, optional
-        Screening decision (1 = use the field); default every field.
-    out_path : path, optional
-        Write (or update) the ``.odt.h5`` result file there.
-    cached : VolumeSet, optional
-        An earlier result of the same folder: its retrieved fields are reused.
-    progress, cancel
-        The :mod:`engine.progress` protocol.
-
-    Returns
-    -------
-    VolumeSet
-
-    References
-    ----------
-    E. Wolf, Opt. Commun. 1, 153 (1969); A. J. Devaney, Opt. Lett. 6, 374 (1981) (Rytov);
-    K. Kim et al., J. Biomed. Opt. 19, 011005 (2014) (non-negativity, TV); D. Ryu et al., IEEE
-    Trans. Med. Imaging 40, 1508 (2021) (learned regulariser) — as implemented by the engine.
-    """
-    folder = Path(folder)
-    deep = options.regularization == "deep"
-    if deep and not deep_regularizer_available():
-        raise RuntimeError(DEEP_NOT_LANDED)
-    r = None
-    if (cached is not None and cached.fields is not None and cached.measurement_json
-            and cached.sideband == options.sideband):
-        meta = MeasurementMetadata.from_json(cached.measurement_json, folder / "measurement.json")
-        fields, ill, phase = cached.fields, cached.illumination_per_um, cached.unwrapped_phase
-        report(progress, 0.2, "reusing the retrieved fields")
-    else:
-        report(progress, 0.0, f"reading {folder.name}")
-        m = load_measurement(folder)
-        meta = m.metadata
-        check_cancel(cancel)
-        r = retrieve_fields(m.holograms, m.backgrounds, meta, device=options.device, sideband=options.sideband,
-                            progress=sub_progress(progress, 0.02, 0.2, "retrieval: "), cancel=cancel)
-        fields, ill, phase = r.field, np.asarray(r.illumination_per_um), r.unwrapped_phase
-        del m
-    check_cancel(cancel)
-    if decision is not None and len(decision) != fields.shape[0]:
-        log.warning("%s: %d screening decisions for %d fields; using every field",
-                    folder.name, len(decision), fields.shape[0])
-        decision = None
-    end = 0.85 if deep else 0.97
-    tomo = reconstruct(
-        fields, ill, meta, method=options.method, shape_z=options.shape_z, decision=decision,
-        non_negativity=int(options.non_negativity_iterations),
-        regularization="tv" if options.regularization == "tv" else None,
-        tv_weight=options.tv_weight, tv_outer_iterations=options.tv_outer_iterations,
-        tv_inner_iterations=options.tv_inner_iterations, unwrapped_phase=phase, keep_fourier=deep,
-        device=options.device, progress=sub_progress(progress, 0.2, end, "reconstruction: "), cancel=cancel)
-    volumes = {"raw": tomo.ri}
-    if tomo.ri_tv is not None:
-        volumes["tv"] = tomo.ri_tv
-    if deep:
-        volumes["deep"] = _deep.regularize_deep_fourier(tomo.fourier, device=options.device,
-                                                  progress=sub_progress(progress, end, 0.97, "learned: "),
-                                                  cancel=cancel)
-        tomo.fourier = None
-    out = VolumeSet(name=folder.name, volumes=volumes, voxel_size_um=tuple(tomo.voxel_size_um),
-                    origin_um=tuple(tomo.origin_um), medium_index=float(tomo.medium_index), method=tomo.method,
-                    source=folder, measurement_json=meta.to_json(), fields=fields, illumination_per_um=ill,
-                    unwrapped_phase=phase, timings_s=dict(tomo.timings_s),
-                    fields_used=int(np.count_nonzero(decision)) if decision is not None else int(fields.shape[0]),
-                    sideband=options.sideband)
-    if r is not None:
-        used = decision if decision is not None else np.ones(fields.shape[0], np.uint8)
-        out.retrieval, out.warnings = retrieval_record(r), contrast_warnings(folder.name, r, used)
-    elif cached is not None:
-        out.retrieval, out.warnings = cached.retrieval, list(cached.warnings)
-    if out_path is not None:
-        check_cancel(cancel)
-        report(progress, 0.97, "writing the result file")
-        out.out_path = _write_or_update(Path(out_path), out)
-    report(progress, 1.0, "done")
-    return out
+    raw_ready = Signal(object)
 
 
 def _tomogram_group(vs: VolumeSet):
@@ -302,19 +207,6 @@ def _tomogram_group(vs: VolumeSet):
     return TomogramResult(ri=raw, voxel_size_um=vs.voxel_size_um, origin_um=vs.origin_um,
                           medium_index=vs.medium_index, method=vs.method or "unknown",
                           ri_tv=vs.volumes.get("tv"), ri_deep=vs.volumes.get("deep"))
-
-
-def _write_or_update(path: Path, vs: VolumeSet) -> Path:
-    """Replace the tomogram (and fields) of an existing result file, or write a new one."""
-    attrs = {"warnings": json.dumps(list(vs.warnings))} if vs.warnings else None
-    if path.exists() and is_complete_result(path):
-        if not vs.warnings:  # the old file's warnings were about other fields
-            attrs = {"warnings": "[]"} if "warnings" in read_result(path, groups=[]).attrs else None
-        return update_result(path, tomogram=_tomogram_group(vs), fields=vs.fields,
-                             illumination_per_um=vs.illumination_per_um, retrieval=vs.retrieval, extra_attrs=attrs)
-    return write_result(path, measurement_json=vs.measurement_json or "{}", fields=vs.fields,
-                        illumination_per_um=vs.illumination_per_um, screening=vs.screening,
-                        tomogram=_tomogram_group(vs), retrieval=vs.retrieval, extra_attrs=attrs)
 
 
 def load_volume_file(path: str | Path, progress: Optional[Callable[..., None]] = None,
@@ -341,11 +233,7 @@ def load_volume_file(path: str | Path, progress: Optional[Callable[..., None]] =
     t = res.tomogram
     if t is None or t.ri is None:
         raise ValueError(f"'{path}' holds no tomogram (tomogram/ri) yet: reconstruct the measurement first")
-    volumes = {"raw": np.asarray(t.ri, dtype=np.float32)}
-    if t.ri_tv is not None:
-        volumes["tv"] = np.asarray(t.ri_tv, dtype=np.float32)
-    if getattr(t, "ri_deep", None) is not None:
-        volumes["deep"] = np.asarray(t.ri_deep, dtype=np.float32)
+    volumes = _volumes_of(t)
     name = path.name[: -len(".odt.h5")] if path.name.endswith(".odt.h5") else path.stem
     retrieval, warnings = stored_retrieval(res)
     report(progress, 1.0, "loaded")
@@ -422,10 +310,13 @@ class ReconstructionTab(QWidget):
     Signals
     -------
     volume_shown(object)
-        The :class:`VolumeSet` now on screen.
+        The :class:`VolumeSet` now on screen (a finished reconstruction or a file).
+    raw_shown(object)
+        The raw tomogram of a running reconstruction is on screen (a preview :class:`VolumeSet`).
     """
 
     volume_shown = Signal(object)
+    raw_shown = Signal(object)
 
     def __init__(self, runner: JobRunner, settings: Optional[AppSettings] = None,
                  parent: Optional[QWidget] = None) -> None:
@@ -438,6 +329,11 @@ class ReconstructionTab(QWidget):
         self.result: Optional[VolumeSet] = None
         self.job: Optional[Job] = None
         self._linking = False
+        # (folder, RetrievedFields) of the last run: a run with other parameters reuses them
+        self._retrieved: Optional[tuple[Path, Any]] = None
+        self._run_sideband: Optional[str] = None
+        self._relay = _RawRelay(self)
+        self._relay.raw_ready.connect(self._raw_ready)
         self._build()
         self._update_enabled()
         self.runner.job_progress.connect(self._job_progress)
@@ -468,7 +364,8 @@ class ReconstructionTab(QWidget):
         sl.addWidget(self.source_label)
         sl.addLayout(row)
 
-        # --- method and parameters
+        # --- method and parameters (the engine's defaults)
+        defaults = ProcessOptions()
         par = QGroupBox("Method", self)
         form = QFormLayout(par)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -487,7 +384,7 @@ class ReconstructionTab(QWidget):
         self.nonneg_iter = QSpinBox(par)
         self.nonneg_iter.setObjectName("nonNegativityIterations")
         self.nonneg_iter.setRange(1, 1000)
-        self.nonneg_iter.setValue(50)
+        self.nonneg_iter.setValue(defaults.non_negativity_iterations)
         self.nonneg_iter.setSuffix(" it.")
         self.nonneg_check.toggled.connect(self.nonneg_iter.setEnabled)
         nn = QHBoxLayout()
@@ -503,25 +400,21 @@ class ReconstructionTab(QWidget):
         form.addRow("Regulariser", self.reg_combo)
         self.tv_weight = QDoubleSpinBox(par)
         self.tv_weight.setObjectName("tvWeight")
-        self.tv_weight.setDecimals(4)
-        self.tv_weight.setRange(0.0, 10.0)
-        self.tv_weight.setSingleStep(0.001)
-        try:
-            from engine.tomography.tv import DEFAULT_TV_WEIGHT
-
-            self.tv_weight.setValue(float(DEFAULT_TV_WEIGHT))
-        except Exception:
-            self.tv_weight.setValue(0.005)
-        self.tv_weight.setToolTip("Weight of the total-variation term")
+        self.tv_weight.setDecimals(5)
+        self.tv_weight.setRange(MIN_TV_WEIGHT, 10.0)
+        self.tv_weight.setSingleStep(0.0001)
+        self.tv_weight.setValue(defaults.tv_weight)
+        self.tv_weight.setToolTip("Weight of the total-variation term, in units of the scattering potential "
+                                  "(n/n_m)² − 1")
         form.addRow("TV weight", self.tv_weight)
         self.tv_outer = QSpinBox(par)
         self.tv_outer.setObjectName("tvOuter")
         self.tv_outer.setRange(1, 1000)
-        self.tv_outer.setValue(30)
+        self.tv_outer.setValue(defaults.tv_outer_iterations)
         self.tv_inner = QSpinBox(par)
         self.tv_inner.setObjectName("tvInner")
         self.tv_inner.setRange(1, 1000)
-        self.tv_inner.setValue(20)
+        self.tv_inner.setValue(defaults.tv_inner_iterations)
         tvi = QHBoxLayout()
         tvi.addWidget(self.tv_outer)
         tvi.addWidget(QLabel("×", par))
@@ -701,7 +594,7 @@ class ReconstructionTab(QWidget):
         if item is not None:
             item.setEnabled(self._deep_ok)
         self.reg_combo.setItemData(
-            2, "3-D U-Net trained to imitate TV (Ryu et al., IEEE TMI 2021)" if self._deep_ok else DEEP_NOT_LANDED,
+            2, "3-D U-Net trained to imitate TV (Ryu et al., IEEE TMI 2021)" if self._deep_ok else DEEP_MISSING,
             Qt.ItemDataRole.ToolTipRole)
         if not self._deep_ok and self.reg_combo.currentIndex() == 2:
             self.reg_combo.setCurrentIndex(0)
@@ -726,12 +619,17 @@ class ReconstructionTab(QWidget):
         for b in (self.tiff_button, self.npy_button, self.h5_button, self.peak_button):
             b.setEnabled(have)
 
-    def options(self) -> ReconstructionOptions:
-        """The parameters as chosen in the form."""
-        return ReconstructionOptions(
-            method=self.method_combo.currentData(),
-            non_negativity_iterations=self.nonneg_iter.value() if self.nonneg_check.isChecked() else 0,
-            regularization=self.reg_combo.currentData(),
+    def options(self) -> ProcessOptions:
+        """The pipeline options as chosen in the form.
+
+        Fields are not screened here (``screen="none"``): a project measurement follows the
+        project's review (its decisions are handed to the pipeline by :meth:`run`), and a loose
+        folder uses every field whose retrieval did not fail.
+        """
+        return ProcessOptions(
+            screen="none", method=self.method_combo.currentData(),
+            non_negativity=self.nonneg_iter.value() if self.nonneg_check.isChecked() else 0,
+            regularize=self.reg_combo.currentData(),
             tv_weight=self.tv_weight.value(), tv_outer_iterations=self.tv_outer.value(),
             tv_inner_iterations=self.tv_inner.value(),
             shape_z=self.shape_z.value() or None, device=self.device_combo.currentData(),
@@ -787,6 +685,8 @@ class ReconstructionTab(QWidget):
     def show_measurement(self, folder: Path) -> Optional[Job]:
         """Make ``folder`` the measurement to reconstruct; show its saved tomogram if the project has one."""
         folder = Path(folder)
+        if self._retrieved is not None and self._retrieved[0] != folder:
+            self._retrieved = None  # another measurement's fields are of no use
         self.folder = folder
         self.source_label.setText(f"<b>{folder.name}</b><br><span style='color:#8b929c'>{folder}</span>")
         self.source_label.setToolTip(str(folder))
@@ -829,34 +729,42 @@ class ReconstructionTab(QWidget):
         self.show_message("Could not read the file", str(exc))
 
     # ------------------------------------------------------------------ run and cancel
-    def run(self, options: Optional[ReconstructionOptions] = None) -> Optional[Job]:
-        """Reconstruct the current measurement with ``options`` (default: the form) in the background."""
+    def run(self, options: Optional[ProcessOptions] = None) -> Optional[Job]:
+        """Reconstruct the current measurement with ``options`` (default: the form) in the background.
+
+        One call of :func:`engine.pipeline.process.process_measurement` in the job runner, with the
+        project's screening, the fields of the last run of this measurement (if they serve), and
+        the raw tomogram shown as soon as it exists when a regulariser follows.
+        """
         if self.folder is None:
             self.status.setText("Choose a measurement first.")
             return None
         if self.running:
             return self.job
         opts = options or self.options()
-        decision = None
-        rec = self._project_record(self.folder)
-        out_path = self._project_result_path(self.folder)
-        if rec is not None:
-            try:
-                decision, _source = self.project.decisions(rec.id)
-            except Exception:
-                log.exception("could not read the screening decisions of %s", self.folder)
-        cached = self.result if (self.result is not None and self.result.source == self.folder
-                                 and self.result.fields is not None) else None
-        desc = f"{opts.method.capitalize()}" + (" + TV" if opts.regularization == "tv" else
-                                                " + learned" if opts.regularization == "deep" else "")
-        self.status.setText(f"Reconstructing {self.folder.name} ({desc}) …")
+        folder = self.folder
+        retrieved = self._retrieved[1] if self._retrieved is not None and self._retrieved[0] == folder else None
+        extra = {"on_raw": self._relay.raw_ready.emit} if opts.regularize != "none" else {}
+        self.status.setText(f"Reconstructing {folder.name} ({opts.describe()}) …")
+        self._run_sideband = opts.sideband
         self.job = self.runner.submit(
-            f"Reconstructing {self.folder.name}", reconstruct_folder, self.folder, opts, decision=decision,
-            out_path=out_path, cached=cached, on_result=self._finished, on_error=self._failed,
-            on_cancelled=self._cancelled)
+            f"Reconstructing {folder.name}", process_measurement, folder, self._project_result_path(folder), opts,
+            screening=self._project_screening(folder), retrieved=retrieved, on_result=self._finished,
+            on_error=self._failed, on_cancelled=self._cancelled, **extra)
         self._update_enabled()
         self.runner.job_done.connect(self._job_done)
         return self.job
+
+    def _project_screening(self, folder: Path) -> Any:
+        """The project's screening of ``folder`` with its manual overrides, or None (never screened)."""
+        rec = self._project_record(folder)
+        if rec is None:
+            return None
+        try:
+            return project_screening_record(self.project, rec.id)
+        except Exception:
+            log.exception("could not read the screening decisions of %s", folder)
+            return None
 
     @Slot()
     def cancel(self) -> None:
@@ -877,7 +785,18 @@ class ReconstructionTab(QWidget):
                 pass
             self._update_enabled()
 
-    def _finished(self, vs: VolumeSet) -> None:
+    def _raw_ready(self, tomogram: Any) -> None:
+        """The raw tomogram of the running reconstruction: shown until the regularised one replaces it."""
+        job = self.job
+        if job is None or job.done or job.token.cancelled or self.folder is None:
+            return
+        self.show_volumes(_preview_set(tomogram, self.folder, self.folder.name))
+        self.status.setText(f"{self.folder.name}: raw tomogram shown; regularising …")
+
+    def _finished(self, result: ProcessResult) -> None:
+        folder = self.folder if self.folder is not None else Path(result.name)
+        self._retrieved = (folder, result.retrieved) if result.retrieved is not None else None
+        vs = volume_set_from_result(result, folder, getattr(self, "_run_sideband", None))
         secs = self.job.seconds if self.job is not None else None
         saved = f"; saved to {vs.out_path.name}" if vs.out_path else ""
         warned = f" {len(vs.warnings)} warning(s): see above the views." if vs.warnings else ""
@@ -889,6 +808,9 @@ class ReconstructionTab(QWidget):
 
     def _cancelled(self) -> None:
         self.status.setText("Cancelled.")
+        if self.result is not None and self.result.preview:  # a raw preview of the cancelled run
+            self.result = None
+            self.show_message("Cancelled", "Run the reconstruction again, or choose another measurement.")
 
     # ------------------------------------------------------------------ display
     def show_volumes(self, vs: VolumeSet) -> None:
@@ -927,7 +849,7 @@ class ReconstructionTab(QWidget):
         self.right_stack.setCurrentIndex(1)
         self._show_current(keep=not first)
         self._update_enabled()
-        self.volume_shown.emit(vs)
+        (self.raw_shown if vs.preview else self.volume_shown).emit(vs)
 
     def _show_warnings(self, vs: VolumeSet) -> None:
         """The banner with the processing warnings of ``vs`` (hidden when none) and its side-band line."""

@@ -1,50 +1,69 @@
 """One measurement end to end: import → retrieve → screen → reconstruct → regularise → write.
 
-:func:`process_measurement` is the single engine entry point the GUI, the headless
-``odt-studio batch`` and Dask workers all call. :func:`process_folder` is its picklable
-``(folder, out_path) -> dict`` form for :func:`engine.pipeline.batch.run_batch`, and
-:func:`run_batch_command` implements the ``batch`` subcommand of ``docs/formats.md`` §3.
+:func:`process_measurement` is the single engine entry point: the GUI's Reconstruction tab,
+the headless ``odt-studio batch``, Dask workers and the tests all call it, with one options
+type, :class:`ProcessOptions`. Beside the options it takes what a desktop session already
+has: a screening decision made elsewhere (the project's, with manual overrides), fields
+retrieved earlier (a re-reconstruction with other options does not retrieve again) and a
+callback that receives the raw tomogram as soon as it exists, before a long regularisation.
+:func:`process_folder` is its picklable ``(folder, out_path) -> dict`` form for
+:func:`engine.pipeline.batch.run_batch`, and :func:`run_batch_command` implements the
+``batch`` subcommand of ``docs/formats.md`` §3.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from types import SimpleNamespace
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
 from ..measurement import Measurement
+from ..metadata import MeasurementMetadata
 from ..progress import CancelToken, check_cancel, report, sub_progress
 
 __all__ = [
     "ProcessOptions",
     "ProcessResult",
-    "FeatureNotAvailable",
     "process_measurement",
     "process_folder",
     "run_batch_command",
+    "fields_reusable",
+    "stored_fields",
+    "learned_regularizer_available",
 ]
 
+#: TV outer (FISTA) and inner (FGP) iterations by default (as ``engine.tomography.reconstruct``)
+DEFAULT_TV_OUTER_ITERATIONS = 30
+DEFAULT_TV_INNER_ITERATIONS = 20
 
-class FeatureNotAvailable(RuntimeError):
-    """An option asks for a processing step that this version does not have yet."""
+
+def _default_tv_weight() -> float:
+    """``engine.tomography.reconstruct.DEFAULT_TV_WEIGHT`` (imported late: it pulls in PyTorch)."""
+    from ..tomography.reconstruct import DEFAULT_TV_WEIGHT
+
+    return float(DEFAULT_TV_WEIGHT)
 
 
 @dataclass(frozen=True)
 class ProcessOptions:
-    """What to do with one measurement (the ``odt-studio batch`` options).
+    """What to do with one measurement: the one options type of the batch, the GUI and the tests.
 
     Attributes
     ----------
     screen : {"model", "rule", "none"}
-        Field screening: the shipped CNN, the rule-based Fourier-peak metric, or keep all.
+        Field screening when no decision is given to :func:`process_measurement`: the shipped
+        CNN, the rule-based Fourier-peak metric, or keep all (fields whose retrieval failed
+        outright are excluded whatever the screen, :func:`failed_retrievals`).
     regularize : {"none", "tv", "deep"}
-        Missing-cone regularisation written beside the raw tomogram.
+        Missing-cone regularisation written beside the raw tomogram (``ri_tv``, ``ri_deep``).
     birefringence : bool
         Also reconstruct n_e, n_o and the director (polarisation-resolved data only).
     birefringence_method : {"dtt", "learned"}
@@ -52,8 +71,14 @@ class ProcessOptions:
         from the network, the director from DTT; only for the setup the model was trained at).
     device : {"auto", "cpu", "cuda"}
     method : {"rytov", "born"}
-    non_negativity : bool
-        Gerchberg–Papoulis n ≥ n_m on ``tomogram/ri``.
+    non_negativity : bool or int
+        Gerchberg–Papoulis n ≥ n_m on ``tomogram/ri``: True for the engine's default number of
+        iterations (50), an int for that many, False or 0 for none.
+    tv_weight : float
+        TV weight τ in units of the scattering potential ``(n/n_m)² − 1``; must be > 0
+        (default ``engine.tomography.reconstruct.DEFAULT_TV_WEIGHT``, 5e-4).
+    tv_outer_iterations, tv_inner_iterations : int
+        FISTA iterations and TV-proximal (FGP) iterations per FISTA iteration (30 × 20).
     shape_z : int or None
         Axial voxels (default: the reconstruction's own default).
     threshold : float
@@ -70,25 +95,77 @@ class ProcessOptions:
     birefringence_method: str = "dtt"
     device: str = "auto"
     method: str = "rytov"
-    non_negativity: bool = True
+    non_negativity: bool | int = True
     shape_z: Optional[int] = None
     threshold: float = 0.5
     sideband: str = "auto"
+    tv_weight: float = field(default_factory=_default_tv_weight)
+    tv_outer_iterations: int = DEFAULT_TV_OUTER_ITERATIONS
+    tv_inner_iterations: int = DEFAULT_TV_INNER_ITERATIONS
 
     def __post_init__(self) -> None:
-        if self.sideband not in ("auto", "as-given"):
-            raise ValueError(f"sideband must be 'auto' or 'as-given', got {self.sideband!r}")
-        if self.screen not in ("model", "rule", "none"):
-            raise ValueError(f"screen must be 'model', 'rule' or 'none', got {self.screen!r}")
-        if self.birefringence_method not in ("dtt", "learned"):
-            raise ValueError(f"birefringence_method must be 'dtt' or 'learned', got {self.birefringence_method!r}")
-        if self.regularize not in ("none", "tv", "deep"):
-            raise ValueError(f"regularize must be 'none', 'tv' or 'deep', got {self.regularize!r}")
+        choices = {"sideband": ("auto", "as-given"), "screen": ("model", "rule", "none"),
+                   "birefringence_method": ("dtt", "learned"), "regularize": ("none", "tv", "deep"),
+                   "method": ("rytov", "born")}
+        for name, allowed in choices.items():
+            v = getattr(self, name)
+            if v not in allowed:
+                raise ValueError(f"{name} must be {' or '.join(repr(a) for a in allowed)}, got {v!r}")
+        if not (np.isfinite(self.tv_weight) and self.tv_weight > 0):
+            raise ValueError(f"tv_weight must be > 0 (a zero weight is no TV at all), got {self.tv_weight!r}")
+        if min(int(self.tv_outer_iterations), int(self.tv_inner_iterations)) < 1:
+            raise ValueError("tv_outer_iterations and tv_inner_iterations must be >= 1")
+        if int(self.non_negativity) < 0:
+            raise ValueError(f"non_negativity must be a bool or an iteration count >= 0, got {self.non_negativity!r}")
+        if self.shape_z is not None and int(self.shape_z) < 2:
+            raise ValueError(f"shape_z must be >= 2 (or None), got {self.shape_z!r}")
+
+    @property
+    def non_negativity_iterations(self) -> int:
+        """Gerchberg–Papoulis iterations asked for (0 = off)."""
+        if self.non_negativity is True:
+            from ..tomography.constraints import DEFAULT_NON_NEGATIVITY_ITERATIONS
+
+            return int(DEFAULT_NON_NEGATIVITY_ITERATIONS)
+        return int(self.non_negativity or 0)
+
+    def describe(self) -> str:
+        """Short label for a person, e.g. ``"Rytov + TV"``."""
+        reg = {"none": "", "tv": " + TV", "deep": " + learned"}[self.regularize]
+        return f"{self.method.capitalize()}{reg}"
 
 
 @dataclass
 class ProcessResult:
-    """What :func:`process_measurement` produced (all arrays in memory)."""
+    """What :func:`process_measurement` produced (all arrays in memory).
+
+    Attributes
+    ----------
+    name : str
+        Measurement name (the folder's name).
+    fields, illumination_per_um
+        Retrieved fields (N, H, W) complex64 and their illumination (N, 2), cycles/µm.
+    screening
+        ``score``, ``rule_peak``, ``decision``, ``source``, ``model_name``, ``model_version``.
+    tomogram : engine.tomography.reconstruct.Tomogram
+        ``ri`` and, as asked, ``ri_tv`` or ``ri_deep``.
+    fields_used : int
+    timings_s : dict
+        Seconds per stage (``read``, ``retrieve``, ``screen``, ``reconstruct``, ``regularize_tv`` …).
+    out_path : Path or None
+        The result file written.
+    birefringence
+        Dielectric tensor result (polarised data).
+    retrieval : dict or None
+        ``retrieval/`` of the result file (:func:`retrieval_record`).
+    warnings : list of str
+    metadata : MeasurementMetadata or None
+    retrieved : RetrievedFields or None
+        What the retrieval produced (scalar data); pass it back as ``retrieved=`` to reconstruct
+        again with other options without retrieving again.
+    reused_fields : bool
+        The fields were given (``retrieved=``), not retrieved by this call.
+    """
 
     name: str
     fields: np.ndarray
@@ -101,6 +178,9 @@ class ProcessResult:
     birefringence: Any = None
     retrieval: Any = None
     warnings: list = field(default_factory=list)
+    metadata: Any = None
+    retrieved: Any = None
+    reused_fields: bool = False
 
 
 def _screen(fields, retrieved, meta, options: ProcessOptions, progress, cancel):
@@ -123,8 +203,11 @@ def _screen(fields, retrieved, meta, options: ProcessOptions, progress, cancel):
 def process_measurement(
     measurement: Measurement | str | Path,
     out_path: Optional[str | Path] = None,
-    options: ProcessOptions = ProcessOptions(),
+    options: Optional[ProcessOptions] = None,
     *,
+    screening: Any = None,
+    retrieved: Any = None,
+    on_raw: Optional[Callable[[Any], None]] = None,
     progress: Optional[Callable[..., None]] = None,
     cancel: Optional[CancelToken] = None,
 ) -> ProcessResult:
@@ -135,8 +218,23 @@ def process_measurement(
     measurement : Measurement or path
         An in-memory measurement or a measurement folder (read, never written).
     out_path : path, optional
-        Where to write ``<name>.odt.h5`` (``docs/formats.md`` §2), atomically.
-    options : ProcessOptions
+        Where to write ``<name>.odt.h5`` (``docs/formats.md`` §2), atomically; an existing file
+        is replaced whole.
+    options : ProcessOptions, optional
+        Default ``ProcessOptions()``.
+    screening : ScreeningResult, mapping or object, optional
+        A decision made elsewhere, used instead of ``options.screen`` (scalar data): ``decision``
+        (N,) uint8 (1 = clean) and, optionally, ``score``, ``rule_peak``, ``source`` (default 2,
+        manual) and ``model`` — e.g. a project's decisions with its manual overrides
+        (:func:`engine.pipeline.project_screening.project_screening_record`). One of the wrong
+        length is ignored with a warning. Fields whose retrieval failed are excluded anyway.
+    retrieved : engine.holography.retrieval.RetrievedFields, optional
+        Fields retrieved earlier from this measurement (``ProcessResult.retrieved``, or
+        :func:`stored_fields` of a result file): used as they are, unless they were retrieved
+        under the other side-band setting (:func:`fields_reusable`). Only the metadata is read.
+    on_raw : callable, optional
+        Called once, in the calling thread, with the raw tomogram (a ``Tomogram`` with ``ri``)
+        as soon as it exists, before the regularisation; a GUI can show it meanwhile.
     progress, cancel
         See :mod:`engine.progress`.
 
@@ -148,20 +246,16 @@ def process_measurement(
     ------
     engine.store.folders.MeasurementError
         The folder breaks the measurement contract (the message names folder and file).
-    FeatureNotAvailable
-        An option names a step this version does not have yet.
     ValueError
         Polarisation-resolved data without ``options.birefringence``, or every field screened out.
     engine.progress.Cancelled
     """
-    from ..store.folders import load_measurement
-
-
+    options = options if options is not None else ProcessOptions()
     timings: dict[str, float] = {}
     t = time.perf_counter()
     report(progress, 0.0, "reading the measurement")
-    if not isinstance(measurement, Measurement):
-        measurement = load_measurement(measurement)
+    reuse = retrieved if retrieved is not None and fields_reusable(retrieved, options) else None
+    measurement = _read(measurement, header_only=reuse is not None)
     meta = measurement.metadata
     timings["read"] = time.perf_counter() - t
     check_cancel(cancel)
@@ -170,9 +264,13 @@ def process_measurement(
             raise ValueError(
                 f"{measurement.name}: polarisation-resolved measurement ('frames' in measurement.json): "
                 "process it with the birefringence option (odt-studio batch --birefringence)")
+        if not isinstance(measurement, Measurement):
+            measurement = _read(measurement.path, header_only=False)
         result = _process_polarised(measurement, options, timings, progress, cancel)
     else:
-        result = _process_scalar(measurement, options, timings, progress, cancel)
+        result = _process_scalar(measurement, options, timings, progress, cancel, screening=screening,
+                                 retrieved=reuse, on_raw=on_raw)
+    result.metadata = meta
     if out_path is not None:
         check_cancel(cancel)
         report(progress, 0.97, "writing the result file")
@@ -181,61 +279,170 @@ def process_measurement(
     return result
 
 
-def _process_scalar(measurement: Measurement, options: ProcessOptions, timings: dict,
-                    progress, cancel) -> ProcessResult:
-    from ..holography.retrieval import retrieve_fields
-    from ..tomography.reconstruct import reconstruct
+@dataclass
+class _Header:
+    """A measurement's name, metadata and folder, without its holograms (fields are reused)."""
 
+    name: str
+    metadata: MeasurementMetadata
+    path: Optional[Path] = None
+
+
+def _read(measurement: Measurement | _Header | str | Path, *, header_only: bool) -> Measurement | _Header:
+    """The measurement (holograms and all), or only its metadata when the fields are reused."""
+    from ..store.folders import load_measurement, read_metadata_text
+
+    if isinstance(measurement, (Measurement, _Header)):
+        return measurement
+    path = Path(measurement)
+    text = read_metadata_text(path) if header_only and path.is_dir() else ""
+    if not text:
+        return load_measurement(path)
+    return _Header(name=path.name, metadata=MeasurementMetadata.from_json(text, path / "measurement.json"),
+                   path=path)
+
+
+def fields_reusable(retrieved: Any, options: ProcessOptions) -> bool:
+    """Whether fields retrieved earlier serve ``options``: they exist, and their side band was not
+    chosen by the other side-band rule (a carrier from measurement.json or the caller always serves)."""
+    if retrieved is None or getattr(retrieved, "field", None) is None:
+        return False
+    sb = getattr(retrieved, "sideband", None)
+    if sb is None or sb.source not in ("auto", "as-given"):
+        return True
+    return (sb.source == "as-given") == (options.sideband == "as-given")
+
+
+def _process_scalar(measurement: Measurement | _Header, options: ProcessOptions, timings: dict,
+                    progress, cancel, *, screening: Any = None, retrieved: Any = None,
+                    on_raw: Optional[Callable[[Any], None]] = None) -> ProcessResult:
     meta = measurement.metadata
-
     t = time.perf_counter()
-    retrieved = retrieve_fields(measurement.holograms, measurement.backgrounds, meta, device=options.device,
-                                sideband=options.sideband,
-                                progress=sub_progress(progress, 0.02, 0.35, "retrieval: "), cancel=cancel)
+    if retrieved is None:
+        from ..holography.retrieval import retrieve_fields
+
+        retrieved = retrieve_fields(measurement.holograms, measurement.backgrounds, meta, device=options.device,
+                                    sideband=options.sideband,
+                                    progress=sub_progress(progress, 0.02, 0.35, "retrieval: "), cancel=cancel)
+        reused = False
+    else:
+        report(progress, 0.35, "reusing the retrieved fields")
+        reused = True
     timings["retrieve"] = time.perf_counter() - t
 
     t = time.perf_counter()
     report(progress, 0.35, "screening fields")
-    screening = _screen(retrieved.field, retrieved, meta, options,
-                        sub_progress(progress, 0.35, 0.45, "screening: "), cancel)
+    given, warnings = _given_screening(screening, retrieved, meta, measurement.name, options)
+    chosen = given if given is not None else _screen(retrieved.field, retrieved, meta, options,
+                                                     sub_progress(progress, 0.35, 0.45, "screening: "), cancel)
     timings["screen"] = time.perf_counter() - t
-    failed, why = failed_retrievals(retrieved)
-    guard_warnings = []
-    if failed.any():
-        screening.decision = np.where(failed, 0, screening.decision).astype(np.uint8)
-        screening.source = np.where(failed & (np.asarray(screening.source) != 2), 1, screening.source).astype(np.uint8)
-        guard_warnings.append(f"{measurement.name}: {int(failed.sum())} field(s) excluded whatever the screening "
-                              f"said, because their retrieval failed: {why}")
-    decision = np.asarray(screening.decision, dtype=np.uint8)
+    warnings += _exclude_failed(chosen, retrieved, measurement.name)
+    decision = np.asarray(chosen.decision, dtype=np.uint8)
     if decision.sum() == 0:
         raise ValueError(f"{measurement.name}: screening marked every field noisy; nothing to reconstruct")
 
+    tomogram = _reconstruct_stages(retrieved, meta, decision, options, timings, on_raw, progress, cancel)
+    return ProcessResult(name=measurement.name, fields=retrieved.field,
+                         illumination_per_um=np.asarray(retrieved.illumination_per_um),
+                         screening=chosen, tomogram=tomogram, fields_used=int(decision.sum()),
+                         timings_s=timings, retrieval=retrieval_record(retrieved),
+                         warnings=warnings + contrast_warnings(measurement.name, retrieved, decision),
+                         retrieved=retrieved, reused_fields=reused)
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
+def _given_screening(screening: Any, retrieved: Any, meta: MeasurementMetadata, name: str,
+                     options: ProcessOptions) -> tuple[Optional[SimpleNamespace], list[str]]:
+    """A screening record (as :func:`_screen` returns) from a decision made elsewhere, or None."""
+    if screening is None or _get(screening, "decision") is None:
+        return None, []
+    n = retrieved.field.shape[0]
+    decision = np.asarray(_get(screening, "decision"), np.uint8).ravel()
+    if decision.shape != (n,):
+        return None, [f"{name}: the given screening has {decision.size} decisions for {n} fields; "
+                      f"screened with '{options.screen}' instead"]
+
+    def column(key: str, default: Callable[[], np.ndarray], dtype) -> np.ndarray:
+        v = _get(screening, key)
+        v = None if v is None else np.asarray(v, dtype).ravel()
+        return v if v is not None and v.shape == (n,) else default().astype(dtype)
+
+    def rule() -> np.ndarray:
+        from ..screening.rule import rule_peak_metric
+
+        return rule_peak_metric(retrieved.field, retrieved.illumination_per_um, retrieved.pixel_size_um,
+                                meta.wavelength_um)
+
+    model = _get(screening, "model")
+    if model is None:
+        model = f"{_get(screening, 'model_name') or ''} {_get(screening, 'model_version') or ''}".strip()
+    return SimpleNamespace(score=column("score", lambda: np.full(n, np.nan), np.float32),
+                           rule_peak=column("rule_peak", rule, np.float32), decision=decision,
+                           source=column("source", lambda: np.full(n, 2), np.uint8),
+                           model_name=str(model or "given"), model_version=""), []
+
+
+def _exclude_failed(screening: Any, retrieved: Any, name: str) -> list[str]:
+    """Exclude the fields whose retrieval failed outright (in place); a warning when there are any."""
+    failed, why = failed_retrievals(retrieved)
+    if not failed.any():
+        return []
+    screening.decision = np.where(failed, 0, screening.decision).astype(np.uint8)
+    screening.source = np.where(failed & (np.asarray(screening.source) != 2), 1, screening.source).astype(np.uint8)
+    return [f"{name}: {int(failed.sum())} field(s) excluded whatever the screening said, because their "
+            f"retrieval failed: {why}"]
+
+
+def _reconstruct_stages(retrieved: Any, meta: MeasurementMetadata, decision: np.ndarray, options: ProcessOptions,
+                        timings: dict, on_raw: Optional[Callable[[Any], None]], progress, cancel):
+    """Raw tomogram (with non-negativity), handed to ``on_raw``; then the regularisation asked for."""
+    from ..tomography.reconstruct import reconstruct
+
+    reg = options.regularize
+    raw_end = {"none": 0.97, "tv": 0.6, "deep": 0.9}[reg]
     t = time.perf_counter()
     rec_field, rec_phase = _reconstruction_inputs(retrieved)
     tomogram = reconstruct(
-        rec_field, retrieved.illumination_per_um, meta, method=options.method,
-        shape_z=options.shape_z, decision=decision, non_negativity=options.non_negativity,
-        regularization="tv" if options.regularize == "tv" else None, unwrapped_phase=rec_phase,
-        device=options.device, keep_fourier=options.regularize == "deep",
-        progress=sub_progress(progress, 0.45, 0.9 if options.regularize == "deep" else 0.97, "reconstruction: "),
-        cancel=cancel)
+        rec_field, retrieved.illumination_per_um, meta, method=options.method, shape_z=options.shape_z,
+        decision=decision, non_negativity=options.non_negativity, regularization=None, unwrapped_phase=rec_phase,
+        device=options.device, keep_fourier=reg != "none",
+        progress=sub_progress(progress, 0.45, raw_end, "reconstruction: "), cancel=cancel)
     timings["reconstruct"] = time.perf_counter() - t
-    if options.regularize == "deep":
+    if on_raw is not None:
+        on_raw(dataclasses.replace(tomogram, fourier=None, timings_s=dict(tomogram.timings_s)))
+    check_cancel(cancel)
+    if reg == "tv":
+        t = time.perf_counter()
+        tomogram.ri_tv = _tv_volume(tomogram, options, sub_progress(progress, raw_end, 0.97, "total variation: "),
+                                    cancel)
+        timings["regularize_tv"] = tomogram.timings_s["tv"] = time.perf_counter() - t
+    elif reg == "deep":
         from ..tomography.deep_regularizer import regularize_deep_fourier
 
         t = time.perf_counter()
         # the network was trained on the plain Rytov volume, not on the constrained one
         tomogram.ri_deep = regularize_deep_fourier(
             tomogram.fourier, device=options.device,
-            progress=sub_progress(progress, 0.9, 0.97, "learned regulariser: "), cancel=cancel)
-        tomogram.fourier = None
+            progress=sub_progress(progress, raw_end, 0.97, "learned regulariser: "), cancel=cancel)
         timings["regularize_deep"] = time.perf_counter() - t
+    tomogram.fourier = None
+    return tomogram
 
-    return ProcessResult(name=measurement.name, fields=retrieved.field,
-                         illumination_per_um=np.asarray(retrieved.illumination_per_um),
-                         screening=screening, tomogram=tomogram, fields_used=int(decision.sum()),
-                         timings_s=timings, retrieval=retrieval_record(retrieved),
-                         warnings=guard_warnings + contrast_warnings(measurement.name, retrieved, decision))
+
+def _tv_volume(tomogram: Any, options: ProcessOptions, progress, cancel) -> np.ndarray:
+    """``ri_tv`` (Z, Y, X) float32: TV with non-negativity on the measured spectrum (what
+    ``reconstruct(regularization="tv")`` computes, as a stage of its own)."""
+    import torch
+
+    from ..tomography.fourier_mapping import scattering_potential_to_ri
+    from ..tomography.tv import regularize_tv
+
+    x = regularize_tv(tomogram.fourier, weight=options.tv_weight, outer_iterations=options.tv_outer_iterations,
+                      inner_iterations=options.tv_inner_iterations, progress=progress, cancel=cancel)
+    return scattering_potential_to_ri(x, tomogram.medium_index).to(torch.float32).cpu().numpy()
 
 
 #: a field whose median |U/U_bg| is outside this range holds no usable light (a blank or dropped frame)
@@ -442,6 +649,61 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
         retrieval=result.retrieval,
         extra_attrs={"warnings": json.dumps(list(result.warnings))} if result.warnings else None,
     )
+
+
+def stored_fields(path: str | Path) -> tuple[Any, MeasurementMetadata]:
+    """Fields of a result file as a ``RetrievedFields`` (for ``process_measurement(retrieved=...)``).
+
+    Returns
+    -------
+    (RetrievedFields, MeasurementMetadata)
+        ``field``, ``illumination_per_um``, the carrier, the side-band choice and the quality
+        numbers as the file's ``retrieval/`` records them. The file holds no unwrapped phase, so
+        the reconstruction unwraps the stored fields itself (not the guided unwrapping of a fresh
+        retrieval): a tomogram from stored fields may differ slightly from one retrieved anew.
+
+    Raises
+    ------
+    ValueError
+        The file holds no fields.
+    """
+    from ..holography.quality import QUALITY_KEYS, RetrievalQuality
+    from ..holography.retrieval import RetrievedFields, SidebandChoice
+    from ..store.results import read_result
+
+    res = read_result(path, groups=["fields", "retrieval"])
+    if res.fields is None or res.illumination_per_um is None:
+        raise ValueError(f"'{path}' holds no retrieved fields (fields/field)")
+    meta = MeasurementMetadata.from_json(res.measurement_json, f"{path}: measurement_json")
+    attrs = dict(res.retrieval.attrs) if res.retrieval is not None else {}
+    quality = dict(res.retrieval.quality) if res.retrieval is not None else {}
+    sideband = None
+    if attrs.get("sideband_source"):
+        sideband = SidebandChoice(
+            source=str(attrs["sideband_source"]), flipped=bool(attrs.get("sideband_flipped", False)),
+            integrated_phase_rad_um2=float(attrs.get("sideband_integrated_phase_rad_um2", np.nan)),
+            confidence=float(attrs.get("sideband_confidence", np.nan)),
+            ambiguous=bool(attrs.get("sideband_ambiguous", False)))
+    return RetrievedFields(
+        field=np.asarray(res.fields), illumination_per_um=np.asarray(res.illumination_per_um, np.float64),
+        carrier_per_um=np.asarray(attrs.get("carrier_per_um", (np.nan, np.nan)), np.float64),
+        pixel_size_um=float(meta.pixel_size_um), sideband=sideband,
+        quality=RetrievalQuality(**{k: quality[k] for k in QUALITY_KEYS}) if set(QUALITY_KEYS) <= set(quality)
+        else None,
+        unwrap_method=str(attrs.get("unwrap_method", ""))), meta
+
+
+def learned_regularizer_available() -> bool:
+    """True when the learned regulariser's weights and model card are shipped in ``resources/models``."""
+    try:
+        from ..tomography import deep_regularizer
+    except Exception:  # noqa: BLE001 - a broken optional module: not available
+        return False
+    from ..resources import models_dir
+
+    name = deep_regularizer.DEFAULT_MODEL_NAME
+    d = models_dir()
+    return (d / f"{name}.safetensors").is_file() and (d / f"{name}.json").is_file()
 
 
 def process_folder(folder: Path, out_path: Path, *, screen: str = "model", regularize: str = "none",

@@ -42,7 +42,7 @@ import numpy as np
 from ..progress import CancelToken, check_cancel, report, sub_progress
 
 __all__ = ["ProjectScreening", "load_screening_model", "screen_project_measurement", "NO_MODEL_NOTE",
-           "sideband_description", "project_sideband", "stored_retrieval",
+           "sideband_description", "project_sideband", "stored_retrieval", "project_screening_record",
            "SOURCE_MODEL", "SOURCE_RULE", "SOURCE_MANUAL"]
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,30 @@ def project_sideband(project: Any) -> str:
     except Exception:  # noqa: BLE001 - a project object without settings: the default
         return "auto"
     return v if v in ("auto", "as-given") else "auto"
+
+
+def project_screening_record(project: Any, measurement_id: int) -> Optional[Any]:
+    """The project's screening of a measurement as the result file stores it, or None if never screened.
+
+    Returns
+    -------
+    engine.store.results.ScreeningResult or None
+        ``score`` and ``rule_peak`` of the latest run (None when there are only manual decisions), ``decision`` and ``source`` with the manual
+        overrides applied (:meth:`engine.store.project.Project.decisions`), ``model`` the run's
+        model name and version: what :func:`engine.pipeline.process.process_measurement` takes as
+        ``screening=`` so that a reconstruction follows the review.
+    """
+    from ..store.results import ScreeningResult
+
+    db = project.screening(measurement_id)
+    decision, source = (np.asarray(a, np.uint8) for a in project.decisions(measurement_id))
+    if not db["run"]:
+        if not (source == SOURCE_MANUAL).any():
+            return None
+        # manual decisions only: the pipeline fills in the rule metric (and no model score)
+        return ScreeningResult(score=None, rule_peak=None, decision=decision, source=source, model="manual")
+    return ScreeningResult(score=np.asarray(db["score"], np.float32), rule_peak=np.asarray(db["rule_peak"], np.float32),
+                           decision=decision, source=source, model=f"{db['model_name']} {db['model_version']}".strip())
 
 
 def sideband_description(retrieval: Optional[dict], setting: str = "auto") -> str:

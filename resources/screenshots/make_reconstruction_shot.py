@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.jobs import JobRunner
-    from app.tabs.reconstruction_tab import ReconstructionOptions, ReconstructionTab
+    from app.tabs.reconstruction_tab import ReconstructionTab
+    from engine.pipeline.process import ProcessOptions
     from app.theme import apply_theme
 
     app = QApplication.instance() or QApplication([])
@@ -60,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         tab.resize(1280, 800)
         tab.show()
         tab.show_measurement(folder)
-        opts = ReconstructionOptions(method="rytov", non_negativity_iterations=30, regularization="tv",
-                                     tv_weight=tab.tv_weight.value(), tv_outer_iterations=15,
-                                     tv_inner_iterations=20, shape_z=48, device=args.device)
+        opts = ProcessOptions(screen="none", method="rytov", non_negativity=30, regularize="tv",
+                              tv_weight=tab.tv_weight.value(), tv_outer_iterations=15,
+                              tv_inner_iterations=20, shape_z=48, device=args.device)
         # show the parameters used in the form, as a user would have set them
         tab.reg_combo.setCurrentIndex(tab.reg_combo.findData("tv"))
         tab.nonneg_iter.setValue(opts.non_negativity_iterations)

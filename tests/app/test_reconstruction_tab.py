@@ -12,9 +12,10 @@ from PySide6.QtCore import QTimer, Qt
 
 from app.jobs import JobRunner, JobState
 from app.tabs import reconstruction_tab as rt
-from app.tabs.reconstruction_tab import ReconstructionOptions, ReconstructionTab, VolumeSet
+from app.tabs.reconstruction_tab import ReconstructionTab, VolumeSet
+from engine.pipeline.process import ProcessOptions
 
-FAST = ReconstructionOptions(method="rytov", non_negativity_iterations=20, device="cpu")
+FAST = ProcessOptions(screen="none", method="rytov", non_negativity=20, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +136,7 @@ def test_run_reconstruction_shows_the_bead_and_writes_the_project_result(qtbot, 
     # the project's screening: a field overridden to noisy is left out
     project.set_override(mid, 0, 0)
     with qtbot.waitSignal(tab.volume_shown, timeout=120_000):
-        job2 = tab.run(ReconstructionOptions(method="born", non_negativity_iterations=0, device="cpu"))
+        job2 = tab.run(ProcessOptions(screen="none", method="born", non_negativity=0, device="cpu"))
     assert job2.state is JobState.FINISHED and tab.result.method == "born"
     assert tab.result.fields_used == 14 and "14 of 15 fields" in tab.info.text()
     # choosing the measurement again later shows the tomogram saved in the project
@@ -153,8 +154,8 @@ def test_run_reconstruction_shows_the_bead_and_writes_the_project_result(qtbot, 
 @pytest.mark.slow
 def test_cancel_stops_a_running_reconstruction_promptly(qtbot, tab, bead_folder, runner):
     tab.show_measurement(bead_folder)
-    slow = ReconstructionOptions(non_negativity_iterations=1000, regularization="tv", tv_outer_iterations=500,
-                                 tv_inner_iterations=50, device="cpu")
+    slow = ProcessOptions(screen="none", non_negativity=1000, regularize="tv", tv_outer_iterations=500,
+                          tv_inner_iterations=50, device="cpu")
     job = tab.run(slow)
     assert job is not None
     # let it get into the heavy iterative part (the non-negativity iterations)
@@ -177,7 +178,7 @@ def test_learned_regulariser_runs_and_is_shown_beside_the_raw_tomogram(qtbot, ta
     tab.reg_combo.setCurrentIndex(tab.reg_combo.findData("deep"))
     tab.nonneg_iter.setValue(5)
     tab.device_combo.setCurrentIndex(tab.device_combo.findData("cpu"))
-    assert tab.options().regularization == "deep"
+    assert tab.options().regularize == "deep"
     with qtbot.waitSignal(tab.volume_shown, timeout=120_000):
         tab.run_button.click()
     vs = tab.result
@@ -291,7 +292,7 @@ def test_learned_regulariser_is_offered_only_when_its_weights_exist(qtbot, runne
     qtbot.addWidget(t)
     i = t.reg_combo.findData("deep")
     assert not t.reg_combo.model().item(i).isEnabled()
-    assert "not landed" in t.reg_combo.itemData(i, Qt.ItemDataRole.ToolTipRole)
+    assert "not installed" in t.reg_combo.itemData(i, Qt.ItemDataRole.ToolTipRole)
     monkeypatch.setattr(rt, "deep_regularizer_available", lambda: True)
     t2 = ReconstructionTab(runner)
     qtbot.addWidget(t2)

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from app.tabs.import_tab import ImportTab, sideband_status
-from app.tabs.reconstruction_tab import ReconstructionOptions, ReconstructionTab
+from app.tabs.reconstruction_tab import ReconstructionTab
 from app.tabs.screening_tab import ScreeningData, ScreeningTab
 from engine.holography.quality import QUALITY_KEYS
+from engine.pipeline.process import ProcessOptions
 from engine.store.project import Project
 from engine.store.results import read_result
 
@@ -154,7 +155,7 @@ def test_conjugate_carrier_warns_in_review_and_reconstruction(qtbot, tab, runner
     rec.show_measurement(acq / "beads_conj")
     assert rec.warning_banner.isHidden()
     with qtbot.waitSignal(rec.volume_shown, timeout=60000) as blocker:
-        rec.run(ReconstructionOptions(non_negativity_iterations=0, shape_z=16, device="cpu"))
+        rec.run(ProcessOptions(screen="none", non_negativity=0, shape_z=16, device="cpu"))
     vs = blocker.args[0]
     assert vs.warnings and not rec.warning_banner.isHidden()
     assert "negative" in rec.warning_banner.text() and "warning" in rec.status.text()
@@ -173,7 +174,7 @@ def test_reconstruction_uses_the_project_setting(qtbot, runner, settings, acq, p
     rec.show_measurement(acq / "beads_auto")
     assert rec.options().sideband == "as-given"
     with qtbot.waitSignal(rec.volume_shown, timeout=60000) as blocker:
-        rec.run(ReconstructionOptions(non_negativity_iterations=0, shape_z=16, device="cpu", sideband="as-given"))
+        rec.run(ProcessOptions(screen="none", non_negativity=0, shape_z=16, device="cpu", sideband="as-given"))
     vs = blocker.args[0]
     assert vs.retrieval["attrs"]["sideband_source"] == "as-given" and not vs.warnings
     assert "as given" in rec.sideband_label.text() and rec.warning_banner.isHidden()
