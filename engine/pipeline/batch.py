@@ -21,6 +21,11 @@ unless ``force=True``; because result files are only ever renamed into place, a 
 killed with SIGKILL leaves no corrupt result and simply resumes. Folders known to be
 unprocessable beforehand (``unprocessable``: e.g. images without ``measurement.json``) get a
 ``"failed"`` row too, so every folder that looks like a measurement is accounted for.
+
+With ``log_dir`` (``odt-studio batch`` passes ``<out_dir>/logs``), every folder processed gets
+``<log_dir>/<name>.log``: what happened, its warnings, the log records its processing emitted
+and, for a failure, the full traceback (``docs/formats.md`` §3). :class:`BatchConsole` prints
+the batch's lines to a terminal at a chosen level, with a progress bar when stderr is one.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import logging
 import multiprocessing
 import os
 import pickle
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -52,6 +59,7 @@ __all__ = [
     "STATUS_CANCELLED",
     "BatchItem",
     "BatchSummary",
+    "BatchConsole",
     "run_batch",
     "run_one",
     "result_names",
@@ -59,6 +67,8 @@ __all__ = [
 ]
 
 SUMMARY_NAME = "summary.csv"
+LOG_DIR_NAME = "logs"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 SUMMARY_COLUMNS = ("name", "status", "error", "fields_used", "seconds")
 STATUS_OK, STATUS_FAILED, STATUS_SKIPPED, STATUS_CANCELLED = "ok", "failed", "skipped", "cancelled"
 _PENDING = "pending"
@@ -86,6 +96,10 @@ class BatchItem:
         Wall time of ``process_one`` on its worker.
     info : dict
         Everything ``process_one`` returned.
+    traceback : str
+        Full traceback of a failure ("" otherwise).
+    log_path : Path or None
+        The folder's log file (``run_batch(log_dir=...)``), when one was written.
     """
 
     name: str
@@ -96,6 +110,15 @@ class BatchItem:
     fields_used: Optional[int] = None
     seconds: float = 0.0
     info: dict = field(default_factory=dict)
+    traceback: str = ""
+    log_path: Optional[Path] = None
+
+    def as_dict(self) -> dict:
+        """JSON-ready record (``odt-studio batch --json``)."""
+        return {"name": self.name, "folder": str(self.folder), "result": str(self.out_path),
+                "status": self.status, "error": self.error, "fields_used": self.fields_used,
+                "seconds": round(self.seconds, 3), "warnings": [str(w) for w in self.info.get("warnings") or ()],
+                "log": str(self.log_path) if self.log_path is not None else None}
 
 
 @dataclass
@@ -136,6 +159,13 @@ class BatchSummary:
     def failed(self) -> list[BatchItem]:
         return [it for it in self.items if it.status == STATUS_FAILED]
 
+    def as_dict(self) -> dict:
+        """JSON-ready summary (``odt-studio batch --json``, ``docs/formats.md`` §3)."""
+        return {"out_dir": str(self.out_dir), "summary_csv": str(self.summary_csv),
+                "seconds": round(self.seconds, 3), "where": self.where,
+                "counts": {s: self.count(s) for s in (STATUS_OK, STATUS_FAILED, STATUS_SKIPPED, STATUS_CANCELLED)},
+                "exit_code": self.exit_code, "items": [it.as_dict() for it in self.items]}
+
 
 # ---------------------------------------------------------------------------- worker side
 def _one_line(text: str, limit: int = 2000) -> str:
@@ -143,28 +173,215 @@ def _one_line(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def run_one(process_one: Callable[[Path, Path], dict], folder: str | Path, out_path: str | Path) -> dict:
+class _ThreadRecords(logging.Handler):
+    """Collects the formatted log records of one thread (a Dask worker runs tasks in threads)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.thread = threading.get_ident()
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            try:
+                self.lines.append(self.format(record))
+            except Exception:  # a bad record must not fail the folder
+                self.lines.append(f"{record.levelname} {record.name}: {record.msg!r}")
+
+
+def _level(level: int | str | None) -> Optional[int]:
+    if level is None or isinstance(level, int):
+        return level
+    value = logging.getLevelName(str(level).upper())
+    if not isinstance(value, int):
+        raise ValueError(f"unknown log level {level!r} (one of {', '.join(LOG_LEVELS)})")
+    return value
+
+
+def run_one(process_one: Callable[[Path, Path], dict], folder: str | Path, out_path: str | Path,
+            log_level: int | str | None = None) -> dict:
     """Run ``process_one(folder, out_path)`` and never raise (runs on the worker).
+
+    With ``log_level``, the :mod:`logging` records that this thread emits at that level or above
+    while ``process_one`` runs are returned as ``log`` (lines), for the folder's log file.
 
     Returns
     -------
     dict
-        ``status`` ("ok" or "failed"), ``error`` (one line), ``traceback``, ``seconds``
-        and ``info`` (the dict ``process_one`` returned).
+        ``status`` ("ok" or "failed"), ``error`` (one line), ``traceback``, ``seconds``,
+        ``info`` (the dict ``process_one`` returned) and ``log``.
     """
     t0 = time.perf_counter()
     folder, out_path = Path(folder), Path(out_path)
+    level = _level(log_level)
+    records = _ThreadRecords(level) if level is not None else None
+    root = logging.getLogger()
+    old_level = root.level
+    if records is not None:
+        root.addHandler(records)
+        if root.level > level:
+            root.setLevel(level)
     try:
         info = process_one(folder, out_path)
         info = dict(info) if info else {}
         if not out_path.is_file():
             raise RuntimeError(f"process_one returned without writing '{out_path}'")
-        return {"status": STATUS_OK, "error": "", "traceback": "", "seconds": time.perf_counter() - t0,
-                "info": info}
+        res = {"status": STATUS_OK, "error": "", "traceback": "", "seconds": time.perf_counter() - t0, "info": info}
     except Exception as e:  # a bad folder must not stop the batch
         msg = str(e) if isinstance(e, ValueError) and str(folder) in str(e) else f"{type(e).__name__}: {e}"
-        return {"status": STATUS_FAILED, "error": _one_line(msg), "traceback": traceback.format_exc(),
-                "seconds": time.perf_counter() - t0, "info": {}}
+        res = {"status": STATUS_FAILED, "error": _one_line(msg), "traceback": traceback.format_exc(),
+               "seconds": time.perf_counter() - t0, "info": {}}
+    finally:
+        if records is not None:
+            root.removeHandler(records)
+            root.setLevel(old_level)
+    res["log"] = records.lines if records is not None else []
+    return res
+
+
+def _options_text(process_one: Callable) -> str:
+    """The keyword options of a ``functools.partial`` process function, for the folder log."""
+    parts = []
+    func = process_one
+    while isinstance(func, functools.partial):
+        parts = [f"{k}={v!r}" for k, v in func.keywords.items()] + parts
+        func = func.func
+    name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
+    return f"{name}({', '.join(parts)})"
+
+
+def write_folder_log(path: Path, item: BatchItem, *, options: str = "", log_lines: Iterable[str] = ()) -> Path:
+    """Write one folder's log file (what happened; warnings; log records; the traceback)."""
+    out = [f"odt-studio batch: {item.name}",
+           f"time: {time.strftime('%Y-%m-%d %H:%M:%S %z')}",
+           f"folder: {item.folder}",
+           f"result: {item.out_path}",
+           f"status: {item.status}",
+           f"seconds: {item.seconds:.3f}"]
+    if item.fields_used is not None:
+        out.append(f"fields used: {item.fields_used}")
+    if options:
+        out.append(f"processing: {options}")
+    if item.error:
+        out.append(f"error: {item.error}")
+    warnings = list(item.info.get("warnings") or ())
+    if warnings:
+        out += ["", "warnings:"] + [f"  {w}" for w in warnings]
+    lines = list(log_lines)
+    if lines:
+        out += ["", "log:"] + [f"  {line}" for line in lines]
+    if item.traceback:
+        out += ["", "traceback:", item.traceback.rstrip()]
+    elif item.status == STATUS_FAILED:
+        out += ["", "traceback: none (the folder was not processed, or its worker process died; see error)"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(out) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------- terminal
+class _ConsoleHandler(logging.Handler):
+    def __init__(self, console: "BatchConsole") -> None:
+        super().__init__()
+        self.console = console
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.name == BatchConsole.LOGGER:
+            return msg  # the batch's own lines, as they always were
+        return f"{record.levelname.lower()}: {record.name}: {msg}"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.write(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+class BatchConsole:
+    """The terminal side of ``odt-studio batch``.
+
+    While open, the records of the ``engine`` loggers at ``level`` or above — the batch's own
+    lines (``[k/n] name: status``, ``warning: ...``) and whatever the engine logs — are printed
+    to ``stream`` (default stderr). With ``progress_bar`` (default: when ``stream`` is a
+    terminal) a tqdm bar of the folders done stays under those lines. Use as a context manager;
+    :attr:`logger` goes to :func:`run_batch`'s ``logger`` and :meth:`progress` to its
+    ``progress``.
+    """
+
+    LOGGER = "engine.pipeline.batch"
+
+    def __init__(self, level: int | str = "info", *, progress_bar: Optional[bool] = None, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.level = _level(level)
+        if progress_bar is None:
+            isatty = getattr(self.stream, "isatty", None)
+            progress_bar = bool(isatty()) if callable(isatty) else False
+        self.progress_bar = progress_bar
+        self.bar: Any = None
+        self.logger = logging.getLogger(self.LOGGER)
+        self._handler = _ConsoleHandler(self)
+        self._engine = logging.getLogger("engine")
+        self._engine_level = self._engine.level
+        self._open = False
+
+    def __enter__(self) -> "BatchConsole":
+        self._handler.setLevel(self.level or logging.INFO)
+        self._engine.addHandler(self._handler)
+        self._engine.setLevel(self.level or logging.INFO)
+        self._open = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def stop_bar(self) -> None:
+        """Close the progress bar (lines printed from now on come after it)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def close(self) -> None:
+        self.stop_bar()
+        if self._open:
+            self._engine.removeHandler(self._handler)
+            self._engine.setLevel(self._engine_level)
+            self._open = False
+
+    def start(self, total: int) -> None:
+        """Show the progress bar for ``total`` folders (if there is to be one)."""
+        if self.progress_bar and total > 0 and self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, file=self.stream, unit="folder", desc="batch", dynamic_ncols=True)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """A :mod:`engine.progress` callback that moves the bar."""
+        if self.bar is None:
+            return
+        n = min(self.bar.total, max(0, int(round(fraction * self.bar.total))))
+        if n > self.bar.n:
+            self.bar.update(n - self.bar.n)
+        if message:
+            self.bar.set_postfix_str(message[:60])
+
+    def write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def info(self, line: str) -> None:
+        self.logger.info(line)
+
+    def warning(self, line: str) -> None:
+        self.logger.warning(line)
+
+    def error(self, line: str) -> None:
+        self.logger.error(line)
 
 
 # ---------------------------------------------------------------------------- summary.csv
@@ -264,7 +481,9 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
               workers: int = 1, scheduler: Any = None, force: bool = False,
               progress: Optional[Callable[..., None]] = None, cancel: Optional[CancelToken] = None,
               log: Optional[Callable[[str], None]] = print, max_in_flight: Optional[int] = None,
-              mp_context: Any = None, unprocessable: Iterable[tuple[str | Path, str]] = ()) -> BatchSummary:
+              mp_context: Any = None, unprocessable: Iterable[tuple[str | Path, str]] = (),
+              log_dir: Optional[str | Path] = None, log_level: int | str = "info",
+              logger: Optional[logging.Logger] = None) -> BatchSummary:
     """Process every folder to ``<out_dir>/<name>.odt.h5`` and write ``summary.csv``.
 
     Parameters
@@ -298,6 +517,15 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
         :func:`engine.store.folders.discover_measurements`). Each gets a ``"failed"`` row with
         its error in ``summary.csv`` and a log line, is never handed to ``process_one`` and
         makes the exit code 1; its name is made unique together with ``folders``.
+    log_dir : path, optional
+        Write ``<log_dir>/<name>.log`` for every folder that is processed or rejected (not for
+        skipped ones, whose earlier log stays): status, error, warnings, the log records of its
+        processing at ``log_level`` or above and, for a failure, the full traceback.
+    log_level : {"debug", "info", "warning", "error"} or int
+        Least level of the log records kept in the folder logs.
+    logger : logging.Logger, optional
+        Send the batch's lines there instead of to ``log``: a failed folder as an error,
+        warnings as warnings, the rest as info.
 
     Returns
     -------
@@ -305,6 +533,9 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
         ``exit_code`` is 0 only if every folder succeeded or was skipped.
     """
     t_start = time.perf_counter()
+    record_level = _level(log_level) if log_dir is not None else None
+    log_dir = Path(log_dir) if log_dir is not None else None
+    options_text = _options_text(process_one) if log_dir is not None else ""
     if workers > 1 and scheduler is None:
         try:
             pickle.dumps(process_one)
@@ -313,7 +544,11 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
                             f"module-level function or functools.partial of one): {e}") from None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    say = log if log is not None else (lambda line: None)
+    def say(line: str, level: int = logging.INFO) -> None:
+        if logger is not None:
+            logger.log(level, line)
+        elif log is not None:
+            log(line)
     folders = [Path(f) for f in folders]
     rejected = [(Path(f), str(err)) for f, err in unprocessable]
     summary_csv = out_dir / SUMMARY_NAME
@@ -337,9 +572,10 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
             last_write[0] = now
 
     def finish(item: BatchItem, status: str, error: str = "", seconds: float = 0.0, info: Optional[dict] = None,
-               ) -> None:
+               tb: str = "", log_lines: Iterable[str] = ()) -> None:
         nonlocal done_count
         item.status, item.error, item.seconds, item.info = status, error, seconds, dict(info or {})
+        item.traceback = tb
         fu = item.info.get("fields_used")
         if fu is not None and item.fields_used is None:
             try:
@@ -353,9 +589,18 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
             line += f" ({seconds:.1f} s{used})"
         elif error:
             line += f": {error}"
-        say(line)
+        if log_dir is not None and status in (STATUS_OK, STATUS_FAILED):
+            try:
+                item.log_path = write_folder_log(log_dir / f"{item.name}.log", item, options=options_text,
+                                                 log_lines=log_lines)
+            except OSError as e:  # a full disk must not hide the folder's own outcome
+                line += f" [log not written: {e}]"
+            else:
+                if status == STATUS_FAILED:
+                    line += f" (log: {item.log_path})"
+        say(line, logging.ERROR if status == STATUS_FAILED else logging.INFO)
         for warning in item.info.get("warnings") or ():
-            say(f"warning: {warning}")
+            say(f"warning: {warning}", logging.WARNING)
         report(progress, done_count / max(total, 1), f"{item.name}: {status}")
         flush_summary()
 
@@ -372,23 +617,26 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
             todo.append(it)
 
     def handle(item: BatchItem, res: dict) -> None:
-        finish(item, res["status"], res.get("error", ""), float(res.get("seconds", 0.0)), res.get("info"))
+        finish(item, res["status"], res.get("error", ""), float(res.get("seconds", 0.0)), res.get("info"),
+               tb=res.get("traceback", ""), log_lines=res.get("log") or ())
 
     cancelled = False
     where = "local (1 process)"
     try:
         if scheduler is not None:
-            where, cancelled = _run_dask(todo, process_one, scheduler, max_in_flight, handle, finish, cancel)
+            where, cancelled = _run_dask(todo, process_one, scheduler, max_in_flight, handle, finish, cancel,
+                                         record_level)
         elif workers <= 1:
             for it in todo:
                 if cancel is not None and cancel.cancelled:
                     cancelled = True
                     break
-                handle(it, run_one(process_one, it.folder, it.out_path))
+                handle(it, run_one(process_one, it.folder, it.out_path, record_level))
         else:
             where = f"local ({workers} processes)"
             cancelled = _run_pool(todo, process_one, workers, max_in_flight or 2 * workers,
-                                  mp_context or _default_mp_context(process_one), handle, finish, cancel)
+                                  mp_context or _default_mp_context(process_one), handle, finish, cancel,
+                                  record_level)
     finally:
         for it in items:
             if it.status == _PENDING:
@@ -396,7 +644,8 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
         flush_summary(final=True)
     summary = BatchSummary(items, out_dir, summary_csv, time.perf_counter() - t_start, where)
     say(f"batch done in {summary.seconds:.1f} s on {where}: {summary.n_ok} ok, {summary.n_failed} failed, "
-        f"{summary.n_skipped} skipped" + (f", {summary.count(STATUS_CANCELLED)} cancelled" if cancelled else ""))
+        f"{summary.n_skipped} skipped" + (f", {summary.count(STATUS_CANCELLED)} cancelled" if cancelled else ""),
+        logging.INFO)
     if cancelled:
         check_cancel(cancel)
         raise Cancelled("batch cancelled")
@@ -404,7 +653,8 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
 
 
 def _run_pool(todo: list[BatchItem], process_one: Callable, workers: int, max_in_flight: int, ctx: Any,
-              handle: Callable, finish: Callable, cancel: Optional[CancelToken]) -> bool:
+              handle: Callable, finish: Callable, cancel: Optional[CancelToken],
+              record_level: Optional[int] = None) -> bool:
     """Local process pool with at most ``max_in_flight`` submitted tasks; returns True if cancelled."""
     queue = iter(todo)
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
@@ -420,7 +670,7 @@ def _run_pool(todo: list[BatchItem], process_one: Callable, workers: int, max_in
                 if it is None:
                     break
                 try:
-                    pending[executor.submit(run_one, process_one, it.folder, it.out_path)] = it
+                    pending[executor.submit(run_one, process_one, it.folder, it.out_path, record_level)] = it
                 except BrokenProcessPool:  # a worker died; its future reports it below
                     unsubmitted, submit_refused = it, True
                     break
@@ -443,7 +693,7 @@ def _run_pool(todo: list[BatchItem], process_one: Callable, workers: int, max_in
                 except Exception as e:  # e.g. unpicklable process_one
                     finish(it, STATUS_FAILED, _one_line(f"{type(e).__name__}: {e}"))
             if broken:  # every task still in the dead pool is lost: report them and start a new pool
-                for fut, it in list(pending.items()):
+                for it in list(pending.values()):
                     finish(it, STATUS_FAILED, "worker process died while processing this or another folder")
                 pending.clear()
                 executor.shutdown(wait=False, cancel_futures=True)
@@ -456,7 +706,8 @@ def _run_pool(todo: list[BatchItem], process_one: Callable, workers: int, max_in
 
 
 def _run_dask(todo: list[BatchItem], process_one: Callable, scheduler: Any, max_in_flight: Optional[int],
-              handle: Callable, finish: Callable, cancel: Optional[CancelToken]) -> tuple[str, bool]:
+              handle: Callable, finish: Callable, cancel: Optional[CancelToken],
+              record_level: Optional[int] = None) -> tuple[str, bool]:
     """Run on a Dask distributed cluster; returns (description, cancelled)."""
     from distributed import Client, as_completed
 
@@ -474,7 +725,7 @@ def _run_dask(todo: list[BatchItem], process_one: Callable, scheduler: Any, max_
             it = next(queue, None)
             if it is None:
                 return None
-            fut = client.submit(run_one, process_one, str(it.folder), str(it.out_path), pure=False,
+            fut = client.submit(run_one, process_one, str(it.folder), str(it.out_path), record_level, pure=False,
                                 key=f"odt-batch-{it.name}-{os.getpid()}-{time.monotonic_ns()}")
             pending[fut] = it
             return fut

@@ -707,10 +707,11 @@ def learned_regularizer_available() -> bool:
 
 
 def process_folder(folder: Path, out_path: Path, *, screen: str = "model", regularize: str = "none",
-                   birefringence: bool = False, device: str = "auto", sideband: str = "auto") -> dict:
+                   birefringence: bool = False, device: str = "auto", sideband: str = "auto",
+                   method: str = "rytov", non_negativity: bool = True, threshold: float = 0.5) -> dict:
     """Picklable ``(folder, out_path) -> dict`` form of :func:`process_measurement` for batches."""
     opts = ProcessOptions(screen=screen, regularize=regularize, birefringence=birefringence, device=device,
-                          sideband=sideband)
+                          sideband=sideband, method=method, non_negativity=non_negativity, threshold=threshold)
     res = process_measurement(folder, out_path, opts)
     return {"fields_used": res.fields_used, "warnings": list(res.warnings)}
 
@@ -718,42 +719,62 @@ def process_folder(folder: Path, out_path: Path, *, screen: str = "model", regul
 def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", regularize: str = "none",
                       birefringence: bool = False, device: str = "auto", scheduler: Optional[str] = None,
                       workers: int = 1, force: bool = False, measure: bool = False,
-                      sideband: str = "auto") -> int:
+                      sideband: str = "auto", method: str = "rytov", non_negativity: bool = True,
+                      threshold: float = 0.5, json_summary: bool = False, log_level: str = "info",
+                      progress_bar: Optional[bool] = None) -> int:
     """``odt-studio batch``: process every measurement under ``in_dir``; exit 0 only if all succeeded.
 
     With ``measure``, the objects of every result are then measured into ``out_dir/measurements.csv``
     (:func:`engine.pipeline.measure.measure_results`); a result that cannot be measured makes the exit 1.
+    Every folder processed gets ``out_dir/logs/<name>.log`` (with the traceback of a failure);
+    ``log_level`` filters the terminal lines and those logs; ``json_summary`` prints the summary
+    as JSON on stdout; ``progress_bar`` (default: when stderr is a terminal) shows a tqdm bar.
     """
     from ..store.folders import discover_measurements
-    from .batch import run_batch
+    from .batch import LOG_DIR_NAME, BatchConsole, run_batch
 
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    if not in_dir.is_dir():
-        print(f"odt-studio batch: {in_dir}: no such folder", file=sys.stderr)
-        return 2
-    problems: list[str] = []
-    unrecognised: list[tuple[Path, str]] = []  # images without measurement.json: a failed row each
-    folders = discover_measurements(in_dir, on_error=lambda p, msg: problems.append(f"{p}: {msg}"),
-                                    on_unrecognised=lambda p, msg: unrecognised.append((p, msg)))
-    for p in problems:
-        print(f"warning: {p}", file=sys.stderr)
-    if not folders and not unrecognised:
-        print(f"odt-studio batch: no measurement folders (measurement.json) under {in_dir}", file=sys.stderr)
-        return 2
-    print(f"{len(folders)} measurement folder(s) under {in_dir}" + (
-        f", {len(unrecognised)} folder(s) of images without measurement.json" if unrecognised else ""),
-        file=sys.stderr)
-    fn = functools.partial(process_folder, screen=screen, regularize=regularize,
-                           birefringence=birefringence, device=device, sideband=sideband)
-    summary = run_batch(folders, out_dir, fn, workers=workers, scheduler=scheduler, force=force,
-                        log=lambda s: print(s, file=sys.stderr, flush=True), unprocessable=unrecognised)
-    print(f"done: {summary.n_ok} ok, {summary.n_failed} failed, {summary.n_skipped} skipped; "
-          f"summary in {out_dir / 'summary.csv'}", file=sys.stderr)
-    if measure:
-        from .measure import measure_results
 
-        names = [it.name for it in summary.items if it.status in ("ok", "skipped")]
-        measured = measure_results(out_dir, names, log=lambda s: print(s, file=sys.stderr, flush=True))
-        print(f"measured {measured.n_objects} object(s); {measured.csv_path}", file=sys.stderr)
-        return max(summary.exit_code, 0 if measured.ok else 1)
-    return summary.exit_code
+    def give_up(message: str) -> int:
+        print(f"odt-studio batch: {message}", file=sys.stderr)
+        if json_summary:
+            print(json.dumps({"out_dir": str(out_dir), "exit_code": 2, "error": message, "items": []}, indent=2))
+        return 2
+
+    if not in_dir.is_dir():
+        return give_up(f"{in_dir}: no such folder")
+    with BatchConsole(log_level, progress_bar=progress_bar) as console:
+        problems: list[str] = []
+        unrecognised: list[tuple[Path, str]] = []  # images without measurement.json: a failed row each
+        folders = discover_measurements(in_dir, on_error=lambda p, msg: problems.append(f"{p}: {msg}"),
+                                        on_unrecognised=lambda p, msg: unrecognised.append((p, msg)))
+        for p in problems:
+            console.warning(f"warning: {p}")
+        if not folders and not unrecognised:
+            return give_up(f"no measurement folders (measurement.json) under {in_dir}")
+        console.info(f"{len(folders)} measurement folder(s) under {in_dir}" + (
+            f", {len(unrecognised)} folder(s) of images without measurement.json" if unrecognised else ""))
+        fn = functools.partial(process_folder, screen=screen, regularize=regularize,
+                               birefringence=birefringence, device=device, sideband=sideband,
+                               method=method, non_negativity=non_negativity, threshold=threshold)
+        console.start(len(folders) + len(unrecognised))
+        summary = run_batch(folders, out_dir, fn, workers=workers, scheduler=scheduler, force=force,
+                            logger=console.logger, progress=console.progress, unprocessable=unrecognised,
+                            log_dir=out_dir / LOG_DIR_NAME, log_level=log_level)
+        console.stop_bar()  # the lines below follow the finished bar
+        console.info(f"done: {summary.n_ok} ok, {summary.n_failed} failed, {summary.n_skipped} skipped; "
+                     f"summary in {out_dir / 'summary.csv'}")
+        exit_code = summary.exit_code
+        doc = summary.as_dict()
+        if measure:
+            from .measure import measure_results
+
+            names = [it.name for it in summary.items if it.status in ("ok", "skipped")]
+            measured = measure_results(out_dir, names, log=lambda s: print(s, file=sys.stderr, flush=True))
+            print(f"measured {measured.n_objects} object(s); {measured.csv_path}", file=sys.stderr)
+            exit_code = max(exit_code, 0 if measured.ok else 1)
+            doc["measurements"] = {"csv": str(measured.csv_path), "objects": measured.n_objects, "ok": measured.ok}
+    if json_summary:
+        doc["exit_code"] = exit_code
+        print(json.dumps(doc, indent=2))
+    return exit_code
