@@ -743,12 +743,15 @@ class ReconstructionTab(QWidget):
             return self.job
         opts = options or self.options()
         folder = self.folder
-        retrieved = self._retrieved[1] if self._retrieved is not None and self._retrieved[0] == folder else None
+        out_path = self._project_result_path(folder)
+        # the fields of the last run here, else those the project's result file holds (the pipeline
+        # uses them only if they serve these options)
+        retrieved = self._retrieved[1] if self._retrieved is not None and self._retrieved[0] == folder else out_path
         extra = {"on_raw": self._relay.raw_ready.emit} if opts.regularize != "none" else {}
         self.status.setText(f"Reconstructing {folder.name} ({opts.describe()}) …")
         self._run_sideband = opts.sideband
         self.job = self.runner.submit(
-            f"Reconstructing {folder.name}", process_measurement, folder, self._project_result_path(folder), opts,
+            f"Reconstructing {folder.name}", process_measurement, folder, out_path, opts,
             screening=self._project_screening(folder), retrieved=retrieved, on_result=self._finished,
             on_error=self._failed, on_cancelled=self._cancelled, **extra)
         self._update_enabled()

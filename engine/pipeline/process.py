@@ -228,10 +228,11 @@ def process_measurement(
         manual) and ``model`` — e.g. a project's decisions with its manual overrides
         (:func:`engine.pipeline.project_screening.project_screening_record`). One of the wrong
         length is ignored with a warning. Fields whose retrieval failed are excluded anyway.
-    retrieved : engine.holography.retrieval.RetrievedFields, optional
-        Fields retrieved earlier from this measurement (``ProcessResult.retrieved``, or
-        :func:`stored_fields` of a result file): used as they are, unless they were retrieved
-        under the other side-band setting (:func:`fields_reusable`). Only the metadata is read.
+    retrieved : engine.holography.retrieval.RetrievedFields or path, optional
+        Fields retrieved earlier from this measurement (``ProcessResult.retrieved``), or a result
+        file of it whose fields to use (:func:`stored_fields`; ignored unless it holds fields with
+        their ``retrieval/`` record): used as they are, unless they were retrieved under the other
+        side-band setting (:func:`fields_reusable`). Only the metadata is read then.
     on_raw : callable, optional
         Called once, in the calling thread, with the raw tomogram (a ``Tomogram`` with ``ri``)
         as soon as it exists, before the regularisation; a GUI can show it meanwhile.
@@ -254,6 +255,8 @@ def process_measurement(
     timings: dict[str, float] = {}
     t = time.perf_counter()
     report(progress, 0.0, "reading the measurement")
+    if isinstance(retrieved, (str, Path)):
+        retrieved = _stored_or_none(Path(retrieved), sub_progress(progress, 0.0, 0.35, "stored fields: "), cancel)
     reuse = retrieved if retrieved is not None and fields_reusable(retrieved, options) else None
     measurement = _read(measurement, header_only=reuse is not None)
     meta = measurement.metadata
@@ -651,16 +654,20 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
     )
 
 
-def stored_fields(path: str | Path) -> tuple[Any, MeasurementMetadata]:
+def stored_fields(path: str | Path, *, progress: Optional[Callable[..., None]] = None,
+                  cancel: Optional[CancelToken] = None) -> tuple[Any, MeasurementMetadata]:
     """Fields of a result file as a ``RetrievedFields`` (for ``process_measurement(retrieved=...)``).
+
+    The file holds the fields (complex64, as retrieved) but not their unwrapped phase: it is
+    computed again with the unwrapping the file records (``retrieval/unwrap_method``, the guided
+    one by default, with its denoised Rytov inputs), so a tomogram from stored fields equals one
+    from a fresh retrieval. Costs the unwrapping (≈ 1 s for 71 fields of 256²), not the retrieval.
 
     Returns
     -------
     (RetrievedFields, MeasurementMetadata)
-        ``field``, ``illumination_per_um``, the carrier, the side-band choice and the quality
-        numbers as the file's ``retrieval/`` records them. The file holds no unwrapped phase, so
-        the reconstruction unwraps the stored fields itself (not the guided unwrapping of a fresh
-        retrieval): a tomogram from stored fields may differ slightly from one retrieved anew.
+        ``field``, ``illumination_per_um``, unwrapped phase (and Rytov inputs), the carrier, the
+        side-band choice and the quality numbers as the file's ``retrieval/`` records them.
 
     Raises
     ------
@@ -668,7 +675,8 @@ def stored_fields(path: str | Path) -> tuple[Any, MeasurementMetadata]:
         The file holds no fields.
     """
     from ..holography.quality import QUALITY_KEYS, RetrievalQuality
-    from ..holography.retrieval import RetrievedFields, SidebandChoice
+    from ..holography.retrieval import RetrievedFields
+    from ..holography.unwrap import DEFAULT_UNWRAP, unwrap_for_rytov, unwrap_phase
     from ..store.results import read_result
 
     res = read_result(path, groups=["fields", "retrieval"])
@@ -677,20 +685,48 @@ def stored_fields(path: str | Path) -> tuple[Any, MeasurementMetadata]:
     meta = MeasurementMetadata.from_json(res.measurement_json, f"{path}: measurement_json")
     attrs = dict(res.retrieval.attrs) if res.retrieval is not None else {}
     quality = dict(res.retrieval.quality) if res.retrieval is not None else {}
-    sideband = None
-    if attrs.get("sideband_source"):
-        sideband = SidebandChoice(
-            source=str(attrs["sideband_source"]), flipped=bool(attrs.get("sideband_flipped", False)),
-            integrated_phase_rad_um2=float(attrs.get("sideband_integrated_phase_rad_um2", np.nan)),
-            confidence=float(attrs.get("sideband_confidence", np.nan)),
-            ambiguous=bool(attrs.get("sideband_ambiguous", False)))
+    field_ = np.asarray(res.fields, np.complex64)
+    method = str(attrs.get("unwrap_method") or DEFAULT_UNWRAP)
+    report(progress, 0.0, "unwrapping the stored fields")
+    rytov: tuple = (None, None)
+    if method == "guided":
+        unwrapped, *rytov = unwrap_for_rytov(field_, progress=progress, cancel=cancel)
+    else:
+        unwrapped = unwrap_phase(field_, method, progress=progress, cancel=cancel)
     return RetrievedFields(
-        field=np.asarray(res.fields), illumination_per_um=np.asarray(res.illumination_per_um, np.float64),
+        field=field_, illumination_per_um=np.asarray(res.illumination_per_um, np.float64),
         carrier_per_um=np.asarray(attrs.get("carrier_per_um", (np.nan, np.nan)), np.float64),
-        pixel_size_um=float(meta.pixel_size_um), sideband=sideband,
+        pixel_size_um=float(meta.pixel_size_um), unwrapped_phase=unwrapped, sideband=_stored_sideband(attrs),
         quality=RetrievalQuality(**{k: quality[k] for k in QUALITY_KEYS}) if set(QUALITY_KEYS) <= set(quality)
-        else None,
-        unwrap_method=str(attrs.get("unwrap_method", ""))), meta
+        else None, unwrap_method=method, rytov_field=rytov[0], rytov_phase=rytov[1]), meta
+
+
+def _stored_or_none(path: Path, progress, cancel) -> Any:
+    """:func:`stored_fields` of ``path``, or None when it holds no fields with a ``retrieval/`` record."""
+    from ..store.results import is_complete_result
+
+    if not is_complete_result(path, require=("fields/field", "retrieval")):
+        return None
+    try:
+        return stored_fields(path, progress=progress, cancel=cancel)[0]
+    except (ValueError, OSError, KeyError) as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("%s: stored fields unusable, retrieving again (%s)", path, exc)
+        return None
+
+
+def _stored_sideband(attrs: Mapping) -> Any:
+    """The ``SidebandChoice`` a ``retrieval/`` group records, or None."""
+    from ..holography.retrieval import SidebandChoice
+
+    if not attrs.get("sideband_source"):
+        return None
+    return SidebandChoice(
+        source=str(attrs["sideband_source"]), flipped=bool(attrs.get("sideband_flipped", False)),
+        integrated_phase_rad_um2=float(attrs.get("sideband_integrated_phase_rad_um2", np.nan)),
+        confidence=float(attrs.get("sideband_confidence", np.nan)),
+        ambiguous=bool(attrs.get("sideband_ambiguous", False)))
 
 
 def learned_regularizer_available() -> bool:

@@ -70,6 +70,14 @@ def test_bad_options_fail_clearly():
         ProcessOptions(screen="magic")
     with pytest.raises(ValueError, match="regularize must be"):
         ProcessOptions(regularize="l1")
+    # a zero TV weight is no TV at all (it once labelled a non-negative volume "TV")
+    with pytest.raises(ValueError, match="tv_weight"):
+        ProcessOptions(regularize="tv", tv_weight=0.0)
+    from engine.tomography.reconstruct import DEFAULT_TV_WEIGHT
+
+    assert ProcessOptions(regularize="tv").tv_weight == DEFAULT_TV_WEIGHT > 0
+    assert ProcessOptions().non_negativity_iterations == 50 and ProcessOptions(non_negativity=7).non_negativity_iterations == 7
+    assert ProcessOptions(non_negativity=False).non_negativity_iterations == 0
 
 
 def test_learned_regulariser_writes_ri_deep(tiny_folders, tmp_path):
@@ -195,3 +203,46 @@ def test_polarised_screening_drops_illuminations_with_co_polarised_defects(tmp_p
     with h5py.File(tmp_path / "out.odt.h5", "r") as f:
         np.testing.assert_array_equal(f["screening/decision"][...], s.decision)
         assert f["birefringence/n_e"].shape == r.birefringence.n_e.shape
+
+
+def test_given_decisions_reused_fields_and_stored_fields(tiny_folders, tmp_path):
+    """A decision made elsewhere (a project's review) is followed; fields are reused, not retrieved again."""
+    from engine.holography.retrieval import SidebandChoice
+    from engine.pipeline.process import fields_reusable, stored_fields
+
+    folder = tiny_folders[0]
+    opts = ProcessOptions(screen="none", non_negativity=0, device="cpu")
+    first = process_measurement(folder, tmp_path / "a.odt.h5", opts)
+    n = first.fields.shape[0]
+    decision = first.screening.decision.copy()
+    dropped = int(np.flatnonzero(decision)[0])
+    decision[dropped] = 0
+    given = process_measurement(folder, tmp_path / "b.odt.h5", opts, screening={"decision": decision},
+                                retrieved=first.retrieved)
+    assert given.reused_fields and given.fields_used == int(decision.sum())
+    assert given.retrieval["attrs"]["sideband_source"] == first.retrieval["attrs"]["sideband_source"]
+    with h5py.File(tmp_path / "b.odt.h5", "r") as f:
+        np.testing.assert_array_equal(f["screening/decision"][...], decision)
+        assert f["screening/source"][dropped] == 2  # a decision made outside the engine counts as manual
+        assert np.isnan(f["screening/score"][...]).all() and np.isfinite(f["screening/rule_peak"][...]).all()
+    # decisions of the wrong length are ignored, with a warning, for the options' screen
+    wrong = process_measurement(folder, None, opts, screening={"decision": np.ones(n + 1)}, retrieved=first.retrieved)
+    assert any(f"{n + 1} decisions for {n} fields" in w for w in wrong.warnings)
+    assert wrong.fields_used == first.fields_used
+    # the fields of a result file serve too (unwrapped again as the file records): the same tomogram
+    stored, meta = stored_fields(first.out_path)
+    assert meta.wavelength_um == first.metadata.wavelength_um and stored.quality is not None
+    again = process_measurement(folder, None, opts, retrieved=stored)
+    a, b = again.retrieval["attrs"], first.retrieval["attrs"]
+    assert again.reused_fields and a["sideband_description"] == b["sideband_description"]
+    np.testing.assert_array_equal(a["carrier_per_um"], b["carrier_per_um"])
+    np.testing.assert_array_equal(again.tomogram.ri, first.tomogram.ri)
+    by_path = process_measurement(folder, None, opts, retrieved=first.out_path)  # the file's fields, read in the call
+    assert by_path.reused_fields
+    np.testing.assert_array_equal(by_path.tomogram.ri, first.tomogram.ri)
+    assert not process_measurement(folder, None, opts, retrieved=tmp_path / "none.odt.h5").reused_fields
+    # fields chosen by the other side-band rule are retrieved again; a given carrier always serves
+    for source, setting, ok in (("auto", "auto", True), ("auto", "as-given", False), ("as-given", "auto", False),
+                                ("metadata", "as-given", True)):
+        stored.sideband = SidebandChoice(source=source)
+        assert fields_reusable(stored, ProcessOptions(sideband=setting)) is ok, (source, setting)
