@@ -794,6 +794,7 @@ class ReconstructionTab(QWidget):
         if job is None or job.done or job.token.cancelled or self.folder is None:
             return
         self.show_volumes(_preview_set(tomogram, self.folder, self.folder.name))
+        self.view.set_title(f"{self.view.title.text()} — regularising, shown meanwhile …")
         self.status.setText(f"{self.folder.name}: raw tomogram shown; regularising …")
 
     def _finished(self, result: ProcessResult) -> None:
