@@ -284,6 +284,7 @@ def _map_rotation_interpolated(
     oversample: int = 4,
     max_gap_factor: float = 3.0,
     max_arc_voxels: float = 2.0,
+    near_voxels: float = 0.5,
     fill_core: bool = True,
     device: torch.device,
     progress: Optional[Callable[..., None]] = None,
@@ -354,7 +355,7 @@ def _map_rotation_interpolated(
     qx_nyquist = (ww // 2) * dkx  # |q_x| up to the last bin on both sides
     wp = int(oversample) * ww
     dqp = 1.0 / (wp * dx)
-    rx = int(math.ceil(pupil / dqp)) + 2
+    rx = int(math.ceil(min(pupil, qx_nyquist) / dqp)) + 2
     cols = torch.arange(-rx, rx + 1, device=dev)
     place = (torch.arange(ww, device=dev) - ww // 2) % wp
     spectra = torch.empty((n, len(rows), len(cols)), dtype=torch.complex64, device=dev)
@@ -425,7 +426,7 @@ def _map_rotation_interpolated(
             # nearer cap only if it passes within half a voxel, else leave the voxel unmeasured
             interp = (gap <= max_gap) & (rho * gap <= max_arc_voxels * dvox)
             lower_nearer = t <= 0.5
-            near = rho * torch.where(lower_nearer, a - th_lo, th_hi - a) <= 0.5 * dvox
+            near = rho * torch.where(lower_nearer, a - th_lo, th_hi - a) <= near_voxels * dvox
             t = torch.where(interp, t, torch.where(lower_nearer, 0.0, 1.0).to(t.dtype))
             ok = interp | near
             c = qx / dqp + rx
