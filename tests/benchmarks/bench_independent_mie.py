@@ -3,7 +3,8 @@
 The data of issue #16's unwrapping report, remade: a sphere n 1.36, r 2.5 µm in n_m 1.337,
 λ 0.532 µm, 49 illuminations (rings) up to 0.8 of the pupil, NA 1.2, 256² px at 0.1 µm, 16-bit,
 shot and read noise, and steep illuminations dimmer than normal incidence (power 0.3 % at the
-pupil edge: the low-SNR steep fields where the background phase noise nears ±π). Fields from
+pupil edge; ``--photons 1000 --steep-power 5e-6`` makes the steepest fields' phase noise near
+1 rad, the low-SNR steep fields where the background phase noise nears ±π). Fields from
 miepython (``_independent_mie.py``), holograms through the camera model of
 ``tests/engine/_mie_holograms.py``. Three spheres at different positions (seeds 0–2).
 
@@ -54,7 +55,8 @@ def sphere_centre(seed: int) -> np.ndarray:
     return np.array([0.0, *rng.uniform(-2.0, 2.0, 2)])
 
 
-def write_folder(folder: Path, size: int, seed: int) -> None:
+def write_folder(folder: Path, size: int, seed: int, photons: float = PHOTONS, steep_power: float = STEEP_POWER
+                 ) -> None:
     ill = illumination_pattern(49, 0.8 * NA, LAM, "ring")
     f = miepython_fields(RADIUS, N_SPHERE, NM, LAM, (size, size), PX, ill, NA)
     # move the sphere laterally: a shift of the field (the spectrum times a phase ramp)
@@ -63,7 +65,7 @@ def write_folder(folder: Path, size: int, seed: int) -> None:
     fx = np.fft.fftfreq(size, PX)[None, :]
     ramp = np.exp(-2j * np.pi * (fx * c[2] + fy * c[1]))
     f = 1 + np.fft.ifft2(np.fft.fft2(f - 1) * ramp)
-    holo, bg = camera_holograms(f.astype(np.complex64), ill, photons=PHOTONS, steep_power=STEEP_POWER,
+    holo, bg = camera_holograms(f.astype(np.complex64), ill, photons=photons, steep_power=steep_power,
                                 envelope_um=ENVELOPE_UM, seed=seed)
     folder.mkdir(parents=True)
     tifffile.imwrite(folder / "sample.tif", holo)
@@ -134,13 +136,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--spheres", type=int, default=3)
+    ap.add_argument("--photons", type=float, default=PHOTONS,
+                    help="reference-beam photo-electrons per pixel (default %(default)s)")
+    ap.add_argument("--steep-power", type=float, default=STEEP_POWER,
+                    help="illumination power at the pupil edge relative to normal incidence (default %(default)s); "
+                    "1000 and 5e-6 make the steepest fields' phase noise near 1 rad")
     args = ap.parse_args(argv)
+    print(f"camera: {args.photons:g} e-/px reference, steep power {args.steep_power:g}")
     print(f"this project's scalar Mie vs miepython (vector, polarisation-averaged), RMS phase difference: "
           f"{own_mie_vs_miepython():.4f} rad")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for seed in range(args.spheres):
-            write_folder(tmp / "in" / f"sphere_{seed}", args.size, seed)
+            write_folder(tmp / "in" / f"sphere_{seed}", args.size, seed, args.photons, args.steep_power)
         for screen in ("none", "model"):
             secs = batch(tmp / "in", tmp / f"out_{screen}", screen)
             print(f"\nodt-studio batch --screen {screen}: {secs:.1f} s for {args.spheres} measurements")
