@@ -57,7 +57,6 @@ def main() -> None:
     program, path, out = sys.argv[1:4]
     u, angles, meta = load(path)
     px = LAMBDA_UM / meta["sampling"]
-    n = u.shape[-1]
     t0 = time.perf_counter()
     if program == "odtbrain":
         import odtbrain

@@ -45,11 +45,6 @@ import numpy as np  # noqa: E402
 def retrieve(holo: np.ndarray, bg: np.ndarray, meta: dict, qpretrieve) -> np.ndarray:
     """Background-normalised fields (N, H, W) from off-axis holograms with qpretrieve."""
     lam, na, px = meta["wavelength_um"], meta["na_objective"], meta["pixel_size_um"]
-
-
-def retrieve(holo: np.ndarray, bg: np.ndarray, meta: dict, qpretrieve) -> np.ndarray:
-    """Background-normalised fields (N, H, W) from off-axis holograms with qpretrieve."""
-    lam, na, px = meta["wavelength_um"], meta["na_objective"], meta["pixel_size_um"]
     if "carrier_per_um" in meta:
         cx, cy = meta["carrier_per_um"]
         side = (cy * px, cx * px)  # qpretrieve: (axis 0, axis 1) in cycles per pixel
@@ -88,7 +83,7 @@ def main() -> None:
     folder = Path(a.folder)
     meta = json.loads((folder / "measurement.json").read_text())
     assert meta.get("geometry") == "sample-rotation", "ODTbrain handles the sample-rotation geometry"
-    lam, nm, na, px = meta["wavelength_um"], meta["medium_index"], meta["na_objective"], meta["pixel_size_um"]
+    lam, nm, px = meta["wavelength_um"], meta["medium_index"], meta["pixel_size_um"]
     angles = np.asarray(meta["rotation_angles_rad"], dtype=float)
     holo = np.stack([tifffile.imread(p) for p in sorted((folder / "sample").glob("*.tif"))]).astype(float)
     bg = np.stack([tifffile.imread(p) for p in sorted((folder / "background").glob("*.tif"))]).astype(float)
