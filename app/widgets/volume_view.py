@@ -173,9 +173,11 @@ class VolumeView(QWidget):
     def _build(self) -> None:
         from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
         from vtkmodules.vtkRenderingCore import vtkRenderer
-        import vtkmodules.vtkRenderingOpenGL2  # noqa: F401 - registers the OpenGL factories
-        import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: F401
-        import vtkmodules.vtkInteractionStyle  # noqa: F401
+        # imported for their side effects (they all bind the name `vtkmodules`, so only the
+        # last one counts as unused):
+        import vtkmodules.vtkRenderingOpenGL2  # registers the OpenGL factories
+        import vtkmodules.vtkRenderingVolumeOpenGL2
+        import vtkmodules.vtkInteractionStyle
         import vtkmodules.vtkRenderingFreeType  # noqa: F401 - axis labels
 
         _prefer_osmesa_offscreen()

@@ -220,8 +220,8 @@ def run_one(process_one: Callable[[Path, Path], dict], folder: str | Path, out_p
     old_level = root.level
     if records is not None:
         root.addHandler(records)
-        if root.level > level:
-            root.setLevel(level)
+        if root.level > records.level:
+            root.setLevel(records.level)
     try:
         info = process_one(folder, out_path)
         info = dict(info) if info else {}
@@ -242,7 +242,7 @@ def run_one(process_one: Callable[[Path, Path], dict], folder: str | Path, out_p
 
 def _options_text(process_one: Callable) -> str:
     """The keyword options of a ``functools.partial`` process function, for the folder log."""
-    parts = []
+    parts: list[str] = []
     func = process_one
     while isinstance(func, functools.partial):
         parts = [f"{k}={v!r}" for k, v in func.keywords.items()] + parts
@@ -354,9 +354,15 @@ class BatchConsole:
     def start(self, total: int) -> None:
         """Show the progress bar for ``total`` folders (if there is to be one)."""
         if self.progress_bar and total > 0 and self.bar is None:
+            import shutil
+
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, file=self.stream, unit="folder", desc="batch", dynamic_ncols=True)
+            # the size from shutil (COLUMNS/LINES, else the terminal's, else 80x24): tqdm's own
+            # query gives 0x0 on a terminal that reports no size, and then it hides the bar
+            size = shutil.get_terminal_size()
+            self.bar = tqdm(total=total, file=self.stream, unit="folder", desc="batch",
+                            ncols=max(40, min(size.columns, 120)), nrows=max(size.lines, 2))
 
     def progress(self, fraction: float, message: str = "") -> None:
         """A :mod:`engine.progress` callback that moves the bar."""
@@ -549,7 +555,7 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
             logger.log(level, line)
         elif log is not None:
             log(line)
-    folders = [Path(f) for f in folders]
+    paths = [Path(f) for f in folders]
     rejected = [(Path(f), str(err)) for f, err in unprocessable]
     summary_csv = out_dir / SUMMARY_NAME
     previous = {row.get("name", ""): row for row in read_summary(summary_csv)}
@@ -557,10 +563,10 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
     if stale:
         say(f"removed {len(stale)} temporary file(s) left by an interrupted run")
 
-    all_folders = folders + [f for f, _ in rejected]
+    all_folders = paths + [f for f, _ in rejected]
     items = [BatchItem(name, folder, out_dir / f"{name}{RESULT_SUFFIX}")
              for name, folder in zip(result_names(all_folders), all_folders)]
-    rejected_items = items[len(folders):]
+    rejected_items = items[len(paths):]
     total = len(items)
     done_count = 0
     last_write = [0.0]
@@ -609,7 +615,7 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
         finish(it, STATUS_FAILED, _one_line(err))
     # already finished folders
     todo: list[BatchItem] = []
-    for it in items[:len(folders)]:
+    for it in items[:len(paths)]:
         if not force and is_complete_result(it.out_path):
             it.fields_used = _fields_used_from_result(it.out_path, previous.get(it.name))
             finish(it, STATUS_SKIPPED)
@@ -717,7 +723,8 @@ def _run_dask(todo: list[BatchItem], process_one: Callable, scheduler: Any, max_
     try:
         nthreads = sum(client.nthreads().values()) or 1
         limit = max_in_flight or 2 * nthreads
-        where = f"dask {client.scheduler.address} ({nthreads} threads)"
+        address = client.scheduler.address if client.scheduler is not None else str(scheduler)
+        where = f"dask {address} ({nthreads} threads)"
         queue = iter(todo)
         pending: dict[Any, BatchItem] = {}
 

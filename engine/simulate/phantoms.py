@@ -103,7 +103,7 @@ class Phantom:
 
     def axes_um(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Coordinates (µm) of the voxel centres along z, y and x."""
-        return tuple((np.arange(n) - n // 2) * d for n, d in zip(self.ri.shape, self.voxel_size_um))  # type: ignore
+        return tuple((np.arange(n) - n // 2) * d for n, d in zip(self.ri.shape, self.voxel_size_um))
 
 
 # --------------------------------------------------------------------------- painting helpers

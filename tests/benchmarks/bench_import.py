@@ -25,11 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from _folders import make_measurement, process_cpu, process_slow  # noqa: E402
+from _folders import make_measurement, process_cpu, process_slow
 
-from engine.pipeline.batch import run_batch  # noqa: E402
-from engine.store.folders import discover_measurements, inspect_measurement, load_measurement  # noqa: E402
-from engine.store.project import Project  # noqa: E402
+from engine.pipeline.batch import run_batch
+from engine.store.folders import discover_measurements, inspect_measurement, load_measurement
+from engine.store.project import Project
 
 
 def _rate(label: str, n: int, seconds: float, extra: str = "") -> None:

@@ -50,7 +50,7 @@ def bench(device: str = "cpu", repeats: int = 1, seed: int = 0, batch_size: int 
         cpu_fields.append(time.process_time() - c0)
         marks = []
 
-        def progress(frac, msg=""):
+        def progress(frac, msg="", marks=marks):
             if frac >= 0.8 and not marks:  # simulate_measurement: propagation is its first 80 %
                 marks.append(time.perf_counter())
         t0, c0 = time.perf_counter(), time.process_time()

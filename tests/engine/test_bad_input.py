@@ -132,11 +132,11 @@ def test_every_frame_over_exposed_is_rejected_but_one_clipped_frame_is_left_to_s
 def test_real_holograms_pass_the_content_check():
     d = np.load(DATA / "hologram_cell.npz")
     for key in ("data", "bg_data"):
-        check_hologram_content(d[key], DATA, lambda i: key)
+        check_hologram_content(d[key], DATA, lambda i: key)  # noqa: B023 - called before the loop moves on
     for name in ("single_hdf5_raw-oah.h5", "series_hdf5_raw-oah.h5"):
         with h5py.File(DATA / name, "r") as f:
             stack = np.stack([f[k][()] for k in sorted(f.keys(), key=int)])
-        check_hologram_content(stack, DATA, lambda i: f"{name}:/{i}")
+        check_hologram_content(stack, DATA, lambda i: f"{name}:/{i}")  # noqa: B023 - called at once
 
 
 def test_real_hologram_folder_loads(tmp_path):

@@ -92,7 +92,7 @@ def test_logm_2x2_matches_scipy():
     rng = np.random.default_rng(1)
     mats = np.eye(2) + 0.6 * (rng.normal(size=(20, 2, 2)) + 1j * rng.normal(size=(20, 2, 2)))
     # and unitary retarders with retardance up to 3 rad
-    for k in range(10):
+    for _ in range(10):
         th, delta = rng.uniform(0, np.pi), rng.uniform(0, 3.0)
         c, s = np.cos(th), np.sin(th)
         rot = np.array([[c, -s], [s, c]])

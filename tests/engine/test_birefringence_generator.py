@@ -203,7 +203,8 @@ def test_shipped_model_beats_constant_medium_and_dtt_on_fresh_droplets(shipped, 
         dtt = reconstruct_tensor(jones, md, shape_z=32, device="cpu")
         mse_dtt = float(np.mean((np.stack([dtt.n_e, dtt.n_o]) - truth) ** 2))
         print(f"\n{params['configuration']} r {params['radius_um']:.2f} n_e {params['n_e']:.3f} n_o {params['n_o']:.3f}: "
-              f"MSE {mse:.2e} vs constant {mse_const:.2e}, DTT {mse_dtt:.2e}; PSNR n_e {psnr_255(tomo.n_e, truth[0], lo, hi):.1f} dB, "
+              f"MSE {mse:.2e} vs constant {mse_const:.2e}, DTT {mse_dtt:.2e}; "
+              f"PSNR n_e {psnr_255(tomo.n_e, truth[0], lo, hi):.1f} dB, "
               f"SSIM n_e {ssim_255(tomo.n_e, truth[0], lo, hi):.3f}")
         assert mse < 0.5 * mse_const
         assert mse < mse_dtt  # trained on truth, it beats its physics counterpart (test set: 11 dB on n_e)

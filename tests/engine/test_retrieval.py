@@ -121,7 +121,7 @@ def test_refocusing_undoes_defocus():
     y, x = _grid()
     obj = _object()
     ref = np.exp(-2j * np.pi * (carrier[0] * x + carrier[1] * y))
-    holo, bg, truth = [], [], []
+    holo, bg = [], []
     for f in ill:
         pw = np.exp(2j * np.pi * (f[0] * x + f[1] * y))
         defocused = propagate(obj * pw, 1.5, PX, LAM, NM, device="cpu")

@@ -54,7 +54,7 @@ def test_published_architecture_shapes_and_parameter_count():
     assert all(c.kernel_size == (3, 3) for c in convs)
     assert sum(isinstance(m, torch.nn.MaxPool2d) for m in net.features) == 5
     lin = [m for m in net.classifier if isinstance(m, torch.nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in lin] == [(1024, 512), (512, 512), (512, 1)]
+    assert [(m.in_features, m.out_features) for m in lin] == [(1024, 512), (512, 512), (512, 1)]
     assert [m.p for m in net.classifier if isinstance(m, torch.nn.Dropout)] == [0.3, 0.5, 0.5]
     assert isinstance(net.pool, torch.nn.AdaptiveMaxPool2d)
     net.eval()
