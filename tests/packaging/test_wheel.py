@@ -7,6 +7,10 @@ the test's own environment (torch, numpy, ...): a ``.pth`` file adds that enviro
 site-packages *after* the new one's, as a plain path, so its own ``.pth`` files (the editable
 install of this checkout among them) are not processed and the checkout never gets on
 ``sys.path``. The wheel is installed with ``--no-deps --no-index``: no network is used.
+
+The packages of the optional extras (gui, cluster, export, napari) are hidden from that
+environment by an import blocker, as in a plain ``pip install .``: the headless program must
+work without them, and the desktop entry must say how to get them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("birefringence-generator", "deep_regularizer", "screening-compact", "screening-published")
+#: import names of the optional extras' packages, hidden from the fresh environment
+EXTRAS_ONLY = ("PySide6", "shiboken6", "pyqtgraph", "vtk", "vtkmodules", "platformdirs", "dask", "distributed",
+               "zarr", "napari")
+BLOCKER_PTH = (
+    "import sys, importlib.abc; exec({code!r})\n"
+)
+BLOCKER_CODE = (
+    "class _HideExtras(importlib.abc.MetaPathFinder):\n"
+    "    names = {names!r}\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in self.names:\n"
+    "            raise ModuleNotFoundError(f'No module named {{name!r}} (hidden: not in a plain install)', name=name)\n"
+    "        return None\n"
+    "sys.meta_path.insert(0, _HideExtras())\n"
+)
 
 
 def _clean_clone_files() -> list[str]:
@@ -77,6 +96,8 @@ def installed(tmp_path_factory):
                              capture_output=True, text=True, check=True).stdout.strip()
     # reuse torch & co. from this environment; a plain path line: its .pth files are not run
     Path(purelib, "zz_reuse_test_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    code = BLOCKER_CODE.format(names=set(EXTRAS_ONLY))
+    Path(purelib, "zz_hide_extras.pth").write_text(BLOCKER_PTH.format(code=code))
     r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
                         "--no-index", str(wheel)], capture_output=True, text=True, env=_clean_env(), timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -124,6 +145,20 @@ def test_installed_self_test_passes_outside_the_source_tree(installed, tmp_path)
     models_line = next(line for line in r.stderr.splitlines() if "shipped models" in line)
     assert all(m in models_line for m in MODELS), models_line
     assert str(ROOT / "resources") not in r.stderr
+
+
+def test_plain_install_hides_the_extras_and_the_desktop_entry_says_how_to_get_them(installed, tmp_path):
+    py, bindir, _, _ = installed
+    r = subprocess.run([str(py), "-c", "import PySide6"], cwd=tmp_path, capture_output=True, text=True,
+                       env=_clean_env(), timeout=60)
+    assert r.returncode != 0 and "hidden" in r.stderr  # the blocker works
+    exe = bindir / ("odt-studio.exe" if os.name == "nt" else "odt-studio")
+    r = subprocess.run([str(exe)], cwd=tmp_path, capture_output=True, text=True, env=_clean_env(), timeout=120)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert 'pip install "odt-studio[gui]"' in r.stderr and "PySide6-Essentials" in r.stderr
+    r = subprocess.run([str(exe), "batch", "--help"], cwd=tmp_path, capture_output=True, text=True,
+                       env=_clean_env(), timeout=120)
+    assert r.returncode == 0 and "--log-level" in r.stdout
 
 
 def test_resources_are_found_installed_first(tmp_path, monkeypatch):
