@@ -100,19 +100,28 @@ MIN_TV_WEIGHT = 1e-5
 
 
 # ====================================================================== display container
+#: display key → attribute of the engine's tomogram container
+_VOLUME_ATTRS = (("raw", "ri"), ("tv", "ri_tv"), ("deep", "ri_deep"))
+
+
 @dataclass
 class VolumeSet:
-    """One reconstructed (or loaded) tomogram with its variants, ready to show and export.
+    """What the tab shows: one engine tomogram and where it came from.
+
+    The volumes and their geometry live in ``tomogram``, the engine's container
+    (:class:`engine.store.results.TomogramResult`, or the
+    :class:`engine.tomography.reconstruct.Tomogram` of a pipeline run); the properties below
+    only name them for display. Everything else is provenance for the info line, the banner
+    and a re-save.
 
     Attributes
     ----------
     name : str
         Measurement name.
-    volumes : dict of str → ndarray (Z, Y, X) float32
-        ``"raw"`` (after non-negativity when asked), ``"tv"``, ``"deep"`` (or ``"tcf"``), RI.
-    voxel_size_um, origin_um : (z, y, x) µm
-    medium_index : float
-    method : str
+    tomogram : TomogramResult or Tomogram
+        ``ri`` (after non-negativity when asked), optional ``ri_tv``, ``ri_deep`` (Z, Y, X) RI;
+        ``voxel_size_um``, ``origin_um`` (z, y, x) µm; ``medium_index``; ``method`` (``"tcf"``
+        for a Tomocube file).
     source : Path or None
         Measurement folder or file it came from.
     measurement_json : str
@@ -136,11 +145,7 @@ class VolumeSet:
     """
 
     name: str
-    volumes: dict
-    voxel_size_um: tuple
-    origin_um: tuple
-    medium_index: float
-    method: str = ""
+    tomogram: Any
     source: Optional[Path] = None
     measurement_json: str = ""
     fields: Optional[np.ndarray] = None
@@ -154,25 +159,36 @@ class VolumeSet:
     sideband: Optional[str] = None
     preview: bool = False
 
+    @property
+    def volumes(self) -> dict:
+        """Display key (:data:`VOLUME_LABELS`) → (Z, Y, X) RI volume, those the tomogram holds."""
+        t = self.tomogram
+        if str(t.method) == "tcf":
+            return {"tcf": t.ri}
+        return {k: getattr(t, a) for k, a in _VOLUME_ATTRS if getattr(t, a, None) is not None}
 
-def _volumes_of(tomogram: Any) -> dict:
-    """``{"raw": ri, "tv": ri_tv, "deep": ri_deep}`` of a tomogram container, those it holds."""
-    pairs = (("raw", "ri"), ("tv", "ri_tv"), ("deep", "ri_deep"))
-    return {k: np.asarray(getattr(tomogram, a), np.float32) for k, a in pairs
-            if getattr(tomogram, a, None) is not None}
+    @property
+    def voxel_size_um(self) -> tuple:
+        return tuple(float(v) for v in self.tomogram.voxel_size_um)
 
+    @property
+    def origin_um(self) -> tuple:
+        return tuple(float(v) for v in self.tomogram.origin_um)
 
-def _geometry(tomogram: Any) -> dict:
-    return dict(voxel_size_um=tuple(float(v) for v in tomogram.voxel_size_um),
-                origin_um=tuple(float(v) for v in tomogram.origin_um),
-                medium_index=float(tomogram.medium_index), method=str(tomogram.method))
+    @property
+    def medium_index(self) -> float:
+        return float(self.tomogram.medium_index)
+
+    @property
+    def method(self) -> str:
+        return str(self.tomogram.method)
 
 
 def volume_set_from_result(result: ProcessResult, folder: Path, sideband: Optional[str] = None) -> VolumeSet:
     """What a pipeline run produced, as the tab shows and exports it."""
     s = result.screening
     screening = None if s is None else _screening_record(s)
-    return VolumeSet(name=result.name, volumes=_volumes_of(result.tomogram), **_geometry(result.tomogram),
+    return VolumeSet(name=result.name, tomogram=result.tomogram,
                      source=Path(folder), measurement_json=result.metadata.to_json() if result.metadata else "",
                      fields=result.fields, illumination_per_um=result.illumination_per_um, screening=screening,
                      out_path=result.out_path, fields_used=result.fields_used, timings_s=dict(result.timings_s),
@@ -187,8 +203,7 @@ def _screening_record(s: Any) -> dict:
 
 def _preview_set(tomogram: Any, folder: Path, name: str) -> VolumeSet:
     """The raw tomogram of a running reconstruction (shown until the regularised one is ready)."""
-    return VolumeSet(name=name, volumes=_volumes_of(tomogram), **_geometry(tomogram), source=Path(folder),
-                     preview=True)
+    return VolumeSet(name=name, tomogram=tomogram, source=Path(folder), preview=True)
 
 
 def deep_regularizer_available() -> bool:
@@ -202,11 +217,9 @@ class _RawRelay(QObject):
     raw_ready = Signal(object)
 
 
-def _tomogram_group(vs: VolumeSet):
-    raw = vs.volumes.get("raw", vs.volumes.get("tcf"))
-    return TomogramResult(ri=raw, voxel_size_um=vs.voxel_size_um, origin_um=vs.origin_um,
-                          medium_index=vs.medium_index, method=vs.method or "unknown",
-                          ri_tv=vs.volumes.get("tv"), ri_deep=vs.volumes.get("deep"))
+def _tomogram_group(vs: VolumeSet) -> TomogramResult:
+    """The result file's ``tomogram`` group of ``vs`` (a TCF volume is stored as ``ri``)."""
+    return TomogramResult.from_tomogram(vs.tomogram)
 
 
 def load_volume_file(path: str | Path, progress: Optional[Callable[..., None]] = None,
@@ -227,19 +240,18 @@ def load_volume_file(path: str | Path, progress: Optional[Callable[..., None]] =
         # TCF files carry no medium index: take the background level (the most common value)
         medium = float(np.median(volume[:, :4, :].ravel())) if volume.size else 1.337
         report(progress, 1.0, "loaded")
-        return VolumeSet(name=path.stem, volumes={"tcf": volume}, voxel_size_um=tuple(tcf.voxel_size_um),
-                         origin_um=tuple(tcf.origin_um), medium_index=medium, method="tcf", source=path)
+        tomogram = TomogramResult(ri=volume, voxel_size_um=tuple(tcf.voxel_size_um), origin_um=tuple(tcf.origin_um),
+                                  medium_index=medium, method="tcf")
+        return VolumeSet(name=path.stem, tomogram=tomogram, source=path)
     res = read_result(path)
     t = res.tomogram
     if t is None or t.ri is None:
         raise ValueError(f"'{path}' holds no tomogram (tomogram/ri) yet: reconstruct the measurement first")
-    volumes = _volumes_of(t)
     name = path.name[: -len(".odt.h5")] if path.name.endswith(".odt.h5") else path.stem
     retrieval, warnings = stored_retrieval(res)
     report(progress, 1.0, "loaded")
-    return VolumeSet(retrieval=retrieval, warnings=warnings, name=name, volumes=volumes, voxel_size_um=tuple(float(v) for v in t.voxel_size_um),
-                     origin_um=tuple(float(v) for v in t.origin_um), medium_index=float(t.medium_index),
-                     method=str(t.method), source=path, measurement_json=res.measurement_json,
+    return VolumeSet(name=name, tomogram=t, retrieval=retrieval, warnings=warnings, source=path,
+                     measurement_json=res.measurement_json,
                      fields=res.fields, illumination_per_um=res.illumination_per_um, screening=res.screening,
                      out_path=path)
 

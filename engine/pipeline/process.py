@@ -551,10 +551,9 @@ def _process_polarised(measurement: Measurement, options: ProcessOptions, timing
     Only the kept illuminations enter the tensor reconstruction.
     ``tomogram/ri`` is the mean index sqrt(tr ε / 3).
     """
-    from types import SimpleNamespace
-
     from ..birefringence.jones import JonesFields, frame_table, jones_fields
     from ..birefringence.tensor_tomography import reconstruct_tensor
+    from ..tomography.reconstruct import Tomogram
 
     meta = measurement.metadata
     t = time.perf_counter()
@@ -592,9 +591,9 @@ def _process_polarised(measurement: Measurement, options: ProcessOptions, timing
         tensor = reconstruct_tensor(jones, meta, shape_z=options.shape_z, device=options.device,
                                     progress=sub_progress(progress, 0.35, 0.97, "tensor tomography: "), cancel=cancel)
     timings["reconstruct"] = time.perf_counter() - t
-    tomogram = SimpleNamespace(ri=tensor.mean_index.astype(np.float32), voxel_size_um=tensor.voxel_size_um,
-                               origin_um=tensor.origin_um, medium_index=tensor.medium_index,
-                               method=tensor.method, ri_tv=None)
+    tomogram = Tomogram(ri=tensor.mean_index.astype(np.float32), voxel_size_um=tuple(tensor.voxel_size_um),
+                        origin_um=tuple(tensor.origin_um), medium_index=float(tensor.medium_index),
+                        method=str(tensor.method))
     return ProcessResult(name=measurement.name, fields=fields, illumination_per_um=illum, screening=screening,
                          tomogram=tomogram, fields_used=int(screening.decision.sum()), timings_s=timings,
                          birefringence=tensor)
@@ -607,8 +606,6 @@ def _screen_polarised(fields: np.ndarray, illum: np.ndarray, table: np.ndarray, 
     Returns a screening record over all N images: ``score`` (NaN for cross-polarised images),
     ``rule_peak`` (every image), ``decision`` and ``source`` shared by the 4 images of an illumination.
     """
-    from types import SimpleNamespace
-
     from ..screening.rule import rule_peak_metric
 
     n = fields.shape[0]

@@ -14,6 +14,7 @@ from app.jobs import JobRunner, JobState
 from app.tabs import reconstruction_tab as rt
 from app.tabs.reconstruction_tab import ReconstructionTab, VolumeSet
 from engine.pipeline.process import ProcessOptions
+from engine.store.results import TomogramResult
 
 FAST = ProcessOptions(screen="none", method="rytov", non_negativity=20, device="cpu")
 
@@ -47,8 +48,9 @@ def _synthetic(with_tv: bool = True) -> VolumeSet:
         vols["tv"] = np.maximum(raw - 0.005, nm).astype(np.float32)
     d = (0.25, 0.1, 0.1)
     origin = tuple(-(n // 2) * s for n, s in zip(raw.shape, d))
-    return VolumeSet(name="blob", volumes=vols, voxel_size_um=d, origin_um=origin, medium_index=nm,
-                     method="rytov+nonneg", measurement_json='{"format": "odt-measurement/1"}')
+    tomogram = TomogramResult(ri=vols["raw"], ri_tv=vols.get("tv"), voxel_size_um=d, origin_um=origin,
+                              medium_index=nm, method="rytov+nonneg")
+    return VolumeSet(name="blob", tomogram=tomogram, measurement_json='{"format": "odt-measurement/1"}')
 
 
 class _Latency:
