@@ -821,12 +821,18 @@ class ReconstructionTab(QWidget):
 
     def _failed(self, exc: BaseException) -> None:
         self.status.setText(f"Failed: {exc}")
+        self._drop_preview("The reconstruction failed", str(exc))
 
     def _cancelled(self) -> None:
         self.status.setText("Cancelled.")
-        if self.result is not None and self.result.preview:  # a raw preview of the cancelled run
+        self._drop_preview("Cancelled", "Run the reconstruction again, or choose another measurement.")
+
+    def _drop_preview(self, title: str, body: str) -> None:
+        """A raw preview of a run that did not finish is not a result (it was never saved): clear it."""
+        if self.result is not None and self.result.preview:
             self.result = None
-            self.show_message("Cancelled", "Run the reconstruction again, or choose another measurement.")
+            self.show_message(title, body)
+            self._update_enabled()
 
     # ------------------------------------------------------------------ display
     def show_volumes(self, vs: VolumeSet) -> None:

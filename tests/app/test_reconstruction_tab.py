@@ -401,3 +401,21 @@ def test_tcf_file_opens_with_its_voxel_size(qtbot, tab, runner, tmp_path):
     tab.peak_button.click()
     assert tab.view.crosshair == (3, 5, 6)
     assert tab.view.crosshair_value() == pytest.approx(1.40, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_raw_preview_then_cancel_leaves_no_result(qtbot, tab, bead_folder):
+    """With TV asked, the raw tomogram is shown while TV runs; cancelling then clears it (never saved)."""
+    tab.show_measurement(bead_folder)
+    slow_tv = ProcessOptions(screen="none", non_negativity=5, regularize="tv", tv_outer_iterations=500,
+                             tv_inner_iterations=50, device="cpu")
+    with qtbot.waitSignal(tab.raw_shown, timeout=60_000) as raw:
+        job = tab.run(slow_tv)
+    preview = raw.args[0]
+    assert preview.preview and set(preview.volumes) == {"raw"} and tab.result is preview
+    assert "regularising" in tab.view.title.text() and not tab.view2.isVisible()
+    assert tab.cancel_button.isEnabled() and not job.done
+    tab.cancel_button.click()
+    qtbot.waitUntil(lambda: job.done, timeout=10_000)
+    assert job.state is JobState.CANCELLED
+    assert tab.result is None and "Cancelled" in tab.empty.text()
