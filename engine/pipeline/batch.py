@@ -190,6 +190,32 @@ class _ThreadRecords(logging.Handler):
                 self.lines.append(f"{record.levelname} {record.name}: {record.msg!r}")
 
 
+_capture_lock = threading.Lock()
+_capture_state = {"count": 0, "root_level": logging.WARNING}
+
+
+def _begin_capture(handler: _ThreadRecords) -> None:
+    """Attach ``handler`` to the root logger, lowering its level while any capture runs
+    (Dask runs several tasks at once in threads: the first one saves the level, the last one restores it)."""
+    root = logging.getLogger()
+    with _capture_lock:
+        if _capture_state["count"] == 0:
+            _capture_state["root_level"] = root.level
+        _capture_state["count"] += 1
+        root.addHandler(handler)
+        if root.level > handler.level:
+            root.setLevel(handler.level)
+
+
+def _end_capture(handler: _ThreadRecords) -> None:
+    root = logging.getLogger()
+    with _capture_lock:
+        root.removeHandler(handler)
+        _capture_state["count"] -= 1
+        if _capture_state["count"] == 0:
+            root.setLevel(_capture_state["root_level"])
+
+
 def _level(level: int | str | None) -> Optional[int]:
     if level is None or isinstance(level, int):
         return level
@@ -216,12 +242,8 @@ def run_one(process_one: Callable[[Path, Path], dict], folder: str | Path, out_p
     folder, out_path = Path(folder), Path(out_path)
     level = _level(log_level)
     records = _ThreadRecords(level) if level is not None else None
-    root = logging.getLogger()
-    old_level = root.level
     if records is not None:
-        root.addHandler(records)
-        if root.level > records.level:
-            root.setLevel(records.level)
+        _begin_capture(records)
     try:
         info = process_one(folder, out_path)
         info = dict(info) if info else {}
@@ -234,8 +256,7 @@ def run_one(process_one: Callable[[Path, Path], dict], folder: str | Path, out_p
                "seconds": time.perf_counter() - t0, "info": {}}
     finally:
         if records is not None:
-            root.removeHandler(records)
-            root.setLevel(old_level)
+            _end_capture(records)
     res["log"] = records.lines if records is not None else []
     return res
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from _folders import make_measurement, process_small
+from _folders import make_measurement, meta, process_small
 from app import cli
 from engine.pipeline import process as process_mod
 from engine.pipeline.batch import BatchConsole
@@ -149,6 +149,19 @@ def test_run_batch_logs_every_processed_folder_and_keeps_the_log_of_a_skipped_on
     # without log_dir (the default) nothing is written
     run_batch(folders, tmp_path / "out2", process_small, log=None)
     assert not (tmp_path / "out2" / "logs").exists()
+
+
+def test_worker_processes_send_back_the_traceback_for_the_log(tmp_path):
+    from engine.pipeline.batch import run_batch
+
+    make_measurement(tmp_path / "in", "good", seed=0)
+    make_measurement(tmp_path / "in", "bad", seed=1, metadata=meta(wavelength_um=None))
+    folders = sorted((tmp_path / "in").iterdir())
+    logs = tmp_path / "out" / "logs"
+    summary = run_batch(folders, tmp_path / "out", process_small, workers=2, log=None, log_dir=logs)
+    assert {it.name: it.status for it in summary.items} == {"bad": "failed", "good": "ok"}
+    text = (logs / "bad.log").read_text()
+    assert "Traceback (most recent call last)" in text and "load_measurement" in text and "wavelength_um" in text
 
 
 def test_json_when_there_is_nothing_to_do(tmp_path, capsys):
