@@ -167,11 +167,14 @@ def test_dask_local_cluster_gives_the_same_results_as_the_local_run(tmp_path):
         assert all(w.worker_address.startswith("tcp://127.0.0.1:") for w in cluster.workers.values())
         lines = []
         dask = run_batch(folders, tmp_path / "dask", process_small, scheduler=cluster.scheduler_address,
-                         log=lines.append)
+                         log=lines.append, log_dir=tmp_path / "dask" / "logs")
     assert dask.where.startswith("dask tcp://127.0.0.1") and "(2 threads)" in dask.where
     assert [(i.name, i.status, i.fields_used) for i in local.items] == \
         [(i.name, i.status, i.fields_used) for i in dask.items]
     assert "medium_index" in dask.items[-1].error
+    # the worker's traceback reaches the failed folder's log (written by the client)
+    assert "Traceback (most recent call last)" in dask.items[-1].log_path.read_text()
+    assert len(list((tmp_path / "dask" / "logs").glob("*.log"))) == 7
     for it in local.items[:6]:
         a, b = read_result(it.out_path), read_result(tmp_path / "dask" / it.out_path.name)
         np.testing.assert_array_equal(a.fields, b.fields)
