@@ -44,6 +44,20 @@ cytoplasm and the nucleus (each eroded by one voxel) and in the (tiny: 14 voxels
 the RMSE in the cell (dilated by 2 voxels) and the background std.
 
 Asserts nothing about time; prints the tables and the machine's load average.
+
+Measured (2026-12-06, shared 2-core CPU without GPU, load average 3–5; defaults)
+--------------------------------------------------------------------------------
+Sphere: ODT Studio Δn −0.91 %, RMSE 0.0033, bg std 0.00017, ring 0.0003, inside std 0.0008,
+9.7 s (median of 3); ODTbrain −0.14 %, 0.0039, 0.00066, 0.0015, 0.0021, 36.5 s: 3.8× (other
+runs under heavier load: 9.9 vs 89 s, 14.6 vs 98 s). Inside the batch, ODT Studio's
+reconstruction takes 0.3 s (mapping 0.01 s, 50 non-negativity iterations 0.3 s) against
+ODTbrain's 20–88 s ``backpropagate_3d``; the rest of its process is start-up, retrieval and
+imports. Before the rotation work (nearest-voxel mapping, 50-slice volume): −5.7 %, RMSE
+0.0039, bg std 0.00067, ring 0.0008, centre 0.06 µm off.
+MEEP: cytoplasm 1.3598 / 1.3610 (ODT Studio / ODTbrain; truth 1.365), nucleus 1.3578 / 1.3587
+(1.360), RMSE 0.0102 / 0.0085, bg std 0.0002 / 0.0018: with 18 views the direct Fourier mapping
+keeps only voxels near a cap, and a voxel up to half a voxel off its cap loses amplitude for an
+object as large as this cell; filtered back-propagation does not.
 """
 
 from __future__ import annotations
