@@ -389,7 +389,7 @@ def _map_rotation_interpolated(
     bx = signed_range(kmax / dkx, ww)
     bz_all = signed_range(kmax / dkz, zz)
     flats, values = [], []
-    plane_chunk = max(1, int(4_000_000 // max(1, len(bx) * len(rows))))
+    plane_chunk = max(1, int(1_000_000 // max(1, len(bx) * len(rows))))  # ~250 MB of temporaries
     for s in range(0, len(bz_all), plane_chunk):
         check_cancel(cancel)
         bz = bz_all[s:s + plane_chunk]
