@@ -209,7 +209,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         workers=args.workers, force=args.force, measure=args.measure, sideband=args.sideband,
         method=args.method, non_negativity=args.non_negativity == "on", threshold=args.threshold,
         json_summary=args.json_summary, log_level=args.log_level,
-        progress_bar=sys.stderr.isatty())
+        progress_bar=sys.stderr is not None and sys.stderr.isatty())
 
 
 def cmd_export(args: argparse.Namespace) -> int:
