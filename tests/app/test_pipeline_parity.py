@@ -73,9 +73,11 @@ def assert_identical_results(a: Path, b: Path) -> None:
 
 def _gui_run(qtbot, tab: ReconstructionTab, options: ProcessOptions, raws: list):
     tab.raw_shown.connect(raws.append)
-    with qtbot.waitSignal(tab.volume_shown, timeout=180_000):
-        job = tab.run(options)
-        assert job is not None
+    job = tab.run(options)
+    assert job is not None
+    qtbot.waitUntil(lambda: job.done, timeout=180_000)
+    qtbot.waitUntil(lambda: tab.result is not None and not tab.result.preview or job.state is not JobState.FINISHED,
+                    timeout=10_000)
     tab.raw_shown.disconnect(raws.append)
     assert job.state is JobState.FINISHED, job.error
     return job
@@ -148,4 +150,36 @@ def test_gui_and_batch_command_write_identical_files(qtbot, runner, settings, be
     with h5py.File(result, "r") as f:
         warnings = json.loads(f.attrs.get("warnings", "[]"))
     assert any("excluded" in w for w in warnings), warnings  # the retrieval guard's warning, both paths
+    project.close()
+
+
+@pytest.mark.slow
+def test_gui_follows_the_project_review_like_the_pipeline_given_its_decisions(qtbot, runner, settings, bead_folder,
+                                                                              tmp_path):
+    """A reviewed project measurement (rule screening + a manual override): the tab reuses the fields
+    the review stored and hands the pipeline the project's decisions; the file equals a fresh
+    ``process_measurement(..., screening=project_screening_record(...))``."""
+    from engine.pipeline.project_screening import project_screening_record, screen_project_measurement
+
+    project = Project.create(tmp_path / "proj")
+    mid = project.add_measurement(bead_folder)
+    screen_project_measurement(project, mid, model=None, device="cpu")  # the review tab's job (rule)
+    n = project.decisions(mid)[0].size
+    # the rule rejects the tiny beads' clean fields (known): the technician keeps all but one
+    overridden = 2
+    for i in range(n):
+        project.set_override(mid, i, int(i != overridden))
+    tab = ReconstructionTab(runner, settings)
+    qtbot.addWidget(tab)
+    tab.set_project(project)
+    tab.show_measurement(bead_folder)
+    job = _gui_run(qtbot, tab, TV_FAST, [])
+    assert job.result.reused_fields, "the fields the review stored are used, not retrieved again"
+    with h5py.File(project.result_path(mid), "r") as f:
+        assert f["screening/decision"][overridden] == 0 and f["screening/source"][overridden] == 2
+
+    given = process_measurement(bead_folder, tmp_path / "fresh.odt.h5", TV_FAST,
+                                screening=project_screening_record(project, mid))
+    assert not given.reused_fields
+    assert_identical_results(project.result_path(mid), given.out_path)
     project.close()
