@@ -87,7 +87,7 @@ def _border_robust_std(phase: np.ndarray, width: int = 8) -> np.ndarray:
 
 
 def _inconsistency(field: np.ndarray, unwrapped: np.ndarray) -> np.ndarray:
-    ls = unwrap_phase(field, "fourier", device="cpu")
+    ls = unwrap_phase(field, "fourier", device="cpu", chunk=64)
     d = unwrapped - ls
     d -= np.median(d.reshape(len(d), -1), axis=1)[:, None, None]
     return (np.abs(d) > np.pi).reshape(len(d), -1).mean(axis=1).astype(np.float32)

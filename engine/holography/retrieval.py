@@ -374,11 +374,15 @@ def _trial_statistic(holograms: np.ndarray, backgrounds: np.ndarray, idx: np.nda
 def _detect_carrier(holograms: np.ndarray, backgrounds: np.ndarray, ill_md: Optional[np.ndarray], px: float,
                     na: float, lam: float, nm: float, rule: str, dev) -> tuple[np.ndarray, SidebandChoice]:
     """Detected carrier and how its twin was chosen (module docstring, step 1)."""
-    peaks = find_carrier(backgrounds, px, exclude_radius_per_um=0.5 * na / lam, device=dev).reshape(-1, 2)
+    # up to 16 backgrounds spread over the measurement: the carrier is common to all of them
+    sub = (np.unique(np.linspace(0, backgrounds.shape[0] - 1, min(backgrounds.shape[0], 16)).round().astype(int))
+           if backgrounds.ndim == 3 else None)
+    peaks = find_carrier(backgrounds if sub is None else backgrounds[sub], px, exclude_radius_per_um=0.5 * na / lam,
+                         device=dev).reshape(-1, 2)
 
     def carrier_of(p: np.ndarray) -> np.ndarray:
         if ill_md is not None and backgrounds.ndim == 3:
-            return np.mean(p - ill_md, axis=0)
+            return np.mean(p - ill_md[sub], axis=0)
         if ill_md is not None:
             return p[0] - np.mean(ill_md, axis=0)
         return np.mean(p, axis=0)
