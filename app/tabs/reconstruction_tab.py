@@ -343,7 +343,8 @@ class ReconstructionTab(QWidget):
         self._linking = False
         # (folder, RetrievedFields) of the last run: a run with other parameters reuses them
         self._retrieved: Optional[tuple[Path, Any]] = None
-        self._run_sideband: Optional[str] = None
+        # the folder and side-band setting of the running job (the user may choose another meanwhile)
+        self._run: Optional[tuple[Path, str]] = None
         self._relay = _RawRelay(self)
         self._relay.raw_ready.connect(self._raw_ready)
         self._build()
@@ -761,7 +762,7 @@ class ReconstructionTab(QWidget):
         retrieved = self._retrieved[1] if self._retrieved is not None and self._retrieved[0] == folder else out_path
         extra = {"on_raw": self._relay.raw_ready.emit} if opts.regularize != "none" else {}
         self.status.setText(f"Reconstructing {folder.name} ({opts.describe()}) …")
-        self._run_sideband = opts.sideband
+        self._run = (folder, opts.sideband)
         self.job = self.runner.submit(
             f"Reconstructing {folder.name}", process_measurement, folder, out_path, opts,
             screening=self._project_screening(folder), retrieved=retrieved, on_result=self._finished,
@@ -803,16 +804,17 @@ class ReconstructionTab(QWidget):
     def _raw_ready(self, tomogram: Any) -> None:
         """The raw tomogram of the running reconstruction: shown until the regularised one replaces it."""
         job = self.job
-        if job is None or job.done or job.token.cancelled or self.folder is None:
+        if job is None or job.done or job.token.cancelled or self._run is None:
             return
-        self.show_volumes(_preview_set(tomogram, self.folder, self.folder.name))
+        folder = self._run[0]
+        self.show_volumes(_preview_set(tomogram, folder, folder.name))
         self.view.set_title(f"{self.view.title.text()} — regularising, shown meanwhile …")
-        self.status.setText(f"{self.folder.name}: raw tomogram shown; regularising …")
+        self.status.setText(f"{folder.name}: raw tomogram shown; regularising …")
 
     def _finished(self, result: ProcessResult) -> None:
-        folder = self.folder if self.folder is not None else Path(result.name)
+        folder, sideband = self._run if self._run is not None else (Path(result.name), None)
         self._retrieved = (folder, result.retrieved) if result.retrieved is not None else None
-        vs = volume_set_from_result(result, folder, getattr(self, "_run_sideband", None))
+        vs = volume_set_from_result(result, folder, sideband)
         secs = self.job.seconds if self.job is not None else None
         saved = f"; saved to {vs.out_path.name}" if vs.out_path else ""
         warned = f" {len(vs.warnings)} warning(s): see above the views." if vs.warnings else ""
