@@ -76,7 +76,11 @@ class ScreeningResult:
 
 @dataclass
 class TomogramResult:
-    """The ``tomogram`` group. Volumes (Z, Y, X) float32; vectors ordered (z, y, x), µm."""
+    """The ``tomogram`` group. Volumes (Z, Y, X) float32; vectors ordered (z, y, x), µm.
+
+    ``labels`` (optional, (Z, Y, X) integers, 0 = background, 1..K = objects) is stored as
+    ``tomogram/labels``, uint16 (uint32 above 65535 objects).
+    """
 
     ri: np.ndarray
     voxel_size_um: tuple[float, float, float]
@@ -85,13 +89,15 @@ class TomogramResult:
     method: str
     ri_tv: Optional[np.ndarray] = None
     ri_deep: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None
 
     @classmethod
     def from_tomogram(cls, tomogram) -> "TomogramResult":
         """The group of an :class:`engine.tomography.Tomogram` (or anything with its attributes)."""
         return cls(ri=tomogram.ri, voxel_size_um=tuple(tomogram.voxel_size_um), origin_um=tuple(tomogram.origin_um),
                    medium_index=float(tomogram.medium_index), method=str(tomogram.method),
-                   ri_tv=getattr(tomogram, "ri_tv", None), ri_deep=getattr(tomogram, "ri_deep", None))
+                   ri_tv=getattr(tomogram, "ri_tv", None), ri_deep=getattr(tomogram, "ri_deep", None),
+                   labels=getattr(tomogram, "labels", None))
 
 
 @dataclass
@@ -273,6 +279,20 @@ def _volume(v: Any, what: str) -> np.ndarray:
     return a.astype(np.float32, copy=False)
 
 
+def _labels(v: Any, shape: tuple) -> np.ndarray:
+    """Object labels (Z, Y, X) as uint16, or uint32 when a label exceeds 65535."""
+    a = np.asarray(v)
+    if a.shape != tuple(shape) or a.dtype.kind not in "iub":
+        raise ValueError(f"tomogram 'labels' must be integers of the tomogram's shape {tuple(shape)}, "
+                         f"got shape {a.shape} dtype {a.dtype}")
+    top = int(a.max(initial=0))
+    if a.size and int(a.min()) < 0:
+        raise ValueError("tomogram 'labels' must be ≥ 0 (0 = background)")
+    if top >= 2 ** 32:
+        raise ValueError(f"tomogram 'labels' exceed uint32 (largest {top})")
+    return a.astype(np.uint16 if top < 2 ** 16 else np.uint32, copy=False)
+
+
 def _prepare_retrieval(retrieval: Any, n: Optional[int]) -> dict[str, Any]:
     q = {str(k): np.asarray(v, np.float32) for k, v in (dict(_get(retrieval, "quality", {}) or {})).items()}
     for k, a in q.items():
@@ -332,6 +352,9 @@ def _prepare(measurement_json: str, fields_: Any, illumination_per_um: Any, scre
                 t[key] = _volume(v, f"tomogram '{key}'")
                 if t[key].shape != t["ri"].shape:
                     raise ValueError(f"tomogram '{key}' shape {t[key].shape} differs from 'ri' {t['ri'].shape}")
+        labels = _get(tomogram, "labels")
+        if labels is not None:
+            t["labels"] = _labels(labels, t["ri"].shape)
         t["voxel_size_um"] = _vec3(_get(tomogram, "voxel_size_um"), "tomogram voxel_size_um")
         if not np.all(t["voxel_size_um"] > 0):
             raise ValueError("tomogram voxel_size_um must be positive")
@@ -385,7 +408,7 @@ def _write(f: h5py.File, measurement_json: str, data: dict[str, Any], extra_attr
     if "tomogram" in data:
         t = data["tomogram"]
         g = f.create_group("tomogram")
-        for key in ("ri", "ri_tv", "ri_deep"):
+        for key in ("ri", "ri_tv", "ri_deep", "labels"):
             if key in t:
                 g.create_dataset(key, data=t[key])
                 g[key].attrs["element_size_um"] = t["voxel_size_um"]  # (z, y, x): Fiji HDF5 plugin, ilastik
@@ -505,6 +528,7 @@ def read_result(path: str | Path, groups: Optional[Iterable[str]] = None) -> Res
             res.tomogram = TomogramResult(
                 ri=g["ri"][()], ri_tv=g["ri_tv"][()] if "ri_tv" in g else None,
                 ri_deep=g["ri_deep"][()] if "ri_deep" in g else None,
+                labels=g["labels"][()] if "labels" in g else None,
                 voxel_size_um=tuple(float(x) for x in g.attrs["voxel_size_um"]),  # type: ignore[arg-type]
                 origin_um=tuple(float(x) for x in g.attrs["origin_um"]),  # type: ignore[arg-type]
                 medium_index=float(g.attrs["medium_index"]), method=_str_attr(g, "method"))
@@ -539,11 +563,18 @@ def update_result(path: str | Path, **groups: Any) -> Path:
     **groups
         Any keyword of :func:`write_result` (``fields``, ``illumination_per_um``,
         ``screening``, ``tomogram``, ``birefringence``, ``measurement_json``,
-        ``extra_attrs`` (merged into the existing attributes)). A keyword given as None
-        keeps what the file holds.
+        ``extra_attrs`` (merged into the existing attributes)), and ``labels``: object labels
+        (Z, Y, X) for ``tomogram/labels`` (the tomogram kept; 0 = background, 1..K = objects).
+        A keyword given as None keeps what the file holds. A new ``tomogram`` without labels
+        drops the stored labels (they belonged to the old one).
+
+    Raises
+    ------
+    ValueError
+        ``labels`` for a file without a tomogram, or of another shape than it.
     """
     allowed = {"fields", "illumination_per_um", "screening", "tomogram", "birefringence",
-               "measurement_json", "extra_attrs", "retrieval"}
+               "measurement_json", "extra_attrs", "retrieval", "labels"}
     unknown = set(groups) - allowed
     if unknown:
         raise TypeError(f"update_result got unknown groups {sorted(unknown)}")
@@ -555,9 +586,15 @@ def update_result(path: str | Path, **groups: Any) -> Path:
 
     attrs = dict(old.attrs)
     attrs.update(groups.get("extra_attrs") or {})
+    tomogram = pick("tomogram", old.tomogram)
+    if groups.get("labels") is not None:
+        if tomogram is None:
+            raise ValueError(f"'{path}' holds no tomogram: labels need one")
+        tomogram = TomogramResult.from_tomogram(tomogram)
+        tomogram.labels = np.asarray(groups["labels"])
     return write_result(
         path, measurement_json=pick("measurement_json", old.measurement_json),
         fields=pick("fields", old.fields), illumination_per_um=pick("illumination_per_um", old.illumination_per_um),
-        screening=pick("screening", old.screening), tomogram=pick("tomogram", old.tomogram),
+        screening=pick("screening", old.screening), tomogram=tomogram,
         birefringence=pick("birefringence", old.birefringence), extra_attrs=attrs,
         retrieval=pick("retrieval", old.retrieval))

@@ -89,6 +89,38 @@ def test_partial_file_and_update_keeps_other_groups(tmp_path):
         update_result(p, nonsense=1)
 
 
+def test_labels_stored_read_and_added_by_update(tmp_path):
+    """tomogram/labels (docs/formats.md §2): uint16, element_size_um, kept by later updates, dropped by a new tomogram."""
+    d = _full()
+    p = write_result(tmp_path / "m.odt.h5", measurement_json=MJ, **d)
+    assert read_result(p).tomogram.labels is None
+    labels = np.zeros((2, 4, 5), np.int32)
+    labels[0, 1:3, 1:3] = 1
+    labels[1, 2:4, 3:5] = 2
+    update_result(p, labels=labels)
+    with h5py.File(p, "r") as f:
+        assert f["tomogram/labels"].dtype == np.uint16
+        np.testing.assert_allclose(f["tomogram/labels"].attrs["element_size_um"], (0.2, 0.1, 0.1))
+    r = read_result(p)
+    np.testing.assert_array_equal(r.tomogram.labels, labels)
+    np.testing.assert_allclose(r.tomogram.ri_tv, 1.0)  # the rest of the tomogram is kept
+    assert r.birefringence.tensor.shape == (2, 4, 5, 3, 3) and r.fields.shape == (3, 4, 5)
+    update_result(p, screening=d["screening"])  # another group: the labels stay
+    np.testing.assert_array_equal(read_result(p).tomogram.labels, labels)
+    big = labels.astype(np.int64) * 40000
+    update_result(p, labels=big)
+    assert read_result(p).tomogram.labels.dtype == np.uint32
+    update_result(p, tomogram=d["tomogram"])  # a new tomogram: the old labels no longer apply
+    assert read_result(p).tomogram.labels is None
+    with pytest.raises(ValueError, match="labels"):
+        update_result(p, labels=np.zeros((2, 4, 4), np.int32))
+    with pytest.raises(ValueError, match="labels"):
+        update_result(p, labels=np.full((2, 4, 5), -1))
+    bare = write_result(tmp_path / "f.odt.h5", measurement_json=MJ, fields=d["fields"])
+    with pytest.raises(ValueError, match="no tomogram"):
+        update_result(bare, labels=labels)
+
+
 @pytest.mark.parametrize("bad", [
     dict(fields=np.zeros((4, 4))),
     dict(fields=np.zeros((3, 4, 4)), illumination_per_um=np.zeros((2, 2))),
