@@ -72,6 +72,9 @@ class Tomogram:
         The measured spectrum (kept with ``keep_fourier=True`` for later regularisation).
     timings_s : dict
         Seconds spent per stage.
+    misfit : list of float, optional
+        ``method="multislice"``: relative data misfit of each iteration
+        (:mod:`engine.tomography.multislice`).
     """
 
     ri: np.ndarray
@@ -85,6 +88,7 @@ class Tomogram:
     support_fraction: Optional[float] = None
     fourier: Optional[FourierData] = None
     timings_s: dict = field(default_factory=dict)
+    misfit: Optional[list] = None
 
     def coordinates_um(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Voxel-centre coordinates ``(z, y, x)`` along each axis, µm."""
@@ -137,6 +141,7 @@ def reconstruct(
     rotation_angles_rad: Optional[Sequence[float]] = None,
     keep_fourier: bool = False,
     chunk: int = 16,
+    multislice: Optional[dict] = None,
     device: str | torch.device = "auto",
     progress: Optional[Callable[..., None]] = None,
     cancel: Optional[CancelToken] = None,
@@ -152,9 +157,13 @@ def reconstruct(
     metadata : MeasurementMetadata
         Wavelength, n_m, NA, pixel size, geometry (``"illumination-scan"`` or
         ``"sample-rotation"`` with ``rotation_angles_rad``).
-    method : {"rytov", "born"}
+    method : {"rytov", "born", "multislice"}
         First-order approximation (Rytov is the default: valid for thick, weakly refracting
-        samples; Born only for small phase delays).
+        samples; Born only for small phase delays), or ``"multislice"``: the iterative
+        multiple-scattering inversion of :mod:`engine.tomography.multislice`, started from Rytov
+        (illumination scan only; ``non_negativity`` bounds its iterations, ``regularization`` and
+        the TV settings do not apply, ``multislice`` is a dict of its
+        :class:`~engine.tomography.multislice.MultisliceOptions`).
     shape_z : int, optional
         Axial voxels Z (default ``min(H, W) // 2`` for an illumination scan; for a sample
         rotation the cube ``Z·dz = W·dx``, since the rotation sees the sample from every side
@@ -198,6 +207,14 @@ def reconstruct(
     t0 = time.perf_counter()
     timings: dict = {}
     dev = resolve_device(device)
+    if method == "multislice":
+        from .multislice import reconstruct_multislice
+
+        return reconstruct_multislice(fields, illumination_per_um, metadata, shape_z=shape_z, dz_um=dz_um,
+                                      decision=decision, non_negativity=non_negativity,
+                                      unwrapped_phase=unwrapped_phase, unwrap_method=unwrap_method,
+                                      keep_fourier=keep_fourier, options=multislice, device=dev,
+                                      progress=progress, cancel=cancel)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
     n, hh, ww = fields.shape
