@@ -13,8 +13,21 @@ attribute). Result files are read with :mod:`engine.store.results`, Tomocube TCF
 :func:`engine.store.folders.read_tcf`.
 
 Physical units everywhere: axes in µm, values as refractive index (RI), the medium index n_m
-shown beside the views and used as the bottom of the colour range. Exports: an ImageJ
-hyperstack TIFF with its voxel size in µm, a ``.npy`` volume, or the ``.odt.h5`` result file.
+shown beside the views and used as the bottom of the colour range.
+
+Objects: *Find objects* segments the volume on screen and measures every object
+(:func:`engine.analysis.segment_objects`, :func:`engine.analysis.measure_objects`) in the job
+runner; the labels are drawn over the slices (one colour each), listed in a table linked both
+ways to the views (a row moves the crosshair to the object's centroid; a click on an object
+selects its row), exported as CSV (:func:`engine.analysis.write_measurements_csv`, the columns of
+``odt-studio batch --measure``) and stored in the result file as ``tomogram/labels``
+(:func:`engine.store.results.update_result`). Labels already in a result file are measured when
+it is opened.
+
+Exports: any volume of the result — ``ri``, ``ri_tv``, ``ri_deep``, ``n_e``, ``n_o``, ``dn``,
+``labels`` — as OME-TIFF, OME-Zarr or ImageJ TIFF with voxel size and origin
+(:func:`engine.store.export.export_result`, what ``odt-studio export`` does; a result not yet in a
+file is written to a temporary one first), or the whole ``.odt.h5`` result file.
 Warnings of the processing (e.g. the sample's phase is mostly negative,
 :func:`engine.pipeline.process.contrast_warnings`) are shown in a banner above the views.
 """
@@ -23,12 +36,12 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
-import tifffile
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
@@ -66,11 +79,14 @@ from engine.pipeline.process import (
 from engine.pipeline.project_screening import project_screening_record, project_sideband, sideband_description, \
     stored_retrieval
 from engine.progress import check_cancel, report
+from engine.store import export as volume_export
 from engine.store.folders import read_tcf
-from engine.store.results import TomogramResult, is_complete_result, read_result, write_result
+from engine.store.results import BirefringenceResult, TomogramResult, is_complete_result, read_result, \
+    update_result, write_result
 
 from ..jobs import Job, JobRunner
 from ..settings import AppSettings
+from ..widgets.objects_panel import ObjectControls, ObjectTable, label_colors
 from ..widgets.plots import LineProfilePlot
 from ..widgets.slice_view import OrthoSliceView
 
@@ -80,8 +96,10 @@ __all__ = [
     "deep_regularizer_available",
     "volume_set_from_result",
     "load_volume_file",
-    "export_tiff",
-    "export_npy",
+    "ObjectsFound",
+    "find_objects",
+    "write_objects_csv",
+    "export_volume",
     "export_result",
     "ReconstructionTab",
 ]
@@ -97,6 +115,12 @@ DEEP_MISSING = ("The learned regulariser (DeepRegularizer) is not installed: its
                 "(deep_regularizer.safetensors) are not in resources/models.")
 #: Smallest TV weight the form offers (a zero weight would be no TV at all)
 MIN_TV_WEIGHT = 1e-5
+#: Display key of a volume → its name in the result file and in ``odt-studio export``.
+ENGINE_VOLUME = {"raw": "ri", "tv": "ri_tv", "deep": "ri_deep", "tcf": "ri"}
+#: Export choices: engine volume name → what the menu says.
+EXPORT_VOLUME_LABELS = {"ri": "RI (raw)", "ri_tv": "RI, TV-regularised", "ri_deep": "RI, learned regulariser",
+                        "n_e": "n_e", "n_o": "n_o", "dn": "Δn = n_e − n_o", "labels": "Object labels"}
+EXPORT_FORMAT_LABELS = {"ome-tiff": "OME-TIFF", "ome-zarr": "OME-Zarr", "imagej": "ImageJ TIFF"}
 
 
 # ====================================================================== display container
@@ -142,6 +166,11 @@ class VolumeSet:
         The side-band setting the fields were retrieved with here (None: not retrieved here).
     preview : bool
         Only the raw tomogram of a run whose regularisation is still going on.
+    birefringence : object or None
+        ``n_e``, ``n_o`` (Z, Y, X), ``director`` (Z, Y, X, 3), ``tensor`` of a birefringent result
+        (the pipeline's tensor tomogram or the file's :class:`BirefringenceResult`).
+    objects : ObjectsFound or None
+        The objects found in it (*Find objects*, or the labels of its result file).
     """
 
     name: str
@@ -158,6 +187,8 @@ class VolumeSet:
     warnings: list = field(default_factory=list)
     sideband: Optional[str] = None
     preview: bool = False
+    birefringence: Any = None
+    objects: Optional["ObjectsFound"] = None
 
     @property
     def volumes(self) -> dict:
@@ -192,7 +223,8 @@ def volume_set_from_result(result: ProcessResult, folder: Path, sideband: Option
                      source=Path(folder), measurement_json=result.metadata.to_json() if result.metadata else "",
                      fields=result.fields, illumination_per_um=result.illumination_per_um, screening=screening,
                      out_path=result.out_path, fields_used=result.fields_used, timings_s=dict(result.timings_s),
-                     retrieval=result.retrieval, warnings=list(result.warnings), sideband=sideband)
+                     retrieval=result.retrieval, warnings=list(result.warnings), sideband=sideband,
+                     birefringence=result.birefringence)
 
 
 def _screening_record(s: Any) -> dict:
@@ -218,8 +250,31 @@ class _RawRelay(QObject):
 
 
 def _tomogram_group(vs: VolumeSet) -> TomogramResult:
-    """The result file's ``tomogram`` group of ``vs`` (a TCF volume is stored as ``ri``)."""
-    return TomogramResult.from_tomogram(vs.tomogram)
+    """The result file's ``tomogram`` group of ``vs`` (a TCF volume is stored as ``ri``), with the
+    labels of the objects found."""
+    group = TomogramResult.from_tomogram(vs.tomogram)
+    if vs.objects is not None:
+        group.labels = vs.objects.labels
+    return group
+
+
+def _birefringence_group(vs: VolumeSet) -> Optional[BirefringenceResult]:
+    """The result file's ``birefringence`` group of ``vs``, or None."""
+    b = vs.birefringence
+    if b is None:
+        return None
+    if hasattr(b, "result_datasets"):
+        return BirefringenceResult(**b.result_datasets())
+    return BirefringenceResult(**{k: getattr(b, k, None) for k in ("n_e", "n_o", "director", "tensor")})
+
+
+def export_volumes(vs: VolumeSet) -> list[str]:
+    """The volumes of ``vs`` that :func:`export_volume` can write (``odt-studio export --volume`` names)."""
+    names = [ENGINE_VOLUME[k] for k in vs.volumes]
+    b = vs.birefringence
+    if b is not None and getattr(b, "n_e", None) is not None and getattr(b, "n_o", None) is not None:
+        names += ["n_e", "n_o", "dn"]
+    return list(dict.fromkeys(names + ["labels"]))
 
 
 def load_volume_file(path: str | Path, progress: Optional[Callable[..., None]] = None,
@@ -253,37 +308,143 @@ def load_volume_file(path: str | Path, progress: Optional[Callable[..., None]] =
     return VolumeSet(name=name, tomogram=t, retrieval=retrieval, warnings=warnings, source=path,
                      measurement_json=res.measurement_json,
                      fields=res.fields, illumination_per_um=res.illumination_per_um, screening=res.screening,
-                     out_path=path)
+                     out_path=path, birefringence=res.birefringence)
 
 
-def export_tiff(path: str | Path, volume: np.ndarray, voxel_size_um: tuple[float, float, float],
-                progress: Optional[Callable[..., None]] = None, cancel=None) -> Path:
-    """Write ``volume`` (Z, Y, X) as an ImageJ hyperstack TIFF (float32 RI) with its voxel size in µm.
+@dataclass
+class ObjectsFound:
+    """The objects of one tomogram and their measurements (what :func:`find_objects` returns).
 
-    ImageJ/Fiji reads the z step from ``spacing``, the pixel size from the X/Y resolution
-    (pixels per µm) and the unit ``um``.
+    Attributes
+    ----------
+    labels : (Z, Y, X) int array
+        0 = background, 1..K = objects.
+    measurements : list of engine.analysis.ObjectMeasurement
+        One per label, in label order (positions in µm, tomogram coordinates).
+    volume : str
+        The volume segmented and measured (``ri``, ``ri_tv``, ``ri_deep``).
+    threshold_dn : float or None
+        The Δn threshold used (None: the labels came from the result file).
+    saved : bool
+        The labels are in the result file (``tomogram/labels``).
+    save_error : str
+        Why they could not be stored there ("" if they were, or there is no file).
     """
-    path = Path(path)
-    check_cancel(cancel)
-    report(progress, 0.0, f"writing {path.name}")
-    dz, dy, dx = (float(v) for v in voxel_size_um)
-    vol = np.ascontiguousarray(volume, dtype=np.float32)
-    tifffile.imwrite(path, vol, imagej=True, resolution=(1.0 / dx, 1.0 / dy),
-                     metadata={"spacing": dz, "unit": "um", "axes": "ZYX",
-                               "min": float(vol.min()), "max": float(vol.max())})
-    report(progress, 1.0, "written")
-    return path
+
+    labels: np.ndarray
+    measurements: list
+    volume: str
+    threshold_dn: Optional[float] = None
+    saved: bool = False
+    save_error: str = ""
+
+    def measurement(self, label: int) -> Any:
+        return next((m for m in self.measurements if int(m.label) == int(label)), None)
 
 
-def export_npy(path: str | Path, volume: np.ndarray, progress: Optional[Callable[..., None]] = None,
-               cancel=None) -> Path:
-    """Write ``volume`` (Z, Y, X) float32 RI to a ``.npy`` file."""
-    path = Path(path)
+def _load_analysis() -> None:
+    """Import the segmentation's modules (scikit-image, lazily loaded) in the calling thread.
+
+    Called in the GUI thread before the first job: a first import inside the worker thread holds
+    the GIL for a long stretch and would freeze the window meanwhile (0.3 s here).
+    """
+    from skimage.filters import threshold_otsu  # noqa: F401
+    from skimage.measure import label, marching_cubes, mesh_surface_area  # noqa: F401
+    from skimage.morphology import h_maxima  # noqa: F401
+    from skimage.segmentation import expand_labels, relabel_sequential, watershed  # noqa: F401
+
+    import engine.analysis.objects  # noqa: F401
+    import engine.pipeline.measure  # noqa: F401
+
+
+def find_objects(ri: np.ndarray, medium_index: float, voxel_size_um: tuple, origin_um: tuple, *,
+                 volume: str = "ri", threshold: Any = "otsu", min_volume_um3: float = 0.1,
+                 split_touching: bool = False, labels: Optional[np.ndarray] = None, birefringence: Any = None,
+                 save_to: Optional[Path] = None, progress: Optional[Callable[..., None]] = None,
+                 cancel=None) -> ObjectsFound:
+    """Segment ``ri`` (unless ``labels`` are given) and measure its objects (a job).
+
+    Calls :func:`engine.analysis.dn_threshold`, :func:`~engine.analysis.segment_objects` and
+    :func:`~engine.analysis.measure_objects` (with the birefringence volumes when given); with
+    ``save_to`` (a result file) the new labels are stored there as ``tomogram/labels``
+    (:func:`engine.store.results.update_result`); a failure to store them is reported in
+    :attr:`ObjectsFound.save_error`, not raised.
+    """
+    from engine.analysis.objects import dn_threshold, measure_objects, segment_objects
+
     check_cancel(cancel)
-    report(progress, 0.0, f"writing {path.name}")
-    np.save(path, np.asarray(volume, dtype=np.float32))
+    th: Optional[float] = None
+    if labels is None:
+        report(progress, 0.05, "segmenting")
+        th = dn_threshold(ri, medium_index, threshold)
+        if np.isfinite(th):
+            labels = segment_objects(ri, medium_index, voxel_size_um, threshold=th, min_volume_um3=min_volume_um3,
+                                     split_touching=split_touching)
+        else:  # nothing above the medium
+            labels = np.zeros(ri.shape, np.int32)
+    check_cancel(cancel)
+    report(progress, 0.4, f"measuring {int(labels.max(initial=0))} objects")
+    found = measure_objects(ri, labels, medium_index, voxel_size_um, origin_um,
+                            threshold=th if th is not None and np.isfinite(th) else None,
+                            birefringence=birefringence)
+    out = ObjectsFound(labels=np.asarray(labels), measurements=found, volume=volume,
+                       threshold_dn=th if th is not None and np.isfinite(th) else None)
+    if save_to is not None:
+        check_cancel(cancel)
+        report(progress, 0.8, f"storing the labels in {Path(save_to).name}")
+        try:
+            update_result(save_to, labels=out.labels)
+            out.saved = True
+        except Exception as e:  # e.g. a read-only file: the objects are still shown
+            log.warning("could not store the labels in %s: %s", save_to, e)
+            out.save_error = f"{type(e).__name__}: {e}"
+    report(progress, 1.0, f"{len(found)} objects")
+    return out
+
+
+def write_objects_csv(path: str | Path, vs: VolumeSet, progress: Optional[Callable[..., None]] = None,
+                      cancel=None) -> Path:
+    """Write the objects of ``vs`` as CSV, with the columns of ``odt-studio batch --measure``
+    (``docs/formats.md`` §3, ``measurements.csv``), atomically."""
+    from engine.analysis.objects import DEFAULT_ALPHA_UM3_PER_PG, write_measurements_csv
+    from engine.pipeline.measure import MEASUREMENTS_COLUMNS
+
+    check_cancel(cancel)
+    obj = vs.objects
+    if obj is None:
+        raise ValueError("no objects found yet: press Find objects first")
+    context = {"name": vs.name, "source_volume": obj.volume, "medium_index": vs.medium_index,
+               "threshold_dn": obj.threshold_dn, "alpha_um3_per_pg": DEFAULT_ALPHA_UM3_PER_PG}
+    out = write_measurements_csv(path, [{**context, **m.as_row()} for m in obj.measurements],
+                                 columns=MEASUREMENTS_COLUMNS)
     report(progress, 1.0, "written")
-    return path if path.suffix == ".npy" else path.with_name(path.name + ".npy")
+    return out
+
+
+def export_volume(vs: VolumeSet, volume: str, to: str, out: str | Path,
+                  progress: Optional[Callable[..., None]] = None, cancel=None) -> Path:
+    """Export one volume of ``vs`` with :func:`engine.store.export.export_result` (a job).
+
+    From the result file when ``vs`` is in one (and, for ``labels``, the file holds the objects
+    found here); otherwise the tomogram, birefringence and labels are written to a temporary
+    result file first.
+    """
+    check_cancel(cancel)
+    report(progress, 0.0, f"exporting {volume}")
+    src = vs.out_path
+    from_file = (src is not None and not vs.preview and str(src).endswith(".odt.h5") and Path(src).is_file()
+                 and not (volume == "labels" and vs.objects is not None and not vs.objects.saved))
+    if from_file:
+        written = volume_export.export_result(src, to, volume, out=out)
+    else:
+        with tempfile.TemporaryDirectory(prefix="odt-export-") as d:
+            meta = vs.measurement_json or json.dumps({"sample": {"name": vs.name}, "medium_index": vs.medium_index})
+            tmp = write_result(Path(d) / f"{vs.name}.odt.h5", measurement_json=meta, tomogram=_tomogram_group(vs),
+                               birefringence=_birefringence_group(vs))
+            check_cancel(cancel)
+            written = volume_export.export_result(tmp, to, volume, out=out)
+    report(progress, 1.0, "written")
+    return written
 
 
 def export_result(path: str | Path, vs: VolumeSet, progress: Optional[Callable[..., None]] = None,
@@ -294,7 +455,7 @@ def export_result(path: str | Path, vs: VolumeSet, progress: Optional[Callable[.
     meta = vs.measurement_json or json.dumps({"sample": {"name": vs.name}, "medium_index": vs.medium_index,
                                               "source": str(vs.source or "")})
     out = write_result(path, measurement_json=meta, fields=vs.fields, illumination_per_um=vs.illumination_per_um,
-                       screening=vs.screening, tomogram=_tomogram_group(vs),
+                       screening=vs.screening, tomogram=_tomogram_group(vs), birefringence=_birefringence_group(vs),
                        retrieval=vs.retrieval if vs.fields is not None else None,
                        extra_attrs={"warnings": json.dumps(list(vs.warnings))} if vs.warnings else None)
     report(progress, 1.0, "written")
@@ -505,20 +666,47 @@ class ReconstructionTab(QWidget):
         pr.addWidget(self.peak_button)
         dform.addRow("Line profile", pr)
 
+        # --- objects
+        self.objects_box = ObjectControls(self)
+        self.objects_box.find_requested.connect(lambda: self.find_objects())
+        self.objects_box.overlay_toggled.connect(lambda _on: self._apply_overlay())
+        self.objects_box.csv_requested.connect(self._export_csv_dialog)
+        self.objects_table = ObjectTable(self)
+        self.objects_table.label_selected.connect(self.go_to_object)
+        self._objects_job: Optional[Job] = None
+        self._selected_label = 0
+        self._going_to_object = False
+
         # --- export
         exp = QGroupBox("Export", self)
-        el = QHBoxLayout(exp)
-        self.tiff_button = QPushButton("TIFF…", exp)
-        self.tiff_button.setToolTip("ImageJ hyperstack (float32 RI) with the voxel size in µm")
-        self.tiff_button.clicked.connect(self._export_tiff_dialog)
-        self.npy_button = QPushButton(".npy…", exp)
-        self.npy_button.setToolTip("NumPy array (Z, Y, X) float32 RI")
-        self.npy_button.clicked.connect(self._export_npy_dialog)
+        ef = QFormLayout(exp)
+        ef.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.export_volume_combo = QComboBox(exp)
+        self.export_volume_combo.setObjectName("exportVolume")
+        self.export_volume_combo.setToolTip("Object labels: those found here, else segmented automatically (Otsu)")
+        ef.addRow("Volume", self.export_volume_combo)
+        self.export_format_combo = QComboBox(exp)
+        self.export_format_combo.setObjectName("exportFormat")
+        for key, text in EXPORT_FORMAT_LABELS.items():
+            self.export_format_combo.addItem(text, key)
+        self.export_format_combo.setItemData(0, "OME-TIFF: PhysicalSize X/Y/Z in µm, plane positions = origin "
+                                                "(Fiji/Bio-Formats, OMERO, napari)", Qt.ItemDataRole.ToolTipRole)
+        self.export_format_combo.setItemData(1, "OME-Zarr (NGFF 0.4): scale = voxel size, translation = origin "
+                                                "(napari, Python)", Qt.ItemDataRole.ToolTipRole)
+        self.export_format_combo.setItemData(2, "ImageJ hyperstack: pixel size, z spacing, origin and display "
+                                                "range from n_m (Fiji)", Qt.ItemDataRole.ToolTipRole)
+        ef.addRow("Format", self.export_format_combo)
+        self.export_button = QPushButton("Export volume…", exp)
+        self.export_button.setObjectName("exportVolumeButton")
+        self.export_button.setToolTip("Write the chosen volume with its voxel size and origin in µm")
+        self.export_button.clicked.connect(self._export_volume_dialog)
         self.h5_button = QPushButton("Result file…", exp)
-        self.h5_button.setToolTip("The .odt.h5 result file (fields, tomograms, voxel size, n_m)")
+        self.h5_button.setToolTip("The .odt.h5 result file (fields, tomograms, labels, voxel size, n_m)")
         self.h5_button.clicked.connect(self._export_result_dialog)
-        for b in (self.tiff_button, self.npy_button, self.h5_button):
-            el.addWidget(b)
+        er = QHBoxLayout()
+        er.addWidget(self.export_button, 1)
+        er.addWidget(self.h5_button)
+        ef.addRow(er)
 
         controls = QWidget(self)
         cl = QVBoxLayout(controls)
@@ -529,6 +717,7 @@ class ReconstructionTab(QWidget):
         cl.addLayout(runrow)
         cl.addWidget(self.status)
         cl.addWidget(disp)
+        cl.addWidget(self.objects_box)
         cl.addWidget(exp)
         cl.addStretch(1)
         scroll = QScrollArea(self)
@@ -549,6 +738,7 @@ class ReconstructionTab(QWidget):
             a.crosshair_moved.connect(lambda z, y, x, b=b: self._link_crosshair(b, z, y, x))
             a.levels_changed.connect(lambda lo, hi, b=b: self._link_levels(b, lo, hi))
         self.view.crosshair_moved.connect(lambda *_: self._update_profile())
+        self.view.crosshair_moved.connect(self._crosshair_on_object)
         self.info = QLabel("", self)
         self.info.setObjectName("volumeInfo")
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -560,9 +750,16 @@ class ReconstructionTab(QWidget):
         vl.addWidget(self.view, 1)
         vl.addWidget(self.view2, 1)
         self.profile = LineProfilePlot(self)
+        self.bottom_splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.bottom_splitter.addWidget(self.profile)
+        self.bottom_splitter.addWidget(self.objects_table)
+        self.bottom_splitter.setStretchFactor(0, 2)
+        self.bottom_splitter.setStretchFactor(1, 3)
+        self.bottom_splitter.setChildrenCollapsible(False)
+        self.objects_table.setVisible(False)
         self.view_splitter = QSplitter(Qt.Orientation.Vertical, self)
         self.view_splitter.addWidget(views)
-        self.view_splitter.addWidget(self.profile)
+        self.view_splitter.addWidget(self.bottom_splitter)
         self.view_splitter.setStretchFactor(0, 4)
         self.view_splitter.setStretchFactor(1, 1)
         self.view_splitter.setChildrenCollapsible(False)
@@ -629,8 +826,13 @@ class ReconstructionTab(QWidget):
         self.run_button.setEnabled(self.folder is not None and not self.running)
         self.cancel_button.setEnabled(self.running)
         have = self.result is not None
-        for b in (self.tiff_button, self.npy_button, self.h5_button, self.peak_button):
-            b.setEnabled(have)
+        final = have and not self.result.preview
+        for b in (self.export_button, self.export_volume_combo, self.export_format_combo, self.h5_button):
+            b.setEnabled(final)
+        self.peak_button.setEnabled(have)
+        busy = self._objects_job is not None and not self._objects_job.done
+        self.objects_box.find_button.setEnabled(final and not busy)
+        self.objects_box.set_have_objects(final and self.result.objects is not None)
 
     def options(self) -> ProcessOptions:
         """The pipeline options as chosen in the form.
@@ -872,8 +1074,13 @@ class ReconstructionTab(QWidget):
         self.profile.set_medium_index(vs.medium_index)
         self.right_stack.setCurrentIndex(1)
         self._show_current(keep=not first)
+        self._fill_export_volumes(vs)
+        self._show_objects()
         self._update_enabled()
         (self.raw_shown if vs.preview else self.volume_shown).emit(vs)
+        stored = getattr(vs.tomogram, "labels", None)
+        if stored is not None and vs.objects is None and not vs.preview:
+            self.find_objects(labels=stored)  # the result file's labels: measured, shown, listed
 
     def _show_warnings(self, vs: VolumeSet) -> None:
         """The banner with the processing warnings of ``vs`` (hidden when none) and its side-band line."""
@@ -972,56 +1179,179 @@ class ReconstructionTab(QWidget):
         self.profile.set_profiles(pos, profiles)
         self.profile.set_cursor(self.view.crosshair_um["zyx".index(axis)])
 
+    # ------------------------------------------------------------------ objects
+    def find_objects(self, labels: Optional[np.ndarray] = None) -> Optional[Job]:
+        """Segment the volume on screen with the *Objects* settings and measure every object, in the
+        background (:func:`find_objects`); ``labels`` given (e.g. a result file's) are measured as
+        they are. New labels are stored in the result file when the tomogram has one."""
+        vs = self.result
+        if vs is None or vs.preview or self.view.volume is None:
+            self.status.setText("Nothing to segment yet.")
+            return None
+        if self._objects_job is not None and not self._objects_job.done:
+            return self._objects_job
+        key = self.current_volume_key() or next(iter(vs.volumes))
+        volume = ENGINE_VOLUME[key]
+        ri = vs.volumes[key]
+        params = self.objects_box.parameters()
+        save_to = vs.out_path if labels is None and vs.out_path is not None and \
+            str(vs.out_path).endswith(".odt.h5") and Path(vs.out_path).is_file() else None
+        _load_analysis()
+        what = "Measuring the stored objects" if labels is not None else f"Finding objects in {VOLUME_LABELS[key]}"
+        self.objects_box.summary.setText(f"{what} …")
+        self._objects_job = self.runner.submit(
+            f"{what} of {vs.name}", find_objects, ri, vs.medium_index, vs.voxel_size_um, vs.origin_um,
+            volume=volume, labels=labels, birefringence=_birefringence_group(vs), save_to=save_to,
+            on_result=lambda found, vs=vs, stored=labels is not None: self._objects_found(vs, found, stored),
+            on_error=lambda exc: self.objects_box.summary.setText(f"Failed: {exc}"),
+            on_cancelled=lambda: self.objects_box.summary.setText("Cancelled."), **params)
+        self._update_enabled()
+        self.runner.job_done.connect(self._objects_job_done)
+        return self._objects_job
+
+    def _objects_job_done(self, job: Job) -> None:
+        if job is self._objects_job:
+            try:
+                self.runner.job_done.disconnect(self._objects_job_done)
+            except (RuntimeError, TypeError):
+                pass
+            self._update_enabled()
+
+    def _objects_found(self, vs: VolumeSet, found: ObjectsFound, stored: bool = False) -> None:
+        if vs is not self.result:  # another tomogram is shown now
+            return
+        found.saved = found.saved or (stored and vs.out_path is not None)  # the file's own labels
+        vs.objects = found
+        self._show_objects()
+        self._update_enabled()
+
+    def _show_objects(self) -> None:
+        """The table, summary and overlay of the objects of the tomogram on screen (cleared without)."""
+        vs = self.result
+        obj = vs.objects if vs is not None else None
+        self._selected_label = 0
+        self.objects_table.set_measurements(obj.measurements if obj is not None else [])
+        self.objects_table.setVisible(obj is not None)
+        if obj is None:
+            self.objects_box.summary.setText("")
+        else:
+            how = ("labels of the result file" if obj.threshold_dn is None and obj.measurements
+                   else f"Δn > {obj.threshold_dn:.4f}" if obj.threshold_dn is not None else "nothing above n_m")
+            total = sum(m.volume_um3 for m in obj.measurements)
+            mass = sum(m.dry_mass_pg for m in obj.measurements)
+            saved = (" Stored in the result file." if obj.saved else
+                     f" Not stored in the result file ({obj.save_error})." if obj.save_error else "")
+            self.objects_box.summary.setText(
+                f"<b>{len(obj.measurements)}</b> objects in {obj.volume} ({how}): {total:.1f} µm³, "
+                f"{mass:.2f} pg.{saved}")
+        self._apply_overlay()
+
+    def _apply_overlay(self) -> None:
+        """Draw the labels over the slices (one colour each, the selected one brighter) or remove them."""
+        vs = self.result
+        obj = vs.objects if vs is not None else None
+        on = obj is not None and self.objects_box.overlay_check.isChecked()
+        for v in (self.view, self.view2):
+            if on:
+                v.set_overlay(obj.labels, label_colors(int(obj.labels.max(initial=0)), self._selected_label))
+            elif v.overlay is not None:
+                v.set_overlay(None)
+
+    @Slot(int)
+    def go_to_object(self, label: int) -> None:
+        """Move the views to the centroid of object ``label`` and highlight it (0: no highlight)."""
+        vs = self.result
+        obj = vs.objects if vs is not None else None
+        m = obj.measurement(label) if obj is not None and label else None
+        self._selected_label = int(label) if m is not None else 0
+        if m is not None and self.view.volume is not None:
+            z, y, x = (self.view.index_of(a, getattr(m, f"centroid_{a}_um")) for a in "zyx")
+            self._going_to_object = True
+            try:
+                self.view.set_crosshair(z, y, x)
+            finally:
+                self._going_to_object = False
+        self._apply_overlay()
+
+    def _crosshair_on_object(self, z: int, y: int, x: int) -> None:
+        """A click (or any crosshair move) onto an object selects its row; onto the background, none."""
+        vs = self.result
+        if self._going_to_object or vs is None or vs.objects is None:
+            return
+        labels = vs.objects.labels
+        label = int(labels[z, y, x]) if labels.shape == self.view.volume.shape else 0
+        if label != self._selected_label:
+            self._selected_label = label
+            self.objects_table.select_label(label)
+            self._apply_overlay()
+
+    def export_objects_csv(self, path: str | Path) -> Optional[Job]:
+        """Write the table of objects as CSV (the columns of ``odt-studio batch --measure``), in the background."""
+        if self.result is None or self.result.objects is None:
+            self.status.setText("No objects yet: press Find objects first.")
+            return None
+        p = Path(path)
+        return self.runner.submit(f"Exporting {p.name}", write_objects_csv, p, self.result,
+                                  on_result=lambda out: self.status.setText(f"Exported {Path(out).name}"))
+
+    def _export_csv_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export the objects as CSV", self._suggest("objects", ".csv"),
+                                              "CSV (*.csv)")
+        if path:
+            self.export_objects_csv(path if path.endswith(".csv") else path + ".csv")
+
     # ------------------------------------------------------------------ export
-    def _export_guard(self) -> Optional[np.ndarray]:
-        vol = self.current_volume()
-        if vol is None:
-            self.status.setText("Nothing to export yet.")
-        return vol
+    def _fill_export_volumes(self, vs: VolumeSet) -> None:
+        """Offer the volumes ``vs`` has, the one on screen first chosen."""
+        combo = self.export_volume_combo
+        combo.clear()
+        for name in export_volumes(vs):
+            combo.addItem(EXPORT_VOLUME_LABELS[name], name)
+        key = self.current_volume_key()
+        i = combo.findData(ENGINE_VOLUME.get(key or "", "ri"))
+        combo.setCurrentIndex(max(i, 0))
 
-    def _suggest(self, suffix: str) -> str:
+    def _suggest(self, volume: str, suffix: str) -> str:
         name = self.result.name if self.result else "tomogram"
-        key = self.current_volume_key() or "raw"
-        base = self.folder.parent if self.folder else Path.home()
-        return str(base / f"{name}_{key}{suffix}")
+        base = self.result.out_path.parent if self.result is not None and self.result.out_path is not None else \
+            self.folder.parent if self.folder else Path.home()
+        return str(base / f"{name}.{volume}{suffix}")
 
-    def export_tiff(self, path: str | Path) -> Optional[Job]:
-        """Write the volume on screen as an ImageJ hyperstack TIFF (voxel size in µm), in the background."""
-        vol = self._export_guard()
-        if vol is None:
+    def export_volume(self, volume: str, to: str, path: str | Path) -> Optional[Job]:
+        """Write ``volume`` (``ri``, ``ri_tv``, ``ri_deep``, ``n_e``, ``n_o``, ``dn``, ``labels``) as ``to``
+        (``ome-tiff``, ``ome-zarr``, ``imagej``) with its voxel size and origin, in the background
+        (:func:`export_volume`)."""
+        if self.result is None or self.result.preview:
+            self.status.setText("Nothing to export yet.")
             return None
         p = Path(path)
-        return self.runner.submit(f"Exporting {p.name}", export_tiff, p, vol, self.result.voxel_size_um,
-                                  on_result=lambda out: self.status.setText(f"Exported {Path(out).name}"))
+        return self.runner.submit(f"Exporting {p.name}", export_volume, self.result, volume, to, p,
+                                  on_result=lambda out: self.status.setText(f"Exported {Path(out).name}"),
+                                  on_error=lambda exc: self.status.setText(f"Export failed: {exc}"))
 
-    def export_npy(self, path: str | Path) -> Optional[Job]:
-        """Write the volume on screen as a ``.npy`` (Z, Y, X) float32 RI array, in the background."""
-        vol = self._export_guard()
-        if vol is None:
-            return None
-        p = Path(path)
-        return self.runner.submit(f"Exporting {p.name}", export_npy, p, vol,
-                                  on_result=lambda out: self.status.setText(f"Exported {Path(out).name}"))
+    def _export_volume_dialog(self) -> None:
+        volume = self.export_volume_combo.currentData()
+        to = self.export_format_combo.currentData()
+        if volume is None or to is None:
+            return
+        suffix = {"ome-tiff": ".ome.tif", "ome-zarr": ".ome.zarr", "imagej": ".tif"}[to]
+        filt = {"ome-tiff": "OME-TIFF (*.ome.tif *.ome.tiff)", "ome-zarr": "OME-Zarr (*.ome.zarr *.zarr)",
+                "imagej": "ImageJ TIFF (*.tif *.tiff)"}[to]
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {EXPORT_VOLUME_LABELS[volume]} as "
+                                                    f"{EXPORT_FORMAT_LABELS[to]}", self._suggest(volume, suffix), filt)
+        if path:
+            if not any(path.endswith(x) for x in (suffix, ".tiff", ".zarr")):
+                path += suffix
+            self.export_volume(volume, to, path)
 
     def export_result(self, path: str | Path) -> Optional[Job]:
-        """Write the whole reconstruction (all volumes, fields) as an ``.odt.h5`` result file."""
+        """Write the whole reconstruction (all volumes, fields, labels, birefringence) as an ``.odt.h5`` result file."""
         if self.result is None:
             self.status.setText("Nothing to export yet.")
             return None
         p = Path(path)
         return self.runner.submit(f"Saving {p.name}", export_result, p, self.result,
                                   on_result=lambda out: self.status.setText(f"Saved {Path(out).name}"))
-
-    def _export_tiff_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export TIFF (ImageJ hyperstack)", self._suggest(".tif"),
-                                              "TIFF (*.tif *.tiff)")
-        if path:
-            self.export_tiff(path)
-
-    def _export_npy_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export NumPy array", self._suggest(".npy"), "NumPy (*.npy)")
-        if path:
-            self.export_npy(path)
 
     def _export_result_dialog(self) -> None:
         name = self.result.name if self.result else "tomogram"

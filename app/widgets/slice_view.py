@@ -10,6 +10,8 @@ colour bar (RI) on the right. Every image is placed with its voxel size, and eve
 aspect ratio locked, so anisotropic voxels look right. A crosshair (the current voxel) is drawn
 in all three views: click anywhere or drag a crosshair line to move it; the other views follow.
 Moving the mouse shows the position (µm) and the refractive index under the cursor.
+An optional overlay (:meth:`OrthoSliceView.set_overlay`: an integer volume such as object labels,
+one RGBA colour per value) is drawn over the slices and follows the crosshair and MIP mode.
 
 The widget does no science: slices and maximum-intensity projections are NumPy indexing and
 ``max``.
@@ -75,6 +77,9 @@ class OrthoSliceView(QWidget):
         self._mips: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
         self._updating = False
         self._levels = (0.0, 1.0)
+        self._overlay: Optional[np.ndarray] = None  # (Z, Y, X) ints drawn over the slices
+        self._overlay_colors = np.zeros((1, 4), np.uint8)  # value -> RGBA
+        self._overlay_mips: Optional[dict[str, np.ndarray]] = None
 
         self.title = QLabel(title, self)
         self.title.setObjectName("sectionTitle")
@@ -86,6 +91,7 @@ class OrthoSliceView(QWidget):
         self.plots: dict[str, pg.PlotItem] = {}
         self.images: dict[str, pg.ImageItem] = {}
         self.lines: dict[str, tuple[pg.InfiniteLine, pg.InfiniteLine]] = {}
+        self.overlays: dict[str, pg.ImageItem] = {}
         positions = {"xy": (0, 0), "yz": (0, 1), "xz": (1, 0)}
         for name, (row, col) in positions.items():
             h, v = VIEW_AXES[name]
@@ -100,6 +106,11 @@ class OrthoSliceView(QWidget):
                 p.invertY(True)  # row 0 at the top, as cameras show it
             img = pg.ImageItem(axisOrder="row-major")
             p.addItem(img)
+            ov = pg.ImageItem(axisOrder="row-major")
+            ov.setZValue(5)  # above the slice, below the crosshair
+            ov.setVisible(False)
+            p.addItem(ov)
+            self.overlays[name] = ov
             vline = pg.InfiniteLine(angle=90, movable=True, pen=_CROSS_PEN, hoverPen=_CROSS_HOVER)
             hline = pg.InfiniteLine(angle=0, movable=True, pen=_CROSS_PEN, hoverPen=_CROSS_HOVER)
             for ln, axis in ((vline, h), (hline, v)):
@@ -215,6 +226,7 @@ class OrthoSliceView(QWidget):
             h, v = VIEW_AXES[name]
             (h0, hl), (v0, vl) = self._extent(h), self._extent(v)
             img.setRect(QRectF(h0, v0, hl, vl))
+            self.overlays[name].setRect(QRectF(h0, v0, hl, vl))
 
     def _set_stretch(self) -> None:
         """Give each row and column room in proportion to its physical extent (µm)."""
@@ -260,6 +272,61 @@ class OrthoSliceView(QWidget):
         lo, hi = self.levels()
         for name in which:
             self.images[name].setImage(self.view_image(name), autoLevels=False, levels=(lo, hi))
+        self._refresh_overlay(which)
+
+    # ------------------------------------------------------------------ overlay
+    @property
+    def overlay(self) -> Optional[np.ndarray]:
+        """The integer (Z, Y, X) volume drawn over the slices, or None."""
+        return self._overlay
+
+    def set_overlay(self, values: Optional[np.ndarray], colors: Optional[np.ndarray] = None) -> None:
+        """Draw ``values`` (Z, Y, X) integers ≥ 0, e.g. object labels, over the slices, value v in
+        ``colors[v]`` (RGBA uint8, shape (K + 1, 4); alpha 0 = not drawn). None removes the overlay.
+
+        In MIP mode the overlay shows the largest value along the projected axis.
+        """
+        self._overlay = None if values is None else np.asarray(values)
+        if colors is not None:
+            self._overlay_colors = np.asarray(colors, dtype=np.uint8).reshape(-1, 4)
+        self._overlay_mips = None
+        self._refresh_overlay(("xy", "xz", "yz"))
+
+    def set_overlay_colors(self, colors: np.ndarray) -> None:
+        """New colours (RGBA uint8 per value) for the overlay, e.g. to highlight one label."""
+        self._overlay_colors = np.asarray(colors, dtype=np.uint8).reshape(-1, 4)
+        self._refresh_overlay(("xy", "xz", "yz"))
+
+    def overlay_value_at(self, z: int, y: int, x: int) -> int:
+        """The overlay's value at voxel (z, y, x) (0 without an overlay)."""
+        ov = self._overlay
+        if ov is None or self.volume is None or ov.shape != self.volume.shape:
+            return 0
+        return int(ov[z, y, x])
+
+    def overlay_image(self, name: str) -> Optional[np.ndarray]:
+        """The 2-D overlay values shown in view ``name`` (as :meth:`view_image`), or None."""
+        ov = self._overlay
+        if ov is None or self.volume is None or ov.shape != self.volume.shape:
+            return None
+        if self._mip:
+            if self._overlay_mips is None:
+                self._overlay_mips = {"xy": ov.max(axis=0), "xz": ov.max(axis=1), "yz": ov.max(axis=2).T}
+            return self._overlay_mips[name]
+        z, y, x = self._cross
+        return {"xy": ov[z], "xz": ov[:, y, :], "yz": ov[:, :, x].T}[name]
+
+    def _refresh_overlay(self, which: tuple[str, ...]) -> None:
+        colors = self._overlay_colors
+        for name in which:
+            img = self.overlay_image(name)
+            item = self.overlays[name]
+            if img is None:
+                item.setVisible(False)
+                continue
+            rgba = colors[np.clip(img, 0, len(colors) - 1)]
+            item.setImage(np.ascontiguousarray(rgba), autoLevels=False, levels=(0, 255))
+            item.setVisible(True)
 
     def levels(self) -> tuple[float, float]:
         """The colour range (RI): values ≤ low are drawn darkest, ≥ high brightest."""

@@ -308,12 +308,12 @@ def test_learned_regulariser_is_offered_only_when_its_weights_exist(qtbot, runne
 
 
 # ---------------------------------------------------------------------------- export
-def test_export_tiff_is_an_imagej_hyperstack_with_the_voxel_size(qtbot, tab, runner, tmp_path):
+def test_export_imagej_tiff_is_a_hyperstack_with_the_voxel_size(qtbot, tab, runner, tmp_path):
     vs = _synthetic()
     tab.show_volumes(vs)
     tab.side_check.setChecked(False)
     tab.volume_combo.setCurrentIndex(tab.volume_combo.findData("raw"))
-    job = tab.export_tiff(tmp_path / "blob.tif")
+    job = tab.export_volume("ri", "imagej", tmp_path / "blob.tif")
     assert runner.wait(20) and job.state is JobState.FINISHED
     with tifffile.TiffFile(tmp_path / "blob.tif") as tif:
         assert tif.is_imagej
@@ -327,18 +327,8 @@ def test_export_tiff_is_an_imagej_hyperstack_with_the_voxel_size(qtbot, tab, run
     np.testing.assert_array_equal(data, vs.volumes["raw"])
     assert xres[0] / xres[1] == pytest.approx(10.0, rel=1e-4)  # 10 pixels per µm = 0.1 µm
     assert yres[0] / yres[1] == pytest.approx(10.0, rel=1e-4)
-
-
-def test_export_npy_round_trip(qtbot, tab, runner, tmp_path):
-    vs = _synthetic()
-    tab.show_volumes(vs)
-    tab.side_check.setChecked(False)
-    tab.volume_combo.setCurrentIndex(tab.volume_combo.findData("tv"))
-    job = tab.export_npy(tmp_path / "blob_tv.npy")
-    assert runner.wait(20) and job.state is JobState.FINISHED
-    back = np.load(tmp_path / "blob_tv.npy")
-    assert back.dtype == np.float32
-    np.testing.assert_array_equal(back, vs.volumes["tv"])
+    assert [tab.export_volume_combo.itemData(i) for i in range(tab.export_volume_combo.count())] == \
+        ["ri", "ri_tv", "labels"]
 
 
 def test_export_result_file_and_open_it_again(qtbot, tab, runner, tmp_path):
