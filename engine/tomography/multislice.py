@@ -76,6 +76,7 @@ import numpy as np
 import torch
 
 from ..backend import resolve_device
+from ..holography.unwrap import unwrap_phase
 from ..metadata import MeasurementMetadata
 from ..progress import Cancelled, CancelToken, check_cancel, report, sub_progress
 from ..simulate.beam_propagation import _ssnp_scatter
@@ -220,6 +221,26 @@ def data_misfit(model: MultisliceModel, dn: torch.Tensor | np.ndarray, fields, i
     return num / max(den, 1e-30)
 
 
+def _unwrap_consistent(unwrapped_phase, illumination_per_um: np.ndarray, metadata: MeasurementMetadata,
+                       tolerance: float = 0.8) -> np.ndarray:
+    """Fields whose unwrapped phase is trustworthy enough for the Rytov start, (N,) bool.
+
+    Along straight rays the integrated phase ``cos θ · Σ φ`` equals ``k0 ∫ Δn dV / (dx dy)`` for
+    every illumination. Strong samples seen at steep angles have phase vortices where unwrapping
+    loses 2π over a patch, which lowers that integral; such fields (below ``tolerance`` times the
+    largest) would corrupt the Rytov start, so the start leaves them out (the iterations use every
+    field: the multislice data term needs no unwrapping).
+    """
+    ph = np.asarray(unwrapped_phase, dtype=np.float64)
+    f = np.asarray(illumination_per_um, np.float64).reshape(-1, 2)
+    k_cyc = metadata.medium_index / metadata.wavelength_um
+    cos_t = np.sqrt(np.clip(1.0 - (f ** 2).sum(1) / k_cyc ** 2, 0.0, 1.0))
+    m = cos_t * ph.reshape(ph.shape[0], -1).sum(1)
+    if not np.isfinite(m).all() or m.max() <= 0:
+        return np.ones(len(m), bool)
+    return m >= tolerance * m.max()
+
+
 @dataclass
 class MultisliceOptions:
     """Settings of :func:`reconstruct_multislice` (defaults: tuned on the issue #21 spheres).
@@ -310,8 +331,14 @@ def reconstruct_multislice(
     keep = np.ones(n_all, bool) if decision is None else np.asarray(decision).reshape(n_all).astype(bool)
     if not keep.any():
         raise ValueError("the screening decision excludes every field: nothing to reconstruct")
+    ill_all = np.asarray(illumination_per_um, np.float64).reshape(n_all, 2)
+    if unwrapped_phase is None:
+        report(progress, 0.0, "unwrapping the phase for the Rytov start")
+        ph = unwrap_phase(torch.as_tensor(np.asarray(fields)).to(torch.complex64), unwrap_method, device=dev)
+        unwrapped_phase = ph.cpu().numpy() if isinstance(ph, torch.Tensor) else np.asarray(ph)
+    start_keep = keep & _unwrap_consistent(unwrapped_phase, ill_all, metadata)
     rytov = reconstruct(fields, illumination_per_um, metadata, method="rytov", shape_z=shape_z, dz_um=dz_um,
-                        decision=decision, non_negativity=non_negativity or 0, unwrapped_phase=unwrapped_phase,
+                        decision=start_keep, non_negativity=non_negativity or 0, unwrapped_phase=unwrapped_phase,
                         unwrap_method=unwrap_method, keep_fourier=keep_fourier, device=dev,
                         progress=sub_progress(progress, 0.0, 0.1, "Rytov start: "), cancel=cancel)
     timings = {"rytov": time.perf_counter() - t0}
