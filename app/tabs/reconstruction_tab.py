@@ -753,8 +753,8 @@ class ReconstructionTab(QWidget):
         self.bottom_splitter = QSplitter(Qt.Orientation.Horizontal, self)
         self.bottom_splitter.addWidget(self.profile)
         self.bottom_splitter.addWidget(self.objects_table)
-        self.bottom_splitter.setStretchFactor(0, 2)
-        self.bottom_splitter.setStretchFactor(1, 3)
+        self.bottom_splitter.setStretchFactor(0, 1)
+        self.bottom_splitter.setStretchFactor(1, 2)
         self.bottom_splitter.setChildrenCollapsible(False)
         self.objects_table.setVisible(False)
         self.view_splitter = QSplitter(Qt.Orientation.Vertical, self)
@@ -1231,7 +1231,16 @@ class ReconstructionTab(QWidget):
         obj = vs.objects if vs is not None else None
         self._selected_label = 0
         self.objects_table.set_measurements(obj.measurements if obj is not None else [])
+        if obj is not None and not self.objects_table.isVisible():
+            sizes = self.view_splitter.sizes()
+            room = min(240, sum(sizes) // 3)
+            if len(sizes) == 2 and sizes[1] < room:  # room for a few rows of the table
+                self.view_splitter.setSizes([sum(sizes) - room, room])
         self.objects_table.setVisible(obj is not None)
+        if obj is not None:  # the table as wide as its columns, the line profile at least 30 %
+            total = sum(self.bottom_splitter.sizes())
+            width = min(self.objects_table.content_width(), int(0.7 * total))
+            self.bottom_splitter.setSizes([total - width, width])
         if obj is None:
             self.objects_box.summary.setText("")
         else:

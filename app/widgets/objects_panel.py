@@ -39,37 +39,38 @@ __all__ = ["OBJECT_COLUMNS", "BIREFRINGENCE_COLUMNS", "label_colors", "ObjectCon
 #: (measurement field, header, format, tooltip) of the table's columns.
 OBJECT_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("label", "#", "d", "The object's label (its colour in the overlay); ⚠: it touches the volume's edge"),
-    ("volume_um3", "Volume µm³", ".2f", "Number of voxels × voxel volume"),
-    ("dry_mass_pg", "Dry mass pg", ".3f", "Σ (n − n_m)·ΔV / α, α = 0.19 µm³/pg"),
-    ("mean_ri", "Mean n", ".4f", "Mean refractive index inside the object"),
-    ("max_ri", "Max n", ".4f", "Highest refractive index inside the object"),
-    ("sphericity", "Spher.", ".3f", "Sphericity π^(1/3) (6V)^(2/3) / A (1 = sphere)"),
-    ("centroid_x_um", "x µm", "+.2f", "Centroid x (tomogram coordinates)"),
-    ("centroid_y_um", "y µm", "+.2f", "Centroid y (tomogram coordinates)"),
-    ("centroid_z_um", "z µm", "+.2f", "Centroid z (tomogram coordinates)"),
+    ("volume_um3", "Volume\nµm³", ".2f", "Number of voxels × voxel volume"),
+    ("dry_mass_pg", "Dry mass\npg", ".3f", "Σ (n − n_m)·ΔV / α, α = 0.19 µm³/pg"),
+    ("mean_ri", "Mean\nn", ".4f", "Mean refractive index inside the object"),
+    ("max_ri", "Max\nn", ".4f", "Highest refractive index inside the object"),
+    ("sphericity", "Sphe-\nricity", ".3f", "Sphericity π^(1/3) (6V)^(2/3) / A (1 = sphere)"),
+    ("centroid_x_um", "x\nµm", "+.2f", "Centroid x (tomogram coordinates)"),
+    ("centroid_y_um", "y\nµm", "+.2f", "Centroid y (tomogram coordinates)"),
+    ("centroid_z_um", "z\nµm", "+.2f", "Centroid z (tomogram coordinates)"),
 )
 #: Extra columns of birefringent results.
 BIREFRINGENCE_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
-    ("mean_birefringence", "Mean Δn", "+.4f", "Mean n_e − n_o inside the object"),
-    ("order_parameter", "Order S", ".3f", "Director order parameter S = ⟨P2(cos θ)⟩ (1 = aligned, 0 = isotropic)"),
+    ("mean_birefringence", "Mean\nΔn", "+.4f", "Mean n_e − n_o inside the object"),
+    ("order_parameter", "Order\nS", ".3f", "Director order parameter S = ⟨P2(cos θ)⟩ (1 = aligned, 0 = isotropic)"),
 )
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 #: Overlay opacity of an object, and of the selected one.
-ALPHA, SELECTED_ALPHA = 95, 215
+ALPHA, SELECTED_ALPHA = 80, 135
 
 
 def label_colors(n_labels: int, selected: Optional[int] = None, alpha: int = ALPHA,
                  selected_alpha: int = SELECTED_ALPHA) -> np.ndarray:
     """RGBA uint8 colours (n_labels + 1, 4) for labels 0..n_labels: 0 transparent, the others
-    well-separated hues (golden angle), semi-transparent; ``selected`` more opaque and lighter."""
+    well-separated hues (golden angle) from green through blue to magenta — away from the reds
+    and yellows of the RI colour map — semi-transparent; ``selected`` more opaque and lighter."""
     k = np.arange(1, n_labels + 1)
-    hue = (0.55 + k * 0.618033988749895) % 1.0
+    hue = 0.25 + 0.67 * ((0.1 + k * 0.618033988749895) % 1.0)
     out = np.zeros((n_labels + 1, 4), np.uint8)
     for i, h in zip(k, hue):
         c = QColor.fromHsvF(float(h), 0.85, 1.0)
         out[i] = (c.red(), c.green(), c.blue(), alpha)
     if selected is not None and 0 < selected <= n_labels:
-        out[selected, :3] = (out[selected, :3].astype(int) + 255) // 2
+        out[selected, :3] = (3 * out[selected, :3].astype(int) + 255) // 4
         out[selected, 3] = selected_alpha
     return out
 
@@ -264,7 +265,7 @@ class ObjectTable(QTableView):
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setDefaultSectionSize(22)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.horizontalHeader().setStretchLastSection(True)
+        self.horizontalHeader().setStretchLastSection(False)
         self._quiet = False
         self.selectionModel().selectionChanged.connect(self._selection_changed)
 
@@ -281,6 +282,10 @@ class ObjectTable(QTableView):
     def colors(self) -> np.ndarray:
         """The labels' overlay colours (:func:`label_colors`), as the table shows them."""
         return self.table_model.colors
+
+    def content_width(self) -> int:
+        """Width (px) that shows every column without scrolling."""
+        return self.horizontalHeader().length() + 2 * self.frameWidth() + self.verticalScrollBar().sizeHint().width()
 
     def row_count(self) -> int:
         return self.table_model.rowCount()

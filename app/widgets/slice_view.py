@@ -326,6 +326,9 @@ class OrthoSliceView(QWidget):
                 continue
             rgba = colors[np.clip(img, 0, len(colors) - 1)]
             item.setImage(np.ascontiguousarray(rgba), autoLevels=False, levels=(0, 255))
+            h, v = VIEW_AXES[name]
+            (h0, hl), (v0, vl) = self._extent(h), self._extent(v)
+            item.setRect(QRectF(h0, v0, hl, vl))  # after setImage: the rect scales by its size in pixels
             item.setVisible(True)
 
     def levels(self) -> tuple[float, float]:

@@ -101,7 +101,7 @@ def test_find_objects_runs_in_the_background_and_lists_both_spheres(qtbot, tab, 
         assert m.mean_ri == pytest.approx(NM + dn, abs=1e-5)
     headers = [tab.objects_table.model().headerData(c, Qt.Orientation.Horizontal)
                for c in range(tab.objects_table.model().columnCount())]
-    assert headers[:3] == ["#", "Volume µm³", "Dry mass pg"] and "Mean Δn" not in headers
+    assert headers[:3] == ["#", "Volume\nµm³", "Dry mass\npg"] and "Mean\nΔn" not in headers
     assert "2</b> objects" in tab.objects_box.summary.text()
     # the overlay: labels drawn over the slices, transparent where there is no object
     assert tab.view.overlay is not None and tab.view.overlays["xy"].isVisible()
@@ -194,7 +194,7 @@ def test_birefringent_results_add_mean_dn_and_order_parameter(qtbot, tab, runner
     _find(qtbot, tab, runner)
     model = tab.objects_table.model()
     headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
-    assert headers[-2:] == ["Mean Δn", "Order S"]
+    assert headers[-2:] == ["Mean\nΔn", "Order\nS"]
     m = tab.result.objects.measurements[0]
     assert m.mean_birefringence == pytest.approx(0.01, abs=1e-6) and m.order_parameter == pytest.approx(1.0)
 
