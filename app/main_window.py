@@ -87,6 +87,18 @@ def install_gui_thread_gc(app: QApplication) -> None:
         app._odt_gc = GarbageCollector(interval=0.5)  # type: ignore[attr-defined]
 
 
+def demo_project_dir() -> Path:
+    """Where the demo project is built on first launch and reused: ``<user data>/demo-project``."""
+    return paths.user_data_dir() / "demo-project"
+
+
+def _demo_builder() -> Any:
+    """:func:`engine.pipeline.demo_project.ensure_demo_project` (tests swap in a tiny build)."""
+    from engine.pipeline.demo_project import ensure_demo_project
+
+    return ensure_demo_project
+
+
 def _has_birefringence(path: Path) -> bool:
     """Whether a result file holds a ``birefringence`` group (docs/formats.md §2)."""
     import h5py
@@ -126,6 +138,7 @@ class MainWindow(QMainWindow):
     """
 
     project_changed = Signal(object)  # Path or None
+    demo_ready = Signal(object)  # engine.pipeline.demo_project.DemoProject, every tab given its part
 
     def __init__(self, settings: Optional[AppSettings] = None, restore_layout: bool = True,
                  parent: Optional[QWidget] = None) -> None:
@@ -179,8 +192,9 @@ class MainWindow(QMainWindow):
         self.recent_menu = QMenu("Open &Recent", self)
         self.recent_menu.setObjectName("recentMenu")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        self.act_demo = QAction("Open the &demo measurement", self)
-        self.act_demo.setStatusTip("Show the built-in simulated measurement (simulated once, then reused)")
+        self.act_demo = QAction("Open the &demo project", self)
+        self.act_demo.setStatusTip("Open the built-in demo project: simulated measurements, screened and "
+                                   "reconstructed (built once, then reused)")
         self.act_demo.triggered.connect(lambda: self.start_demo())
         self.act_quit = QAction("&Quit", self)
         self.act_quit.setShortcuts(_keys(QKeySequence.StandardKey.Quit, "Ctrl+Q"))
@@ -360,18 +374,20 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- demo and paths
     def start_demo(self, force: bool = False) -> Optional[Job]:
-        """Show the built-in demo measurement, simulating it first if needed (a background job)."""
+        """Open the demo project, building it first if needed (a background job with progress).
+
+        The demo project (:mod:`engine.pipeline.demo_project`: bacteria, cells, a bead and a
+        liquid-crystal droplet, imported, screened with two overrides, reconstructed, the droplet's
+        birefringence computed) lives in the user's data folder, is built once and then reused.
+        When it is ready every tab shows it (:meth:`show_demo_project`) and :attr:`demo_ready` fires.
+        """
         if not demo_module.demo_available():
-            msg = "The demo simulator is not part of this build yet, so there is no demo measurement."
+            msg = "The demo simulator is not part of this build yet, so there is no demo project."
             log.warning(msg)
             self.statusBar().showMessage(msg, 10000)
             return None
-        out = paths.demo_dir()
+        out = demo_project_dir()
         self.tabs.setCurrentWidget(self.import_tab)
-
-        def done(found: list[Path]) -> None:
-            self.settings.first_run_done = True
-            self.import_tab.set_root(out, select=found[0] if found else None)
 
         def stopped(*_args: object) -> None:
             if self.import_tab.root is None:
@@ -379,12 +395,31 @@ class MainWindow(QMainWindow):
 
         if self.import_tab.root is None:
             self.import_tab.show_empty_message(
-                "Preparing the demo measurement…",
-                "A bacterium is being simulated: its holograms under many illumination angles "
-                "and their backgrounds, by multi-slice beam propagation.<br>This happens once; "
+                "Preparing the demo project…",
+                "Bacteria, adherent cells, a silica bead and a liquid-crystal droplet are being "
+                "simulated (holograms under many illumination angles, by multi-slice beam propagation), "
+                "imported, screened and reconstructed.<br>This happens once (about a minute); "
                 "the progress is in the status bar below.")
-        return self.runner.submit("Preparing the demo measurement", demo_module.ensure_demo_measurement,
-                                  out, force=force, on_result=done, on_cancelled=stopped, on_error=stopped)
+        return self.runner.submit("Preparing the demo project", _demo_builder(), out, force=force,
+                                  on_result=self.show_demo_project, on_cancelled=stopped, on_error=stopped)
+
+    def show_demo_project(self, demo: Any) -> None:
+        """Open a built demo project (:class:`engine.pipeline.demo_project.DemoProject`) in every tab."""
+        self.settings.first_run_done = True
+        if not self.open_project(demo.project_path):
+            return
+        first = demo.measurement("bacteria") or next(iter(demo.measurements.values()), None)
+        self.import_tab.set_root(demo.measurements_dir, select=Path(first["folder"]) if first else None)
+        if first is not None:
+            self.screening_tab.select_measurement(int(first["id"]))
+            self.reconstruction_tab.show_measurement(Path(first["folder"]))
+        droplet = demo.measurement("lc-droplets")
+        if droplet is not None:
+            self.birefringence_tab.open_result(Path(droplet["result"]))
+        self.statusBar().showMessage(
+            f"Demo project ready: {len(demo.measurements)} measurements, screened, reviewed and reconstructed"
+            + (f" (built in {demo.seconds:.0f} s)" if demo.built else ""), 10000)
+        self.demo_ready.emit(demo)
 
     def open_path(self, path: str | Path) -> None:
         """Open what the command line or the desktop gave: a measurement folder (or a folder of them)."""
@@ -530,7 +565,7 @@ def run_gui(project: str | None = None, open_path: str | None = None,
     reset_settings : bool
         Forget saved settings (window layout, recent projects...) first.
     demo : bool
-        Show the built-in simulated demo measurement (it is also shown on first launch).
+        Open the built-in demo project (it is also opened on first launch).
     """
     app = create_application()
     log_file = logs.setup_logging()

@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
     QSlider,
     QSpinBox,
     QSplitter,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -420,10 +421,27 @@ class BirefringenceTab(QWidget):
         rl.addWidget(self.splitter, 1)
         rl.addWidget(self.readout)
         rl.addWidget(self.cursor_readout)
+        # until a result is shown: a message, not empty axes and an unpainted 3-D area
+        self.empty = QLabel()
+        self.empty.setObjectName("dropZone")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+        self.right_stack = QStackedWidget()
+        self.right_stack.addWidget(self.empty)
+        self.right_stack.addWidget(right)
+        self.show_message("No birefringence result open",
+                          "Open a result file (<code>.odt.h5</code>) of a polarisation-resolved measurement "
+                          "processed with birefringence (<code>odt-studio batch --birefringence</code>), "
+                          "or a simulator's <code>truth.h5</code>.")
         lay = QHBoxLayout(self)
         lay.addWidget(scroll)
-        lay.addWidget(right, 1)
+        lay.addWidget(self.right_stack, 1)
         self.set_colormap(COLORMAPS[0])
+
+    def show_message(self, title: str, body: str = "") -> None:
+        """Show a message instead of the views (nothing open yet, loading, an error)."""
+        self.empty.setText(f"<p style='font-size:15pt'>{title}</p><p>{body}</p>")
+        self.right_stack.setCurrentWidget(self.empty)
 
     # ------------------------------------------------------------------ opening
     def _last_dir(self) -> str:
@@ -465,6 +483,8 @@ class BirefringenceTab(QWidget):
 
     def _load_failed(self, exc: BaseException) -> None:
         self.file_label.setText(f"Could not open: {exc}")
+        if self.data is None:
+            self.show_message("Could not open the file", str(exc))
 
     # ------------------------------------------------------------------ showing
     def show_volumes(self, n_e: np.ndarray, n_o: np.ndarray, director: np.ndarray,
@@ -483,6 +503,7 @@ class BirefringenceTab(QWidget):
 
     def _show_data(self, data: BirefringenceVolumes) -> None:
         self.data = data
+        self.right_stack.setCurrentIndex(1)
         self.file_label.setText(data.label + ("\nthe simulator's truth, not a reconstruction" if data.is_truth else ""))
         shape = "×".join(str(n) for n in data.n_e.shape[::-1])
         vox = "×".join(f"{v:g}" for v in data.voxel_size_um[::-1])
@@ -500,6 +521,7 @@ class BirefringenceTab(QWidget):
             self.volume_view.set_volume(dn3, vox3, data.origin_um, dir3, threshold=thr,
                                         glyph_step=self.glyph_step_spin.value())
             self._apply_parts()
+            self.volume_view.render()  # it was hidden until now: draw it at once
         self._threshold_label()
         self.loaded.emit(data)
 

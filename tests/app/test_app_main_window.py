@@ -152,56 +152,71 @@ def test_job_status_shows_the_running_job(qtbot, window):
     assert "cancelled" in window.statusBar().currentMessage()
 
 
-def _fake_write_demo(make_measurement):
+def _fake_demo_builder(make_measurement, steps: int = 5):
+    """A stand-in for ensure_demo_project: progress, cancel checks, then a one-measurement project."""
+    from engine.pipeline.demo_project import DemoProject
+    from engine.store.project import Project
+
     calls = []
 
-    def write_demo(out_dir, kind="bacteria", count=1, seed=0, progress=None, cancel=None):
-        calls.append((Path(out_dir), kind, count, seed))
-        for i in range(5):
+    def ensure(folder, force=False, progress=None, cancel=None):
+        calls.append(Path(folder))
+        for i in range(steps):
             cancel.raise_if_cancelled()
-            progress(i / 5, "simulating")
-            time.sleep(0.02)
-        return [make_measurement(Path(out_dir) / "bacteria_000", n=4, name="simulated bacterium")]
+            progress(i / steps, "simulating")
+            time.sleep(0.01)
+        folder = Path(folder)
+        m = make_measurement(folder / "measurements" / "bacteria_000", n=4, name="simulated bacterium")
+        proj = folder / "project"
+        if not (proj / "project.sqlite").exists():
+            with Project.create(proj) as p:
+                mid = p.add_measurement(m)
+        else:
+            mid = 1
+        return DemoProject(folder=folder, project_path=proj, measurements_dir=folder / "measurements",
+                           measurements={"bacteria": {"id": mid, "name": "bacteria_000", "folder": str(m),
+                                                      "result": str(proj / "results" / "bacteria_000.odt.h5")}},
+                           built=len(calls) == 1)
 
-    return write_demo, calls
+    return ensure, calls
 
 
-def test_demo_is_simulated_in_a_job_and_shown_in_the_import_tab(qtbot, window, monkeypatch, make_measurement,
-                                                                   isolated_user_dirs, settings):
-    fake, calls = _fake_write_demo(make_measurement)
+def test_demo_project_is_prepared_in_a_job_and_opened(qtbot, window, monkeypatch, make_measurement,
+                                                      isolated_user_dirs, settings):
+    import app.main_window as main_window
+
+    fake, calls = _fake_demo_builder(make_measurement)
     monkeypatch.setattr(demo_module, "demo_available", lambda: True)
-    monkeypatch.setattr(demo_module, "_write_demo", lambda: fake)
-    with qtbot.waitSignal(window.import_tab.measurement_loaded, timeout=15000) as blocker:
+    monkeypatch.setattr(main_window, "_demo_builder", lambda: fake)
+    with qtbot.waitSignal(window.demo_ready, timeout=15000) as blocker:
         job = window.start_demo()
-        assert "Preparing the demo measurement" in window.import_tab.empty.text()
+        assert "Preparing the demo project" in window.import_tab.empty.text()
         assert window.import_tab.left_stack.currentWidget() is window.import_tab.empty
     assert job is not None and job.state is JobState.FINISHED
-    demo_dir = isolated_user_dirs / "data" / "odt-studio" / "demo"
-    assert calls == [(demo_dir, "bacteria", 1, 0)]
-    assert blocker.args[0].name == "bacteria_000"
-    assert window.import_tab.root == demo_dir
+    demo_dir = isolated_user_dirs / "data" / "odt-studio" / "demo-project"
+    assert calls == [demo_dir]
+    assert blocker.args[0].built
+    assert window.project_path == (demo_dir / "project").resolve()
+    assert window.import_tab.root == demo_dir / "measurements"
     assert settings.first_run_done
-    # a second start reuses the simulated measurement
-    with qtbot.waitSignal(window.import_tab.scan_finished, timeout=15000):
+    assert "Demo project ready" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.demo_ready, timeout=15000) as again:
         window.start_demo()
-    assert len(calls) == 1
+    assert not again.args[0].built
 
 
 def test_a_cancelled_demo_puts_back_the_empty_state(qtbot, window, monkeypatch, make_measurement):
-    fake, calls = _fake_write_demo(make_measurement)
+    import app.main_window as main_window
 
-    def slow_fake(*a, progress=None, cancel=None, **k):
-        for _ in range(500):
-            cancel.raise_if_cancelled()
-            time.sleep(0.01)
-
+    fake, _calls = _fake_demo_builder(make_measurement, steps=500)
     monkeypatch.setattr(demo_module, "demo_available", lambda: True)
-    monkeypatch.setattr(demo_module, "_write_demo", lambda: slow_fake)
+    monkeypatch.setattr(main_window, "_demo_builder", lambda: fake)
     job = window.start_demo()
     qtbot.waitUntil(lambda: job.state is JobState.RUNNING, timeout=5000)
     window.runner.cancel(job)
     assert window.runner.wait(2.0) and job.state is JobState.CANCELLED
     assert "No folder chosen" in window.import_tab.empty.text()
+    assert window.project is None
 
 
 def test_without_the_simulator_the_demo_says_so(qtbot, window, monkeypatch):

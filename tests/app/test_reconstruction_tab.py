@@ -13,6 +13,7 @@ from PySide6.QtCore import QTimer, Qt
 from app.jobs import JobRunner, JobState
 from app.tabs import reconstruction_tab as rt
 from app.tabs.reconstruction_tab import ReconstructionTab, VolumeSet
+from app.widgets.slice_view import sample_voxel
 from engine.pipeline.process import ProcessOptions
 from engine.store.results import TomogramResult
 
@@ -112,9 +113,9 @@ def test_run_reconstruction_shows_the_bead_and_writes_the_project_result(qtbot, 
     vs = tab.result
     vol = vs.volumes["raw"]
     assert vol.shape == (32, 64, 64) and vs.voxel_size_um == pytest.approx((0.1, 0.1, 0.1))
-    # the slices on screen are the tomogram's, and the bead (at the centre) reads above n_m
+    # the slices on screen are the tomogram's; the views open on the bead (the sample), which reads above n_m
     z, y, x = tab.view.crosshair
-    assert (z, y, x) == (16, 32, 32)
+    assert (z, y, x) == sample_voxel(vol)
     np.testing.assert_array_equal(tab.view.images["xy"].image, vol[z])
     np.testing.assert_array_equal(tab.view.images["xz"].image, vol[:, y, :])
     np.testing.assert_array_equal(tab.view.images["yz"].image, vol[:, :, x].T)
@@ -207,7 +208,9 @@ def test_crosshair_links_the_three_views_and_both_volumes(qtbot, tab):
     assert tab.side_check.isChecked() and tab.view2.isVisible()  # raw and TV side by side
     assert tab.view.title.text().startswith("Raw") and tab.view2.title.text() == "TV-regularised"
     view, other = tab.view, tab.view2
-    assert view.crosshair == (6, 10, 12)  # the centre voxel: x = y = z = 0
+    assert view.crosshair == (7, 5, 15)  # the views open on the blob (the sample), not the empty centre
+    view.set_crosshair(6, 10, 12)  # the centre voxel: x = y = z = 0
+    assert other.crosshair == (6, 10, 12)
     assert view.crosshair_um == pytest.approx((0.0, 0.0, 0.0))
     # a click in the xy view at (x, y) = (0.3, -0.5) µm moves x and y, keeps z
     with qtbot.waitSignal(view.crosshair_moved):
