@@ -103,8 +103,22 @@ def test_find_objects_runs_in_the_background_and_lists_both_spheres(qtbot, tab, 
                for c in range(tab.objects_table.model().columnCount())]
     assert headers[:3] == ["#", "Volume\nµm³", "Dry mass\npg"] and "Mean\nΔn" not in headers
     assert "2</b> objects" in tab.objects_box.summary.text()
-    # the overlay: labels drawn over the slices, transparent where there is no object
+    # the overlay: labels drawn over the slices, transparent where there is no object, placed
+    # exactly on the slice images (µm), in every view
     assert tab.view.overlay is not None and tab.view.overlays["xy"].isVisible()
+    for view in (tab.view, tab.view2):
+        for name in ("xy", "xz", "yz"):
+            ov, im = view.overlays[name], view.images[name]
+            r_ov, r_im = ov.mapRectToParent(ov.boundingRect()), im.mapRectToParent(im.boundingRect())
+            assert (r_ov.x(), r_ov.y(), r_ov.width(), r_ov.height()) == \
+                pytest.approx((r_im.x(), r_im.y(), r_im.width(), r_im.height()))
+            assert view.overlay_image(name).shape == view.view_image(name).shape
+    assert (tab.view.overlays["xy"].image[..., 3][tab.view.overlay_image("xy") == 0] == 0).all()
+    # maximum-intensity projections: the overlay projects the labels too
+    tab.set_mip(True)
+    np.testing.assert_array_equal(tab.view.overlay_image("xy"), obj.labels.max(axis=0))
+    assert set(np.unique(tab.view.overlay_image("xy"))) == {0, 1, 2}
+    tab.set_mip(False)
     tab.objects_box.overlay_check.setChecked(False)
     assert tab.view.overlay is None and not tab.view.overlays["xy"].isVisible()
     tab.objects_box.overlay_check.setChecked(True)
