@@ -130,26 +130,28 @@ class ObjectControls(QGroupBox):
         self.split_check.setObjectName("objectSplit")
         self.split_check.setToolTip("Watershed on the distance to the background: cut where two objects "
                                     "touch through a narrow neck")
-        form.addRow(self.split_check)
-        self.find_button = QPushButton("Find objects", self)
-        self.find_button.setObjectName("findObjects")
-        self.find_button.setToolTip("Segment the volume shown and measure every object (in the background)")
-        self.find_button.clicked.connect(self.find_requested.emit)
         self.overlay_check = QCheckBox("Show labels", self)
         self.overlay_check.setObjectName("showLabels")
         self.overlay_check.setChecked(True)
         self.overlay_check.setToolTip("Draw each object in its colour over the slices")
         self.overlay_check.toggled.connect(self.overlay_toggled.emit)
-        row = QHBoxLayout()
-        row.addWidget(self.find_button, 1)
-        row.addWidget(self.overlay_check)
-        form.addRow(row)
-        self.csv_button = QPushButton("Export table CSV…", self)
+        checks = QHBoxLayout()
+        checks.addWidget(self.split_check, 1)
+        checks.addWidget(self.overlay_check)
+        form.addRow(checks)
+        self.find_button = QPushButton("Find objects", self)
+        self.find_button.setObjectName("findObjects")
+        self.find_button.setToolTip("Segment the volume shown and measure every object (in the background)")
+        self.find_button.clicked.connect(self.find_requested.emit)
+        self.csv_button = QPushButton("Table CSV…", self)
         self.csv_button.setObjectName("objectsCsv")
-        self.csv_button.setToolTip("The measurements as CSV (the columns of odt-studio batch --measure, "
+        self.csv_button.setToolTip("Export the table as CSV (the columns of odt-studio batch --measure, "
                                    "units in the column names)")
         self.csv_button.clicked.connect(self.csv_requested.emit)
-        form.addRow(self.csv_button)
+        row = QHBoxLayout()
+        row.addWidget(self.find_button, 1)
+        row.addWidget(self.csv_button)
+        form.addRow(row)
         self.summary = QLabel("", self)
         self.summary.setObjectName("objectSummary")
         self.summary.setWordWrap(True)
@@ -264,7 +266,7 @@ class ObjectTable(QTableView):
         self.setAlternatingRowColors(True)
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setDefaultSectionSize(22)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.horizontalHeader().setStretchLastSection(False)
         self._quiet = False
         self.selectionModel().selectionChanged.connect(self._selection_changed)
@@ -277,6 +279,16 @@ class ObjectTable(QTableView):
             self.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         finally:
             self._quiet = False
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Each column as wide as its values and the longest line of its header, no wider."""
+        header = self.horizontalHeader()
+        fm = header.fontMetrics()
+        for c in range(self.table_model.columnCount()):
+            text = str(self.table_model.headerData(c, Qt.Orientation.Horizontal) or "")
+            head = max(fm.horizontalAdvance(line) for line in text.split("\n")) + 18
+            header.resizeSection(c, max(self.sizeHintForColumn(c), head))
 
     @property
     def colors(self) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Render the Reconstruction tab on a real reconstruction of a simulated bacterium (1280×800 PNG).
 
 Simulates a small bacteria acquisition (:mod:`engine.simulate.demo`), reconstructs it in the tab
-through the job runner (Rytov + non-negativity + total variation), and saves the tab's image to
+through the job runner (Rytov + non-negativity + total variation), finds its objects (*Find objects*,
+the first one selected in the table), and saves the tab's image to
 ``resources/screenshots/reconstruction_tab.png``. Runs headless (Qt offscreen)::
 
     .venv/bin/python resources/screenshots/make_reconstruction_shot.py [OUT.png] [--device cpu|cuda]
@@ -76,7 +77,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"reconstruction did not finish: {job}", file=sys.stderr)
             return 1
         print(f"reconstructed in {time.perf_counter() - t:.1f} s: {tab.result.timings_s}", flush=True)
-        tab.view.go_to_maximum()
+        tab.objects_box.split_check.setChecked(True)
+        tab.find_objects()
+        if not runner.wait(300) or tab.result.objects is None:
+            print("finding the objects did not finish", file=sys.stderr)
+            return 1
+        print(f"{len(tab.result.objects.measurements)} objects", flush=True)
+        if tab.objects_table.row_count():
+            tab.objects_table.selectRow(0)  # the views go to its centroid, drawn highlighted
+        else:
+            tab.view.go_to_maximum()
         for _ in range(20):
             app.processEvents()
             time.sleep(0.02)
