@@ -131,8 +131,9 @@ def _batch_parser() -> argparse.ArgumentParser:
                    help="field screening: the shipped CNN, the rule-based Fourier-peak metric, or keep every field")
     p.add_argument("--threshold", type=_fraction, default=0.5,
                    help="with --screen model: a field is noisy when the network's noisy-probability is above this")
-    p.add_argument("--method", choices=("rytov", "born"), default="rytov",
-                   help="scattering approximation of the reconstruction")
+    p.add_argument("--method", choices=("rytov", "born", "multislice"), default="rytov",
+                   help="scattering approximation of the reconstruction (multislice: iterative multiple-"
+                   "scattering inversion started from Rytov, for samples whose phase delay exceeds about 3 rad)")
     p.add_argument("--non-negativity", choices=("on", "off"), default="on",
                    help="Gerchberg-Papoulis constraint n >= n_m on tomogram/ri")
     p.add_argument("--regularize", choices=("none", "tv", "deep"), default="none",

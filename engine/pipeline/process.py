@@ -70,7 +70,7 @@ class ProcessOptions:
         Physics (first-order dielectric tensor tomography) or the learned generator (n_e, n_o
         from the network, the director from DTT; only for the setup the model was trained at).
     device : {"auto", "cpu", "cuda"}
-    method : {"rytov", "born"}
+    method : {"rytov", "born", "multislice"}
     non_negativity : bool or int
         Gerchberg–Papoulis n ≥ n_m on ``tomogram/ri``: True for the engine's default number of
         iterations (50), an int for that many, False or 0 for none.
@@ -106,7 +106,7 @@ class ProcessOptions:
     def __post_init__(self) -> None:
         choices = {"sideband": ("auto", "as-given"), "screen": ("model", "rule", "none"),
                    "birefringence_method": ("dtt", "learned"), "regularize": ("none", "tv", "deep"),
-                   "method": ("rytov", "born")}
+                   "method": ("rytov", "born", "multislice")}
         for name, allowed in choices.items():
             v = getattr(self, name)
             if v not in allowed:

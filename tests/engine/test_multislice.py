@@ -1,0 +1,209 @@
+"""Multiple-scattering (SSNP multi-slice) reconstruction, checked against exact Mie spheres.
+
+Ground truth: :func:`engine.simulate.mie.mie_fields` (exact partial-wave fields) and, for the
+forward model, also miepython's vector Mie amplitudes (``tests/benchmarks/_independent_mie.py``).
+Numbers printed with ``-s`` are the ones quoted in the report of issue #21.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.metadata import MeasurementMetadata
+from engine.progress import Cancelled, CancelToken
+from engine.simulate.beam_propagation import snap_illuminations
+from engine.simulate.mie import mie_fields
+from engine.simulate.phantoms import make_bead
+from engine.tomography import reconstruct
+from engine.tomography.multislice import MultisliceModel, data_misfit
+
+LAM, NM, NA, PX = 0.532, 1.337, 1.2, 0.1
+N = 64
+
+
+def _md(**kw) -> MeasurementMetadata:
+    return MeasurementMetadata(wavelength_um=LAM, medium_index=NM, na_objective=NA, pixel_size_um=PX, **kw)
+
+
+def _ring(n: int = 30, na_ill: float = 1.0, size: int = N) -> np.ndarray:
+    a = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    ill = np.vstack([[0.0, 0.0], np.stack([np.cos(a), np.sin(a)], 1) * (na_ill / LAM)])
+    return snap_illuminations(ill, (size, size), (PX, PX))
+
+
+def _mean_inside(ri, radius):
+    z, y, x = (((np.arange(n) - n // 2) * PX) for n in ri.shape)
+    r = np.sqrt(z[:, None, None] ** 2 + y[None, :, None] ** 2 + x[None, None, :] ** 2)
+    return float(ri[r < radius - 0.3].mean())
+
+
+def _axial_over_lateral(ri, n_sphere):
+    zc, yc, xc = (n // 2 for n in ri.shape)
+    half = NM + (n_sphere - NM) / 2
+    return float((ri[:, yc, xc] > half).sum()) / float((ri[zc, yc, :] > half).sum())
+
+
+# ------------------------------------------------------------------ forward model against exact Mie
+def _forward_errors(radius, n_sphere, ill, model, reference):
+    z = int(round(2 * radius / PX)) + 8
+    ph = make_bead((z, N, N), (PX, PX, PX), NM, 0, radius_um=radius, index=n_sphere, centre_um=(0, 0, 0))
+    m = MultisliceModel(ph.ri.shape, (PX, PX, PX), LAM, NM, NA, model=model, device="cpu")
+    with torch.no_grad():
+        u = m.fields(torch.as_tensor(ph.ri - np.float32(NM)), ill).numpy()
+    c = (np.arange(N) - N // 2) * PX
+    disc = np.hypot(c[:, None], c[None, :]) <= radius
+    dphi = np.angle(u / reference)[:, disc]
+    damp = (np.abs(u) - np.abs(reference))[:, disc]
+    return np.sqrt(np.mean(dphi ** 2, axis=1)), np.sqrt(np.mean(damp ** 2, axis=1))
+
+
+ILLUM = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.6]])  # illumination NA 0, 0.53, 0.85
+
+
+def _independent():
+    pytest.importorskip("miepython")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _independent_mie import miepython_fields
+
+    return miepython_fields
+
+
+def test_ssnp_forward_model_matches_exact_mie_for_a_strong_sphere():
+    """Silica r 1.5 µm (centre phase 4.4 rad): SSNP phase RMS ≤ 0.025 rad, amplitude RMS ≤ 0.025
+    inside the sphere's disc, against both Mie codes; the tilt-corrected phase-screen BPM (same
+    FFT count) is ≥ 3× worse at oblique illumination (why SSNP was chosen)."""
+    ill = snap_illuminations(ILLUM, (N, N), (PX, PX))
+    exact = mie_fields(1.5, 1.46, NM, LAM, (N, N), PX, ill, na=NA)
+    indep = _independent()(1.5, 1.46, NM, LAM, (N, N), PX, ill, na=NA)
+    for name, ref in (("mie", exact), ("miepython", indep)):
+        ph, amp = _forward_errors(1.5, 1.46, ill, "ssnp", ref)
+        ph_b, amp_b = _forward_errors(1.5, 1.46, ill, "bpm", ref)
+        print(f"\nsilica vs {name}: SSNP phase {np.round(ph, 4)} amp {np.round(amp, 4)}; "
+              f"BPM phase {np.round(ph_b, 4)} amp {np.round(amp_b, 4)}")
+        assert np.all(ph < 0.025) and np.all(amp < 0.025), (ph, amp)
+        assert np.all(ph_b[1:] > 3 * ph[1:]), (ph_b, ph)
+
+
+def test_ssnp_forward_model_polystyrene_and_empty_volume():
+    """Polystyrene r 1 µm (6 rad): phase RMS ≤ 0.07 rad up to illumination NA 0.53 (it grows at
+    steeper angles: 0.14 rad at NA 0.85, 0.8 rad at NA 1.0: the SSNP model's own limit); an
+    empty volume gives the unit field."""
+    ill = snap_illuminations(ILLUM, (N, N), (PX, PX))
+    exact = mie_fields(1.0, 1.59, NM, LAM, (N, N), PX, ill, na=NA)
+    ph, amp = _forward_errors(1.0, 1.59, ill, "ssnp", exact)
+    print(f"\npolystyrene: SSNP phase {np.round(ph, 4)} amp {np.round(amp, 4)}")
+    assert np.all(ph[:2] < 0.07) and ph[2] < 0.2, ph
+    m = MultisliceModel((6, 32, 32), (PX, PX, PX), LAM, NM, NA, device="cpu")
+    u = m.fields(torch.zeros((6, 32, 32)), np.array([[0.3, -0.7]])).numpy()
+    assert np.abs(u - 1).max() < 1e-5
+
+
+# ------------------------------------------------------------------ gradient
+@pytest.mark.parametrize("model", ["ssnp", "bpm"])
+def test_autograd_gradient_matches_finite_differences(model):
+    rng = np.random.default_rng(1)
+    shape = (6, 16, 16)
+    m = MultisliceModel(shape, (PX, PX, PX), LAM, NM, NA, model=model, device="cpu")
+    ill = np.array([[0.0, 0.0], [0.9, -0.6]])
+    dn0 = torch.as_tensor(rng.uniform(0, 0.05, shape), dtype=torch.float32)
+    with torch.no_grad():
+        target = m.fields(torch.as_tensor(rng.uniform(0, 0.08, shape), dtype=torch.float32), ill)
+
+    def loss(dn):
+        return (m.fields(dn, ill) - target).abs().square().sum()
+
+    x = dn0.clone().requires_grad_(True)
+    loss(x).backward()
+    g = x.grad.double()
+    v = torch.as_tensor(rng.standard_normal(shape), dtype=torch.float32)
+    eps = 1e-3
+    with torch.no_grad():
+        fd = (float(loss(dn0 + eps * v)) - float(loss(dn0 - eps * v))) / (2 * eps)
+    ad = float((g * v.double()).sum())
+    print(f"\n{model}: directional derivative autograd {ad:.5f}, finite difference {fd:.5f}")
+    assert abs(ad - fd) < 0.01 * abs(fd), (ad, fd)
+    # and single voxels (one inside the volume, one at the exit slice)
+    for j in [(2, 8, 8), (5, 3, 12)]:
+        e = torch.zeros(shape)
+        e[j] = 1.0
+        with torch.no_grad():
+            fdj = (float(loss(dn0 + 2e-3 * e)) - float(loss(dn0 - 2e-3 * e))) / 4e-3
+        assert abs(float(g[j]) - fdj) < 0.02 * abs(fdj) + 1e-3, (j, float(g[j]), fdj)
+
+
+# ------------------------------------------------------------------ strong spheres from exact Mie
+@pytest.mark.slow
+def test_silica_bead_within_issue_tolerance_and_better_than_rytov():
+    """Silica r 1.5 µm: the issue's tolerance (mean RI inside within 0.003, axial/lateral FWHM
+    within 10 % of 1), closer than Rytov + non-negativity, and the data misfit falls."""
+    ill = _ring()
+    u = mie_fields(1.5, 1.46, NM, LAM, (N, N), PX, ill, na=NA).astype(np.complex64)
+    ry = reconstruct(u, ill, _md(), shape_z=48, non_negativity=True, device="cpu")
+    ms = reconstruct(u, ill, _md(), shape_z=48, method="multislice", non_negativity=True, device="cpu",
+                     multislice={"iterations": 20})
+    e_ry, e_ms = _mean_inside(ry.ri, 1.5) - 1.46, _mean_inside(ms.ri, 1.5) - 1.46
+    el_ry, el_ms = _axial_over_lateral(ry.ri, 1.46), _axial_over_lateral(ms.ri, 1.46)
+    mis_ry = data_misfit(MultisliceModel(ry.ri.shape, ry.voxel_size_um, LAM, NM, NA, device="cpu"),
+                         ry.ri - NM, u, ill)
+    print(f"\nsilica: rytov+nonneg err {e_ry:+.4f} z/x {el_ry:.2f} misfit {mis_ry:.4f}; multislice err "
+          f"{e_ms:+.4f} z/x {el_ms:.2f} misfit {ms.misfit[0]:.4f} -> {ms.misfit[-1]:.4f} "
+          f"({ms.timings_s['total']:.1f} s)")
+    assert ms.method == "multislice" and ms.ri.shape == ry.ri.shape and ms.origin_um == ry.origin_um
+    assert abs(e_ms) < 0.003 and abs(e_ms) < abs(e_ry)
+    assert abs(el_ms - 1) < 0.1 and abs(el_ms - 1) < abs(el_ry - 1)
+    assert len(ms.misfit) == 20 and ms.misfit[-1] < 0.02 * ms.misfit[0] and ms.misfit[-1] < mis_ry
+
+
+@pytest.mark.slow
+def test_polystyrene_bead_far_better_than_rytov():
+    """Polystyrene r 1 µm (6 rad, where Rytov's unwrapping fails at oblique illumination): Rytov is
+    0.2 low; multislice within 0.012 (the issue asks 0.005: not reached, the SSNP model's
+    high-angle error, see the forward test, limits it)."""
+    ill = _ring()
+    u = mie_fields(1.0, 1.59, NM, LAM, (N, N), PX, ill, na=NA).astype(np.complex64)
+    ry = reconstruct(u, ill, _md(), shape_z=32, non_negativity=True, device="cpu")
+    ms = reconstruct(u, ill, _md(), shape_z=32, method="multislice", non_negativity=True, device="cpu",
+                     multislice={"iterations": 30})
+    e_ry, e_ms = _mean_inside(ry.ri, 1.0) - 1.59, _mean_inside(ms.ri, 1.0) - 1.59
+    print(f"\npolystyrene: rytov+nonneg err {e_ry:+.4f}; multislice err {e_ms:+.4f} "
+          f"z/x {_axial_over_lateral(ms.ri, 1.59):.2f} misfit {ms.misfit[0]:.3f} -> {ms.misfit[-1]:.4f}")
+    assert abs(e_ry) > 0.1
+    assert abs(e_ms) < 0.012
+
+
+# ------------------------------------------------------------------ cancel, progress, geometry
+def test_cancel_mid_iteration_keeps_the_last_iterate():
+    ill = _ring(8, 0.8, 32)
+    u = mie_fields(0.8, 1.38, NM, LAM, (32, 32), PX, ill, na=NA).astype(np.complex64)
+    token = CancelToken()
+    seen = []
+
+    def progress(f, msg=""):
+        seen.append(msg)
+        if msg.startswith("multislice iteration 2/"):
+            token.cancel()
+
+    with pytest.raises(Cancelled) as info:
+        reconstruct(u, ill, _md(), shape_z=16, method="multislice", device="cpu", progress=progress,
+                    cancel=token, multislice={"iterations": 50, "batch": 4, "chunk": 2})
+    partial = info.value.partial
+    assert sum(m.startswith("multislice iteration") for m in seen) == 2
+    assert "data misfit" in seen[-1]
+    assert partial.method == "multislice (cancelled)" and len(partial.misfit) == 2
+    assert partial.ri.shape == (16, 32, 32) and np.isfinite(partial.ri).all()
+    assert partial.ri.max() > NM + 0.01  # the bead is there
+
+
+def test_multislice_refuses_sample_rotation_and_is_a_process_option():
+    from engine.pipeline.process import ProcessOptions
+
+    assert ProcessOptions(method="multislice").method == "multislice"
+    u = np.ones((2, 16, 16), np.complex64)
+    with pytest.raises(ValueError, match="sample rotation"):
+        reconstruct(u, np.zeros((2, 2)), _md(geometry="sample-rotation", rotation_angles_rad=[0.0, 1.0]),
+                    method="multislice", device="cpu")
