@@ -195,7 +195,7 @@ def test_labels_are_stored_in_the_result_file_and_measured_when_it_is_opened(qtb
     assert "labels of the result file" in fresh.objects_box.summary.text()
 
 
-def test_birefringent_results_add_mean_dn_and_order_parameter(qtbot, tab, runner):
+def test_birefringent_results_add_mean_dn_and_order_parameter_and_export_dn(qtbot, tab, runner, tmp_path):
     ri = _two_spheres()
     director = np.zeros(SHAPE + (3,), np.float32)
     director[..., 2] = 1.0  # all along x: S = 1
@@ -211,6 +211,12 @@ def test_birefringent_results_add_mean_dn_and_order_parameter(qtbot, tab, runner
     assert headers[-2:] == ["Mean\nΔn", "Order\nS"]
     m = tab.result.objects.measurements[0]
     assert m.mean_birefringence == pytest.approx(0.01, abs=1e-6) and m.order_parameter == pytest.approx(1.0)
+    # Δn = n_e − n_o exported from the GUI, with its scale
+    job = tab.export_volume("dn", "ome-tiff", tmp_path / "dn.ome.tif")
+    assert runner.wait(20) and job.state is JobState.FINISHED
+    ome = _ome_physical_sizes(tmp_path / "dn.ome.tif")
+    assert (ome["Z"], ome["Y"], ome["X"]) == pytest.approx(VOXEL)
+    np.testing.assert_allclose(ome["data"], 0.01, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------- export
