@@ -676,6 +676,7 @@ class ReconstructionTab(QWidget):
         self._objects_job: Optional[Job] = None
         self._selected_label = 0
         self._going_to_object = False
+        self._last_cross: Optional[tuple[int, int, int]] = None
 
         # --- export
         exp = QGroupBox("Export", self)
@@ -1283,12 +1284,25 @@ class ReconstructionTab(QWidget):
         self._apply_overlay()
 
     def _crosshair_on_object(self, z: int, y: int, x: int) -> None:
-        """A click (or any crosshair move) onto an object selects its row; onto the background, none."""
+        """A click (or any crosshair move) onto an object selects its row; onto the background, none.
+
+        With maximum-intensity projections, a click moves the two coordinates of the view clicked
+        and keeps the projected one: off an object there, the label the overlay shows (the largest
+        along the projected line) is taken.
+        """
+        prev, self._last_cross = self._last_cross, (z, y, x)
         vs = self.result
         if self._going_to_object or vs is None or vs.objects is None:
             return
         labels = vs.objects.labels
-        label = int(labels[z, y, x]) if labels.shape == self.view.volume.shape else 0
+        if labels.shape != self.view.volume.shape:
+            return
+        label = int(labels[z, y, x])
+        kept = [a for a in range(3) if prev is not None and prev[a] == (z, y, x)[a]]
+        if label == 0 and self.view.mip and len(kept) == 1:
+            line: list[Any] = [z, y, x]
+            line[kept[0]] = slice(None)
+            label = int(labels[tuple(line)].max())
         if label != self._selected_label:
             self._selected_label = label
             self.objects_table.select_label(label)

@@ -157,6 +157,14 @@ def test_a_row_moves_the_views_to_the_centroid_and_a_click_on_an_object_selects_
     # a click on the background clears the selection
     tab.view.click_view("xy", 3.5, -3.0)
     assert table.selected_label() == 0
+    # with projections, a click selects the object the projection shows there, off its slice too
+    tab.set_mip(True)
+    z2, y2, x2 = _sphere_voxel(tab, 1)
+    assert tab.view.crosshair[0] != z2
+    (cz, cy, cx), _r, _dn = SPHERES[1]
+    tab.view.click_view("xy", cx, cy)
+    assert tab.view.crosshair == (z1, y2, x2) and tab.view.overlay_value_at(*tab.view.crosshair) == 0
+    assert table.selected_label() == 2
 
 
 def test_objects_csv_has_the_batch_columns(qtbot, tab, runner, tmp_path):
