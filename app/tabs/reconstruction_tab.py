@@ -34,6 +34,7 @@ Warnings of the processing (e.g. the sample's phase is mostly negative,
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import tempfile
@@ -99,6 +100,7 @@ __all__ = [
     "ObjectsFound",
     "find_objects",
     "write_objects_csv",
+    "export_volumes",
     "export_volume",
     "export_result",
     "ReconstructionTab",
@@ -696,6 +698,14 @@ class ReconstructionTab(QWidget):
                                                 "(napari, Python)", Qt.ItemDataRole.ToolTipRole)
         self.export_format_combo.setItemData(2, "ImageJ hyperstack: pixel size, z spacing, origin and display "
                                                 "range from n_m (Fiji)", Qt.ItemDataRole.ToolTipRole)
+        if importlib.util.find_spec("zarr") is None:  # the optional `export` extra
+            model = self.export_format_combo.model()
+            item = model.item(1) if isinstance(model, QStandardItemModel) else None
+            if item is not None:
+                item.setEnabled(False)
+            self.export_format_combo.setItemData(
+                1, f"OME-Zarr needs the optional package zarr: pip install 'odt-studio[{volume_export.ZARR_EXTRA}]'",
+                Qt.ItemDataRole.ToolTipRole)
         ef.addRow("Format", self.export_format_combo)
         self.export_button = QPushButton("Export volume…", exp)
         self.export_button.setObjectName("exportVolumeButton")
