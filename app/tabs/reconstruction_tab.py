@@ -676,6 +676,7 @@ class ReconstructionTab(QWidget):
         self.objects_table = ObjectTable(self)
         self.objects_table.label_selected.connect(self.go_to_object)
         self._objects_job: Optional[Job] = None
+        self._objects_of: Optional[VolumeSet] = None  # the tomogram of the objects job
         self._selected_label = 0
         self._going_to_object = False
         self._last_cross: Optional[tuple[int, int, int]] = None
@@ -1199,8 +1200,9 @@ class ReconstructionTab(QWidget):
         if vs is None or vs.preview or self.view.volume is None:
             self.status.setText("Nothing to segment yet.")
             return None
-        if self._objects_job is not None and not self._objects_job.done:
+        if self._objects_job is not None and not self._objects_job.done and self._objects_of is vs:
             return self._objects_job
+        self._objects_of = vs
         key = self.current_volume_key() or next(iter(vs.volumes))
         volume = ENGINE_VOLUME[key]
         ri = vs.volumes[key]
