@@ -513,6 +513,7 @@ class ReconstructionTab(QWidget):
         self._build()
         self._update_enabled()
         self.runner.job_progress.connect(self._job_progress)
+        self.runner.job_done.connect(self._objects_job_done)
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -1219,15 +1220,10 @@ class ReconstructionTab(QWidget):
             on_error=lambda exc: self.objects_box.summary.setText(f"Failed: {exc}"),
             on_cancelled=lambda: self.objects_box.summary.setText("Cancelled."), **params)
         self._update_enabled()
-        self.runner.job_done.connect(self._objects_job_done)
         return self._objects_job
 
     def _objects_job_done(self, job: Job) -> None:
         if job is self._objects_job:
-            try:
-                self.runner.job_done.disconnect(self._objects_job_done)
-            except (RuntimeError, TypeError):
-                pass
             self._update_enabled()
 
     def _objects_found(self, vs: VolumeSet, found: ObjectsFound, stored: bool = False) -> None:
