@@ -93,6 +93,8 @@ def test_find_objects_runs_in_the_background_and_lists_both_spheres(qtbot, tab, 
     _find(qtbot, tab, runner)
     assert threads and threads[0] != threading.get_ident()  # the engine ran in the job's thread
     assert tab.objects_table.isVisible() and tab.objects_table.row_count() == 2
+    qtbot.waitUntil(tab.objects_box.find_button.isEnabled, timeout=5000)  # enabled again after the job
+    assert tab.objects_box.csv_button.isEnabled()
     obj = tab.result.objects
     assert obj.volume == "ri_tv" and obj.threshold_dn == pytest.approx(0.01) and not obj.saved
     for m, ((cz, cy, cx), r, dn) in zip(obj.measurements, SPHERES):
