@@ -128,9 +128,11 @@ def demo_samples() -> list[DemoSample]:
                       phantom_kwargs={"count": 1, "radius_range_um": (1.2, 1.5), "material": "silica"},
                       defect_rate=0.1, imperfection_rate=0.1, near_edge_probability=0.0)
     lc = DEMO_DEFAULTS["lc-droplets"]
-    droplet = DemoConfig(replace(lc.setup, image_shape=(96, 96), n_angles=13), depth_um=6.0,
-                         phantom_kwargs={"radius_um": 2.2}, defect_rate=0.0, imperfection_rate=0.0,
-                         near_edge_probability=0.0)
+    # a weak bipolar droplet (Δn 0.06): dielectric tensor tomography is first-order, strong 5CB-like
+    # droplets come out wrong (README, "How good is it")
+    droplet = DemoConfig(replace(lc.setup, image_shape=(112, 112), n_angles=17), depth_um=6.4,
+                         phantom_kwargs={"radius_um": 2.4, "configuration": "bipolar", "n_o": 1.50, "n_e": 1.56},
+                         defect_rate=0.0, imperfection_rate=0.0, near_edge_probability=0.0)
     return [DemoSample("bacteria", bact, seed=3, regularize="tv", overrides=2),
             DemoSample("cells", cells, seed=1, overrides=1),
             DemoSample("beads", bead, seed=2),
@@ -264,20 +266,22 @@ def _screen_and_review(project, mid: int, sample: DemoSample, device: str, progr
         ps = screen_project_measurement(project, mid, device=device, progress=progress, cancel=cancel)
     if sample.overrides <= 0:
         return
-    labels = _labels(project, mid)
-    for index, decision, reason in _review(ps, labels)[: sample.overrides]:
+    md = project.metadata(mid)
+    for index, decision, reason in _review(ps, _per_field(md, "labels"), _per_field(md, "imperfections"))[
+            : sample.overrides]:
         project.set_override(mid, index, decision, user=DEMO_USER, reason=reason)
 
 
-def _labels(project, mid: int) -> list:
-    """The simulator's per-field labels (``clean``/``noisy``) from the catalogued metadata, or []."""
-    labels = project.metadata(mid).get("labels") or []
-    return labels if isinstance(labels, list) else []
+def _per_field(metadata: dict, key: str) -> list:
+    """A per-field list of the catalogued metadata (the simulator's ``labels``, ``imperfections``), or []."""
+    v = metadata.get(key) or []
+    return v if isinstance(v, list) else []
 
 
-def _review(ps, labels: list) -> list[tuple[int, int, str]]:
-    """What a careful reviewer changes: the automatic mistakes first (known from the simulator's
-    labels), then the most uncertain fields (their decision kept, but now confirmed by a person)."""
+def _review(ps, labels: list, imperfections: list) -> list[tuple[int, int, str]]:
+    """What a careful reviewer changes, most telling first: the automatic mistakes (known from the
+    simulator's labels), clean fields with an imperfection that the screening kept (excluded by
+    hand, to be safe), then the most uncertain fields (their decision confirmed by a person)."""
     decision = np.asarray(ps.decision)
     n = len(decision)
     out: list[tuple[int, int, str]] = []
@@ -288,6 +292,10 @@ def _review(ps, labels: list) -> list[tuple[int, int, str]]:
                 why = ("fringes look clean: the score was too cautious" if truth else
                        "a defect the screening missed (dust or a fringe artefact)")
                 out.append((i, truth, why))
+    if len(imperfections) == n:
+        for i in range(n):
+            if imperfections[i] and int(decision[i]) == 1 and all(i != j for j, _d, _r in out):
+                out.append((i, 0, f"looks {imperfections[i]}: excluded by hand, to be safe"))
     score = np.asarray(ps.score, dtype=float)
     if np.isfinite(score).any():
         thr = ps.threshold if ps.threshold is not None else 0.5
