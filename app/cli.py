@@ -92,7 +92,9 @@ def _gui_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("path", nargs="?", help="a result file (*.odt.h5) or measurement folder to open (default: none)")
     p.add_argument("--project", help="open this project folder (default: none)")
-    p.add_argument("--demo", action="store_true", help="open the built-in simulated demo measurement")
+    p.add_argument("--demo", action="store_true",
+                   help="open the built-in demo project (simulated measurements, screened and reconstructed; "
+                   "built once in the user data folder, then reused)")
     p.add_argument("--reset-settings", action="store_true",
                    help="forget window layout, recent projects and other saved settings, then start")
     p.add_argument("--self-test", action="store_true",
