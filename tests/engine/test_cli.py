@@ -45,7 +45,7 @@ def test_every_option_has_help_with_its_default(name):
 
 def test_batch_help_shows_the_defaults_of_the_new_options():
     text = " ".join(cli._batch_parser().format_help().split())
-    for needed in ("--method {rytov,born}", "(default: rytov)", "--non-negativity {on,off}", "(default: on)",
+    for needed in ("--method {rytov,born", "(default: rytov)", "--non-negativity {on,off}", "(default: on)",
                    "--threshold", "(default: 0.5)", "--json", "--log-level", "(default: info)",
                    "(default: model)", "(default: none)", "(default: off)", "logs/<name>.log"):
         assert needed in text, needed
