@@ -295,7 +295,8 @@ def _review(ps, labels: list, imperfections: list) -> list[tuple[int, int, str]]
     if len(imperfections) == n:
         for i in range(n):
             if imperfections[i] and int(decision[i]) == 1 and all(i != j for j, _d, _r in out):
-                out.append((i, 0, f"looks {imperfections[i]}: excluded by hand, to be safe"))
+                out.append((i, 0, f"{imperfections[i]} (a mild imperfection the screening let through): "
+                                  "excluded by hand, to be safe"))
     score = np.asarray(ps.score, dtype=float)
     if np.isfinite(score).any():
         thr = ps.threshold if ps.threshold is not None else 0.5
