@@ -1,0 +1,142 @@
+"""Accuracy and speed: Rytov, Rytov + TV and the multislice (SSNP) inversion on exact-Mie spheres.
+
+Run on demand (not collected by default)::
+
+    .venv/bin/python tests/benchmarks/bench_multislice.py [--device cpu|cuda] [--independent]
+        [--spheres silica,polystyrene,weak] [--iterations 20] [--skip-timing] [--size 128]
+
+For the three spheres of issue #21 (in water, n_m 1.337, λ 0.532 µm, NA 1.2, 0.1 µm voxels, 49
+illuminations: a ring of 48 at illumination NA 1.0 plus the normal one): mean RI inside
+(r − 0.3 µm), its error, the axial/lateral half-contrast extent, the relative data misfit
+``Σ‖P(u − d)‖²/Σ‖P(d − 1)‖²`` of each volume (judged by the SSNP forward model, the most accurate
+one the project has: this favours the multislice volume, which was fitted with it) and seconds.
+Fields: :func:`engine.simulate.mie.mie_fields`, or miepython's (``--independent``,
+``_independent_mie.py``). Then the timing of ``--size``×``--size``×``--size/2`` from 49
+illuminations (goal on the 2-core CPU: < 2 min), with the ratio to the Rytov + TV path.
+Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.backend import device_description, resolve_device
+from engine.metadata import MeasurementMetadata
+from engine.simulate.beam_propagation import snap_illuminations
+from engine.simulate.mie import mie_fields
+from engine.tomography import reconstruct
+from engine.tomography.multislice import MultisliceModel, data_misfit
+
+LAM, NM, NA, PX = 0.532, 1.337, 1.2, 0.1
+# name: radius µm, index, (Z, H=W) box
+SPHERES = {"silica": (1.5, 1.46, (48, 64)), "polystyrene": (1.0, 1.59, (32, 64)), "weak": (2.5, 1.36, (72, 96))}
+
+
+def ring(n: int, size: int, na_ill: float = 1.0) -> np.ndarray:
+    a = np.linspace(0, 2 * np.pi, n - 1, endpoint=False)
+    ill = np.vstack([[0.0, 0.0], np.stack([np.cos(a), np.sin(a)], 1) * (na_ill / LAM)])
+    return snap_illuminations(ill, (size, size), (PX, PX))
+
+
+def stats(ri: np.ndarray, radius: float, n_sphere: float) -> dict:
+    z, y, x = (((np.arange(n) - n // 2) * PX) for n in ri.shape)
+    r = np.sqrt(z[:, None, None] ** 2 + y[None, :, None] ** 2 + x[None, None, :] ** 2)
+    mean = float(ri[r < radius - 0.3].mean())
+    zc, yc, xc = (n // 2 for n in ri.shape)
+    half = NM + (n_sphere - NM) / 2
+    lat = float((ri[zc, yc, :] > half).sum())
+    return {"mean": mean, "error": mean - n_sphere,
+            "axial_over_lateral": float((ri[:, yc, xc] > half).sum()) / lat if lat else float("nan")}
+
+
+def fields_for(name: str, n_ill: int, independent: bool):
+    radius, ns, (zz, size) = SPHERES[name]
+    ill = ring(n_ill, size)
+    if independent:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _independent_mie import miepython_fields
+
+        u = miepython_fields(radius, ns, NM, LAM, (size, size), PX, ill, na=NA)
+    else:
+        u = mie_fields(radius, ns, NM, LAM, (size, size), PX, ill, na=NA)
+    return u.astype(np.complex64), ill, zz
+
+
+def accuracy(name: str, args, dev) -> list[dict]:
+    radius, ns, _ = SPHERES[name]
+    u, ill, zz = fields_for(name, args.illuminations, args.independent)
+    md = MeasurementMetadata(wavelength_um=LAM, medium_index=NM, na_objective=NA, pixel_size_um=PX)
+    rows = []
+    t = time.perf_counter()
+    ry = reconstruct(u, ill, md, shape_z=zz, non_negativity=True, regularization="tv", device=dev)
+    t_ry = time.perf_counter() - t
+    t = time.perf_counter()
+    ms = reconstruct(u, ill, md, shape_z=zz, method="multislice", non_negativity=True, device=dev,
+                     multislice={"iterations": args.iterations})
+    t_ms = time.perf_counter() - t
+    model = MultisliceModel(ry.ri.shape, ry.voxel_size_um, LAM, NM, NA, device=dev)
+    for label, vol, sec in (("rytov+nonneg", ry.ri, ry.timings_s.get("total", t_ry) - ry.timings_s.get("tv", 0.0)),
+                            ("rytov+tv", ry.ri_tv, t_ry), ("multislice", ms.ri, t_ms)):
+        row = {"sphere": name, "method": label, **stats(vol, radius, ns),
+               "misfit": data_misfit(model, vol - NM, u, ill), "seconds": sec}
+        rows.append(row)
+        print(f"{name:12s} {label:13s} mean {row['mean']:.4f} err {row['error']:+.4f} "
+              f"z/x {row['axial_over_lateral']:.2f} misfit {row['misfit']:.4f} {sec:6.1f} s", flush=True)
+    print(f"{'':12s} multislice misfit per iteration: {np.round(ms.misfit, 4).tolist()}", flush=True)
+    return rows
+
+
+def timing(args, dev) -> dict:
+    size = args.size
+    zz = size // 2
+    ill = ring(49, size)
+    u = mie_fields(1.5, 1.46, NM, LAM, (size, size), PX, ill, na=NA).astype(np.complex64)
+    md = MeasurementMetadata(wavelength_um=LAM, medium_index=NM, na_objective=NA, pixel_size_um=PX)
+    t = time.perf_counter()
+    ry = reconstruct(u, ill, md, shape_z=zz, non_negativity=True, regularization="tv", device=dev)
+    t_ry = time.perf_counter() - t
+    t = time.perf_counter()
+    ms = reconstruct(u, ill, md, shape_z=zz, method="multislice", non_negativity=True, device=dev,
+                     multislice={"iterations": args.iterations})
+    t_ms = time.perf_counter() - t
+    out = {"volume": [zz, size, size], "illuminations": 49, "iterations": args.iterations,
+           "rytov_tv_s": t_ry, "multislice_s": t_ms, "ratio_to_rytov_tv": t_ms / t_ry,
+           "multislice_stages_s": {k: round(v, 2) for k, v in ms.timings_s.items()},
+           "silica_error": stats(ms.ri, 1.5, 1.46)["error"], "rytov_tv_error": stats(ry.ri_tv, 1.5, 1.46)["error"]}
+    print(f"timing {zz}x{size}x{size} from 49 illuminations, {args.iterations} iterations: multislice "
+          f"{t_ms:.1f} s, Rytov+TV {t_ry:.1f} s (ratio {t_ms / t_ry:.1f}); stages {out['multislice_stages_s']}",
+          flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--spheres", default="silica,polystyrene,weak")
+    p.add_argument("--illuminations", type=int, default=49)
+    p.add_argument("--iterations", type=int, default=20)
+    p.add_argument("--independent", action="store_true", help="miepython's fields instead of engine.simulate.mie")
+    p.add_argument("--size", type=int, default=128, help="lateral size of the timing run (Z = size/2)")
+    p.add_argument("--skip-timing", action="store_true")
+    p.add_argument("--json", type=Path, help="write the rows here")
+    args = p.parse_args(argv)
+    dev = resolve_device(args.device)
+    print(f"device: {device_description(dev)}; torch threads {torch.get_num_threads()}", flush=True)
+    rows = [r for name in args.spheres.split(",") if name for r in accuracy(name, args, dev)]
+    result = {"rows": rows}
+    if not args.skip_timing:
+        result["timing"] = timing(args, dev)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
