@@ -323,3 +323,22 @@ def test_offscreen_without_osmesa_shows_a_message(qtbot, monkeypatch):
     v = VolumeView()
     qtbot.addWidget(v)
     assert not v.available and "OSMesa" in v.message.text()
+
+
+def test_empty_tab_shows_a_message_not_empty_axes_or_the_3d_area(qtbot, tab, droplet_result):
+    """Nothing open: a message in place of the views (no "mµm" axes, no unpainted 3-D area);
+    a failed open keeps it; a result replaces it, with the views on the droplet."""
+    assert tab.right_stack.currentWidget() is tab.empty
+    assert not tab.splitter.isVisible() and not tab.volume_view.isVisible()
+    assert "No birefringence result open" in tab.empty.text()
+    for plot in tab.slice_view.plots.values():  # even hidden: plain µm, no SI prefix
+        for side in ("bottom", "left"):
+            axis = plot.getAxis(side)
+            assert not axis.autoSIPrefix and axis.labelUnitPrefix == ""
+    with qtbot.waitSignal(tab.runner.job_done, timeout=10000):
+        tab.open_result(droplet_result.with_name("missing.odt.h5"))
+    assert tab.right_stack.currentWidget() is tab.empty and "Could not open" in tab.empty.text()
+    _open(qtbot, tab, droplet_result)
+    assert tab.right_stack.currentIndex() == 1 and tab.splitter.isVisible()
+    z, y, x = tab.slice_view.crosshair
+    assert tab.data.n_e[z, y, x] > 1.48  # on the droplet (n_e 1.57 in n_m 1.46)
