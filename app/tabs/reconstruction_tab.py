@@ -87,6 +87,7 @@ from engine.store.results import BirefringenceResult, TomogramResult, is_complet
 
 from ..jobs import Job, JobRunner
 from ..settings import AppSettings
+from ..widgets.warning_banner import WarningBanner
 from ..widgets.objects_panel import ObjectControls, ObjectTable, label_colors
 from ..widgets.plots import LineProfilePlot
 from ..widgets.slice_view import OrthoSliceView
@@ -110,9 +111,6 @@ log = logging.getLogger(__name__)
 
 #: Display names of the volumes a reconstruction can hold, in display order.
 VOLUME_LABELS = {"raw": "Raw", "tv": "TV-regularised", "deep": "Learned regulariser", "tcf": "TCF"}
-#: A warning banner: dark amber, readable on the dark theme; the text starts with "⚠".
-WARNING_STYLE = ("QLabel { background: #3d3200; color: #ffd866; border: 1px solid #a88a00; "
-                 "border-radius: 4px; padding: 5px 8px; }")
 DEEP_MISSING = ("The learned regulariser (DeepRegularizer) is not installed: its weights "
                 "(deep_regularizer.safetensors) are not in resources/models.")
 #: Smallest TV weight the form offers (a zero weight would be no TV at all)
@@ -780,12 +778,7 @@ class ReconstructionTab(QWidget):
         vvl = QVBoxLayout(viewer)
         vvl.setContentsMargins(0, 0, 0, 0)
         vvl.setSpacing(4)
-        self.warning_banner = QLabel("", self)
-        self.warning_banner.setObjectName("warningBanner")
-        self.warning_banner.setWordWrap(True)
-        self.warning_banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.warning_banner.setStyleSheet(WARNING_STYLE)
-        self.warning_banner.setVisible(False)
+        self.warning_banner = WarningBanner(self)
         self.sideband_label = QLabel("", self)
         self.sideband_label.setObjectName("sidebandLabel")
         self.sideband_label.setStyleSheet("color: #aeb4bd;")
@@ -1097,10 +1090,7 @@ class ReconstructionTab(QWidget):
 
     def _show_warnings(self, vs: VolumeSet) -> None:
         """The banner with the processing warnings of ``vs`` (hidden when none) and its side-band line."""
-        if vs.warnings:
-            esc = [w.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for w in vs.warnings]
-            self.warning_banner.setText("⚠ " + "<br>⚠ ".join(esc))
-        self.warning_banner.setVisible(bool(vs.warnings))
+        self.warning_banner.show_warnings(vs.warnings or [])
         known = vs.retrieval is not None or vs.fields is not None
         self.sideband_label.setText(sideband_description(vs.retrieval, vs.sideband or "auto") if known else "")
         self.sideband_label.setVisible(known)

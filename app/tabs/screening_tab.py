@@ -62,6 +62,7 @@ from engine.progress import check_cancel, report, sub_progress
 from ..errors import show_error
 from ..jobs import Job, JobRunner
 from ..settings import AppSettings
+from ..widgets.warning_banner import WarningBanner
 from ..widgets.key_table import key_table_dialog
 from ..widgets.field_grid import (QUALITY_LABELS, FieldFilterProxy, FieldGridModel, FieldGridView,
                                   phase_thumbnails, quality_text)
@@ -83,9 +84,6 @@ log = logging.getLogger(__name__)
 
 CACHE_SIZE = 3
 
-#: A warning banner: dark amber, readable on the dark theme, not only colour (it starts with "⚠").
-WARNING_STYLE = ("QLabel { background: #3d3200; color: #ffd866; border: 1px solid #a88a00; "
-                 "border-radius: 4px; padding: 5px 8px; }")
 
 #: (key, what it does), shown by "?"
 SHORTCUTS = (
@@ -245,11 +243,6 @@ class OverrideCommand(QUndoCommand):
 
 
 # ============================================================================ the tab
-def _html(text: str) -> str:
-    """``text`` safe inside rich text."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _fmt_metric(v: Any) -> str:
     try:
         v = float(v)
@@ -387,12 +380,7 @@ class ScreeningTab(QWidget):
         self.grid_message = QLabel("", self)
         self.grid_message.setObjectName("scanSummary")
         self.grid_message.setWordWrap(True)
-        self.warning_banner = QLabel("", self)
-        self.warning_banner.setObjectName("warningBanner")
-        self.warning_banner.setWordWrap(True)
-        self.warning_banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.warning_banner.setStyleSheet(WARNING_STYLE)
-        self.warning_banner.setVisible(False)
+        self.warning_banner = WarningBanner(self)
         self.sideband_label = QLabel("", self)
         self.sideband_label.setObjectName("sidebandLabel")
         self.sideband_label.setWordWrap(True)
@@ -610,8 +598,7 @@ class ScreeningTab(QWidget):
         if data is None:
             self.sideband_label.setText("")
             self.sideband_label.setToolTip("")
-            self.warning_banner.setVisible(False)
-            self.warning_banner.setText("")
+            self.warning_banner.show_warnings([])
             return
         text = data.sideband_description or "side band: not recorded"
         self.sideband_label.setText(f"<b>{data.name}</b> — {text}")
@@ -625,12 +612,7 @@ class ScreeningTab(QWidget):
             item = self.sort_combo.model().item(i) if hasattr(self.sort_combo.model(), "item") else None
             if item is not None:
                 item.setEnabled(has_quality and self.sort_combo.itemData(i) in data.quality)
-        if data.warnings:
-            self.warning_banner.setText("⚠ " + "<br>⚠ ".join(_html(w) for w in data.warnings))
-            self.warning_banner.setVisible(True)
-        else:
-            self.warning_banner.setVisible(False)
-            self.warning_banner.setText("")
+        self.warning_banner.show_warnings(data.warnings or [])
 
     def sideband_setting_changed(self, setting: str = "") -> Optional[Job]:
         """The project's side-band setting changed: forget cached fields and show the current measurement
