@@ -333,6 +333,10 @@ def reconstruct_multislice(
     if metadata.geometry == "sample-rotation":
         raise ValueError("the multislice method needs an illumination scan (sample rotation is not supported)")
     dev = resolve_device(device)
+    if isinstance(fields, torch.Tensor):
+        fields = fields.detach().cpu().numpy()
+    if isinstance(unwrapped_phase, torch.Tensor):
+        unwrapped_phase = unwrapped_phase.detach().cpu().numpy()
     n_all = fields.shape[0]
     keep = np.ones(n_all, bool) if decision is None else np.asarray(decision).reshape(n_all).astype(bool)
     if not keep.any():
