@@ -39,7 +39,7 @@ import torch
 
 from .unwrap import phase_noise_rad, unwrap_phase
 
-__all__ = ["RetrievalQuality", "QUALITY_KEYS", "residue_density", "retrieval_quality"]
+__all__ = ["RetrievalQuality", "QUALITY_KEYS", "residue_density", "retrieval_quality", "integrated_phase"]
 
 
 @dataclass
@@ -91,6 +91,46 @@ def _inconsistency(field: np.ndarray, unwrapped: np.ndarray) -> np.ndarray:
     d = unwrapped - ls
     d -= np.median(d.reshape(len(d), -1), axis=1)[:, None, None]
     return (np.abs(d) > np.pi).reshape(len(d), -1).mean(axis=1).astype(np.float32)
+
+
+def integrated_phase(phase: np.ndarray, pixel_size_um: float, border: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
+    """The sample's integrated phase ``Σ (φ − background)·pixel²`` per image, rad·µm², and its noise σ.
+
+    The background is a plane fitted (least squares) to the image's border frame (``border`` of
+    the width on each side): a tilt or a slow curvature across the field (a synthesised or
+    imperfect background, a sample-induced tilt) must not decide the sign, only the sample. For a
+    sample denser than its medium the value is positive (``docs/formats.md``): it is the
+    projection of ``Δn = n − n_m`` times ``2π/λ``.
+
+    Parameters
+    ----------
+    phase : (N, H, W) float
+        Unwrapped phases, rad.
+    pixel_size_um : float
+        Pixel size, µm.
+
+    Returns
+    -------
+    value, sigma : (N,) float64
+        Integrated phase and the standard deviation its background noise alone would give.
+    """
+    phase = np.asarray(phase, np.float64)
+    n, h, w = phase.shape
+    bw = max(2, int(round(border * min(h, w))))
+    frame = np.zeros((h, w), bool)
+    frame[:bw] = frame[-bw:] = True
+    frame[:, :bw] = frame[:, -bw:] = True
+    yy, xx = np.mgrid[:h, :w]
+    a = np.stack([np.ones(frame.sum()), yy[frame] / h, xx[frame] / w], axis=1)
+    coef, *_ = np.linalg.lstsq(a, phase[:, frame].T, rcond=None)  # (3, N)
+    plane = coef[0][:, None, None] + coef[1][:, None, None] * (yy / h) + coef[2][:, None, None] * (xx / w)
+    rel = phase - plane
+    resid = rel[:, frame]
+    rel -= np.median(resid, axis=1)[:, None, None]
+    mad = 1.4826 * np.median(np.abs(resid - np.median(resid, axis=1, keepdims=True)), axis=1)
+    value = rel.reshape(n, -1).sum(axis=1) * pixel_size_um**2
+    sigma = mad * np.sqrt(h * w) * pixel_size_um**2 + 1e-12
+    return value, sigma
 
 
 def retrieval_quality(field: np.ndarray, unwrapped: np.ndarray | None,

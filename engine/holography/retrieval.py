@@ -21,7 +21,8 @@ Algorithm (all angles at once, in chunks to bound memory, torch on CPU or CUDA)
    side band depends on the microscope's reference tilt, so it is decided by physics
    (``sideband="auto"``, the docs/formats.md rule): a few fields spread over the measurement are
    retrieved with each twin, and the one that gives the sample a positive integrated phase
-   ``Σ (φ − median φ)·pixel²`` relative to its background wins — once per measurement, over all
+   ``Σ (φ − background)·pixel²`` (background: a plane fitted to the image border, so that a tilt
+   across the field does not decide) wins — once per measurement, over all
    those fields together. When the sample gives no clear sign (|z| < 3, e.g. an empty field) or
    with ``sideband="as-given"`` (samples less dense than their medium), the peak with
    f_x > 0 (f_x = 0: f_y > 0) is taken.
@@ -55,7 +56,7 @@ from ..backend import resolve_device
 from ..metadata import MeasurementMetadata
 from ..progress import CancelToken, check_cancel, report, sub_progress
 from .propagate import angular_spectrum_kernel
-from .quality import RetrievalQuality, retrieval_quality
+from .quality import RetrievalQuality, integrated_phase, retrieval_quality
 from .unwrap import DEFAULT_UNWRAP, unwrap_for_rytov, unwrap_phase
 
 __all__ = ["RetrievedFields", "SidebandChoice", "SIDEBAND_RULES", "retrieve_fields", "find_carrier",
@@ -77,7 +78,7 @@ class SidebandChoice:
     flipped : bool
         True when the chosen band is the twin with f_x < 0 (the conjugate of the f_x > 0 one).
     integrated_phase_rad_um2 : float
-        Mean over the trial fields of ``Σ (φ − median φ)·pixel²`` with the chosen band (NaN when
+        Mean over the trial fields of ``Σ (φ − background)·pixel²`` with the chosen band (NaN when
         the carrier was given): positive for a sample denser than its medium.
     confidence : float
         ``|S₊ − S₋| / (2σ)``, how many noise standard deviations separate the twins (NaN when given).
@@ -351,7 +352,7 @@ def _illumination_from_metadata(md: MeasurementMetadata, n: int) -> Optional[np.
 
 def _trial_statistic(holograms: np.ndarray, backgrounds: np.ndarray, idx: np.ndarray, carrier: np.ndarray,
                      px: float, na: float, lam: float, nm: float, dev) -> tuple[float, float]:
-    """Integrated phase ``Σ (φ − median φ)·px²`` (rad·µm², summed over fields) and its noise σ."""
+    """Integrated phase (rad·µm², summed over fields; :func:`~engine.holography.quality.integrated_phase`) and its σ."""
     band = _SideBand(holograms.shape[-2:], px, carrier, na, lam, nm, 0.0, dev)
     us = band(torch.as_tensor(holograms[idx].astype(np.float32), device=dev))
     bg = backgrounds[idx] if backgrounds.ndim == 3 else backgrounds[None]
@@ -363,12 +364,8 @@ def _trial_statistic(holograms: np.ndarray, backgrounds: np.ndarray, idx: np.nda
         x = (torch.arange(ww, device=dev, dtype=torch.float64) - ww // 2) * px
         ph = -2 * math.pi * (f[:, 0, None, None] * x + f[:, 1, None, None] * y[:, None])
         u = u * torch.polar(torch.ones_like(ph), ph).to(torch.complex64)
-    phase = unwrap_phase(u.cpu().numpy(), DEFAULT_UNWRAP)
-    rel = phase - np.median(phase.reshape(len(idx), -1), axis=1)[:, None, None]
-    s = rel.reshape(len(idx), -1).sum(axis=1) * px**2
-    mad = 1.4826 * np.median(np.abs(rel).reshape(len(idx), -1), axis=1)
-    sigma = mad * math.sqrt(rel[0].size) * px**2
-    return float(s.sum()), float(math.sqrt(float((sigma**2).sum())) + 1e-12)
+    s, sigma = integrated_phase(unwrap_phase(u.cpu().numpy(), DEFAULT_UNWRAP), px)
+    return float(s.sum()), float(math.sqrt(float((sigma**2).sum())))
 
 
 def _detect_carrier(holograms: np.ndarray, backgrounds: np.ndarray, ill_md: Optional[np.ndarray], px: float,

@@ -44,13 +44,15 @@ Three algorithms are offered:
     it is robust, deterministic, exact on smooth phases and needs no parameters. It runs on the
     CPU, one image at a time (the images are spread over a thread pool).
 ``"fourier"``
-    Least-squares unwrapping solved by FFT (Ghiglia & Romero 1994, here with periodic
-    boundaries, which suit fields divided by their background: the phase is ≈ 0 at the image
-    edges): the wrapped phase differences are integrated by one Poisson solve, then the result
-    is made congruent with the wrapped phase (``φ = φ_w + 2π·round((φ_LS − φ_w)/2π)``), which
-    makes it exact wherever the phase changes by less than π per pixel. Fully vectorised in
-    torch (CPU and CUDA, two real FFTs per image), so much faster than ``"herraez"``, but less
-    robust near phase vortices and noise, where least squares spreads the error.
+    Least-squares unwrapping solved by FFT (Ghiglia & Romero 1994), with Neumann boundaries by
+    the mirror extension of the image, so that a phase ramp or curvature across the field (a
+    synthesised or imperfect background) is not bent to fit periodic edges: periodic
+    boundaries put a 2π seam across a real qpformat hologram. The wrapped phase differences
+    are integrated by one Poisson solve, then the result is made congruent with the wrapped
+    phase (``φ = φ_w + 2π·round((φ_LS − φ_w)/2π)``), which makes it exact wherever the phase
+    changes by less than π per pixel. Fully vectorised in torch (CPU and CUDA, two real FFTs
+    of the 2H × 2W extension per image), so much faster than ``"herraez"``, but less robust
+    near phase vortices and noise, where least squares spreads the error.
 
 References
 ----------
@@ -252,25 +254,28 @@ def _wrap(a: torch.Tensor) -> torch.Tensor:
 
 
 def _unwrap_fourier(field: torch.Tensor, chunk: int, progress, cancel) -> torch.Tensor:
-    """Least-squares (periodic Poisson) unwrapping of wrapped phase differences, then congruence."""
+    """Least-squares unwrapping (Neumann boundaries by mirror extension), then congruence."""
     n, h, w = field.shape
     dev = field.device
-    ky = torch.arange(h, device=dev, dtype=torch.float32)[:, None]
-    kx = torch.arange(w // 2 + 1, device=dev, dtype=torch.float32)[None, :]
+    hh, ww = 2 * h, 2 * w  # the even (mirror) extension makes the periodic solution the Neumann one
+    ky = torch.arange(hh, device=dev, dtype=torch.float32)[:, None]
+    kx = torch.arange(ww // 2 + 1, device=dev, dtype=torch.float32)[None, :]
     # eigenvalues of the periodic 5-point Laplacian on the rfft2 grid
-    lap = 2 * torch.cos(TWO_PI * kx / w) + 2 * torch.cos(TWO_PI * ky / h) - 4
+    lap = 2 * torch.cos(TWO_PI * kx / ww) + 2 * torch.cos(TWO_PI * ky / hh) - 4
     lap[0, 0] = 1.0
     out = torch.empty((n, h, w), dtype=torch.float32, device=dev)
     for s in range(0, n, chunk):
         check_cancel(cancel)
         u = field[s:s + chunk]
         wrapped = torch.angle(u) if torch.is_complex(u) else _wrap(u.to(torch.float32, copy=True))
-        gx = _wrap(torch.roll(wrapped, -1, dims=-1) - wrapped)
-        gy = _wrap(torch.roll(wrapped, -1, dims=-2) - wrapped)
+        ext = torch.cat([wrapped, wrapped.flip(-1)], dim=-1)
+        ext = torch.cat([ext, ext.flip(-2)], dim=-2)
+        gx = _wrap(torch.roll(ext, -1, dims=-1) - ext)
+        gy = _wrap(torch.roll(ext, -1, dims=-2) - ext)
         div = gx - torch.roll(gx, 1, dims=-1) + gy - torch.roll(gy, 1, dims=-2)
         spec = torch.fft.rfft2(div) / lap
         spec[:, 0, 0] = 0.0
-        phi_ls = torch.fft.irfft2(spec, s=(h, w))
+        phi_ls = torch.fft.irfft2(spec, s=(hh, ww))[:, :h, :w]
         out[s:s + chunk] = wrapped + TWO_PI * torch.round((phi_ls - wrapped) / TWO_PI)
         report(progress, min(n, s + chunk) / n, f"unwrapping phase {min(n, s + chunk)}/{n}")
     return out

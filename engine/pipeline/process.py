@@ -509,7 +509,7 @@ def retrieval_record(retrieved) -> dict:
 def contrast_warnings(name: str, retrieved, decision: np.ndarray) -> list[str]:
     """A warning when the used fields show the sample mostly *below* its medium (negative phase).
 
-    The integrated phase ``Σ (φ − median φ)·pixel²`` of each used field is the projection of
+    The integrated phase :func:`engine.holography.quality.integrated_phase` of each used field is the projection of
     ``Δn = n − n_m``; when it is negative in most fields, every tomogram voxel of the object comes
     out below n_m (and non-negativity then erases it). Names the likely causes.
     """
@@ -519,11 +519,9 @@ def contrast_warnings(name: str, retrieved, decision: np.ndarray) -> list[str]:
     used = np.flatnonzero(np.asarray(decision, bool))
     if used.size == 0:
         return []
-    p = phase[used]
-    rel = p - np.median(p.reshape(len(used), -1), axis=1)[:, None, None]
-    s = rel.reshape(len(used), -1).sum(axis=1) * retrieved.pixel_size_um**2
-    sigma = 1.4826 * np.median(np.abs(rel).reshape(len(used), -1), axis=1) * np.sqrt(rel[0].size) \
-        * retrieved.pixel_size_um**2
+    from ..holography.quality import integrated_phase
+
+    s, sigma = integrated_phase(phase[used], retrieved.pixel_size_um)
     negative = (s < -3 * sigma).mean()
     if negative <= 0.5:
         return []

@@ -140,3 +140,43 @@ def test_as_given_setting_takes_the_positive_fx_peak(tmp_path, reference):
     assert res.retrieval["attrs"]["sideband_source"] == "as-given"
     assert res.retrieval["attrs"]["carrier_per_um"][0] > 0
     assert res.warnings and "as given" in res.warnings[0]
+
+
+def _minus_border_plane(p: np.ndarray, w: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """``p`` minus the plane fitted to its border frame, and the frame mask."""
+    h, wd = p.shape
+    yy, xx = np.mgrid[:h, :wd]
+    b = np.zeros(p.shape, bool)
+    b[:w] = b[-w:] = True
+    b[:, :w] = b[:, -w:] = True
+    a = np.c_[np.ones(b.sum()), yy[b], xx[b]]
+    c, *_ = np.linalg.lstsq(a, p[b], rcond=None)
+    return p - (c[0] + c[1] * yy + c[2] * xx), b
+
+
+def test_qpformat_real_hologram_positive_without_seam_and_matches_qpretrieve():
+    """qpformat's real hologram has no background: the phase carries a tilt across the field.
+
+    The tilt must not decide the side band (the integrated phase is taken over a fitted plane),
+    and must not put a 2π seam across the image (least squares with Neumann boundaries).
+    """
+    import h5py
+    from skimage.restoration import unwrap_phase
+
+    from engine.holography.retrieval import retrieve_fields
+    from engine.store.qpformat_hdf5 import read_qpformat_hdf5
+
+    with h5py.File(DATA / "single_hdf5_raw-oah.h5", "r") as f:
+        holo = f["0"][()]
+    ref = qpretrieve.OffAxisHologram(holo)
+    ref.run_pipeline(filter_size=1 / 2)
+    ref_phase, frame = _minus_border_plane(unwrap_phase(np.angle(np.squeeze(np.asarray(ref.field)))))
+    m = read_qpformat_hdf5(DATA / "single_hdf5_raw-oah.h5")
+    r = retrieve_fields(m.holograms, m.backgrounds, m.metadata, device="cpu")
+    assert r.sideband.source == "auto" and not r.sideband.ambiguous
+    assert r.quality.unwrap_inconsistency[0] == 0  # no region 2π off
+    ours, _ = _minus_border_plane(r.unwrapped_phase[0])
+    centre = ours[120:170, 110:170].mean() - np.median(ours[frame])
+    assert centre > 2.0  # the cell, denser than its medium: positive
+    corr = np.corrcoef(ours.ravel(), ref_phase.ravel())[0, 1]
+    assert corr >= 0.99, corr
