@@ -180,3 +180,25 @@ def test_qpformat_real_hologram_positive_without_seam_and_matches_qpretrieve():
     assert centre > 2.0  # the cell, denser than its medium: positive
     corr = np.corrcoef(ours.ravel(), ref_phase.ravel())[0, 1]
     assert corr >= 0.99, corr
+
+
+def test_real_holograms_are_scored_clean(reference):
+    """The shipped screening model keeps the real holograms of both labs (issue #19, item 5)."""
+    from engine.holography.retrieval import retrieve_fields
+    from engine.metadata import MeasurementMetadata
+    from engine.screening import screen_fields
+    from engine.store.qpformat_hdf5 import read_qpformat_hdf5
+
+    d, _, c = reference
+    md = MeasurementMetadata.from_dict({"format": "odt-measurement/1", "wavelength_um": LAM, "medium_index": NM,
+                                        "na_objective": PUPIL * c * LAM, "pixel_size_um": PX})
+    cases = [(d["data"][None], d["bg_data"][None], md)]
+    for name in ("single_hdf5_raw-oah.h5", "series_hdf5_raw-oah.h5"):
+        m = read_qpformat_hdf5(DATA / name)
+        cases.append((m.holograms, m.backgrounds, m.metadata))
+    for holo, bg, meta in cases:
+        r = retrieve_fields(holo, bg, meta, device="cpu")
+        s = screen_fields(r.field, r.illumination_per_um, meta, method="model", unwrapped_phase=r.unwrapped_phase,
+                          pixel_size_um=r.pixel_size_um, device="cpu")
+        assert np.all(s.decision == 1), (s.score, s.model_name)
+        assert np.all(s.score < 0.3), s.score
