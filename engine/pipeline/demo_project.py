@@ -16,8 +16,8 @@ measurements — bacteria, adherent cells, a silica bead and a liquid-crystal dr
    (dielectric tensor tomography: n_e, n_o, director).
 
 A marker file ``demo_project.json`` (the builder's :data:`DEMO_PROJECT_VERSION`, the engine
-version, the measurements and their ids) is written last: a folder without it, or with an
-older version, is built again from scratch; otherwise it is reused as it is (including any
+version, the measurements and their ids) is written last: a folder without it, or made by
+another version of the builder or of the program, is built again from scratch; otherwise it is reused as it is (including any
 review the user did since). Nothing here imports Qt; long steps report progress and honour a
 cancel token (:mod:`engine.progress`).
 """
@@ -165,8 +165,11 @@ def read_demo_project(folder: str | Path) -> Optional[DemoProject]:
         info = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(info, dict) or info.get("version") != DEMO_PROJECT_VERSION:
-        return None
+    from .. import __version__
+
+    if not isinstance(info, dict) or info.get("version") != DEMO_PROJECT_VERSION \
+            or info.get("engine_version") != __version__:
+        return None  # built by another version of the program: the demo must show this one's work
     project_path = folder / PROJECT_DIR
     measurements = info.get("measurements") or {}
     if not (project_path / "project.sqlite").is_file() or not measurements:

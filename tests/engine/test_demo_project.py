@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+import engine
+
 from engine.pipeline import demo_project as dp
 from engine.progress import CancelToken, Cancelled
 from engine.store.project import Project
@@ -73,8 +75,13 @@ def test_reused_when_complete_and_rebuilt_when_older(built, monkeypatch):
     try:
         assert dp.read_demo_project(demo.folder) is None
         assert dp.ensure_demo_project(demo.folder) == "rebuilt" and calls == [demo.folder]
+        info["version"] = dp.DEMO_PROJECT_VERSION
+        info["engine_version"] = "0.0.1"  # made by an older program
+        marker.write_text(json.dumps(info))
+        assert dp.read_demo_project(demo.folder) is None
     finally:
         info["version"] = dp.DEMO_PROJECT_VERSION
+        info["engine_version"] = engine.__version__
         marker.write_text(json.dumps(info))
     assert dp.read_demo_project(demo.folder) is not None
 
