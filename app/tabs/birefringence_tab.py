@@ -383,6 +383,9 @@ class BirefringenceTab(QWidget):
         ef.addWidget(self.export_slices_button)
         ef.addWidget(self.export_3d_button)
 
+        self._data_boxes = (slice_box, view3d_box, export_box)  # of no use until something is shown
+        for box in self._data_boxes:
+            box.setEnabled(False)
         controls = QWidget()
         cl = QVBoxLayout(controls)
         cl.setContentsMargins(0, 0, 0, 0)
@@ -504,6 +507,8 @@ class BirefringenceTab(QWidget):
     def _show_data(self, data: BirefringenceVolumes) -> None:
         self.data = data
         self.right_stack.setCurrentIndex(1)
+        for box in self._data_boxes:
+            box.setEnabled(True)
         self.file_label.setText(data.label + ("\nthe simulator's truth, not a reconstruction" if data.is_truth else ""))
         shape = "×".join(str(n) for n in data.n_e.shape[::-1])
         vox = "×".join(f"{v:g}" for v in data.voxel_size_um[::-1])

@@ -331,6 +331,7 @@ def test_empty_tab_shows_a_message_not_empty_axes_or_the_3d_area(qtbot, tab, dro
     assert tab.right_stack.currentWidget() is tab.empty
     assert not tab.splitter.isVisible() and not tab.volume_view.isVisible()
     assert "No birefringence result open" in tab.empty.text()
+    assert not tab.export_slices_button.isEnabled() and not tab.quantity_combo.isEnabled()
     for plot in tab.slice_view.plots.values():  # even hidden: plain µm, no SI prefix
         for side in ("bottom", "left"):
             axis = plot.getAxis(side)
@@ -344,5 +345,6 @@ def test_empty_tab_shows_a_message_not_empty_axes_or_the_3d_area(qtbot, tab, dro
         d.done(0)
     _open(qtbot, tab, droplet_result)
     assert tab.right_stack.currentIndex() == 1 and tab.splitter.isVisible()
+    assert tab.export_slices_button.isEnabled() and tab.quantity_combo.isEnabled()
     z, y, x = tab.slice_view.crosshair
     assert tab.data.n_e[z, y, x] > 1.48  # on the droplet (n_e 1.57 in n_m 1.46)
