@@ -101,6 +101,10 @@ class FieldView(QWidget):
         self.colorbar = pg.ColorBarItem(values=(-np.pi, np.pi), colorMap=pg.colormap.get("CET-L1"),
                                         interactive=False, width=12)
         self.colorbar.setImageItem(self.image, insert_in=self.plot)
+        # phases of a weak sample read 0.6 rad, not "600 (×0.001)"; positions read µm
+        self.colorbar.axis.enableAutoSIPrefix(False)
+        for side in ("bottom", "left"):
+            self.plot.getAxis(side).enableAutoSIPrefix(False)
         self.message = QLabel("Select a field.", self)
         self.message.setObjectName("hologramPlaceholder")
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
