@@ -1176,7 +1176,8 @@ class ReconstructionTab(QWidget):
         axis = self.profile_axis.currentData()
         pos, values = self.view.profile(axis)
         profiles = {self.view.title.text() or "n": values}
-        if self.view2.isVisible() and self.view2.volume is not None:
+        # isHidden, not isVisible: a result loaded while another tab is current must profile both
+        if not self.view2.isHidden() and self.view2.volume is not None:
             profiles[self.view2.title.text() or "n (2)"] = self.view2.profile(axis)[1]
         self.profile.set_axis_name(axis)
         self.profile.set_profiles(pos, profiles)

@@ -412,3 +412,15 @@ def test_raw_preview_then_cancel_leaves_no_result(qtbot, tab, bead_folder):
     qtbot.waitUntil(lambda: job.done, timeout=10_000)
     assert job.state is JobState.CANCELLED
     assert tab.result is None and "Cancelled" in tab.empty.text()
+
+
+def test_a_result_loaded_while_the_tab_is_hidden_profiles_both_volumes(qtbot, runner, settings):
+    """The demo loads into this tab while another tab is current: the profile still shows raw and TV."""
+    t = ReconstructionTab(runner, settings)
+    qtbot.addWidget(t)
+    t.resize(1280, 760)  # never shown, as a tab that is not the current one
+    t.show_volumes(_synthetic())
+    assert sorted(t.profile._curves) == sorted([t.view.title.text(), t.view2.title.text()])
+    t.show()
+    t.show_volumes(_synthetic(with_tv=False))
+    assert list(t.profile._curves) == [t.view.title.text()]
