@@ -237,7 +237,7 @@ def build_demo_project(folder: str | Path, *, samples: Optional[list[DemoSample]
     try:
         ids = [project.add_measurement(f) for f in folders]
         for k, (s, mid) in enumerate(zip(samples, ids)):
-            if s.kind == "lc-droplets":  # polarised: screened per illumination inside the pipeline
+            if s.kind == "lc-droplets":  # polarised: screened per illumination by the pipeline (_reconstruct)
                 continue
             sub = sub_progress(progress, 0.45 + 0.15 * k / n, 0.45 + 0.15 * (k + 1) / n, f"screening {s.kind}: ")
             _screen_and_review(project, mid, s, device, sub, cancel)
@@ -328,6 +328,11 @@ def _reconstruct(project, mid: int, folder: Path, sample: DemoSample, device: st
                               sideband=project.sideband, tv_outer_iterations=outer, tv_inner_iterations=inner)
         screening, retrieved = project_screening_record(project, mid), out
     with project.job("reconstruction", f"demo: {sample.kind} ({opts.describe()})"):
-        process_measurement(folder, out, opts, screening=screening, retrieved=retrieved,
-                            progress=progress, cancel=cancel)
+        res = process_measurement(folder, out, opts, screening=screening, retrieved=retrieved,
+                                  progress=progress, cancel=cancel)
+    if sample.kind == "lc-droplets":  # the pipeline screened it per illumination: the review tab lists that run
+        s = res.screening
+        project.add_screening(mid, s.decision, score=s.score, rule_peak=s.rule_peak,
+                              source=[min(int(v), 1) for v in s.source], model_name=s.model_name,
+                              model_version=s.model_version, threshold=opts.threshold)
     return out

@@ -35,10 +35,11 @@ def test_every_kind_is_imported_screened_and_reconstructed(built):
         for kind, m in demo.measurements.items():
             res = read_result(m["result"])
             assert res.tomogram is not None and np.isfinite(res.tomogram.ri).all()
-            if kind != "lc-droplets":  # scalar: screened in the project, the file follows its decisions
-                assert p.screening(m["id"])["run"] == 1
-                decision, _source = p.decisions(m["id"])
-                np.testing.assert_array_equal(res.screening.decision, decision)
+            # scalar: screened in the project, the file follows its decisions; the droplet: the
+            # pipeline screened it per illumination and the project records that run
+            assert p.screening(m["id"])["run"] == 1
+            decision, _source = p.decisions(m["id"])
+            np.testing.assert_array_equal(res.screening.decision, decision)
     bacteria = read_result(demo.measurements["bacteria"]["result"])
     assert bacteria.tomogram.ri_tv is not None  # raw and TV side by side in the Reconstruction tab
     droplet = read_result(demo.measurements["lc-droplets"]["result"])
