@@ -42,7 +42,7 @@ __all__ = ["DEMO_PROJECT_VERSION", "MARKER", "DemoSample", "DemoProject", "demo_
 log = logging.getLogger(__name__)
 
 #: Bump when what the demo project holds changes: older demo folders are then rebuilt.
-DEMO_PROJECT_VERSION = 1
+DEMO_PROJECT_VERSION = 2  # 2: the droplet's screening is recorded in the project
 MARKER = "demo_project.json"
 PROJECT_DIR = "project"
 MEASUREMENTS_DIR = "measurements"
