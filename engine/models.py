@@ -9,19 +9,23 @@ loading safe:
 * ``tensors`` — every tensor's name and shape (a file that does not match the card is refused);
 * ``dtype``, ``weights_file``, ``parameters``, ``date``, ``format``.
 
-Any model family (learned regulariser, birefringence network, ...) can use
-:func:`save_safetensors_model` / :func:`load_safetensors_model` and rebuild its network from
-the card's ``architecture`` entry without evaluating code.
+Every model family (screening nets, learned regulariser, birefringence generator) saves with
+:func:`save_safetensors_model` and loads through the one :func:`load_network`: one cache (keyed
+by the file path and the modification times of weights and card, so a retrained file is read
+again), one task check (a card for another task is refused) and one strict state load that
+names the missing, unexpected and mis-shaped tensors. The network is rebuilt from the card's
+``architecture`` entry by the family's own builder, without evaluating code.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import torch
@@ -36,6 +40,7 @@ __all__ = [
     "save_safetensors_model",
     "load_safetensors_model",
     "resolve_model_file",
+    "load_network",
     "TrainingLog",
 ]
 
@@ -186,6 +191,74 @@ def load_safetensors_model(path: str | os.PathLike, *, dtype: torch.dtype = torc
                              f"unexpected {extra[:3]}, wrong shape {wrong[:3]})")
     state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
     return state, card
+
+
+@functools.lru_cache(maxsize=8)
+def _read_cached(path: str, weights_mtime_ns: int, card_mtime_ns: int) -> tuple[dict, dict]:
+    return load_safetensors_model(path)
+
+
+def load_network(name_or_path: str | os.PathLike, *, task: str, build: Callable[[dict], torch.nn.Module],
+                 default_name: str, models_dir: Path = MODELS_DIR, device: str | torch.device = "cpu",
+                 task_if_missing: Optional[str] = None) -> tuple[torch.nn.Module, dict, Path]:
+    """Load any shipped network: resolve, read (cached, checked), check the task, build, load strictly.
+
+    Parameters
+    ----------
+    name_or_path : str or path
+        ``"default"`` (``default_name``), a model name in ``models_dir``, or a path to the
+        ``.safetensors`` file (or its ``.json`` card).
+    task : str
+        The card's ``task`` this family accepts (e.g. ``"deep-regularizer"``).
+    build : callable
+        ``architecture dict -> nn.Module`` of the family (may raise :class:`ModelFileError`).
+    default_name, models_dir
+        Where ``"default"`` and bare names point.
+    device : str or torch.device
+    task_if_missing : str, optional
+        The task of cards written before cards named it (the screening nets).
+
+    Returns
+    -------
+    net : nn.Module
+        In eval mode on ``device``.
+    card : dict
+        A copy of the card, with ``path`` set to the weights file.
+    path : Path
+        The weights file.
+
+    Raises
+    ------
+    ModelFileError
+        Missing files, a checksum or shape mismatch with the card, a card for another task, an
+        unknown architecture, or weights that do not fit the architecture.
+    """
+    from .backend import resolve_device
+
+    path = resolve_model_file(default_name if str(name_or_path) == "default" else name_or_path, models_dir)
+    card_path = path.with_suffix(".json")
+    state, card = _read_cached(str(path), path.stat().st_mtime_ns,
+                               card_path.stat().st_mtime_ns if card_path.exists() else -1)
+    card = dict(card)
+    have = card.get("task", task_if_missing)
+    if have != task:
+        raise ModelFileError(f"{path}: model card is for task {have!r}, not {task!r}")
+    if "architecture" not in card:
+        raise ModelFileError(f"{card_path}: the card must name the 'architecture'")
+    net = build(card["architecture"])
+    ref = net.state_dict()
+    expected = {k: tuple(v.shape) for k, v in ref.items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != expected:
+        missing = sorted(set(expected) - set(got))[:3]
+        extra = sorted(set(got) - set(expected))[:3]
+        wrong = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])[:3]
+        raise ModelFileError(f"{path}: tensors do not match architecture {card['architecture']}: "
+                             f"missing {missing}, unexpected {extra}, wrong shape {wrong}")
+    net.load_state_dict({k: v.to(ref[k].dtype) for k, v in state.items()}, strict=True)
+    net.eval().to(resolve_device(device))
+    card["path"] = str(path)
+    return net, card, path
 
 
 class TrainingLog:

@@ -79,7 +79,6 @@ References
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from pathlib import Path
@@ -91,7 +90,7 @@ from torch import nn
 
 from ..backend import resolve_device
 from ..metadata import MeasurementMetadata
-from ..models import MODELS_DIR, ModelFileError, load_safetensors_model, resolve_model_file, save_safetensors_model
+from ..models import MODELS_DIR, ModelFileError, load_network, save_safetensors_model
 from ..progress import CancelToken, check_cancel, report
 from .jones import JonesFields
 from .tensor_tomography import TensorTomogram, jones_rytov, reconstruct_tensor
@@ -505,11 +504,6 @@ class LoadedGenerator:
         return y[0] if single else y
 
 
-@functools.lru_cache(maxsize=4)
-def _load_cached(path: str, mtime: float, card_mtime: float) -> tuple[dict, dict]:
-    return load_safetensors_model(path)
-
-
 def load_generator(path_or_name: str | Path = "default", device: str | torch.device = "auto", *,
                    models_dir: Path = MODELS_DIR) -> LoadedGenerator:
     """Load a birefringence generator (checksum and tensor shapes checked, never unpickled).
@@ -526,20 +520,10 @@ def load_generator(path_or_name: str | Path = "default", device: str | torch.dev
     engine.models.ModelFileError
         Missing files, checksum or shape mismatch, a card for another task.
     """
-    name = DEFAULT_GENERATOR_NAME if str(path_or_name) == "default" else path_or_name
-    path = resolve_model_file(name, models_dir)
-    card_path = path.with_suffix(".json")
-    state, card = _load_cached(str(path), path.stat().st_mtime_ns,
-                               card_path.stat().st_mtime_ns if card_path.exists() else -1)
-    if card.get("task") != TASK:
-        raise ModelFileError(f"{path}: model card is for task {card.get('task')!r}, not {TASK!r}")
-    net = build_generator(card.get("architecture"))
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelFileError(f"{path}: weights do not fit the card's architecture ({exc})") from exc
     dev = resolve_device(device)
-    return LoadedGenerator(net.eval().to(dev), card, dev)
+    net, card, _ = load_network(path_or_name, task=TASK, build=build_generator, default_name=DEFAULT_GENERATOR_NAME,
+                                models_dir=models_dir, device=dev)
+    return LoadedGenerator(net, card, dev)
 
 
 # --------------------------------------------------------------------------- public route

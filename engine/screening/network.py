@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import ModelFileError, load_safetensors_model, save_safetensors_model
+from ..models import ModelFileError, load_network, save_safetensors_model
 from ..resources import models_dir
 from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
@@ -425,20 +425,6 @@ class ScreeningModel:
         return self.predict_tensor(x, batch_size=batch_size)
 
 
-def _resolve_model_path(name_or_path: str | Path) -> Path:
-    p = Path(name_or_path)
-    if p.suffix in (".safetensors", ".json") and p.exists():
-        return p.with_suffix(".safetensors")
-    if p.is_dir():
-        raise ModelFileError(f"{p}: is a folder, give a .safetensors file or a model name")
-    cand = MODELS_DIR / f"{name_or_path}.safetensors"
-    if cand.exists():
-        return cand
-    if p.with_suffix(".safetensors").exists():
-        return p.with_suffix(".safetensors")
-    raise ModelFileError(f"screening model {str(name_or_path)!r} not found (looked in {MODELS_DIR})")
-
-
 def default_model_name(device: str | torch.device = "auto") -> str:
     """The default model for a device: the compact net everywhere.
 
@@ -480,24 +466,8 @@ def load_model(name_or_path: str | Path = "default", *, device: str | torch.devi
         name = default_model_name(dev)
     elif name in ("published", "compact"):
         name = {"published": PUBLISHED_NAME, "compact": COMPACT_NAME}[name]
-    wpath = _resolve_model_path(name)
-    state, card = load_safetensors_model(wpath)  # checksum + tensors against the card
-    cpath = wpath.with_suffix(".json")
-    if "architecture" not in card:
-        raise ModelFileError(f"{cpath}: the card must name the 'architecture'")
-    net = build_network(card["architecture"])
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    if got != expected:
-        missing = sorted(set(expected) - set(got))[:3]
-        extra = sorted(set(got) - set(expected))[:3]
-        wrong = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])[:3]
-        raise ModelFileError(f"{wpath}: tensors do not match architecture {card['architecture']}: "
-                             f"missing {missing}, unexpected {extra}, wrong shape {wrong}")
-    ref = net.state_dict()
-    net.load_state_dict({k: v.to(ref[k].dtype) for k, v in state.items()})
-    net.eval().to(dev)
-    card["path"] = str(wpath)
+    net, card, _ = load_network(name, task="screening", task_if_missing="screening", build=build_network,
+                                default_name=COMPACT_NAME, models_dir=MODELS_DIR, device=dev)
     return ScreeningModel(net=net, card=card, device=dev)
 
 

@@ -33,7 +33,6 @@ K. He, X. Zhang, S. Ren and J. Sun, "Delving deep into rectifiers", ICCV (2015) 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -43,7 +42,7 @@ import torch
 from torch import nn
 
 from ..backend import resolve_device
-from ..models import MODELS_DIR, ModelFileError, load_safetensors_model, resolve_model_file, save_safetensors_model
+from ..models import MODELS_DIR, ModelFileError, load_network, save_safetensors_model
 from ..progress import CancelToken, check_cancel, report, sub_progress
 from .stitching import PATCH_SIZE, STRIDE, stitch_apply
 
@@ -244,12 +243,6 @@ def save_deep_regularizer(net: UNet3D, path: str | Path, card: Optional[dict] = 
     return save_safetensors_model(net.state_dict(), path, card, format_tag="odt-studio-deep-regularizer/1")
 
 
-@functools.lru_cache(maxsize=4)
-def _load_cached(path: str, mtime: float) -> tuple[dict, dict]:
-    state, card = load_safetensors_model(path)
-    return state, card
-
-
 def load_deep_regularizer(model: str | Path = "default", *, device: str | torch.device = "auto",
                           models_dir: Path = MODELS_DIR) -> DeepRegularizer:
     """Load a learned regulariser from safetensors + card (checksum and shapes checked).
@@ -268,17 +261,9 @@ def load_deep_regularizer(model: str | Path = "default", *, device: str | torch.
     ModelFileError
         Missing files, checksum or shape mismatch, unknown architecture.
     """
-    name = DEFAULT_MODEL_NAME if str(model) == "default" else model
-    path = resolve_model_file(name, models_dir)
-    state, card = _load_cached(str(path), path.stat().st_mtime)
-    if card.get("task", "deep-regularizer") != "deep-regularizer":
-        raise ModelFileError(f"{path}: model card is for task {card.get('task')!r}, not a deep regulariser")
-    net = build_unet(card.get("architecture", {}))
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelFileError(f"{path}: weights do not fit the card's architecture ({exc})") from exc
-    net.eval()
+    net, card, _ = load_network(model, task="deep-regularizer", task_if_missing="deep-regularizer",
+                                build=lambda arch: build_unet(arch or {}), default_name=DEFAULT_MODEL_NAME,
+                                models_dir=models_dir)
     return DeepRegularizer(net=net, card=card).to(device)
 
 
