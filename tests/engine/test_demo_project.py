@@ -32,7 +32,7 @@ def test_every_kind_is_imported_screened_and_reconstructed(built):
     with Project.open(demo.project_path) as p:
         names = {r.name for r in p.list_measurements()}
         assert names == {m["name"] for m in demo.measurements.values()}
-        for kind, m in demo.measurements.items():
+        for m in demo.measurements.values():
             res = read_result(m["result"])
             assert res.tomogram is not None and np.isfinite(res.tomogram.ri).all()
             # scalar: screened in the project, the file follows its decisions; the droplet: the
