@@ -8,7 +8,12 @@ Conventions (``docs/formats.md``)
   Propagation by ``Δz`` multiplies the angular spectrum (``torch.fft.fft2``, frequencies
   ``fftfreq(n, d)``) by ``exp(+2πi ν_z Δz)`` with ``ν_z = sqrt((n_m/λ)² - ν_x² - ν_y²)``;
   evanescent components are damped by ``exp(-2π |ν_z| Δz)`` going forward and dropped going
-  backward.
+  backward. This is the one place that differs from the program's free-space kernel
+  (:func:`engine.holography.propagate.angular_spectrum_kernel`, evanescent dropped), and on
+  purpose: inside the sample the scatterers excite evanescent waves that still carry near-field
+  coupling between slices a fraction of a wavelength apart, so dropping them would lose that
+  coupling at every step; the retrieval refocuses fields measured far from the sample, where
+  they have decayed, and backward steps would amplify them.
 * Illuminations are plane waves ``exp(2πi (f_x x + f_y y + f_z z))`` given by their transverse
   frequency (f_x, f_y) in the medium; they are rounded to the FFT grid of the volume
   (:func:`snap_illuminations`) because the computation is periodic in x and y.

@@ -103,13 +103,15 @@ class FrameContext:
 
 def propagate_field(field: np.ndarray, distance_um: float, pixel_size_um: float, medium_index: float,
                     wavelength_um: float) -> np.ndarray:
-    """Angular-spectrum propagation of a (…, H, W) field by ``distance_um`` (exact, evanescent dropped)."""
-    H, W = field.shape[-2:]
-    vy = np.fft.fftfreq(H, d=pixel_size_um)[:, None]
-    vx = np.fft.fftfreq(W, d=pixel_size_um)[None, :]
-    arg = (medium_index / wavelength_um) ** 2 - vx ** 2 - vy ** 2
-    prop = np.where(arg > 0, np.exp(2j * np.pi * np.sqrt(np.maximum(arg, 0)) * distance_um), 0)
-    return np.fft.ifft2(np.fft.fft2(field) * prop).astype(field.dtype, copy=False)
+    """Angular-spectrum propagation of a (…, H, W) field by ``distance_um`` (exact, evanescent dropped).
+
+    The one free-space kernel of the program, :func:`engine.holography.propagate.propagate`,
+    on the CPU (NumPy in, NumPy out).
+    """
+    from ..holography.propagate import propagate
+
+    out = propagate(field, float(distance_um), pixel_size_um, wavelength_um, medium_index, device="cpu")
+    return np.asarray(out).astype(field.dtype, copy=False)
 
 
 def _smooth_envelope(ctx: FrameContext, rng: np.random.Generator) -> np.ndarray:
