@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from ..tomogram import Tomogram
 
 __all__ = [
     "FORMAT_RESULT",
@@ -74,30 +75,10 @@ class ScreeningResult:
     model: str = ""
 
 
-@dataclass
-class TomogramResult:
-    """The ``tomogram`` group. Volumes (Z, Y, X) float32; vectors ordered (z, y, x), µm.
-
-    ``labels`` (optional, (Z, Y, X) integers, 0 = background, 1..K = objects) is stored as
-    ``tomogram/labels``, uint16 (uint32 above 65535 objects).
-    """
-
-    ri: np.ndarray
-    voxel_size_um: tuple[float, float, float]
-    origin_um: tuple[float, float, float]
-    medium_index: float
-    method: str
-    ri_tv: Optional[np.ndarray] = None
-    ri_deep: Optional[np.ndarray] = None
-    labels: Optional[np.ndarray] = None
-
-    @classmethod
-    def from_tomogram(cls, tomogram) -> "TomogramResult":
-        """The group of an :class:`engine.tomography.Tomogram` (or anything with its attributes)."""
-        return cls(ri=tomogram.ri, voxel_size_um=tuple(tomogram.voxel_size_um), origin_um=tuple(tomogram.origin_um),
-                   medium_index=float(tomogram.medium_index), method=str(tomogram.method),
-                   ri_tv=getattr(tomogram, "ri_tv", None), ri_deep=getattr(tomogram, "ri_deep", None),
-                   labels=getattr(tomogram, "labels", None))
+#: The ``tomogram`` group is the one tomogram container (:class:`engine.tomogram.Tomogram`); the
+#: older name stays for readers written against it. ``labels`` (optional, (Z, Y, X) integers,
+#: 0 = background, 1..K = objects) is stored as ``tomogram/labels``, uint16 (uint32 above 65535).
+TomogramResult = Tomogram
 
 
 @dataclass

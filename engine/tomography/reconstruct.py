@@ -27,7 +27,6 @@ P. Müller et al., "The accuracy of the Rytov and Born approximations ...", Opt.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -37,62 +36,14 @@ from ..backend import resolve_device
 from ..holography.unwrap import unwrap_phase
 from ..metadata import MeasurementMetadata
 from ..progress import CancelToken, check_cancel, report, sub_progress
+from ..tomogram import Tomogram
 from .constraints import DEFAULT_NON_NEGATIVITY_ITERATIONS, apply_non_negativity
-from .fourier_mapping import FourierData, map_fields_to_fourier, scattering_potential_to_ri
+from .fourier_mapping import map_fields_to_fourier, scattering_potential_to_ri
 from .tv import DEFAULT_TV_WEIGHT, regularize_tv
 
 __all__ = ["Tomogram", "reconstruct", "first_order_fields", "METHODS"]
 
 METHODS = ("rytov", "born")
-
-
-@dataclass
-class Tomogram:
-    """A reconstructed refractive-index volume and its geometry (``tomogram/`` of docs/formats.md).
-
-    Attributes
-    ----------
-    ri : ndarray, shape (Z, Y, X), float32
-        Refractive index (after the non-negativity constraint when one was asked).
-    voxel_size_um : (dz, dy, dx)
-    origin_um : (z0, y0, x0)
-        Position of voxel (0, 0, 0), µm.
-    medium_index : float
-    method : str
-        ``"rytov"`` or ``"born"`` (``+nonneg`` appended when constrained).
-    ri_tv : ndarray, shape (Z, Y, X), float32, optional
-        TV-regularised refractive index.
-    ri_deep : ndarray, shape (Z, Y, X), float32, optional
-        Learned regulariser's output (:mod:`engine.tomography.deep_regularizer`).
-    support : int
-        Number of Fourier voxels that were measured (the mask itself is ``fourier.support``).
-    support_fraction : float
-        Fraction of the Fourier grid that was measured.
-    fourier : FourierData, optional
-        The measured spectrum (kept with ``keep_fourier=True`` for later regularisation).
-    timings_s : dict
-        Seconds spent per stage.
-    misfit : list of float, optional
-        ``method="multislice"``: relative data misfit of each iteration
-        (:mod:`engine.tomography.multislice`).
-    """
-
-    ri: np.ndarray
-    voxel_size_um: tuple[float, float, float]
-    origin_um: tuple[float, float, float]
-    medium_index: float
-    method: str
-    ri_tv: Optional[np.ndarray] = None
-    ri_deep: Optional[np.ndarray] = None
-    support: Optional[int] = None
-    support_fraction: Optional[float] = None
-    fourier: Optional[FourierData] = None
-    timings_s: dict = field(default_factory=dict)
-    misfit: Optional[list] = None
-
-    def coordinates_um(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Voxel-centre coordinates ``(z, y, x)`` along each axis, µm."""
-        return tuple(o + d * np.arange(n) for o, d, n in zip(self.origin_um, self.voxel_size_um, self.ri.shape))
 
 
 def first_order_fields(
