@@ -37,7 +37,7 @@ from dataclasses import dataclass, fields as dc_fields
 import numpy as np
 import torch
 
-from .unwrap import phase_noise_rad, unwrap_phase
+from .unwrap import phase_noise_rad, unwrap_phase, wrap_rad
 
 __all__ = ["RetrievalQuality", "QUALITY_KEYS", "residue_density", "retrieval_quality", "integrated_phase"]
 
@@ -65,15 +65,11 @@ QUALITY_KEYS = tuple(f.name for f in dc_fields(RetrievalQuality))
 
 def residue_density(field: np.ndarray) -> np.ndarray:
     """Phase residues per pixel of each image (N,), from the wrapped phase of ``field`` (N, H, W)."""
-    ph = np.angle(field)
-
-    def w(a):
-        return np.angle(np.exp(1j * a))
-
-    d1 = w(ph[:, :-1, 1:] - ph[:, :-1, :-1])
-    d2 = w(ph[:, 1:, 1:] - ph[:, :-1, 1:])
-    d3 = w(ph[:, 1:, :-1] - ph[:, 1:, 1:])
-    d4 = w(ph[:, :-1, :-1] - ph[:, 1:, :-1])
+    ph = np.angle(field).astype(np.float32, copy=False)
+    d1 = wrap_rad(ph[:, :-1, 1:] - ph[:, :-1, :-1])
+    d2 = wrap_rad(ph[:, 1:, 1:] - ph[:, :-1, 1:])
+    d3 = wrap_rad(ph[:, 1:, :-1] - ph[:, 1:, 1:])
+    d4 = wrap_rad(ph[:, :-1, :-1] - ph[:, 1:, :-1])
     circ = np.abs(d1 + d2 + d3 + d4) > np.pi
     return circ.reshape(len(ph), -1).mean(axis=1).astype(np.float32)
 

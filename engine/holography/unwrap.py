@@ -77,7 +77,8 @@ from skimage.restoration import unwrap_phase as _skimage_unwrap
 from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
 
-__all__ = ["unwrap_phase", "unwrap_for_rytov", "UNWRAP_METHODS", "DEFAULT_UNWRAP", "phase_noise_rad", "smooth_complex"]
+__all__ = ["unwrap_phase", "unwrap_for_rytov", "wrap_rad", "UNWRAP_METHODS", "DEFAULT_UNWRAP", "phase_noise_rad",
+           "smooth_complex"]
 
 UNWRAP_METHODS = ("guided", "herraez", "fourier")
 DEFAULT_UNWRAP = "guided"
@@ -125,6 +126,11 @@ def _unwrap_herraez(wrapped: np.ndarray, progress, cancel, workers: Optional[int
     return out
 
 
+def wrap_rad(a: np.ndarray) -> np.ndarray:
+    """Phases wrapped into [−π, π) (arithmetic, no complex exponentials)."""
+    return np.remainder(a + math.pi, TWO_PI) - math.pi
+
+
 def phase_noise_rad(field: np.ndarray) -> np.ndarray:
     """Robust per-pixel phase noise of complex images, rad; shape (N,).
 
@@ -132,10 +138,10 @@ def phase_noise_rad(field: np.ndarray) -> np.ndarray:
     The median makes the object's own gradients (a minority of the differences) count little.
     Uniform random phase gives ≈ 1.65 rad, a clean field ≈ 0.
     """
-    ph = np.angle(field)
+    ph = np.angle(field).astype(np.float32, copy=False)
     n = ph.shape[0]
-    dx = np.angle(np.exp(1j * (ph[:, :, 1:] - ph[:, :, :-1]))).reshape(n, -1)
-    dy = np.angle(np.exp(1j * (ph[:, 1:, :] - ph[:, :-1, :]))).reshape(n, -1)
+    dx = wrap_rad(ph[:, :, 1:] - ph[:, :, :-1]).reshape(n, -1)
+    dy = wrap_rad(ph[:, 1:, :] - ph[:, :-1, :]).reshape(n, -1)
     d = np.concatenate([dx, dy], axis=1)
     mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1)
     return (1.4826 * mad / math.sqrt(2.0)).astype(np.float64)
