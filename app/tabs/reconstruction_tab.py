@@ -515,7 +515,18 @@ class ReconstructionTab(QWidget):
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        # --- source
+        """The controls column (measurement, method, display, objects, export) and the views."""
+        controls = self._build_controls([self._build_source(), *self._build_method(), self.status,
+                                         self._build_display(), self._build_objects(), self._build_export()])
+        self._build_views()
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(12, 12, 12, 8)
+        lay.setSpacing(10)
+        lay.addWidget(controls)
+        lay.addWidget(self.right_stack, 1)
+
+    def _build_source(self) -> QGroupBox:
+        """The "Measurement" box: project measurements, folder and result-file buttons."""
         src = QGroupBox("Measurement", self)
         self.measurement_combo = QComboBox(src)
         self.measurement_combo.setObjectName("projectMeasurements")
@@ -538,8 +549,10 @@ class ReconstructionTab(QWidget):
         sl.addWidget(self.measurement_combo)
         sl.addWidget(self.source_label)
         sl.addLayout(row)
+        return src
 
-        # --- method and parameters (the engine's defaults)
+    def _build_method(self) -> tuple[QGroupBox, QHBoxLayout]:
+        """The "Method" box (the engine's defaults) and the run/cancel row."""
         defaults = ProcessOptions()
         par = QGroupBox("Method", self)
         form = QFormLayout(par)
@@ -625,8 +638,10 @@ class ReconstructionTab(QWidget):
         self.status = QLabel("", self)
         self.status.setObjectName("scanSummary")
         self.status.setWordWrap(True)
+        return par, runrow
 
-        # --- display
+    def _build_display(self) -> QGroupBox:
+        """The "Display" box: volume, side by side, MIP, colour range, line profile."""
         disp = QGroupBox("Display", self)
         dform = QFormLayout(disp)
         self.volume_combo = QComboBox(disp)
@@ -666,8 +681,10 @@ class ReconstructionTab(QWidget):
         pr.addWidget(self.profile_axis, 1)
         pr.addWidget(self.peak_button)
         dform.addRow("Line profile", pr)
+        return disp
 
-        # --- objects
+    def _build_objects(self) -> ObjectControls:
+        """The objects controls and table (engine.analysis through the job runner)."""
         self.objects_box = ObjectControls(self)
         self.objects_box.find_requested.connect(lambda: self.find_objects())
         self.objects_box.overlay_toggled.connect(lambda _on: self._apply_overlay())
@@ -679,8 +696,10 @@ class ReconstructionTab(QWidget):
         self._selected_label = 0
         self._going_to_object = False
         self._last_cross: Optional[tuple[int, int, int]] = None
+        return self.objects_box
 
-        # --- export
+    def _build_export(self) -> QGroupBox:
+        """The "Export" box: every volume as OME-TIFF, OME-Zarr or ImageJ, and the result file."""
         exp = QGroupBox("Export", self)
         ef = QFormLayout(exp)
         ef.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -718,18 +737,19 @@ class ReconstructionTab(QWidget):
         er.addWidget(self.export_button, 1)
         er.addWidget(self.h5_button)
         ef.addRow(er)
+        return exp
 
+    def _build_controls(self, items: list) -> QScrollArea:
+        """The controls column in a scroll area, as wide as its widest box."""
         controls = QWidget(self)
         cl = QVBoxLayout(controls)
         cl.setContentsMargins(0, 0, 4, 0)
         cl.setSpacing(8)
-        cl.addWidget(src)
-        cl.addWidget(par)
-        cl.addLayout(runrow)
-        cl.addWidget(self.status)
-        cl.addWidget(disp)
-        cl.addWidget(self.objects_box)
-        cl.addWidget(exp)
+        for item in items:
+            if isinstance(item, QWidget):
+                cl.addWidget(item)
+            else:
+                cl.addLayout(item)
         cl.addStretch(1)
         scroll = QScrollArea(self)
         scroll.setWidget(controls)
@@ -738,8 +758,10 @@ class ReconstructionTab(QWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setMinimumWidth(controls.sizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
         scroll.setMaximumWidth(scroll.minimumWidth() + 60)
+        return scroll
 
-        # --- views
+    def _build_views(self) -> None:
+        """The right side: warning banner, info lines, linked slice views, line profile, object table."""
         self.view = OrthoSliceView("", True, self)
         self.view.setObjectName("primaryView")
         self.view2 = OrthoSliceView("", True, self)
@@ -797,12 +819,6 @@ class ReconstructionTab(QWidget):
         self.show_message("No tomogram yet",
                           "Choose a measurement (from the project, or a folder) and press "
                           "<b>Run reconstruction</b>, or open a result file (<code>.odt.h5</code>).")
-
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(12, 12, 12, 8)
-        lay.setSpacing(10)
-        lay.addWidget(scroll)
-        lay.addWidget(self.right_stack, 1)
 
     def _set_deep_item(self) -> None:
         model = self.reg_combo.model()
