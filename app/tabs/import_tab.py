@@ -407,7 +407,26 @@ class ImportTab(QWidget):
 
     # ---------------------------------------------------------------- layout
     def _build(self) -> None:
-        # top bar: root folder
+        """Root-folder bar on top; the measurement table (left) and the preview (right) below."""
+        top, left, right = self._build_top_bar(), self._build_table_side(), self._build_preview_side()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.setObjectName("importSplitter")
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 5)
+        self.splitter.setStretchFactor(1, 4)
+        self.splitter.setChildrenCollapsible(False)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(12, 12, 12, 8)
+        lay.setSpacing(10)
+        lay.addLayout(top)
+        lay.addWidget(self.splitter, 1)
+        self._update_import_button()
+        self._show_sideband_setting()
+
+    def _build_top_bar(self) -> QHBoxLayout:
+        """The root folder: path, *Choose folder…*, *Rescan*."""
         self.root_edit = QLineEdit(self)
         self.root_edit.setObjectName("rootEdit")
         self.root_edit.setReadOnly(True)
@@ -428,8 +447,10 @@ class ImportTab(QWidget):
         top.addWidget(self.root_edit, 1)
         top.addWidget(self.choose_button)
         top.addWidget(self.rescan_button)
+        return top
 
-        # left: table or empty state
+    def _build_table_side(self) -> QWidget:
+        """The measurement table (or its empty state), the summary, import and side-band setting."""
         self.model = MeasurementTableModel(self)
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
@@ -500,8 +521,10 @@ class ImportTab(QWidget):
         ll.addWidget(self.summary)
         ll.addLayout(import_row)
         ll.addLayout(sb_row)
+        return left
 
-        # right: preview
+    def _build_preview_side(self) -> QWidget:
+        """The hologram preview and the measurement's metadata."""
         self.preview_title = QLabel("Preview", self)
         self.preview_title.setObjectName("sectionTitle")
         self.which = QComboBox(self)
@@ -533,22 +556,7 @@ class ImportTab(QWidget):
         rl.addLayout(head)
         rl.addWidget(self.viewer, 1)
         rl.addWidget(details_box)
-
-        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        self.splitter.setObjectName("importSplitter")
-        self.splitter.addWidget(left)
-        self.splitter.addWidget(right)
-        self.splitter.setStretchFactor(0, 5)
-        self.splitter.setStretchFactor(1, 4)
-        self.splitter.setChildrenCollapsible(False)
-
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(12, 12, 12, 8)
-        lay.setSpacing(10)
-        lay.addLayout(top)
-        lay.addWidget(self.splitter, 1)
-        self._update_import_button()
-        self._show_sideband_setting()
+        return right
 
     # ---------------------------------------------------------------- empty state
     NO_FOLDER = ("No folder chosen",
