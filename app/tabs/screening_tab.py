@@ -296,8 +296,29 @@ class ScreeningTab(QWidget):
         self._build()
 
     # ---------------------------------------------------------------- layout
-    def _build(self) -> None:  # noqa: PLR0915 - one place for the layout
-        # left: measurements and model
+    def _build(self) -> None:
+        """Measurements and model (left), review controls and the field grid (centre), the field (right)."""
+        left, centre, right = self._build_measurement_side(), self._build_grid_side(), self._build_field_side()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.setObjectName("screeningSplitter")
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(centre)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 5)
+        self.splitter.setStretchFactor(2, 4)
+        self.splitter.setSizes([170, 610, 480])
+        self.splitter.setChildrenCollapsible(False)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(12, 12, 12, 8)
+        lay.addWidget(self.splitter)
+        self._set_enabled(False)
+        self._update_model_label()
+        self.view.show_message("Open a project and import measurements (Acquisition import tab) to review "
+                               "their fields here.")
+
+    def _build_measurement_side(self) -> QWidget:
+        """The project's measurements with their review counts, the model, screen and retrain buttons."""
         title = QLabel("Measurements", self)
         title.setObjectName("sectionTitle")
         self.measurement_list = QListWidget(self)
@@ -321,8 +342,10 @@ class ScreeningTab(QWidget):
         ll.addWidget(self.model_label)
         ll.addWidget(self.rescreen_button)
         ll.addWidget(self.retrain_button)
+        return left
 
-        # centre: controls + grid
+    def _build_grid_side(self) -> QWidget:
+        """The warning banner, side-band line, sort and filter controls and the field grid."""
         self.sort_combo = QComboBox(self)
         self.sort_combo.setObjectName("sortOrder")
         self.sort_combo.addItem("Field order", None)
@@ -362,15 +385,6 @@ class ScreeningTab(QWidget):
         hint.setObjectName("fieldLabel")
         bar.addWidget(hint)
         bar.addWidget(self.help_button)
-        thr = QHBoxLayout()
-        thr.setSpacing(6)
-        lbl = QLabel("Threshold", self)
-        lbl.setObjectName("fieldLabel")
-        thr.addWidget(lbl)
-        thr.addWidget(self.threshold_slider, 1)
-        thr.addWidget(self.threshold_label)
-        thr.addWidget(self.counts_label)
-        thr.addWidget(self.apply_button)
         self.grid_model = FieldGridModel(self)
         self.proxy = FieldFilterProxy(self)
         self.proxy.setSourceModel(self.grid_model)
@@ -394,8 +408,10 @@ class ScreeningTab(QWidget):
         cl.addLayout(bar)
         cl.addWidget(self.grid, 1)
         cl.addWidget(self.grid_message)
+        return centre
 
-        # right: large view, details, histogram
+    def _build_field_side(self) -> QWidget:
+        """The selected field large (with saliency), its details, the threshold and score histogram."""
         self.view = FieldView(self)
         self.view.saliency_requested.connect(self._request_saliency)
         self.details = QLabel("", self)
@@ -410,6 +426,15 @@ class ScreeningTab(QWidget):
         self.histogram = ScoreHistogram(self)
         self.histogram.setMinimumHeight(120)
         self.histogram.threshold_changed.connect(self.set_threshold)
+        thr = QHBoxLayout()
+        thr.setSpacing(6)
+        lbl = QLabel("Threshold", self)
+        lbl.setObjectName("fieldLabel")
+        thr.addWidget(lbl)
+        thr.addWidget(self.threshold_slider, 1)
+        thr.addWidget(self.threshold_label)
+        thr.addWidget(self.counts_label)
+        thr.addWidget(self.apply_button)
         right = QWidget(self)
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
@@ -417,24 +442,7 @@ class ScreeningTab(QWidget):
         rl.addWidget(box)
         rl.addLayout(thr)
         rl.addWidget(self.histogram, 2)
-
-        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        self.splitter.setObjectName("screeningSplitter")
-        self.splitter.addWidget(left)
-        self.splitter.addWidget(centre)
-        self.splitter.addWidget(right)
-        self.splitter.setStretchFactor(0, 2)
-        self.splitter.setStretchFactor(1, 5)
-        self.splitter.setStretchFactor(2, 4)
-        self.splitter.setSizes([170, 610, 480])
-        self.splitter.setChildrenCollapsible(False)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(12, 12, 12, 8)
-        lay.addWidget(self.splitter)
-        self._set_enabled(False)
-        self._update_model_label()
-        self.view.show_message("Open a project and import measurements (Acquisition import tab) to review "
-                               "their fields here.")
+        return right
 
     def _set_enabled(self, on: bool) -> None:
         for w in (self.sort_combo, self.overrides_only, self.threshold_slider, self.apply_button,
