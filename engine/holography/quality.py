@@ -37,7 +37,7 @@ from dataclasses import dataclass, fields as dc_fields
 import numpy as np
 import torch
 
-from .unwrap import phase_noise_rad, unwrap_phase, wrap_rad
+from .unwrap import border_pixels, phase_noise_rad, unwrap_phase, wrap_rad
 
 __all__ = ["RetrievalQuality", "QUALITY_KEYS", "residue_density", "retrieval_quality", "integrated_phase"]
 
@@ -75,9 +75,7 @@ def residue_density(field: np.ndarray) -> np.ndarray:
 
 
 def _border_robust_std(phase: np.ndarray, width: int = 8) -> np.ndarray:
-    n = phase.shape[0]
-    b = np.concatenate([phase[:, :width].reshape(n, -1), phase[:, -width:].reshape(n, -1),
-                        phase[:, :, :width].reshape(n, -1), phase[:, :, -width:].reshape(n, -1)], axis=1)
+    b = border_pixels(phase, width)
     med = np.median(b, axis=1, keepdims=True)
     return (1.4826 * np.median(np.abs(b - med), axis=1)).astype(np.float32)
 

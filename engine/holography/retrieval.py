@@ -294,6 +294,20 @@ def _field_peak_per_um(fields: torch.Tensor, pixel_size_um: float) -> np.ndarray
 
 
 # --------------------------------------------------------------------------- side band
+def _plane_waves(freq_per_um, shape: tuple[int, int], px: float, dev) -> torch.Tensor:
+    """``exp(−2πi (f_x x + f_y y))`` on the pixel grid (pixel j at (j − n//2)·px); (N, H, W) or (H, W), complex64.
+
+    ``freq_per_um``: (f_x, f_y) or (N, 2), cycles/µm. Multiplying a field by it removes that tilt
+    (demodulation by the carrier, or an illumination's tilt).
+    """
+    hh, ww = shape
+    f = torch.as_tensor(np.asarray(freq_per_um, dtype=np.float64), device=dev)
+    y = (torch.arange(hh, device=dev, dtype=torch.float64) - hh // 2) * px
+    x = (torch.arange(ww, device=dev, dtype=torch.float64) - ww // 2) * px
+    ph = -2 * math.pi * (f[..., 0, None, None] * x[None, :] + f[..., 1, None, None] * y[:, None])
+    return torch.polar(torch.ones_like(ph), ph).to(torch.complex64)
+
+
 class _SideBand:
     """Pupil filter + demodulation (+ refocusing) of hologram batches on one device."""
 
@@ -307,10 +321,7 @@ class _SideBand:
         # ring just outside the pupil, away from the zero order and the twin (quality number)
         far = ((fx**2 + fy**2) > radius**2) & (((fx + carrier[0]) ** 2 + (fy + carrier[1]) ** 2) > radius**2)
         self.ring = ((r2 > radius**2) & (r2 <= (1.25 * radius) ** 2) & far).to(torch.float32)
-        y = (torch.arange(hh, device=dev, dtype=torch.float64) - hh // 2) * pixel
-        x = (torch.arange(ww, device=dev, dtype=torch.float64) - ww // 2) * pixel
-        ph = -2 * math.pi * (carrier[0] * x[None, :] + carrier[1] * y[:, None])
-        self.demod = torch.polar(torch.ones_like(ph), ph).to(torch.complex64)
+        self.demod = _plane_waves(carrier, (hh, ww), pixel, dev)
         self.kernel = None
         if refocus_um:
             self.kernel = angular_spectrum_kernel(shape, pixel, wavelength, medium_index, refocus_um, device=dev)
@@ -358,12 +369,7 @@ def _trial_statistic(holograms: np.ndarray, backgrounds: np.ndarray, idx: np.nda
     bg = backgrounds[idx] if backgrounds.ndim == 3 else backgrounds[None]
     u = _divide(us, band(torch.as_tensor(bg.astype(np.float32), device=dev)))
     if backgrounds.ndim == 2:  # one background for all: remove each illumination's tilt
-        hh, ww = u.shape[-2:]
-        f = torch.as_tensor(_field_peak_per_um(u, px), device=dev)
-        y = (torch.arange(hh, device=dev, dtype=torch.float64) - hh // 2) * px
-        x = (torch.arange(ww, device=dev, dtype=torch.float64) - ww // 2) * px
-        ph = -2 * math.pi * (f[:, 0, None, None] * x + f[:, 1, None, None] * y[:, None])
-        u = u * torch.polar(torch.ones_like(ph), ph).to(torch.complex64)
+        u = u * _plane_waves(_field_peak_per_um(u, px), tuple(u.shape[-2:]), px, dev)
     s, sigma = integrated_phase(unwrap_phase(u.cpu().numpy(), DEFAULT_UNWRAP), px)
     return float(s.sum()), float(math.sqrt(float((sigma**2).sum())))
 
@@ -489,8 +495,6 @@ def retrieve_fields(
     outside = np.empty(n, dtype=np.float32)
     bg_single = band(torch.as_tensor(backgrounds.astype(np.float32, copy=False), device=dev)[None]) \
         if not per_image_bg else None
-    y = (torch.arange(hh, device=dev, dtype=torch.float64) - hh // 2) * px
-    x = (torch.arange(ww, device=dev, dtype=torch.float64) - ww // 2) * px
     frac_fields = 0.6 if unwrap else 1.0
     for s in range(0, n, chunk):
         check_cancel(cancel)
@@ -509,9 +513,7 @@ def retrieve_fields(
             f0 = _field_peak_per_um(bg_single, px)[0]
             f = ill_md[s:e] if ill_md is not None else _field_peak_per_um(u, px) + f0
             illum[s:e] = f
-            ft = torch.as_tensor(f - f0, device=dev)
-            ph = -2 * math.pi * (ft[:, 0, None, None] * x[None, None, :] + ft[:, 1, None, None] * y[None, :, None])
-            u = u * torch.polar(torch.ones_like(ph), ph).to(torch.complex64)
+            u = u * _plane_waves(f - f0, (hh, ww), px, dev)
         field[s:e] = u.cpu().numpy()
         report(progress, frac_fields * e / n, f"retrieving fields {e}/{n}")
 

@@ -91,19 +91,25 @@ AMPLITUDE_CAP = 3.0
 TWO_PI = 2.0 * math.pi
 
 
+def border_pixels(images: np.ndarray | torch.Tensor, width: int):
+    """The pixels of each image's border frame (``width`` rows and columns on each side), (N, P).
+
+    NumPy in, NumPy out; a tensor gives a tensor. Corner pixels are counted twice.
+    """
+    n = images.shape[0]
+    parts = [images[:, :width, :], images[:, -width:, :], images[:, :, :width], images[:, :, -width:]]
+    if isinstance(images, torch.Tensor):
+        return torch.cat([p.reshape(n, -1) for p in parts], dim=1)
+    return np.concatenate([p.reshape(n, -1) for p in parts], axis=1)
+
+
 def _border_offset(phase: np.ndarray | torch.Tensor, width: int = 2):
     """Multiple of 2π that brings the border median of each image into (−π, π]; shape (N,1,1)."""
-    lib = torch if isinstance(phase, torch.Tensor) else np
-    top, bottom = phase[:, :width, :], phase[:, -width:, :]
-    left, right = phase[:, :, :width], phase[:, :, -width:]
+    border = border_pixels(phase, width)
     n = phase.shape[0]
-    if lib is torch:
-        border = torch.cat([top.reshape(n, -1), bottom.reshape(n, -1), left.reshape(n, -1),
-                            right.reshape(n, -1)], dim=1)
+    if isinstance(border, torch.Tensor):
         med = border.median(dim=1).values
         return (TWO_PI * torch.round(med / TWO_PI)).reshape(n, 1, 1)
-    border = np.concatenate([top.reshape(n, -1), bottom.reshape(n, -1), left.reshape(n, -1),
-                             right.reshape(n, -1)], axis=1)
     med = np.median(border, axis=1)
     return (TWO_PI * np.round(med / TWO_PI)).reshape(n, 1, 1)
 
@@ -160,10 +166,7 @@ def smooth_complex(field: np.ndarray, sigma_px: np.ndarray | float) -> np.ndarra
 
 def _border_mean_phase(field: np.ndarray, width: int = 4) -> np.ndarray:
     """Circular mean phase of each image's border frame (amplitude-weighted), shape (N,)."""
-    n = field.shape[0]
-    border = np.concatenate([field[:, :width, :].reshape(n, -1), field[:, -width:, :].reshape(n, -1),
-                             field[:, :, :width].reshape(n, -1), field[:, :, -width:].reshape(n, -1)], axis=1)
-    return np.angle(border.sum(axis=1))
+    return np.angle(border_pixels(field, width).sum(axis=1))
 
 
 def _smooth_real(a: np.ndarray, sigma_px: np.ndarray) -> np.ndarray:
