@@ -321,13 +321,15 @@ def reconstruct_multislice(
     device: str | torch.device = "auto",
     progress: Optional[Callable[..., None]] = None,
     cancel: Optional[CancelToken] = None,
+    on_iteration: Optional[Callable[[int, float], None]] = None,
 ):
     """Refractive index by SSNP multi-slice inversion, started from the Rytov tomogram.
 
     Parameters are those of :func:`engine.tomography.reconstruct.reconstruct` (illumination-scan
     geometry only); ``non_negativity`` (truthy) bounds ``n ≥ n_m`` in every proximal step;
     ``options`` a :class:`MultisliceOptions` or a dict of its fields; ``initial_ri`` replaces the
-    Rytov start (same shape as the result).
+    Rytov start (same shape as the result); ``on_iteration(iteration, misfit)`` is called after
+    every iteration (0-based) with that iteration's relative data misfit (for a live misfit plot).
 
     Returns
     -------
@@ -398,13 +400,14 @@ def reconstruct_multislice(
     if dev.type == "cpu" and opt.threads:
         torch.set_num_threads(int(opt.threads))
     try:
-        x = _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progress, cancel)
+        x = _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progress, cancel,
+                     on_iteration)
     finally:
         torch.set_num_threads(threads_before)
     return result(x, "multislice")
 
 
-def _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progress, cancel):
+def _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progress, cancel, on_iteration=None):
     """FISTA on the SSNP data term with the TV + bounds proximal step; returns the last iterate."""
     dev = model.device
     y = x.clone()
@@ -453,6 +456,8 @@ def _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progre
             else:
                 y = x_new
             x = x_new
+        if on_iteration is not None:
+            on_iteration(it, misfit[-1])
         report(progress, 0.1 + 0.9 * (it + 1) / max(1, opt.iterations),
                f"multislice iteration {it + 1}/{opt.iterations}, data misfit {misfit[-1]:.4f}")
     return x
