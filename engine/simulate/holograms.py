@@ -41,7 +41,8 @@ from ..measurement import Measurement
 from ..metadata import MeasurementMetadata
 from ..progress import CancelToken, check_cancel, report, sub_progress
 from .beam_propagation import propagate_scalar, propagate_vectorial, snap_illuminations
-from .defects import DEFECT_TYPES, IMPERFECTION_TYPES, FrameContext, apply_defect, apply_imperfection
+from .defects import (ALL_DEFECT_TYPES, ALL_IMPERFECTION_TYPES, DEFECT_TYPES, IMPERFECTION_TYPES, FrameContext,
+                      apply_defect, apply_imperfection)
 from .phantoms import Phantom
 
 __all__ = [
@@ -429,7 +430,8 @@ def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.r
                          device: str = "auto", progress: Optional[Callable[..., None]] = None,
                          cancel: Optional[CancelToken] = None, *, imperfection_rate: float = 0.0,
                          method: str = "ssnp", name: str = "simulated",
-                         illuminations_per_um: Optional[np.ndarray] = None) -> SimulatedMeasurement:
+                         illuminations_per_um: Optional[np.ndarray] = None,
+                         imperfection_types: Optional[Sequence[str]] = None) -> SimulatedMeasurement:
     """Simulate one multi-angle off-axis ODT acquisition of a phantom.
 
     Parameters
@@ -447,7 +449,8 @@ def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.r
     defect_rate : float
         Fraction of images made noisy (0..1); each noisy image gets one defect type.
     defect_types : sequence of str, optional
-        Allowed defect types (default all of :data:`~engine.simulate.defects.DEFECT_TYPES`);
+        Allowed defect types (default :data:`~engine.simulate.defects.DEFECT_TYPES`; any of
+        :data:`~engine.simulate.defects.ALL_DEFECT_TYPES`, the wide families of issue #19);
         the first noisy frames cycle through them so each type appears.
     device : {"auto", "cpu", "cuda"}
         Torch device for the propagation.
@@ -461,6 +464,9 @@ def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.r
         Measurement name.
     illuminations_per_um : (N, 2), optional
         Illuminations to use instead of the setup's DMD pattern (snapped to the FFT grid).
+    imperfection_types : sequence of str, optional
+        Imperfections drawn for clean frames (default
+        :data:`~engine.simulate.defects.IMPERFECTION_TYPES`; any of ``ALL_IMPERFECTION_TYPES``).
 
     Returns
     -------
@@ -478,9 +484,13 @@ def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.r
     else:
         seed = int(0 if rng_or_seed is None else rng_or_seed)
     defect_types = tuple(DEFECT_TYPES if defect_types is None else defect_types)
+    imperfection_types = tuple(IMPERFECTION_TYPES if imperfection_types is None else imperfection_types)
     for d in defect_types:
-        if d not in DEFECT_TYPES:
-            raise ValueError(f"unknown defect type {d!r}: one of {DEFECT_TYPES}")
+        if d not in ALL_DEFECT_TYPES:
+            raise ValueError(f"unknown defect type {d!r}: one of {ALL_DEFECT_TYPES}")
+    for d in imperfection_types:
+        if d not in ALL_IMPERFECTION_TYPES:
+            raise ValueError(f"unknown imperfection {d!r}: one of {ALL_IMPERFECTION_TYPES}")
     if not 0 <= defect_rate <= 1 or not 0 <= imperfection_rate <= 1:
         raise ValueError("defect_rate and imperfection_rate must lie in [0, 1]")
     H, W = setup.image_shape
@@ -524,7 +534,7 @@ def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.r
         for k in range(n_frames):
             r = _rng(seed, _STREAM_IMPERFECT, 100_000 + k)
             if r.random() < imperfection_rate and not defects[k]:
-                imperf[k] = str(r.choice(IMPERFECTION_TYPES))
+                imperf[k] = str(r.choice(imperfection_types))
     dtype = np.uint8 if setup.bit_depth <= 8 else np.uint16
     holos = np.empty((n_frames, H, W), dtype=dtype)
     backs = np.empty((n_frames, H, W), dtype=dtype)
@@ -536,6 +546,7 @@ def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.r
             beams[i] = optics.beam(i, setup)
         beam = beams[i]
         ctx = FrameContext((H, W), p, setup.wavelength_um, setup.medium_index, setup.na_objective, illum[i])
+        ctx.measurement_seed = seed
         u = fields_true[k].astype(np.complex128)
         if imperf[k]:
             u = apply_imperfection(imperf[k], u, ctx, _rng(seed, _STREAM_IMPERFECT, 1 + k))
@@ -544,6 +555,7 @@ def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.r
             obj = apply_defect(defects[k], obj, u, ctx, _rng(seed, _STREAM_DEFECT, k))
         holos[k] = _camera(np.abs(obj + optics.reference) ** 2, optics, setup, _rng(seed, _STREAM_SAMPLE, k),
                            ctx.exposure_gain * ctx.shared_exposure_gain, ctx.read_noise_gain)
+        holos[k] = ctx.apply_camera_effects(holos[k], setup.bit_depth)  # hot pixels, row noise, glints
         bg_obj = beam if pin == pout else np.zeros_like(beam)  # crossed analyser: no background field
         backs[k] = _camera(np.abs(bg_obj + optics.reference) ** 2, optics, setup, _rng(seed, _STREAM_BACKGROUND, k),
                            ctx.shared_exposure_gain, ctx.read_noise_gain)
