@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
-from .dataset import CropSet, generate_crops
-from .metrics import screening_metrics
+from ..metrics import screening_metrics
+from .crops import CropSet, generate_crops
 from .network import (CROP_SIZE, MODELS_DIR, ModelFileError, ScreeningModel, _centre_crop, _pad_to, build_network, load_model,
                       preprocess, save_model)
 
@@ -48,7 +48,7 @@ class RetrainReport:
     Attributes
     ----------
     before, after : dict
-        Metrics (:func:`~engine.screening.metrics.screening_metrics`) on the held-out overrides.
+        Metrics (:func:`~engine.metrics.screening_metrics`) on the held-out overrides.
     improved : bool
         True when the fine-tuned model beat the base model on the held-out overrides.
     saved_path : Path or None
@@ -93,7 +93,7 @@ def next_model_path(folder: Path, base_name: str) -> Path:
 
 def _replay_set(base: ScreeningModel, n_measurements: int, seed: int) -> CropSet:
     """Regenerate a replay set from the base model's training distribution (its card)."""
-    from .training import training_specs
+    from .crops import training_specs
 
     data = base.card.get("training_data", {})
     source = data.get("source", "synthetic")
@@ -208,7 +208,7 @@ def retrain_on_labels(
     half = max(1, batch_size // 2)
     steps = max(1, int(np.ceil(len(y_tr) / half)))
     history = []
-    from .dataset import augment_batch
+    from .crops import augment_batch
 
     for epoch in range(epochs):
         net.train()

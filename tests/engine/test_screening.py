@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.screening import dataset as ds
-from engine.screening.metrics import (accuracy, confusion_counts, roc_auc, screening_metrics, sensitivity,
-                                      specificity)
+from engine.metrics import accuracy, confusion_counts, roc_auc, screening_metrics, sensitivity, specificity
 from engine.screening.network import (CompactScreeningNet, ModelFileError, ScreeningModel, ScreeningNet,
                                       load_model, preprocess, save_model, screen_fields)
 from engine.screening.rule import choose_rule_threshold, rule_decide, rule_peak_metric
+from engine.training import screening_data as ds
 
 torch.set_num_threads(2)
 
@@ -276,7 +275,7 @@ def test_cropset_save_load_roundtrip(tmp_path):
 @pytest.fixture(scope="module")
 def toy_model():
     """A tiny compact net trained in a few seconds to spot a planted high-frequency patch."""
-    from engine.screening.training import TrainConfig, train_network
+    from engine.training.screening import TrainConfig, train_network
 
     rng = np.random.default_rng(0)
     n, size = 256, 64
@@ -468,7 +467,7 @@ def test_retrain_command_reports_errors(tmp_path, capsys):
 @pytest.mark.slow
 def test_training_script_end_to_end_tiny(tmp_path):
     """The training command (synthetic fields, seconds of training) writes both models, cards and the log."""
-    from engine.screening.training import main as train_main
+    from engine.training.screening import main as train_main
 
     out = tmp_path / "models"
     rc = train_main(["--source", "synthetic", "--n-measurements", "6", "--n-cross", "2", "--n-bacteria", "4",

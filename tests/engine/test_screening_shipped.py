@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.screening import dataset as ds
+from engine.training import screening_data as ds
 from engine.screening.network import COMPACT_NAME, INPUT_KINDS, MODELS_DIR, PUBLISHED_NAME, load_model, screen_fields
 
 torch.set_num_threads(2)

@@ -1,6 +1,6 @@
 """Train the screening networks on simulated data and write the shipped model files.
 
-Run ``python -m engine.screening.training --help``. The script
+Run ``python -m engine.training.screening --help``. The script
 
 1. simulates measurements (many sample kinds, 45/49/71 angles, several NAs and noise
    levels, about half the frames noisy) and caches their 128 × 128 field crops as ``.npz``
@@ -47,19 +47,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backend import resolve_device
+from ..metrics import screening_metrics
 from ..models import TrainingLog
 from ..progress import CancelToken, check_cancel
-from .dataset import (DEFAULT_CACHE_DIR, GENERATOR_VERSION, CropSet, MeasurementSpec, augment_batch,
-                      generate_crops, simulator_available, split_by_measurement)
-from .metrics import screening_metrics
-from .network import (COMPACT_NAME, INPUT_KINDS, MODELS_DIR, PUBLISHED_NAME, CompactScreeningNet, ScreeningNet,
-                      preprocess, save_model)
-from .rule import choose_rule_threshold, rule_peak_metric
+from ..screening.crops import CROSS_SETUP, GENERATOR_VERSION, CropSet, augment_batch, simulator_available, training_specs
+from ..screening.network import (COMPACT_NAME, INPUT_KINDS, MODELS_DIR, PUBLISHED_NAME, CompactScreeningNet,
+                                 ScreeningNet, preprocess, save_model)
+from ..screening.rule import choose_rule_threshold, rule_peak_metric
+from .screening_data import (DEFAULT_CACHE_DIR, bacteria71_specs, cross_setup_specs, load_or_generate,
+                             split_by_measurement)
 
 __all__ = [
     "TrainConfig",
-    "training_specs",
-    "cross_setup_specs",
     "train_network",
     "predict_logits",
     "recalibrate_batchnorm",
@@ -68,9 +67,6 @@ __all__ = [
     "tune_rule",
     "main",
 ]
-
-CROSS_SETUP = dict(kind="cells", n_angles=45, na=1.0, noise=2.0)
-
 
 class TrainConfig:
     """Hyper-parameters of one training run (plain attributes, logged and written to the card)."""
@@ -87,56 +83,6 @@ class TrainConfig:
 
     def as_dict(self) -> dict:
         return dict(vars(self))
-
-
-# --------------------------------------------------------------------------- data plans
-def training_specs(n_measurements: int, seed: int, *, defect_rate: float = 0.5) -> list[MeasurementSpec]:
-    """Mixed training/validation/test measurements: kinds × angles × NA × noise (no cross setup).
-
-    The cross-setup configuration (:data:`CROSS_SETUP`) is excluded so it stays unseen.
-    """
-    rng = np.random.default_rng(seed)
-    kinds = ("bacteria", "cells", "beads")
-    angles = (71, 49, 45)
-    nas = (1.2, 1.1, 1.0)
-    noises = (0.5, 1.0, 2.0)
-    specs = []
-    while len(specs) < n_measurements:
-        k, a, na, nz = (str(rng.choice(kinds)), int(rng.choice(angles)), float(rng.choice(nas)),
-                        float(rng.choice(noises)))
-        if (k, a, na, nz) == tuple(CROSS_SETUP.values()):
-            continue
-        specs.append(MeasurementSpec(k, a, na, nz, defect_rate, int(rng.integers(1 << 31))))
-    return specs
-
-
-def cross_setup_specs(n_measurements: int, seed: int, *, defect_rate: float = 0.5) -> list[MeasurementSpec]:
-    """Measurements of the unseen cross setup: cells, 45 angles, NA 1.0, noise ×2."""
-    rng = np.random.default_rng(seed)
-    return [MeasurementSpec(defect_rate=defect_rate, seed=int(rng.integers(1 << 31)), **CROSS_SETUP)
-            for _ in range(n_measurements)]
-
-
-def bacteria71_specs(n_measurements: int, seed: int, *, defect_rate: float = 0.5) -> list[MeasurementSpec]:
-    """Paper-style single-setup training data: bacteria, 71 angles, NA 1.2, noise ×1."""
-    rng = np.random.default_rng(seed)
-    return [MeasurementSpec("bacteria", 71, 1.2, 1.0, defect_rate, int(rng.integers(1 << 31)))
-            for _ in range(n_measurements)]
-
-
-def load_or_generate(path: Path, specs: list[MeasurementSpec], *, source: str, device: str,
-                     log: Callable[[str], None]) -> CropSet:
-    """Load cached crops from ``path`` or generate and cache them."""
-    if path.exists():
-        cs = CropSet.load(path)
-        log(f"loaded {len(cs)} cached crops from {path}")
-        return cs
-    t0 = time.time()
-    cs = generate_crops(specs, source=source, device=device, log=log)
-    cs.save(path)
-    log(f"generated {len(cs)} crops ({int(cs.noisy.sum())} noisy) from {len(specs)} measurements "
-        f"in {time.time() - t0:.0f} s -> {path}")
-    return cs
 
 
 # --------------------------------------------------------------------------- training
@@ -325,7 +271,7 @@ def _fmt(name: str, m: dict) -> str:
 
 # --------------------------------------------------------------------------- script
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m engine.screening.training",
+    p = argparse.ArgumentParser(prog="python -m engine.training.screening",
                                 description="Train the field-screening networks on simulated data.")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="where crops are cached (.npz)")
     p.add_argument("--out-dir", type=Path, default=MODELS_DIR, help="where model files and the log go")

@@ -1,5 +1,7 @@
-"""Classification metrics for field screening (NumPy only).
+"""Evaluation metrics, one definition of each, used by the product, the training scripts and the benchmarks.
 
+Field screening (classification, NumPy only)
+--------------------------------------------
 The positive class is **noisy** (label 1): sensitivity is the fraction of noisy fields
 caught, specificity the fraction of clean fields kept. Scores are probabilities of being
 noisy (higher = more likely noisy); for the rule metric, a higher log10 peak is noisier too.

@@ -1,4 +1,10 @@
-"""Training data for field screening: simulated measurements → retrieved fields → labelled crops.
+"""Labelled screening crops: simulated measurements → retrieved fields → crops, and their augmentation.
+
+This is the part of the screening data code the product itself needs: the fine-tuning on a
+lab's overrides (:mod:`engine.screening.retrain`, ``odt-studio train-screening``) regenerates
+a replay set from the base model's training distribution (:func:`training_specs`,
+:func:`generate_crops`) and augments its batches (:func:`augment_batch`). The training-only
+parts (cached data sets, splits, the training script) live in :mod:`engine.training`.
 
 Conventions (``docs/formats.md``): µm, cycles/µm, images (y, x), ratio fields
 ``U_sample/U_background`` with ``exp(+i(k·r − ωt))`` (positive phase for n > n_m), centre
@@ -15,9 +21,8 @@ Two sources of fields:
   directly to the field. It is used by the tests (seconds, not minutes) and as a fallback
   when the simulator is not installed; a model card always says which source was used.
 
-Crops are cached as ``.npz`` (complex64 crops, labels, measurement ids, defect types,
-setup names) in a folder outside the repository (default ``/tmp/odt-screening-data``).
-Splits are **by measurement**: every frame of a measurement goes to the same split.
+A :class:`CropSet` saves to and loads from ``.npz`` (complex64 crops, labels, measurement
+ids, defect types, setup names); the training script caches them outside the repository.
 
 References
 ----------
@@ -31,7 +36,6 @@ applied to visual document analysis", ICDAR (2003) — elastic deformation.
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
@@ -47,22 +51,22 @@ __all__ = [
     "CropSet",
     "MeasurementSpec",
     "SYNTHETIC_DEFECTS",
-    "DEFAULT_CACHE_DIR",
     "synthesize_measurement",
     "simulate_crops",
     "simulate_measurement_for",
     "synthetic_crops",
     "generate_crops",
-    "split_by_measurement",
     "elastic_deform",
     "augment_batch",
     "simulator_available",
+    "training_specs",
+    "CROSS_SETUP",
     "GENERATOR_VERSION",
 ]
 
-DEFAULT_CACHE_DIR = Path("/tmp/odt-screening-data")
 GENERATOR_VERSION = "screening-dataset/1"
 SYNTHETIC_DEFECTS = ("parasitic_fringes", "dmd_artifact", "dust", "blank", "saturation")
+CROSS_SETUP = dict(kind="cells", n_angles=45, na=1.0, noise=2.0)
 
 
 # --------------------------------------------------------------------------- containers
@@ -454,35 +458,25 @@ def generate_crops(specs: Iterable[MeasurementSpec], *, source: str = "auto", cr
     return cs
 
 
-def split_by_measurement(measurement: np.ndarray, fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                         seed: int = 0) -> list[np.ndarray]:
-    """Split frame indices into groups so that no measurement is split across groups.
+# --------------------------------------------------------------------------- data plans
+def training_specs(n_measurements: int, seed: int, *, defect_rate: float = 0.5) -> list[MeasurementSpec]:
+    """Mixed training/validation/test measurements: kinds × angles × NA × noise (no cross setup).
 
-    Parameters
-    ----------
-    measurement : ndarray (M,)
-        Measurement id of each frame.
-    fractions : sequence of float
-        Target fraction of **measurements** per group (normalised to 1).
-    seed : int
-
-    Returns
-    -------
-    list of ndarray
-        Frame indices of each group, sorted.
+    The cross-setup configuration (:data:`CROSS_SETUP`) is excluded so it stays unseen.
     """
-    ids = np.unique(measurement)
     rng = np.random.default_rng(seed)
-    rng.shuffle(ids)
-    fr = np.asarray(fractions, np.float64)
-    fr = fr / fr.sum()
-    bounds = np.round(np.cumsum(fr) * len(ids)).astype(int)
-    groups, start = [], 0
-    for b in bounds:
-        chosen = ids[start:b]
-        groups.append(np.flatnonzero(np.isin(measurement, chosen)))
-        start = b
-    return groups
+    kinds = ("bacteria", "cells", "beads")
+    angles = (71, 49, 45)
+    nas = (1.2, 1.1, 1.0)
+    noises = (0.5, 1.0, 2.0)
+    specs = []
+    while len(specs) < n_measurements:
+        k, a, na, nz = (str(rng.choice(kinds)), int(rng.choice(angles)), float(rng.choice(nas)),
+                        float(rng.choice(noises)))
+        if (k, a, na, nz) == tuple(CROSS_SETUP.values()):
+            continue
+        specs.append(MeasurementSpec(k, a, na, nz, defect_rate, int(rng.integers(1 << 31))))
+    return specs
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -542,8 +536,3 @@ def augment_batch(x: torch.Tensor, *, generator: Optional[torch.Generator] = Non
             idx = sel.to(out.device)
             out[idx] = elastic_deform(out[idx], generator=generator)
     return out
-
-
-def write_manifest(path: str | Path, info: dict) -> None:
-    """Write a small JSON manifest next to cached crops."""
-    Path(path).write_text(json.dumps(info, indent=2), encoding="utf-8")
