@@ -135,7 +135,8 @@ def _batch_parser() -> argparse.ArgumentParser:
                    help="with --screen model: a field is noisy when the network's noisy-probability is above this")
     p.add_argument("--method", choices=("rytov", "born", "multislice"), default="rytov",
                    help="scattering approximation of the reconstruction (multislice: iterative multiple-"
-                   "scattering inversion started from Rytov, for samples whose phase delay exceeds about 3 rad)")
+                   "scattering inversion started from Rytov, for samples whose phase delay exceeds about 3 rad; "
+                   "written as tomogram/ri_ms beside the first-order tomogram/ri)")
     p.add_argument("--non-negativity", choices=("on", "off"), default="on",
                    help="Gerchberg-Papoulis constraint n >= n_m on tomogram/ri")
     p.add_argument("--regularize", choices=("none", "tv", "deep"), default="none",
@@ -173,7 +174,7 @@ def _export_parser() -> argparse.ArgumentParser:
         "OME-Zarr (NGFF 0.4; needs the 'export' extra) or an ImageJ hyperstack TIFF. Prints the path written.")
     p.add_argument("result", type=Path, help="a result file RESULT.odt.h5")
     p.add_argument("--to", required=True, choices=("ome-tiff", "ome-zarr", "imagej"), help="output format (required)")
-    p.add_argument("--volume", default="ri", choices=("ri", "ri_tv", "ri_deep", "n_e", "n_o", "dn", "labels"),
+    p.add_argument("--volume", default="ri", choices=("ri", "ri_tv", "ri_deep", "ri_ms", "n_e", "n_o", "dn", "labels"),
                    help="which volume (dn = n_e - n_o; labels: stored, else segmented by Otsu)")
     p.add_argument("--out", type=Path, default=None,
                    help="output path (default beside the result: NAME.VOLUME.ome.tif, .ome.zarr or .tif)")

@@ -31,11 +31,20 @@ class Tomogram:
         Position of voxel (0, 0, 0), µm.
     medium_index : float
     method : str
-        ``"rytov"``, ``"born"`` or ``"multislice"`` (``+nonneg`` appended when constrained).
+        What made ``ri``: ``"rytov"``, ``"born"`` (``+nonneg`` appended when constrained), or
+        ``"multislice"`` (files written before ``ri_ms`` existed held the multislice volume in ``ri``).
     ri_tv : ndarray, shape (Z, Y, X), float32, optional
         TV-regularised refractive index.
     ri_deep : ndarray, shape (Z, Y, X), float32, optional
         Learned regulariser's output (:mod:`engine.tomography.deep_regularizer`).
+    ri_ms : ndarray, shape (Z, Y, X), float32, optional
+        Multiple-scattering (multislice) inversion started from the first-order ``ri``
+        (:mod:`engine.tomography.multislice`); stored as ``tomogram/ri_ms``.
+    ri_ms_record : dict, optional
+        How ``ri_ms`` was made, stored as the attributes of ``tomogram/ri_ms``
+        (``docs/formats.md`` §2): ``iterations``, ``iterations_asked``, ``batch``, ``step``,
+        ``tv_weight``, ``forward_model``, ``misfit`` (one relative data misfit per iteration),
+        ``seconds``, ``cancelled``.
     labels : ndarray, shape (Z, Y, X), integers, optional
         Objects (0 = background, 1..K), stored as ``tomogram/labels`` (:mod:`engine.analysis`).
     support : int, optional
@@ -57,6 +66,8 @@ class Tomogram:
     method: str
     ri_tv: Optional[np.ndarray] = None
     ri_deep: Optional[np.ndarray] = None
+    ri_ms: Optional[np.ndarray] = None
+    ri_ms_record: Optional[dict] = None
     labels: Optional[np.ndarray] = None
     support: Optional[int] = None
     support_fraction: Optional[float] = None
@@ -74,4 +85,5 @@ class Tomogram:
         return cls(ri=tomogram.ri, voxel_size_um=tuple(tomogram.voxel_size_um), origin_um=tuple(tomogram.origin_um),
                    medium_index=float(tomogram.medium_index), method=str(tomogram.method),
                    ri_tv=getattr(tomogram, "ri_tv", None), ri_deep=getattr(tomogram, "ri_deep", None),
+                   ri_ms=getattr(tomogram, "ri_ms", None), ri_ms_record=getattr(tomogram, "ri_ms_record", None),
                    labels=getattr(tomogram, "labels", None))

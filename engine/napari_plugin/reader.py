@@ -9,7 +9,7 @@ volumes get a contrast range from n_m (the medium is black) to their maximum.
 
 Layers, as the file has them:
 
-* images ``ri`` (and ``ri_tv``, ``ri_deep``; only the regularised one shown at first),
+* images ``ri`` (and ``ri_tv``, ``ri_deep``, ``ri_ms``; only the regularised one shown at first),
   ``n_e``, ``n_o`` and ``dn`` = n_e − n_o (hidden at first);
 * labels ``tomogram/labels``;
 * vectors: the birefringence director, subsampled to at most ``max_vectors`` glyphs inside
@@ -92,9 +92,9 @@ def result_layers(path: PathLike, *, max_vectors: int = 4000) -> list[LayerData]
         geo = {"scale": voxel, "translate": [float(v) for v in t.attrs["origin_um"]]}
         meta = {"source": str(path), "medium_index": nm, "voxel_size_um": voxel, "units": "µm"}
         name = _name(path)
-        shown = next(k for k in ("ri_tv", "ri_deep", "ri") if k in t)
+        shown = next(k for k in ("ri_ms", "ri_tv", "ri_deep", "ri") if k in t)
         layers = [_image(t[k][()], f"{name} {k}", geo, nm, k == shown, "gray", {**meta, "volume": k})
-                  for k in ("ri", "ri_tv", "ri_deep") if k in t]
+                  for k in ("ri", "ri_tv", "ri_deep", "ri_ms") if k in t]
         b = f["birefringence"] if "birefringence" in f else {}
         for k in ("n_e", "n_o"):
             if k in b:

@@ -5,7 +5,7 @@ A post-pass over the result files a batch wrote (``docs/formats.md`` §3): each
 a stored ``tomogram/labels`` is used as it is) and measured, and ``<out_dir>/measurements.csv``
 gets one row per object, the measurement's name first.
 
-The RI volume measured is ``tomogram/ri_tv`` if the file has it, else ``tomogram/ri_deep``,
+The RI volume measured is ``tomogram/ri_ms`` if the file has it, else ``tomogram/ri_tv``, else ``tomogram/ri_deep``,
 else ``tomogram/ri``; the column ``source_volume`` says which. Birefringent results add the
 mean n_e − n_o and the director order parameter.
 
@@ -31,7 +31,7 @@ __all__ = ["MEASUREMENTS_NAME", "MEASUREMENTS_COLUMNS", "RI_PREFERENCE", "Measur
 
 MEASUREMENTS_NAME = "measurements.csv"
 #: Which tomogram volume is measured: the first of these the file has.
-RI_PREFERENCE = ("ri_tv", "ri_deep", "ri")
+RI_PREFERENCE = ("ri_ms", "ri_tv", "ri_deep", "ri")
 #: Columns of measurements.csv: the context of each row, then the object's measurements.
 MEASUREMENTS_COLUMNS: tuple[str, ...] = (("name", "source_volume", "medium_index", "threshold_dn",
                                           "alpha_um3_per_pg") + MEASUREMENT_COLUMNS)

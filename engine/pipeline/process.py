@@ -27,7 +27,7 @@ import numpy as np
 
 from ..measurement import Measurement
 from ..metadata import MeasurementMetadata
-from ..progress import CancelToken, check_cancel, report, sub_progress
+from ..progress import Cancelled, CancelToken, check_cancel, report, sub_progress
 
 __all__ = [
     "ProcessOptions",
@@ -38,11 +38,26 @@ __all__ = [
     "fields_reusable",
     "stored_fields",
     "learned_regularizer_available",
+    "recorded_options",
+    "OPTIONS_ATTR",
 ]
+
+#: file attribute of a result file holding the options it was processed with (JSON, docs/formats.md §2)
+OPTIONS_ATTR = "processing_options"
 
 #: TV outer (FISTA) and inner (FGP) iterations by default (as ``engine.tomography.reconstruct``)
 DEFAULT_TV_OUTER_ITERATIONS = 30
 DEFAULT_TV_INNER_ITERATIONS = 20
+
+
+def _multislice_default(name: str) -> Callable[[], Any]:
+    """A default of :class:`engine.tomography.multislice.MultisliceOptions` (imported late: PyTorch)."""
+    def default() -> Any:
+        from ..tomography.multislice import MultisliceOptions
+
+        return getattr(MultisliceOptions(), name)
+
+    return default
 
 
 def _default_tv_weight() -> float:
@@ -71,6 +86,15 @@ class ProcessOptions:
         from the network, the director from DTT; only for the setup the model was trained at).
     device : {"auto", "cpu", "cuda"}
     method : {"rytov", "born", "multislice"}
+        Scattering approximation. ``"multislice"``: ``tomogram/ri`` is the first-order Rytov
+        tomogram (its start) and ``tomogram/ri_ms`` the iterative multiple-scattering inversion of
+        :mod:`engine.tomography.multislice` (SSNP forward model), with its record.
+    multislice_iterations, multislice_batch : int
+        Multislice FISTA iterations and illuminations per iteration (a random subset).
+    multislice_tv_weight : float
+        TV weight of the multislice proximal step, in units of Δn (0: no TV, bounds only).
+    multislice_step : float
+        Multislice gradient step (units of the data term's Lipschitz bound; 1 is safe).
     non_negativity : bool or int
         Gerchberg–Papoulis n ≥ n_m on ``tomogram/ri``: True for the engine's default number of
         iterations (50), an int for that many, False or 0 for none.
@@ -102,6 +126,10 @@ class ProcessOptions:
     tv_weight: float = field(default_factory=_default_tv_weight)
     tv_outer_iterations: int = DEFAULT_TV_OUTER_ITERATIONS
     tv_inner_iterations: int = DEFAULT_TV_INNER_ITERATIONS
+    multislice_iterations: int = field(default_factory=_multislice_default("iterations"))
+    multislice_batch: int = field(default_factory=_multislice_default("batch"))
+    multislice_tv_weight: float = field(default_factory=_multislice_default("tv_weight"))
+    multislice_step: float = field(default_factory=_multislice_default("step"))
 
     def __post_init__(self) -> None:
         choices = {"sideband": ("auto", "as-given"), "screen": ("model", "rule", "none"),
@@ -119,6 +147,10 @@ class ProcessOptions:
             raise ValueError(f"non_negativity must be a bool or an iteration count >= 0, got {self.non_negativity!r}")
         if self.shape_z is not None and int(self.shape_z) < 2:
             raise ValueError(f"shape_z must be >= 2 (or None), got {self.shape_z!r}")
+        if min(int(self.multislice_iterations), int(self.multislice_batch)) < 1:
+            raise ValueError("multislice_iterations and multislice_batch must be >= 1")
+        if not (self.multislice_tv_weight >= 0 and self.multislice_step > 0):
+            raise ValueError("multislice_tv_weight must be >= 0 and multislice_step > 0")
 
     @property
     def non_negativity_iterations(self) -> int:
@@ -133,6 +165,25 @@ class ProcessOptions:
         """Short label for a person, e.g. ``"Rytov + TV"``."""
         reg = {"none": "", "tv": " + TV", "deep": " + learned"}[self.regularize]
         return f"{self.method.capitalize()}{reg}"
+
+    def record(self) -> dict:
+        """The options as the result file records them (``processing_options``, JSON-ready);
+        ``non_negativity`` as its iteration count."""
+        d = dataclasses.asdict(self)
+        d["non_negativity"] = self.non_negativity_iterations
+        return d
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "ProcessOptions":
+        """Options from :meth:`record` (keys this version does not know are ignored).
+
+        Raises
+        ------
+        ValueError
+            A recorded value is not allowed.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in dict(record).items() if k in known})
 
 
 @dataclass
@@ -181,6 +232,7 @@ class ProcessResult:
     metadata: Any = None
     retrieved: Any = None
     reused_fields: bool = False
+    options: Optional[ProcessOptions] = None
 
 
 def _screen(fields, retrieved, meta, options: ProcessOptions, progress, cancel):
@@ -208,6 +260,7 @@ def process_measurement(
     screening: Any = None,
     retrieved: Any = None,
     on_raw: Optional[Callable[[Any], None]] = None,
+    on_iteration: Optional[Callable[[int, float], None]] = None,
     progress: Optional[Callable[..., None]] = None,
     cancel: Optional[CancelToken] = None,
 ) -> ProcessResult:
@@ -235,7 +288,11 @@ def process_measurement(
         side-band setting (:func:`fields_reusable`). Only the metadata is read then.
     on_raw : callable, optional
         Called once, in the calling thread, with the raw tomogram (a ``Tomogram`` with ``ri``)
-        as soon as it exists, before the regularisation; a GUI can show it meanwhile.
+        as soon as it exists, before the regularisation (and before the multislice iterations);
+        a GUI can show it meanwhile.
+    on_iteration : callable, optional
+        ``method="multislice"``: called in the calling thread after every iteration with its
+        index (0-based) and relative data misfit (a live convergence plot).
     progress, cancel
         See :mod:`engine.progress`.
 
@@ -250,6 +307,9 @@ def process_measurement(
     ValueError
         Polarisation-resolved data without ``options.birefringence``, or every field screened out.
     engine.progress.Cancelled
+        Cancelled during the multislice iterations, its ``partial`` is a ProcessResult (not
+        written) whose tomogram holds ``ri`` and the last iterate as ``ri_ms`` (its record says
+        ``cancelled``): a GUI can show it and save it.
     """
     options = options if options is not None else ProcessOptions()
     timings: dict[str, float] = {}
@@ -271,9 +331,14 @@ def process_measurement(
             measurement = _read(measurement.path, header_only=False)
         result = _process_polarised(measurement, options, timings, progress, cancel)
     else:
-        result = _process_scalar(measurement, options, timings, progress, cancel, screening=screening,
-                                 retrieved=reuse, on_raw=on_raw)
-    result.metadata = meta
+        try:
+            result = _process_scalar(measurement, options, timings, progress, cancel, screening=screening,
+                                     retrieved=reuse, on_raw=on_raw, on_iteration=on_iteration)
+        except Cancelled as exc:
+            if isinstance(getattr(exc, "partial", None), ProcessResult):
+                exc.partial.metadata, exc.partial.options = meta, options
+            raise
+    result.metadata, result.options = meta, options
     if out_path is not None:
         check_cancel(cancel)
         report(progress, 0.97, "writing the result file")
@@ -318,7 +383,8 @@ def fields_reusable(retrieved: Any, options: ProcessOptions) -> bool:
 
 def _process_scalar(measurement: Measurement | _Header, options: ProcessOptions, timings: dict,
                     progress, cancel, *, screening: Any = None, retrieved: Any = None,
-                    on_raw: Optional[Callable[[Any], None]] = None) -> ProcessResult:
+                    on_raw: Optional[Callable[[Any], None]] = None,
+                    on_iteration: Optional[Callable[[int, float], None]] = None) -> ProcessResult:
     meta = measurement.metadata
     t = time.perf_counter()
     if retrieved is None:
@@ -344,13 +410,22 @@ def _process_scalar(measurement: Measurement | _Header, options: ProcessOptions,
     if decision.sum() == 0:
         raise ValueError(f"{measurement.name}: screening marked every field noisy; nothing to reconstruct")
 
-    tomogram = _reconstruct_stages(retrieved, meta, decision, options, timings, on_raw, progress, cancel)
-    return ProcessResult(name=measurement.name, fields=retrieved.field,
-                         illumination_per_um=np.asarray(retrieved.illumination_per_um),
-                         screening=chosen, tomogram=tomogram, fields_used=int(decision.sum()),
-                         timings_s=timings, retrieval=retrieval_record(retrieved),
-                         warnings=warnings + contrast_warnings(measurement.name, retrieved, decision),
-                         retrieved=retrieved, reused_fields=reused)
+    def result(tomogram: Any) -> ProcessResult:
+        return ProcessResult(name=measurement.name, fields=retrieved.field,
+                             illumination_per_um=np.asarray(retrieved.illumination_per_um),
+                             screening=chosen, tomogram=tomogram, fields_used=int(decision.sum()),
+                             timings_s=timings, retrieval=retrieval_record(retrieved),
+                             warnings=warnings + contrast_warnings(measurement.name, retrieved, decision),
+                             retrieved=retrieved, reused_fields=reused)
+
+    try:
+        tomogram = _reconstruct_stages(retrieved, meta, decision, options, timings, on_raw, progress, cancel,
+                                       on_iteration=on_iteration)
+    except Cancelled as exc:
+        if getattr(exc, "partial", None) is not None:  # the multislice's last iterate, in its tomogram
+            exc.partial = result(exc.partial)
+        raise
+    return result(tomogram)
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -400,18 +475,21 @@ def _exclude_failed(screening: Any, retrieved: Any, name: str) -> list[str]:
 
 
 def _reconstruct_stages(retrieved: Any, meta: MeasurementMetadata, decision: np.ndarray, options: ProcessOptions,
-                        timings: dict, on_raw: Optional[Callable[[Any], None]], progress, cancel):
-    """Raw tomogram (with non-negativity), handed to ``on_raw``; then the regularisation asked for."""
+                        timings: dict, on_raw: Optional[Callable[[Any], None]], progress, cancel, *,
+                        on_iteration: Optional[Callable[[int, float], None]] = None):
+    """Raw first-order tomogram (with non-negativity), handed to ``on_raw``; then the regularisation
+    asked for; then, for ``method="multislice"``, the multiple-scattering inversion as ``ri_ms``."""
     from ..tomography.reconstruct import reconstruct
 
-    reg = options.regularize
-    raw_end = {"none": 0.97, "tv": 0.6, "deep": 0.9}[reg]
+    reg, ms = options.regularize, options.method == "multislice"
+    raw_end = 0.5 if ms else {"none": 0.97, "tv": 0.6, "deep": 0.9}[reg]
+    reg_end = 0.6 if ms and reg != "none" else raw_end if ms else 0.97
     t = time.perf_counter()
     rec_field, rec_phase = _reconstruction_inputs(retrieved)
     tomogram = reconstruct(
-        rec_field, retrieved.illumination_per_um, meta, method=options.method, shape_z=options.shape_z,
-        decision=decision, non_negativity=options.non_negativity, regularization=None, unwrapped_phase=rec_phase,
-        device=options.device, keep_fourier=reg != "none",
+        rec_field, retrieved.illumination_per_um, meta, method="rytov" if ms else options.method,
+        shape_z=options.shape_z, decision=decision, non_negativity=options.non_negativity, regularization=None,
+        unwrapped_phase=rec_phase, device=options.device, keep_fourier=reg != "none",
         progress=sub_progress(progress, 0.45, raw_end, "reconstruction: "), cancel=cancel)
     timings["reconstruct"] = time.perf_counter() - t
     if on_raw is not None:
@@ -419,7 +497,7 @@ def _reconstruct_stages(retrieved: Any, meta: MeasurementMetadata, decision: np.
     check_cancel(cancel)
     if reg == "tv":
         t = time.perf_counter()
-        tomogram.ri_tv = _tv_volume(tomogram, options, sub_progress(progress, raw_end, 0.97, "total variation: "),
+        tomogram.ri_tv = _tv_volume(tomogram, options, sub_progress(progress, raw_end, reg_end, "total variation: "),
                                     cancel)
         timings["regularize_tv"] = tomogram.timings_s["tv"] = time.perf_counter() - t
     elif reg == "deep":
@@ -429,10 +507,58 @@ def _reconstruct_stages(retrieved: Any, meta: MeasurementMetadata, decision: np.
         # the network was trained on the plain Rytov volume, not on the constrained one
         tomogram.ri_deep = regularize_deep_fourier(
             tomogram.fourier, device=options.device,
-            progress=sub_progress(progress, raw_end, 0.97, "learned regulariser: "), cancel=cancel)
+            progress=sub_progress(progress, raw_end, reg_end, "learned regulariser: "), cancel=cancel)
         timings["regularize_deep"] = time.perf_counter() - t
     tomogram.fourier = None
+    if ms:
+        _multislice_stage(tomogram, rec_field, rec_phase, retrieved, meta, decision, options, timings,
+                          on_iteration, sub_progress(progress, reg_end, 0.97, "multislice: "), cancel)
     return tomogram
+
+
+def multislice_options(options: ProcessOptions) -> Any:
+    """The :class:`engine.tomography.multislice.MultisliceOptions` of ``options``."""
+    from ..tomography.multislice import MultisliceOptions
+
+    return MultisliceOptions(iterations=int(options.multislice_iterations), batch=int(options.multislice_batch),
+                             tv_weight=float(options.multislice_tv_weight), step=float(options.multislice_step))
+
+
+def _multislice_stage(tomogram: Any, rec_field, rec_phase, retrieved: Any, meta: MeasurementMetadata,
+                      decision: np.ndarray, options: ProcessOptions, timings: dict,
+                      on_iteration: Optional[Callable[[int, float], None]], progress, cancel) -> None:
+    """``tomogram.ri_ms`` and its record: the multislice inversion (its own Rytov start).
+
+    Cancelled during the iterations, ``tomogram`` gets the last iterate (record ``cancelled``) and
+    becomes the exception's ``partial``.
+    """
+    from ..tomography.multislice import reconstruct_multislice
+
+    opts = multislice_options(options)
+    t = time.perf_counter()
+
+    def keep(ms: Any, cancelled: bool) -> None:
+        timings["multislice"] = time.perf_counter() - t
+        misfit = [float(m) for m in (ms.misfit or [])]
+        tomogram.ri_ms = np.asarray(ms.ri, np.float32)
+        tomogram.misfit = misfit
+        tomogram.ri_ms_record = {
+            "iterations": len(misfit), "iterations_asked": opts.iterations, "batch": opts.batch,
+            "step": opts.step, "tv_weight": opts.tv_weight, "forward_model": opts.model, "misfit": misfit,
+            "seconds": round(timings["multislice"], 3), "cancelled": cancelled}
+
+    try:
+        ms = reconstruct_multislice(rec_field, retrieved.illumination_per_um, meta, shape_z=tomogram.ri.shape[0],
+                                    decision=decision, non_negativity=options.non_negativity,
+                                    unwrapped_phase=rec_phase, options=opts, device=options.device,
+                                    progress=progress, cancel=cancel, on_iteration=on_iteration)
+    except Cancelled as exc:
+        partial = getattr(exc, "partial", None)
+        if partial is not None:
+            keep(partial, True)
+            exc.partial = tomogram
+        raise
+    keep(ms, False)
 
 
 def _tv_volume(tomogram: Any, options: ProcessOptions, progress, cancel) -> np.ndarray:
@@ -634,6 +760,9 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
     s = result.screening
     model = f"{s.model_name} {s.model_version}".strip()
     tomo = result.tomogram
+    attrs = {"warnings": json.dumps(list(result.warnings))} if result.warnings else {}
+    if result.options is not None:
+        attrs[OPTIONS_ATTR] = json.dumps(result.options.record(), sort_keys=True)
     return write_result(
         out_path,
         measurement_json=measurement.metadata.to_json(),
@@ -645,8 +774,37 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
         birefringence=(None if result.birefringence is None
                        else BirefringenceResult(**result.birefringence.result_datasets())),
         retrieval=result.retrieval,
-        extra_attrs={"warnings": json.dumps(list(result.warnings))} if result.warnings else None,
+        extra_attrs=attrs or None,
     )
+
+
+def recorded_options(result: Any) -> ProcessOptions:
+    """The options a result file (an :class:`engine.store.results.ResultFile`) was processed with.
+
+    Its ``processing_options`` attribute when it has one; otherwise (files written before it)
+    what the tomogram shows: the method (``tomogram/method``, ``ri_ms``), non-negativity
+    (``+nonneg``, at the default count) and the regulariser (``ri_tv``, ``ri_deep``); the rest
+    stays at the defaults.
+    """
+    attrs = getattr(result, "attrs", None) or {}
+    text = attrs.get(OPTIONS_ATTR)
+    if text:
+        try:
+            return ProcessOptions.from_record(json.loads(text))
+        except (ValueError, TypeError) as exc:
+            import logging
+
+            logging.getLogger(__name__).warning("%s: unreadable %s (%s); inferred from the tomogram",
+                                                getattr(result, "path", "?"), OPTIONS_ATTR, exc)
+    t = getattr(result, "tomogram", None)
+    if t is None:
+        return ProcessOptions()
+    method = str(t.method or "")
+    name = "multislice" if t.ri_ms is not None or method.startswith("multislice") else \
+        "born" if method.startswith("born") else "rytov"
+    reg = "tv" if t.ri_tv is not None else "deep" if t.ri_deep is not None else "none"
+    nonneg = "+nonneg" in method or name == "multislice"
+    return ProcessOptions(method=name, regularize=reg, non_negativity=bool(nonneg))
 
 
 def stored_fields(path: str | Path, *, progress: Optional[Callable[..., None]] = None,

@@ -17,9 +17,9 @@ format below keeps both:
   ``xorigin``/``yorigin``/``zorigin`` (ImageJ's calibration origin, in voxels: physical
   x = (i − xorigin)·dx); display range from n_m up for index volumes.
 
-Volumes: ``ri``, ``ri_tv``, ``ri_deep`` (``tomogram/``), ``n_e``, ``n_o`` (``birefringence/``),
+Volumes: ``ri``, ``ri_tv``, ``ri_deep``, ``ri_ms`` (``tomogram/``), ``n_e``, ``n_o`` (``birefringence/``),
 ``dn`` = n_e − n_o, and ``labels``: ``tomogram/labels`` when the file holds it, else computed
-by :func:`engine.analysis.segment_objects` (Otsu on the best RI volume: ri_tv, ri_deep, ri).
+by :func:`engine.analysis.segment_objects` (Otsu on the best RI volume: ri_ms, ri_tv, ri_deep, ri).
 """
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ __all__ = ["EXPORT_FORMATS", "VOLUMES", "ExportError", "ExportVolume", "availabl
            "default_export_path", "export_result", "write_ome_tiff", "write_ome_zarr", "write_imagej_tiff"]
 
 EXPORT_FORMATS = ("ome-tiff", "ome-zarr", "imagej")
-VOLUMES = ("ri", "ri_tv", "ri_deep", "n_e", "n_o", "dn", "labels")
+VOLUMES = ("ri", "ri_tv", "ri_deep", "ri_ms", "n_e", "n_o", "dn", "labels")
 _SUFFIX = {"ome-tiff": ".ome.tif", "ome-zarr": ".ome.zarr", "imagej": ".tif"}
 _DESCRIPTION = {"ri": "refractive index", "ri_tv": "refractive index, total-variation regularised",
-                "ri_deep": "refractive index, learned regulariser", "n_e": "extraordinary index n_e",
+                "ri_deep": "refractive index, learned regulariser",
+                "ri_ms": "refractive index, multiple-scattering inversion", "n_e": "extraordinary index n_e",
                 "n_o": "ordinary index n_o", "dn": "birefringence n_e - n_o", "labels": "object labels"}
 ZARR_EXTRA = "export"  # the optional-dependency extra that brings zarr
 
@@ -89,7 +90,7 @@ class ExportVolume:
     def display_range(self) -> tuple[float, float]:
         """Contrast limits: from n_m to the maximum for indices, from 0 for Δn and labels."""
         hi = float(np.nanmax(self.data)) if self.data.size else 1.0
-        lo = self.medium_index if self.name in ("ri", "ri_tv", "ri_deep", "n_e", "n_o") else 0.0
+        lo = self.medium_index if self.name in ("ri", "ri_tv", "ri_deep", "ri_ms", "n_e", "n_o") else 0.0
         return (lo, hi if hi > lo else lo + 1e-3)
 
 
@@ -106,7 +107,7 @@ def available_volumes(path: Union[str, Path]) -> list[str]:
 def _volumes_in(f: h5py.File) -> list[str]:
     t = f["tomogram"] if "tomogram" in f else {}
     b = f["birefringence"] if "birefringence" in f else {}
-    have = [k for k in ("ri", "ri_tv", "ri_deep") if k in t] + [k for k in ("n_e", "n_o") if k in b]
+    have = [k for k in ("ri", "ri_tv", "ri_deep", "ri_ms") if k in t] + [k for k in ("n_e", "n_o") if k in b]
     if "n_e" in b and "n_o" in b:
         have.append("dn")
     if "ri" in t:
@@ -152,7 +153,7 @@ def load_volume(path: Union[str, Path], volume: str = "ri", *, threshold: Union[
         geo = dict(voxel_size_um=tuple(float(v) for v in g.attrs["voxel_size_um"]),
                    origin_um=tuple(float(v) for v in g.attrs["origin_um"]),
                    medium_index=float(g.attrs["medium_index"]))
-        if volume in ("ri", "ri_tv", "ri_deep"):
+        if volume in ("ri", "ri_tv", "ri_deep", "ri_ms"):
             data = g[volume][()].astype(np.float32)
         elif volume in ("n_e", "n_o"):
             data = f["birefringence"][volume][()].astype(np.float32)
@@ -164,7 +165,7 @@ def load_volume(path: Union[str, Path], volume: str = "ri", *, threshold: Union[
         else:
             from ..analysis.objects import segment_objects
 
-            ri = g[next(k for k in ("ri_tv", "ri_deep", "ri") if k in g)][()]
+            ri = g[next(k for k in ("ri_ms", "ri_tv", "ri_deep", "ri") if k in g)][()]
             data = segment_objects(ri, geo["medium_index"], geo["voxel_size_um"], threshold=threshold,
                                    min_volume_um3=min_volume_um3)
     if volume == "labels":

@@ -274,6 +274,44 @@ def _labels(v: Any, shape: tuple) -> np.ndarray:
     return a.astype(np.uint16 if top < 2 ** 16 else np.uint32, copy=False)
 
 
+#: attributes of ``tomogram/ri_ms`` (docs/formats.md §2) and their types; others are kept as given
+MS_RECORD_TYPES = {"iterations": int, "iterations_asked": int, "batch": int, "step": float, "tv_weight": float,
+                   "forward_model": str, "seconds": float, "cancelled": bool}
+
+
+def _ms_record(record: Any) -> dict[str, Any]:
+    """The attributes of ``tomogram/ri_ms`` from its record (a mapping; None: none known)."""
+    out: dict[str, Any] = {}
+    for k, v in dict(record or {}).items():
+        if v is None:
+            continue
+        if k == "misfit":
+            out[k] = np.asarray(v, np.float64).ravel()
+        elif k in MS_RECORD_TYPES:
+            out[k] = MS_RECORD_TYPES[k](v)
+        elif isinstance(v, (str, bool, int, float, np.generic, np.ndarray, list, tuple)):
+            out[str(k)] = v
+        else:
+            raise ValueError(f"tomogram 'ri_ms' record: {k!r} is a {type(v).__name__}, not a number, text or array")
+    return out
+
+
+def _read_ms_record(ds: h5py.Dataset) -> dict[str, Any]:
+    """The record of ``tomogram/ri_ms`` (its attributes less ``element_size_um``) as Python values."""
+    rec: dict[str, Any] = {}
+    for k, v in ds.attrs.items():
+        if k == "element_size_um":
+            continue
+        if isinstance(v, bytes):
+            v = v.decode("utf-8")
+        elif isinstance(v, np.ndarray):
+            v = [float(x) for x in v.ravel()] if k == "misfit" else v.tolist()
+        elif isinstance(v, np.generic):
+            v = v.item()
+        rec[k] = v
+    return rec
+
+
 def _prepare_retrieval(retrieval: Any, n: Optional[int]) -> dict[str, Any]:
     q = {str(k): np.asarray(v, np.float32) for k, v in (dict(_get(retrieval, "quality", {}) or {})).items()}
     for k, a in q.items():
@@ -327,12 +365,14 @@ def _prepare(measurement_json: str, fields_: Any, illumination_per_um: Any, scre
         out["screening"] = s
     if tomogram is not None:
         t: dict[str, Any] = {"ri": _volume(_get(tomogram, "ri"), "tomogram 'ri'")}
-        for key in ("ri_tv", "ri_deep"):
+        for key in ("ri_tv", "ri_deep", "ri_ms"):
             v = _get(tomogram, key)
             if v is not None:
                 t[key] = _volume(v, f"tomogram '{key}'")
                 if t[key].shape != t["ri"].shape:
                     raise ValueError(f"tomogram '{key}' shape {t[key].shape} differs from 'ri' {t['ri'].shape}")
+        if "ri_ms" in t:
+            t["ri_ms_record"] = _ms_record(_get(tomogram, "ri_ms_record"))
         labels = _get(tomogram, "labels")
         if labels is not None:
             t["labels"] = _labels(labels, t["ri"].shape)
@@ -389,10 +429,12 @@ def _write(f: h5py.File, measurement_json: str, data: dict[str, Any], extra_attr
     if "tomogram" in data:
         t = data["tomogram"]
         g = f.create_group("tomogram")
-        for key in ("ri", "ri_tv", "ri_deep", "labels"):
+        for key in ("ri", "ri_tv", "ri_deep", "ri_ms", "labels"):
             if key in t:
                 g.create_dataset(key, data=t[key])
                 g[key].attrs["element_size_um"] = t["voxel_size_um"]  # (z, y, x): Fiji HDF5 plugin, ilastik
+        for k, v in t.get("ri_ms_record", {}).items():
+            g["ri_ms"].attrs[k] = v
         g.attrs["voxel_size_um"] = t["voxel_size_um"]
         g.attrs["origin_um"] = t["origin_um"]
         g.attrs["medium_index"] = t["medium_index"]
@@ -430,7 +472,8 @@ def write_result(path: str | Path, *, measurement_json: str, fields: Any = None,
     screening : mapping or object, optional
         ``score``, ``rule_peak``, ``decision``, ``source`` (each (N,)) and ``model`` (str).
     tomogram : mapping or object (e.g. :class:`TomogramResult`), optional
-        ``ri`` (Z, Y, X), optional ``ri_tv``, ``ri_deep``; ``voxel_size_um`` and
+        ``ri`` (Z, Y, X), optional ``ri_tv``, ``ri_deep``, ``ri_ms`` (with its ``ri_ms_record``, the
+        attributes of ``tomogram/ri_ms``); ``voxel_size_um`` and
         ``origin_um`` (z, y, x) in µm, ``medium_index``, ``method``.
     birefringence : mapping or object, optional
         Any of ``n_e``, ``n_o`` (Z, Y, X), ``director`` (Z, Y, X, 3), ``tensor`` (Z, Y, X, 3, 3).
@@ -509,6 +552,8 @@ def read_result(path: str | Path, groups: Optional[Iterable[str]] = None) -> Res
             res.tomogram = TomogramResult(
                 ri=g["ri"][()], ri_tv=g["ri_tv"][()] if "ri_tv" in g else None,
                 ri_deep=g["ri_deep"][()] if "ri_deep" in g else None,
+                ri_ms=g["ri_ms"][()] if "ri_ms" in g else None,
+                ri_ms_record=_read_ms_record(g["ri_ms"]) if "ri_ms" in g else None,
                 labels=g["labels"][()] if "labels" in g else None,
                 voxel_size_um=tuple(float(x) for x in g.attrs["voxel_size_um"]),  # type: ignore[arg-type]
                 origin_um=tuple(float(x) for x in g.attrs["origin_um"]),  # type: ignore[arg-type]
