@@ -5,11 +5,23 @@ Field screening (classification, NumPy only)
 The positive class is **noisy** (label 1): sensitivity is the fraction of noisy fields
 caught, specificity the fraction of clean fields kept. Scores are probabilities of being
 noisy (higher = more likely noisy); for the rule metric, a higher log10 peak is noisier too.
+
+Volumes (image quality)
+-----------------------
+Volumes are (z, y, x) arrays of refractive index (or any real quantity). :func:`ssim3d` is
+scikit-image's structural similarity in 3-D (7³ uniform window) against a reference;
+:func:`psnr_255` / :func:`ssim_255` first scale both volumes to 0–255 over a fixed index
+range [n_min, n_max] (Kim et al., Sci. Rep. 14 (2024), the birefringence generator's paper).
+:func:`fwhm_ratio` is the axial elongation FWHM_z / FWHM_x of a bead, in voxels (the missing
+cone's signature; 1 for an isotropic reconstruction with cubic voxels).
+scikit-image is imported only when an SSIM is computed.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -21,6 +33,10 @@ __all__ = [
     "specificity",
     "roc_auc",
     "screening_metrics",
+    "ssim3d",
+    "psnr_255",
+    "ssim_255",
+    "fwhm_ratio",
 ]
 
 
@@ -145,3 +161,100 @@ def screening_metrics(noisy_true: np.ndarray, score: np.ndarray, threshold: floa
     }
     out.update(c.as_dict())
     return out
+
+
+# --------------------------------------------------------------------------- volumes
+def ssim3d(a: np.ndarray, b: np.ndarray, data_range: Optional[float] = None) -> float:
+    """Structural similarity of two volumes (scikit-image, 7³ uniform window, no Gaussian weights).
+
+    Parameters
+    ----------
+    a : ndarray (D, H, W)
+        The volume to score.
+    b : ndarray (D, H, W)
+        The reference.
+    data_range : float, optional
+        Dynamic range of the data (same unit as the volumes); the range of ``b`` by default.
+
+    Returns
+    -------
+    float
+        SSIM in [-1, 1] (1 for identical volumes).
+    """
+    from skimage.metrics import structural_similarity
+
+    b = np.asarray(b, np.float64)
+    dr = float(data_range if data_range is not None else (b.max() - b.min()))
+    return float(structural_similarity(np.asarray(a, np.float64), b, data_range=max(dr, 1e-12)))
+
+
+def _fwhm(profile: np.ndarray, centre: int, background: float) -> float:
+    """Full width at half maximum (voxels, linear interpolation) of a peak at ``centre``."""
+    p = np.asarray(profile, np.float64) - background
+    lo = max(centre - 1, 0)
+    centre = lo + int(np.argmax(p[lo:centre + 2]))  # the peak voxel next to the nominal centre
+    peak = p[centre]
+    half = peak / 2
+    if peak <= 0:
+        return float("nan")
+
+    def side(step: int) -> float:
+        j = centre
+        while 0 <= j + step < len(p) and p[j + step] > half:
+            j += step
+        if not 0 <= j + step < len(p):
+            return float("nan")
+        a, b = p[j], p[j + step]  # a > half >= b
+        return abs(j - centre) + (a - half) / (a - b)
+    return side(1) + side(-1)
+
+
+def fwhm_ratio(volume: np.ndarray, centre_idx: Sequence[int], background: float) -> float:
+    """Axial elongation FWHM_z / FWHM_x of a bead through its centre voxel.
+
+    Parameters
+    ----------
+    volume : ndarray (D, H, W)
+        Refractive index (or any real quantity) with a single bright peak.
+    centre_idx : sequence of 3 int
+        Nominal centre voxel (z, y, x); the peak is searched within ±1 voxel along each profile.
+    background : float
+        Level subtracted before the half maximum is taken (e.g. the medium index).
+
+    Returns
+    -------
+    float
+        FWHM along z divided by FWHM along x (both in voxels); NaN when a profile has no
+        positive peak or does not fall to half maximum inside the volume.
+    """
+    z, y, x = (int(v) for v in centre_idx)
+    return _fwhm(volume[:, y, x], z, background) / _fwhm(volume[z, y, :], x, background)
+
+
+def _to_255(v: np.ndarray, n_min: float, n_max: float) -> np.ndarray:
+    """``v`` mapped linearly from [n_min, n_max] to [0, 255], clipped."""
+    return np.clip((v - n_min) / (n_max - n_min), 0, 1) * 255.0
+
+
+def psnr_255(pred: np.ndarray, truth: np.ndarray, n_min: float, n_max: float) -> float:
+    """PSNR (dB) of a volume scaled to 0–255 over [n_min, n_max] (Kim et al.'s metric).
+
+    Parameters
+    ----------
+    pred, truth : ndarray (D, H, W)
+        Refractive-index volumes on the same grid.
+    n_min, n_max : float
+        Index range mapped to 0 and 255 (values outside are clipped).
+
+    Returns
+    -------
+    float
+        ``10 log10(255² / MSE)``; ``inf`` for identical scaled volumes.
+    """
+    mse = float(np.mean((_to_255(pred, n_min, n_max) - _to_255(truth, n_min, n_max)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def ssim_255(pred: np.ndarray, truth: np.ndarray, n_min: float, n_max: float) -> float:
+    """3-D SSIM (:func:`ssim3d`, data_range 255) of the volumes scaled to 0–255 over [n_min, n_max]."""
+    return ssim3d(_to_255(pred, n_min, n_max), _to_255(truth, n_min, n_max), data_range=255.0)

@@ -33,8 +33,9 @@ import torch
 from engine.backend import device_description, resolve_device
 from engine.birefringence import JonesFields, jones_fields, reconstruct_tensor
 from engine.birefringence.generator import load_generator, reconstruct_tensor_learned, resample_jones
-from engine.birefringence.generator_training import psnr_255, simulate_droplet, training_metadata
+from engine.metrics import psnr_255
 from engine.simulate.demo import simulate_demo
+from engine.training.birefringence_generator import simulate_droplet, training_metadata
 
 
 def _timed(fn, dev, repeats: int):

@@ -19,13 +19,14 @@ from engine.birefringence.generator import (DEFAULT_ARCHITECTURE, BirefringenceG
                                             ResidualBlock3d, TemporalAttention, build_generator, generator_inputs,
                                             load_generator, reconstruct_tensor_learned, resample_jones,
                                             save_generator)
-from engine.birefringence.generator_training import (TRAINING_SETUP, psnr_255, simulate_droplet, ssim_255,
-                                                     training_illuminations, training_metadata)
+from engine.metrics import psnr_255, ssim_255
 from engine.models import MODELS_DIR, ModelFileError
 from engine.progress import Cancelled, CancelToken
 from engine.simulate.beam_propagation import propagate_vectorial
 from engine.simulate.phantoms import make_lc_droplet
 from engine.store.results import read_result, write_result
+from engine.training.birefringence_generator import (TRAINING_SETUP, simulate_droplet, training_illuminations,
+                                                     training_metadata)
 
 TINY = {"encoder_channels": [4, 6, 6, 8, 8], "hidden_channels": 8, "attention_channels": 4,
         "decoder_channels": [6, 4, 4]}

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from engine.metrics import fwhm_ratio, ssim3d
 from engine.models import ModelFileError, load_safetensors_model, save_safetensors_model
 from engine.progress import CancelToken, Cancelled
 from engine.tomography.deep_regularizer import (DEFAULT_MODEL_NAME, UNet3D, depth_to_space, load_deep_regularizer,
                                                 regularize_deep, save_deep_regularizer, space_to_depth)
-from engine.tomography.deep_training import TrainingPair, augment, fwhm_ratio, split_of, ssim3d, train_model
 from engine.tomography.stitching import _window_sum, hann2_window, patch_starts, stitch_apply
+from engine.training.deep_regularizer import TrainingPair, augment, split_of, train_model
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "resources" / "models" / f"{DEFAULT_MODEL_NAME}.safetensors"
@@ -265,7 +266,7 @@ def test_train_model_keeps_the_checkpoint_with_the_lowest_relative_validation_lo
     assert hist["best_val_loss"] == pytest.approx(min(hist["val_relative_loss"]))
     # the returned network is that checkpoint: its relative validation loss (each sample's MSE
     # divided by the mean square of its target, weights of mean 1) is the recorded minimum
-    from engine.tomography.deep_training import _normalised
+    from engine.training.deep_regularizer import _normalised
     from engine.tomography.deep_regularizer import DEFAULT_DELTA_N_SCALE
 
     xv, yv = _normalised(val, DEFAULT_DELTA_N_SCALE)
@@ -279,7 +280,7 @@ def test_train_model_keeps_the_checkpoint_with_the_lowest_relative_validation_lo
 
 def test_evaluate_stratifies_beads_by_phase_delay():
     from engine.tomography.deep_regularizer import DeepRegularizer, UNet3D
-    from engine.tomography.deep_training import bead_phase_delay, evaluate
+    from engine.training.deep_regularizer import bead_phase_delay, evaluate
 
     def bead_pair(seed: int, index: float, radius: float) -> TrainingPair:
         p = _tiny_pair(seed)
@@ -304,7 +305,7 @@ def test_evaluate_stratifies_beads_by_phase_delay():
 
 
 def test_training_cli_help():
-    r = subprocess.run([sys.executable, "-m", "engine.tomography.deep_training", "--help"], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "engine.training.deep_regularizer", "--help"], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0
     for word in ("generate", "train", "evaluate"):
@@ -330,7 +331,7 @@ def test_shipped_model_card_and_odd_sizes():
 @needs_model
 @pytest.mark.slow
 def test_shipped_model_moves_a_fresh_sample_towards_tv():
-    from engine.tomography.deep_training import simulate_pair
+    from engine.training.deep_regularizer import simulate_pair
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # TV's small element-wise kernels run several times faster on one thread here

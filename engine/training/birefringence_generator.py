@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m engine.birefringence.generator_training [--n-droplets N] [--minutes M]
+    python -m engine.training.birefringence_generator [--n-droplets N] [--minutes M]
         [--device cpu|cuda] [--out-dir resources/models] [--cache-dir /tmp/odt-birefringence-generator]
 
 Data (documented in the model card)
@@ -28,7 +28,7 @@ learns too slowly for the ~8 epochs of 800 droplets that fit into 40 minutes on 
 validation state kept. Evaluation as the paper: PSNR with each volume scaled to 0–255 over
 [n_min, n_max], SSIM (:func:`skimage.metrics.structural_similarity`, 3-D, data_range 255),
 plus the mean n_e / n_o error inside the droplet, for the learned route, DTT
-(:func:`.reconstruct_tensor`, same grid) and the constant-n_m volume.
+(:func:`engine.birefringence.tensor_tomography.reconstruct_tensor`, same grid) and the constant-n_m volume.
 
 References
 ----------
@@ -49,18 +49,19 @@ import numpy as np
 import torch
 
 from ..backend import resolve_device
+from ..birefringence.generator import (DEFAULT_ARCHITECTURE, DEFAULT_GENERATOR_NAME, BirefringenceGenerator,
+                                       build_generator, generator_inputs, save_generator)
+from ..birefringence.jones import JonesFields
+from ..birefringence.tensor_tomography import jones_rytov, reconstruct_tensor
 from ..metadata import MeasurementMetadata
+from ..metrics import psnr_255, ssim_255
 from ..models import MODELS_DIR, TrainingLog
 from ..simulate.beam_propagation import propagate_vectorial, snap_illuminations
 from ..simulate.holograms import illumination_pattern
 from ..simulate.phantoms import make_lc_droplet
-from .generator import (DEFAULT_ARCHITECTURE, DEFAULT_GENERATOR_NAME, BirefringenceGenerator, build_generator,
-                        generator_inputs, save_generator)
-from .jones import JonesFields
-from .tensor_tomography import jones_rytov, reconstruct_tensor
 
 __all__ = ["TRAINING_SETUP", "training_metadata", "training_illuminations", "simulate_droplet", "make_dataset",
-           "psnr_255", "ssim_255", "evaluate", "train", "main"]
+           "evaluate", "train", "main"]
 
 #: the setup of the training data (stored in the card's ``input.setup``)
 TRAINING_SETUP = {"wavelength_um": 0.532, "medium_index": 1.46, "na_objective": 1.2, "na_condenser": 1.0,
@@ -172,24 +173,7 @@ def _batch_inputs(psi: np.ndarray, device) -> torch.Tensor:
                         for p in psi])
 
 
-# --------------------------------------------------------------------------- metrics
-def _to_255(v: np.ndarray, n_min: float, n_max: float) -> np.ndarray:
-    return np.clip((v - n_min) / (n_max - n_min), 0, 1) * 255.0
-
-
-def psnr_255(pred: np.ndarray, truth: np.ndarray, n_min: float, n_max: float) -> float:
-    """PSNR (dB) of a volume scaled to 0–255 over [n_min, n_max] (Kim et al.'s metric)."""
-    mse = float(np.mean((_to_255(pred, n_min, n_max) - _to_255(truth, n_min, n_max)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
-
-
-def ssim_255(pred: np.ndarray, truth: np.ndarray, n_min: float, n_max: float) -> float:
-    """3-D SSIM (:func:`skimage.metrics.structural_similarity`, data_range 255) on 0–255 volumes."""
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(_to_255(truth, n_min, n_max), _to_255(pred, n_min, n_max), data_range=255.0))
-
-
+# --------------------------------------------------------------------------- evaluation
 def evaluate(pred: np.ndarray, truth: np.ndarray, params: list, n_min: float, n_max: float) -> dict:
     """Metrics of predictions (n, 2, D, H, W) against truth: per channel n_e/n_o, means over droplets.
 
@@ -358,7 +342,8 @@ def train(n_droplets: int = 1000, minutes: float = 40.0, device: str = "cpu", ou
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m engine.training.birefringence_generator",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("--n-droplets", type=int, default=1000, help="droplets in total (80/10/10 %% split)")
     ap.add_argument("--minutes", type=float, default=40.0, help="training time budget")
     ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])

@@ -1,6 +1,6 @@
 """Training pairs and training of the learned 3-D regulariser (DeepRegularizer).
 
-Run as ``python -m engine.tomography.deep_training --help``. Three sub-commands:
+Run as ``python -m engine.training.deep_regularizer --help``. Three sub-commands:
 
 ``generate``
     Simulated phantoms (beads, bacteria, suspension cells, adherent cells) under several
@@ -47,6 +47,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from ..metrics import fwhm_ratio, ssim3d
 from ..progress import CancelToken, check_cancel, report
 
 __all__ = [
@@ -63,8 +64,6 @@ __all__ = [
     "VALIDATION_FIRST_SEED",
     "augment",
     "train_model",
-    "ssim3d",
-    "fwhm_ratio",
     "evaluate",
     "bead_phase_delay",
     "PHASE_DELAY_BINS_RAD",
@@ -202,9 +201,9 @@ def simulate_pair(kind: str, seed: int, setup: Optional[OpticalSetup] = None, *,
     from ..simulate.beam_propagation import propagate_scalar, snap_illuminations
     from ..simulate.holograms import illumination_pattern
     from ..simulate.phantoms import make_phantom
-    from .fourier_mapping import map_fields_to_fourier, scattering_potential_to_ri
-    from .reconstruct import first_order_fields
-    from .tv import DEFAULT_TV_WEIGHT, regularize_tv
+    from ..tomography.fourier_mapping import map_fields_to_fourier, scattering_potential_to_ri
+    from ..tomography.reconstruct import first_order_fields
+    from ..tomography.tv import DEFAULT_TV_WEIGHT, regularize_tv
 
     if kind not in SAMPLE_KINDS:
         raise ValueError(f"unknown kind {kind!r}: one of {SAMPLE_KINDS}")
@@ -368,7 +367,7 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     The paper trains with Adam at 1e-4 for many epochs on a GPU; this CPU budget allows only a
     few thousand steps, where 1e-4 has not converged, hence 1e-3 with a cosine decay.
     """
-    from .deep_regularizer import DEFAULT_DELTA_N_SCALE, UNet3D
+    from ..tomography.deep_regularizer import DEFAULT_DELTA_N_SCALE, UNet3D
 
     scale = float(scale or DEFAULT_DELTA_N_SCALE)
     torch.manual_seed(seed)
@@ -457,44 +456,7 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     return net.cpu(), history
 
 
-# --------------------------------------------------------------------------- metrics
-def ssim3d(a: np.ndarray, b: np.ndarray, data_range: Optional[float] = None) -> float:
-    """Structural similarity of two volumes (scikit-image, 7³ window, Gaussian-free), with
-    ``data_range`` defaulting to the range of ``b`` (the reference)."""
-    from skimage.metrics import structural_similarity
-
-    b = np.asarray(b, np.float64)
-    dr = float(data_range if data_range is not None else (b.max() - b.min()))
-    return float(structural_similarity(np.asarray(a, np.float64), b, data_range=max(dr, 1e-12)))
-
-
-def _fwhm(profile: np.ndarray, centre: int, background: float) -> float:
-    """Full width at half maximum (voxels, linear interpolation) of a peak at ``centre``."""
-    p = np.asarray(profile, np.float64) - background
-    lo = max(centre - 1, 0)
-    centre = lo + int(np.argmax(p[lo:centre + 2]))  # the peak voxel next to the nominal centre
-    peak = p[centre]
-    half = peak / 2
-    if peak <= 0:
-        return float("nan")
-
-    def side(step: int) -> float:
-        j = centre
-        while 0 <= j + step < len(p) and p[j + step] > half:
-            j += step
-        if not 0 <= j + step < len(p):
-            return float("nan")
-        a, b = p[j], p[j + step]  # a > half >= b
-        return abs(j - centre) + (a - half) / (a - b)
-    return side(1) + side(-1)
-
-
-def fwhm_ratio(volume: np.ndarray, centre_idx: Sequence[int], background: float) -> float:
-    """Axial elongation FWHM_z / FWHM_x of a bead through its centre voxel (z, y, x)."""
-    z, y, x = (int(v) for v in centre_idx)
-    return _fwhm(volume[:, y, x], z, background) / _fwhm(volume[z, y, :], x, background)
-
-
+# --------------------------------------------------------------------------- bead study
 PHASE_DELAY_BINS_RAD = (0.0, 3.0, 6.0, math.inf)
 
 
@@ -523,7 +485,7 @@ def evaluate(pairs: Sequence[TrainingPair], model, *, log: Callable[[str], None]
     :data:`PHASE_DELAY_BINS_RAD`), with ``tv_peak_over_truth``, the TV target's peak Δn over the
     true one (1 for a faithful target; TV rings on beads far outside Rytov validity).
     """
-    from .deep_regularizer import regularize_deep
+    from ..tomography.deep_regularizer import regularize_deep
 
     rows = []
     for p in pairs:
@@ -585,7 +547,7 @@ def bead_elongation_study(model, *, count: int = 3, first_seed: int = 9100,
     Multi-bead training volumes are not used for this: neighbouring beads merge in the profiles
     and polystyrene beads (Δn 0.26) break the Rytov approximation, so their FWHM is not a width.
     """
-    from .deep_regularizer import regularize_deep
+    from ..tomography.deep_regularizer import regularize_deep
 
     res: dict = {"raw": [], "tv": [], "deep": [], "truth": [], "radius_um": [], "setup": []}
     for i in range(count):
@@ -618,7 +580,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: ``generate``, ``train``, ``evaluate`` (see the module docstring)."""
     from ..models import MODELS_DIR
 
-    ap = argparse.ArgumentParser(prog="python -m engine.tomography.deep_training",
+    ap = argparse.ArgumentParser(prog="python -m engine.training.deep_regularizer",
                                  description="Training pairs and training of the learned 3-D regulariser.")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -658,7 +620,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         generate_pairs(a.cache, per_kind=a.per_kind, first_seed=a.first_seed, log=_logger(None))
         return 0
     if a.cmd == "train":
-        from .deep_regularizer import DEFAULT_DELTA_N_SCALE, load_deep_regularizer, save_deep_regularizer
+        from ..tomography.deep_regularizer import DEFAULT_DELTA_N_SCALE, load_deep_regularizer, save_deep_regularizer
 
         out = Path(a.out)
         log_path = out.with_suffix(".log")
@@ -729,7 +691,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             log("[train] held-out summary: " + json.dumps(summary["per_kind"].get("all", {}), default=float))
         return 0
     if a.cmd == "evaluate":
-        from .deep_regularizer import load_deep_regularizer
+        from ..tomography.deep_regularizer import load_deep_regularizer
 
         reg = load_deep_regularizer(a.model, device="cpu")
         log = _logger(a.log)
