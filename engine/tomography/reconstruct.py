@@ -12,7 +12,9 @@ Rytov: ``ψ = ln|u| + i·φ_unwrapped``; Born: ``ψ = u − 1``. Each ``ψ`` is 
 cap (:mod:`engine.tomography.fourier_mapping`), overlapping caps are averaged (sample rotation:
 every measured voxel is interpolated between the caps of neighbouring views, and the volume is a
 cube by default), the 3-D inverse
-FFT gives ``x = (n/n_m)² − 1`` and ``n = n_m·sqrt(1 + x)`` (real part). Optional
+FFT gives ``x`` and the index (real part): Born ``x = (n/n_m)² − 1``, ``n = n_m·sqrt(1 + x)``;
+Rytov, which is linear in ``n − n_m``, ``n = n_m·(1 + x/2)`` (exact for a slab; the square root
+would lose ``(n − n_m)²/(2n_m)``, 1 % of a cell's contrast). Optional
 missing-cone filling by non-negativity (:mod:`engine.tomography.constraints`) and TV
 (:mod:`engine.tomography.tv`).
 
@@ -38,7 +40,7 @@ from ..metadata import MeasurementMetadata
 from ..progress import CancelToken, check_cancel, report, sub_progress
 from ..tomogram import Tomogram
 from .constraints import DEFAULT_NON_NEGATIVITY_ITERATIONS, apply_non_negativity
-from .fourier_mapping import map_fields_to_fourier, scattering_potential_to_ri
+from .fourier_mapping import map_fields_to_fourier
 from .tv import DEFAULT_TV_WEIGHT, regularize_tv
 
 __all__ = ["Tomogram", "reconstruct", "first_order_fields", "METHODS"]
@@ -206,6 +208,9 @@ def reconstruct(
         rotation_angles_rad=None if angles is None else angles[idx], chunk=chunk, device=dev,
         progress=sub_progress(progress, 0.05, 0.3, ""), cancel=cancel)
     del psi
+    # first-order Rytov is linear in n − n_m: read its x as 2(n − n_m)/n_m (see
+    # scattering_potential_to_ri); Born's x is the scattering potential itself
+    data.linear_index = method == "rytov"
     timings["mapping"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     nm = metadata.medium_index
@@ -219,11 +224,11 @@ def reconstruct(
         x = apply_non_negativity(data, iterations=nn_iters, x0=x0,
                                  progress=sub_progress(progress, 0.3, nn_end, ""), cancel=cancel)
         del x0
-        ri = scattering_potential_to_ri(x, nm)
+        ri = data.to_ri(x)
         label = f"{method}+nonneg"
         del x
     else:
-        ri = scattering_potential_to_ri(torch.fft.ifftn(data.spectrum).real, nm)  # non-absorbing: Re x
+        ri = data.to_ri(torch.fft.ifftn(data.spectrum).real)  # non-absorbing: Re x
         label = method
     ri = ri.to(torch.float32).cpu().numpy()
     timings["inversion"] = time.perf_counter() - t2
@@ -233,7 +238,7 @@ def reconstruct(
         xt = regularize_tv(data, weight=tv_weight, outer_iterations=tv_outer_iterations,
                            inner_iterations=tv_inner_iterations,
                            progress=sub_progress(progress, nn_end, 1.0, ""), cancel=cancel)
-        ri_tv = scattering_potential_to_ri(xt, nm).to(torch.float32).cpu().numpy()
+        ri_tv = data.to_ri(xt).to(torch.float32).cpu().numpy()
         del xt
         timings["tv"] = time.perf_counter() - t3
     elif regularization not in (None, "none"):
