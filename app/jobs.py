@@ -197,6 +197,11 @@ class JobRunner(QObject):
     def busy(self) -> bool:
         return self._current is not None
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` was called: :meth:`submit` then raises."""
+        return self._closing
+
     def submit(self, name: str, fn: Callable[..., Any], *args: Any,
                on_result: Optional[Callable[[Any], None]] = None,
                on_error: Optional[Callable[[BaseException], None]] = None,

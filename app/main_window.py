@@ -8,7 +8,6 @@ the running job with a progress bar and a cancel button.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import platform
@@ -33,6 +32,8 @@ from PySide6.QtWidgets import (
 
 import engine
 from engine.backend import device_description
+from engine.store.birefringence import has_birefringence
+from engine.store.project import DB_NAME, Project
 
 from . import demo as demo_module
 from . import logs, paths
@@ -97,30 +98,6 @@ def _demo_builder() -> Any:
     from engine.pipeline.demo_project import ensure_demo_project
 
     return ensure_demo_project
-
-
-def _has_birefringence(path: Path) -> bool:
-    """Whether a result file holds a ``birefringence`` group (docs/formats.md §2)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            return "birefringence" in f
-    except (OSError, ValueError):
-        return False
-
-
-def _project_api() -> Any:
-    """``engine.store.project.Project`` when that part has landed, else None."""
-    try:
-        if importlib.util.find_spec("engine.store.project") is None:
-            return None
-        from engine.store.project import Project  # type: ignore[import-not-found]
-
-        return Project
-    except Exception:  # a half-landed module must not stop the window
-        log.exception("engine.store.project could not be imported; projects are plain folders")
-        return None
 
 
 class MainWindow(QMainWindow):
@@ -267,9 +244,9 @@ class MainWindow(QMainWindow):
     def open_project(self, path: str | Path, create: bool = False) -> bool:
         """Make the folder ``path`` the current project; True on success.
 
-        With ``engine.store.project.Project`` available, the project database is created
-        (``create=True``) or opened; until then a project is just the remembered folder.
-        Errors are shown in a dialog and logged.
+        The project database (:class:`engine.store.project.Project`) is created (``create=True``;
+        a folder that already holds one is simply opened) or opened. Errors are shown in a dialog
+        and logged.
         """
         path = Path(path).expanduser().resolve()
         try:
@@ -277,13 +254,9 @@ class MainWindow(QMainWindow):
                 path.mkdir(parents=True, exist_ok=True)
             elif not path.is_dir():
                 raise FileNotFoundError(f"the project folder '{path}' does not exist")
-            project_cls = _project_api()
-            project = None
-            if project_cls is not None:
-                db_name = getattr(sys.modules.get(project_cls.__module__), "DB_NAME", "project.sqlite")
-                if create and (path / db_name).exists():
-                    create = False  # "new project" on an existing project simply opens it
-                project = project_cls.create(path) if create else project_cls.open(path)
+            if create and (path / DB_NAME).exists():
+                create = False  # "new project" on an existing project simply opens it
+            project = Project.create(path) if create else Project.open(path)
         except Exception as exc:
             log.exception("could not %s project %s", "create" if create else "open", path)
             hint = "" if create else "\n\nTo make this folder a project, use File ▸ New project…"
@@ -306,23 +279,21 @@ class MainWindow(QMainWindow):
     def _project_to_tabs(self, _path: object) -> None:
         """Give the open project (or None) to every tab that works on one."""
         for tab in (self.import_tab, self.screening_tab, self.reconstruction_tab):
-            if hasattr(tab, "set_project"):
-                try:
-                    tab.set_project(self.project)
-                except Exception:  # noqa: BLE001 - one tab's failure must not stop the others
-                    log.exception("%s could not take the project", type(tab).__name__)
+            try:
+                tab.set_project(self.project)
+            except Exception:  # noqa: BLE001 - one tab's failure must not stop the others
+                log.exception("%s could not take the project", type(tab).__name__)
 
     @Slot(list)
     def _measurements_imported(self, _outcomes: list) -> None:
         self.screening_tab.refresh_measurements()
-        if hasattr(self.reconstruction_tab, "set_project"):
-            try:
-                self.reconstruction_tab.set_project(self.project)
-            except Exception:  # noqa: BLE001
-                log.exception("the reconstruction tab could not refresh its measurements")
+        try:
+            self.reconstruction_tab.set_project(self.project)
+        except Exception:  # noqa: BLE001 - the other tabs go on
+            log.exception("the reconstruction tab could not refresh its measurements")
 
     def _close_project(self) -> None:
-        if self.project is not None and hasattr(self.project, "close"):
+        if self.project is not None:
             try:
                 self.project.close()
             except Exception:
@@ -382,7 +353,7 @@ class MainWindow(QMainWindow):
         When it is ready every tab shows it (:meth:`show_demo_project`) and :attr:`demo_ready` fires.
         """
         if not demo_module.demo_available():
-            msg = "The demo simulator is not part of this build yet, so there is no demo project."
+            msg = "The demo simulator is not part of this build, so there is no demo project."
             log.warning(msg)
             self.statusBar().showMessage(msg, 10000)
             return None
@@ -430,7 +401,7 @@ class MainWindow(QMainWindow):
         elif p.is_file() and (p.name.endswith(".odt.h5") or p.suffix.lower() == ".tcf"):
             self.tabs.setCurrentWidget(self.reconstruction_tab)
             self.reconstruction_tab.open_result(p)
-            if _has_birefringence(p):
+            if has_birefringence(p):
                 self.birefringence_tab.open_result(p)
                 self.tabs.setCurrentWidget(self.birefringence_tab)
         elif p.is_file() and p.parent.is_dir():

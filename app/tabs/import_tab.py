@@ -1,5 +1,8 @@
 """Acquisition import tab: choose a root folder, list its measurement folders, preview one.
 
+A thin widget: its jobs and the text it shows are in :mod:`app.logic.importing` (no Qt), the
+measurement table (Qt model and view) in :mod:`app.widgets.measurement_table`.
+
 The tab does no science and reads no file itself: finding and checking measurement
 folders (:func:`engine.store.folders.discover_measurements`,
 :func:`~engine.store.folders.inspect_measurement`) and loading holograms
@@ -20,348 +23,47 @@ The open project's side-band setting (:attr:`engine.store.project.Project.sideba
 for samples denser than their medium, or "as given", the peak with f_x > 0, for samples less
 dense than their medium) is chosen here. The preview says how the selected measurement's side
 band was chosen: from its result file's ``retrieval/`` record when the project has processed
-it, else that it is decided when the fields are retrieved (:func:`sideband_status`).
+it, else that it is decided when the fields are retrieved
+(:func:`app.logic.importing.sideband_status`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
-    QPersistentModelIndex,
-    QSortFilterProxyModel,
-    Qt,
-    Signal,
-    Slot,
-)
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFont, QPainter, QPixmap, QShowEvent
+from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFileDialog,
     QFormLayout,
     QFrame,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
     QSplitter,
     QStackedWidget,
-    QStyle,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
 from engine.measurement import Measurement
-from engine.pipeline.project_screening import project_sideband, sideband_description
-from engine.progress import check_cancel, report
-from engine.store.folders import (
-    MeasurementInfo,
-    discover_measurements,
-    inspect_measurement,
-    load_measurement,
-)
+from engine.pipeline.project_screening import project_sideband
+from engine.store.folders import MeasurementInfo
 
 from ..jobs import Job, JobRunner
+from ..logic.importing import (SIDEBAND_ITEMS, ImportOutcome, import_into_project, import_summary, load_preview,
+                               measurement_details, scan_measurements, scan_summary, sideband_status)
 from ..settings import AppSettings
 from ..widgets.image_view import HologramView
+from ..widgets.measurement_table import MeasurementTable
 
-__all__ = ["scan_measurements", "import_into_project", "sideband_status", "ImportOutcome", "MeasurementTableModel",
-           "ImportTab", "SIDEBAND_ITEMS"]
+__all__ = ["ImportTab"]
 
 log = logging.getLogger(__name__)
-
-VALID_TEXT = "valid"
-NO_METADATA = "no measurement.json"
-NO_METADATA_TEXT = "no measurement.json (images only)"
-
-#: The project side-band setting's choices: (value, text in the combo, tooltip).
-SIDEBAND_ITEMS = (
-    ("auto", "Automatic (sample denser than medium)",
-     "Of the two twin side bands, take the one that gives the sample a positive phase, decided once per "
-     "measurement on all its fields. Right for cells, bacteria, beads: anything denser than its medium."),
-    ("as-given", "As given (f_x > 0)",
-     "Always take the side-band peak with f_x > 0 (docs/formats.md). For samples less dense than their "
-     "medium (e.g. droplets of a lower index), where the automatic rule would flip the sign."),
-)
-
-
-def scan_measurements(root: str | Path, progress: Optional[Callable[..., None]] = None,
-                      cancel=None) -> list[MeasurementInfo]:
-    """Find and check every measurement folder under ``root`` (a job for the runner).
-
-    Parameters
-    ----------
-    root : path
-        Folder to search recursively (``root`` itself may be a measurement).
-    progress, cancel
-        The :mod:`engine.progress` protocol.
-
-    Returns
-    -------
-    list of MeasurementInfo
-        One per folder found, in natural order; invalid ones carry their error text.
-    """
-    report(progress, 0.0, "looking for measurement folders")
-    failed: list[MeasurementInfo] = []
-
-    def not_a_measurement(folder: Path, message: str) -> None:
-        failed.append(MeasurementInfo(name=Path(folder).name, path=Path(folder), valid=False, error=message))
-
-    folders = discover_measurements(root, on_error=not_a_measurement, on_unrecognised=not_a_measurement)
-    infos: list[MeasurementInfo] = []
-    for i, folder in enumerate(folders):
-        check_cancel(cancel)
-        report(progress, i / max(1, len(folders)), f"checking {folder.name}")
-        infos.append(inspect_measurement(folder, thumbnail=False))
-    report(progress, 1.0, f"{len(infos)} measurement(s) found"
-           + (f", {len(failed)} folder(s) that cannot be read as one" if failed else ""))
-    return infos + failed
-
-
-def sideband_status(project: Any, folder: str | Path, progress: Optional[Callable[..., None]] = None,
-                    cancel=None) -> str:
-    """How the side band of measurement ``folder`` was (or will be) chosen, one line (a job).
-
-    From the result file's ``retrieval/`` record when ``project`` holds the measurement and has
-    processed it; else what will decide it: ``carrier_per_um`` in measurement.json (always
-    honoured) or the project's side-band setting.
-    """
-    from engine.metadata import MeasurementMetadata
-    from engine.store.results import read_result
-
-    check_cancel(cancel)
-    setting = project_sideband(project) if project is not None else "auto"
-    target = Path(folder).resolve()
-    rec = None
-    if project is not None:
-        rec = next((r for r in project.list_measurements() if Path(r.path).resolve() == target), None)
-    if rec is not None:
-        path = Path(project.result_path(rec))
-        if path.is_file():
-            try:
-                res = read_result(path, groups=["retrieval"])
-            except ValueError as exc:
-                return f"side band: the result file cannot be read ({exc})"
-            r = res.retrieval
-            return sideband_description({"attrs": dict(r.attrs)} if r is not None else {}, setting)
-        meta_json = rec.metadata_json
-    else:
-        meta_file = target / "measurement.json"
-        meta_json = meta_file.read_text(encoding="utf-8") if meta_file.is_file() else ""
-    try:
-        carrier = MeasurementMetadata.from_json(meta_json).carrier_per_um if meta_json else None
-    except Exception:  # noqa: BLE001 - an invalid folder has its own error in the table
-        carrier = None
-    if carrier is not None:
-        return "side band: carrier_per_um from measurement.json (always honoured)"
-    return sideband_description(None, setting)
-
-
-def load_preview(folder: str | Path, progress: Optional[Callable[..., None]] = None,
-                 cancel=None) -> Measurement:
-    """Load one measurement's holograms for the preview (a job for the runner)."""
-    check_cancel(cancel)
-    report(progress, 0.0, f"reading {Path(folder).name}")
-    m = load_measurement(folder)
-    report(progress, 1.0, "loaded")
-    return m
-
-
-@dataclass(frozen=True)
-class ImportOutcome:
-    """What happened to one folder of an import: ``status`` "imported", "already" or "failed"."""
-
-    path: Path
-    status: str
-    measurement_id: Optional[int] = None
-    error: str = ""
-
-
-def import_into_project(project: Any, folders: list[str | Path], progress: Optional[Callable[..., None]] = None,
-                        cancel=None) -> list[ImportOutcome]:
-    """Add measurement folders to a project's catalogue (a job for the runner).
-
-    Each folder is checked again (:func:`engine.store.folders.inspect_measurement`); an invalid
-    one, or one whose import raises, is reported as "failed" with the error and the others go
-    on. A folder already in the project is reported as "already" (its id kept).
-
-    Parameters
-    ----------
-    project : engine.store.project.Project
-    folders : list of paths
-    progress, cancel
-        The :mod:`engine.progress` protocol (cancel stops before the next folder).
-
-    Returns
-    -------
-    list of ImportOutcome, one per folder handled (fewer when cancelled).
-    """
-    known = {str(Path(r.path).resolve()): r.id for r in project.list_measurements()}
-    out: list[ImportOutcome] = []
-    for i, folder in enumerate(folders):
-        check_cancel(cancel)
-        folder = Path(folder)
-        report(progress, i / max(1, len(folders)), f"importing {folder.name} ({i + 1} of {len(folders)})")
-        try:
-            key = str(folder.resolve())
-            if key in known:
-                out.append(ImportOutcome(folder, "already", known[key]))
-                continue
-            info = inspect_measurement(folder, thumbnail=False)
-            if not info.valid:
-                out.append(ImportOutcome(folder, "failed", None, info.error))
-                continue
-            mid = project.add_measurement(folder, info)
-            known[key] = mid
-            out.append(ImportOutcome(folder, "imported", mid))
-        except Exception as exc:  # noqa: BLE001 - one folder's error never stops the rest
-            log.exception("import of %s failed", folder)
-            out.append(ImportOutcome(folder, "failed", None, f"{type(exc).__name__}: {exc}"))
-    report(progress, 1.0, f"{sum(o.status == 'imported' for o in out)} measurement(s) imported")
-    return out
-
-
-def _imported_icon() -> QPixmap:
-    pm = QPixmap(14, 14)
-    pm.fill(QColor(0, 0, 0, 0))
-    p = QPainter(pm)
-    p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-    p.setBrush(QColor("#4aa3df"))
-    p.setPen(QColor("#4aa3df"))
-    p.drawEllipse(1, 1, 12, 12)
-    p.setPen(QColor("#ffffff"))
-    f = QFont()
-    f.setPixelSize(10)
-    f.setBold(True)
-    p.setFont(f)
-    p.drawText(pm.rect(), int(Qt.AlignmentFlag.AlignCenter), "P")
-    p.end()
-    return pm
-
-
-class MeasurementTableModel(QAbstractTableModel):
-    """Rows of :class:`engine.store.folders.MeasurementInfo`: name, sample, images, size, status."""
-
-    COLUMNS = ("Name", "Sample", "Images", "Image size", "Status")
-    PathRole = Qt.ItemDataRole.UserRole + 1
-    SortRole = Qt.ItemDataRole.UserRole + 2
-    InProjectRole = Qt.ItemDataRole.UserRole + 3
-
-    def __init__(self, parent: Optional[QWidget] = None) -> None:
-        super().__init__(parent)
-        self._rows: list[MeasurementInfo] = []
-        self._in_project: set[str] = set()
-        self._project_icon: Optional[QPixmap] = None
-        style = parent.style() if parent is not None else None
-        self._ok_icon = style.standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton) if style else None
-        self._bad_icon = style.standardIcon(QStyle.StandardPixmap.SP_MessageBoxCritical) if style else None
-
-    # ---------------------------------------------------------------- Qt model API
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return self.COLUMNS[section]
-        return None
-
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
-            return None
-        info = self._rows[index.row()]
-        col = index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self.cell_text(info, col)
-        if role == self.SortRole:
-            if col == 2:
-                return info.n_images
-            if col == 3:
-                return (info.image_shape[0] * info.image_shape[1]) if info.image_shape else -1
-            return self.cell_text(info, col).casefold()
-        if role == self.PathRole:
-            return str(info.path)
-        if role == self.InProjectRole:
-            return self.in_project(info)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            if col == 0:
-                return str(info.path) + ("\n(already in the open project)" if self.in_project(info) else "")
-            return (info.error or VALID_TEXT) if col == 4 else None
-        if role == Qt.ItemDataRole.DecorationRole and col == 0 and self.in_project(info):
-            if self._project_icon is None:
-                self._project_icon = _imported_icon()
-            return self._project_icon
-        if role == Qt.ItemDataRole.FontRole and col == 0 and self.in_project(info):
-            f = QFont()
-            f.setItalic(True)
-            return f
-        if role == Qt.ItemDataRole.ForegroundRole and col == 4 and not info.valid:
-            return QColor("#ff7b72")
-        if role == Qt.ItemDataRole.DecorationRole and col == 4:
-            return self._ok_icon if info.valid else self._bad_icon
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (2, 3):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
-
-    # ---------------------------------------------------------------- own API
-    @staticmethod
-    def cell_text(info: MeasurementInfo, col: int) -> str:
-        if col == 0:
-            return info.name
-        if col == 1:
-            return info.sample_name or info.name
-        if col == 2:
-            return str(info.n_images) if info.n_images else "–"
-        if col == 3:
-            return f"{info.image_shape[1]} × {info.image_shape[0]}" if info.image_shape else "–"
-        if not info.valid and info.error.startswith(NO_METADATA):  # the start says it: keep it short
-            return NO_METADATA_TEXT
-        return VALID_TEXT if info.valid else info.error
-
-    def set_rows(self, rows: list[MeasurementInfo]) -> None:
-        self.beginResetModel()
-        self._rows = list(rows)
-        self.endResetModel()
-
-    def rows(self) -> list[MeasurementInfo]:
-        return list(self._rows)
-
-    def in_project(self, info: MeasurementInfo) -> bool:
-        return str(Path(info.path).resolve()) in self._in_project
-
-    def set_in_project(self, paths: set[str]) -> None:
-        """Mark the folders (resolved path strings) that the open project already holds."""
-        self._in_project = set(paths)
-        if self._rows:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, 0))
-
-    def info(self, row: int) -> MeasurementInfo:
-        return self._rows[row]
-
-
-class _ElideLeftDelegate(QStyledItemDelegate):
-    """Elides long text on the left, so the end of an error message (the problem) stays visible."""
-
-    def initStyleOption(self, option: QStyleOptionViewItem,  # noqa: N802 - Qt API
-                        index: QModelIndex | QPersistentModelIndex) -> None:
-        super().initStyleOption(option, index)
-        option.textElideMode = Qt.TextElideMode.ElideLeft
-
-
-def _fmt(v: Optional[float], unit: str = "", digits: int = 4) -> str:
-    return "–" if v is None else f"{v:.{digits}g}{(' ' + unit) if unit else ''}"
 
 
 class ImportTab(QWidget):
@@ -451,31 +153,8 @@ class ImportTab(QWidget):
 
     def _build_table_side(self) -> QWidget:
         """The measurement table (or its empty state), the summary, import and side-band setting."""
-        self.model = MeasurementTableModel(self)
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(MeasurementTableModel.SortRole)
-        self.table = QTableView(self)
-        self.table.setObjectName("measurementTable")
-        self.table.setModel(self.proxy)
-        self.table.setSortingEnabled(True)
-        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.setAlternatingRowColors(True)
-        self.table.setShowGrid(False)
-        self.table.setWordWrap(False)
-        self.table.verticalHeader().setVisible(False)
-        hh = self.table.horizontalHeader()
-        hh.setHighlightSections(False)
-        for c, mode in enumerate((QHeaderView.ResizeMode.Interactive, QHeaderView.ResizeMode.Interactive,
-                                  QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.ResizeToContents,
-                                  QHeaderView.ResizeMode.Stretch)):
-            hh.setSectionResizeMode(c, mode)
-        hh.resizeSection(0, 170)
-        hh.resizeSection(1, 150)
-        self._status_delegate = _ElideLeftDelegate(self.table)
-        self.table.setItemDelegateForColumn(4, self._status_delegate)
+        self.table = MeasurementTable(self)
+        self.model, self.proxy = self.table.measurements, self.table.proxy
         self.table.selectionModel().currentRowChanged.connect(self._current_row_changed)
 
         self.empty = QLabel(self)
@@ -613,23 +292,14 @@ class ImportTab(QWidget):
         self.model.set_rows(infos)
         self.refresh_in_project()
         self._update_import_button()
-        n_meta = sum(not i.valid and i.error.startswith(NO_METADATA) for i in infos)
-        n_found = len(infos) - n_meta
-        n_bad = sum(not i.valid for i in infos) - n_meta
-        n_in = sum(self.model.in_project(i) for i in infos)
         if infos:
             self.left_stack.setCurrentWidget(self.table)
-            self.summary.setText(f"{n_found} measurement folder(s) found: {n_found - n_bad} valid"
-                                 + (f", {n_bad} with errors (hover the status for details)" if n_bad else "") + "."
-                                 + (f" {n_meta} folder(s) of images without measurement.json: not imported until "
-                                    "one is added." if n_meta else "")
-                                 + (f" {n_in} already in the project (marked P)." if n_in else ""))
         else:
             self.show_empty_message(
                 "No measurement folders found",
                 f"Nothing under <code>{self.root}</code> holds a <code>measurement.json</code> "
                 "or <code>measurement.h5</code>.<br>Choose another folder or drop one here.")
-            self.summary.setText("")
+        self.summary.setText(scan_summary(infos, sum(self.model.in_project(i) for i in infos)))
         target = self._select_after_scan
         self._select_after_scan = None
         if target is not None:
@@ -696,8 +366,7 @@ class ImportTab(QWidget):
 
     def selected_infos(self) -> list[MeasurementInfo]:
         """The selected rows' MeasurementInfo, in table order."""
-        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
-        return [self.model.info(self.proxy.mapToSource(self.proxy.index(r, 0)).row()) for r in rows]
+        return self.table.selected_infos()
 
     def import_selected(self) -> Optional[Job]:
         """Import the selected folders into the open project (a job with progress and cancel)."""
@@ -719,15 +388,7 @@ class ImportTab(QWidget):
         return self._import_job
 
     def _import_done(self, outcomes: list[ImportOutcome]) -> None:
-        ok = [o for o in outcomes if o.status == "imported"]
-        already = [o for o in outcomes if o.status == "already"]
-        failed = [o for o in outcomes if o.status == "failed"]
-        text = f"{len(ok)} imported"
-        if already:
-            text += f", {len(already)} already in the project"
-        if failed:
-            text += f", {len(failed)} failed: " + "; ".join(f"{o.path.name}: {o.error}" for o in failed)
-        self.import_summary.setText(text + ".")
+        self.import_summary.setText(import_summary(outcomes))
         self.refresh_in_project()
         self._update_import_button()
         self.imported.emit(outcomes)
@@ -753,29 +414,17 @@ class ImportTab(QWidget):
 
     def selected_path(self) -> Optional[Path]:
         """The folder of the selected measurement, or None."""
-        idx = self.table.currentIndex()
-        if not idx.isValid() or not self.table.selectionModel().hasSelection():
-            return None
-        return Path(self.proxy.data(self.proxy.index(idx.row(), 0), MeasurementTableModel.PathRole))
+        return self.table.selected_path()
 
     def select_measurement(self, path: str | Path) -> bool:
         """Select the row of measurement folder ``path``; False if it is not listed."""
-        p = Path(path)
-        for r in range(self.proxy.rowCount()):
-            idx = self.proxy.index(r, 0)
-            if Path(self.proxy.data(idx, MeasurementTableModel.PathRole)) == p:
-                self.table.selectRow(r)
-                self.table.setCurrentIndex(idx)
-                self.table.scrollTo(idx)
-                return True
-        return False
+        return self.table.select_path(path)
 
     @Slot(QModelIndex, QModelIndex)
     def _current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        if not current.isValid():
+        if not current.isValid() or self.runner.closed:  # e.g. a scan that ends while the window closes
             return
-        info = self.model.info(self.proxy.mapToSource(current).row())
-        self.preview(info)
+        self.preview(self.table.info_at(current))
 
     def preview(self, info: MeasurementInfo) -> Optional[Job]:
         """Show the details of ``info`` and load its holograms in the background."""
@@ -796,10 +445,7 @@ class ImportTab(QWidget):
         return self._preview_job
 
     def _current_info(self) -> Optional[MeasurementInfo]:
-        idx = self.table.currentIndex()
-        if not idx.isValid():
-            return None
-        return self.model.info(self.proxy.mapToSource(idx).row())
+        return self.table.current_info()
 
     def _request_sideband(self, info: MeasurementInfo) -> Optional[Job]:
         """Find out (a job: it may read the result file) how ``info``'s side band was chosen."""
@@ -827,16 +473,8 @@ class ImportTab(QWidget):
         return self._sideband_job
 
     def _set_details(self, info: MeasurementInfo) -> None:
-        m = info.metadata
-        d = self._detail_labels
-        d["Wavelength"].setText(_fmt(m.wavelength_um * 1000, "nm") if m else "–")
-        d["Medium index"].setText(_fmt(m.medium_index) if m else "–")
-        d["Objective NA"].setText(_fmt(m.na_objective) if m else "–")
-        d["Pixel size"].setText(_fmt(m.pixel_size_um, "µm") if m else "–")
-        geometry = m.geometry + (", polarisation-resolved" if m.polarised else "") if m else "–"
-        d["Geometry"].setText(geometry)
-        shape = f", {info.image_shape[1]} × {info.image_shape[0]} px" if info.image_shape else ""
-        d["Images"].setText(f"{info.n_images}{shape} ({info.dtype})" if info.n_images else "–")
+        for key, text in measurement_details(info).items():
+            self._detail_labels[key].setText(text)
 
     def _preview_loaded(self, m: Measurement) -> None:
         self.measurement = m

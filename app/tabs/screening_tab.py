@@ -1,5 +1,9 @@
 """Screening review tab: review every field's clean/noisy decision fast, by keyboard, with overrides.
 
+A thin widget: what it shows (:class:`app.logic.screening.ScreeningData`), the jobs that make it
+and the text it writes are in :mod:`app.logic.screening` (no Qt); the grid, the field view and
+the histogram are in :mod:`app.widgets`.
+
 The tab does no science. Field retrieval (:func:`engine.holography.retrieval.retrieve_fields`),
 screening (:func:`engine.screening.network.screen_fields`), saliency
 (:mod:`engine.screening.saliency`) and fine-tuning
@@ -28,9 +32,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal, Slot
@@ -55,30 +58,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.pipeline.project_screening import (NO_MODEL_NOTE, SOURCE_MANUAL, SOURCE_MODEL, SOURCE_RULE,
-                                               load_screening_model, screen_project_measurement)
-from engine.progress import check_cancel, report, sub_progress
+from engine.pipeline.project_screening import NO_MODEL_NOTE, SOURCE_MANUAL, SOURCE_MODEL, SOURCE_RULE
 
 from ..errors import show_error
 from ..jobs import Job, JobRunner
+from ..logic.screening import (QUALITY_LABELS, ScreeningData, compute_saliency, field_details, fmt_metric,
+                               measurement_status, prepare_screening, review_counts, threshold_range)
 from ..settings import AppSettings
 from ..widgets.warning_banner import WarningBanner
 from ..widgets.key_table import key_table_dialog
-from ..widgets.field_grid import (QUALITY_LABELS, FieldFilterProxy, FieldGridModel, FieldGridView,
-                                  phase_thumbnails, quality_text)
+from ..widgets.field_grid import FieldFilterProxy, FieldGridModel, FieldGridView
 from ..widgets.saliency_view import FieldView
 from ..widgets.score_histogram import ScoreHistogram
 
-__all__ = [
-    "ScreeningData",
-    "load_screening_model",
-    "prepare_screening",
-    "compute_saliency",
-    "review_counts",
-    "OverrideCommand",
-    "ScreeningTab",
-    "SHORTCUTS",
-]
+__all__ = ["ScreeningData", "OverrideCommand", "ScreeningTab", "SHORTCUTS"]
 
 log = logging.getLogger(__name__)
 
@@ -97,125 +90,6 @@ SHORTCUTS = (
     ("P / A / F", "show phase / amplitude / log spectrum"),
     ("?", "this list"),
 )
-
-
-# ============================================================================ engine jobs
-@dataclass
-class ScreeningData:
-    """One measurement's fields and screening, as the tab shows them.
-
-    Attributes
-    ----------
-    measurement_id : int
-    name : str
-    fields : ndarray (N, H, W) complex64
-        Sample/background ratio fields at the sample plane.
-    pixel_size_um : float
-    thumbnails : ndarray (N, t, t) uint8
-        Phase thumbnails for the grid.
-    score : ndarray (N,) float32
-        Model noisy-probability (NaN when screened by rule).
-    rule_peak : ndarray (N,) float32
-        Rule metric, log10.
-    auto_decision, auto_source : ndarray (N,) uint8
-        The latest screening run's decisions (1 = clean) and sources (0 model, 1 rule).
-    manual : list of (None, 0 or 1)
-        Current manual decision per field.
-    use_rule : bool
-        The run was decided by the rule (its threshold applies to ``rule_peak``).
-    threshold : float
-        The run's threshold (on ``score``, or on ``rule_peak`` when ``use_rule``).
-    rule_threshold : float
-    model_label : str
-    model : ScreeningModel or None
-        The network used (None: none installed).
-    model_note : str
-        Why the rule was used, when it was.
-    run : int
-        Screening run number in the project.
-    quality : dict of str → ndarray (N,) float32
-        Retrieval quality numbers per field ({} when none were recorded).
-    sideband_description : str
-        How the side band of these fields was chosen, one line.
-    warnings : list of str
-        Warnings of the retrieval (shown in a banner).
-    """
-
-    measurement_id: int
-    name: str
-    fields: np.ndarray
-    pixel_size_um: float
-    thumbnails: np.ndarray
-    score: np.ndarray
-    rule_peak: np.ndarray
-    auto_decision: np.ndarray
-    auto_source: np.ndarray
-    manual: list
-    use_rule: bool
-    threshold: float
-    rule_threshold: float
-    model_label: str
-    model: Any = None
-    model_note: str = ""
-    run: int = 0
-    timings_s: dict = field(default_factory=dict)
-    quality: dict = field(default_factory=dict)
-    sideband_description: str = ""
-    warnings: list = field(default_factory=list)
-
-
-def prepare_screening(project: Any, measurement_id: int, *, model: Any = "default", threshold: float = 0.5,
-                      rescreen: bool = False, device: str = "auto", sideband: Optional[str] = None,
-                      progress: Optional[Callable[..., None]] = None, cancel=None) -> ScreeningData:
-    """Fields and screening of one project measurement, with grid thumbnails (a job for the runner).
-
-    :func:`engine.pipeline.project_screening.screen_project_measurement` does the work and
-    documents the parameters; this adds the phase thumbnails the grid shows.
-    """
-    from engine.screening.rule import DEFAULT_RULE_THRESHOLD
-
-    ps = screen_project_measurement(project, measurement_id, model=model, threshold=threshold, rescreen=rescreen,
-                                    device=device, sideband=sideband, progress=sub_progress(progress, 0.0, 0.95),
-                                    cancel=cancel)
-    thr = ps.threshold
-    if thr is None:
-        thr = DEFAULT_RULE_THRESHOLD if ps.use_rule else threshold
-    report(progress, 0.97, "thumbnails")
-    thumbs = phase_thumbnails(ps.fields)
-    report(progress, 1.0, f"{ps.name}: {int(ps.decision.sum())} of {len(ps.decision)} fields clean")
-    return ScreeningData(
-        measurement_id=ps.measurement_id, name=ps.name, fields=ps.fields,
-        pixel_size_um=float(ps.metadata.pixel_size_um), thumbnails=thumbs, score=ps.score,
-        rule_peak=ps.rule_peak, auto_decision=ps.auto_decision, auto_source=ps.auto_source, manual=ps.manual,
-        use_rule=ps.use_rule, threshold=float(thr), rule_threshold=float(DEFAULT_RULE_THRESHOLD),
-        model_label=ps.model_label, model=ps.model, model_note=ps.model_note, run=ps.run,
-        timings_s=ps.timings_s, quality=dict((ps.retrieval or {}).get("quality") or {}),
-        sideband_description=ps.sideband_description, warnings=list(ps.warnings))
-
-
-def compute_saliency(model: Any, field_: np.ndarray, method: str,
-                     progress: Optional[Callable[..., None]] = None, cancel=None) -> np.ndarray:
-    """Saliency map (crop, crop) float32 0..1 of one field (H, W) for ``method`` (a job)."""
-    from engine.screening.saliency import saliency_maps
-
-    check_cancel(cancel)
-    report(progress, 0.0, f"saliency ({method})")
-    out = saliency_maps(model, np.asarray(field_)[None], methods=(method,))[method][0]
-    report(progress, 1.0, "saliency done")
-    return out
-
-
-def review_counts(project: Any, measurement_id: int) -> tuple[int, int, int]:
-    """(fields, reviewed, overridden) of a measurement: reviewed = manual decisions, overridden =
-    manual decisions that differ from the automatic one of the latest run."""
-    decision, source = project.decisions(measurement_id)
-    auto = project.screening(measurement_id)["auto_decision"]
-    manual = source == SOURCE_MANUAL
-    if len(auto) == len(decision):
-        over = int(np.sum(manual & (decision != auto)))
-    else:
-        over = int(manual.sum())
-    return len(decision), int(manual.sum()), over
 
 
 # ============================================================================ undo
@@ -243,14 +117,6 @@ class OverrideCommand(QUndoCommand):
 
 
 # ============================================================================ the tab
-def _fmt_metric(v: Any) -> str:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return "–"
-    return "–" if not np.isfinite(v) else f"{v:.3f}"
-
-
 class ScreeningTab(QWidget):
     """The "Screening review" tab.
 
@@ -494,12 +360,10 @@ class ScreeningTab(QWidget):
             name = item.data(Qt.ItemDataRole.UserRole + 1)
         item.setData(Qt.ItemDataRole.UserRole + 1, name)
         try:
-            n, reviewed, over = review_counts(self.project, mid)
-            screened = self.project.screening(mid)["run"] > 0
+            status = measurement_status(self.project, mid)
         except Exception:  # noqa: BLE001 - the list must show even if one row is odd
             log.exception("review counts of measurement %s", mid)
-            n, reviewed, over, screened = 0, 0, 0, False
-        status = f"{reviewed}/{n} reviewed · {over} overridden" if screened else f"{n} fields · not screened yet"
+            status = "0 fields · not screened yet"
         item.setText(f"{name}\n{status}")
         item.setToolTip(f"{name}: {status}")
 
@@ -651,16 +515,8 @@ class ScreeningTab(QWidget):
                                            "(in the background); you see before/after metrics first")
 
     # ---------------------------------------------------------------- threshold
-    def _threshold_range(self, data: ScreeningData) -> tuple[float, float]:
-        if not data.use_rule:
-            return 0.0, 1.0
-        r = data.rule_peak[np.isfinite(data.rule_peak)]
-        lo = float(np.floor(min(r.min() if r.size else 0.0, data.threshold) - 0.5))
-        hi = float(np.ceil(max(r.max() if r.size else 1.0, data.threshold) + 0.5))
-        return lo, hi
-
     def _configure_threshold(self, data: ScreeningData) -> None:
-        lo, hi = self._threshold_range(data)
+        lo, hi = threshold_range(data)
         self._thr_range = (lo, hi)
         label = "rule peak (log10)" if data.use_rule else "model score (probability noisy)"
         self.histogram.set_values(data.rule_peak if data.use_rule else data.score, (lo, hi), label, data.threshold)
@@ -716,8 +572,8 @@ class ScreeningTab(QWidget):
         auto = self.grid_model.auto_decisions()
         run = self.project.add_screening(
             d.measurement_id, auto, score=d.score, rule_peak=d.rule_peak,
-            source=SOURCE_RULE if d.use_rule else SOURCE_MODEL, model_name=d.model_label.split(" ")[0],
-            model_version=" ".join(d.model_label.split(" ")[1:]), threshold=self.threshold)
+            source=SOURCE_RULE if d.use_rule else SOURCE_MODEL, model_name=d.model_name,
+            model_version=d.model_version, threshold=self.threshold)
         d.threshold, d.auto_decision, d.run = self.threshold, auto, run
         it = self._item_of(d.measurement_id)
         if it is not None:
@@ -792,22 +648,8 @@ class ScreeningTab(QWidget):
             self.details.setText("")
             return
         m = self.grid_model
-        dec, auto, man = m.decision(i), m.auto_decision(i), m.manual[i]
-        word = "<span style='color:#009E73'><b>C</b> clean</span>" if dec else \
-            "<span style='color:#D55E00'><b>N</b> noisy</span>"
-        rule_says = "noisy" if np.isfinite(d.rule_peak[i]) and d.rule_peak[i] > d.rule_threshold else "clean"
-        src = "manual" + (" (differs from automatic)" if man != auto else " (confirms automatic)") \
-            if man is not None else ("rule" if d.use_rule else "model")
-        model_part = ("model: none installed" if d.use_rule and not np.isfinite(d.score[i])
-                      else f"model score <b>{_fmt_metric(d.score[i])}</b>"
-                      + ("" if d.use_rule else f" (noisy above {self.threshold:.2f})"))
-        q = m.quality_row(i)
-        quality = ("<br><span style='color:#aeb4bd'>retrieval: " + quality_text(q) + "</span>" if q else
-                   "<br><span style='color:#aeb4bd'>retrieval quality: not recorded for these fields</span>")
-        self.details.setText(
-            f"<b>Field {i}</b> — {word} · decided by {src}<br>"
-            f"{model_part} · rule peak <b>{_fmt_metric(d.rule_peak[i])}</b> "
-            f"(noisy above {d.rule_threshold:.2f}: rule says {rule_says}){quality}")
+        self.details.setText(field_details(d, i, decision=m.decision(i), auto=m.auto_decision(i), manual=m.manual[i],
+                                           threshold=self.threshold, quality=m.quality_row(i)))
 
     # ---------------------------------------------------------------- decisions
     def mark(self, value: Optional[int], advance: bool = False) -> bool:
@@ -943,8 +785,8 @@ class ScreeningTab(QWidget):
         table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for r, (k, name) in enumerate(rows):
             table.setItem(r, 0, QTableWidgetItem(name))
-            table.setItem(r, 1, QTableWidgetItem(_fmt_metric(rep.before.get(k))))
-            table.setItem(r, 2, QTableWidgetItem(_fmt_metric(rep.after.get(k))))
+            table.setItem(r, 1, QTableWidgetItem(fmt_metric(rep.before.get(k))))
+            table.setItem(r, 2, QTableWidgetItem(fmt_metric(rep.after.get(k))))
         verdict = ("The fine-tuned model is better on the held-out decisions."
                    if rep.improved else "The fine-tuned model is <b>not</b> better on the held-out decisions; "
                    "keep the current one.")

@@ -34,6 +34,8 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QKeyEvent, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
+from ..logic.screening import QUALITY_LABELS, QUALITY_SHORT, THUMB, format_quality, phase_thumbnails, quality_text
+
 __all__ = [
     "CLEAN_COLOR",
     "NOISY_COLOR",
@@ -51,77 +53,6 @@ __all__ = [
 CLEAN_COLOR = QColor("#009E73")
 NOISY_COLOR = QColor("#D55E00")
 MANUAL_COLOR = QColor("#F0E442")
-
-THUMB = 96
-
-#: Names (short, for lists and tooltips) and units of the retrieval quality numbers of
-#: :mod:`engine.holography.quality`; each is 0 for a perfect field and grows with trouble.
-QUALITY_LABELS: dict[str, tuple[str, str]] = {
-    "phase_noise_rad": ("phase noise", "rad"),
-    "background_phase_std_rad": ("background phase std", "rad"),
-    "residue_density": ("phase residues", "per px"),
-    "unwrap_inconsistency": ("unwrapping inconsistency", "% of px"),
-    "outside_pupil_energy": ("energy outside the pupil", "% of inside"),
-}
-
-
-#: Short captions of the quality numbers, for grid cells sorted by one of them.
-QUALITY_SHORT = {"phase_noise_rad": "noise", "background_phase_std_rad": "bg σ", "residue_density": "res",
-                 "unwrap_inconsistency": "unw %", "outside_pupil_energy": "out %"}
-
-
-def _fmt_quality(key: str, v: float) -> str:
-    if not np.isfinite(v):
-        return "–"
-    if key == "residue_density":
-        return f"{v:.1e}" if v else "0"
-    if key == "unwrap_inconsistency":
-        return f"{100 * v:.2f}"
-    if key == "outside_pupil_energy":
-        return f"{100 * v:.2g}"
-    return f"{v:.3f}"
-
-
-def quality_text(row: dict, sep: str = " · ") -> str:
-    """One field's retrieval quality numbers (``{name: value}``) as text, in :data:`QUALITY_LABELS` order."""
-    keys = [k for k in QUALITY_LABELS if k in row] + [k for k in row if k not in QUALITY_LABELS]
-    parts = []
-    for k in keys:
-        name, unit = QUALITY_LABELS.get(k, (k, ""))
-        value = _fmt_quality(k, float(row[k]))
-        unit = "" if value in ("–", "0") else f" {unit}"
-        parts.append(f"{name} {value}{unit}")
-    return sep.join(parts)
-
-
-def phase_thumbnails(fields: np.ndarray, size: int = THUMB) -> np.ndarray:
-    """Phase thumbnails of complex fields, uint8 (N, size, size), for the grid.
-
-    The phase is taken after removing each field's mean phase (``angle(U·e^{−i·arg ΣU})``,
-    radians) and shown on one grey scale common to all fields of the call, symmetric about
-    0 (−a..a with ``a`` the 99.8th percentile of |phase|, at least 0.5 rad), so fields can be
-    compared and a weak sample stays visible. Fields are subsampled by block averaging of
-    the complex field first (no aliasing of fringes into the thumbnail).
-
-    Parameters
-    ----------
-    fields : ndarray (N, H, W) complex
-    size : int
-        Thumbnail edge in pixels.
-
-    Returns
-    -------
-    ndarray (N, size', size') uint8, size' <= size
-    """
-    f = np.asarray(fields)
-    n, h, w = f.shape
-    step = max(1, int(np.ceil(max(h, w) / size)))
-    hh, ww = (h // step) * step, (w // step) * step
-    small = f[:, :hh, :ww].reshape(n, hh // step, step, ww // step, step).mean(axis=(2, 4))
-    ref = np.exp(-1j * np.angle(small.sum(axis=(1, 2))))[:, None, None]
-    phase = np.angle(small * ref)
-    a = max(0.5, float(np.percentile(np.abs(phase), 99.8))) if phase.size else np.pi
-    return np.clip((phase + a) / (2 * a) * 255.0, 0, 255).astype(np.uint8)
 
 
 class FieldGridModel(QAbstractListModel):
@@ -418,7 +349,7 @@ class FieldDelegate(QStyledItemDelegate):
         if key is not None and key != FieldFilterProxy.UNCERTAINTY:  # sorted by a quality number: show it
             q = (index.data(FieldGridModel.QualityRole) or {}).get(key)
             if q is not None:
-                value = f"{QUALITY_SHORT.get(key, key)} {_fmt_quality(key, q)}"
+                value = f"{QUALITY_SHORT.get(key, key)} {format_quality(key, q)}"
         caption = QRect(r.x() + 2, target.bottom() + 4, r.width() - 4, r.bottom() - target.bottom() - 4)
         painter.drawText(caption, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                          f"#{index.data(FieldGridModel.IndexRole)}")

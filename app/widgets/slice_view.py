@@ -126,35 +126,8 @@ class OrthoSliceView(QWidget):
         self.images: dict[str, pg.ImageItem] = {}
         self.lines: dict[str, tuple[pg.InfiniteLine, pg.InfiniteLine]] = {}
         self.overlays: dict[str, pg.ImageItem] = {}
-        positions = {"xy": (0, 0), "yz": (0, 1), "xz": (1, 0)}
-        for name, (row, col) in positions.items():
-            h, v = VIEW_AXES[name]
-            p = self.glw.addPlot(row=row, col=col)
-            p.setMenuEnabled(False)
-            p.hideButtons()
-            p.setAspectLocked(True)
-            p.setLabel("bottom", h, units="µm")
-            p.setLabel("left", v, units="µm")
-            for side in ("bottom", "left"):  # never "mµm" or "kµm": positions read in µm
-                p.getAxis(side).enableAutoSIPrefix(False)
-            p.setRange(xRange=(-5.0, 5.0), yRange=(-5.0, 5.0), padding=0.0)  # empty: a plain ±5 µm
-            p.setTitle(f"<span style='color:#8b929c'>{name}</span>", size="9pt")
-            if v == "y":
-                p.invertY(True)  # row 0 at the top, as cameras show it
-            img = pg.ImageItem(axisOrder="row-major")
-            p.addItem(img)
-            ov = pg.ImageItem(axisOrder="row-major")
-            ov.setZValue(5)  # above the slice, below the crosshair
-            ov.setVisible(False)
-            p.addItem(ov)
-            self.overlays[name] = ov
-            vline = pg.InfiniteLine(angle=90, movable=True, pen=_CROSS_PEN, hoverPen=_CROSS_HOVER)
-            hline = pg.InfiniteLine(angle=0, movable=True, pen=_CROSS_PEN, hoverPen=_CROSS_HOVER)
-            for ln, axis in ((vline, h), (hline, v)):
-                ln.setZValue(10)
-                ln.sigPositionChanged.connect(lambda line, a=axis: self._line_moved(a, line))
-                p.addItem(ln, ignoreBounds=True)
-            self.plots[name], self.images[name], self.lines[name] = p, img, (vline, hline)
+        for name, (row, col) in {"xy": (0, 0), "yz": (0, 1), "xz": (1, 0)}.items():
+            self._add_plane(name, row, col)
         self.colorbar: Optional[pg.ColorBarItem] = None
         if show_colorbar:
             self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get(DEFAULT_COLORMAP),
@@ -186,6 +159,36 @@ class OrthoSliceView(QWidget):
         lay.addWidget(self.readout)
         lay.addWidget(self.cursor_label)
         self._set_stretch()
+
+    def _add_plane(self, name: str, row: int, col: int) -> None:
+        """One slice plot at (row, col) of the layout: image, label overlay, movable crosshair lines."""
+        h, v = VIEW_AXES[name]
+        p = self.glw.addPlot(row=row, col=col)
+        p.setMenuEnabled(False)
+        p.hideButtons()
+        p.setAspectLocked(True)
+        p.setLabel("bottom", h, units="µm")
+        p.setLabel("left", v, units="µm")
+        for side in ("bottom", "left"):  # never "mµm" or "kµm": positions read in µm
+            p.getAxis(side).enableAutoSIPrefix(False)
+        p.setRange(xRange=(-5.0, 5.0), yRange=(-5.0, 5.0), padding=0.0)  # empty: a plain ±5 µm
+        p.setTitle(f"<span style='color:#8b929c'>{name}</span>", size="9pt")
+        if v == "y":
+            p.invertY(True)  # row 0 at the top, as cameras show it
+        img = pg.ImageItem(axisOrder="row-major")
+        p.addItem(img)
+        ov = pg.ImageItem(axisOrder="row-major")
+        ov.setZValue(5)  # above the slice, below the crosshair
+        ov.setVisible(False)
+        p.addItem(ov)
+        self.overlays[name] = ov
+        vline = pg.InfiniteLine(angle=90, movable=True, pen=_CROSS_PEN, hoverPen=_CROSS_HOVER)
+        hline = pg.InfiniteLine(angle=0, movable=True, pen=_CROSS_PEN, hoverPen=_CROSS_HOVER)
+        for ln, axis in ((vline, h), (hline, v)):
+            ln.setZValue(10)
+            ln.sigPositionChanged.connect(lambda line, a=axis: self._line_moved(a, line))
+            p.addItem(ln, ignoreBounds=True)
+        self.plots[name], self.images[name], self.lines[name] = p, img, (vline, hline)
 
     # ------------------------------------------------------------------ data
     def set_volume(self, volume: np.ndarray, voxel_size_um: tuple[float, float, float],

@@ -12,7 +12,9 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from app.jobs import JobRunner
-from app.tabs.import_tab import VALID_TEXT, ImportTab, MeasurementTableModel, scan_measurements
+from app.logic.importing import VALID_TEXT, scan_measurements
+from app.tabs.import_tab import ImportTab
+from app.widgets.measurement_table import MeasurementTableModel
 from engine.progress import Cancelled, CancelToken
 from engine.store.folders import inspect_measurement
 
@@ -148,3 +150,13 @@ def test_rescan_keeps_the_selected_measurement(qtbot, tab, measurements_root, ma
         tab.rescan_button.click()
     assert len(blocker.args[0]) == 4
     assert tab.selected_path() == measurements_root / "nested" / "cell_02"
+
+
+def test_selecting_a_row_after_the_runner_shut_down_starts_no_job(qtbot, tab, measurements_root):
+    """A scan that ends while the window closes selects a row: that must not submit to a closed runner."""
+    _scan(qtbot, tab, measurements_root)
+    assert tab.runner.shutdown(timeout_s=5.0) and tab.runner.closed
+    shown = tab.preview_title.text()
+    other = next(r for r in range(tab.proxy.rowCount()) if tab.proxy.index(r, 0).data() != shown.split("— ")[-1])
+    tab.table.selectRow(other)  # an exception in the slot would fail the test (pytest-qt)
+    assert tab.preview_title.text() == shown

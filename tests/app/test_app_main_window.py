@@ -105,8 +105,7 @@ def test_open_project_remembers_it_and_fills_the_recent_menu(qtbot, window, tmp_
     window._fill_recent_menu()
     recent = [a for a in window.recent_menu.actions() if a.data()]
     assert [a.data() for a in recent] == [str(proj.resolve())]
-    if window.project is not None:  # engine.store.project has landed: a real database
-        assert (proj / "project.sqlite").exists()
+    assert window.project is not None and (proj / "project.sqlite").exists()
     # opening it again (through the recent menu) works too
     window._open_recent(str(proj.resolve()))
     assert window.project_path == proj.resolve()

@@ -70,7 +70,7 @@ def test_open_result_slices_equal_the_volume_slices(qtbot, tab, droplet_result):
     expected = {"n_e": n_e, "n_o": n_o, "delta_n": n_e - n_o}
     for q, vol in expected.items():
         tab.set_quantity(q)
-        assert tab.quantity_combo.currentData() == q
+        assert tab.slices.quantity_combo.currentData() == q
         np.testing.assert_array_equal(tab.slice_view.images["xy"].image, vol[z])
         np.testing.assert_array_equal(tab.slice_view.images["xz"].image, vol[:, y, :])
         np.testing.assert_array_equal(tab.slice_view.images["yz"].image, vol[:, :, x].T)
@@ -82,8 +82,8 @@ def test_director_lines_only_where_delta_n_is_significant_and_in_place(qtbot, ta
     data = _open(qtbot, tab, droplet_result)
     dn = data.delta_n
     tab.set_quantity("delta_n")
-    tab.step_spin.setValue(3)
-    tab.min_dn_spin.setValue(0.02)
+    tab.slices.step_spin.setValue(3)
+    tab.slices.min_dn_spin.setValue(0.02)
     zc, yc, xc = np.unravel_index(int(np.argmax(np.abs(dn))), dn.shape)
     tab.slice_view.set_crosshair(zc, yc, xc)
     vox, org = np.array(data.voxel_size_um), np.array(data.origin_um)
@@ -119,16 +119,16 @@ def test_director_lines_only_where_delta_n_is_significant_and_in_place(qtbot, ta
         np.testing.assert_allclose(seg, ref, atol=1e-6)
     assert total > 0
     # raising the threshold above every |Δn| leaves no line; switching lines off clears them
-    tab.min_dn_spin.setValue(float(np.abs(dn).max()) + 0.01)
+    tab.slices.min_dn_spin.setValue(float(np.abs(dn).max()) + 0.01)
     assert all(len(ov) == 0 for ov in tab.overlays.values())
-    tab.min_dn_spin.setValue(0.02)
+    tab.slices.min_dn_spin.setValue(0.02)
     assert len(tab.overlays["xy"]) > 0
-    tab.lines_check.setChecked(False)
+    tab.slices.lines_check.setChecked(False)
     assert len(tab.overlays["xy"]) == 0
     # a coarser step gives fewer lines
-    tab.lines_check.setChecked(True)
+    tab.slices.lines_check.setChecked(True)
     n3 = len(tab.overlays["xy"])
-    tab.step_spin.setValue(6)
+    tab.slices.step_spin.setValue(6)
     assert 0 < len(tab.overlays["xy"]) < n3
 
 
@@ -145,8 +145,8 @@ def test_show_volumes_uniform_director_lines(qtbot, tab):
     director[inside, 2] = 1.0
     with qtbot.waitSignal(tab.loaded, timeout=5000):
         tab.show_volumes(n_e, n_o, director, vox, medium_index=1.46, label="synthetic")
-    tab.step_spin.setValue(2)
-    tab.min_dn_spin.setValue(0.01)
+    tab.slices.step_spin.setValue(2)
+    tab.slices.min_dn_spin.setValue(0.01)
     assert tab.slice_view.crosshair == (n // 2,) * 3
     for view in ("xy", "xz"):
         seg = tab.overlays[view].segments
@@ -219,7 +219,7 @@ def test_a_file_without_birefringence_is_refused(qtbot, tab, tmp_path, close_err
     job = tab.open_result(p)
     qtbot.waitUntil(lambda: job.done, timeout=10000)
     assert job.state is JobState.FAILED and "birefringence" in str(job.error)
-    assert tab.data is None and "Could not open" in tab.file_label.text()
+    assert tab.data is None and "Could not open" in tab.result_box.file_label.text()
 
 
 @pytest.mark.skipif(not _osmesa_available(), reason="libOSMesa is not installed: VTK cannot render offscreen")
@@ -234,9 +234,9 @@ def test_vtk_view_renders_something_and_exports_png(qtbot, tab, droplet_result, 
     # the droplet (volume, iso-surface, glyphs) makes the image differ from the plain background:
     # hide everything but the background and compare
     with_data = img.astype(int)
-    tab.volume_check.setChecked(False)
-    tab.surface_check.setChecked(False)
-    tab.glyph_check.setChecked(False)
+    tab.view3d.volume_check.setChecked(False)
+    tab.view3d.surface_check.setChecked(False)
+    tab.view3d.glyph_check.setChecked(False)
     vv.set_visible_parts(outline=False)
     empty = vv.snapshot().astype(int)
     assert with_data.max() > 60  # not black
@@ -251,7 +251,7 @@ def test_vtk_view_renders_something_and_exports_png(qtbot, tab, droplet_result, 
         assert abs(dn3[tuple(k)]) >= vv.threshold - 1e-6
     # the threshold slider moves the iso level, and fewer glyphs pass a higher one
     n_before = vv.glyph_count()
-    tab.threshold_slider.setValue(900)
+    tab.view3d.threshold_slider.setValue(900)
     assert vv.threshold == pytest.approx(0.9 * vv.value_range[1])
     assert vv.glyph_count() < n_before
     out = tab.export_3d_png(tmp_path / "view3d.png")
@@ -259,10 +259,10 @@ def test_vtk_view_renders_something_and_exports_png(qtbot, tab, droplet_result, 
 
     q = QImage(str(out))
     assert not q.isNull() and q.width() == img.shape[1]
-    tab.volume_check.setChecked(True)
+    tab.view3d.volume_check.setChecked(True)
     tab.set_colormap("inferno")
-    tab.opacity_slider.setValue(80)
-    tab.reset_button.click()
+    tab.view3d.opacity_slider.setValue(80)
+    tab.view3d.reset_button.click()
     assert vv.snapshot().max() > 60
 
 
@@ -274,7 +274,7 @@ def test_no_opengl_shows_a_message_instead_of_the_view(qtbot, runner, monkeypatc
     qtbot.addWidget(t)
     assert not t.volume_view.available
     assert "3-D view" in t.volume_view.message.text()
-    assert not t.export_3d_button.isEnabled()
+    assert not t.export_box.export_3d_button.isEnabled()
     with qtbot.waitSignal(t.loaded, timeout=30000):
         t.open_result(droplet_result)
     assert len(t.overlays["xy"]) >= 0 and t.data is not None  # slices work without VTK
@@ -298,7 +298,7 @@ def test_vtk_failure_is_caught(qtbot, monkeypatch):
 
 
 def test_decimation_for_the_3d_view():
-    from app.tabs.birefringence_tab import decimate_for_3d
+    from app.logic.birefringence import decimate_for_3d
 
     dn = np.random.default_rng(0).random((10, 300, 260)).astype(np.float32)
     d = np.zeros(dn.shape + (3,), np.float32)
@@ -331,7 +331,7 @@ def test_empty_tab_shows_a_message_not_empty_axes_or_the_3d_area(qtbot, tab, dro
     assert tab.right_stack.currentWidget() is tab.empty
     assert not tab.splitter.isVisible() and not tab.volume_view.isVisible()
     assert "No birefringence result open" in tab.empty.text()
-    assert not tab.export_slices_button.isEnabled() and not tab.quantity_combo.isEnabled()
+    assert not tab.export_box.export_slices_button.isEnabled() and not tab.slices.quantity_combo.isEnabled()
     for plot in tab.slice_view.plots.values():  # even hidden: plain µm, no SI prefix
         for side in ("bottom", "left"):
             axis = plot.getAxis(side)
@@ -345,6 +345,6 @@ def test_empty_tab_shows_a_message_not_empty_axes_or_the_3d_area(qtbot, tab, dro
         d.done(0)
     _open(qtbot, tab, droplet_result)
     assert tab.right_stack.currentIndex() == 1 and tab.splitter.isVisible()
-    assert tab.export_slices_button.isEnabled() and tab.quantity_combo.isEnabled()
+    assert tab.export_box.export_slices_button.isEnabled() and tab.slices.quantity_combo.isEnabled()
     z, y, x = tab.slice_view.crosshair
     assert tab.data.n_e[z, y, x] > 1.48  # on the droplet (n_e 1.57 in n_m 1.46)

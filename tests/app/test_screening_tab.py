@@ -11,9 +11,13 @@ from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 from PySide6.QtWidgets import QDialog
 
 from app.jobs import JobRunner
-from app.tabs.import_tab import ImportTab, MeasurementTableModel, import_into_project
-from app.tabs.screening_tab import ScreeningData, ScreeningTab, review_counts
-from app.widgets.field_grid import FieldGridModel, phase_thumbnails
+from app.logic.importing import import_into_project
+from app.tabs.import_tab import ImportTab
+from app.widgets.measurement_table import MeasurementTableModel
+from app.logic.screening import ScreeningData, review_counts
+from app.tabs.screening_tab import ScreeningTab
+from app.logic.screening import phase_thumbnails
+from app.widgets.field_grid import FieldGridModel
 from engine.store.project import SOURCE_MANUAL, Project
 
 

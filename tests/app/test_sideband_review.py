@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.tabs.import_tab import ImportTab, sideband_status
+from app.logic.importing import sideband_status
+from app.tabs.import_tab import ImportTab
 from app.tabs.reconstruction_tab import ReconstructionTab
-from app.tabs.screening_tab import ScreeningData, ScreeningTab
+from app.logic.screening import ScreeningData
+from app.tabs.screening_tab import ScreeningTab
 from engine.holography.quality import QUALITY_KEYS
 from engine.pipeline.process import ProcessOptions
 from engine.store.project import Project
