@@ -45,9 +45,11 @@ import torch
 
 from engine.backend import device_description, resolve_device
 from engine.metadata import MeasurementMetadata
-from engine.simulate.beam_propagation import snap_illuminations
+from engine.simulate.beam_propagation import propagate_scalar, snap_illuminations
 from engine.simulate.mie import mie_fields
+from engine.simulate.phantoms import make_cell
 from engine.tomography import reconstruct
+import engine.tomography.multislice as _ms_module
 from engine.tomography.multislice import MultisliceModel, data_misfit
 
 LAM, NM, NA, PX = 0.532, 1.337, 1.2, 0.1
@@ -72,6 +74,112 @@ def stats(ri: np.ndarray, radius: float, n_sphere: float) -> dict:
             "axial_over_lateral": float((ri[:, yc, xc] > half).sum()) / lat if lat else float("nan")}
 
 
+def ms_options(args) -> dict:
+    return {"iterations": args.iterations, "threads": args.threads or None}
+
+
+class IterateProbe:
+    """Records ``metric(Δn + n_m)`` of every iterate (bench only: wraps the module's proximal step).
+
+    The time spent in ``metric`` is kept in ``seconds`` so that it can be taken off the timing.
+    """
+
+    def __init__(self, metric):
+        self.metric, self.values, self.seconds = metric, [], 0.0
+
+    def __enter__(self):
+        self._orig = _ms_module.tv_denoise
+
+        def wrapped(z, *a, **k):
+            out = self._orig(z, *a, **k)
+            t = time.perf_counter()
+            self.values.append(round(float(self.metric(out[0].detach().cpu().numpy() + NM)), 5))
+            self.seconds += time.perf_counter() - t
+            return out
+        _ms_module.tv_denoise = wrapped
+        return self
+
+    def __exit__(self, *exc):
+        _ms_module.tv_denoise = self._orig
+        return False
+
+
+# ------------------------------------------------------------------ cells (item 3 of issue #21)
+def cell_fields(seed: int, shape: tuple[int, int, int], n_ill: int, dev):
+    """Adherent cell phantom (truth on the reconstruction grid) and its fields from the simulator.
+
+    The fields come from :func:`engine.simulate.beam_propagation.propagate_scalar` on a grid
+    twice as fine in every axis (0.05 µm voxels, its own screen count), then cut to the
+    reconstruction grid in Fourier space (both grids start at the same corner, so the crop needs
+    no phase shift): not the inversion's own discretisation.
+    """
+    z, h, w = shape
+    truth = make_cell(shape, (PX, PX, PX), NM, seed, morphology="adherent")
+    fine = make_cell((2 * z, 2 * h, 2 * w), (PX / 2,) * 3, NM, seed, morphology="adherent")
+    assert fine.params["objects"] == truth.params["objects"]
+    a = np.linspace(0, 2 * np.pi, n_ill - 1, endpoint=False)
+    ill = np.vstack([[0.0, 0.0], np.stack([np.cos(a), np.sin(a)], 1) * (1.0 / LAM)])
+    ill = snap_illuminations(ill, (h, w), (PX, PX))  # on both grids (same field of view)
+    u_fine = propagate_scalar(fine, LAM, ill, NA, device=dev)
+    spec = np.fft.fftshift(np.fft.fft2(u_fine), axes=(-2, -1))
+    spec = spec[:, h - h // 2:h + h // 2, w - w // 2:w + w // 2]
+    u = np.fft.ifft2(np.fft.ifftshift(spec, axes=(-2, -1))) / 4.0
+    return truth, u.astype(np.complex64), ill
+
+
+def organelle_masks(truth) -> list[tuple[str, float, np.ndarray]]:
+    """(type, index, mask) per object: its voxels at its own index (spheres: shrunk by 0.1 µm)."""
+    zz, yy, xx = truth.axes_um()
+    out = []
+    for o in truth.params["objects"]:
+        same = np.abs(truth.ri - o["index"]) < 1e-4
+        if "radius_um" in o and o["type"] not in ("adherent-cell",):
+            c = o["centre_um"]
+            d = np.sqrt((zz[:, None, None] - c[0]) ** 2 + (yy[None, :, None] - c[1]) ** 2
+                        + (xx[None, None, :] - c[2]) ** 2)
+            m = d < max(o["radius_um"] - 0.1, 0.6 * PX)
+            m = m & same if (m & same).any() else m  # overlapping objects: the part left at its index
+        else:
+            m = same
+        if m.any():
+            out.append((o["type"], float(o["index"]), m))
+    return out
+
+
+def cells(args, dev) -> list[dict]:
+    shape = (64, 128, 128)
+    md = MeasurementMetadata(wavelength_um=LAM, medium_index=NM, na_objective=NA, pixel_size_um=PX)
+    rows = []
+    for seed in [int(s) for s in args.cell_seeds.split(",") if s]:
+        t = time.perf_counter()
+        truth, u, ill = cell_fields(seed, shape, args.illuminations, dev)
+        t_sim = time.perf_counter() - t
+        t = time.perf_counter()
+        ry = reconstruct(u, ill, md, shape_z=shape[0], non_negativity=True, regularization="tv", device=dev)
+        t_ry = time.perf_counter() - t
+        t = time.perf_counter()
+        ms = reconstruct(u, ill, md, shape_z=shape[0], method="multislice", non_negativity=True, device=dev,
+                         multislice=ms_options(args))
+        t_ms = time.perf_counter() - t
+        model = MultisliceModel(shape, (PX, PX, PX), LAM, NM, NA, device=dev)
+        masks = organelle_masks(truth)
+        print(f"cell seed {seed}: {len(masks)} objects, fields simulated in {t_sim:.1f} s", flush=True)
+        for label, vol, sec in (("truth", truth.ri, 0.0), ("rytov+nonneg", ry.ri, float("nan")),
+                                ("rytov+tv", ry.ri_tv, t_ry), ("multislice", ms.ri, t_ms)):
+            per: dict = {}
+            for kind, idx, m in masks:
+                per.setdefault(kind, []).append(float(vol[m].mean()) - idx)
+            row = {"cell": seed, "method": label, "rmse": float(np.sqrt(np.mean((vol - truth.ri) ** 2))),
+                   "organelle_error": {k: float(np.mean(v)) for k, v in per.items()},
+                   "organelle_abs_error": {k: float(np.mean(np.abs(v))) for k, v in per.items()},
+                   "misfit": data_misfit(model, vol - NM, u, ill), "seconds": sec}
+            rows.append(row)
+            errs = " ".join(f"{k} {row['organelle_error'][k]:+.4f}" for k in sorted(per))
+            print(f"  {label:13s} RMSE {row['rmse']:.4f} misfit {row['misfit']:.2e} {sec:6.1f} s | {errs}",
+                  flush=True)
+    return rows
+
+
 def fields_for(name: str, n_ill: int, independent: bool):
     radius, ns, (zz, size) = SPHERES[name]
     ill = ring(n_ill, size)
@@ -94,9 +202,10 @@ def accuracy(name: str, args, dev) -> list[dict]:
     ry = reconstruct(u, ill, md, shape_z=zz, non_negativity=True, regularization="tv", device=dev)
     t_ry = time.perf_counter() - t
     t = time.perf_counter()
-    ms = reconstruct(u, ill, md, shape_z=zz, method="multislice", non_negativity=True, device=dev,
-                     multislice={"iterations": args.iterations})
-    t_ms = time.perf_counter() - t
+    with IterateProbe(lambda v: stats(v, radius, ns)["error"]) as probe:
+        ms = reconstruct(u, ill, md, shape_z=zz, method="multislice", non_negativity=True, device=dev,
+                         multislice=ms_options(args))
+    t_ms = time.perf_counter() - t - probe.seconds
     model = MultisliceModel(ry.ri.shape, ry.voxel_size_um, LAM, NM, NA, device=dev)
     for label, vol, sec in (("rytov+nonneg", ry.ri, ry.timings_s.get("total", t_ry) - ry.timings_s.get("tv", 0.0)),
                             ("rytov+tv", ry.ri_tv, t_ry), ("multislice", ms.ri, t_ms)):
@@ -106,6 +215,8 @@ def accuracy(name: str, args, dev) -> list[dict]:
         print(f"{name:12s} {label:13s} mean {row['mean']:.4f} err {row['error']:+.4f} "
               f"z/x {row['axial_over_lateral']:.2f} misfit {row['misfit']:.4f} {sec:6.1f} s", flush=True)
     print(f"{'':12s} multislice misfit per iteration: {np.round(ms.misfit, 4).tolist()}", flush=True)
+    print(f"{'':12s} multislice mean-RI error per iteration: {np.round(probe.values, 4).tolist()}", flush=True)
+    rows[-1]["error_per_iteration"] = probe.values
     return rows
 
 
@@ -120,7 +231,7 @@ def timing(args, dev) -> dict:
     t_ry = time.perf_counter() - t
     t = time.perf_counter()
     ms = reconstruct(u, ill, md, shape_z=zz, method="multislice", non_negativity=True, device=dev,
-                     multislice={"iterations": args.iterations})
+                     multislice=ms_options(args))
     t_ms = time.perf_counter() - t
     out = {"volume": [zz, size, size], "illuminations": 49, "iterations": args.iterations,
            "rytov_tv_s": t_ry, "multislice_s": t_ms, "ratio_to_rytov_tv": t_ms / t_ry,
@@ -141,12 +252,17 @@ def main(argv=None) -> int:
     p.add_argument("--independent", action="store_true", help="miepython's fields instead of engine.simulate.mie")
     p.add_argument("--size", type=int, default=128, help="lateral size of the timing run (Z = size/2)")
     p.add_argument("--skip-timing", action="store_true")
+    p.add_argument("--cells", action="store_true", help="also the simulated adherent cells (item 3)")
+    p.add_argument("--cell-seeds", default="3,7")
+    p.add_argument("--threads", type=int, default=1, help="torch threads during the iterations (0: as set)")
     p.add_argument("--json", type=Path, help="write the rows here")
     args = p.parse_args(argv)
     dev = resolve_device(args.device)
     print(f"device: {device_description(dev)}; torch threads {torch.get_num_threads()}", flush=True)
     rows = [r for name in args.spheres.split(",") if name for r in accuracy(name, args, dev)]
     result = {"rows": rows}
+    if args.cells:
+        result["cells"] = cells(args, dev)
     if not args.skip_timing:
         result["timing"] = timing(args, dev)
     if args.json:
