@@ -39,21 +39,11 @@ import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QKeyEvent, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
     QDialog,
-    QDialogButtonBox,
     QFrame,
-    QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
-    QSlider,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -62,13 +52,14 @@ from engine.pipeline.project_screening import NO_MODEL_NOTE, SOURCE_MANUAL, SOUR
 
 from ..errors import show_error
 from ..jobs import Job, JobRunner
-from ..logic.screening import (QUALITY_LABELS, ScreeningData, compute_saliency, field_details, fmt_metric,
-                               measurement_status, prepare_screening, review_counts, threshold_range)
+from ..logic.screening import (ScreeningData, compute_saliency, field_details, measurement_status, prepare_screening,
+                               review_counts, threshold_range)
 from ..settings import AppSettings
 from ..widgets.warning_banner import WarningBanner
 from ..widgets.key_table import key_table_dialog
 from ..widgets.field_grid import FieldFilterProxy, FieldGridModel, FieldGridView
 from ..widgets.saliency_view import FieldView
+from .screening_controls import GridBar, RetrainReportDialog, ReviewMeasurementList, ThresholdBar
 from ..widgets.score_histogram import ScoreHistogram
 
 __all__ = ["ScreeningData", "OverrideCommand", "ScreeningTab", "SHORTCUTS"]
@@ -187,9 +178,8 @@ class ScreeningTab(QWidget):
         """The project's measurements with their review counts, the model, screen and retrain buttons."""
         title = QLabel("Measurements", self)
         title.setObjectName("sectionTitle")
-        self.measurement_list = QListWidget(self)
-        self.measurement_list.setObjectName("screeningMeasurements")
-        self.measurement_list.currentItemChanged.connect(self._measurement_changed)
+        self.measurement_list = ReviewMeasurementList(self)
+        self.measurement_list.measurement_chosen.connect(self.load_measurement)
         self.model_label = QLabel("", self)
         self.model_label.setObjectName("modelLabel")
         self.model_label.setWordWrap(True)
@@ -212,45 +202,15 @@ class ScreeningTab(QWidget):
 
     def _build_grid_side(self) -> QWidget:
         """The warning banner, side-band line, sort and filter controls and the field grid."""
-        self.sort_combo = QComboBox(self)
-        self.sort_combo.setObjectName("sortOrder")
-        self.sort_combo.addItem("Field order", None)
-        self.sort_combo.addItem("Most uncertain first", FieldFilterProxy.UNCERTAINTY)
-        for key, (name, _unit) in QUALITY_LABELS.items():
-            self.sort_combo.addItem(f"Retrieval: worst {name} first", key)
-        self.sort_combo.setToolTip("Order of the fields: as measured, nearest the threshold first, or by a "
-                                   "retrieval quality number (0 for a perfect field; worst first)")
-        self.sort_combo.currentIndexChanged.connect(lambda i: self.set_sort_key(self.sort_combo.itemData(i)))
-        self.overrides_only = QCheckBox("Overrides only", self)
-        self.overrides_only.setObjectName("overridesOnly")
-        self.overrides_only.toggled.connect(self._filter_changed)
-        self.threshold_slider = QSlider(Qt.Orientation.Horizontal, self)
-        self.threshold_slider.setObjectName("thresholdSlider")
-        self.threshold_slider.setRange(0, 1000)
-        self.threshold_slider.setMinimumWidth(140)
-        self.threshold_slider.valueChanged.connect(self._slider_moved)
-        self.threshold_label = QLabel("", self)
-        self.threshold_label.setObjectName("thresholdLabel")
-        self.counts_label = QLabel("", self)
-        self.counts_label.setObjectName("countsLabel")
-        self.apply_button = QPushButton("Apply threshold", self)
-        self.apply_button.setToolTip("Record the automatic decisions at this threshold as a new screening run")
-        self.apply_button.clicked.connect(lambda: self.apply_threshold())
-        self.help_button = QPushButton("?", self)
-        self.help_button.setFixedWidth(28)
-        self.help_button.setToolTip("Keyboard shortcuts (?)")
-        self.help_button.clicked.connect(lambda: self.show_shortcuts())
-        bar = QHBoxLayout()
-        bar.setSpacing(6)
-        bar.addWidget(self.sort_combo)
-        bar.addWidget(self.overrides_only)
-        bar.addStretch(1)
-        hint = QLabel("C clean · N noisy · U auto", self)
-        hint.setToolTip("C clean · N noisy (both advance) · Space toggle · U automatic · Ctrl+Z undo · "
-                        "Ctrl+Shift+Z redo · ? all keys")
-        hint.setObjectName("fieldLabel")
-        bar.addWidget(hint)
-        bar.addWidget(self.help_button)
+        self.grid_bar = GridBar(self)
+        self.grid_bar.sort_chosen.connect(self.set_sort_key)
+        self.grid_bar.overrides_only.toggled.connect(self._filter_changed)
+        self.grid_bar.help_button.clicked.connect(lambda: self.show_shortcuts())
+        self.sort_combo, self.overrides_only = self.grid_bar.sort_combo, self.grid_bar.overrides_only
+        self.threshold_bar = ThresholdBar(self)
+        self.threshold_bar.moved.connect(self.set_threshold)
+        self.threshold_bar.apply_button.clicked.connect(lambda: self.apply_threshold())
+        self.threshold_slider, self.counts_label = self.threshold_bar.slider, self.threshold_bar.counts_label
         self.grid_model = FieldGridModel(self)
         self.proxy = FieldFilterProxy(self)
         self.proxy.setSourceModel(self.grid_model)
@@ -271,7 +231,7 @@ class ScreeningTab(QWidget):
         cl.setContentsMargins(0, 0, 0, 0)
         cl.addWidget(self.warning_banner)
         cl.addWidget(self.sideband_label)
-        cl.addLayout(bar)
+        cl.addWidget(self.grid_bar)
         cl.addWidget(self.grid, 1)
         cl.addWidget(self.grid_message)
         return centre
@@ -292,28 +252,19 @@ class ScreeningTab(QWidget):
         self.histogram = ScoreHistogram(self)
         self.histogram.setMinimumHeight(120)
         self.histogram.threshold_changed.connect(self.set_threshold)
-        thr = QHBoxLayout()
-        thr.setSpacing(6)
-        lbl = QLabel("Threshold", self)
-        lbl.setObjectName("fieldLabel")
-        thr.addWidget(lbl)
-        thr.addWidget(self.threshold_slider, 1)
-        thr.addWidget(self.threshold_label)
-        thr.addWidget(self.counts_label)
-        thr.addWidget(self.apply_button)
         right = QWidget(self)
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(self.view, 5)
         rl.addWidget(box)
-        rl.addLayout(thr)
+        rl.addWidget(self.threshold_bar)
         rl.addWidget(self.histogram, 2)
         return right
 
     def _set_enabled(self, on: bool) -> None:
-        for w in (self.sort_combo, self.overrides_only, self.threshold_slider, self.apply_button,
-                  self.rescreen_button):
+        for w in (self.sort_combo, self.overrides_only, self.threshold_bar, self.rescreen_button):
             w.setEnabled(on)
+        self.histogram.setVisible(on)  # no empty axes while nothing is shown
 
     # ---------------------------------------------------------------- project and list
     def set_project(self, project: Any) -> None:
@@ -335,72 +286,37 @@ class ScreeningTab(QWidget):
     def refresh_measurements(self) -> None:
         """Rebuild the measurement list (keeping the selection)."""
         current = self.current_measurement_id()
-        self.measurement_list.blockSignals(True)
-        self.measurement_list.clear()
-        if self.project is not None:
-            for rec in self.project.list_measurements():
-                if rec.status == "invalid":
-                    continue
-                item = QListWidgetItem()
-                item.setData(Qt.ItemDataRole.UserRole, rec.id)
-                self._update_item(item, rec.name)
-                self.measurement_list.addItem(item)
-        self.measurement_list.blockSignals(False)
-        if self.measurement_list.count() == 0:
+        rows = [] if self.project is None else [(r.id, r.name) for r in self.project.list_measurements()
+                                                 if r.status != "invalid"]
+        self.measurement_list.fill(rows, self._measurement_status)
+        if not rows:
             self.grid_message.setText("No measurements in this project yet: import some in the "
                                       "Acquisition import tab." if self.project is not None else "")
             return
         self.grid_message.setText("")
         if current is not None:
-            self._select_list_item(current, emit=False)
+            self.measurement_list.select(current, emit=False)
 
-    def _update_item(self, item: QListWidgetItem, name: Optional[str] = None) -> None:
-        mid = int(item.data(Qt.ItemDataRole.UserRole))
-        if name is None:
-            name = item.data(Qt.ItemDataRole.UserRole + 1)
-        item.setData(Qt.ItemDataRole.UserRole + 1, name)
+    def _measurement_status(self, mid: int) -> str:
         try:
-            status = measurement_status(self.project, mid)
+            return measurement_status(self.project, mid)
         except Exception:  # noqa: BLE001 - the list must show even if one row is odd
             log.exception("review counts of measurement %s", mid)
-            status = "0 fields · not screened yet"
-        item.setText(f"{name}\n{status}")
-        item.setToolTip(f"{name}: {status}")
+            return "0 fields · not screened yet"
 
-    def _item_of(self, mid: int) -> Optional[QListWidgetItem]:
-        for r in range(self.measurement_list.count()):
-            it = self.measurement_list.item(r)
-            if int(it.data(Qt.ItemDataRole.UserRole)) == mid:
-                return it
-        return None
-
-    def _select_list_item(self, mid: int, emit: bool = True) -> bool:
-        it = self._item_of(mid)
-        if it is None:
-            return False
-        if not emit:
-            self.measurement_list.blockSignals(True)
-        self.measurement_list.setCurrentItem(it)
-        if not emit:
-            self.measurement_list.blockSignals(False)
-        return True
+    def _refresh_status(self, mid: int) -> None:
+        self.measurement_list.set_status(mid, self._measurement_status(mid))
 
     def current_measurement_id(self) -> Optional[int]:
-        it = self.measurement_list.currentItem()
-        return None if it is None else int(it.data(Qt.ItemDataRole.UserRole))
+        return self.measurement_list.current_id()
 
     def select_measurement(self, measurement_id: int) -> Optional[Job]:
         """Select a measurement and show its fields (retrieved and screened in the runner if needed)."""
         if self.current_measurement_id() != measurement_id:
-            if not self._select_list_item(measurement_id):
+            if not self.measurement_list.select(measurement_id):
                 return None
             return self._prepare_job if self._prepare_job is not None and not self._prepare_job.done else None
         return self.load_measurement(measurement_id)
-
-    @Slot(QListWidgetItem, QListWidgetItem)
-    def _measurement_changed(self, current: Optional[QListWidgetItem], _previous: Any) -> None:
-        if current is not None:
-            self.load_measurement(int(current.data(Qt.ItemDataRole.UserRole)))
 
     def load_measurement(self, measurement_id: int, rescreen: bool = False) -> Optional[Job]:
         """Show a measurement: from the memory cache, or by a job (fields from the result file or retrieved)."""
@@ -435,9 +351,7 @@ class ScreeningTab(QWidget):
         self._cache.move_to_end(data.measurement_id)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
-        it = self._item_of(data.measurement_id)
-        if it is not None:
-            self._update_item(it)
+        self._refresh_status(data.measurement_id)
         if self.current_measurement_id() == data.measurement_id:
             self._show_data(data)
 
@@ -479,11 +393,7 @@ class ScreeningTab(QWidget):
             "retrieved. The project's side-band setting (Acquisition import tab) decides it when measurement.json "
             "gives no carrier_per_um: automatic for samples denser than their medium, 'as given' (f_x > 0) for "
             "samples less dense than their medium.")
-        has_quality = bool(data.quality)
-        for i in range(2, self.sort_combo.count()):
-            item = self.sort_combo.model().item(i) if hasattr(self.sort_combo.model(), "item") else None
-            if item is not None:
-                item.setEnabled(has_quality and self.sort_combo.itemData(i) in data.quality)
+        self.grid_bar.enable_quality_keys(data.quality or ())
         self.warning_banner.show_warnings(data.warnings or [])
 
     def sideband_setting_changed(self, setting: str = "") -> Optional[Job]:
@@ -517,36 +427,21 @@ class ScreeningTab(QWidget):
     # ---------------------------------------------------------------- threshold
     def _configure_threshold(self, data: ScreeningData) -> None:
         lo, hi = threshold_range(data)
-        self._thr_range = (lo, hi)
-        label = "rule peak (log10)" if data.use_rule else "model score (probability noisy)"
-        self.histogram.set_values(data.rule_peak if data.use_rule else data.score, (lo, hi), label, data.threshold)
-        self.threshold_slider.blockSignals(True)
-        self.threshold_slider.setValue(self._slider_value(data.threshold))
-        self.threshold_slider.blockSignals(False)
-        self.threshold_slider.setToolTip(f"Threshold on the {label}: above it a field is noisy")
-        self._threshold_display()
-
-    def _slider_value(self, t: float) -> int:
-        lo, hi = self._thr_range
-        return int(round((t - lo) / (hi - lo) * 1000))
+        what = "rule peak (log10)" if data.use_rule else "model score (probability noisy)"
+        self.histogram.set_values(data.rule_peak if data.use_rule else data.score, (lo, hi), what, data.threshold)
+        self.threshold_bar.configure(lo, hi, what)
+        self.threshold_bar.show_threshold(self.threshold, *self.counts())
 
     @property
     def threshold(self) -> float:
         return self.grid_model.threshold
-
-    @Slot(int)
-    def _slider_moved(self, v: int) -> None:
-        lo, hi = self._thr_range
-        self.set_threshold(lo + (hi - lo) * v / 1000.0)
 
     def set_threshold(self, t: float) -> None:
         """Preview the automatic decisions at threshold ``t`` (grid, counts, histogram); nothing is saved."""
         if self.data is None:
             return
         self.grid_model.set_threshold(t)
-        self.threshold_slider.blockSignals(True)
-        self.threshold_slider.setValue(self._slider_value(t))
-        self.threshold_slider.blockSignals(False)
+        self.threshold_bar.show_threshold(t, *self.counts())
         self.histogram.set_threshold(t)
         if self.proxy.by_uncertainty:
             self.proxy.invalidate()
@@ -559,10 +454,7 @@ class ScreeningTab(QWidget):
         return self.grid_model.counts()
 
     def _threshold_display(self) -> None:
-        clean, noisy = self.counts()
-        self.threshold_label.setText(f"{self.threshold:.2f}")
-        self.counts_label.setText(f"<span style='color:#009E73'>■</span> {clean} clean · "
-                                  f"<span style='color:#D55E00'>■</span> {noisy} noisy")
+        self.threshold_bar.show_counts(self.threshold, *self.counts())
 
     def apply_threshold(self) -> Optional[int]:
         """Record the automatic decisions at the current threshold as a new screening run; its number."""
@@ -575,9 +467,7 @@ class ScreeningTab(QWidget):
             source=SOURCE_RULE if d.use_rule else SOURCE_MODEL, model_name=d.model_name,
             model_version=d.model_version, threshold=self.threshold)
         d.threshold, d.auto_decision, d.run = self.threshold, auto, run
-        it = self._item_of(d.measurement_id)
-        if it is not None:
-            self._update_item(it)
+        self._refresh_status(d.measurement_id)
         return run
 
     def rescreen(self) -> Optional[Job]:
@@ -592,11 +482,7 @@ class ScreeningTab(QWidget):
         """Order the grid: None (field order), ``"uncertainty"`` or a retrieval quality name (worst first)."""
         i = self.current_field()
         self.proxy.set_sort_key(key)
-        k = self.sort_combo.findData(key) if key is not None else 0
-        if k >= 0 and self.sort_combo.currentIndex() != k:
-            self.sort_combo.blockSignals(True)
-            self.sort_combo.setCurrentIndex(k)
-            self.sort_combo.blockSignals(False)
+        self.grid_bar.show_sort_key(key)
         if i is not None:
             self.select_field(i)
 
@@ -691,9 +577,7 @@ class ScreeningTab(QWidget):
             self._threshold_display()
             if self.current_field() == field_index:
                 self._show_details()
-        it = self._item_of(measurement_id)
-        if it is not None:
-            self._update_item(it)
+        self._refresh_status(measurement_id)
         self.override_written.emit(measurement_id, field_index, value)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API
@@ -772,44 +656,7 @@ class ScreeningTab(QWidget):
 
     def show_retrain_report(self, rep: Any) -> QDialog:
         """Before/after metrics of a retraining; "Adopt" makes the new model the current one."""
-        dlg = QDialog(self)
-        dlg.setObjectName("retrainReport")
-        dlg.setWindowTitle("Retrained screening model")
-        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
-        rows = [("accuracy", "Accuracy"), ("sensitivity", "Sensitivity (noisy found)"),
-                ("specificity", "Specificity (clean kept)"), ("roc_auc", "ROC AUC")]
-        table = QTableWidget(len(rows), 3, dlg)
-        table.setHorizontalHeaderLabels(["Held-out overrides", "Before", "After"])
-        table.verticalHeader().setVisible(False)
-        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for r, (k, name) in enumerate(rows):
-            table.setItem(r, 0, QTableWidgetItem(name))
-            table.setItem(r, 1, QTableWidgetItem(fmt_metric(rep.before.get(k))))
-            table.setItem(r, 2, QTableWidgetItem(fmt_metric(rep.after.get(k))))
-        verdict = ("The fine-tuned model is better on the held-out decisions."
-                   if rep.improved else "The fine-tuned model is <b>not</b> better on the held-out decisions; "
-                   "keep the current one.")
-        text = QLabel(f"{verdict}<br>Trained on {rep.n_train} of your decisions (+{rep.n_replay} replayed "
-                      f"training fields), evaluated on {rep.n_holdout} held out."
-                      + (f"<br>Saved as <code>{rep.saved_path}</code>." if rep.saved_path else ""), dlg)
-        text.setWordWrap(True)
-        buttons = QDialogButtonBox(dlg)
-        adopt = buttons.addButton("Adopt the new model", QDialogButtonBox.ButtonRole.AcceptRole)
-        adopt.setEnabled(bool(rep.improved and rep.model is not None and rep.saved_path))
-        buttons.addButton("Keep the current model", QDialogButtonBox.ButtonRole.RejectRole)
-        buttons.accepted.connect(dlg.accept)
-        buttons.rejected.connect(dlg.reject)
-
-        def accepted() -> None:
-            self.adopt_model(rep.model)
-
-        dlg.accepted.connect(accepted)
-        lay = QVBoxLayout(dlg)
-        lay.addWidget(table)
-        lay.addWidget(text)
-        lay.addWidget(buttons)
-        dlg.resize(480, 300)
+        dlg = RetrainReportDialog(rep, self.adopt_model, self)
         dlg.open()
         self._retrain_dialog = dlg
         return dlg

@@ -193,10 +193,12 @@ def test_redo_and_back_to_automatic(qtbot, tab, batch, project):
 
 
 def test_threshold_slider_counts_and_histogram(qtbot, tab, batch, project):
+    assert tab.histogram.isHidden(), "no empty histogram axes before anything is shown"
     mid = project.add_measurement(batch / "beads_000")
     data = _open(qtbot, tab, project, mid)
+    assert not tab.histogram.isHidden()
     metric = data.rule_peak if data.use_rule else data.score
-    lo, hi = tab._thr_range
+    lo, hi = tab.threshold_bar.range
     seen = set()
     for v in (0, 250, 500, 750, 1000):
         tab.threshold_slider.setValue(v)
