@@ -20,7 +20,7 @@ from engine.simulate.beam_propagation import snap_illuminations
 from engine.simulate.mie import mie_fields
 from engine.simulate.phantoms import make_bead
 from engine.tomography import reconstruct
-from engine.tomography.multislice import MultisliceModel, data_misfit
+from engine.tomography.multislice import MultisliceModel, data_misfit, reconstruct_multislice
 
 LAM, NM, NA, PX = 0.532, 1.337, 1.2, 0.1
 N = 64
@@ -162,9 +162,11 @@ def test_silica_bead_within_issue_tolerance_and_better_than_rytov():
 @pytest.mark.slow
 def test_polystyrene_bead_far_better_than_rytov():
     """Polystyrene r 1 µm (6 rad, where Rytov's unwrapping fails at oblique illumination): Rytov is
-    0.2 low; multislice (20 iterations) within 0.01, measured +0.005 (the issue asks 0.005: at
-    the edge; longer runs overshoot to +0.007..+0.009 as they fit the SSNP model's own high-angle
-    error, see the forward test)."""
+    0.2 low; multislice (20 iterations) within 0.01, measured +0.005 (the issue asks 0.005: not
+    met). The bias is the SSNP model's: at illumination NA 1.0 its phase inside the sphere lags
+    the exact one by 0.37 rad on average (see the next test), the true sphere misfits the Mie
+    fields by 0.117 while the fitted volume reaches 0.012, and started from the true sphere the
+    iteration settles at +0.0055; from Rytov +0.004 (15 iterations) .. +0.009 (40)."""
     ill = _ring()
     u = mie_fields(1.0, 1.59, NM, LAM, (N, N), PX, ill, na=NA).astype(np.complex64)
     ry = reconstruct(u, ill, _md(), shape_z=32, non_negativity=True, device="cpu")
@@ -175,6 +177,29 @@ def test_polystyrene_bead_far_better_than_rytov():
           f"z/x {_axial_over_lateral(ms.ri, 1.59):.2f} misfit {ms.misfit[0]:.3f} -> {ms.misfit[-1]:.4f}")
     assert abs(e_ry) > 0.1
     assert abs(e_ms) < 0.01
+
+
+def test_ssnp_steep_light_deficit_is_the_model_not_its_discretisation():
+    """Why the polystyrene bead comes out high: at illumination NA 1.0 SSNP's phase inside the
+    sphere lags exact Mie by ≈ 0.37 rad on average, and neither more screens per slice nor the
+    near-normal illumination change that (a limit of the model: waves that propagate inside the
+    sphere but are evanescent in the medium are never excited, and the backward wave's boundary
+    condition is that of a marching scheme)."""
+    ill = snap_illuminations(np.array([[0.0, 0.0], [1.0 / LAM, 0.0]]), (N, N), (PX, PX))
+    exact = mie_fields(1.0, 1.59, NM, LAM, (N, N), PX, ill, na=NA)
+    ph = make_bead((28, N, N), (PX, PX, PX), NM, 0, radius_um=1.0, index=1.59, centre_um=(0, 0, 0))
+    c = (np.arange(N) - N // 2) * PX
+    disc = np.hypot(c[:, None], c[None, :]) <= 1.0
+    lag = []
+    for substeps in (1, 3):
+        m = MultisliceModel(ph.ri.shape, (PX, PX, PX), LAM, NM, NA, substeps=substeps, device="cpu")
+        with torch.no_grad():
+            u = m.fields(torch.as_tensor(ph.ri - np.float32(NM)), ill).numpy()
+        lag.append(np.angle(u / exact)[:, disc].mean(1))
+    print(f"\nmean phase (SSNP − Mie) inside the disc, NA 0 / 1.0: 1 screen {np.round(lag[0], 3)}, "
+          f"3 screens {np.round(lag[1], 3)}")
+    assert abs(lag[0][0]) < 0.02 and abs(lag[1][0]) < 0.02
+    assert lag[0][1] < -0.25 and lag[1][1] < -0.25 and abs(lag[0][1] - lag[1][1]) < 0.1
 
 
 # ------------------------------------------------------------------ cancel, progress, geometry
@@ -208,3 +233,42 @@ def test_multislice_refuses_sample_rotation_and_is_a_process_option():
     with pytest.raises(ValueError, match="sample rotation"):
         reconstruct(u, np.zeros((2, 2)), _md(geometry="sample-rotation", rotation_angles_rad=[0.0, 1.0]),
                     method="multislice", device="cpu")
+
+
+def _small_bead(n_sphere: float = 1.42):
+    ill = _ring(8, 0.8, 32)
+    return mie_fields(0.8, n_sphere, NM, LAM, (32, 32), PX, ill, na=NA).astype(np.complex64), ill
+
+
+def test_divergence_guard_recovers_from_too_long_steps():
+    """Four times the safe step: plain FISTA blows up (misfit ×1000), the guard halves the step
+    and goes back to the best point, ending below the start."""
+    u, ill = _small_bead()
+    runs = {}
+    for guard in (0.0, 2.0):
+        ms = reconstruct(u, ill, _md(), shape_z=16, method="multislice", device="cpu",
+                         multislice={"iterations": 12, "batch": 4, "chunk": 4, "step": 4.0, "guard": guard})
+        runs[guard] = np.asarray(ms.misfit)
+    print(f"\nmisfit without guard {np.round(runs[0.0], 3)}; with {np.round(runs[2.0], 4)}")
+    assert runs[0.0].max() > 100 * runs[0.0][0]  # the set-up does diverge
+    assert runs[2.0].max() < 5 * runs[2.0][0] and runs[2.0][-1] < 0.5 * runs[2.0][0]
+
+
+def test_threads_left_alone_unless_asked():
+    """torch.set_num_threads is process-wide (a GUI runs other torch work beside it): by default
+    the iterations leave it as it is; ``threads`` sets it for the iterations and restores it."""
+    u, ill = _small_bead()
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    seen: list = []
+    try:
+        torch.set_num_threads(other)
+        for threads in (None, 1 if other != 1 else 2):
+            seen.clear()
+            reconstruct_multislice(u, ill, _md(), shape_z=16, device="cpu",
+                                   on_iteration=lambda i, m: seen.append(torch.get_num_threads()),
+                                   options={"iterations": 2, "batch": 4, "chunk": 4, "threads": threads})
+            assert seen == [other if threads is None else threads] * 2
+            assert torch.get_num_threads() == other
+    finally:
+        torch.set_num_threads(before)
