@@ -224,10 +224,14 @@ def dtmm_jones(droplet: Droplet, wavelength_um: float, illuminations_per_um: np.
     nm, dx = droplet.medium_index, droplet.voxel_um
     nz, h, w = droplet.shape
     bmax = float(betamax) if betamax is not None else 0.98 * nm
-    data = _optical_data(droplet)
-    empty = (np.ones(nz), np.full((nz, h, w, 3), nm ** 2), np.zeros((nz, h, w, 3)))
-    # field after the last layer: top face at (nz − nz//2 − 1/2)·dz; refocus to z = 0
-    back = -(nz - nz // 2 - 0.5) * dx
+    layers = np.flatnonzero(droplet.coverage.reshape(nz, -1).max(axis=1) > 0)
+    k0, k1 = (int(layers[0]), int(layers[-1])) if len(layers) else (nz // 2, nz // 2)
+    thick, epsv, angles = _optical_data(droplet)
+    data = (thick[k0:k1 + 1], epsv[k0:k1 + 1], angles[k0:k1 + 1])
+    # the sample-free run: one homogeneous layer as thick as the sample's layers
+    empty = (np.array([float(k1 - k0 + 1)]), np.full((1, h, w, 3), nm ** 2), np.zeros((1, h, w, 3)))
+    # the field leaves the last layer at (k1 − nz//2 + 1/2)·dz; refocus it to z = 0
+    back = -(k1 - nz // 2 + 0.5) * dx
     ill = np.asarray(illuminations_per_um, float).reshape(-1, 2)
     out = np.empty((ill.shape[0], 2, 2, h, w), np.complex64)
     for n, (fx, fy) in enumerate(ill):

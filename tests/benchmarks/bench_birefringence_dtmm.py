@@ -1,0 +1,147 @@
+"""Accuracy benchmark: birefringence routes on held-out nematic droplets simulated by dtmm (#20).
+
+Run on demand (needs ``pip install dtmm``; not collected by default)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_birefringence_dtmm.py \\
+        --kind strong --seeds 0 1 2 3 [--size 128] [--pixel 0.125] [--route dtt]
+
+For each droplet (bipolar for even seeds, radial for odd ones; parameters from
+``_dtmm_droplets.droplet_cases``) dtmm computes the Jones matrices of fields of 25 illuminations
+(condenser NA 1.0, objective NA 1.2) on a ``size²`` grid (cached under ``--cache``), the route
+reconstructs the tensor onto ``size/2·3``... voxels of the pixel size, and the metrics are taken
+against the droplet's truth:
+
+* director error: median over the core (r < R − 0.5 µm) of the angle between the recovered and the
+  true optic axis (3-D, as lines, 0–90°; the director is read from ε with no Δn threshold);
+* n_e, n_o errors: median of the recovered index over the core minus the truth;
+* Δn error: median Δn over the core relative to the true n_e − n_o;
+* background |Δn|: mean |Δn| outside r > R + 1 µm.
+
+The table prints per droplet and the means (|errors|) / medians (director) over the droplets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from _dtmm_droplets import droplet_cases, dtmm_jones, make_droplet
+
+from engine.birefringence import JonesFields, reconstruct_tensor, uniaxial_decomposition
+from engine.metadata import MeasurementMetadata
+from engine.simulate.beam_propagation import snap_illuminations
+from engine.simulate.holograms import illumination_pattern
+
+NA, NA_COND, N_ILL = 1.2, 1.0, 25
+
+
+def simulate_case(case: dict, size: int, pixel: float, cache: Path | None) -> tuple:
+    """(JonesFields, Droplet on the (Z, size, size) reconstruction grid, metadata) of one case."""
+    lam, nm = case["wavelength_um"], case["medium_index"]
+    z = int(np.ceil((2 * case["radius_um"] + 2.0) / pixel / 2) * 2)
+    dr = make_droplet((z, size, size), pixel, radius_um=case["radius_um"], n_o=case["n_o"], n_e=case["n_e"],
+                      medium_index=nm, configuration=case["configuration"], axis=case["axis"])
+    ill = snap_illuminations(illumination_pattern(N_ILL, NA_COND, lam), (size, size), (pixel, pixel))
+    key = hashlib.sha1(json.dumps([case, size, pixel, NA, NA_COND, N_ILL], sort_keys=True).encode()).hexdigest()[:16]
+    path = cache / f"dtmm_{key}.npy" if cache is not None else None
+    if path is not None and path.exists():
+        jones = np.load(path)
+    else:
+        t = time.perf_counter()
+        jones = dtmm_jones(dr, lam, ill, NA)
+        print(f"  dtmm: {time.perf_counter() - t:.0f} s", flush=True)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, jones)
+    md = MeasurementMetadata(wavelength_um=lam, medium_index=nm, na_objective=NA, pixel_size_um=pixel)
+    return JonesFields(field=jones, illumination_per_um=ill, pixel_size_um=pixel), dr, md
+
+
+def droplet_metrics(epsilon: np.ndarray, droplet, core_margin: float = 0.5, far_margin: float = 1.0) -> dict:
+    """Director, index and background metrics of a reconstructed ε (Z, Y, X, 3, 3) against ``droplet``.
+
+    The volumes share the voxel grid (voxel ``j`` at ``(j − n//2)·d``); ε may have more or fewer
+    axial voxels than the droplet (centred crop/pad of the truth).
+    """
+    zt = droplet.shape[0]
+    zr = epsilon.shape[0]
+    d = droplet.voxel_um
+    z = (np.arange(zr) - zr // 2) * d
+    y = (np.arange(epsilon.shape[1]) - epsilon.shape[1] // 2) * d
+    x = (np.arange(epsilon.shape[2]) - epsilon.shape[2] // 2) * d
+    r = np.sqrt(z[:, None, None] ** 2 + y[None, :, None] ** 2 + x[None, None, :] ** 2)
+    core = r < droplet.radius_um - core_margin
+    far = r > droplet.radius_um + far_margin
+    ne, no, dn, dirv = (t.numpy() for t in uniaxial_decomposition(torch.as_tensor(epsilon), 0.0))
+    # truth director on the reconstruction grid
+    truth = np.zeros(epsilon.shape[:3] + (3,))
+    lo = zr // 2 - zt // 2
+    src = slice(max(0, -lo), min(zt, zr - lo))
+    dst = slice(max(0, lo), max(0, lo) + (src.stop - src.start))
+    truth[dst] = droplet.director[src]
+    cosang = np.abs(np.sum(dirv[core] * truth[core], axis=-1)) / np.maximum(np.linalg.norm(dirv[core], axis=-1), 1e-12)
+    ang = np.degrees(np.arccos(np.clip(cosang, 0, 1)))
+    true_dn = droplet.n_e - droplet.n_o
+    return {
+        "director_deg": float(np.median(ang)),
+        "n_e_err": float(np.median(ne[core]) - droplet.n_e),
+        "n_o_err": float(np.median(no[core]) - droplet.n_o),
+        "dn_rel_err": float(np.median(dn[core]) / true_dn - 1),
+        "bg_abs_dn": float(np.mean(np.abs(dn[far]))),
+    }
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Median director error, mean |n_e|, |n_o|, |Δn rel| errors and mean background |Δn| over droplets."""
+    return {"director_deg": float(np.median([m["director_deg"] for m in rows])),
+            "n_e_abs": float(np.mean([abs(m["n_e_err"]) for m in rows])),
+            "n_o_abs": float(np.mean([abs(m["n_o_err"]) for m in rows])),
+            "dn_rel_abs": float(np.mean([abs(m["dn_rel_err"]) for m in rows])),
+            "bg_abs_dn": float(np.mean([m["bg_abs_dn"] for m in rows]))}
+
+
+def fmt(m: dict) -> str:
+    return ", ".join(f"{k} {v:+.4f}" if k != "director_deg" else f"{k} {v:.1f}" for k, v in m.items())
+
+
+def run(kind: str, seeds, size: int, pixel: float, route: str, cache: Path | None, route_kw: dict | None = None) -> dict:
+    rows = []
+    for case, seed in zip(droplet_cases(kind, seeds), seeds):
+        jones, dr, md = simulate_case(case, size, pixel, cache)
+        t = time.perf_counter()
+        shape_z = int(np.ceil((2 * case["radius_um"] + 3.0) / pixel / 2) * 2)
+        if route == "dtt":
+            tomo = reconstruct_tensor(jones, md, shape_z=shape_z, device="cpu", **(route_kw or {}))
+        else:
+            raise ValueError(route)
+        m = droplet_metrics(tomo.epsilon, dr)
+        rows.append(m)
+        print(f"{kind} seed {seed} {case['configuration']:8s} r {case['radius_um']:.2f} n_o {case['n_o']:.3f} "
+              f"n_e {case['n_e']:.3f} ({time.perf_counter() - t:.0f} s): {fmt(m)}", flush=True)
+    s = summarise(rows)
+    print(f"== {kind}, route {route}, {len(rows)} droplets: {fmt(s)}")
+    return {"rows": rows, "summary": s}
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kind", default="strong", choices=["strong", "weak", "seed"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--pixel", type=float, default=0.125)
+    ap.add_argument("--route", default="dtt")
+    ap.add_argument("--cache", default="/tmp/odt_dtmm_cache")
+    args = ap.parse_args()
+    run(args.kind, args.seeds, args.size, args.pixel, args.route, Path(args.cache) if args.cache else None)
