@@ -53,10 +53,6 @@ class HologramView(QWidget):
         """The array shown, (N, H, W) or (H, W), or None."""
         return self._data
 
-    @property
-    def current_index(self) -> int:
-        return int(self.image_view.currentIndex) if self._data is not None and self._data.ndim == 3 else 0
-
     def set_stack(self, images: np.ndarray, pixel_size_um: float | None = None) -> None:
         """Show ``images`` ((N, H, W) or (H, W)); axes in µm when ``pixel_size_um`` is given."""
         images = np.asarray(images)

@@ -164,9 +164,6 @@ class FieldView(QWidget):
         self._maps[method] = np.asarray(saliency_map, np.float32)
         self._draw_overlay()
 
-    def has_saliency(self, method: str) -> bool:
-        return method in self._maps
-
     def show_message(self, text: str) -> None:
         self._field = None
         self._maps = {}

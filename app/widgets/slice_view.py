@@ -337,11 +337,6 @@ class OrthoSliceView(QWidget):
         self._overlay_mips = None
         self._refresh_overlay(("xy", "xz", "yz"))
 
-    def set_overlay_colors(self, colors: np.ndarray) -> None:
-        """New colours (RGBA uint8 per value) for the overlay, e.g. to highlight one label."""
-        self._overlay_colors = np.asarray(colors, dtype=np.uint8).reshape(-1, 4)
-        self._refresh_overlay(("xy", "xz", "yz"))
-
     def overlay_value_at(self, z: int, y: int, x: int) -> int:
         """The overlay's value at voxel (z, y, x) (0 without an overlay)."""
         ov = self._overlay

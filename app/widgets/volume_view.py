@@ -482,9 +482,6 @@ class VolumeView(QWidget):
                 self._parts[name].SetVisibility(bool(on))
         self.render()
 
-    def part_visible(self, name: str) -> bool:
-        return name in self._parts and bool(self._parts[name].GetVisibility())
-
     def reset_view(self) -> None:
         """Oblique view from above (+z towards the viewer is up the screen), whole volume in view."""
         if not self.available:

@@ -90,7 +90,6 @@ __all__ = [
     "snap_illuminations",
     "propagate_scalar",
     "propagate_vectorial",
-    "angular_spectrum_propagate",
 ]
 
 
@@ -148,13 +147,6 @@ class _Grid:
         """exp(2πi (f_x x + f_y y)) for f (B, 2) float64 -> (B, Y, X) complex64."""
         ph = 2 * math.pi * (f[:, 0, None, None] * self.x + f[:, 1, None, None] * self.y)
         return torch.polar(torch.ones_like(ph), ph).to(torch.complex64)
-
-
-def angular_spectrum_propagate(field: torch.Tensor, distance_um: float, pixel_yx_um: tuple[float, float],
-                               n_medium: float, wavelength_um: float) -> torch.Tensor:
-    """Propagate a field (..., Y, X) by ``distance_um`` along +z in a homogeneous medium (exact)."""
-    g = _Grid(field.shape[-2:], pixel_yx_um, n_medium, wavelength_um, field.device)
-    return torch.fft.ifft2(torch.fft.fft2(field) * g.propagator(distance_um))
 
 
 def _active_slices(delta: np.ndarray, tol: float = 1e-6) -> tuple[int, int] | None:
