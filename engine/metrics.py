@@ -33,6 +33,7 @@ __all__ = [
     "specificity",
     "roc_auc",
     "screening_metrics",
+    "expected_calibration_error",
     "ssim3d",
     "psnr_255",
     "ssim_255",
@@ -161,6 +162,46 @@ def screening_metrics(noisy_true: np.ndarray, score: np.ndarray, threshold: floa
     }
     out.update(c.as_dict())
     return out
+
+
+def expected_calibration_error(noisy_true: np.ndarray, prob: np.ndarray, n_bins: int = 10) -> float:
+    """Expected calibration error of probabilities of being noisy (Guo et al., ICML 2017).
+
+    Each field's *confidence* is the probability of the class it is assigned
+    (``max(p, 1 − p)``, in [0.5, 1]); the fields are put in ``n_bins`` equal-width confidence
+    bins on [0, 1] and ``ECE = Σ_b (n_b / N) · |accuracy_b − mean confidence_b|``. 0 for a
+    perfectly calibrated score; a score that says 0.99 and is right 90 % of the time has 0.09.
+
+    Parameters
+    ----------
+    noisy_true : ndarray (N,)
+        1 = noisy.
+    prob : ndarray (N,)
+        Probability of being noisy, in [0, 1].
+    n_bins : int
+
+    Returns
+    -------
+    float (NaN for N = 0)
+    """
+    t = _labels(noisy_true, "noisy_true")
+    p = np.asarray(prob, np.float64)
+    if p.shape != t.shape:
+        raise ValueError(f"prob shape {p.shape} differs from noisy_true shape {t.shape}")
+    if p.size == 0:
+        return float("nan")
+    if np.any((p < 0) | (p > 1)) or not np.all(np.isfinite(p)):
+        raise ValueError("prob must be probabilities in [0, 1]")
+    pred = p > 0.5
+    conf = np.where(pred, p, 1 - p)
+    correct = (pred == (t > 0)).astype(np.float64)
+    edges = np.linspace(0, 1, int(n_bins) + 1)
+    idx = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, int(n_bins) - 1)
+    ece = 0.0
+    for b in np.unique(idx):
+        sel = idx == b
+        ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(ece)
 
 
 # --------------------------------------------------------------------------- volumes

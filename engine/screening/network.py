@@ -398,6 +398,18 @@ class ScreeningModel:
     def crop(self) -> int:
         return int(self.card.get("input", {}).get("crop", CROP_SIZE))
 
+    @property
+    def temperature(self) -> float:
+        """Calibration temperature T (card ``calibration.temperature``, 1 if absent).
+
+        The probability is ``sigmoid(logit / T)``, T fitted on validation data (temperature
+        scaling); the decision at 0.5 does not depend on it, the reported confidence does.
+        """
+        t = float(self.card.get("calibration", {}).get("temperature", 1.0))
+        if not np.isfinite(t) or t <= 0:
+            raise ModelFileError(f"model card {self.name}: calibration temperature must be > 0, got {t}")
+        return t
+
     def to(self, device: str | torch.device) -> "ScreeningModel":
         dev = resolve_device(device)
         self.net.to(dev)
@@ -406,14 +418,15 @@ class ScreeningModel:
 
     def predict_tensor(self, x: torch.Tensor, *, batch_size: int = 256,
                        cancel: Optional[CancelToken] = None) -> np.ndarray:
-        """Probabilities (N,) float32 that each input (N, C, h, w) is noisy."""
+        """Calibrated probabilities (N,) float32 that each input (N, C, h, w) is noisy."""
         self.net.eval()
         out = []
+        t = self.temperature
         with torch.inference_mode():
             for s in range(0, x.shape[0], batch_size):
                 check_cancel(cancel)
                 xb = x[s:s + batch_size].to(self.device, non_blocking=True)
-                out.append(self.net(xb).float().cpu())
+                out.append(torch.sigmoid(self.net.logits(xb).float() / t).cpu())
         if not out:
             return np.zeros(0, np.float32)
         return torch.cat(out).numpy().astype(np.float32)

@@ -1,0 +1,424 @@
+"""Screening data with wide defect families, and an honest generalisation protocol (issue #19).
+
+Run ``python -m engine.training.screening_families --help``. Sub-commands:
+
+``generate``
+    Simulate measurements whose noisy frames draw from *every* defect family of
+    :mod:`engine.simulate.defects` (obstructions, parasitic fringes, camera effects, low SNR,
+    DMD, blank) and whose clean frames get the broadened imperfections (faint obstructions,
+    faint fringes, mild camera effects, dim and defocused frames), over random setups (sample
+    kind, 45/49/71 angles, NA, noise, 8/12/16-bit camera, illumination power falling with the
+    angle); retrieve the fields as the application does and cache the 128² crops (``.npz``,
+    outside the repository). A cross-setup set (:data:`~engine.screening.crops.CROSS_SETUP`,
+    never trained on) is generated beside it.
+``lofo``
+    Leave-one-family-out: for each family, train a compact net from scratch on the training
+    measurements *without that family's frames* (and choose its epoch on validation frames
+    without it), then report the catch rate on that family's held-out frames and the clean
+    frames kept. A reference run with every family, under the same budget, is reported beside.
+``train``
+    Train (or fine-tune from the shipped model) the compact net on every family, choose the
+    epoch on validation, fit a temperature on validation (calibration), report held-out,
+    cross-setup, per-family and expected calibration error, and write the model files to
+    ``--out-dir`` — never over the shipped model unless ``--out-dir resources/models`` is given.
+
+Splits are **by measurement** (every frame of a measurement in one split). Labels: 1 = noisy.
+A frame's *family* is :func:`engine.simulate.defects.family_of` of its defect type.
+
+References
+----------
+C. Guo, G. Pleiss, Y. Sun, K. Q. Weinberger, "On calibration of modern neural networks",
+ICML (2017) — temperature scaling, expected calibration error.
+D. Ryu et al., Sci. Rep. 9, 15239 (2019), doi:10.1038/s41598-019-51363-x — the screening task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..backend import resolve_device
+from ..metrics import expected_calibration_error, screening_metrics
+from ..progress import CancelToken, check_cancel
+from ..screening.crops import CROSS_SETUP, SIM_DEPTH_UM, CropSet
+from ..screening.network import CROP_SIZE, CompactScreeningNet, _centre_crop, _pad_to, load_model, preprocess
+from ..simulate.defects import (ALL_DEFECT_TYPES, ALL_IMPERFECTION_TYPES, DEFECT_FAMILIES, family_of)
+from .screening_data import DEFAULT_CACHE_DIR, split_by_measurement
+
+__all__ = [
+    "FAMILY_GENERATOR_VERSION",
+    "FamilySpec",
+    "family_specs",
+    "cross_family_specs",
+    "simulate_family_crops",
+    "load_or_generate_families",
+    "families_of",
+    "protocol_splits",
+    "without_family",
+    "fit_temperature",
+    "calibrated_probabilities",
+    "family_catch_rates",
+    "evaluate_logits",
+    "run_lofo",
+    "main",
+]
+
+FAMILY_GENERATOR_VERSION = "screening-families/1"
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """One simulated measurement of the wide-family data set.
+
+    Attributes
+    ----------
+    kind : {"beads", "bacteria", "cells"}
+    n_angles : int
+    na : float
+        Objective NA (condenser 0.92·NA).
+    noise : float
+        Read-noise multiplier (exposure 0.4/noise).
+    defect_rate, imperfection_rate : float
+        Fraction of frames made noisy; fraction of the clean frames given an imperfection.
+    seed : int
+    steep_power : float
+        Illumination power at the condenser edge relative to normal incidence (1 = flat).
+    bit_depth : int
+    """
+
+    kind: str
+    n_angles: int
+    na: float
+    noise: float
+    defect_rate: float
+    imperfection_rate: float
+    seed: int
+    steep_power: float = 1.0
+    bit_depth: int = 12
+
+    @property
+    def setup_name(self) -> str:
+        return f"{self.kind}-{self.n_angles}-na{self.na:.2f}-noise{self.noise:.1f}"
+
+
+def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_rate: float = 0.6) -> list[FamilySpec]:
+    """Random setups (the cross setup excluded): kinds × angles × NA × noise × bits × steep power."""
+    rng = np.random.default_rng(seed)
+    out: list[FamilySpec] = []
+    while len(out) < n:
+        k, a = str(rng.choice(["bacteria", "cells", "beads"])), int(rng.choice([71, 49, 45]))
+        na, nz = float(rng.choice([1.2, 1.1, 1.0])), float(rng.choice([0.5, 1.0, 2.0]))
+        if (k, a, na, nz) == tuple(CROSS_SETUP.values()):
+            continue
+        steep = 1.0 if rng.random() < 0.5 else float(rng.uniform(0.15, 1.0))
+        out.append(FamilySpec(k, a, na, nz, defect_rate, imperfection_rate, int(rng.integers(1 << 31)), steep,
+                              int(rng.choice([8, 12, 16]))))
+    return out
+
+
+def cross_family_specs(n: int, seed: int, *, defect_rate: float = 0.5) -> list[FamilySpec]:
+    """Measurements of the never-trained cross setup (cells, 45 angles, NA 1.0, noise ×2), all families."""
+    rng = np.random.default_rng(seed)
+    return [FamilySpec(defect_rate=defect_rate, imperfection_rate=0.6, seed=int(rng.integers(1 << 31)),
+                       steep_power=1.0 if rng.random() < 0.5 else float(rng.uniform(0.15, 1.0)),
+                       bit_depth=int(rng.choice([8, 12, 16])), **CROSS_SETUP) for _ in range(n)]
+
+
+def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_shape=(160, 160),
+                          device: str = "cpu") -> CropSet:
+    """Simulate one measurement with every defect family, retrieve its fields, keep the centre crops.
+
+    Returns
+    -------
+    CropSet
+        ``defect`` holds the defect *type* ("" when clean); :func:`families_of` maps it to a family.
+    """
+    from ..holography.retrieval import retrieve_fields
+    from ..simulate import holograms, phantoms
+
+    setup = holograms.Setup(n_angles=spec.n_angles, na_objective=spec.na, na_condenser=0.92 * spec.na,
+                            read_noise_e=4.0 * spec.noise, exposure=0.4 / max(spec.noise, 0.25),
+                            image_shape=tuple(image_shape), steep_power=spec.steep_power, bit_depth=spec.bit_depth)
+    rng = np.random.default_rng(spec.seed)
+    phantom = phantoms.make_phantom(spec.kind, setup.phantom_shape(SIM_DEPTH_UM.get(spec.kind, 6.0)),
+                                    setup.voxel_size_um, setup.medium_index, rng)
+    sim = holograms.simulate_measurement(phantom, setup, spec.seed, defect_rate=spec.defect_rate,
+                                         defect_types=ALL_DEFECT_TYPES, imperfection_rate=spec.imperfection_rate,
+                                         imperfection_types=ALL_IMPERFECTION_TYPES, device=device,
+                                         name=spec.setup_name)
+    md = sim.measurement.metadata
+    ret = retrieve_fields(sim.measurement.holograms, sim.measurement.backgrounds, md, device=device, unwrap=False)
+    f = _pad_to(_centre_crop(np.asarray(ret.field), CROP_SIZE), CROP_SIZE).astype(np.complex64)
+    n = f.shape[0]
+    return CropSet(fields=f, noisy=np.array([1 if d else 0 for d in sim.defect_types], np.uint8),
+                   measurement=np.full(n, measurement_id, np.int32), defect=[str(d) for d in sim.defect_types],
+                   setup=[spec.setup_name] * n, pixel_size_um=np.full(n, md.pixel_size_um, np.float32),
+                   wavelength_um=np.full(n, md.wavelength_um, np.float32))
+
+
+def load_or_generate_families(path: Path, specs: list[FamilySpec], *, device: str = "cpu",
+                              log: Callable[[str], None] = print,
+                              cancel: Optional[CancelToken] = None) -> CropSet:
+    """Cached crops at ``path`` (``.npz``), or simulate ``specs`` (ids 0, 1, …) and cache them."""
+    path = Path(path)
+    if path.exists():
+        cs = CropSet.load(path)
+        log(f"loaded {len(cs)} cached crops from {path}")
+        return cs
+    t0, parts = time.time(), []
+    for i, spec in enumerate(specs):
+        check_cancel(cancel)
+        parts.append(simulate_family_crops(spec, i, device=device))
+        if (i + 1) % 10 == 0 or i + 1 == len(specs):
+            log(f"  simulated {i + 1}/{len(specs)} measurements ({time.time() - t0:.0f} s)")
+    cs = CropSet.concatenate(parts)
+    cs.save(path)
+    log(f"generated {len(cs)} crops ({int(cs.noisy.sum())} noisy) in {time.time() - t0:.0f} s -> {path}")
+    return cs
+
+
+def families_of(cs: CropSet) -> np.ndarray:
+    """Family of every frame (``""`` when clean), (M,) str."""
+    return np.array([family_of(d) for d in cs.defect], dtype="U16")
+
+
+def protocol_splits(cs: CropSet, seed: int) -> tuple[CropSet, CropSet, CropSet]:
+    """Train / validation / held-out test (70 / 15 / 15 % of the measurements)."""
+    tr, va, te = split_by_measurement(cs.measurement, (0.7, 0.15, 0.15), seed=seed)
+    if set(cs.measurement[tr]) & set(cs.measurement[te]) or set(cs.measurement[va]) & set(cs.measurement[te]):
+        raise AssertionError("a measurement is split across train/validation and test")
+    return cs.subset(tr), cs.subset(va), cs.subset(te)
+
+
+def without_family(cs: CropSet, family: str) -> CropSet:
+    """The frames of ``cs`` that are clean or noisy from another family than ``family``."""
+    if family not in DEFECT_FAMILIES:
+        raise ValueError(f"unknown family {family!r}: one of {sorted(DEFECT_FAMILIES)}")
+    return cs.subset(np.flatnonzero(families_of(cs) != family))
+
+
+# --------------------------------------------------------------------------- calibration
+def fit_temperature(logits: np.ndarray, noisy: np.ndarray) -> float:
+    """Temperature T > 0 minimising the binary NLL of ``sigmoid(logits / T)`` (Guo et al. 2017).
+
+    A 1-D search over log T on [0.05, 20] (coarse grid, then golden section); the accuracy at
+    threshold 0.5 does not change (the sign of a logit does not).
+    """
+    z = np.asarray(logits, np.float64)
+    y = np.asarray(noisy, np.float64)
+    if z.shape != y.shape or z.size == 0:
+        raise ValueError("logits and labels must be non-empty and of the same shape")
+
+    def nll(log_t: float) -> float:
+        s = z / np.exp(log_t)
+        return float(np.mean(np.logaddexp(0, s) - y * s))
+
+    grid = np.linspace(np.log(0.05), np.log(20.0), 61)
+    k = int(np.argmin([nll(g) for g in grid]))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    g = (np.sqrt(5) - 1) / 2
+    for _ in range(40):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        if nll(a) < nll(b):
+            hi = b
+        else:
+            lo = a
+    return float(np.exp(0.5 * (lo + hi)))
+
+
+def calibrated_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``sigmoid(logits / temperature)``, float64."""
+    return 1 / (1 + np.exp(-np.asarray(logits, np.float64) / float(temperature)))
+
+
+def family_catch_rates(prob: np.ndarray, families: np.ndarray, threshold: float = 0.5) -> dict:
+    """Per family: fraction of its frames scored noisy; ``"clean"``: fraction of clean frames kept."""
+    p, fam = np.asarray(prob), np.asarray(families)
+    out = {}
+    for f in sorted(set(fam.tolist()) - {""}):
+        sel = fam == f
+        out[f] = {"caught": float(np.mean(p[sel] > threshold)), "n": int(sel.sum())}
+    sel = fam == ""
+    if sel.any():
+        out["clean"] = {"kept": float(np.mean(p[sel] <= threshold)), "n": int(sel.sum())}
+    return out
+
+
+# --------------------------------------------------------------------------- protocol runs
+INPUT_KIND = "phase-amplitude"
+
+
+def _x(cs: CropSet) -> torch.Tensor:
+    return preprocess(cs.fields, input_kind=INPUT_KIND)
+
+
+def _train(cs_train: CropSet, cs_val: CropSet, *, minutes: float, seed: int, lr: float,
+           init: Optional[str], log: Callable[[str], None], device: torch.device,
+           epochs: int = 200) -> tuple[CompactScreeningNet, dict]:
+    """Train a compact net (from scratch, or from a model file / name ``init``); best validation epoch."""
+    from .screening import TrainConfig, train_network
+
+    if init:
+        net = load_model(init, device="cpu").net.float()
+        if not isinstance(net, CompactScreeningNet):
+            raise ValueError(f"--init {init}: not a CompactScreeningNet")
+    else:
+        net = CompactScreeningNet(2)
+    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=lr, seed=seed, max_minutes=minutes, distill_weight=0.0)
+    info = train_network(net, _x(cs_train), cs_train.noisy, _x(cs_val), cs_val.noisy, cfg, device=device, log=log)
+    info["config"] = cfg.as_dict()
+    return net, info
+
+
+def _logits(net: torch.nn.Module, cs: CropSet, device: torch.device) -> np.ndarray:
+    from .screening import predict_logits
+
+    return predict_logits(net, _x(cs), device=device).astype(np.float64)
+
+
+def evaluate_logits(logits: np.ndarray, cs: CropSet, temperature: float = 1.0, threshold: float = 0.5) -> dict:
+    """Accuracy, sensitivity, specificity, AUC, ECE and per-family catch rates of calibrated logits."""
+    p = calibrated_probabilities(logits, temperature)
+    out = screening_metrics(cs.noisy, p, threshold)
+    out["ece"] = expected_calibration_error(cs.noisy, p)
+    out["families"] = family_catch_rates(p, families_of(cs), threshold)
+    return out
+
+
+def _fmt(name: str, m: dict) -> str:
+    fam = ", ".join(f"{k} {v.get('caught', v.get('kept')):.3f}" for k, v in m.get("families", {}).items())
+    return (f"{name}: accuracy {m['accuracy']:.4f}, sensitivity {m['sensitivity']:.4f}, specificity "
+            f"{m['specificity']:.4f}, AUC {m['roc_auc']:.4f}, ECE {m.get('ece', float('nan')):.4f} "
+            f"(n={m['n']}); {fam}")
+
+
+def run_lofo(train: CropSet, val: CropSet, test: CropSet, *, families, minutes: float, seed: int,
+             device: torch.device, log: Callable[[str], None], max_train_frames: int = 0) -> dict:
+    """Leave-one-family-out: per family, train without it, test on its held-out frames.
+
+    ``"all"`` (every family, same budget) is run first as the reference. Each result holds the
+    catch rate of the left-out family, the clean frames kept and the full test metrics.
+    """
+    out = {}
+    rng = np.random.default_rng(seed)
+    for fam in ["all"] + list(families):
+        tr = train if fam == "all" else without_family(train, fam)
+        va = val if fam == "all" else without_family(val, fam)
+        if max_train_frames and len(tr) > max_train_frames:
+            tr = tr.subset(np.sort(rng.choice(len(tr), max_train_frames, replace=False)))
+        log(f"LOFO {fam}: training on {len(tr)} frames ({int(tr.noisy.sum())} noisy), {minutes} min")
+        net, info = _train(tr, va, minutes=minutes, seed=seed, lr=1e-3, init=None, log=log, device=device)
+        m = evaluate_logits(_logits(net, test, device), test)
+        res = {"test": m, "best_epoch": info["best_epoch"], "epochs": len(info["history"]),
+               "train_frames": len(tr)}
+        if fam != "all":
+            res["left_out_caught"] = m["families"].get(fam, {}).get("caught", float("nan"))
+            log(f"LOFO {fam}: left-out family caught {res['left_out_caught']:.3f}, clean kept "
+                f"{m['families']['clean']['kept']:.3f}")
+        log(_fmt(f"LOFO {fam} test", m))
+        out[fam] = res
+    return out
+
+
+# --------------------------------------------------------------------------- command line
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine.training.screening_families", description=__doc__.split("\n")[0])
+    p.add_argument("command", choices=("generate", "lofo", "train"))
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR / "families")
+    p.add_argument("--n-measurements", type=int, default=110)
+    p.add_argument("--n-cross", type=int, default=8)
+    p.add_argument("--seed", type=int, default=20261206)
+    p.add_argument("--minutes", type=float, default=4.0, help="time budget per training run")
+    p.add_argument("--families", nargs="*", default=sorted(DEFECT_FAMILIES), help="families to leave out (lofo)")
+    p.add_argument("--max-train-frames", type=int, default=0, help="lofo: subsample the training frames (0: all)")
+    p.add_argument("--init", default="", help="train: start from this model (name or .safetensors); '' = scratch")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--out-dir", type=Path, default=Path("/tmp/odt-screening-models"),
+                   help="train: where the model files and the log go")
+    p.add_argument("--version", default="3.0.0")
+    p.add_argument("--report", type=Path, default=None, help="write the metrics as JSON here")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    return p
+
+
+def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
+    mixed = load_or_generate_families(args.cache_dir / f"families-{args.n_measurements}-{args.seed}.npz",
+                                      family_specs(args.n_measurements, args.seed), log=log)
+    cross = load_or_generate_families(args.cache_dir / f"cross-{args.n_cross}-{args.seed + 1}.npz",
+                                      cross_family_specs(args.n_cross, args.seed + 1), log=log)
+    train, val, test = protocol_splits(mixed, args.seed)
+    log(f"split by measurement: train {len(train)} frames / {len(np.unique(train.measurement))} measurements, "
+        f"validation {len(val)} / {len(np.unique(val.measurement))}, held-out {len(test)} / "
+        f"{len(np.unique(test.measurement))}, cross-setup {len(cross)} / {len(np.unique(cross.measurement))}")
+    return train, val, test, cross
+
+
+def _train_command(args, train, val, test, cross, dev, log) -> dict:
+    from ..screening.network import save_model
+    from .screening import input_card_for
+
+    net, info = _train(train, val, minutes=args.minutes, seed=args.seed + 7, lr=args.lr, init=args.init or None,
+                       log=log, device=dev)
+    lv = _logits(net, val, dev)
+    temp = fit_temperature(lv, val.noisy)
+    log(f"temperature fitted on validation: T = {temp:.3f}")
+    metrics = {"validation": evaluate_logits(lv, val, temp),
+               "validation_uncalibrated": evaluate_logits(lv, val, 1.0),
+               "held_out": evaluate_logits(_logits(net, test, dev), test, temp),
+               "cross_setup": evaluate_logits(_logits(net, cross, dev), cross, temp)}
+    for k, m in metrics.items():
+        log(_fmt(k, m))
+    card = {"name": "screening-compact", "version": args.version,
+            "description": "Compact field screening CNN (phase + log-amplitude), trained on wide defect families",
+            "output": "calibrated probability that the field is noisy: sigmoid(logit / T); noisy if above threshold",
+            "threshold": 0.5, "input": input_card_for(INPUT_KIND), "calibration": {
+                "method": "temperature scaling on the validation measurements", "temperature": temp},
+            "training_data": {"source": "simulator", "generator_version": FAMILY_GENERATOR_VERSION,
+                              "seed": args.seed, "measurements": args.n_measurements, "cross_setup": args.n_cross,
+                              "defect_types": list(ALL_DEFECT_TYPES), "imperfections": list(ALL_IMPERFECTION_TYPES),
+                              "families": {k: list(v) for k, v in DEFECT_FAMILIES.items()},
+                              "split": "by measurement, 70/15/15 % train/validation/held-out; cross setup never "
+                                       "trained on", "frames": {"train": len(train), "validation": len(val),
+                                                                "held_out": len(test), "cross_setup": len(cross)}},
+            "training": {"init": args.init or "scratch", "best_epoch": info["best_epoch"],
+                         "config": info["config"], "history": info["history"], "seconds": info["seconds"]},
+            "metrics": metrics, "command": " ".join(sys.argv)}
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    save_model(net.cpu(), args.out_dir / "screening-compact.safetensors", card)
+    log(f"wrote {args.out_dir / 'screening-compact.safetensors'}")
+    return metrics
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from ..models import TrainingLog
+
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    dev = resolve_device(args.device)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    log = TrainingLog(args.out_dir / f"screening-families-{args.command}.log")
+    log(f"ODT Studio screening families ({FAMILY_GENERATOR_VERSION}); command: {' '.join(sys.argv)}")
+    train, val, test, cross = _data(args, log)
+    report: dict = {}
+    if args.command == "lofo":
+        report = run_lofo(train, val, test, families=args.families, minutes=args.minutes, seed=args.seed,
+                          device=dev, log=log, max_train_frames=args.max_train_frames)
+    elif args.command == "train":
+        report = _train_command(args, train, val, test, cross, dev, log)
+    if args.report is not None and report:
+        args.report.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
