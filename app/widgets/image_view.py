@@ -31,6 +31,8 @@ class HologramView(QWidget):
         self.plot = pg.PlotItem()
         self.plot.setLabel("bottom", "x", units="µm")
         self.plot.setLabel("left", "y", units="µm")
+        for side in ("bottom", "left"):  # never "mµm", "kµm" or "kpx": positions read in µm (or px)
+            self.plot.getAxis(side).enableAutoSIPrefix(False)
         self.plot.invertY(True)
         self.plot.setAspectLocked(True)
         self.image_view = pg.ImageView(view=self.plot)

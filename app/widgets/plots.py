@@ -35,6 +35,7 @@ class LineProfilePlot(pg.PlotWidget):
         item = self.getPlotItem()
         item.setLabel("left", "n", units="")
         item.setLabel("bottom", "position", units="µm")
+        item.getAxis("bottom").enableAutoSIPrefix(False)  # never "mµm" for a short line
         item.showGrid(x=True, y=True, alpha=0.25)
         item.setMenuEnabled(False)
         self._legend = item.addLegend(offset=(-8, 8), labelTextSize="8pt")

@@ -160,3 +160,19 @@ def test_selecting_a_row_after_the_runner_shut_down_starts_no_job(qtbot, tab, me
     other = next(r for r in range(tab.proxy.rowCount()) if tab.proxy.index(r, 0).data() != shown.split("— ")[-1])
     tab.table.selectRow(other)  # an exception in the slot would fail the test (pytest-qt)
     assert tab.preview_title.text() == shown
+
+
+@pytest.mark.parametrize("pixel_size_um, unit", [(2e-4, "µm"), (40.0, "µm"), (None, "px")])
+def test_hologram_axes_never_take_an_si_prefix(qtbot, pixel_size_um, unit):
+    """No "mµm", "kµm" or "kpx" (issue #17): positions always read in µm, or in pixels."""
+    from app.widgets.image_view import HologramView
+
+    v = HologramView()
+    qtbot.addWidget(v)
+    v.resize(400, 400)
+    v.show()
+    v.set_stack(np.zeros((2, 64, 64), np.float32) + np.arange(64, dtype=np.float32), pixel_size_um=pixel_size_um)
+    qtbot.wait(50)
+    for side in ("bottom", "left"):
+        label = v.plot.getAxis(side).labelString()
+        assert f"({unit})" in label, label

@@ -47,3 +47,18 @@ def test_views_open_on_the_sample_and_keep_the_crosshair_for_the_same_shape(qtbo
     assert view.crosshair == (6, 15, 15)
     view.go_to_sample()
     assert view.crosshair == (3, 22, 6)
+
+
+def test_a_short_line_profile_reads_in_micrometres(qtbot):
+    """No "mµm" under a line profile shorter than 1 µm (issue #17)."""
+    from app.widgets.plots import LineProfilePlot
+
+    p = LineProfilePlot()
+    qtbot.addWidget(p)
+    p.resize(300, 200)
+    p.show()
+    x = np.linspace(0.0, 0.6, 13)
+    p.set_profiles(x, {"raw": 1.337 + 0.01 * np.sin(x)})
+    qtbot.wait(50)
+    label = p.getPlotItem().getAxis("bottom").labelString()
+    assert "(µm)" in label, label
