@@ -368,3 +368,34 @@ def test_retrain_from_overrides_runs_in_the_background_and_asks_before_adopting(
     else:
         dlg.reject()
         assert tab.model is tiny_model
+
+
+def test_threshold_bar_maps_the_slider_onto_its_range(qtbot):
+    from app.tabs.screening_controls import SLIDER_STEPS, ThresholdBar
+
+    bar = ThresholdBar()
+    qtbot.addWidget(bar)
+    bar.configure(-1.0, 4.0, "rule peak (log10)")
+    moved = []
+    bar.moved.connect(moved.append)
+    bar.show_threshold(1.5, 7, 3)  # programmatic: no signal
+    assert moved == [] and bar.slider.value() == SLIDER_STEPS // 2
+    assert bar.value_label.text() == "1.50" and "7 clean" in bar.counts_label.text()
+    bar.slider.setValue(SLIDER_STEPS)  # as the user would
+    assert moved == [pytest.approx(4.0)]
+    assert "rule peak" in bar.slider.toolTip()
+
+
+def test_review_list_selects_without_loading_when_asked(qtbot):
+    from app.tabs.screening_controls import ReviewMeasurementList
+
+    lst = ReviewMeasurementList()
+    qtbot.addWidget(lst)
+    lst.fill([(3, "a"), (7, "b")], lambda mid: f"{mid} fields · not screened yet")
+    chosen = []
+    lst.measurement_chosen.connect(chosen.append)
+    assert lst.select(7, emit=False) and chosen == [] and lst.current_id() == 7
+    assert lst.select(3) and chosen == [3]
+    assert not lst.select(99)
+    lst.set_status(7, "2/7 reviewed · 1 overridden")
+    assert lst.item_of(7).text() == "b\n2/7 reviewed · 1 overridden"
