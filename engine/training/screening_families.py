@@ -341,6 +341,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train-frames", type=int, default=0, help="lofo: subsample the training frames (0: all)")
     p.add_argument("--init", default="", help="train: start from this model (name or .safetensors); '' = scratch")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--compare", default="default", help="train: baseline model scored on the same frames ('' = none)")
     p.add_argument("--out-dir", type=Path, default=Path("/tmp/odt-screening-models"),
                    help="train: where the model files and the log go")
     p.add_argument("--version", default="3.0.0")
@@ -377,6 +378,17 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
                "cross_setup": evaluate_logits(_logits(net, cross, dev), cross, temp)}
     for k, m in metrics.items():
         log(_fmt(k, m))
+    base = load_model(args.compare, device=dev) if args.compare else None
+    if base is not None:  # the same frames through the model it would replace
+        bt = base.temperature
+        metrics["baseline"] = {"model": base.label, **{
+            k: evaluate_logits(_logits(base.net, cs, dev), cs, bt)
+            for k, cs in (("validation", val), ("held_out", test), ("cross_setup", cross))}}
+        for k in ("validation", "held_out", "cross_setup"):
+            log(_fmt(f"baseline {base.label} {k}", metrics["baseline"][k]))
+        better = metrics["validation"]["accuracy"] > metrics["baseline"]["validation"]["accuracy"]
+        log(f"validation accuracy {metrics['validation']['accuracy']:.4f} against the baseline's "
+            f"{metrics['baseline']['validation']['accuracy']:.4f}: {'better' if better else 'NOT better'}")
     card = {"name": "screening-compact", "version": args.version,
             "description": "Compact field screening CNN (phase + log-amplitude), trained on wide defect families",
             "output": "calibrated probability that the field is noisy: sigmoid(logit / T); noisy if above threshold",

@@ -214,3 +214,26 @@ def test_protocol_splits_keep_measurements_whole_and_lofo_drops_one_family():
         without_family(tr, "coffee")
     rates = family_catch_rates(np.where(cs.noisy > 0, 0.9, 0.1), families_of(cs))
     assert all(v.get("caught", v.get("kept")) == 1.0 for v in rates.values())
+
+
+def test_lofo_trains_without_the_family_and_tests_on_it():
+    import torch
+
+    from engine.training.screening_families import run_lofo
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    cs = _toy_set(n_meas=12, per=6)
+    cs.fields = np.exp(1j * rng.normal(0, 0.1, (len(cs), 128, 128))).astype(np.complex64)
+    blank = np.array([d == "blank" for d in cs.defect])
+    cs.fields[blank] *= 0.01  # a learnable signature
+    tr, va, te = protocol_splits(cs, seed=1)
+    lines: list[str] = []
+    out = run_lofo(tr, va, te, families=["blank"], minutes=0.02, seed=0, device=torch.device("cpu"),
+                   log=lines.append)
+    assert set(out) == {"all", "blank"}
+    assert out["all"]["train_frames"] == len(tr)
+    assert out["blank"]["train_frames"] == len(tr) - int(np.sum(families_of(tr) == "blank"))
+    assert 0.0 <= out["blank"]["left_out_caught"] <= 1.0
+    assert out["blank"]["test"]["families"]["blank"]["n"] == int(np.sum(families_of(te) == "blank"))
+    assert any("left-out family caught" in s for s in lines)
