@@ -11,7 +11,9 @@ tested without Qt (``tests/app_logic/``):
 * :mod:`app.logic.reconstruction` — the volumes the Reconstruction tab shows and its jobs (the
   pipeline call, opening files, objects, export);
 * :mod:`app.logic.birefringence` — n_e, n_o, Δn and the director as the viewer shows them,
-  read from a result file or a simulator's truth, the readout and the display levels.
+  read from a result file or a simulator's truth, the readout and the display levels;
+* :mod:`app.logic.display` — the views' display computations: where a slice view opens, a field's
+  image for a view mode, director lines' on-screen angles, the 3-D director glyphs.
 
 Nothing here imports Qt.
 """

@@ -49,8 +49,9 @@ from ..jobs import Job, JobRunner
 from ..logic.birefringence import (COLORMAPS, QUANTITIES, BirefringenceVolumes, centred_origin,
                                    default_min_delta_n, describe_voxel, load_birefringence_result, load_truth,
                                    slice_levels, title_text)
+from ..logic.display import screen_angles
 from ..settings import AppSettings
-from ..widgets.director_overlay import DirectorOverlay, screen_angles
+from ..widgets.director_overlay import DirectorOverlay
 from ..widgets.slice_view import OrthoSliceView
 from ..widgets.volume_view import VolumeView
 from .birefringence_controls import ExportBox, ResultBox, SliceControls, View3DControls

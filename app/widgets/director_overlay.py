@@ -21,22 +21,9 @@ import pyqtgraph as pg
 
 from engine.birefringence.director import cyclic_colours
 
+from ..logic.display import screen_angles
+
 __all__ = ["DirectorOverlay", "ColourWheelLegend", "screen_angles"]
-
-
-def screen_angles(segments: np.ndarray, vertical_inverted: bool) -> np.ndarray:
-    """On-screen orientation ψ in [0, π) of segments (M, 2, 2) given in (horizontal, vertical) µm.
-
-    ``vertical_inverted``: the view's vertical axis grows downwards (pyqtgraph ``invertY``).
-    """
-    seg = np.asarray(segments, dtype=np.float64)
-    if seg.size == 0:
-        return np.zeros(0, dtype=np.float32)
-    dh = seg[:, 1, 0] - seg[:, 0, 0]
-    dv = seg[:, 1, 1] - seg[:, 0, 1]
-    if vertical_inverted:
-        dv = -dv
-    return np.mod(np.arctan2(dv, dh), np.pi).astype(np.float32)
 
 
 class DirectorOverlay(pg.GraphicsObject):

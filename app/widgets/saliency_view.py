@@ -25,26 +25,13 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QStackedW
 
 import pyqtgraph as pg
 
+from ..logic.display import VIEW_MODES, field_image
+
 __all__ = ["FieldView", "VIEW_MODES", "SALIENCY_CHOICES", "field_image"]
 
-VIEW_MODES = ("Phase", "Amplitude", "Log spectrum")
 #: (label, engine method name or None)
 SALIENCY_CHOICES = (("No overlay", None), ("Grad-CAM", "grad_cam"), ("Guided back-propagation", "guided_backprop"),
                     ("CAM", "cam"))
-
-
-def field_image(field: np.ndarray, mode: str) -> np.ndarray:
-    """The real image shown for ``mode`` ("Phase" rad, "Amplitude", "Log spectrum" log10|FFT|), (H, W) float32."""
-    u = np.asarray(field)
-    if mode == "Phase":
-        ref = np.exp(-1j * np.angle(u.sum()))
-        return np.angle(u * ref).astype(np.float32)
-    if mode == "Amplitude":
-        return np.abs(u).astype(np.float32)
-    if mode == "Log spectrum":
-        spec = np.fft.fftshift(np.fft.fft2(u))
-        return np.log10(np.abs(spec) + 1e-6).astype(np.float32)
-    raise ValueError(f"unknown view mode {mode!r}")
 
 
 class FieldView(QWidget):

@@ -27,6 +27,8 @@ from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 import pyqtgraph as pg
 
+from ..logic.display import sample_voxel
+
 __all__ = ["OrthoSliceView", "VIEW_AXES", "DEFAULT_COLORMAP", "sample_voxel"]
 
 #: For each view: (horizontal axis, vertical axis) as volume axis names.
@@ -39,40 +41,6 @@ _CROSS_HOVER = pg.mkPen("#9fd3ff", width=2)
 
 def _fmt_n(v: float) -> str:
     return f"{v:.4f}"
-
-
-def sample_voxel(volume: np.ndarray) -> tuple[int, int, int]:
-    """Where a view of ``volume`` (Z, Y, X) should open: on the sample, not the empty centre.
-
-    The contrast is ``|v − median(v)|`` (the median is the background: the medium for an RI
-    volume, 0 for Δn). Voxels above half its 99.9th percentile form objects (face-connected);
-    the view opens at the largest object's contrast-weighted centre, or at its strongest voxel
-    when that centre falls outside it (a ring, a crescent). A flat volume opens at the centre.
-    """
-    from scipy import ndimage
-
-    vol = np.asarray(volume, dtype=np.float32)
-    centre = tuple(n // 2 for n in vol.shape)
-    if vol.size == 0:
-        return centre  # type: ignore[return-value]
-    step = max(1, vol.size // 200_000)
-    contrast = np.abs(vol - np.float32(np.median(vol.ravel()[::step])))
-    contrast[~np.isfinite(contrast)] = 0.0
-    top = float(np.percentile(contrast.ravel()[::step], 99.9))
-    if not top > 0.0:
-        return centre  # type: ignore[return-value]
-    labels, count = ndimage.label(contrast > 0.5 * top)
-    if count == 0:
-        return centre  # type: ignore[return-value]
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    biggest = int(np.argmax(sizes))
-    inside = labels == biggest
-    c = ndimage.center_of_mass(np.where(inside, contrast, 0.0))
-    vox = tuple(int(min(max(round(v), 0), n - 1)) for v, n in zip(c, vol.shape))
-    if not inside[vox]:
-        vox = np.unravel_index(int(np.argmax(np.where(inside, contrast, 0.0))), vol.shape)
-    return tuple(int(v) for v in vox)  # type: ignore[return-value]
 
 
 class OrthoSliceView(QWidget):

@@ -43,6 +43,8 @@ import pyqtgraph as pg
 
 from engine.birefringence.director import cyclic_colours
 
+from ..logic.display import director_glyph_segments
+
 __all__ = ["VolumeView", "vtk_disabled", "director_glyph_segments"]
 
 log = logging.getLogger(__name__)
@@ -53,47 +55,6 @@ NO_VTK_ENV = "ODT_STUDIO_NO_VTK"
 def vtk_disabled() -> bool:
     """True when the user asked for no 3-D view (environment ``ODT_STUDIO_NO_VTK=1``)."""
     return os.environ.get(NO_VTK_ENV, "").strip() not in ("", "0")
-
-
-def director_glyph_segments(director: np.ndarray, strength: np.ndarray, step: int, min_strength: float,
-                            voxel_size_um: Sequence[float], origin_um: Sequence[float],
-                            length: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-    """3-D line segments of the director on a subsampled grid (for drawing; no science here).
-
-    Parameters
-    ----------
-    director : ndarray, shape (Z, Y, X, 3)
-        Unit optic axis, (z, y, x) components.
-    strength : ndarray, shape (Z, Y, X)
-        Where ``|strength| >= min_strength`` a glyph is drawn (e.g. Δn).
-    step : int
-        Subsampling in voxels along every axis.
-    voxel_size_um, origin_um : (z, y, x)
-        Geometry in µm.
-    length : float
-        Glyph length in units of ``step`` × the smallest voxel size.
-
-    Returns
-    -------
-    segments : ndarray, shape (M, 2, 3), float32
-        End points in VTK world order (x, y, z), µm.
-    azimuth : ndarray, shape (M,), float32
-        Angle of the director's xy projection in [0, π) (from +x towards +y).
-    """
-    step = max(1, int(step))
-    shape = strength.shape
-    idx = [np.arange((n % step) // 2 + step // 2, n, step) for n in shape]
-    gz, gy, gx = np.meshgrid(*idx, indexing="ij")
-    d = director[gz, gy, gx].astype(np.float64)
-    keep = (np.abs(strength[gz, gy, gx]) >= min_strength) & (np.linalg.norm(d, axis=-1) > 0)
-    d = d[keep]
-    vox = np.asarray(voxel_size_um, dtype=np.float64)
-    org = np.asarray(origin_um, dtype=np.float64)
-    centre = np.stack([org[2] + gx[keep] * vox[2], org[1] + gy[keep] * vox[1], org[0] + gz[keep] * vox[0]], -1)
-    dxyz = d[:, ::-1] * (0.5 * length * step * float(vox.min()))
-    seg = np.stack([centre - dxyz, centre + dxyz], axis=1).astype(np.float32)
-    azimuth = np.mod(np.arctan2(d[:, 1], d[:, 2]), np.pi).astype(np.float32)
-    return seg, azimuth
 
 
 def _prefer_osmesa_offscreen() -> None:

@@ -18,6 +18,7 @@ import pytest
 import tifffile
 
 from app.logic import birefringence as bl
+from app.logic import display as dl
 from app.logic import importing as il
 from app.logic import screening as sl
 from engine.pipeline.project_screening import sideband_description
@@ -57,7 +58,7 @@ def _truth(path: Path, with_origin: bool = True) -> tuple[np.ndarray, np.ndarray
 
 # ---------------------------------------------------------------------------- no Qt
 def test_the_logic_modules_import_no_qt():
-    code = ("import sys; import app.logic.importing, app.logic.screening, app.logic.birefringence, "
+    code = ("import sys; import app.logic.importing, app.logic.screening, app.logic.birefringence, app.logic.display, "
             "engine.store.birefringence; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'vtkmodules')); "
             "print(bad); sys.exit(1 if bad else 0)")
@@ -222,3 +223,45 @@ def test_quality_text_and_metric_format():
         "phase residues 0 · energy outside the pupil 1.2 % of inside"
     assert sl.fmt_metric(None) == "–" and sl.fmt_metric(float("nan")) == "–" and sl.fmt_metric(0.12345) == "0.123"
 
+
+
+# ---------------------------------------------------------------------------- app.logic.display
+def test_field_image_modes():
+    y, x = np.indices((16, 16))
+    u = (2.0 * np.exp(1j * (0.3 + 0.5 * (x - 8) / 8))).astype(np.complex64)
+    phase = dl.field_image(u, "Phase")
+    assert abs(float(np.angle(np.exp(1j * phase).sum()))) < 1e-5  # the mean phase is removed
+    np.testing.assert_allclose(dl.field_image(u, "Amplitude"), 2.0, rtol=1e-6)
+    spec = dl.field_image(np.ones((8, 8), np.complex64), "Log spectrum")
+    assert np.unravel_index(np.argmax(spec), spec.shape) == (4, 4)  # frequency 0 at n//2 after the shift
+    with pytest.raises(ValueError):
+        dl.field_image(u, "Hue")
+
+
+def test_screen_angles_follow_the_vertical_axis():
+    seg = np.array([[[0, 0], [1, 1]], [[0, 0], [1, 0]]], np.float32)
+    np.testing.assert_allclose(dl.screen_angles(seg, vertical_inverted=False), [np.pi / 4, 0], atol=1e-6)
+    np.testing.assert_allclose(dl.screen_angles(seg, vertical_inverted=True), [3 * np.pi / 4, 0], atol=1e-6)
+    assert dl.screen_angles(np.zeros((0, 2, 2)), False).shape == (0,)
+
+
+def test_director_glyphs_sit_on_the_subsampled_grid_where_strong():
+    shape = (4, 8, 8)
+    director = np.zeros(shape + (3,), np.float32)
+    director[..., 1] = 1.0  # along y
+    strength = np.zeros(shape, np.float32)
+    strength[:, :4] = 0.05  # only the y < 4 half is strong
+    seg, azimuth = dl.director_glyph_segments(director, strength, step=2, min_strength=0.01,
+                                              voxel_size_um=(0.2, 0.1, 0.1), origin_um=(0.0, 0.0, 0.0))
+    assert seg.shape == (2 * 2 * 4, 2, 3)  # z: 2 planes, y: 2 rows below 4, x: 4 columns
+    centre_y = seg.mean(axis=1)[:, 1]
+    assert centre_y.max() < 0.4 and np.allclose(seg[:, 1, 1] - seg[:, 0, 1], 0.9 * 2 * 0.1)  # VTK (x, y, z)
+    np.testing.assert_allclose(azimuth, np.pi / 2, atol=1e-6)
+
+
+def test_sample_voxel_opens_on_the_object():
+    vol = np.full((8, 20, 20), 1.337, np.float32)
+    vol[2:5, 12:17, 3:8] = 1.38
+    z, y, x = dl.sample_voxel(vol)
+    assert 2 <= z < 5 and 12 <= y < 17 and 3 <= x < 8
+    assert dl.sample_voxel(np.full((6, 10, 12), 1.337, np.float32)) == (3, 5, 6)
