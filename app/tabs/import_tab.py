@@ -38,11 +38,8 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QFormLayout,
-    QFrame,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -55,11 +52,12 @@ from engine.pipeline.project_screening import project_sideband
 from engine.store.folders import MeasurementInfo
 
 from ..jobs import Job, JobRunner
-from ..logic.importing import (SIDEBAND_ITEMS, ImportOutcome, import_into_project, import_summary, load_preview,
+from ..logic.importing import (ImportOutcome, import_into_project, import_summary, load_preview,
                                measurement_details, scan_measurements, scan_summary, sideband_status)
 from ..settings import AppSettings
 from ..widgets.image_view import HologramView
 from ..widgets.measurement_table import MeasurementTable
+from .import_controls import MeasurementDetails, RootFolderBar, SidebandSetting
 
 __all__ = ["ImportTab"]
 
@@ -122,34 +120,18 @@ class ImportTab(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(12, 12, 12, 8)
         lay.setSpacing(10)
-        lay.addLayout(top)
+        lay.addWidget(top)
         lay.addWidget(self.splitter, 1)
         self._update_import_button()
         self._show_sideband_setting()
 
-    def _build_top_bar(self) -> QHBoxLayout:
+    def _build_top_bar(self) -> RootFolderBar:
         """The root folder: path, *Choose folder…*, *Rescan*."""
-        self.root_edit = QLineEdit(self)
-        self.root_edit.setObjectName("rootEdit")
-        self.root_edit.setReadOnly(True)
-        self.root_edit.setPlaceholderText("Choose a folder of measurements, or drop one here")
-        self.choose_button = QPushButton("Choose folder…", self)
-        self.choose_button.setObjectName("chooseFolder")
-        self.choose_button.setDefault(True)
-        self.rescan_button = QPushButton("Rescan", self)
-        self.rescan_button.setObjectName("rescan")
-        self.rescan_button.setEnabled(False)
-        self.choose_button.clicked.connect(self.choose_root)
+        self.root_bar = RootFolderBar(self)
+        self.root_edit, self.rescan_button = self.root_bar.root_edit, self.root_bar.rescan_button
+        self.root_bar.choose_button.clicked.connect(self.choose_root)
         self.rescan_button.clicked.connect(self.rescan)
-        top = QHBoxLayout()
-        top.setSpacing(8)
-        lbl = QLabel("Measurements folder", self)
-        lbl.setObjectName("fieldLabel")
-        top.addWidget(lbl)
-        top.addWidget(self.root_edit, 1)
-        top.addWidget(self.choose_button)
-        top.addWidget(self.rescan_button)
-        return top
+        return self.root_bar
 
     def _build_table_side(self) -> QWidget:
         """The measurement table (or its empty state), the summary, import and side-band setting."""
@@ -178,20 +160,9 @@ class ImportTab(QWidget):
         import_row = QHBoxLayout()
         import_row.addWidget(self.import_button)
         import_row.addWidget(self.import_summary, 1)
-        self.sideband_combo = QComboBox(self)
-        self.sideband_combo.setObjectName("sidebandSetting")
-        for k, (value, text, tip) in enumerate(SIDEBAND_ITEMS):
-            self.sideband_combo.addItem(text, value)
-            self.sideband_combo.setItemData(k, tip, Qt.ItemDataRole.ToolTipRole)
-        self.sideband_combo.setToolTip("The project's side-band rule, used whenever fields are retrieved "
-                                       "(unless measurement.json gives carrier_per_um, which is always honoured)")
-        self.sideband_combo.currentIndexChanged.connect(self._sideband_chosen)
-        sb_row = QHBoxLayout()
-        sb_lbl = QLabel("Side band (project setting)", self)
-        sb_lbl.setObjectName("fieldLabel")
-        sb_row.addWidget(sb_lbl)
-        sb_row.addWidget(self.sideband_combo)
-        sb_row.addStretch(1)
+        self.sideband_setting = SidebandSetting(self)
+        self.sideband_setting.chosen.connect(self._sideband_chosen)
+        self.sideband_combo = self.sideband_setting.combo
         left = QWidget(self)
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
@@ -199,7 +170,7 @@ class ImportTab(QWidget):
         ll.addWidget(self.left_stack, 1)
         ll.addWidget(self.summary)
         ll.addLayout(import_row)
-        ll.addLayout(sb_row)
+        ll.addWidget(self.sideband_setting)
         return left
 
     def _build_preview_side(self) -> QWidget:
@@ -215,26 +186,15 @@ class ImportTab(QWidget):
         head.addWidget(self.preview_title, 1)
         head.addWidget(self.which)
         self.viewer = HologramView("Select a measurement to see its holograms.", self)
-        self.details = QFormLayout()
-        self.details.setHorizontalSpacing(16)
-        self.details.setVerticalSpacing(2)
-        self._detail_labels: dict[str, QLabel] = {}
-        for key in ("Wavelength", "Medium index", "Objective NA", "Pixel size", "Geometry", "Images", "Side band"):
-            v = QLabel("–", self)
-            v.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            v.setWordWrap(key == "Side band")
-            self._detail_labels[key] = v
-            self.details.addRow(key, v)
-        details_box = QFrame(self)
-        details_box.setObjectName("detailsBox")
-        details_box.setLayout(self.details)
+        self.details = MeasurementDetails(self)
+        self._detail_labels = self.details.labels
         right = QWidget(self)
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
         rl.setSpacing(6)
         rl.addLayout(head)
         rl.addWidget(self.viewer, 1)
-        rl.addWidget(details_box)
+        rl.addWidget(self.details)
         return right
 
     # ---------------------------------------------------------------- empty state
@@ -265,8 +225,7 @@ class ImportTab(QWidget):
             self.summary.setText(f"'{path}' is not a folder.")
             return None
         self.root = path
-        self.root_edit.setText(str(path))
-        self.rescan_button.setEnabled(True)
+        self.root_bar.show_root(str(path))
         if self.settings is not None:
             self.settings.import_root = path
         self._select_after_scan = Path(select) if select else None
@@ -323,10 +282,7 @@ class ImportTab(QWidget):
     def _show_sideband_setting(self) -> None:
         """The combo shows the open project's setting (disabled without a project)."""
         setting = project_sideband(self.project) if self.project is not None else "auto"
-        self.sideband_combo.blockSignals(True)
-        self.sideband_combo.setCurrentIndex(max(0, self.sideband_combo.findData(setting)))
-        self.sideband_combo.blockSignals(False)
-        self.sideband_combo.setEnabled(self.project is not None)
+        self.sideband_setting.show_setting(setting, enabled=self.project is not None)
 
     def set_sideband_setting(self, value: str) -> bool:
         """Store the project's side-band setting (``"auto"`` or ``"as-given"``); False without a project."""
@@ -341,10 +297,9 @@ class ImportTab(QWidget):
             self._request_sideband(info)
         return True
 
-    @Slot(int)
-    def _sideband_chosen(self, index: int) -> None:
-        value = self.sideband_combo.itemData(index)
-        if value and not self.set_sideband_setting(value):
+    @Slot(str)
+    def _sideband_chosen(self, value: str) -> None:
+        if not self.set_sideband_setting(value):
             self._show_sideband_setting()
 
     def refresh_in_project(self) -> None:
@@ -473,8 +428,7 @@ class ImportTab(QWidget):
         return self._sideband_job
 
     def _set_details(self, info: MeasurementInfo) -> None:
-        for key, text in measurement_details(info).items():
-            self._detail_labels[key].setText(text)
+        self.details.show_details(measurement_details(info))
 
     def _preview_loaded(self, m: Measurement) -> None:
         self.measurement = m
