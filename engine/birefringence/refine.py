@@ -1,0 +1,196 @@
+"""Iterative correction of first-order DTT with a vectorial multi-slice forward model ("dtt-refined").
+
+Conventions (``docs/formats.md``)
+-----------------------------------
+* µm and cycles/µm; volumes (z, y, x) with voxel ``j`` of ``n`` at ``(j − n//2)·d``; tensors in
+  the (z, y, x) basis; fields ``exp(+i(k·r − ωt))``.
+* Jones fields ``J[n, out, in]`` (N, 2, 2, H, W), background-normalised and focused on z = 0
+  (:class:`engine.birefringence.jones.JonesFields`).
+
+Method
+------
+First-order DTT (:func:`engine.birefringence.tensor_tomography.reconstruct_tensor`, written R)
+maps the measured Jones fields J to a tensor that is biased: the missing cone, the voxels with
+only an isotropic fit and the Tikhonov pull of the traceless part shrink Δn (30–50 % on strong
+droplets), and multiple scattering distorts n_e. With a forward model P (the project's
+Jones/SSNP multi-slice, :func:`engine.simulate.beam_propagation.propagate_vectorial`) the
+fixed point of ``R(P(ε)) = R(J)`` removes the part of that bias that P reproduces::
+
+    ε₀ = R(J);   ε_{k+1} = Π(ε_k + α (R(J) − R(P(ε_k))))
+
+i.e. a Landweber / "reconstruct–reproject" iteration in the DTT domain (no adjoint of P needed),
+with Π the optional constraints: the positive-semidefinite projection of ``ε − n_m² I`` and the
+isotropic background (the traceless part is set to zero where ``|mean index − n_m|`` is below
+``support``). Each iteration costs one multi-slice simulation and one DTT.
+
+Approximations (state them to users)
+------------------------------------
+1. The correction is only as exact as P: the multi-slice uses the transverse tensor for
+   propagation along z (no E_z), so its Jones fields differ from the exact (Berreman) slab by up
+   to ~0.15 at illumination angles near the condenser NA 1.0 (``tests/engine/test_birefringence_dtmm.py``
+   measures it); the fixed point inherits that error.
+2. The iteration is not guaranteed to converge (R∘P is not a contraction in general); a step
+   ``α < 1`` and few iterations are used, and the data misfit ``‖R(J) − R(P(ε))‖`` is recorded per
+   iteration in ``timings_s["misfit"]``.
+
+References
+----------
+.. [1] L. Landweber, Am. J. Math. 73, 615 (1951) (fixed-point iteration).
+.. [2] Shin et al., Nat. Mater. 21, 317 (2022) (DTT); "Regularization of dielectric tensor
+   tomography", Opt. Express 31, 3774 (2023).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..backend import resolve_device
+from ..metadata import MeasurementMetadata
+from ..progress import CancelToken, check_cancel, report, sub_progress
+from ..simulate.beam_propagation import propagate_vectorial
+from ..simulate.phantoms import Phantom
+from .jones import JonesFields
+from .tensor_tomography import TensorTomogram, reconstruct_tensor, uniaxial_decomposition
+
+__all__ = ["refine_tensor", "project_constraints"]
+
+
+def project_constraints(epsilon: np.ndarray, medium_index: float, *, psd: bool = True,
+                        support: Optional[float] = 0.003) -> np.ndarray:
+    """Constraints Π on a permittivity volume (Z, Y, X, 3, 3).
+
+    Parameters
+    ----------
+    epsilon : ndarray, (Z, Y, X, 3, 3)
+        Relative permittivity, (z, y, x) basis.
+    medium_index : float
+        n_m.
+    psd : bool
+        Clip the eigenvalues of ``ε − n_m² I`` at zero (the sample is at least as dense as the
+        medium along every axis).
+    support : float, optional
+        Where ``|sqrt(tr ε / 3) − n_m| < support`` (index units) the traceless part is removed
+        (the background is isotropic).
+
+    Returns
+    -------
+    ndarray, (Z, Y, X, 3, 3) float32
+    """
+    eps = torch.as_tensor(np.asarray(epsilon, np.float32))
+    nm2 = float(medium_index) ** 2
+    eye = torch.eye(3)
+    if psd:
+        lam, vec = torch.linalg.eigh(eps - nm2 * eye)
+        eps = vec @ torch.diag_embed(lam.clamp(min=0)) @ vec.transpose(-1, -2) + nm2 * eye
+    if support is not None:
+        tr = torch.diagonal(eps, dim1=-2, dim2=-1).sum(-1) / 3
+        bg = (tr.clamp(min=0).sqrt() - medium_index).abs() < support
+        eps = torch.where(bg[..., None, None], tr[..., None, None] * eye, eps)
+    return eps.numpy()
+
+
+def refine_tensor(
+    jones: JonesFields,
+    metadata: MeasurementMetadata,
+    *,
+    shape_z: Optional[int] = None,
+    iterations: int = 3,
+    step: float = 0.6,
+    psd: bool = True,
+    support: Optional[float] = 0.003,
+    regularization: float = 0.1,
+    forward: str = "ssnp",
+    keep_director: bool = True,
+    min_delta_n: float = 0.01,
+    device: str | torch.device = "auto",
+    progress: Optional[Callable[..., None]] = None,
+    cancel: Optional[CancelToken] = None,
+) -> TensorTomogram:
+    """DTT corrected by ``iterations`` reconstruct–reproject steps (see the module docstring).
+
+    Parameters
+    ----------
+    jones : JonesFields
+        Measured Jones fields (N, 2, 2, H, W) with their illuminations (cycles/µm) and pixel (µm).
+    metadata : MeasurementMetadata
+        Wavelength, medium index, objective NA.
+    shape_z : int, optional
+        Axial voxels (default as :func:`reconstruct_tensor`); the voxel is the pixel size.
+    iterations : int
+        Correction steps (0: plain DTT with the constraints Π).
+    step : float
+        Relaxation α.
+    psd, support
+        Constraints Π (:func:`project_constraints`), applied after every step.
+    regularization : float
+        DTT's Tikhonov weight on the traceless part.
+    forward : {"ssnp", "bpm"}
+        Multi-slice scheme of the forward model.
+    keep_director : bool
+        Return the corrected n_e and n_o with the optic axis of the first DTT (the forward
+        model's oblique-incidence error degrades the corrected axis; see the module docstring).
+    min_delta_n : float
+        Directors are kept where ``|Δn| >= min_delta_n``.
+    device, progress, cancel
+        Torch device, progress callback and cancel token.
+
+    Returns
+    -------
+    TensorTomogram
+        ``method = "dtt-refined"``; ``timings_s["misfit"]`` lists ``‖R(J) − R(P(ε_k))‖ / ‖R(J) − n_m² I‖``.
+    """
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+    nm = float(metadata.medium_index)
+    n_it = max(int(iterations), 0)
+    span = 1.0 / (n_it + 1)
+
+    def dtt(field: np.ndarray, p0: float) -> TensorTomogram:
+        js = JonesFields(field=field, illumination_per_um=jones.illumination_per_um, pixel_size_um=jones.pixel_size_um)
+        return reconstruct_tensor(js, metadata, shape_z=shape_z, regularization=regularization, device=dev,
+                                  min_delta_n=min_delta_n, cancel=cancel,
+                                  progress=sub_progress(progress, p0, p0 + 0.3 * span, "DTT: "))
+
+    first = dtt(jones.field, 0.0)
+    target = first.epsilon.astype(np.float32)
+    eps = project_constraints(target, nm, psd=psd, support=support)
+    scale = float(np.linalg.norm(target - nm ** 2 * np.eye(3, dtype=np.float32))) or 1.0
+    misfit: list[float] = []
+    for it in range(n_it):
+        check_cancel(cancel)
+        p0 = (it + 1) * span
+        report(progress, p0, f"correction {it + 1}/{n_it}: multi-slice forward model")
+        sim = propagate_vectorial(_phantom(eps, first, nm), float(metadata.wavelength_um), jones.illumination_per_um,
+                                  float(metadata.na_objective), device=dev, method=forward, cancel=cancel,
+                                  progress=sub_progress(progress, p0, p0 + 0.7 * span, ""))
+        resid = target - dtt(sim, p0 + 0.7 * span).epsilon
+        misfit.append(float(np.linalg.norm(resid)) / scale)
+        eps = project_constraints(eps + float(step) * resid, nm, psd=psd, support=support)
+    if keep_director:
+        eps = _with_director(eps, first.epsilon)
+    n_e, n_o, dn, director = (t.numpy() for t in uniaxial_decomposition(torch.as_tensor(eps), min_delta_n))
+    timings = {"total": time.perf_counter() - t0, "misfit": misfit}
+    report(progress, 1.0, "refined tensor tomogram ready")
+    return TensorTomogram(epsilon=eps.astype(np.float32), n_e=n_e, n_o=n_o, director=director, delta_n=dn,
+                          voxel_size_um=first.voxel_size_um, origin_um=first.origin_um, medium_index=nm,
+                          method="dtt-refined", anisotropic_fraction=first.anisotropic_fraction, timings_s=timings)
+
+
+def _with_director(eps: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Uniaxial ε with the n_e, n_o of ``eps`` and the optic axis of ``reference`` (both (…, 3, 3))."""
+    n_e, n_o, _, _ = uniaxial_decomposition(torch.as_tensor(eps), 0.0)
+    _, _, _, d = uniaxial_decomposition(torch.as_tensor(reference), 0.0)
+    dd = d[..., :, None] * d[..., None, :]
+    out = (n_o ** 2)[..., None, None] * torch.eye(3) + (n_e ** 2 - n_o ** 2)[..., None, None] * dd
+    return out.numpy().astype(np.float32)
+
+
+def _phantom(eps: np.ndarray, like: TensorTomogram, nm: float) -> Phantom:
+    """Phantom of a permittivity volume on ``like``'s grid (for the forward model)."""
+    ri = np.sqrt(np.clip(np.trace(eps, axis1=-2, axis2=-1) / 3.0, 1e-6, None)).astype(np.float32)
+    return Phantom(ri=ri, voxel_size_um=tuple(like.voxel_size_um), medium_index=nm, kind="lc-droplets",
+                   epsilon=np.ascontiguousarray(eps, dtype=np.float32))
