@@ -7,6 +7,7 @@ directors in (z, y, x) components; fields ``exp(+i(k·r − ωt))`` (n > n_m giv
 from .director import director_lines
 from .generator import load_generator, reconstruct_tensor_learned
 from .jones import JonesFields, frame_table, jones_fields
+from .refine import refine_tensor
 from .tensor_tomography import TensorTomogram, jones_rytov, reconstruct_tensor, uniaxial_decomposition
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "load_generator",
     "reconstruct_tensor_learned",
     "reconstruct_tensor",
+    "refine_tensor",
     "uniaxial_decomposition",
 ]
