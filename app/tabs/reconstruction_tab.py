@@ -1,63 +1,52 @@
 """Reconstruction tab: choose the method, run it in the background, browse and export the tomogram.
 
-The tab does no science. A reconstruction is one call of the engine pipeline,
+The tab does no science and little else: it lays out small control boxes
+(:mod:`app.tabs.reconstruction_controls`: measurement, method, display, export, objects), the
+linked slice views, the line profile and the multislice convergence plot, and joins their
+signals. What it shows and the jobs behind it are plain Python in
+:mod:`app.logic.reconstruction`.
+
+A reconstruction is one call of the engine pipeline,
 :func:`engine.pipeline.process.process_measurement`, run in the :class:`app.jobs.JobRunner` —
-the same call ``odt-studio batch`` makes — with a :class:`engine.pipeline.process.ProcessOptions`
-built from the form. The tab hands it what the session knows: the project's screening
-decisions with the manual overrides (:func:`engine.pipeline.project_screening.project_screening_record`),
+the same call ``odt-studio batch`` makes — with the :class:`engine.pipeline.process.ProcessOptions`
+of the *Method* box. The tab hands it what the session knows: the project's screening decisions
+with the manual overrides (:func:`engine.pipeline.project_screening.project_screening_record`),
 the fields retrieved by the last run of the same measurement (a run with other parameters skips
-the retrieval), the project's side-band setting, and a callback that shows the raw tomogram as
-soon as it exists while TV or the learned regulariser still runs. The pipeline writes the
-project's result file (``docs/formats.md`` §2, with ``retrieval/`` and the ``warnings``
-attribute). Result files are read with :mod:`engine.store.results`, Tomocube TCF files with
-:func:`engine.store.folders.read_tcf`.
+the retrieval), the project's side-band setting, and callbacks that show the raw tomogram as soon
+as it exists (while TV, the learned regulariser or the multislice iterations still run) and the
+data misfit of every multislice iteration. Before a run the *Method* box shows its estimated time
+(:mod:`engine.pipeline.cost`, calibrated once on this computer). A multislice run cancelled during
+its iterations keeps its last iterate: shown, marked as not saved, and savable with *Result file…*.
+A loaded result sets the *Method* box to the options it was made with (``processing_options``,
+``docs/formats.md`` §2).
 
 Physical units everywhere: axes in µm, values as refractive index (RI), the medium index n_m
 shown beside the views and used as the bottom of the colour range.
 
-Objects: *Find objects* segments the volume on screen and measures every object
-(:func:`engine.analysis.segment_objects`, :func:`engine.analysis.measure_objects`) in the job
-runner; the labels are drawn over the slices (one colour each), listed in a table linked both
-ways to the views (a row moves the crosshair to the object's centroid; a click on an object
-selects its row), exported as CSV (:func:`engine.analysis.write_measurements_csv`, the columns of
-``odt-studio batch --measure``) and stored in the result file as ``tomogram/labels``
-(:func:`engine.store.results.update_result`). Labels already in a result file are measured when
-it is opened.
-
-Exports: any volume of the result — ``ri``, ``ri_tv``, ``ri_deep``, ``n_e``, ``n_o``, ``dn``,
-``labels`` — as OME-TIFF, OME-Zarr or ImageJ TIFF with voxel size and origin
-(:func:`engine.store.export.export_result`, what ``odt-studio export`` does; a result not yet in a
-file is written to a temporary one first), or the whole ``.odt.h5`` result file.
-Warnings of the processing (e.g. the sample's phase is mostly negative,
-:func:`engine.pipeline.process.contrast_warnings`) are shown in a banner above the views.
+Objects: *Find objects* segments the volume on screen and measures every object in the job
+runner; the labels are drawn over the slices, listed in a table linked both ways to the views,
+exported as CSV (the columns of ``odt-studio batch --measure``) and stored in the result file as
+``tomogram/labels``. Labels already in a result file are measured when it is opened.
+Exports: any volume of the result — ``ri``, ``ri_tv``, ``ri_deep``, ``ri_ms``, ``n_e``, ``n_o``,
+``dn``, ``labels`` — as OME-TIFF, OME-Zarr or ImageJ TIFF with voxel size and origin, or the whole
+``.odt.h5`` result file. Warnings of the processing are shown in a banner above the views.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import logging
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal, Slot
-from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QScrollArea,
     QSizePolicy,
-    QSpinBox,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -69,28 +58,49 @@ from PySide6.QtWidgets import (
 # would freeze the window meanwhile.
 import engine.holography.retrieval  # noqa: F401
 import engine.screening  # noqa: F401
+import engine.tomography.multislice  # noqa: F401
 import engine.tomography.reconstruct  # noqa: F401
 import engine.tomography.tv  # noqa: F401
-from engine.pipeline.process import (
-    ProcessOptions,
-    ProcessResult,
-    learned_regularizer_available,
-    process_measurement,
-)
-from engine.pipeline.project_screening import project_screening_record, project_sideband, sideband_description, \
-    stored_retrieval
-from engine.progress import check_cancel, report
-from engine.store import export as volume_export
-from engine.store.folders import read_tcf
-from engine.store.results import BirefringenceResult, TomogramResult, is_complete_result, read_result, \
-    update_result, write_result
+from engine.pipeline.process import ProcessOptions, ProcessResult
+from engine.pipeline.project_screening import project_screening_record, project_sideband, sideband_description
+from engine.store.results import is_complete_result
 
 from ..jobs import Job, JobRunner
+from ..logic.reconstruction import (
+    ENGINE_VOLUME,
+    EXPORT_FORMAT_LABELS,
+    EXPORT_VOLUME_LABELS,
+    VOLUME_LABELS,
+    ObjectsFound,
+    PartialKeeper,
+    VolumeSet,
+    birefringence_group,
+    calibrate_cost,
+    cost_text,
+    deep_regularizer_available,
+    default_delta,
+    export_result,
+    export_volume,
+    export_volumes,
+    find_objects,
+    load_analysis,
+    load_volume_file,
+    measurement_size,
+    preview_set,
+    refined_keys,
+    run_reconstruction,
+    shown_pair,
+    volume_info,
+    volume_set_from_result,
+    write_objects_csv,
+)
 from ..settings import AppSettings
-from ..widgets.warning_banner import WarningBanner
+from ..widgets.misfit_plot import MisfitPlot
 from ..widgets.objects_panel import ObjectControls, ObjectTable, label_colors
 from ..widgets.plots import LineProfilePlot
 from ..widgets.slice_view import OrthoSliceView
+from ..widgets.warning_banner import WarningBanner
+from .reconstruction_controls import DisplayBox, ExportBox, MethodBox, SourceBox
 
 __all__ = [
     "VolumeSet",
@@ -109,365 +119,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Display names of the volumes a reconstruction can hold, in display order.
-VOLUME_LABELS = {"raw": "Raw", "tv": "TV-regularised", "deep": "Learned regulariser", "tcf": "TCF"}
-DEEP_MISSING = ("The learned regulariser (DeepRegularizer) is not installed: its weights "
-                "(deep_regularizer.safetensors) are not in resources/models.")
-#: Smallest TV weight the form offers (a zero weight would be no TV at all)
-MIN_TV_WEIGHT = 1e-5
-#: Display key of a volume → its name in the result file and in ``odt-studio export``.
-ENGINE_VOLUME = {"raw": "ri", "tv": "ri_tv", "deep": "ri_deep", "tcf": "ri"}
-#: Export choices: engine volume name → what the menu says.
-EXPORT_VOLUME_LABELS = {"ri": "RI (raw)", "ri_tv": "RI, TV-regularised", "ri_deep": "RI, learned regulariser",
-                        "n_e": "n_e", "n_o": "n_o", "dn": "Δn = n_e − n_o", "labels": "Object labels"}
-EXPORT_FORMAT_LABELS = {"ome-tiff": "OME-TIFF", "ome-zarr": "OME-Zarr", "imagej": "ImageJ TIFF"}
 
-
-# ====================================================================== display container
-#: display key → attribute of the engine's tomogram container
-_VOLUME_ATTRS = (("raw", "ri"), ("tv", "ri_tv"), ("deep", "ri_deep"))
-
-
-@dataclass
-class VolumeSet:
-    """What the tab shows: one engine tomogram and where it came from.
-
-    The volumes and their geometry live in ``tomogram``, the engine's container
-    (:class:`engine.store.results.TomogramResult`, or the
-    :class:`engine.tomography.reconstruct.Tomogram` of a pipeline run); the properties below
-    only name them for display. Everything else is provenance for the info line, the banner
-    and a re-save.
-
-    Attributes
-    ----------
-    name : str
-        Measurement name.
-    tomogram : TomogramResult or Tomogram
-        ``ri`` (after non-negativity when asked), optional ``ri_tv``, ``ri_deep`` (Z, Y, X) RI;
-        ``voxel_size_um``, ``origin_um`` (z, y, x) µm; ``medium_index``; ``method`` (``"tcf"``
-        for a Tomocube file).
-    source : Path or None
-        Measurement folder or file it came from.
-    measurement_json : str
-        The measurement's metadata (for the result file).
-    fields, illumination_per_um : arrays or None
-        Retrieved fields (N, H, W) complex64 and (N, 2) cycles/µm.
-    screening : object or None
-        The screening record (``score``, ``rule_peak``, ``decision``, ``source``), kept when re-saving.
-    out_path : Path or None
-        The result file written by the job, if any.
-    fields_used : int or None
-        Fields the reconstruction used (those the screening kept).
-    retrieval : dict or None
-        ``{"quality": ..., "attrs": ...}``: the result file's ``retrieval/`` group.
-    warnings : list of str
-        Warnings of the processing, shown in a banner.
-    sideband : str or None
-        The side-band setting the fields were retrieved with here (None: not retrieved here).
-    preview : bool
-        Only the raw tomogram of a run whose regularisation is still going on.
-    birefringence : object or None
-        ``n_e``, ``n_o`` (Z, Y, X), ``director`` (Z, Y, X, 3), ``tensor`` of a birefringent result
-        (the pipeline's tensor tomogram or the file's :class:`BirefringenceResult`).
-    objects : ObjectsFound or None
-        The objects found in it (*Find objects*, or the labels of its result file).
-    """
-
-    name: str
-    tomogram: Any
-    source: Optional[Path] = None
-    measurement_json: str = ""
-    fields: Optional[np.ndarray] = None
-    illumination_per_um: Optional[np.ndarray] = None
-    screening: Any = None
-    out_path: Optional[Path] = None
-    fields_used: Optional[int] = None
-    timings_s: dict = field(default_factory=dict)
-    retrieval: Optional[dict] = None
-    warnings: list = field(default_factory=list)
-    sideband: Optional[str] = None
-    preview: bool = False
-    birefringence: Any = None
-    objects: Optional["ObjectsFound"] = None
-
-    @property
-    def volumes(self) -> dict:
-        """Display key (:data:`VOLUME_LABELS`) → (Z, Y, X) RI volume, those the tomogram holds."""
-        t = self.tomogram
-        if str(t.method) == "tcf":
-            return {"tcf": t.ri}
-        return {k: getattr(t, a) for k, a in _VOLUME_ATTRS if getattr(t, a, None) is not None}
-
-    @property
-    def voxel_size_um(self) -> tuple:
-        return tuple(float(v) for v in self.tomogram.voxel_size_um)
-
-    @property
-    def origin_um(self) -> tuple:
-        return tuple(float(v) for v in self.tomogram.origin_um)
-
-    @property
-    def medium_index(self) -> float:
-        return float(self.tomogram.medium_index)
-
-    @property
-    def method(self) -> str:
-        return str(self.tomogram.method)
-
-
-def volume_set_from_result(result: ProcessResult, folder: Path, sideband: Optional[str] = None) -> VolumeSet:
-    """What a pipeline run produced, as the tab shows and exports it."""
-    s = result.screening
-    screening = None if s is None else _screening_record(s)
-    return VolumeSet(name=result.name, tomogram=result.tomogram,
-                     source=Path(folder), measurement_json=result.metadata.to_json() if result.metadata else "",
-                     fields=result.fields, illumination_per_um=result.illumination_per_um, screening=screening,
-                     out_path=result.out_path, fields_used=result.fields_used, timings_s=dict(result.timings_s),
-                     retrieval=result.retrieval, warnings=list(result.warnings), sideband=sideband,
-                     birefringence=result.birefringence)
-
-
-def _screening_record(s: Any) -> dict:
-    """The screening record of a pipeline run as ``write_result`` takes it."""
-    model = f"{getattr(s, 'model_name', '')} {getattr(s, 'model_version', '')}".strip()
-    return {"score": s.score, "rule_peak": s.rule_peak, "decision": s.decision, "source": s.source, "model": model}
-
-
-def _preview_set(tomogram: Any, folder: Path, name: str) -> VolumeSet:
-    """The raw tomogram of a running reconstruction (shown until the regularised one is ready)."""
-    return VolumeSet(name=name, tomogram=tomogram, source=Path(folder), preview=True)
-
-
-def deep_regularizer_available() -> bool:
-    """True when the learned regulariser's weights and card are shipped in ``resources/models``."""
-    return learned_regularizer_available()
-
-
-class _RawRelay(QObject):
-    """Carries the raw tomogram from the pipeline's worker thread to the GUI thread (queued signal)."""
+class _Relay(QObject):
+    """Carries what the pipeline reports from the worker thread to the GUI thread (queued signals):
+    the raw tomogram, and the data misfit of each multislice iteration."""
 
     raw_ready = Signal(object)
-
-
-def _tomogram_group(vs: VolumeSet) -> TomogramResult:
-    """The result file's ``tomogram`` group of ``vs`` (a TCF volume is stored as ``ri``), with the
-    labels of the objects found."""
-    group = TomogramResult.from_tomogram(vs.tomogram)
-    if vs.objects is not None:
-        group.labels = vs.objects.labels
-    return group
-
-
-def _birefringence_group(vs: VolumeSet) -> Optional[BirefringenceResult]:
-    """The result file's ``birefringence`` group of ``vs``, or None."""
-    b = vs.birefringence
-    if b is None:
-        return None
-    if hasattr(b, "result_datasets"):
-        return BirefringenceResult(**b.result_datasets())
-    return BirefringenceResult(**{k: getattr(b, k, None) for k in ("n_e", "n_o", "director", "tensor")})
-
-
-def export_volumes(vs: VolumeSet) -> list[str]:
-    """The volumes of ``vs`` that :func:`export_volume` can write (``odt-studio export --volume`` names)."""
-    names = [ENGINE_VOLUME[k] for k in vs.volumes]
-    b = vs.birefringence
-    if b is not None and getattr(b, "n_e", None) is not None and getattr(b, "n_o", None) is not None:
-        names += ["n_e", "n_o", "dn"]
-    return list(dict.fromkeys(names + ["labels"]))
-
-
-def load_volume_file(path: str | Path, progress: Optional[Callable[..., None]] = None,
-                     cancel=None) -> VolumeSet:
-    """Read a result file (``.odt.h5``) or a Tomocube ``.TCF`` into a :class:`VolumeSet` (a job).
-
-    Raises
-    ------
-    ValueError
-        The file is neither, or holds no tomogram.
-    """
-    path = Path(path)
-    report(progress, 0.0, f"reading {path.name}")
-    check_cancel(cancel)
-    if path.suffix.lower() == ".tcf":
-        tcf = read_tcf(path)
-        volume = np.asarray(tcf.ri, dtype=np.float32)
-        # TCF files carry no medium index: take the background level (the most common value)
-        medium = float(np.median(volume[:, :4, :].ravel())) if volume.size else 1.337
-        report(progress, 1.0, "loaded")
-        tomogram = TomogramResult(ri=volume, voxel_size_um=tuple(tcf.voxel_size_um), origin_um=tuple(tcf.origin_um),
-                                  medium_index=medium, method="tcf")
-        return VolumeSet(name=path.stem, tomogram=tomogram, source=path)
-    res = read_result(path)
-    t = res.tomogram
-    if t is None or t.ri is None:
-        raise ValueError(f"'{path}' holds no tomogram (tomogram/ri) yet: reconstruct the measurement first")
-    name = path.name[: -len(".odt.h5")] if path.name.endswith(".odt.h5") else path.stem
-    retrieval, warnings = stored_retrieval(res)
-    report(progress, 1.0, "loaded")
-    return VolumeSet(name=name, tomogram=t, retrieval=retrieval, warnings=warnings, source=path,
-                     measurement_json=res.measurement_json,
-                     fields=res.fields, illumination_per_um=res.illumination_per_um, screening=res.screening,
-                     out_path=path, birefringence=res.birefringence)
-
-
-@dataclass
-class ObjectsFound:
-    """The objects of one tomogram and their measurements (what :func:`find_objects` returns).
-
-    Attributes
-    ----------
-    labels : (Z, Y, X) int array
-        0 = background, 1..K = objects.
-    measurements : list of engine.analysis.ObjectMeasurement
-        One per label, in label order (positions in µm, tomogram coordinates).
-    volume : str
-        The volume segmented and measured (``ri``, ``ri_tv``, ``ri_deep``).
-    threshold_dn : float or None
-        The Δn threshold used (None: the labels came from the result file).
-    saved : bool
-        The labels are in the result file (``tomogram/labels``).
-    save_error : str
-        Why they could not be stored there ("" if they were, or there is no file).
-    """
-
-    labels: np.ndarray
-    measurements: list
-    volume: str
-    threshold_dn: Optional[float] = None
-    saved: bool = False
-    save_error: str = ""
-
-    def measurement(self, label: int) -> Any:
-        return next((m for m in self.measurements if int(m.label) == int(label)), None)
-
-
-def _load_analysis() -> None:
-    """Import the segmentation's modules (scikit-image, lazily loaded) in the calling thread.
-
-    Called in the GUI thread before the first job: a first import inside the worker thread holds
-    the GIL for a long stretch and would freeze the window meanwhile (0.3 s here).
-    """
-    from skimage.filters import threshold_otsu  # noqa: F401
-    from skimage.measure import label, marching_cubes, mesh_surface_area  # noqa: F401
-    from skimage.morphology import h_maxima  # noqa: F401
-    from skimage.segmentation import expand_labels, relabel_sequential, watershed  # noqa: F401
-
-    import engine.analysis.objects  # noqa: F401
-    import engine.pipeline.measure  # noqa: F401
-
-
-def find_objects(ri: np.ndarray, medium_index: float, voxel_size_um: tuple, origin_um: tuple, *,
-                 volume: str = "ri", threshold: Any = "otsu", min_volume_um3: float = 0.1,
-                 split_touching: bool = False, labels: Optional[np.ndarray] = None, birefringence: Any = None,
-                 save_to: Optional[Path] = None, progress: Optional[Callable[..., None]] = None,
-                 cancel=None) -> ObjectsFound:
-    """Segment ``ri`` (unless ``labels`` are given) and measure its objects (a job).
-
-    Calls :func:`engine.analysis.dn_threshold`, :func:`~engine.analysis.segment_objects` and
-    :func:`~engine.analysis.measure_objects` (with the birefringence volumes when given); with
-    ``save_to`` (a result file) the new labels are stored there as ``tomogram/labels``
-    (:func:`engine.store.results.update_result`); a failure to store them is reported in
-    :attr:`ObjectsFound.save_error`, not raised.
-    """
-    from engine.analysis.objects import dn_threshold, measure_objects, segment_objects
-
-    check_cancel(cancel)
-    th: Optional[float] = None
-    if labels is None:
-        report(progress, 0.05, "segmenting")
-        th = dn_threshold(ri, medium_index, threshold)
-        if np.isfinite(th):
-            labels = segment_objects(ri, medium_index, voxel_size_um, threshold=th, min_volume_um3=min_volume_um3,
-                                     split_touching=split_touching)
-        else:  # nothing above the medium
-            labels = np.zeros(ri.shape, np.int32)
-    check_cancel(cancel)
-    report(progress, 0.4, f"measuring {int(labels.max(initial=0))} objects")
-    found = measure_objects(ri, labels, medium_index, voxel_size_um, origin_um,
-                            threshold=th if th is not None and np.isfinite(th) else None,
-                            birefringence=birefringence)
-    out = ObjectsFound(labels=np.asarray(labels), measurements=found, volume=volume,
-                       threshold_dn=th if th is not None and np.isfinite(th) else None)
-    if save_to is not None:
-        check_cancel(cancel)
-        report(progress, 0.8, f"storing the labels in {Path(save_to).name}")
-        try:
-            update_result(save_to, labels=out.labels)
-            out.saved = True
-        except Exception as e:  # e.g. a read-only file: the objects are still shown
-            log.warning("could not store the labels in %s: %s", save_to, e)
-            out.save_error = f"{type(e).__name__}: {e}"
-    report(progress, 1.0, f"{len(found)} objects")
-    return out
-
-
-def write_objects_csv(path: str | Path, vs: VolumeSet, progress: Optional[Callable[..., None]] = None,
-                      cancel=None) -> Path:
-    """Write the objects of ``vs`` as CSV, with the columns of ``odt-studio batch --measure``
-    (``docs/formats.md`` §3, ``measurements.csv``), atomically."""
-    from engine.analysis.objects import DEFAULT_ALPHA_UM3_PER_PG, write_measurements_csv
-    from engine.pipeline.measure import MEASUREMENTS_COLUMNS
-
-    check_cancel(cancel)
-    obj = vs.objects
-    if obj is None:
-        raise ValueError("no objects found yet: press Find objects first")
-    context = {"name": vs.name, "source_volume": obj.volume, "medium_index": vs.medium_index,
-               "threshold_dn": obj.threshold_dn, "alpha_um3_per_pg": DEFAULT_ALPHA_UM3_PER_PG}
-    out = write_measurements_csv(path, [{**context, **m.as_row()} for m in obj.measurements],
-                                 columns=MEASUREMENTS_COLUMNS)
-    report(progress, 1.0, "written")
-    return out
-
-
-def export_volume(vs: VolumeSet, volume: str, to: str, out: str | Path,
-                  progress: Optional[Callable[..., None]] = None, cancel=None) -> Path:
-    """Export one volume of ``vs`` with :func:`engine.store.export.export_result` (a job).
-
-    From the result file when ``vs`` is in one (and, for ``labels``, the file holds the objects
-    found here); otherwise the tomogram, birefringence and labels are written to a temporary
-    result file first.
-    """
-    check_cancel(cancel)
-    report(progress, 0.0, f"exporting {volume}")
-    src = vs.out_path
-    from_file = (src is not None and not vs.preview and str(src).endswith(".odt.h5") and Path(src).is_file()
-                 and not (volume == "labels" and vs.objects is not None and not vs.objects.saved))
-    if from_file:
-        written = volume_export.export_result(src, to, volume, out=out)
-    else:
-        with tempfile.TemporaryDirectory(prefix="odt-export-") as d:
-            meta = vs.measurement_json or json.dumps({"sample": {"name": vs.name}, "medium_index": vs.medium_index})
-            tmp = write_result(Path(d) / f"{vs.name}.odt.h5", measurement_json=meta, tomogram=_tomogram_group(vs),
-                               birefringence=_birefringence_group(vs))
-            check_cancel(cancel)
-            written = volume_export.export_result(tmp, to, volume, out=out)
-    report(progress, 1.0, "written")
-    return written
-
-
-def export_result(path: str | Path, vs: VolumeSet, progress: Optional[Callable[..., None]] = None,
-                  cancel=None) -> Path:
-    """Write ``vs`` as an ``.odt.h5`` result file (``docs/formats.md`` §2), atomically."""
-    check_cancel(cancel)
-    report(progress, 0.0, f"writing {Path(path).name}")
-    meta = vs.measurement_json or json.dumps({"sample": {"name": vs.name}, "medium_index": vs.medium_index,
-                                              "source": str(vs.source or "")})
-    out = write_result(path, measurement_json=meta, fields=vs.fields, illumination_per_um=vs.illumination_per_um,
-                       screening=vs.screening, tomogram=_tomogram_group(vs), birefringence=_birefringence_group(vs),
-                       retrieval=vs.retrieval if vs.fields is not None else None,
-                       extra_attrs={"warnings": json.dumps(list(vs.warnings))} if vs.warnings else None)
-    report(progress, 1.0, "written")
-    return out
-
-
-# ====================================================================== the tab
-def _default_delta(volume: np.ndarray, medium_index: float) -> float:
-    """Colour range above n_m: the 99.9th percentile of Δn, rounded up to 0.005 (at least 0.005)."""
-    sample = volume[:: max(1, volume.shape[0] // 32)]
-    d = float(np.percentile(sample, 99.9)) - medium_index
-    return max(0.005, float(np.ceil(d / 0.005) * 0.005))
+    iteration = Signal(int, float)
 
 
 class ReconstructionTab(QWidget):
@@ -483,7 +141,8 @@ class ReconstructionTab(QWidget):
     Signals
     -------
     volume_shown(object)
-        The :class:`VolumeSet` now on screen (a finished reconstruction or a file).
+        The :class:`VolumeSet` now on screen (a finished reconstruction, a cancelled run's last
+        multislice iterate, or a file).
     raw_shown(object)
         The raw tomogram of a running reconstruction is on screen (a preview :class:`VolumeSet`).
     """
@@ -506,182 +165,79 @@ class ReconstructionTab(QWidget):
         self._retrieved: Optional[tuple[Path, Any]] = None
         # the folder and side-band setting of the running job (the user may choose another meanwhile)
         self._run: Optional[tuple[Path, str]] = None
-        self._relay = _RawRelay(self)
+        self._keeper = PartialKeeper()
+        self._iterating = False  # the running job is a multislice run (a live misfit plot)
+        self._size: Optional[tuple[Path, Any]] = None  # (folder, MeasurementSize) for the estimate
+        self._calibration: Any = None
+        self._calibrating: Optional[Job] = None
+        self._relay = _Relay(self)
         self._relay.raw_ready.connect(self._raw_ready)
+        self._relay.iteration.connect(self._iteration_done)
         self._build()
         self._update_enabled()
+        self.update_estimate()
         self.runner.job_progress.connect(self._job_progress)
         self.runner.job_done.connect(self._objects_job_done)
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        """The controls column (measurement, method, display, objects, export) and the views."""
-        controls = self._build_controls([self._build_source(), *self._build_method(), self.status,
-                                         self._build_display(), self._build_objects(), self._build_export()])
+        """The controls column (measurement, method, run row, display, objects, export) and the views."""
+        self.source_box = SourceBox(self)
+        self.source_box.measurement_combo.activated.connect(self._project_measurement_chosen)
+        self.source_box.choose_button.clicked.connect(self._choose_folder)
+        self.source_box.open_button.clicked.connect(self._choose_result)
+        self.method_box = MethodBox(self, deep_regularizer_available())
+        self.method_box.changed.connect(self._method_changed)
+        self.display_box = DisplayBox(self)
+        self.display_box.volume_combo.currentIndexChanged.connect(self._show_current)
+        self.display_box.side_check.toggled.connect(self._show_current)
+        self.display_box.mip_check.toggled.connect(self.set_mip)
+        self.display_box.delta_spin.valueChanged.connect(self._apply_levels)
+        self.display_box.profile_axis.currentIndexChanged.connect(self._update_profile)
+        self.display_box.peak_button.clicked.connect(self._go_to_peak)
+        self.export_box = ExportBox(self)
+        self.export_box.export_button.clicked.connect(self._export_volume_dialog)
+        self.export_box.h5_button.clicked.connect(self._export_result_dialog)
+        self._alias_widgets()
+        controls = self._build_controls([self.source_box, self.method_box, self._build_run_row(), self.status,
+                                         self.display_box, self._build_objects(), self.export_box])
         self._build_views()
         lay = QHBoxLayout(self)
-        lay.setContentsMargins(12, 12, 12, 8)
+        lay.setContentsMargins(12, 12, 8, 8)
         lay.setSpacing(10)
         lay.addWidget(controls)
         lay.addWidget(self.right_stack, 1)
 
-    def _build_source(self) -> QGroupBox:
-        """The "Measurement" box: project measurements, folder and result-file buttons."""
-        src = QGroupBox("Measurement", self)
-        self.measurement_combo = QComboBox(src)
-        self.measurement_combo.setObjectName("projectMeasurements")
-        self.measurement_combo.setToolTip("Measurements of the open project")
-        self.measurement_combo.activated.connect(self._project_measurement_chosen)
-        self.measurement_combo.setVisible(False)
-        self.source_label = QLabel("No measurement chosen", src)
-        self.source_label.setObjectName("sourceLabel")
-        self.source_label.setWordWrap(True)
-        self.choose_button = QPushButton("Folder…", src)
-        self.choose_button.setToolTip("Choose a measurement folder to reconstruct")
-        self.choose_button.clicked.connect(self._choose_folder)
-        self.open_button = QPushButton("Open result…", src)
-        self.open_button.setToolTip("Open a result file (.odt.h5) or a Tomocube TCF file")
-        self.open_button.clicked.connect(self._choose_result)
-        row = QHBoxLayout()
-        row.addWidget(self.choose_button)
-        row.addWidget(self.open_button)
-        sl = QVBoxLayout(src)
-        sl.addWidget(self.measurement_combo)
-        sl.addWidget(self.source_label)
-        sl.addLayout(row)
-        return src
+    def _alias_widgets(self) -> None:
+        """The boxes' widgets under the tab's own names (what scripts and tests drive)."""
+        for box, names in ((self.source_box, ("measurement_combo", "source_label", "choose_button", "open_button")),
+                           (self.method_box, ("method_combo", "nonneg_check", "nonneg_iter", "reg_combo", "tv_weight",
+                                              "tv_outer", "tv_inner", "tv_iter_label", "shape_z", "device_combo",
+                                              "ms_iterations", "ms_batch", "ms_tv_weight", "ms_step", "cost_label")),
+                           (self.display_box, ("volume_combo", "side_check", "mip_check", "delta_spin", "medium_label",
+                                               "profile_axis", "peak_button")),
+                           (self.export_box, ("export_volume_combo", "export_format_combo", "export_button",
+                                              "h5_button"))):
+            for name in names:
+                setattr(self, name, getattr(box, name))
 
-    def _build_method(self) -> tuple[QGroupBox, QHBoxLayout]:
-        """The "Method" box (the engine's defaults) and the run/cancel row."""
-        defaults = ProcessOptions()
-        par = QGroupBox("Method", self)
-        form = QFormLayout(par)
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.method_combo = QComboBox(par)
-        self.method_combo.setObjectName("method")
-        self.method_combo.addItem("Rytov", "rytov")
-        self.method_combo.addItem("Born", "born")
-        self.method_combo.setItemData(0, "First-order Rytov: thick, weakly refracting samples (default)",
-                                      Qt.ItemDataRole.ToolTipRole)
-        self.method_combo.setItemData(1, "First-order Born: only small phase delays", Qt.ItemDataRole.ToolTipRole)
-        form.addRow("Approximation", self.method_combo)
-        self.nonneg_check = QCheckBox("n ≥ n_m", par)
-        self.nonneg_check.setObjectName("nonNegativity")
-        self.nonneg_check.setChecked(True)
-        self.nonneg_check.setToolTip("Gerchberg–Papoulis non-negativity: fills the missing cone with n ≥ n_m")
-        self.nonneg_iter = QSpinBox(par)
-        self.nonneg_iter.setObjectName("nonNegativityIterations")
-        self.nonneg_iter.setRange(1, 1000)
-        self.nonneg_iter.setValue(defaults.non_negativity_iterations)
-        self.nonneg_iter.setSuffix(" it.")
-        self.nonneg_check.toggled.connect(self.nonneg_iter.setEnabled)
-        nn = QHBoxLayout()
-        nn.addWidget(self.nonneg_check)
-        nn.addWidget(self.nonneg_iter, 1)
-        form.addRow("Non-negativity", nn)
-        self.reg_combo = QComboBox(par)
-        self.reg_combo.setObjectName("regularization")
-        self.reg_combo.addItem("None", "none")
-        self.reg_combo.addItem("Total variation", "tv")
-        self.reg_combo.addItem("Learned (DeepRegularizer)", "deep")
-        self.reg_combo.currentIndexChanged.connect(self._update_enabled)
-        form.addRow("Regulariser", self.reg_combo)
-        self.tv_weight = QDoubleSpinBox(par)
-        self.tv_weight.setObjectName("tvWeight")
-        self.tv_weight.setDecimals(5)
-        self.tv_weight.setRange(MIN_TV_WEIGHT, 10.0)
-        self.tv_weight.setSingleStep(0.0001)
-        self.tv_weight.setValue(defaults.tv_weight)
-        self.tv_weight.setToolTip("Weight of the total-variation term, in units of the scattering potential "
-                                  "(n/n_m)² − 1")
-        form.addRow("TV weight", self.tv_weight)
-        self.tv_outer = QSpinBox(par)
-        self.tv_outer.setObjectName("tvOuter")
-        self.tv_outer.setRange(1, 1000)
-        self.tv_outer.setValue(defaults.tv_outer_iterations)
-        self.tv_inner = QSpinBox(par)
-        self.tv_inner.setObjectName("tvInner")
-        self.tv_inner.setRange(1, 1000)
-        self.tv_inner.setValue(defaults.tv_inner_iterations)
-        tvi = QHBoxLayout()
-        tvi.addWidget(self.tv_outer)
-        tvi.addWidget(QLabel("×", par))
-        tvi.addWidget(self.tv_inner)
-        self.tv_iter_label = QLabel("TV iterations", par)
-        self.tv_outer.setToolTip("Outer (data-consistency) iterations")
-        self.tv_inner.setToolTip("Inner (TV denoising) iterations per outer iteration")
-        form.addRow(self.tv_iter_label, tvi)
-        self.shape_z = QSpinBox(par)
-        self.shape_z.setObjectName("shapeZ")
-        self.shape_z.setRange(0, 2048)
-        self.shape_z.setSpecialValueText("auto")
-        self.shape_z.setToolTip("Axial voxels (auto: half the image size)")
-        form.addRow("Axial voxels", self.shape_z)
-        self.device_combo = QComboBox(par)
-        self.device_combo.setObjectName("device")
-        for d in ("auto", "cpu", "cuda"):
-            self.device_combo.addItem(d, d)
-        form.addRow("Device", self.device_combo)
-        self._deep_ok = deep_regularizer_available()
-        self._set_deep_item()
-
+    def _build_run_row(self) -> QHBoxLayout:
+        """*Run reconstruction* and *Cancel*, and the status line under them."""
         self.run_button = QPushButton("Run reconstruction", self)
         self.run_button.setObjectName("runReconstruction")
         self.run_button.setDefault(True)
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button = QPushButton("Cancel", self)
         self.cancel_button.setObjectName("cancelReconstruction")
+        self.cancel_button.setToolTip("Stop at the next check; a multislice run keeps its last iterate")
         self.cancel_button.clicked.connect(self.cancel)
-        runrow = QHBoxLayout()
-        runrow.addWidget(self.run_button, 1)
-        runrow.addWidget(self.cancel_button)
+        row = QHBoxLayout()
+        row.addWidget(self.run_button, 1)
+        row.addWidget(self.cancel_button)
         self.status = QLabel("", self)
         self.status.setObjectName("scanSummary")
         self.status.setWordWrap(True)
-        return par, runrow
-
-    def _build_display(self) -> QGroupBox:
-        """The "Display" box: volume, side by side, MIP, colour range, line profile."""
-        disp = QGroupBox("Display", self)
-        dform = QFormLayout(disp)
-        self.volume_combo = QComboBox(disp)
-        self.volume_combo.setObjectName("volumeChoice")
-        self.volume_combo.currentIndexChanged.connect(self._show_current)
-        dform.addRow("Volume", self.volume_combo)
-        self.side_check = QCheckBox("Raw and regularised side by side", disp)
-        self.side_check.setObjectName("sideBySide")
-        self.side_check.toggled.connect(self._show_current)
-        dform.addRow(self.side_check)
-        self.mip_check = QCheckBox("Maximum-intensity projections", disp)
-        self.mip_check.setObjectName("mip")
-        self.mip_check.toggled.connect(self.set_mip)
-        dform.addRow(self.mip_check)
-        self.delta_spin = QDoubleSpinBox(disp)
-        self.delta_spin.setObjectName("deltaN")
-        self.delta_spin.setDecimals(3)
-        self.delta_spin.setRange(0.001, 1.0)
-        self.delta_spin.setSingleStep(0.005)
-        self.delta_spin.setValue(0.05)
-        self.delta_spin.setPrefix("medium + ")
-        self.delta_spin.setToolTip("Colour range: from the medium index n_m up to n_m + Δn")
-        self.delta_spin.valueChanged.connect(self._apply_levels)
-        dform.addRow("Colour range", self.delta_spin)
-        self.medium_label = QLabel("–", disp)
-        self.medium_label.setObjectName("mediumLabel")
-        dform.addRow("Medium n_m", self.medium_label)
-        self.profile_axis = QComboBox(disp)
-        self.profile_axis.setObjectName("profileAxis")
-        for a in ("x", "y", "z"):
-            self.profile_axis.addItem(f"along {a}", a)
-        self.profile_axis.currentIndexChanged.connect(self._update_profile)
-        self.peak_button = QPushButton("Go to peak", disp)
-        self.peak_button.setToolTip("Move the crosshair to the highest refractive index")
-        self.peak_button.clicked.connect(self._go_to_peak)
-        pr = QHBoxLayout()
-        pr.addWidget(self.profile_axis, 1)
-        pr.addWidget(self.peak_button)
-        dform.addRow("Line profile", pr)
-        return disp
+        return row
 
     def _build_objects(self) -> ObjectControls:
         """The objects controls and table (engine.analysis through the job runner)."""
@@ -697,47 +253,6 @@ class ReconstructionTab(QWidget):
         self._going_to_object = False
         self._last_cross: Optional[tuple[int, int, int]] = None
         return self.objects_box
-
-    def _build_export(self) -> QGroupBox:
-        """The "Export" box: every volume as OME-TIFF, OME-Zarr or ImageJ, and the result file."""
-        exp = QGroupBox("Export", self)
-        ef = QFormLayout(exp)
-        ef.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.export_volume_combo = QComboBox(exp)
-        self.export_volume_combo.setObjectName("exportVolume")
-        self.export_volume_combo.setToolTip("Object labels: those found here, else segmented automatically (Otsu)")
-        ef.addRow("Volume", self.export_volume_combo)
-        self.export_format_combo = QComboBox(exp)
-        self.export_format_combo.setObjectName("exportFormat")
-        for key, text in EXPORT_FORMAT_LABELS.items():
-            self.export_format_combo.addItem(text, key)
-        self.export_format_combo.setItemData(0, "OME-TIFF: PhysicalSize X/Y/Z in µm, plane positions = origin "
-                                                "(Fiji/Bio-Formats, OMERO, napari)", Qt.ItemDataRole.ToolTipRole)
-        self.export_format_combo.setItemData(1, "OME-Zarr (NGFF 0.4): scale = voxel size, translation = origin "
-                                                "(napari, Python)", Qt.ItemDataRole.ToolTipRole)
-        self.export_format_combo.setItemData(2, "ImageJ hyperstack: pixel size, z spacing, origin and display "
-                                                "range from n_m (Fiji)", Qt.ItemDataRole.ToolTipRole)
-        if importlib.util.find_spec("zarr") is None:  # the optional `export` extra
-            model = self.export_format_combo.model()
-            item = model.item(1) if isinstance(model, QStandardItemModel) else None
-            if item is not None:
-                item.setEnabled(False)
-            self.export_format_combo.setItemData(
-                1, f"OME-Zarr needs the optional package zarr: pip install 'odt-studio[{volume_export.ZARR_EXTRA}]'",
-                Qt.ItemDataRole.ToolTipRole)
-        ef.addRow("Format", self.export_format_combo)
-        self.export_button = QPushButton("Export volume…", exp)
-        self.export_button.setObjectName("exportVolumeButton")
-        self.export_button.setToolTip("Write the chosen volume with its voxel size and origin in µm")
-        self.export_button.clicked.connect(self._export_volume_dialog)
-        self.h5_button = QPushButton("Result file…", exp)
-        self.h5_button.setToolTip("The .odt.h5 result file (fields, tomograms, labels, voxel size, n_m)")
-        self.h5_button.clicked.connect(self._export_result_dialog)
-        er = QHBoxLayout()
-        er.addWidget(self.export_button, 1)
-        er.addWidget(self.h5_button)
-        ef.addRow(er)
-        return exp
 
     def _build_controls(self, items: list) -> QScrollArea:
         """The controls column in a scroll area, as wide as its widest box."""
@@ -761,7 +276,8 @@ class ReconstructionTab(QWidget):
         return scroll
 
     def _build_views(self) -> None:
-        """The right side: warning banner, info lines, linked slice views, line profile, object table."""
+        """The right side: warning banner, info lines, linked slice views, line profile, multislice
+        convergence, object table."""
         self.view = OrthoSliceView("", True, self)
         self.view.setObjectName("primaryView")
         self.view2 = OrthoSliceView("", True, self)
@@ -783,11 +299,15 @@ class ReconstructionTab(QWidget):
         vl.addWidget(self.view, 1)
         vl.addWidget(self.view2, 1)
         self.profile = LineProfilePlot(self)
+        self.misfit_plot = MisfitPlot(self)
+        self.misfit_plot.setVisible(False)
         self.bottom_splitter = QSplitter(Qt.Orientation.Horizontal, self)
         self.bottom_splitter.addWidget(self.profile)
+        self.bottom_splitter.addWidget(self.misfit_plot)
         self.bottom_splitter.addWidget(self.objects_table)
         self.bottom_splitter.setStretchFactor(0, 1)
-        self.bottom_splitter.setStretchFactor(1, 2)
+        self.bottom_splitter.setStretchFactor(1, 1)
+        self.bottom_splitter.setStretchFactor(2, 2)
         self.bottom_splitter.setChildrenCollapsible(False)
         self.objects_table.setVisible(False)
         self.view_splitter = QSplitter(Qt.Orientation.Vertical, self)
@@ -819,18 +339,6 @@ class ReconstructionTab(QWidget):
         self.show_message("No tomogram yet",
                           "Choose a measurement (from the project, or a folder) and press "
                           "<b>Run reconstruction</b>, or open a result file (<code>.odt.h5</code>).")
-
-    def _set_deep_item(self) -> None:
-        model = self.reg_combo.model()
-        item = model.item(2) if isinstance(model, QStandardItemModel) else None
-        if item is not None:
-            item.setEnabled(self._deep_ok)
-        self.reg_combo.setItemData(
-            2, "3-D U-Net trained to imitate TV (Ryu et al., IEEE TMI 2021)" if self._deep_ok else DEEP_MISSING,
-            Qt.ItemDataRole.ToolTipRole)
-        if not self._deep_ok and self.reg_combo.currentIndex() == 2:
-            self.reg_combo.setCurrentIndex(0)
-
     def show_message(self, title: str, body: str = "") -> None:
         """Show a big message instead of the views (no tomogram yet, loading, errors)."""
         self.empty.setText(f"<p style='font-size:15pt'>{title}</p><p>{body}</p>")
@@ -842,54 +350,73 @@ class ReconstructionTab(QWidget):
         return self.job is not None and not self.job.done
 
     def _update_enabled(self) -> None:
-        reg = self.reg_combo.currentData()
-        for w in (self.tv_weight, self.tv_outer, self.tv_inner, self.tv_iter_label):
-            w.setEnabled(reg == "tv")
+        self.method_box.update_enabled()
         self.run_button.setEnabled(self.folder is not None and not self.running)
         self.cancel_button.setEnabled(self.running)
         have = self.result is not None
         final = have and not self.result.preview
-        for b in (self.export_button, self.export_volume_combo, self.export_format_combo, self.h5_button):
-            b.setEnabled(final)
+        self.export_box.set_enabled(final)
         self.peak_button.setEnabled(have)
         busy = self._objects_job is not None and not self._objects_job.done
         self.objects_box.find_button.setEnabled(final and not busy)
         self.objects_box.set_have_objects(final and self.result.objects is not None)
 
     def options(self) -> ProcessOptions:
-        """The pipeline options as chosen in the form.
+        """The pipeline options as chosen in the *Method* box (with the project's side-band setting)."""
+        return self.method_box.options(project_sideband(self.project) if self.project is not None else "auto")
 
-        Fields are not screened here (``screen="none"``): a project measurement follows the
-        project's review (its decisions are handed to the pipeline by :meth:`run`), and a loose
-        folder uses every field whose retrieval did not fail.
+    # ------------------------------------------------------------------ cost estimate
+    def _method_changed(self) -> None:
+        self.update_estimate()
+
+    def update_estimate(self) -> str:
+        """Show the estimated time of a run with the form's options on the current measurement.
+
+        The first estimate times this computer once (a short job, :func:`calibrate_cost`); later
+        ones are arithmetic on the measurement's size. Returns the text shown.
         """
-        return ProcessOptions(
-            screen="none", method=self.method_combo.currentData(),
-            non_negativity=self.nonneg_iter.value() if self.nonneg_check.isChecked() else 0,
-            regularize=self.reg_combo.currentData(),
-            tv_weight=self.tv_weight.value(), tv_outer_iterations=self.tv_outer.value(),
-            tv_inner_iterations=self.tv_inner.value(),
-            shape_z=self.shape_z.value() or None, device=self.device_combo.currentData(),
-            sideband=project_sideband(self.project) if self.project is not None else "auto")
+        if self.folder is None:
+            text = "Estimated time: choose a measurement"
+        else:
+            if self._size is None or self._size[0] != self.folder:
+                self._size = (self.folder, measurement_size(self.folder))
+            if self._calibration is None:
+                self._start_calibration()
+            opts = self.options()
+            reuse = self._retrieved is not None and self._retrieved[0] == self.folder
+            text = cost_text(self._size[1], opts, self._fields_used_estimate(), self._calibration, reuse)
+        self.cost_label.setText(text)
+        return text
+
+    def _fields_used_estimate(self) -> Optional[int]:
+        """Fields the project's review keeps for the current measurement (None: all)."""
+        screening = self._project_screening(self.folder) if self.folder is not None else None
+        decision = getattr(screening, "decision", None)
+        return int(np.count_nonzero(decision)) if decision is not None else None
+
+    def _start_calibration(self) -> None:
+        if self._calibrating is not None and not self._calibrating.done:
+            return
+        self._calibrating = self.runner.submit(
+            "Timing this computer for the cost estimates", calibrate_cost, "cpu", show_errors=False,
+            on_result=self._calibrated, on_error=lambda exc: self.cost_label.setText(f"No estimate: {exc}"))
+
+    def _calibrated(self, calibration: Any) -> None:
+        self._calibration = calibration
+        self.update_estimate()
 
     # ------------------------------------------------------------------ project and sources
     def set_project(self, project: Any) -> None:
         """Use ``project`` (an ``engine.store.project.Project``, or None): its measurements are
         offered, its screening decisions used, its result files written."""
         self.project = project if project is not None and hasattr(project, "list_measurements") else None
-        self.measurement_combo.clear()
-        if self.project is None:
-            self.measurement_combo.setVisible(False)
-            return
-        try:
-            records = [r for r in self.project.list_measurements() if r.status != "invalid"]
-        except Exception:
-            log.exception("could not list the project's measurements")
-            records = []
-        self.measurement_combo.addItem("— choose a measurement —", None)
-        for r in records:
-            self.measurement_combo.addItem(r.name, str(r.path))
-        self.measurement_combo.setVisible(bool(records))
+        records = []
+        if self.project is not None:
+            try:
+                records = [r for r in self.project.list_measurements() if r.status != "invalid"]
+            except Exception:
+                log.exception("could not list the project's measurements")
+        self.source_box.set_measurements([(r.name, str(r.path)) for r in records])
 
     def _project_record(self, folder: Path) -> Any:
         if self.project is None:
@@ -925,12 +452,9 @@ class ReconstructionTab(QWidget):
         if self._retrieved is not None and self._retrieved[0] != folder:
             self._retrieved = None  # another measurement's fields are of no use
         self.folder = folder
-        self.source_label.setText(f"<b>{folder.name}</b><br><span style='color:#8b929c'>{folder}</span>")
-        self.source_label.setToolTip(str(folder))
-        i = self.measurement_combo.findData(str(folder))
-        if i >= 0:
-            self.measurement_combo.setCurrentIndex(i)
+        self.source_box.show_folder(folder)
         self._update_enabled()
+        self.update_estimate()
         out = self._project_result_path(folder)
         if out is not None and out.is_file():
             if is_complete_result(out, require=("tomogram",)):
@@ -966,12 +490,15 @@ class ReconstructionTab(QWidget):
         self.show_message("Could not read the file", str(exc))
 
     # ------------------------------------------------------------------ run and cancel
+    # ------------------------------------------------------------------ run and cancel
     def run(self, options: Optional[ProcessOptions] = None) -> Optional[Job]:
         """Reconstruct the current measurement with ``options`` (default: the form) in the background.
 
-        One call of :func:`engine.pipeline.process.process_measurement` in the job runner, with the
-        project's screening, the fields of the last run of this measurement (if they serve), and
-        the raw tomogram shown as soon as it exists when a regulariser follows.
+        One call of :func:`engine.pipeline.process.process_measurement` in the job runner
+        (:func:`app.logic.reconstruction.run_reconstruction`), with the project's screening, the
+        fields of the last run of this measurement (if they serve), the raw tomogram shown as soon
+        as it exists when a regulariser or the multislice iterations follow, and the misfit of each
+        multislice iteration plotted as it comes.
         """
         if self.folder is None:
             self.status.setText("Choose a measurement first.")
@@ -984,11 +511,17 @@ class ReconstructionTab(QWidget):
         # the fields of the last run here, else those the project's result file holds (the pipeline
         # uses them only if they serve these options)
         retrieved = self._retrieved[1] if self._retrieved is not None and self._retrieved[0] == folder else out_path
-        extra = {"on_raw": self._relay.raw_ready.emit} if opts.regularize != "none" else {}
+        multislice = opts.method == "multislice"
+        extra: dict = {"on_raw": self._relay.raw_ready.emit} if opts.regularize != "none" or multislice else {}
+        self._iterating = multislice
+        if multislice:
+            extra["on_iteration"] = self._relay.iteration.emit
+            self.misfit_plot.clear_values()
         self.status.setText(f"Reconstructing {folder.name} ({opts.describe()}) …")
         self._run = (folder, opts.sideband)
+        self._keeper.take()  # nothing left from an earlier run
         self.job = self.runner.submit(
-            f"Reconstructing {folder.name}", process_measurement, folder, out_path, opts,
+            f"Reconstructing {folder.name}", run_reconstruction, folder, out_path, opts, keeper=self._keeper,
             screening=self._project_screening(folder), retrieved=retrieved, on_result=self._finished,
             on_error=self._failed, on_cancelled=self._cancelled, **extra)
         self._update_enabled()
@@ -1008,7 +541,8 @@ class ReconstructionTab(QWidget):
 
     @Slot()
     def cancel(self) -> None:
-        """Cancel the running reconstruction (the engine stops at its next check)."""
+        """Cancel the running reconstruction (the engine stops at its next check; a multislice run
+        keeps its last iterate)."""
         if self.running:
             self.status.setText("Cancelling …")
             self.runner.cancel(self.job)
@@ -1026,14 +560,25 @@ class ReconstructionTab(QWidget):
             self._update_enabled()
 
     def _raw_ready(self, tomogram: Any) -> None:
-        """The raw tomogram of the running reconstruction: shown until the regularised one replaces it."""
+        """The raw tomogram of the running reconstruction: shown until the refined one replaces it."""
         job = self.job
         if job is None or job.done or job.token.cancelled or self._run is None:
             return
         folder = self._run[0]
-        self.show_volumes(_preview_set(tomogram, folder, folder.name))
-        self.view.set_title(f"{self.view.title.text()} — regularising, shown meanwhile …")
-        self.status.setText(f"{folder.name}: raw tomogram shown; regularising …")
+        self.show_volumes(preview_set(tomogram, folder, folder.name))
+        doing = "multislice iterations running" if self._iterating else "regularising"
+        self.view.set_title(f"{self.view.title.text()} — {doing}, shown meanwhile …")
+        self.status.setText(f"{folder.name}: raw tomogram shown; {doing} …")
+        if self._iterating:
+            self._show_misfit(self.misfit_plot.values, running=True)
+
+    @Slot(int, float)
+    def _iteration_done(self, iteration: int, misfit: float) -> None:
+        """One multislice iteration of the running job: its data misfit joins the live plot."""
+        if self.job is None or self.job.done:
+            return
+        self.misfit_plot.append(iteration, misfit)
+        self._show_misfit(self.misfit_plot.values, running=True)
 
     def _finished(self, result: ProcessResult) -> None:
         folder, sideband = self._run if self._run is not None else (Path(result.name), None)
@@ -1044,12 +589,23 @@ class ReconstructionTab(QWidget):
         warned = f" {len(vs.warnings)} warning(s): see above the views." if vs.warnings else ""
         self.status.setText(f"Done{f' in {secs:.1f} s' if secs else ''}{saved}.{warned}")
         self.show_volumes(vs)
+        self.update_estimate()  # the fields are reused now
 
     def _failed(self, exc: BaseException) -> None:
         self.status.setText(f"Failed: {exc}")
         self._drop_preview("The reconstruction failed", str(exc))
 
     def _cancelled(self) -> None:
+        partial = self._keeper.take()
+        if partial is not None and self._run is not None:
+            # the multislice's last iterate: shown and savable (Result file…), not written anywhere
+            vs = volume_set_from_result(partial, self._run[0], self._run[1], cancelled=True)
+            rec = vs.tomogram.ri_ms_record or {}
+            self.status.setText(f"Cancelled after {rec.get('iterations', '?')} of {rec.get('iterations_asked', '?')} "
+                                "multislice iterations: the last iterate is shown, not saved "
+                                "(Export ▸ Result file… saves it).")
+            self.show_volumes(vs)
+            return
         self.status.setText("Cancelled.")
         self._drop_preview("Cancelled", "Run the reconstruction again, or choose another measurement.")
 
@@ -1057,45 +613,35 @@ class ReconstructionTab(QWidget):
         """A raw preview of a run that did not finish is not a result (it was never saved): clear it."""
         if self.result is not None and self.result.preview:
             self.result = None
+            self.misfit_plot.setVisible(False)
             self.show_message(title, body)
             self._update_enabled()
 
     # ------------------------------------------------------------------ display
     def show_volumes(self, vs: VolumeSet) -> None:
-        """Show ``vs``: its volumes in the switch, raw and regularised side by side when both exist."""
+        """Show ``vs``: its volumes in the switch, raw and refined side by side when both exist, the
+        multislice convergence when it has one, and the options it was made with in the form."""
         first = self.result is None or self.result.volumes.get("raw", np.zeros(0)).shape != \
             next(iter(vs.volumes.values())).shape
         self.result = vs
         if vs.source is not None and vs.source.is_dir():
             self.folder = vs.source
-        self.volume_combo.blockSignals(True)
-        self.volume_combo.clear()
-        for key in VOLUME_LABELS:
-            if key in vs.volumes:
-                self.volume_combo.addItem(VOLUME_LABELS[key], key)
-        regularised = [k for k in ("deep", "tv") if k in vs.volumes]
-        self.volume_combo.setCurrentIndex(self.volume_combo.findData(regularised[0] if regularised else
-                                                                     self.volume_combo.itemData(0)))
-        self.volume_combo.blockSignals(False)
-        self.side_check.setEnabled(bool(regularised) and "raw" in vs.volumes)
-        self.side_check.blockSignals(True)
-        self.side_check.setChecked(bool(regularised) and "raw" in vs.volumes)
-        self.side_check.blockSignals(False)
-        shown = vs.volumes.get(regularised[0] if regularised else next(iter(vs.volumes)))
-        self.delta_spin.blockSignals(True)
-        self.delta_spin.setValue(_default_delta(shown, vs.medium_index))
-        self.delta_spin.blockSignals(False)
+        refined = refined_keys(vs)
+        current = refined[0] if refined else next(iter(vs.volumes))
+        both = bool(refined) and "raw" in vs.volumes
+        self.display_box.set_volumes([(VOLUME_LABELS[k], k) for k in VOLUME_LABELS if k in vs.volumes], current,
+                                     both if both else None)
+        self.display_box.set_delta(default_delta(vs.volumes[current], vs.medium_index))
         self.medium_label.setText(f"{vs.medium_index:.4f}")
-        dz, dy, dx = vs.voxel_size_um
-        z, y, x = shown.shape
-        used = (f" — {vs.fields_used} of {vs.fields.shape[0]} fields" if vs.fields_used is not None
-                and vs.fields is not None else "")
-        self.info.setText(f"<b>{vs.name}</b> — {vs.method}{used} — {x} × {y} × {z} voxels of "
-                          f"{dx:.3f} × {dy:.3f} × {dz:.3f} µm (x × y × z) — medium n_m = {vs.medium_index:.4f}")
+        self.info.setText(volume_info(vs))
         self._show_warnings(vs)
         self.profile.set_medium_index(vs.medium_index)
         self.right_stack.setCurrentIndex(1)
         self._show_current(keep=not first)
+        if not vs.preview:
+            self._show_misfit(vs.misfit)
+            if vs.options is not None:
+                self.method_box.set_options(vs.options)
         self._fill_export_volumes(vs)
         self._show_objects()
         self._update_enabled()
@@ -1103,6 +649,18 @@ class ReconstructionTab(QWidget):
         stored = getattr(vs.tomogram, "labels", None)
         if stored is not None and vs.objects is None and not vs.preview:
             self.find_objects(labels=stored)  # the result file's labels: measured, shown, listed
+
+    def _show_misfit(self, misfit: list, running: bool = False) -> None:
+        """The convergence plot: shown while a multislice run iterates and for a multislice result."""
+        if not running:
+            self.misfit_plot.set_values(misfit)
+        show = bool(misfit) or running
+        if show and not self.misfit_plot.isVisibleTo(self):  # room beside the line profile
+            sizes = self.bottom_splitter.sizes()
+            total = sum(sizes)
+            self.misfit_plot.setVisible(True)
+            self.bottom_splitter.setSizes([total - total // 3 - sizes[2], total // 3, sizes[2]])
+        self.misfit_plot.setVisible(show)
 
     def _show_warnings(self, vs: VolumeSet) -> None:
         """The banner with the processing warnings of ``vs`` (hidden when none) and its side-band line."""
@@ -1123,19 +681,16 @@ class ReconstructionTab(QWidget):
         vs = self.result
         if vs is None:
             return
-        key = self.current_volume_key() or next(iter(vs.volumes))
         side = self.side_check.isChecked() and self.side_check.isEnabled()
-        if side:
-            left, right = "raw", (key if key != "raw" else next(k for k in ("deep", "tv") if k in vs.volumes))
-        else:
-            left, right = key, None
+        left, right = shown_pair(vs, self.current_volume_key(), side)
         cross = self.view.crosshair if keep and self.view.volume is not None else None
         self.view.set_volume(vs.volumes[left], vs.voxel_size_um, vs.origin_um, vs.medium_index)
         self.view.set_title(VOLUME_LABELS[left] + (f" ({vs.method})" if left == "raw" else ""))
         self.view2.setVisible(right is not None)
         if right is not None:
             self.view2.set_volume(vs.volumes[right], vs.voxel_size_um, vs.origin_um, vs.medium_index)
-            self.view2.set_title(VOLUME_LABELS[right])
+            self.view2.set_title(VOLUME_LABELS[right] + (" (last iterate, not saved)" if vs.cancelled and right == "ms"
+                                                         else ""))
             self.view2.set_mip(self.mip_check.isChecked())
             self.view2.set_crosshair(*self.view.crosshair)
         if cross is not None:
@@ -1217,12 +772,12 @@ class ReconstructionTab(QWidget):
         params = self.objects_box.parameters()
         save_to = vs.out_path if labels is None and vs.out_path is not None and \
             str(vs.out_path).endswith(".odt.h5") and Path(vs.out_path).is_file() else None
-        _load_analysis()
+        load_analysis()
         what = "Measuring the stored objects" if labels is not None else f"Finding objects in {VOLUME_LABELS[key]}"
         self.objects_box.summary.setText(f"{what} …")
         self._objects_job = self.runner.submit(
             f"{what} of {vs.name}", find_objects, ri, vs.medium_index, vs.voxel_size_um, vs.origin_um,
-            volume=volume, labels=labels, birefringence=_birefringence_group(vs), save_to=save_to,
+            volume=volume, labels=labels, birefringence=birefringence_group(vs), save_to=save_to,
             on_result=lambda found, vs=vs, stored=labels is not None: self._objects_found(vs, found, stored),
             on_error=lambda exc: self.objects_box.summary.setText(f"Failed: {exc}"),
             on_cancelled=lambda: self.objects_box.summary.setText("Cancelled."), **params)
@@ -1341,13 +896,7 @@ class ReconstructionTab(QWidget):
     # ------------------------------------------------------------------ export
     def _fill_export_volumes(self, vs: VolumeSet) -> None:
         """Offer the volumes ``vs`` has, the one on screen first chosen."""
-        combo = self.export_volume_combo
-        combo.clear()
-        for name in export_volumes(vs):
-            combo.addItem(EXPORT_VOLUME_LABELS[name], name)
-        key = self.current_volume_key()
-        i = combo.findData(ENGINE_VOLUME.get(key or "", "ri"))
-        combo.setCurrentIndex(max(i, 0))
+        self.export_box.set_volumes(export_volumes(vs), ENGINE_VOLUME.get(self.current_volume_key() or "", "ri"))
 
     def _suggest(self, volume: str, suffix: str) -> str:
         name = self.result.name if self.result else "tomogram"

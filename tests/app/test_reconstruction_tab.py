@@ -424,3 +424,129 @@ def test_a_result_loaded_while_the_tab_is_hidden_profiles_both_volumes(qtbot, ru
     t.show()
     t.show_volumes(_synthetic(with_tv=False))
     assert list(t.profile._curves) == [t.view.title.text()]
+
+
+# ---------------------------------------------------------------------------- multislice (issue #21)
+#: tiny multislice: 32 slices of 64², 15 fields, 3 iterations (a few seconds)
+MS_TINY = ProcessOptions(screen="none", method="multislice", non_negativity=10, multislice_iterations=3, device="cpu")
+
+
+def _wait_estimate(qtbot, tab) -> str:
+    qtbot.waitUntil(lambda: tab.cost_label.text().startswith("Estimated time ≈"), timeout=30_000)
+    return tab.cost_label.text()
+
+
+@pytest.mark.slow
+def test_method_choice_shows_a_cost_estimate_before_the_run(qtbot, tab, bead_folder):
+    assert "choose a measurement" in tab.cost_label.text()
+    tab.show_measurement(bead_folder)
+    rytov = _wait_estimate(qtbot, tab)
+    assert "32 × 64 × 64 voxels, 15 fields" in rytov
+    assert not tab.ms_iterations.isVisible()
+    tab.method_combo.setCurrentIndex(tab.method_combo.findData("multislice"))
+    assert tab.ms_iterations.isVisible() and tab.options().method == "multislice"
+    ms = tab.cost_label.text()
+    assert ms != rytov and "multislice" in ms
+
+    def seconds(text: str) -> float:
+        from engine.pipeline.cost import estimate_seconds, problem_size
+        from app.logic.reconstruction import measurement_size
+
+        size = measurement_size(bead_folder)
+        shape, sub = problem_size(size.metadata, size.image_shape, None)
+        return estimate_seconds(tab.options(), shape, size.n_fields, sub, tab._calibration, retrieve=True).seconds
+
+    t20 = seconds(ms)
+    tab.ms_iterations.setValue(80)  # more iterations: a longer estimate, at once
+    assert tab.cost_label.text() != ms and seconds(tab.cost_label.text()) > 2 * t20
+
+
+@pytest.mark.slow
+def test_multislice_run_shows_ri_ms_beside_rytov_with_its_convergence(qtbot, tab, bead_folder, tmp_path):
+    from engine.store.project import Project
+    from engine.store.results import read_result
+
+    project = Project.create(tmp_path / "proj")
+    mid = project.add_measurement(bead_folder)
+    tab.set_project(project)
+    tab.show_measurement(bead_folder)
+    raws: list = []
+    tab.raw_shown.connect(raws.append)
+    with qtbot.waitSignal(tab.volume_shown, timeout=120_000):
+        job = tab.run(MS_TINY)
+    assert job.state is JobState.FINISHED
+    vs = tab.result
+    assert set(vs.volumes) == {"raw", "ms"} and len(raws) == 1  # Rytov shown while it iterated
+    assert tab.view.title.text().startswith("Raw") and tab.view2.title.text() == "Multislice"
+    assert tab.view2.isVisible() and tab.side_check.isChecked()
+    # the live plot got every iteration, the same the file records
+    rec = read_result(project.result_path(mid)).tomogram.ri_ms_record
+    assert tab.misfit_plot.isVisible() and tab.misfit_plot.values == pytest.approx(rec["misfit"])
+    assert len(rec["misfit"]) == 3 and "multislice 3 iterations" in tab.info.text()
+    assert "ri_ms" in [tab.export_volume_combo.itemData(i) for i in range(tab.export_volume_combo.count())]
+    project.close()
+
+
+@pytest.mark.slow
+def test_cancel_during_multislice_keeps_the_last_iterate_shown_and_savable(qtbot, tab, bead_folder, runner, tmp_path):
+    from engine.store.results import read_result
+
+    tab.show_measurement(bead_folder)
+    long_run = ProcessOptions(screen="none", method="multislice", non_negativity=10, multislice_iterations=400,
+                              device="cpu")
+    job = tab.run(long_run)
+    qtbot.waitUntil(lambda: len(tab.misfit_plot.values) >= 2, timeout=60_000)
+    assert tab.misfit_plot.isVisible() and tab.result is not None and tab.result.preview
+    tab.cancel_button.click()
+    qtbot.waitUntil(lambda: job.done, timeout=20_000)
+    assert job.state is JobState.CANCELLED
+    vs = tab.result
+    assert vs is not None and vs.cancelled and not vs.preview and vs.out_path is None
+    assert set(vs.volumes) == {"raw", "ms"}
+    done = vs.tomogram.ri_ms_record["iterations"]
+    assert 2 <= done < 400 and vs.tomogram.ri_ms_record["cancelled"]
+    assert "not saved" in tab.info.text() and "Cancelled after" in tab.status.text()
+    assert tab.view2.title.text().startswith("Multislice (last iterate")
+    assert tab.h5_button.isEnabled() and tab.export_button.isEnabled()
+    # savable: the result file holds it, marked as cancelled, with its misfit history
+    out = tmp_path / "kept.odt.h5"
+    save = tab.export_result(out)
+    qtbot.waitUntil(lambda: save.done, timeout=30_000)
+    t = read_result(out).tomogram
+    np.testing.assert_array_equal(t.ri_ms, vs.volumes["ms"])
+    assert t.ri_ms_record["cancelled"] and t.ri_ms_record["iterations"] == done
+    assert len(t.ri_ms_record["misfit"]) == done
+
+
+def test_a_loaded_result_sets_the_method_form_to_its_options(qtbot, tab, runner, tmp_path):
+    import dataclasses
+    import json
+
+    from engine.pipeline.process import OPTIONS_ATTR
+    from engine.store.results import write_result
+
+    vs = _synthetic(with_tv=False)
+    made = ProcessOptions(screen="none", method="multislice", non_negativity=7, regularize="tv", tv_weight=0.002,
+                          multislice_iterations=33, multislice_batch=9, multislice_tv_weight=0.0003,
+                          multislice_step=0.7, shape_z=12, device="cpu")
+    t = vs.tomogram
+    t.ri_ms, t.ri_ms_record = t.ri + 0.001, {"iterations": 33, "iterations_asked": 33, "misfit": [0.2, 0.1]}
+    t.ri_tv = t.ri
+    path = write_result(tmp_path / "ms.odt.h5", measurement_json=vs.measurement_json, tomogram=t,
+                        extra_attrs={OPTIONS_ATTR: json.dumps(made.record())})
+    with qtbot.waitSignal(tab.volume_shown, timeout=20_000):
+        tab.open_result(path)
+    assert tab.options() == dataclasses.replace(made, device="cpu")
+    assert tab.method_combo.currentData() == "multislice" and tab.ms_iterations.value() == 33
+    assert tab.ms_step.value() == pytest.approx(0.7) and tab.nonneg_iter.value() == 7
+    assert tab.misfit_plot.isVisible() and tab.misfit_plot.values == pytest.approx([0.2, 0.1])
+    assert tab.volume_combo.currentData() == "ms"
+    # a file written before the options were recorded: inferred from what it holds
+    old = write_result(tmp_path / "old.odt.h5", measurement_json=vs.measurement_json,
+                       tomogram=TomogramResult(ri=t.ri, voxel_size_um=t.voxel_size_um, origin_um=t.origin_um,
+                                               medium_index=t.medium_index, method="born"))
+    with qtbot.waitSignal(tab.volume_shown, timeout=20_000):
+        tab.open_result(old)
+    o = tab.options()
+    assert (o.method, o.regularize, o.non_negativity) == ("born", "none", 0)
+    assert not tab.misfit_plot.isVisible()
