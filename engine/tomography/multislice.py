@@ -301,13 +301,14 @@ class MultisliceOptions:
     seed : int
         Random subsets.
     threads : int, optional
-        CPU only: torch intra-op threads during the iterations, restored afterwards. ``None``
-        (the default) leaves torch's setting alone: ``torch.set_num_threads`` is process-wide,
-        so a caller that shares the process with other torch work (the GUI) must not have it
-        changed under it; a batch process or a benchmark may pass 1. Each operation touches
-        only a chunk of (Y, X) planes, so more threads mostly synchronise: on the shared 2-core
-        machine 20 ms per illumination (64×64×48, forward + gradient) with 1 thread, 530 ms
-        with 2 while the other core was busy.
+        CPU only: torch intra-op threads during the iterations (default 1), restored afterwards;
+        ``None`` leaves torch's setting alone. Each operation touches only a chunk of (Y, X)
+        planes, so more threads mostly synchronise: on the shared 2-core machine (64×64×48,
+        8 illuminations, forward + gradient) 0.5–0.8 s with 1 thread, 6–13 s with 2 while the
+        machine was busy. ``torch.set_num_threads`` acts on the calling thread with torch's
+        OpenMP backend (the one of the published wheels): run from a GUI's worker thread it
+        leaves the GUI's own threads as they are (tested); with a backend where it is global,
+        pass ``None`` if other torch work shares the process.
     """
 
     iterations: int = 20
@@ -323,7 +324,7 @@ class MultisliceOptions:
     restart: bool = True
     guard: float = 2.0
     seed: int = 0
-    threads: Optional[int] = None
+    threads: Optional[int] = 1
 
 
 def reconstruct_multislice(

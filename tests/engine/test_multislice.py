@@ -254,21 +254,51 @@ def test_divergence_guard_recovers_from_too_long_steps():
     assert runs[2.0].max() < 5 * runs[2.0][0] and runs[2.0][-1] < 0.5 * runs[2.0][0]
 
 
-def test_threads_left_alone_unless_asked():
-    """torch.set_num_threads is process-wide (a GUI runs other torch work beside it): by default
-    the iterations leave it as it is; ``threads`` sets it for the iterations and restores it."""
+def test_threads_set_for_the_iterations_and_restored():
+    """One intra-op thread during the iterations by default (more only synchronise), restored
+    afterwards; ``threads=None`` leaves torch's setting alone."""
     u, ill = _small_bead()
     before = torch.get_num_threads()
-    other = 2 if before == 1 else 1
+    other = 2 if before == 1 else before
     seen: list = []
     try:
         torch.set_num_threads(other)
-        for threads in (None, 1 if other != 1 else 2):
+        for threads, expect in (({}, 1), ({"threads": None}, other)):
             seen.clear()
             reconstruct_multislice(u, ill, _md(), shape_z=16, device="cpu",
                                    on_iteration=lambda i, m: seen.append(torch.get_num_threads()),
-                                   options={"iterations": 2, "batch": 4, "chunk": 4, "threads": threads})
-            assert seen == [other if threads is None else threads] * 2
+                                   options={"iterations": 2, "batch": 4, "chunk": 4, **threads})
+            assert seen == [expect] * 2
             assert torch.get_num_threads() == other
     finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif("OpenMP" not in torch.__config__.parallel_info(), reason="thread count is per thread with OpenMP")
+def test_threads_of_a_worker_thread_leave_the_main_thread_alone():
+    """Run from a GUI's worker thread, the one-thread setting does not reach the main thread."""
+    import threading
+
+    u, ill = _small_bead()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    inside, checked, seen = threading.Event(), threading.Event(), {}
+
+    def on_iteration(i, m):
+        seen.setdefault("worker", torch.get_num_threads())
+        inside.set()
+        checked.wait(30)
+
+    worker = threading.Thread(target=lambda: reconstruct_multislice(
+        u, ill, _md(), shape_z=16, device="cpu", on_iteration=on_iteration,
+        options={"iterations": 1, "batch": 4, "chunk": 4}))
+    try:
+        worker.start()
+        assert inside.wait(60)
+        seen["main"] = torch.get_num_threads()
+        checked.set()
+        worker.join(60)
+        assert seen == {"worker": 1, "main": 2}
+    finally:
+        checked.set()
         torch.set_num_threads(before)
