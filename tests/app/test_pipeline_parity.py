@@ -58,11 +58,14 @@ def _h5_items(path: Path) -> dict:
     return items
 
 
-def assert_identical_results(a: Path, b: Path) -> None:
-    """Same datasets and attributes, bitwise (NaN equal to NaN), same dtypes and shapes."""
+def assert_identical_results(a: Path, b: Path, wall_times: tuple = ()) -> None:
+    """Same datasets and attributes, bitwise (NaN equal to NaN), same dtypes and shapes; the
+    attributes named in ``wall_times`` (seconds a stage took) only exist in both."""
     ia, ib = _h5_items(a), _h5_items(b)
     assert sorted(ia) == sorted(ib), set(ia) ^ set(ib)
     for key, va in ia.items():
+        if key in wall_times:
+            continue
         vb = ib[key]
         if isinstance(va, np.ndarray):
             assert va.dtype == vb.dtype and va.shape == vb.shape, key
@@ -182,4 +185,26 @@ def test_gui_follows_the_project_review_like_the_pipeline_given_its_decisions(qt
                                 screening=project_screening_record(project, mid))
     assert not given.reused_fields
     assert_identical_results(project.result_path(mid), given.out_path)
+    project.close()
+
+
+@pytest.mark.slow
+def test_gui_and_process_measurement_write_identical_multislice_files(qtbot, runner, settings, bead_folder, tmp_path):
+    """The multislice option (tiny: 3 iterations on 32 × 64 × 64): ``tomogram/ri``, ``tomogram/ri_ms``
+    and its record (but its wall time) are bitwise those of ``process_measurement``."""
+    options = ProcessOptions(screen="none", method="multislice", non_negativity=10, multislice_iterations=3,
+                             device="cpu")
+    project = Project.create(tmp_path / "proj")
+    mid = project.add_measurement(bead_folder)
+    tab = ReconstructionTab(runner, settings)
+    qtbot.addWidget(tab)
+    tab.set_project(project)
+    tab.show_measurement(bead_folder)
+    _gui_run(qtbot, tab, options, [])
+    gui_file = project.result_path(mid)
+    batch = process_measurement(bead_folder, tmp_path / "batch" / f"{bead_folder.name}.odt.h5", options)
+    assert_identical_results(gui_file, batch.out_path, wall_times=("/tomogram/ri_ms@seconds",))
+    with h5py.File(gui_file, "r") as f:
+        assert f["tomogram/ri_ms"].shape == f["tomogram/ri"].shape and f["tomogram/ri_ms"].attrs["iterations"] == 3
+        assert json.loads(f.attrs["processing_options"])["method"] == "multislice"
     project.close()
