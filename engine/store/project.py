@@ -12,7 +12,8 @@ is its current manual decision (``new_decision`` NULL means "back to automatic")
 
 Per-project settings (:meth:`Project.get_setting` / :meth:`Project.set_setting`, JSON values in
 the ``settings`` table) hold choices that decide how a project's data are processed, e.g. the
-side-band rule :data:`SIDEBAND_SETTING`.
+side-band rule :data:`SIDEBAND_SETTING` and the adopted screening model
+:data:`SCREENING_MODEL_SETTING`.
 
 Threads: every thread gets its own connection (``threading.local``), so the GUI thread
 and a background worker can use one :class:`Project`; SQLite serialises the writers
@@ -48,6 +49,7 @@ __all__ = [
     "SOURCE_MANUAL",
     "SIDEBAND_SETTING",
     "SIDEBAND_CHOICES",
+    "SCREENING_MODEL_SETTING",
     "ProjectError",
     "MeasurementRecord",
     "OverrideRecord",
@@ -64,6 +66,11 @@ SOURCE_MODEL, SOURCE_RULE, SOURCE_MANUAL = 0, 1, 2
 #: :func:`engine.holography.retrieval.retrieve_fields`.
 SIDEBAND_SETTING = "sideband"
 SIDEBAND_CHOICES = ("auto", "as-given")
+#: Project setting: the screening model this project screens with, a ``.safetensors`` path
+#: relative to the project folder (e.g. ``"models/screening-compact-ft1.safetensors"``), set when
+#: a model fine-tuned on the project's overrides is adopted (``odt-studio train-screening``,
+#: :mod:`engine.screening.retrain`). Unset: the shipped default. See :attr:`Project.screening_model`.
+SCREENING_MODEL_SETTING = "screening_model"
 
 
 class ProjectError(RuntimeError):
@@ -595,6 +602,10 @@ class Project:
         """
         if key == SIDEBAND_SETTING and value not in SIDEBAND_CHOICES:
             raise ValueError(f"setting '{SIDEBAND_SETTING}' must be one of {SIDEBAND_CHOICES}, got {value!r}")
+        if key == SCREENING_MODEL_SETTING and value is not None and (
+                not isinstance(value, str) or Path(value).is_absolute() or ".." in Path(value).parts):
+            raise ValueError(f"setting '{SCREENING_MODEL_SETTING}' must be a path inside the project folder "
+                             f"(relative), or None, got {value!r}")
         try:
             text = json.dumps(value)
         except (TypeError, ValueError) as exc:
@@ -617,6 +628,18 @@ class Project:
         """The project's side-band setting, :data:`SIDEBAND_CHOICES` (default ``"auto"``)."""
         v = self.get_setting(SIDEBAND_SETTING, "auto")
         return v if v in SIDEBAND_CHOICES else "auto"
+
+    @property
+    def screening_model(self) -> Optional[Path]:
+        """The project's adopted screening model file (absolute path), or None for the shipped default.
+
+        None also when the setting names a file that is no longer there (the default is used then).
+        """
+        v = self.get_setting(SCREENING_MODEL_SETTING)
+        if not isinstance(v, str) or not v:
+            return None
+        path = (self.path / v).resolve()
+        return path if path.is_file() else None
 
     # ------------------------------------------------------------------ export
     def metadata(self, measurement_id: int) -> dict:
