@@ -157,6 +157,7 @@ def map_fields_to_fourier(
     dz_um: Optional[float] = None,
     rotation_angles_rad: Optional[Sequence[float]] = None,
     rotation_interpolation: bool = True,
+    field_weights: Optional[np.ndarray] = None,
     chunk: int = 16,
     device: str | torch.device = "auto",
     progress: Optional[Callable[..., None]] = None,
@@ -192,6 +193,9 @@ def map_fields_to_fourier(
         Sample rotation at normal incidence: interpolate every voxel between the two nearest
         views (default) instead of nearest-voxel averaging (the older mapping, kept for
         comparison; it leaves voxels between caps empty, which rings).
+    field_weights : array, shape (N,), optional
+        Illumination scan: values meeting on one voxel are averaged with these weights (e.g.
+        inverse noise variances) instead of equally. Ignored by the interpolated rotation mapping.
     chunk : int
         Fields transformed at once (temporary memory ≈ 2·chunk·H·W·8 bytes plus ~20 values per
         pupil bin).
@@ -239,7 +243,9 @@ def map_fields_to_fourier(
     off_y = oy[:, None].expand_as(inside)[inside]
     off_x = ox[None, :].expand_as(inside)[inside]
 
-    flats, values = [], []
+    flats, values, wts = [], [], []
+    fw = None if field_weights is None else torch.as_tensor(np.asarray(field_weights, np.float32).reshape(n),
+                                                            device=dev)
     is_tensor = isinstance(psi, torch.Tensor)
     two_pi = 2 * math.pi
     for s in range(0, n, chunk):
@@ -274,6 +280,9 @@ def map_fields_to_fourier(
         weight = torch.polar(4 * math.pi * nuz[b, j] / (dz * kr2), phase - math.pi / 2)  # −4πi·ν_z/(dz·k²)
         vals = spec[b + 0, by % hh, bx % ww] * weight
         flat = ((kbz % zz) * hh + by % hh) * ww + kbx % ww
+        if fw is not None:
+            wts.append(fw[s + b])
+            vals = vals * wts[-1]
         flats.append(flat)
         values.append(vals)
         report(progress, e / n, f"mapping fields onto Ewald caps {e}/{n}")
@@ -285,7 +294,10 @@ def map_fields_to_fourier(
     voxels, inverse = torch.unique(flat, return_inverse=True)
     sums = torch.zeros(len(voxels), 2, dtype=torch.float32, device=dev)
     sums.index_add_(0, inverse, torch.view_as_real(vals))
-    counts = torch.bincount(inverse, minlength=len(voxels)).to(torch.float32)
+    if fw is None:
+        counts = torch.bincount(inverse, minlength=len(voxels)).to(torch.float32)
+    else:
+        counts = torch.zeros(len(voxels), dtype=torch.float32, device=dev).index_add_(0, inverse, torch.cat(wts))
     spectrum = torch.zeros(zz * hh * ww, dtype=torch.complex64, device=dev)
     spectrum[voxels] = torch.view_as_complex(sums / counts[:, None])
     support = torch.zeros(zz * hh * ww, dtype=torch.bool, device=dev)

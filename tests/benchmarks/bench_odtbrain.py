@@ -47,13 +47,21 @@ Asserts nothing about time; prints the tables and the machine's load average.
 
 Measured (2026-12-06, shared 2-core CPU without GPU, load average 3–5; defaults)
 --------------------------------------------------------------------------------
-Sphere: ODT Studio Δn −0.91 %, RMSE 0.0033, bg std 0.00017, ring 0.0003, inside std 0.0008,
-9.7 s (median of 3); ODTbrain −0.14 %, 0.0039, 0.00066, 0.0015, 0.0021, 36.5 s: 3.8× (other
-runs under heavier load: 9.9 vs 89 s, 14.6 vs 98 s). Inside the batch, ODT Studio's
-reconstruction takes 0.3 s (mapping 0.01 s, 50 non-negativity iterations 0.3 s) against
-ODTbrain's 20–88 s ``backpropagate_3d``; the rest of its process is start-up, retrieval and
-imports. Before the rotation work (nearest-voxel mapping, 50-slice volume): −5.7 %, RMSE
-0.0039, bg std 0.00067, ring 0.0008, centre 0.06 µm off.
+Sphere, since the core fill about the object's centre and the linear Rytov index (#16):
+ODT Studio Δn **+0.10 %**, RMSE 0.0033, bg std 0.00017, ring 0.0003, inside std 0.0008;
+ODTbrain −0.14 %, 0.0039, 0.00066, 0.0015, 0.0021 (ODTbrain on ODT Studio's fields −0.21 %);
+measured under load average 15: 55 s against 602 s (10.9×, not an idle-machine figure).
+Where the former −0.91 % came from (exact fields, no holograms: −0.97 %, so not the retrieval):
+(1) the core around the rotation axis that no view measures was filled harmonically about the
+axis, while the off-axis sphere's spectrum turns by 0.5 rad per voxel there: the filled axis
+voxels held 0.77 of the true spectrum (plain inversion −1.15 %; filled about the object's
+centre by a quadratic fit: +0.17 %); (2) non-negativity removes the band limit's Gibbs
+overshoot inside the sphere (+3.3 % on the ideal band-limited sphere) and so exposes (3) the
+square-root index conversion, which loses (n − n_m)²/(2n_m) = 1.0 % of this sphere's Δn where
+first-order Rytov is linear in n − n_m (ODTbrain uses the square root too; its filtered
+back-projection keeps part of the Gibbs overshoot, which hides it). Before: −0.91 %, RMSE 0.0033.
+Earlier still (nearest-voxel mapping, 50-slice volume): −5.7 %, RMSE 0.0039, bg std 0.00067,
+ring 0.0008, centre 0.06 µm off.
 MEEP: cytoplasm 1.3598 / 1.3610 (ODT Studio / ODTbrain; truth 1.365), nucleus 1.3578 / 1.3587
 (1.360), RMSE 0.0102 / 0.0085, bg std 0.0002 / 0.0018: with 18 views the direct Fourier mapping
 keeps only voxels near a cap, and a voxel up to half a voxel off its cap loses amplitude for an
