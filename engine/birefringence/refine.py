@@ -181,11 +181,17 @@ def refine_tensor(
 
 
 def _with_director(eps: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Uniaxial ε with the n_e, n_o of ``eps`` and the optic axis of ``reference`` (both (…, 3, 3))."""
-    n_e, n_o, _, _ = uniaxial_decomposition(torch.as_tensor(eps), 0.0)
+    """Uniaxial ε with the optic axis d of ``reference`` and ``eps``'s indices along and across it.
+
+    ``n_e² = dᵀ ε d`` and ``n_o² = (tr ε − dᵀ ε d)/2`` (both (…, 3, 3) arrays): consistent with the
+    axis even where ``eps`` alone would read as the other (oblate/prolate) uniaxial branch.
+    """
+    e = torch.as_tensor(eps, dtype=torch.float32)
     _, _, _, d = uniaxial_decomposition(torch.as_tensor(reference), 0.0)
+    ne2 = torch.einsum("...i,...ij,...j->...", d, e, d)
+    no2 = (torch.diagonal(e, dim1=-2, dim2=-1).sum(-1) - ne2) / 2
     dd = d[..., :, None] * d[..., None, :]
-    out = (n_o ** 2)[..., None, None] * torch.eye(3) + (n_e ** 2 - n_o ** 2)[..., None, None] * dd
+    out = no2[..., None, None] * torch.eye(3) + (ne2 - no2)[..., None, None] * dd
     return out.numpy().astype(np.float32)
 
 

@@ -38,13 +38,17 @@ def test_project_constraints_psd_and_isotropic_background():
     assert np.allclose(out[0, 0, 2], eps[0, 0, 2], atol=1e-5)
 
 
-def test_with_director_keeps_indices_and_takes_the_axis():
-    a = _uniaxial(1.53, 1.58, (1, 0, 0))[None]
-    b = _uniaxial(1.50, 1.51, (0, 0.6, 0.8))[None]
-    out = _with_director(a.astype(np.float32), b.astype(np.float32))[0]
-    lam, vec = np.linalg.eigh(out)
-    assert np.allclose(np.sqrt(lam), [1.53, 1.53, 1.58], atol=1e-5)
-    assert abs(abs(vec[:, 2] @ np.array([0, 0.6, 0.8])) - 1) < 1e-5
+def test_with_director_reads_the_indices_along_the_reference_axis():
+    a = _uniaxial(1.53, 1.58, (0, 0.6, 0.8)).astype(np.float32)[None]
+    same = _uniaxial(1.50, 1.51, (0, 0.6, 0.8)).astype(np.float32)[None]
+    assert np.allclose(_with_director(a, same), a, atol=1e-5)  # same axis: unchanged
+    perp = _uniaxial(1.50, 1.51, (1, 0, 0)).astype(np.float32)[None]
+    out = _with_director(a, perp)[0]
+    lam, vec = np.linalg.eigh(out.astype(np.float64))
+    # along z (the reference axis) a has n_o; across it the mean of n_o² and n_e²
+    assert abs(out[0, 0] - 1.53 ** 2) < 1e-5
+    assert np.allclose(np.sort(lam)[1:], (1.53 ** 2 + 1.58 ** 2) / 2, atol=1e-5)
+    assert abs(abs(vec[0, 0]) - 1) < 1e-5  # the distinct axis is z
 
 
 @pytest.fixture(scope="module")
