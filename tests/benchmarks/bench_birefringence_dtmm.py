@@ -3,13 +3,14 @@
 Run on demand (needs ``pip install dtmm``; not collected by default)::
 
     OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_birefringence_dtmm.py \\
-        --kind strong --seeds 0 1 2 3 [--size 128] [--pixel 0.125] [--route dtt]
+        --kind strong --seeds 2 3 4 5 [--size 128] [--pixel 0.125] [--route dtt|refined] [--options JSON]
 
 For each droplet (bipolar for even seeds, radial for odd ones; parameters from
 ``_dtmm_droplets.droplet_cases``) dtmm computes the Jones matrices of fields of 25 illuminations
-(condenser NA 1.0, objective NA 1.2) on a ``size²`` grid (cached under ``--cache``), the route
-reconstructs the tensor onto ``size/2·3``... voxels of the pixel size, and the metrics are taken
-against the droplet's truth:
+(condenser NA 1.0, objective NA 1.2) on a ``size²`` grid (cached under ``--cache``; the Jones
+fields go to the route directly, without holograms), the route reconstructs the tensor onto
+``Z × size²`` voxels of the pixel size (Z covers the droplet and 1.5 µm more on each side), and
+the metrics are taken against the droplet's truth:
 
 * director error: median over the core (r < R − 0.5 µm) of the angle between the recovered and the
   true optic axis (3-D, as lines, 0–90°; the director is read from ε with no Δn threshold);
@@ -18,6 +19,9 @@ against the droplet's truth:
 * background |Δn|: mean |Δn| outside r > R + 1 µm.
 
 The table prints per droplet and the means (|errors|) / medians (director) over the droplets.
+Seeds 0 and 1 of each kind were used to choose the refined route's settings; report on 2 and up.
+Kinds (``_dtmm_droplets.CASE_KINDS``): "strong" n_m 1.45, λ 0.633 µm, r 3.0–3.8 µm, n_o 1.53–1.54,
+n_e 1.55–1.58; "weak" the same in n_m 1.53; "seed" n_m 1.45 at λ 0.532 µm, r 2.6–3.4 µm.
 """
 
 from __future__ import annotations
