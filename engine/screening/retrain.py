@@ -29,8 +29,9 @@ overrides". The method, step by step:
    a minute on a CPU. No early stopping: the held-out labels are used once, to decide.
 6. **Decision.** The new model is kept only if it beats the base model on the held-out labels
    (accuracy, then ROC AUC) *and* loses no more than ``forget_tolerance`` accuracy on the
-   replay fields kept out of training. It is then saved, versioned, in the project folder's ``models/``; the shipped
-   models in ``resources/models`` are never written.
+   replay fields kept out of training. It is then saved, versioned, in the project folder's
+   ``models/``; the shipped models in ``resources/models`` are never written. The held-out part
+   is not trained on, so the saved model has seen 70 % of the labels.
 7. **Record.** :func:`retrain_from_overrides` records the run in the project's job table (the
    audit trail next to the override rows): base model and its checksum, the labels used,
    before/after metrics, the file saved. With ``adopt=True`` (the command line) a saved model
