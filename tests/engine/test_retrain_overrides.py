@@ -173,3 +173,29 @@ def test_overrides_on_two_measurements_teach_the_lab_family(lab, capsys):
         dec, src = proj.decisions(m)
         assert (src == SOURCE_MANUAL).sum() == sum(h.measurement_id == m for h in history)
         np.testing.assert_array_equal(dec[src == SOURCE_MANUAL], (truth[m] == "clean")[src == SOURCE_MANUAL])
+
+
+def test_project_screening_model_setting(tmp_path):
+    """The adopted model is a path inside the project; a missing file falls back to the default (None)."""
+    with Project.create(tmp_path / "p") as proj:
+        assert proj.screening_model is None
+        for bad in ("/abs/model.safetensors", "../elsewhere.safetensors", 3):
+            with pytest.raises(ValueError, match=SCREENING_MODEL_SETTING):
+                proj.set_setting(SCREENING_MODEL_SETTING, bad)
+        proj.set_setting(SCREENING_MODEL_SETTING, "models/m-ft1.safetensors")
+        assert proj.screening_model is None, "the file is not there: the shipped default is used"
+        (tmp_path / "p" / "models").mkdir()
+        (tmp_path / "p" / "models" / "m-ft1.safetensors").write_bytes(b"x")
+        assert proj.screening_model == (tmp_path / "p" / "models" / "m-ft1.safetensors").resolve()
+        proj.set_setting(SCREENING_MODEL_SETTING, None)
+        assert proj.screening_model is None
+
+
+def test_too_few_overrides_is_refused_and_leaves_no_job(tmp_path, capsys):
+    from engine.screening.retrain import retrain_command
+
+    Project.create(tmp_path / "p").close()
+    assert retrain_command(tmp_path / "p", device="cpu") == 2
+    assert "at least 10" in capsys.readouterr().err
+    with Project.open(tmp_path / "p") as proj:
+        assert proj.jobs() == [] and proj.get_setting(SCREENING_MODEL_SETTING) is None
