@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from engine.pipeline.process import ProcessOptions, ProcessResult, learned_regularizer_available, \
+from engine.pipeline.process import OPTIONS_ATTR, ProcessOptions, ProcessResult, learned_regularizer_available, \
     process_measurement, recorded_options
 from engine.pipeline.project_screening import stored_retrieval
 from engine.progress import Cancelled, check_cancel, report
@@ -394,10 +394,12 @@ def export_result(path: str | Path, vs: VolumeSet, progress: Optional[Callable[.
     report(progress, 0.0, f"writing {Path(path).name}")
     meta = vs.measurement_json or json.dumps({"sample": {"name": vs.name}, "medium_index": vs.medium_index,
                                               "source": str(vs.source or "")})
+    attrs = {"warnings": json.dumps(list(vs.warnings))} if vs.warnings else {}
+    if vs.options is not None:
+        attrs[OPTIONS_ATTR] = json.dumps(vs.options.record(), sort_keys=True)
     out = write_result(path, measurement_json=meta, fields=vs.fields, illumination_per_um=vs.illumination_per_um,
                        screening=vs.screening, tomogram=tomogram_group(vs), birefringence=birefringence_group(vs),
-                       retrieval=vs.retrieval if vs.fields is not None else None,
-                       extra_attrs={"warnings": json.dumps(list(vs.warnings))} if vs.warnings else None)
+                       retrieval=vs.retrieval if vs.fields is not None else None, extra_attrs=attrs or None)
     report(progress, 1.0, "written")
     return out
 

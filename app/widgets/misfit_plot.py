@@ -25,12 +25,13 @@ class MisfitPlot(pg.PlotWidget):
         self.setObjectName("misfitPlot")
         self.setBackground("k")
         item = self.getPlotItem()
-        item.setLabel("left", "multislice data misfit")
+        item.setLabel("left", "data misfit")
         item.setLabel("bottom", "iteration")
         item.setLogMode(x=False, y=True)
-        for name in ("left", "bottom"):  # a fixed width: log ticks of changing width made the layout oscillate
+        for name in ("left", "bottom"):
             item.getAxis(name).enableAutoSIPrefix(False)
-        item.getAxis("left").setWidth(48)
+        item.getAxis("left").setWidth(56)  # fixed: log tick labels of changing width do not move the plot
+        item.getAxis("bottom").setTickSpacing(major=5, minor=1)
         item.showGrid(x=True, y=True, alpha=0.25)
         item.setMenuEnabled(False)
         self._curve = item.plot([], [], pen=pg.mkPen("#f0c674", width=2), symbol="o", symbolSize=5,
@@ -64,3 +65,15 @@ class MisfitPlot(pg.PlotWidget):
         ok = np.isfinite(v) & (v > 0)  # the log axis takes positive values only
         x = np.arange(1, len(v) + 1)[ok]
         self._curve.setData(x, v[ok])
+        self.getPlotItem().getAxis("left").setTicks(_log_ticks(v[ok]) if ok.any() else None)
+
+
+def _log_ticks(values: np.ndarray) -> list:
+    """Major ticks 1·10^k, minor 2·10^k and 5·10^k, around ``values``, as log-mode axis ticks
+    (positions log10 v, labels v): readable where pyqtgraph labels every minor tick of a decade."""
+    lo, hi = np.floor(np.log10(values.min())), np.ceil(np.log10(values.max()))
+    major, minor = [], []
+    for k in range(int(lo), int(hi) + 1):
+        major.append((float(k), f"{10.0 ** k:g}"))
+        minor += [(float(np.log10(m * 10.0 ** k)), f"{m * 10.0 ** k:g}") for m in (2, 5) if hi - lo <= 2]
+    return [major, minor]

@@ -489,6 +489,7 @@ def test_multislice_run_shows_ri_ms_beside_rytov_with_its_convergence(qtbot, tab
 
 @pytest.mark.slow
 def test_cancel_during_multislice_keeps_the_last_iterate_shown_and_savable(qtbot, tab, bead_folder, runner, tmp_path):
+    from engine.pipeline.process import recorded_options
     from engine.store.results import read_result
 
     tab.show_measurement(bead_folder)
@@ -512,7 +513,9 @@ def test_cancel_during_multislice_keeps_the_last_iterate_shown_and_savable(qtbot
     out = tmp_path / "kept.odt.h5"
     save = tab.export_result(out)
     qtbot.waitUntil(lambda: save.done, timeout=30_000)
-    t = read_result(out).tomogram
+    saved = read_result(out)
+    t = saved.tomogram
+    assert recorded_options(saved) == long_run  # the options go with it
     np.testing.assert_array_equal(t.ri_ms, vs.volumes["ms"])
     assert t.ri_ms_record["cancelled"] and t.ri_ms_record["iterations"] == done
     assert len(t.ri_ms_record["misfit"]) == done
