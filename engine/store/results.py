@@ -322,6 +322,32 @@ def _prepare_retrieval(retrieval: Any, n: Optional[int]) -> dict[str, Any]:
     return {"quality": q, "attrs": attrs}
 
 
+def _prepare_tomogram(tomogram: Any) -> dict[str, Any]:
+    """The ``tomogram`` group checked and converted (ValueError when it breaks the format)."""
+    t: dict[str, Any] = {"ri": _volume(_get(tomogram, "ri"), "tomogram 'ri'")}
+    for key in ("ri_tv", "ri_deep", "ri_ms"):
+        v = _get(tomogram, key)
+        if v is not None:
+            t[key] = _volume(v, f"tomogram '{key}'")
+            if t[key].shape != t["ri"].shape:
+                raise ValueError(f"tomogram '{key}' shape {t[key].shape} differs from 'ri' {t['ri'].shape}")
+    if "ri_ms" in t:
+        t["ri_ms_record"] = _ms_record(_get(tomogram, "ri_ms_record"))
+    labels = _get(tomogram, "labels")
+    if labels is not None:
+        t["labels"] = _labels(labels, t["ri"].shape)
+    t["voxel_size_um"] = _vec3(_get(tomogram, "voxel_size_um"), "tomogram voxel_size_um")
+    if not np.all(t["voxel_size_um"] > 0):
+        raise ValueError("tomogram voxel_size_um must be positive")
+    t["origin_um"] = _vec3(_get(tomogram, "origin_um"), "tomogram origin_um")
+    nm = _get(tomogram, "medium_index")
+    if nm is None or not np.isfinite(float(nm)):
+        raise ValueError("tomogram needs a finite 'medium_index'")
+    t["medium_index"] = float(nm)
+    t["method"] = str(_get(tomogram, "method", "") or "")
+    return t
+
+
 def _prepare(measurement_json: str, fields_: Any, illumination_per_um: Any, screening: Any,
              tomogram: Any, birefringence: Any, retrieval: Any = None) -> dict[str, Any]:
     """Check and convert everything before the file is opened; raise ValueError."""
@@ -364,28 +390,7 @@ def _prepare(measurement_json: str, fields_: Any, illumination_per_um: Any, scre
         s["model"] = str(_get(screening, "model", "") or "")
         out["screening"] = s
     if tomogram is not None:
-        t: dict[str, Any] = {"ri": _volume(_get(tomogram, "ri"), "tomogram 'ri'")}
-        for key in ("ri_tv", "ri_deep", "ri_ms"):
-            v = _get(tomogram, key)
-            if v is not None:
-                t[key] = _volume(v, f"tomogram '{key}'")
-                if t[key].shape != t["ri"].shape:
-                    raise ValueError(f"tomogram '{key}' shape {t[key].shape} differs from 'ri' {t['ri'].shape}")
-        if "ri_ms" in t:
-            t["ri_ms_record"] = _ms_record(_get(tomogram, "ri_ms_record"))
-        labels = _get(tomogram, "labels")
-        if labels is not None:
-            t["labels"] = _labels(labels, t["ri"].shape)
-        t["voxel_size_um"] = _vec3(_get(tomogram, "voxel_size_um"), "tomogram voxel_size_um")
-        if not np.all(t["voxel_size_um"] > 0):
-            raise ValueError("tomogram voxel_size_um must be positive")
-        t["origin_um"] = _vec3(_get(tomogram, "origin_um"), "tomogram origin_um")
-        nm = _get(tomogram, "medium_index")
-        if nm is None or not np.isfinite(float(nm)):
-            raise ValueError("tomogram needs a finite 'medium_index'")
-        t["medium_index"] = float(nm)
-        t["method"] = str(_get(tomogram, "method", "") or "")
-        out["tomogram"] = t
+        out["tomogram"] = _prepare_tomogram(tomogram)
     if birefringence is not None:
         b: dict[str, Any] = {}
         for key, nd in (("n_e", 3), ("n_o", 3), ("director", 4), ("tensor", 5)):
