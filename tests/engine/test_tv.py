@@ -74,7 +74,9 @@ def test_tv_shrinks_axial_elongation_and_keeps_the_index(bead):
     assert z_raw / x_raw > 1.05  # the missing cone elongates the bead along z
     assert z_tv / x_tv < z_raw / x_raw - 0.15  # TV shrinks the elongation measurably
     assert abs(z_tv - 2.4) < abs(z_raw - 2.4) or z_tv / x_tv < 1.0
-    assert abs(tm.ri_tv[inside].mean() - 1.36) < abs(tm.ri[inside].mean() - 1.36)
+    # TV keeps the index: within 0.003 of the truth (TV +0.0019, raw −0.0016 since Rytov's index is
+    # read linearly; TV used to be nearer only by the square root's −0.0003)
+    assert abs(tm.ri_tv[inside].mean() - 1.36) < 0.003
     assert tm.ri_tv[bg].std() < tm.ri[bg].std()
     assert tm.ri_tv.min() >= NM - 1e-6
     assert any("TV iteration" in m for m in seen)
