@@ -62,8 +62,9 @@ first-order Rytov is linear in n − n_m (ODTbrain uses the square root too; its
 back-projection keeps part of the Gibbs overshoot, which hides it). Before: −0.91 %, RMSE 0.0033.
 Earlier still (nearest-voxel mapping, 50-slice volume): −5.7 %, RMSE 0.0039, bg std 0.00067,
 ring 0.0008, centre 0.06 µm off.
-MEEP: cytoplasm 1.3598 / 1.3610 (ODT Studio / ODTbrain; truth 1.365), nucleus 1.3578 / 1.3587
-(1.360), RMSE 0.0102 / 0.0085, bg std 0.0002 / 0.0018: with 18 views the direct Fourier mapping
+MEEP: cytoplasm 1.3601 / 1.3610 (ODT Studio / ODTbrain; truth 1.365), nucleus 1.3581 / 1.3587
+(1.360), nucleolus 1.3615 / 1.3621 (1.387, 14 voxels), RMSE 0.0103 / 0.0085, bg std 0.0002 / 0.0018
+(before the linear Rytov index: 1.3598, 1.3578, RMSE 0.0102): with 18 views the direct Fourier mapping
 keeps only voxels near a cap, and a voxel up to half a voxel off its cap loses amplitude for an
 object as large as this cell; filtered back-propagation does not.
 """
