@@ -490,6 +490,7 @@ def _reconstruct_stages(retrieved: Any, meta: MeasurementMetadata, decision: np.
         rec_field, retrieved.illumination_per_um, meta, method="rytov" if ms else options.method,
         shape_z=options.shape_z, decision=decision, non_negativity=options.non_negativity, regularization=None,
         unwrapped_phase=rec_phase, device=options.device, keep_fourier=reg != "none",
+        field_noise_rad=_field_noise(retrieved),
         progress=sub_progress(progress, 0.45, raw_end, "reconstruction: "), cancel=cancel)
     timings["reconstruct"] = time.perf_counter() - t
     if on_raw is not None:
@@ -561,17 +562,25 @@ def _multislice_stage(tomogram: Any, rec_field, rec_phase, retrieved: Any, meta:
     keep(ms, False)
 
 
+def _field_noise(retrieved: Any) -> Optional[np.ndarray]:
+    """Per-field phase noise (rad, shape (N,)) from the retrieval quality numbers, for the
+    noise-weighted Fourier mapping; None (the reconstruction measures it) when not known."""
+    quality = getattr(retrieved, "quality", None)
+    noise = getattr(quality, "phase_noise_rad", None)
+    return None if noise is None else np.asarray(noise, np.float64)
+
+
 def _tv_volume(tomogram: Any, options: ProcessOptions, progress, cancel) -> np.ndarray:
     """``ri_tv`` (Z, Y, X) float32: TV with non-negativity on the measured spectrum (what
     ``reconstruct(regularization="tv")`` computes, as a stage of its own)."""
     import torch
 
-    from ..tomography.fourier_mapping import scattering_potential_to_ri
     from ..tomography.tv import regularize_tv
 
     x = regularize_tv(tomogram.fourier, weight=options.tv_weight, outer_iterations=options.tv_outer_iterations,
                       inner_iterations=options.tv_inner_iterations, progress=progress, cancel=cancel)
-    return scattering_potential_to_ri(x, tomogram.medium_index).to(torch.float32).cpu().numpy()
+    # the same index read-out as ri (Rytov: linear in n − n_m; Born: the square root)
+    return tomogram.fourier.to_ri(x).to(torch.float32).cpu().numpy()
 
 
 #: a field whose median |U/U_bg| is outside this range holds no usable light (a blank or dropped frame)
