@@ -139,6 +139,7 @@ def test_low_snr_is_far_dimmer_than_the_clean_dim_frame():
     assert 1 / 8 <= b.shared_exposure_gain <= 1 / 2
 
 
+@pytest.mark.slow
 def test_simulated_measurement_labels_every_new_family():
     from engine.simulate import holograms, phantoms
 
@@ -216,6 +217,7 @@ def test_protocol_splits_keep_measurements_whole_and_lofo_drops_one_family():
     assert all(v.get("caught", v.get("kept")) == 1.0 for v in rates.values())
 
 
+@pytest.mark.slow
 def test_lofo_trains_without_the_family_and_tests_on_it():
     import torch
 

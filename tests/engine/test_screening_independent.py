@@ -55,6 +55,7 @@ def fresh_sample():
     return ind.make_set(4, seed=77_000)
 
 
+@pytest.mark.slow
 def test_shipped_screen_on_a_fresh_independent_sample(fresh_sample):
     s = fresh_sample
     p = load_model("default").predict_fields(s.fields)
