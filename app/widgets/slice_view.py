@@ -39,6 +39,10 @@ _CROSS_PEN = pg.mkPen("#4aa3df", width=1)
 _CROSS_HOVER = pg.mkPen("#9fd3ff", width=2)
 
 
+#: width (px) of every slice view's left axis: room for labels like "-12.5" and the axis title
+AXIS_WIDTH_PX = 46
+
+
 def _fmt_n(v: float) -> str:
     return f"{v:.4f}"
 
@@ -139,6 +143,10 @@ class OrthoSliceView(QWidget):
         p.setLabel("left", v, units="µm")
         for side in ("bottom", "left"):  # never "mµm" or "kµm": positions read in µm
             p.getAxis(side).enableAutoSIPrefix(False)
+        # a fixed axis width: with the aspect locked, tick labels that change width as the range
+        # changes would re-layout the plot, change the range again, and so on without end (a
+        # flat volume's short xz view did: hundreds of layouts a second)
+        p.getAxis("left").setWidth(AXIS_WIDTH_PX)
         p.setRange(xRange=(-5.0, 5.0), yRange=(-5.0, 5.0), padding=0.0)  # empty: a plain ±5 µm
         p.setTitle(f"<span style='color:#8b929c'>{name}</span>", size="9pt")
         if v == "y":

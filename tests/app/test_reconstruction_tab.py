@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from pathlib import Path
 
@@ -553,3 +555,33 @@ def test_a_loaded_result_sets_the_method_form_to_its_options(qtbot, tab, runner,
     o = tab.options()
     assert (o.method, o.regularize, o.non_negativity) == ("born", "none", 0)
     assert not tab.misfit_plot.isVisible()
+
+
+def test_a_flat_volume_side_by_side_settles(qtbot, tab, bead_folder):
+    """Raw and TV side by side, 16 slices deep: the short xz plots re-laid themselves out without
+    end (their tick labels changed width with the aspect-locked range; hundreds a second)."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication
+
+    tab.show_measurement(bead_folder)
+    opts = dataclasses.replace(FAST, regularize="tv", tv_outer_iterations=3, tv_inner_iterations=3, shape_z=16,
+                               non_negativity=10)
+    with qtbot.waitSignal(tab.volume_shown, timeout=120_000):
+        tab.run(opts)
+    assert tab.view2.isVisible()
+    plots = {id(p) for v in (tab.view, tab.view2) for p in v.plots.values()}
+
+    class Counter(QObject):
+        n = 0
+
+        def eventFilter(self, obj, ev):  # noqa: N802 - Qt override
+            if ev.type() == QEvent.Type.LayoutRequest and id(obj) in plots:
+                Counter.n += 1
+            return False
+
+    qtbot.wait(300)
+    counter = Counter()
+    QApplication.instance().installEventFilter(counter)
+    qtbot.wait(1000)
+    QApplication.instance().removeEventFilter(counter)
+    assert Counter.n <= 10, f"{Counter.n} layouts of the slice plots in 1 s at rest"
