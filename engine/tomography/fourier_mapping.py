@@ -219,8 +219,7 @@ def map_fields_to_fourier(
     dz = float(dz_um) if dz_um is not None else dx
     km = medium_index / wavelength_um
     ill_np = np.asarray(illumination_per_um, dtype=np.float64).reshape(n, 2)
-    if (rotation_angles_rad is not None and rotation_interpolation and n >= 3
-            and np.all(np.abs(ill_np[:, 0]) * ww * dx < 0.5) and np.all(np.abs(ill_np[:, 1]) * hh * dx < 0.5)):
+    if rotation_angles_rad is not None and rotation_interpolation and n >= 3 and _normal_incidence(ill_np, hh, ww, dx):
         return _map_rotation_interpolated(
             psi, np.asarray(rotation_angles_rad, dtype=np.float64).reshape(n), wavelength_um=wavelength_um,
             medium_index=medium_index, na=na, pixel_size_um=dx, shape_z=zz, dz_um=dz, chunk=chunk, device=dev,
@@ -228,20 +227,13 @@ def map_fields_to_fourier(
     kr2 = (2 * math.pi * km) ** 2
     pupil2 = min((na / wavelength_um) ** 2, km**2 * (1 - 1e-9))
     ill = torch.as_tensor(np.asarray(illumination_per_um, dtype=np.float32).reshape(n, 2), device=dev)
-    angles = None
-    if rotation_angles_rad is not None:
-        angles = torch.as_tensor(np.asarray(rotation_angles_rad, dtype=np.float32).reshape(n), device=dev)
+    angles = None if rotation_angles_rad is None else torch.as_tensor(
+        np.asarray(rotation_angles_rad, dtype=np.float32).reshape(n), device=dev)
     # Only the bins of ψ's spectrum inside the pupil disc |q + f| <= NA/λ carry data: visit the
     # integer offsets of a disc of that radius around the bin nearest to −f (float32 is ample:
     # |K|·Z·dz < 1e3 bins, relative error 1e-7).
     dqy, dqx = 1.0 / (hh * dx), 1.0 / (ww * dx)
-    radius = math.sqrt(pupil2)
-    ry, rx = radius / dqy + 1.5, radius / dqx + 1.5
-    oy = torch.arange(-math.ceil(ry), math.ceil(ry) + 1, device=dev)
-    ox = torch.arange(-math.ceil(rx), math.ceil(rx) + 1, device=dev)
-    inside = (oy[:, None] / ry) ** 2 + (ox[None, :] / rx) ** 2 <= 1.0
-    off_y = oy[:, None].expand_as(inside)[inside]
-    off_x = ox[None, :].expand_as(inside)[inside]
+    off_y, off_x = _disc_offsets(math.sqrt(pupil2), dqy, dqx, dev)
 
     flats, values, wts = [], [], []
     fw = None if field_weights is None else torch.as_tensor(np.asarray(field_weights, np.float32).reshape(n),
@@ -286,26 +278,51 @@ def map_fields_to_fourier(
         flats.append(flat)
         values.append(vals)
         report(progress, e / n, f"mapping fields onto Ewald caps {e}/{n}")
-    # average the values that fall on the same voxel: only the measured voxels are touched, so
-    # the grid itself is written once (sparse accumulation; memory: one complex grid + a bool mask)
+    spectrum, support = _average_on_voxels(flats, values, None if fw is None else wts, (zz, hh, ww), dev)
+    return FourierData(spectrum=spectrum, support=support,
+                       voxel_size_um=(dz, dx, dx), medium_index=float(medium_index),
+                       wavelength_um=float(wavelength_um))
+
+
+def _normal_incidence(ill: np.ndarray, hh: int, ww: int, dx: float) -> bool:
+    """Whether every illumination ``ill`` (N, 2) cycles/µm is within half a bin of normal incidence."""
+    return bool(np.all(np.abs(ill[:, 0]) * ww * dx < 0.5) and np.all(np.abs(ill[:, 1]) * hh * dx < 0.5))
+
+
+def _disc_offsets(radius: float, dqy: float, dqx: float, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer (y, x) bin offsets of a disc of ``radius`` cycles/µm (plus 1.5 bins), bins ``dqy``, ``dqx`` apart."""
+    ry, rx = radius / dqy + 1.5, radius / dqx + 1.5
+    oy = torch.arange(-math.ceil(ry), math.ceil(ry) + 1, device=dev)
+    ox = torch.arange(-math.ceil(rx), math.ceil(rx) + 1, device=dev)
+    inside = (oy[:, None] / ry) ** 2 + (ox[None, :] / rx) ** 2 <= 1.0
+    return oy[:, None].expand_as(inside)[inside], ox[None, :].expand_as(inside)[inside]
+
+
+def _average_on_voxels(flats: list[torch.Tensor], values: list[torch.Tensor], wts: Optional[list[torch.Tensor]],
+                       shape: tuple[int, int, int], dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average the values that fall on the same flat voxel index (weighted by ``wts`` if given).
+
+    Only the measured voxels are touched, so the grid itself is written once (sparse
+    accumulation; memory: one complex grid + a bool mask). ``values`` must already carry the
+    weights. Returns the complex64 spectrum and its bool support, both of ``shape``.
+    """
     flat = torch.cat(flats)
     vals = torch.cat(values)
-    del flats, values
+    flats.clear()
+    values.clear()
     voxels, inverse = torch.unique(flat, return_inverse=True)
     sums = torch.zeros(len(voxels), 2, dtype=torch.float32, device=dev)
     sums.index_add_(0, inverse, torch.view_as_real(vals))
-    if fw is None:
+    if wts is None:
         counts = torch.bincount(inverse, minlength=len(voxels)).to(torch.float32)
     else:
         counts = torch.zeros(len(voxels), dtype=torch.float32, device=dev).index_add_(0, inverse, torch.cat(wts))
-    spectrum = torch.zeros(zz * hh * ww, dtype=torch.complex64, device=dev)
+    size = shape[0] * shape[1] * shape[2]
+    spectrum = torch.zeros(size, dtype=torch.complex64, device=dev)
     spectrum[voxels] = torch.view_as_complex(sums / counts[:, None])
-    support = torch.zeros(zz * hh * ww, dtype=torch.bool, device=dev)
+    support = torch.zeros(size, dtype=torch.bool, device=dev)
     support[voxels] = True
-    spectrum = spectrum.reshape(zz, hh, ww)
-    return FourierData(spectrum=spectrum, support=support.reshape(zz, hh, ww),
-                       voxel_size_um=(dz, dx, dx), medium_index=float(medium_index),
-                       wavelength_um=float(wavelength_um))
+    return spectrum.reshape(shape), support.reshape(shape)
 
 
 def _map_rotation_interpolated(
@@ -383,100 +400,34 @@ def _map_rotation_interpolated(
     kmax2 = 2 * km * (km - nuz_min)  # largest |K|² on a cap
     dky, dkx, dkz = 1.0 / (hh * dx), 1.0 / (ww * dx), 1.0 / (zz * dz)
 
-    def signed_range(radius_bins: float, size: int) -> torch.Tensor:
-        r = int(math.floor(radius_bins + 1e-9))
-        return torch.arange(max(-r, -(size // 2)), min(r, size - size // 2 - 1) + 1, device=dev)
-
     # lateral spectra Ψ(q_x, q_y) of every view: the rows |q_y| ≤ NA/λ on the field's own bins
     # (array-index referenced along y, as the volume is), x over-sampled and referenced to x = 0
-    rows = signed_range(pupil / dky, hh)
+    rows = _signed_range(pupil / dky, hh, dev)
     qx_nyquist = (ww // 2) * dkx  # |q_x| up to the last bin on both sides
     wp = int(oversample) * ww
     dqp = 1.0 / (wp * dx)
     rx = int(math.ceil(min(pupil, qx_nyquist) / dqp)) + 2
     cols = torch.arange(-rx, rx + 1, device=dev)
-    place = (torch.arange(ww, device=dev) - ww // 2) % wp
-    spectra = torch.empty((n, len(rows), len(cols)), dtype=torch.complex64, device=dev)
-    is_tensor = isinstance(psi, torch.Tensor)
-    for s in range(0, n, chunk):
-        check_cancel(cancel)
-        e = min(n, s + chunk)
-        p = psi[s:e] if is_tensor else torch.from_numpy(np.ascontiguousarray(psi[s:e]))
-        fy = torch.fft.fft(p.to(dev, torch.complex64), dim=-2)[:, rows % hh, :]
-        padded = torch.zeros((e - s, len(rows), wp), dtype=torch.complex64, device=dev)
-        padded[..., place] = fy
-        spectra[s:e] = torch.fft.fft(padded, dim=-1)[..., cols % wp]
-        report(progress, 0.5 * e / n, f"spectra of the views {e}/{n}")
-    flat_spec = spectra.reshape(-1)
-    n_rows, n_cols = len(rows), len(cols)
-
-    # the measured views, sorted by angle (cyclic)
+    spectra = _oversampled_view_spectra(psi, rows, cols, wp, chunk=chunk, device=dev, progress=progress,
+                                        cancel=cancel)
+    views = _SortedViews.from_angles(angles, max_gap_factor, dev)
     two_pi = 2 * math.pi
-    th_np = np.mod(angles, two_pi)
-    order_np = np.argsort(th_np, kind="stable")
-    th_sorted_np = th_np[order_np]
-    gaps = np.diff(np.concatenate([th_sorted_np, th_sorted_np[:1] + two_pi]))
-    positive = gaps[gaps > 1e-9]
-    max_gap = max_gap_factor * (float(np.median(positive)) if len(positive) else two_pi)
-    th_sorted = torch.as_tensor(th_sorted_np, dtype=torch.float64, device=dev)
-    order = torch.as_tensor(order_np, dtype=torch.long, device=dev)
 
     # candidate voxels: |K| ≤ K_max, |K_y| ≤ NA/λ
     kmax = math.sqrt(kmax2)
     dvox = max(dkx, dkz)
-    bx = signed_range(kmax / dkx, ww)
-    bz_all = signed_range(kmax / dkz, zz)
+    bx = _signed_range(kmax / dkx, ww, dev)
+    bz_all = _signed_range(kmax / dkz, zz, dev)
     flats, values = [], []
     plane_chunk = max(1, int(1_000_000 // max(1, len(bx) * len(rows))))  # ~250 MB of temporaries
     for s in range(0, len(bz_all), plane_chunk):
         check_cancel(cancel)
         bz = bz_all[s:s + plane_chunk]
-        gz, gy, gx = torch.meshgrid(bz, rows, bx, indexing="ij")
-        gz, gy, gx = gz.reshape(-1), gy.reshape(-1), gx.reshape(-1)
-        kz, ky, kx = gz * dkz, gy * dky, gx * dkx  # float64 (integer × Python float)
-        kz, ky, kx = kz.double(), ky.double(), kx.double()
-        s2 = kx**2 + ky**2 + kz**2
-        nuz = km - s2 / (2 * km)
-        qx2 = km**2 - ky**2 - nuz**2
-        # measured iff the cap point lies in the pupil and on the field's own spectrum (beyond the
-        # fields' Nyquist frequency the transform of the samples only repeats itself)
-        keep = (s2 <= kmax2 * (1 + 1e-9)) & (nuz >= nuz_min * (1 - 1e-12)) & (qx2 >= -1e-12) \
-            & (qx2 <= qx_nyquist**2)
-        gz, gy, gx, kz, kx, nuz, qx2 = (t[keep] for t in (gz, gy, gx, kz, kx, nuz, qx2))
-        qx_abs = torch.sqrt(qx2.clamp(min=0))
-        arg_obj = torch.atan2(kx, kz)
-        rho = torch.sqrt(kx**2 + kz**2)  # distance from the rotation axis, cycles/µm
-        row = gy - rows[0]  # index into the stored rows
-        acc = torch.zeros(len(gz), dtype=torch.complex128, device=dev)
-        cnt = torch.zeros(len(gz), dtype=torch.float64, device=dev)
-        for sign in (1.0, -1.0):
-            qx = sign * qx_abs
-            a = torch.remainder(torch.atan2(qx, nuz - km) - arg_obj, two_pi)
-            idx = torch.searchsorted(th_sorted, a, right=True)
-            lo = (idx - 1) % n
-            hi = idx % n
-            th_lo = th_sorted[lo] - torch.where(idx == 0, two_pi, 0.0)
-            th_hi = th_sorted[hi] + torch.where(idx == n, two_pi, 0.0)
-            gap = th_hi - th_lo
-            t = torch.where(gap > 1e-9, (a - th_lo) / gap.clamp(min=1e-9), torch.zeros_like(a))
-            # interpolate between two caps only where they pass close together (their arc
-            # distance ≤ max_arc_voxels voxels); elsewhere (sparse views, far from the axis) take the
-            # nearer cap only if it passes within half a voxel, else leave the voxel unmeasured
-            interp = (gap <= max_gap) & (rho * gap <= max_arc_voxels * dvox)
-            lower_nearer = t <= 0.5
-            near = rho * torch.where(lower_nearer, a - th_lo, th_hi - a) <= near_voxels * dvox
-            t = torch.where(interp, t, torch.where(lower_nearer, 0.0, 1.0).to(t.dtype))
-            ok = interp | near
-            c = qx / dqp + rx
-            c0 = torch.floor(c).long().clamp(0, n_cols - 2)
-            wc = (c - c0).clamp(0, 1)
-            val = torch.zeros(len(gz), dtype=torch.complex128, device=dev)
-            for view, wv in ((order[lo], 1 - t), (order[hi], t)):
-                base = (view * n_rows + row) * n_cols + c0
-                v = flat_spec[base] * (1 - wc) + flat_spec[base + 1] * wc
-                val = val + v.to(torch.complex128) * wv
-            acc = acc + torch.where(ok, val, torch.zeros_like(val))
-            cnt = cnt + ok.double()
+        gz, gy, gx, kz, kx, nuz, qx2 = _cap_candidates(bz, rows, bx, (dkz, dky, dkx), km=km, kmax2=kmax2,
+                                                       nuz_min=nuz_min, qx_nyquist=qx_nyquist)
+        acc, cnt = _interpolate_between_caps(
+            spectra, views, gy - rows[0], kz, kx, nuz, torch.sqrt(qx2.clamp(min=0)), km=km, dqp=dqp, rx=rx,
+            max_arc=max_arc_voxels * dvox, near=near_voxels * dvox)
         meas = cnt > 0
         gz, gy, gx, nuz = gz[meas], gy[meas], gx[meas], nuz[meas]
         mean = acc[meas] / cnt[meas]
@@ -498,6 +449,139 @@ def _map_rotation_interpolated(
         _fill_rotation_core(spectrum, support, rows, km=km, kmax2=kmax2, dkz=dkz, dkx=dkx, dky=dky, dvox=dvox)
     return FourierData(spectrum=spectrum, support=support, voxel_size_um=(dz, dx, dx),
                        medium_index=float(medium_index), wavelength_um=float(wavelength_um))
+
+
+def _signed_range(radius_bins: float, size: int, dev: torch.device) -> torch.Tensor:
+    """Signed bin offsets ``|b| ≤ radius_bins`` that exist on an FFT axis of ``size`` bins."""
+    r = int(math.floor(radius_bins + 1e-9))
+    return torch.arange(max(-r, -(size // 2)), min(r, size - size // 2 - 1) + 1, device=dev)
+
+
+def _oversampled_view_spectra(psi: np.ndarray | torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, wp: int, *,
+                              chunk: int, device: torch.device, progress: Optional[Callable[..., None]],
+                              cancel: Optional[CancelToken]) -> torch.Tensor:
+    """Lateral spectra of every view, shape (N, len(rows), len(cols)), complex64.
+
+    ``rows`` are signed q_y bins of the field's own FFT (array-index referenced); along x the
+    field is zero-padded to ``wp`` samples (band-limited oversampling) and referenced to x = 0,
+    and the signed fine bins ``cols`` are kept. Reports progress 0 → 0.5.
+    """
+    n, hh, ww = psi.shape
+    dev = device
+    place = (torch.arange(ww, device=dev) - ww // 2) % wp
+    spectra = torch.empty((n, len(rows), len(cols)), dtype=torch.complex64, device=dev)
+    is_tensor = isinstance(psi, torch.Tensor)
+    for s in range(0, n, chunk):
+        check_cancel(cancel)
+        e = min(n, s + chunk)
+        p = psi[s:e] if is_tensor else torch.from_numpy(np.ascontiguousarray(psi[s:e]))
+        fy = torch.fft.fft(p.to(dev, torch.complex64), dim=-2)[:, rows % hh, :]
+        padded = torch.zeros((e - s, len(rows), wp), dtype=torch.complex64, device=dev)
+        padded[..., place] = fy
+        spectra[s:e] = torch.fft.fft(padded, dim=-1)[..., cols % wp]
+        report(progress, 0.5 * e / n, f"spectra of the views {e}/{n}")
+    return spectra
+
+
+@dataclass(frozen=True)
+class _SortedViews:
+    """The measured views sorted by angle in [0, 2π) (cyclic), and the largest angular gap to bridge."""
+
+    th_sorted: torch.Tensor  # (N,) float64, rad
+    order: torch.Tensor  # (N,) long: view index of each sorted angle
+    max_gap: float  # rad
+
+    @classmethod
+    def from_angles(cls, angles: np.ndarray, max_gap_factor: float, dev: torch.device) -> "_SortedViews":
+        two_pi = 2 * math.pi
+        th_np = np.mod(angles, two_pi)
+        order_np = np.argsort(th_np, kind="stable")
+        th_sorted_np = th_np[order_np]
+        gaps = np.diff(np.concatenate([th_sorted_np, th_sorted_np[:1] + two_pi]))
+        positive = gaps[gaps > 1e-9]
+        max_gap = max_gap_factor * (float(np.median(positive)) if len(positive) else two_pi)
+        return cls(th_sorted=torch.as_tensor(th_sorted_np, dtype=torch.float64, device=dev),
+                   order=torch.as_tensor(order_np, dtype=torch.long, device=dev), max_gap=max_gap)
+
+
+def _cap_candidates(bz: torch.Tensor, rows: torch.Tensor, bx: torch.Tensor, dk: tuple[float, float, float], *,
+                    km: float, kmax2: float, nuz_min: float, qx_nyquist: float) -> tuple[torch.Tensor, ...]:
+    """The voxels of the (bz, rows, bx) grid that some view's cap can measure.
+
+    ``dk`` = (dk_z, dk_y, dk_x) cycles/µm per bin. A voxel is measured iff its cap point lies in
+    the pupil and on the field's own spectrum (beyond the fields' Nyquist frequency the
+    transform of the samples only repeats itself). Returns flat ``(gz, gy, gx, kz, kx, ν_z, q_x²)``
+    of the kept voxels (bins: long; the rest float64, cycles/µm).
+    """
+    dkz, dky, dkx = dk
+    gz, gy, gx = torch.meshgrid(bz, rows, bx, indexing="ij")
+    gz, gy, gx = gz.reshape(-1), gy.reshape(-1), gx.reshape(-1)
+    kz, ky, kx = gz * dkz, gy * dky, gx * dkx
+    kz, ky, kx = kz.double(), ky.double(), kx.double()
+    s2 = kx**2 + ky**2 + kz**2
+    nuz = km - s2 / (2 * km)
+    qx2 = km**2 - ky**2 - nuz**2
+    keep = (s2 <= kmax2 * (1 + 1e-9)) & (nuz >= nuz_min * (1 - 1e-12)) & (qx2 >= -1e-12) \
+        & (qx2 <= qx_nyquist**2)
+    return tuple(t[keep] for t in (gz, gy, gx, kz, kx, nuz, qx2))
+
+
+def _interpolate_between_caps(spectra: torch.Tensor, views: _SortedViews, row: torch.Tensor, kz: torch.Tensor,
+                              kx: torch.Tensor, nuz: torch.Tensor, qx_abs: torch.Tensor, *, km: float, dqp: float,
+                              rx: int, max_arc: float, near: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum and count of the cap values at object-frame voxels (see :func:`_map_rotation_interpolated`).
+
+    For both signs of ``q_x`` the view angle that turns the voxel onto a cap is found and the
+    value interpolated linearly in angle between the two sorted views on either side (where their
+    caps pass within ``max_arc`` cycles/µm of each other and the gap is at most ``views.max_gap``),
+    else taken from the nearer cap if it passes within ``near`` cycles/µm, else not counted.
+    Within a view the value is linear between the over-sampled x bins (``dqp`` apart, offset ``rx``).
+
+    Returns
+    -------
+    acc : tensor, complex128, shape (M,)
+        Sum of the values taken.
+    cnt : tensor, float64, shape (M,)
+        How many (0, 1 or 2).
+    """
+    dev = kz.device
+    n, n_rows, n_cols = spectra.shape
+    flat_spec = spectra.reshape(-1)
+    th_sorted, order = views.th_sorted, views.order
+    two_pi = 2 * math.pi
+    arg_obj = torch.atan2(kx, kz)
+    rho = torch.sqrt(kx**2 + kz**2)  # distance from the rotation axis, cycles/µm
+    acc = torch.zeros(len(kz), dtype=torch.complex128, device=dev)
+    cnt = torch.zeros(len(kz), dtype=torch.float64, device=dev)
+    for sign in (1.0, -1.0):
+        qx = sign * qx_abs
+        a = torch.remainder(torch.atan2(qx, nuz - km) - arg_obj, two_pi)
+        idx = torch.searchsorted(th_sorted, a, right=True)
+        lo = (idx - 1) % n
+        hi = idx % n
+        th_lo = th_sorted[lo] - torch.where(idx == 0, two_pi, 0.0)
+        th_hi = th_sorted[hi] + torch.where(idx == n, two_pi, 0.0)
+        gap = th_hi - th_lo
+        t = torch.where(gap > 1e-9, (a - th_lo) / gap.clamp(min=1e-9), torch.zeros_like(a))
+        # interpolate between two caps only where they pass close together (their arc
+        # distance ≤ max_arc); elsewhere (sparse views, far from the axis) take the
+        # nearer cap only if it passes within `near`, else leave the voxel unmeasured
+        interp = (gap <= views.max_gap) & (rho * gap <= max_arc)
+        lower_nearer = t <= 0.5
+        is_near = rho * torch.where(lower_nearer, a - th_lo, th_hi - a) <= near
+        t = torch.where(interp, t, torch.where(lower_nearer, 0.0, 1.0).to(t.dtype))
+        ok = interp | is_near
+        c = qx / dqp + rx
+        c0 = torch.floor(c).long().clamp(0, n_cols - 2)
+        wc = (c - c0).clamp(0, 1)
+        val = torch.zeros(len(kz), dtype=torch.complex128, device=dev)
+        for view, wv in ((order[lo], 1 - t), (order[hi], t)):
+            base = (view * n_rows + row) * n_cols + c0
+            v = flat_spec[base] * (1 - wc) + flat_spec[base + 1] * wc
+            val = val + v.to(torch.complex128) * wv
+        acc = acc + torch.where(ok, val, torch.zeros_like(val))
+        cnt = cnt + ok.double()
+    return acc, cnt
 
 
 def _fill_rotation_core(spectrum: torch.Tensor, support: torch.Tensor, rows: torch.Tensor, *, km: float,
