@@ -96,6 +96,94 @@ def first_order_fields(
     return torch.complex(amp, phi)
 
 
+def _rotation_angles(metadata: MeasurementMetadata, rotation_angles_rad: Optional[Sequence[float]],
+                     n: int) -> Optional[np.ndarray]:
+    """The (N,) rotation angles (rad, float64) of a sample-rotation measurement, else None."""
+    if metadata.geometry != "sample-rotation" and rotation_angles_rad is None:
+        return None
+    angles = rotation_angles_rad if rotation_angles_rad is not None else metadata.rotation_angles_rad
+    if angles is None or len(angles) != n:
+        raise ValueError("sample-rotation geometry needs one rotation angle per field")
+    return np.asarray(angles, dtype=np.float64)
+
+
+def _kept_views(decision: Optional[np.ndarray], n: int) -> np.ndarray:
+    """Indices of the views the screening ``decision`` keeps (all of them without one)."""
+    keep = np.ones(n, dtype=bool)
+    if decision is not None:
+        keep = np.asarray(decision).reshape(n).astype(bool)
+        if not keep.any():
+            raise ValueError("the screening decision excludes every field: nothing to reconstruct")
+    return np.flatnonzero(keep)
+
+
+def _default_shape_z(shape_z: Optional[int], dz_um: Optional[float], metadata: MeasurementMetadata, hh: int,
+                     ww: int, *, rotation: bool) -> int:
+    """Axial voxels Z: ``shape_z`` if given, a cube for a sample rotation, else ``min(H, W) // 2``."""
+    if shape_z is not None:
+        return int(shape_z)
+    if rotation:
+        # a full rotation measures the object from every side: a cube (Z = X) covers what it sees
+        dz = float(dz_um) if dz_um is not None else float(metadata.pixel_size_um)
+        return max(2, int(round(ww * float(metadata.pixel_size_um) / dz)))
+    return max(2, min(hh, ww) // 2)
+
+
+def _select_views(fields: np.ndarray | torch.Tensor, unwrapped_phase: Optional[np.ndarray], idx: np.ndarray):
+    """The fields (and unwrapped phases, if any) of the views ``idx`` (no copy when all are kept)."""
+    sel = idx if len(idx) < len(fields) else slice(None)
+    fields_used = fields[sel] if not isinstance(fields, torch.Tensor) else fields[torch.as_tensor(idx)]
+    return fields_used, None if unwrapped_phase is None else unwrapped_phase[sel]
+
+
+def _field_weights(fields_used: np.ndarray | torch.Tensor, field_noise_rad: Optional[np.ndarray],
+                   idx: np.ndarray) -> Optional[np.ndarray]:
+    """Inverse-variance weights of the views ``idx`` (None for a single view); see :func:`noise_weights`."""
+    if len(idx) <= 1:
+        return None
+    return noise_weights(fields_used if field_noise_rad is None else None,
+                         None if field_noise_rad is None else np.asarray(field_noise_rad)[idx])
+
+
+def _invert(data, nn_iters: int, *, rotation: bool, progress: Optional[Callable[..., None]],
+            cancel: Optional[CancelToken]) -> np.ndarray:
+    """Refractive index (Z, H, W) float32 from the mapped spectrum, with ``nn_iters`` non-negativity iterations."""
+    if nn_iters > 0:
+        # sample rotation: start from the plain inversion, which holds the interpolated core
+        # around the rotation axis (outside the support, so the iterations may still change it)
+        x0 = torch.fft.ifftn(data.spectrum).real if rotation else None
+        x = apply_non_negativity(data, iterations=nn_iters, x0=x0, progress=progress, cancel=cancel)
+        del x0
+        ri = data.to_ri(x)
+        del x
+    else:
+        ri = data.to_ri(torch.fft.ifftn(data.spectrum).real)  # non-absorbing: Re x
+    return ri.to(torch.float32).cpu().numpy()
+
+
+def _map_views(psi: torch.Tensor, ill: np.ndarray, angles: Optional[np.ndarray], weights: Optional[np.ndarray],
+               metadata: MeasurementMetadata, method: str, *, shape_z: int, dz_um: Optional[float], chunk: int,
+               device: torch.device, progress: Optional[Callable[..., None]], cancel: Optional[CancelToken]):
+    """:func:`map_fields_to_fourier` of the first-order fields ``psi`` with the metadata's optics."""
+    data = map_fields_to_fourier(
+        psi, ill, wavelength_um=metadata.wavelength_um, medium_index=metadata.medium_index,
+        na=metadata.na_objective, pixel_size_um=metadata.pixel_size_um, shape_z=shape_z, dz_um=dz_um,
+        rotation_angles_rad=angles, field_weights=weights, chunk=chunk, device=device,
+        progress=progress, cancel=cancel)
+    # first-order Rytov is linear in n − n_m: read its x as 2(n − n_m)/n_m (see
+    # scattering_potential_to_ri); Born's x is the scattering potential itself
+    data.linear_index = method == "rytov"
+    return data
+
+
+def _tv_ri(data, weight: float, outer_iterations: int, inner_iterations: int, *,
+           progress: Optional[Callable[..., None]], cancel: Optional[CancelToken]) -> np.ndarray:
+    """TV-regularised (with non-negativity) refractive index (Z, H, W) float32 of the mapped spectrum."""
+    xt = regularize_tv(data, weight=weight, outer_iterations=outer_iterations,
+                       inner_iterations=inner_iterations, progress=progress, cancel=cancel)
+    return data.to_ri(xt).to(torch.float32).cpu().numpy()
+
+
 def reconstruct(
     fields: np.ndarray | torch.Tensor,
     illumination_per_um: np.ndarray,
@@ -207,29 +295,10 @@ def reconstruct(
         raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
     n, hh, ww = fields.shape
     ill = np.asarray(illumination_per_um, dtype=np.float64).reshape(n, 2)
-    angles = None
-    if metadata.geometry == "sample-rotation" or rotation_angles_rad is not None:
-        angles = rotation_angles_rad if rotation_angles_rad is not None else metadata.rotation_angles_rad
-        if angles is None or len(angles) != n:
-            raise ValueError("sample-rotation geometry needs one rotation angle per field")
-        angles = np.asarray(angles, dtype=np.float64)
-    keep = np.ones(n, dtype=bool)
-    if decision is not None:
-        keep = np.asarray(decision).reshape(n).astype(bool)
-        if not keep.any():
-            raise ValueError("the screening decision excludes every field: nothing to reconstruct")
-    idx = np.flatnonzero(keep)
-    sel = idx if len(idx) < n else slice(None)
-    fields_used = fields[sel] if not isinstance(fields, torch.Tensor) else fields[torch.as_tensor(idx)]
-    phase_used = None if unwrapped_phase is None else unwrapped_phase[sel]
-    if shape_z is not None:
-        zz = int(shape_z)
-    elif angles is not None:
-        # a full rotation measures the object from every side: a cube (Z = X) covers what it sees
-        dz = float(dz_um) if dz_um is not None else float(metadata.pixel_size_um)
-        zz = max(2, int(round(ww * float(metadata.pixel_size_um) / dz)))
-    else:
-        zz = max(2, min(hh, ww) // 2)
+    angles = _rotation_angles(metadata, rotation_angles_rad, n)
+    idx = _kept_views(decision, n)
+    fields_used, phase_used = _select_views(fields, unwrapped_phase, idx)
+    zz = _default_shape_z(shape_z, dz_um, metadata, hh, ww, rotation=angles is not None)
 
     report(progress, 0.0, f"{method}: first-order fields of {len(idx)} of {n} views")
     psi = first_order_fields(fields_used, method, unwrapped_phase=phase_used, unwrap_method=unwrap_method,
@@ -237,49 +306,24 @@ def reconstruct(
     timings["first_order"] = time.perf_counter() - t0
     check_cancel(cancel)
     t1 = time.perf_counter()
-    weights = None
-    if noise_weighting and angles is None and len(idx) > 1:
-        weights = noise_weights(fields_used if field_noise_rad is None else None,
-                                None if field_noise_rad is None else np.asarray(field_noise_rad)[idx])
-    data = map_fields_to_fourier(
-        psi, ill[idx], wavelength_um=metadata.wavelength_um, medium_index=metadata.medium_index,
-        na=metadata.na_objective, pixel_size_um=metadata.pixel_size_um, shape_z=zz, dz_um=dz_um,
-        rotation_angles_rad=None if angles is None else angles[idx], field_weights=weights, chunk=chunk,
-        device=dev,
-        progress=sub_progress(progress, 0.05, 0.3, ""), cancel=cancel)
+    weights = _field_weights(fields_used, field_noise_rad, idx) if noise_weighting and angles is None else None
+    data = _map_views(psi, ill[idx], None if angles is None else angles[idx], weights, metadata, method,
+                      shape_z=zz, dz_um=dz_um, chunk=chunk, device=dev,
+                      progress=sub_progress(progress, 0.05, 0.3, ""), cancel=cancel)
     del psi
-    # first-order Rytov is linear in n − n_m: read its x as 2(n − n_m)/n_m (see
-    # scattering_potential_to_ri); Born's x is the scattering potential itself
-    data.linear_index = method == "rytov"
     timings["mapping"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    nm = metadata.medium_index
     nn_iters = DEFAULT_NON_NEGATIVITY_ITERATIONS if non_negativity is True else int(non_negativity or 0)
-    tv_share = 0.6 if regularization == "tv" else 0.0
-    nn_end = 1.0 - tv_share
-    if nn_iters > 0:
-        # sample rotation: start from the plain inversion, which holds the interpolated core
-        # around the rotation axis (outside the support, so the iterations may still change it)
-        x0 = torch.fft.ifftn(data.spectrum).real if angles is not None else None
-        x = apply_non_negativity(data, iterations=nn_iters, x0=x0,
-                                 progress=sub_progress(progress, 0.3, nn_end, ""), cancel=cancel)
-        del x0
-        ri = data.to_ri(x)
-        label = f"{method}+nonneg"
-        del x
-    else:
-        ri = data.to_ri(torch.fft.ifftn(data.spectrum).real)  # non-absorbing: Re x
-        label = method
-    ri = ri.to(torch.float32).cpu().numpy()
+    nn_end = 1.0 - (0.6 if regularization == "tv" else 0.0)  # TV takes the last 60 % of the progress
+    ri = _invert(data, nn_iters, rotation=angles is not None, progress=sub_progress(progress, 0.3, nn_end, ""),
+                 cancel=cancel)
+    label = f"{method}+nonneg" if nn_iters > 0 else method
     timings["inversion"] = time.perf_counter() - t2
     ri_tv = None
     if regularization == "tv":
         t3 = time.perf_counter()
-        xt = regularize_tv(data, weight=tv_weight, outer_iterations=tv_outer_iterations,
-                           inner_iterations=tv_inner_iterations,
-                           progress=sub_progress(progress, nn_end, 1.0, ""), cancel=cancel)
-        ri_tv = data.to_ri(xt).to(torch.float32).cpu().numpy()
-        del xt
+        ri_tv = _tv_ri(data, tv_weight, tv_outer_iterations, tv_inner_iterations,
+                       progress=sub_progress(progress, nn_end, 1.0, ""), cancel=cancel)
         timings["tv"] = time.perf_counter() - t3
     elif regularization not in (None, "none"):
         raise ValueError(f"unknown regularization {regularization!r}: use None or 'tv'")
@@ -287,7 +331,7 @@ def reconstruct(
     origin = (-(zz // 2) * dz, -(hh // 2) * dy, -(ww // 2) * dx)
     timings["total"] = time.perf_counter() - t0
     report(progress, 1.0, "reconstruction done")
-    return Tomogram(ri=ri, voxel_size_um=(dz, dy, dx), origin_um=origin, medium_index=float(nm),
+    return Tomogram(ri=ri, voxel_size_um=(dz, dy, dx), origin_um=origin, medium_index=float(metadata.medium_index),
                     method=label, ri_tv=ri_tv, support=int(data.support.sum()),
                     support_fraction=data.support_fraction,
                     fourier=data if keep_fourier else None, timings_s=timings)
