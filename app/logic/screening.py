@@ -4,6 +4,8 @@
   the job :func:`prepare_screening` (:func:`engine.pipeline.project_screening.screen_project_measurement`
   plus the grid's phase thumbnails, :func:`phase_thumbnails`);
 * :func:`compute_saliency` — a saliency map of one field (a job);
+* :func:`project_model_file`, :func:`model_origin`, :func:`model_label_text` — which screening
+  model a project uses (its adopted fine-tuned one or the shipped one) and how the tab says so;
 * :func:`review_counts`, :func:`measurement_status` — how far the review of a measurement is;
 * :func:`threshold_range`, :func:`field_details` — the threshold slider's range and a field's
   details line;
@@ -16,6 +18,7 @@ Decisions (``docs/formats.md``): 1 = clean (used), 0 = noisy (excluded).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -25,7 +28,8 @@ from engine.progress import check_cancel, report, sub_progress
 
 __all__ = ["THUMB", "QUALITY_LABELS", "QUALITY_SHORT", "ScreeningData", "prepare_screening", "compute_saliency",
            "review_counts", "measurement_status", "phase_thumbnails", "quality_text", "format_quality",
-           "fmt_metric", "threshold_range", "field_details"]
+           "fmt_metric", "threshold_range", "field_details", "project_model_file", "model_origin",
+           "model_label_text"]
 
 #: Edge (pixels) of the grid's phase thumbnails.
 THUMB = 96
@@ -280,3 +284,56 @@ def field_details(data: ScreeningData, i: int, *, decision: int, auto: int, manu
     return (f"<b>Field {i}</b> — {word} · decided by {src}<br>"
             f"{model_part} · rule peak <b>{fmt_metric(data.rule_peak[i])}</b> "
             f"(noisy above {data.rule_threshold:.2f}: rule says {rule_says}){quality_part}")
+
+
+# ---------------------------------------------------------------------- which model
+def project_model_file(project: Any) -> Optional[Path]:
+    """The project's adopted fine-tuned screening model (absolute path), or None (the shipped one).
+
+    :attr:`engine.store.project.Project.screening_model`; None also for no project or a project
+    object without settings.
+    """
+    if project is None:
+        return None
+    try:
+        return project.screening_model
+    except Exception:  # noqa: BLE001 - a project object without settings: the shipped model
+        return None
+
+
+def _model_path(model: Any) -> Optional[Path]:
+    """The file a model (a loaded ScreeningModel, a path, or a name) comes from, when known."""
+    if isinstance(model, Path):
+        return model
+    if isinstance(model, str):
+        return Path(model) if model.endswith(".safetensors") else None
+    card = getattr(model, "card", None) or {}
+    return Path(card["path"]) if card.get("path") else None
+
+
+def model_origin(project: Any, model: Any) -> str:
+    """``"project"`` when ``model`` is a fine-tuned model in the project's ``models/`` folder, else ``"shipped"``."""
+    path = _model_path(model)
+    if project is None or path is None:
+        return "shipped"
+    try:
+        inside = path.resolve().parent == (Path(project.path) / "models").resolve()
+    except (OSError, AttributeError):
+        return "shipped"
+    return "project" if inside else "shipped"
+
+
+def model_label_text(project: Any, model: Any) -> str:
+    """The Screening tab's model line (rich text) for ``model`` (a name or path before loading, a
+    loaded model after; None is handled by the tab: no network installed)."""
+    origin = model_origin(project, model)
+    path = _model_path(model)
+    if isinstance(model, (str, Path)):
+        if origin == "project" and path is not None:
+            return (f"<b>Model:</b> this project's fine-tuned model (models/{path.name}), "
+                    "loaded with the first measurement")
+        return "<b>Model:</b> the shipped model, loaded with the first measurement"
+    label = getattr(model, "label", str(model))
+    if origin == "project":
+        return f"<b>Model:</b> {label} — this project's fine-tuned model"
+    return f"<b>Model:</b> {label} — shipped"

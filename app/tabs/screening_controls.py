@@ -225,13 +225,13 @@ class RetrainReportDialog(QDialog):
     """Before/after metrics of a retraining (an :class:`engine.screening.retrain` report).
 
     "Adopt the new model" is offered only when the new model is better and was saved; accepting
-    the dialog calls ``adopt(report.model)``.
+    the dialog calls ``adopt(report.model, report.saved_path)``.
     """
 
     ROWS = (("accuracy", "Accuracy"), ("sensitivity", "Sensitivity (noisy found)"),
             ("specificity", "Specificity (clean kept)"), ("roc_auc", "ROC AUC"))
 
-    def __init__(self, rep: Any, adopt: Callable[[Any], None], parent: Optional[QWidget] = None) -> None:
+    def __init__(self, rep: Any, adopt: Callable[[Any, Any], None], parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.setObjectName("retrainReport")
         self.setWindowTitle("Retrained screening model")
@@ -258,7 +258,7 @@ class RetrainReportDialog(QDialog):
         buttons.addButton("Keep the current model", QDialogButtonBox.ButtonRole.RejectRole)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
-        self.accepted.connect(lambda: adopt(rep.model))
+        self.accepted.connect(lambda: adopt(rep.model, rep.saved_path))
         lay = QVBoxLayout(self)
         lay.addWidget(table)
         lay.addWidget(text)

@@ -52,7 +52,8 @@ from engine.pipeline.project_screening import NO_MODEL_NOTE, SOURCE_MANUAL, SOUR
 
 from ..errors import show_error
 from ..jobs import Job, JobRunner
-from ..logic.screening import (ScreeningData, compute_saliency, field_details, measurement_status, prepare_screening,
+from ..logic.screening import (ScreeningData, compute_saliency, field_details, measurement_status, model_label_text,
+                               prepare_screening, project_model_file,
                                review_counts, threshold_range)
 from ..settings import AppSettings
 from ..widgets.warning_banner import WarningBanner
@@ -273,6 +274,10 @@ class ScreeningTab(QWidget):
             if job is not None and not job.done:
                 self.runner.cancel(job)
         self.project = project
+        own = project_model_file(project)
+        self.model = own if own is not None else "default"  # the project's adopted model, else the shipped one
+        self.model_note = ""
+        self._update_model_label()
         self._cache.clear()
         self.undo_stack.clear()
         self.data = None
@@ -415,10 +420,11 @@ class ScreeningTab(QWidget):
             self.retrain_button.setEnabled(False)
             self.retrain_button.setToolTip("Retraining needs a screening network to start from; none is installed.")
         elif isinstance(self.model, (str, Path)):
-            self.model_label.setText("<b>Model:</b> loaded with the first measurement")
+            self.model_label.setText(model_label_text(self.project, self.model))
+            self.model_label.setToolTip(str(self.model) if isinstance(self.model, Path) else "")
             self.retrain_button.setEnabled(self.project is not None)
         else:
-            self.model_label.setText(f"<b>Model:</b> {self.model.label}")
+            self.model_label.setText(model_label_text(self.project, self.model))
             self.model_label.setToolTip(str(self.model.card.get("path", "")))
             self.retrain_button.setEnabled(self.project is not None)
             self.retrain_button.setToolTip("Fine-tune the network on this project's manual decisions "
@@ -661,10 +667,29 @@ class ScreeningTab(QWidget):
         self._retrain_dialog = dlg
         return dlg
 
-    def adopt_model(self, model: Any) -> None:
-        """Use ``model`` from now on ("Screen again" re-screens a measurement with it)."""
+    def adopt_model(self, model: Any, saved_path: Optional[Path] = None) -> None:
+        """Use ``model`` from now on ("Screen again" re-screens a measurement with it).
+
+        When its file (``saved_path``, else the card's ``path``) lies in the project folder it
+        becomes the project's screening model (setting ``screening_model``, a path relative to
+        the project), so the project uses it after a restart and in every screening.
+        """
+        from engine.store.project import SCREENING_MODEL_SETTING
+
         self.model = model
         self._cache.clear()
+        path = saved_path or (model.card.get("path") if getattr(model, "card", None) else None)
+        stored = False
+        if self.project is not None and path:
+            try:
+                rel = Path(path).resolve().relative_to(Path(self.project.path).resolve())
+            except ValueError:
+                log.warning("adopted model %s is outside the project; not stored as its setting", path)
+            else:
+                model.card["path"] = str(Path(path).resolve())  # the file it is (a copied card may name its parent's)
+                self.project.set_setting(SCREENING_MODEL_SETTING, rel.as_posix())
+                stored = True
         self._update_model_label()
-        self.grid_message.setText(f"Now using {model.label}. Press “Screen again” to re-screen a measurement "
+        self.grid_message.setText(f"Now using {model.label}" + (" for this project" if stored else "")
+                                  + ". Press “Screen again” to re-screen a measurement "
                                   "with it (your manual decisions are kept).")

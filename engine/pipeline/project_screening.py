@@ -42,7 +42,8 @@ import numpy as np
 from ..progress import CancelToken, check_cancel, report, sub_progress
 
 __all__ = ["ProjectScreening", "load_screening_model", "screen_project_measurement", "NO_MODEL_NOTE",
-           "sideband_description", "project_sideband", "stored_retrieval", "project_screening_record",
+           "sideband_description", "project_sideband", "project_screening_model", "stored_retrieval",
+           "project_screening_record",
            "SOURCE_MODEL", "SOURCE_RULE", "SOURCE_MANUAL"]
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,23 @@ def load_screening_model(model: Any = "default", device: str = "auto") -> tuple[
     except (ModelFileError, FileNotFoundError) as exc:
         log.warning("no screening model: %s", exc)
         return None, NO_MODEL_NOTE + f"\n({exc})"
+
+
+def project_screening_model(project: Any, model: Any = "default") -> Any:
+    """The model to screen a project's measurements with: ``model``, or the project's own.
+
+    ``"default"`` becomes the project's adopted fine-tuned model file
+    (:attr:`engine.store.project.Project.screening_model`, an absolute path) when the project
+    has one that is still there; any other value (a name, a path, a loaded model, None) is
+    returned unchanged, as is ``"default"`` for a project without one (the shipped model).
+    """
+    if not (isinstance(model, str) and model == "default"):
+        return model
+    try:
+        own = project.screening_model
+    except Exception:  # noqa: BLE001 - a project object without settings: the shipped model
+        return model
+    return own if own is not None else model
 
 
 def project_sideband(project: Any) -> str:
@@ -313,6 +331,10 @@ def screen_project_measurement(
     project : engine.store.project.Project
     measurement_id : int
     model : ScreeningModel, name or path (``"default"``), or None (the rule)
+        ``"default"`` is the project's adopted screening model when it has one
+        (:attr:`engine.store.project.Project.screening_model`, set by ``odt-studio
+        train-screening`` or the Screening tab's "Adopt the new model"), else the shipped one
+        (:func:`project_screening_model`).
     threshold : float
         Threshold on the model's noisy-probability for a new run.
     rescreen : bool
@@ -338,7 +360,7 @@ def screen_project_measurement(
     rec = project.get_measurement(measurement_id)
     sideband = sideband or project_sideband(project)
     report(progress, 0.0, f"{rec.name}: loading the screening model")
-    model, note = load_screening_model(model, device)
+    model, note = load_screening_model(project_screening_model(project, model), device)
     check_cancel(cancel)
     path = Path(project.result_path(measurement_id))
     t = time.perf_counter()

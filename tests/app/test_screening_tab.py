@@ -69,9 +69,12 @@ def tab(qtbot, runner: JobRunner, settings):
     return t
 
 
-def _open(qtbot, tab: ScreeningTab, project, mid: int) -> ScreeningData:
+def _open(qtbot, tab: ScreeningTab, project, mid: int, model=None) -> ScreeningData:
+    """Open ``project`` and measurement ``mid``; ``model`` replaces the project's model (set_project picks it)."""
     with qtbot.waitSignal(tab.data_ready, timeout=60000) as blocker:
         tab.set_project(project)
+        if model is not None:
+            tab.model = model
         tab.select_measurement(mid)
     return blocker.args[0]
 
@@ -285,9 +288,9 @@ def test_saliency_overlay_and_retrain_dialog_with_a_model(qtbot, tab, batch, pro
     from engine.screening.network import load_model
     from engine.screening.retrain import RetrainReport
 
-    model = tab.model = tiny_model
+    model = tiny_model
     mid = project.add_measurement(batch / "beads_000")
-    data = _open(qtbot, tab, project, mid)
+    data = _open(qtbot, tab, project, mid, model=model)
     assert not data.use_rule and np.isfinite(data.score).all()
     assert tab.retrain_button.isEnabled() and "tiny-test" in tab.model_label.text()
     with qtbot.waitSignal(tab.saliency_ready, timeout=30000) as blocker:
@@ -342,9 +345,8 @@ def test_main_window_has_the_screening_tab_and_gives_it_the_project(qtbot, setti
 def test_retrain_from_overrides_runs_in_the_background_and_asks_before_adopting(qtbot, tab, batch, project,
                                                                                 tiny_model):
     mid = project.add_measurement(batch / "beads_000")
-    tab.model = tiny_model
     tab.retrain_options = {"epochs": 1}
-    _open(qtbot, tab, project, mid)
+    _open(qtbot, tab, project, mid, model=tiny_model)
     for i in range(12):   # twelve manual decisions by keyboard
         qtbot.keyClick(tab.grid, Qt.Key.Key_N if i % 3 == 0 else Qt.Key.Key_C)
     assert review_counts(project, mid)[1] == 12
@@ -365,6 +367,7 @@ def test_retrain_from_overrides_runs_in_the_background_and_asks_before_adopting(
         assert rep.saved_path is not None and Path(rep.saved_path).parent == project.path / "models"
         dlg.accept()
         assert tab.model is rep.model
+        assert project.screening_model == Path(rep.saved_path).resolve(), "adopting stores the project setting"
     else:
         dlg.reject()
         assert tab.model is tiny_model
@@ -399,3 +402,50 @@ def test_review_list_selects_without_loading_when_asked(qtbot):
     assert not lst.select(99)
     lst.set_status(7, "2/7 reviewed · 1 overridden")
     assert lst.item_of(7).text() == "b\n2/7 reviewed · 1 overridden"
+
+
+def test_project_model_is_loaded_shown_and_adopting_stores_it(qtbot, runner, settings, tab, batch, project):
+    """#19 item 4: the project's adopted fine-tuned model is the tab's model on opening, the label
+    says which, and "Adopt the new model" stores it as the project setting (it survives a restart)."""
+    import json
+
+    from engine.screening.network import MODELS_DIR, load_model
+    from engine.screening.retrain import RetrainReport
+    from engine.store.project import SCREENING_MODEL_SETTING
+
+    mid = project.add_measurement(batch / "beads_000")
+    tab.set_project(project)
+    assert tab.model == "default" and "shipped" in tab.model_label.text()
+    models = Path(project.path) / "models"
+    models.mkdir()
+    for stem in ("screening-compact-ft1", "screening-compact-ft2"):
+        shutil.copyfile(MODELS_DIR / "screening-compact.safetensors", models / f"{stem}.safetensors")
+        card = json.loads((MODELS_DIR / "screening-compact.json").read_text())
+        card.update(name=stem, version=f"2.0.0+{stem[-3:]}", weights_file=f"{stem}.safetensors")
+        (models / f"{stem}.json").write_text(json.dumps(card))
+    project.set_setting(SCREENING_MODEL_SETTING, "models/screening-compact-ft1.safetensors")
+    data = _open(qtbot, tab, project, mid)
+    assert data.model is not None and data.model.name == "screening-compact-ft1"
+    assert "screening-compact-ft1" in tab.model_label.text() and "fine-tuned" in tab.model_label.text()
+
+    # a retraining's better model, adopted from the dialog, becomes the project's setting
+    new = load_model(models / "screening-compact-ft2.safetensors", device="cpu")
+    new.card.pop("path")  # as a freshly trained model: only the report knows its file
+    rep = RetrainReport(before={"accuracy": 0.6}, after={"accuracy": 0.8}, improved=True,
+                        saved_path=models / "screening-compact-ft2.safetensors", model=new,
+                        n_train=14, n_holdout=6, n_replay=64)
+    tab.show_retrain_report(rep).accept()
+    assert tab.model is new and project.get_setting(SCREENING_MODEL_SETTING) == "models/screening-compact-ft2.safetensors"
+    assert "screening-compact-ft2" in tab.model_label.text() and "fine-tuned" in tab.model_label.text()
+
+    # "restart": a new tab on the reopened project starts from the adopted model
+    path = project.path
+    again = ScreeningTab(runner, settings, device="cpu")
+    qtbot.addWidget(again)
+    with Project.open(path) as reopened:
+        again.set_project(reopened)
+        assert again.model == (models / "screening-compact-ft2.safetensors").resolve()
+        assert "fine-tuned" in again.model_label.text() and "screening-compact-ft2" in again.model_label.text()
+        again.set_project(None)
+    again.set_project(None)
+    assert again.model == "default" and "shipped" in again.model_label.text()

@@ -72,3 +72,41 @@ def test_rule_when_no_model_and_cancel_changes_nothing(project, folder, tmp_path
     assert ps.use_rule and np.isnan(ps.score).all()
     s = read_result(project.result_path(mid), groups=["screening"]).screening
     np.testing.assert_array_equal(s.source, np.full(len(ps.fields), SOURCE_RULE, np.uint8))
+
+
+def fake_fine_tuned(project: Project, stem: str = "screening-compact-ft1") -> Path:
+    """The shipped compact weights copied into ``<project>/models/`` under a fine-tuned name (no training)."""
+    import json
+    import shutil
+
+    from engine.screening.network import MODELS_DIR
+
+    d = Path(project.path) / "models"
+    d.mkdir(exist_ok=True)
+    shutil.copyfile(MODELS_DIR / "screening-compact.safetensors", d / f"{stem}.safetensors")
+    card = json.loads((MODELS_DIR / "screening-compact.json").read_text())
+    card.update(name=stem, version="2.0.0+ft1", weights_file=f"{stem}.safetensors", parent_model="screening-compact 2.0.0")
+    (d / f"{stem}.json").write_text(json.dumps(card))
+    return d / f"{stem}.safetensors"
+
+
+def test_default_model_is_the_projects_adopted_one(project, folder):
+    """``model="default"`` screens with the project's fine-tuned model once it is adopted (#19 item 4)."""
+    from engine.pipeline.project_screening import project_screening_model
+    from engine.store.project import SCREENING_MODEL_SETTING
+
+    mid = project.add_measurement(folder)
+    shipped = screen_project_measurement(project, mid, device="cpu")
+    assert shipped.model.name == "screening-compact" and project_screening_model(project) == "default"
+    path = fake_fine_tuned(project)
+    project.set_setting(SCREENING_MODEL_SETTING, "models/screening-compact-ft1.safetensors")
+    assert project_screening_model(project) == path.resolve()
+    assert project_screening_model(project, "published") == "published", "an explicit choice is kept"
+    ps = screen_project_measurement(project, mid, device="cpu", rescreen=True)
+    assert ps.model.name == "screening-compact-ft1" and ps.model_label == "screening-compact-ft1 2.0.0+ft1"
+    assert project.screening(mid)["model_name"] == "screening-compact-ft1"
+    assert read_result(project.result_path(mid), groups=["screening"]).screening.model == ps.model_label
+    np.testing.assert_allclose(ps.score, shipped.score, atol=1e-5)  # the same weights: the same scores
+    path.unlink()  # a setting naming a file that is gone: the shipped model again
+    again = screen_project_measurement(project, mid, device="cpu", rescreen=True)
+    assert again.model.name == "screening-compact"
