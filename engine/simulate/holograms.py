@@ -425,6 +425,103 @@ def _choose_defects(n_frames: int, defect_rate: float, defect_types: Sequence[st
     return out
 
 
+def _check_inputs(phantom: Phantom, setup: Setup, defect_types: tuple, imperfection_types: tuple,
+                  defect_rate: float, imperfection_rate: float) -> None:
+    """Raise ValueError unless the phantom fits the setup and the defect settings are known and in range."""
+    for d in defect_types:
+        if d not in ALL_DEFECT_TYPES:
+            raise ValueError(f"unknown defect type {d!r}: one of {ALL_DEFECT_TYPES}")
+    for d in imperfection_types:
+        if d not in ALL_IMPERFECTION_TYPES:
+            raise ValueError(f"unknown imperfection {d!r}: one of {ALL_IMPERFECTION_TYPES}")
+    if not 0 <= defect_rate <= 1 or not 0 <= imperfection_rate <= 1:
+        raise ValueError("defect_rate and imperfection_rate must lie in [0, 1]")
+    exp_vox = setup.voxel_size_um
+    if tuple(phantom.ri.shape[1:]) != setup.sim_shape_yx:
+        raise ValueError(f"phantom lateral shape {phantom.ri.shape[1:]} must be the setup's simulation grid "
+                         f"{setup.sim_shape_yx} (use setup.phantom_shape)")
+    if not np.allclose(phantom.voxel_size_um[1:], exp_vox[1:], rtol=1e-6):
+        raise ValueError(f"phantom voxel (dy, dx) = {phantom.voxel_size_um[1:]} must be the setup's {exp_vox[1:]}")
+    if abs(phantom.medium_index - setup.medium_index) > 1e-9:
+        raise ValueError(f"phantom medium index {phantom.medium_index} differs from the setup's {setup.medium_index}")
+
+
+def _sample_fields(phantom: Phantom, setup: Setup, illum: np.ndarray, *, device: str, method: str,
+                   progress: Optional[Callable[..., None]], cancel: Optional[CancelToken]):
+    """The sample's fields on the camera grid, one per frame.
+
+    Returns
+    -------
+    fields_true : (n_frames, H, W) complex64
+        Field divided by the incident wave.
+    jones : (N, 2, 2, H, W) complex or None
+        The Jones fields [pol_out, pol_in] of an anisotropic phantom.
+    frames : list of (illumination, pol_in, pol_out)
+        For a polarised measurement, for each illumination pol_in x then y, for each pol_out x then y.
+    """
+    H, W = setup.image_shape
+    p = setup.pixel_size_um
+    sim_dx = setup.voxel_size_um[1]
+    if phantom.anisotropic:
+        jones = propagate_vectorial(phantom, setup.wavelength_um, illum, setup.na_objective, device=device,
+                                    progress=progress, cancel=cancel, method=method)
+        jones = _resample(jones, illum, sim_dx, (H, W), p)
+        frames = [(i, pin, pout) for i in range(len(illum)) for pin in (0, 1) for pout in (0, 1)]
+        fields_true = np.stack([jones[i, pout, pin] for i, pin, pout in frames]).astype(np.complex64)
+        return fields_true, jones, frames
+    fields_true = _resample(propagate_scalar(phantom, setup.wavelength_um, illum, setup.na_objective,
+                                             device=device, progress=progress, cancel=cancel, method=method),
+                            illum, sim_dx, (H, W), p).astype(np.complex64)
+    return fields_true, None, [(i, 0, 0) for i in range(len(illum))]
+
+
+def _choose_imperfections(seed: int, defects: list[str], rate: float, types: Sequence[str]) -> list[str]:
+    """Imperfection of each frame ("" for none): drawn per frame, independently of the defects, never on a noisy one."""
+    n_frames = len(defects)
+    imperf = [""] * n_frames
+    if rate > 0:
+        for k in range(n_frames):
+            r = _rng(seed, _STREAM_IMPERFECT, 100_000 + k)
+            if r.random() < rate and not defects[k]:
+                imperf[k] = str(r.choice(types))
+    return imperf
+
+
+def _acquire(fields_true: np.ndarray, frames: list, illum: np.ndarray, optics: _Optics, setup: Setup, seed: int,
+             defects: list[str], imperf: list[str], *, progress: Optional[Callable[..., None]],
+             cancel: Optional[CancelToken]) -> tuple[np.ndarray, np.ndarray]:
+    """Holograms and backgrounds (n_frames, H, W) uint8/uint16 of the frames; reports progress 0.8 → 1."""
+    H, W = setup.image_shape
+    p = setup.pixel_size_um
+    n_frames = len(frames)
+    dtype = np.uint8 if setup.bit_depth <= 8 else np.uint16
+    holos = np.empty((n_frames, H, W), dtype=dtype)
+    backs = np.empty((n_frames, H, W), dtype=dtype)
+    beams: dict[int, np.ndarray] = {}
+    for k, (i, pin, pout) in enumerate(frames):
+        check_cancel(cancel)
+        if i not in beams:
+            beams.clear()
+            beams[i] = optics.beam(i, setup)
+        beam = beams[i]
+        ctx = FrameContext((H, W), p, setup.wavelength_um, setup.medium_index, setup.na_objective, illum[i])
+        ctx.measurement_seed = seed
+        u = fields_true[k].astype(np.complex128)
+        if imperf[k]:
+            u = apply_imperfection(imperf[k], u, ctx, _rng(seed, _STREAM_IMPERFECT, 1 + k))
+        obj = u * beam
+        if defects[k]:
+            obj = apply_defect(defects[k], obj, u, ctx, _rng(seed, _STREAM_DEFECT, k))
+        holos[k] = _camera(np.abs(obj + optics.reference) ** 2, optics, setup, _rng(seed, _STREAM_SAMPLE, k),
+                           ctx.exposure_gain * ctx.shared_exposure_gain, ctx.read_noise_gain)
+        holos[k] = ctx.apply_camera_effects(holos[k], setup.bit_depth)  # hot pixels, row noise, glints
+        bg_obj = beam if pin == pout else np.zeros_like(beam)  # crossed analyser: no background field
+        backs[k] = _camera(np.abs(bg_obj + optics.reference) ** 2, optics, setup, _rng(seed, _STREAM_BACKGROUND, k),
+                           ctx.shared_exposure_gain, ctx.read_noise_gain)
+        report(progress, 0.8 + 0.2 * (k + 1) / n_frames, f"holograms: {k + 1}/{n_frames}")
+    return holos, backs
+
+
 def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.random.Generator, int, None] = 0,
                          defect_rate: float = 0.0, defect_types: Optional[Sequence[str]] = None,
                          device: str = "auto", progress: Optional[Callable[..., None]] = None,
@@ -485,81 +582,27 @@ def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.r
         seed = int(0 if rng_or_seed is None else rng_or_seed)
     defect_types = tuple(DEFECT_TYPES if defect_types is None else defect_types)
     imperfection_types = tuple(IMPERFECTION_TYPES if imperfection_types is None else imperfection_types)
-    for d in defect_types:
-        if d not in ALL_DEFECT_TYPES:
-            raise ValueError(f"unknown defect type {d!r}: one of {ALL_DEFECT_TYPES}")
-    for d in imperfection_types:
-        if d not in ALL_IMPERFECTION_TYPES:
-            raise ValueError(f"unknown imperfection {d!r}: one of {ALL_IMPERFECTION_TYPES}")
-    if not 0 <= defect_rate <= 1 or not 0 <= imperfection_rate <= 1:
-        raise ValueError("defect_rate and imperfection_rate must lie in [0, 1]")
+    _check_inputs(phantom, setup, defect_types, imperfection_types, defect_rate, imperfection_rate)
     H, W = setup.image_shape
     exp_vox = setup.voxel_size_um
-    if tuple(phantom.ri.shape[1:]) != setup.sim_shape_yx:
-        raise ValueError(f"phantom lateral shape {phantom.ri.shape[1:]} must be the setup's simulation grid "
-                         f"{setup.sim_shape_yx} (use setup.phantom_shape)")
-    if not np.allclose(phantom.voxel_size_um[1:], exp_vox[1:], rtol=1e-6):
-        raise ValueError(f"phantom voxel (dy, dx) = {phantom.voxel_size_um[1:]} must be the setup's {exp_vox[1:]}")
-    if abs(phantom.medium_index - setup.medium_index) > 1e-9:
-        raise ValueError(f"phantom medium index {phantom.medium_index} differs from the setup's {setup.medium_index}")
     p = setup.pixel_size_um
     illum0 = (illumination_pattern(setup.n_angles, setup.na_condenser, setup.wavelength_um, setup.pattern)
               if illuminations_per_um is None else np.atleast_2d(np.asarray(illuminations_per_um, float)))
     illum = _snap_unique(illum0, (H, W), p)  # the camera and simulation grids share the field of view
 
     # --- physics: the sample's fields (80 % of the progress)
-    phys = sub_progress(progress, 0.0, 0.8, "")
-    polarised = phantom.anisotropic
-    if polarised:
-        jones = propagate_vectorial(phantom, setup.wavelength_um, illum, setup.na_objective, device=device,
-                                    progress=phys, cancel=cancel, method=method)
-        jones = _resample(jones, illum, exp_vox[1], (H, W), p)
-        # frames: for each illumination, pol_in x then y, for each pol_out x then y
-        frames = [(i, pin, pout) for i in range(len(illum)) for pin in (0, 1) for pout in (0, 1)]
-        fields_true = np.stack([jones[i, pout, pin] for i, pin, pout in frames]).astype(np.complex64)
-    else:
-        jones = None
-        fields_true = _resample(propagate_scalar(phantom, setup.wavelength_um, illum, setup.na_objective,
-                                                 device=device, progress=phys, cancel=cancel, method=method),
-                                illum, exp_vox[1], (H, W), p).astype(np.complex64)
-        frames = [(i, 0, 0) for i in range(len(illum))]
+    fields_true, jones, frames = _sample_fields(phantom, setup, illum, device=device, method=method,
+                                                progress=sub_progress(progress, 0.0, 0.8, ""), cancel=cancel)
+    polarised = jones is not None
     n_frames = len(frames)
 
     # --- acquisition
     optics = _Optics(setup, illum, seed)
     choice_rng = _rng(seed, _STREAM_CHOICE)
     defects = _choose_defects(n_frames, defect_rate, defect_types, choice_rng)
-    imperf = [""] * n_frames
-    if imperfection_rate > 0:  # drawn per frame, independently of the defects
-        for k in range(n_frames):
-            r = _rng(seed, _STREAM_IMPERFECT, 100_000 + k)
-            if r.random() < imperfection_rate and not defects[k]:
-                imperf[k] = str(r.choice(imperfection_types))
-    dtype = np.uint8 if setup.bit_depth <= 8 else np.uint16
-    holos = np.empty((n_frames, H, W), dtype=dtype)
-    backs = np.empty((n_frames, H, W), dtype=dtype)
-    beams: dict[int, np.ndarray] = {}
-    for k, (i, pin, pout) in enumerate(frames):
-        check_cancel(cancel)
-        if i not in beams:
-            beams.clear()
-            beams[i] = optics.beam(i, setup)
-        beam = beams[i]
-        ctx = FrameContext((H, W), p, setup.wavelength_um, setup.medium_index, setup.na_objective, illum[i])
-        ctx.measurement_seed = seed
-        u = fields_true[k].astype(np.complex128)
-        if imperf[k]:
-            u = apply_imperfection(imperf[k], u, ctx, _rng(seed, _STREAM_IMPERFECT, 1 + k))
-        obj = u * beam
-        if defects[k]:
-            obj = apply_defect(defects[k], obj, u, ctx, _rng(seed, _STREAM_DEFECT, k))
-        holos[k] = _camera(np.abs(obj + optics.reference) ** 2, optics, setup, _rng(seed, _STREAM_SAMPLE, k),
-                           ctx.exposure_gain * ctx.shared_exposure_gain, ctx.read_noise_gain)
-        holos[k] = ctx.apply_camera_effects(holos[k], setup.bit_depth)  # hot pixels, row noise, glints
-        bg_obj = beam if pin == pout else np.zeros_like(beam)  # crossed analyser: no background field
-        backs[k] = _camera(np.abs(bg_obj + optics.reference) ** 2, optics, setup, _rng(seed, _STREAM_BACKGROUND, k),
-                           ctx.shared_exposure_gain, ctx.read_noise_gain)
-        report(progress, 0.8 + 0.2 * (k + 1) / n_frames, f"holograms: {k + 1}/{n_frames}")
+    imperf = _choose_imperfections(seed, defects, imperfection_rate, imperfection_types)
+    holos, backs = _acquire(fields_true, frames, illum, optics, setup, seed, defects, imperf, progress=progress,
+                            cancel=cancel)
 
     pol = ("x", "y")
     md = MeasurementMetadata(
