@@ -407,6 +407,87 @@ def _detect_carrier(holograms: np.ndarray, backgrounds: np.ndarray, ill_md: Opti
         confidence=confidence)
 
 
+def _checked_stacks(holograms: np.ndarray, backgrounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Holograms (N, H, W) and backgrounds (N, H, W) or (H, W) as arrays; ValueError on other shapes.
+
+    One hologram with one (H, W) background gets a (1, H, W) background: the same illumination.
+    """
+    holograms = np.asarray(holograms)
+    backgrounds = np.asarray(backgrounds)
+    if holograms.ndim != 3:
+        raise ValueError(f"holograms must be (N, H, W), got shape {holograms.shape}")
+    n, hh, ww = holograms.shape
+    if backgrounds.shape not in ((n, hh, ww), (hh, ww)):
+        raise ValueError(f"backgrounds must be (N, H, W) or (H, W) = {(hh, ww)}, got {backgrounds.shape}")
+    if backgrounds.ndim == 2 and n == 1:
+        backgrounds = backgrounds[None]
+    return holograms, backgrounds
+
+
+def _demodulate(holograms: np.ndarray, backgrounds: np.ndarray, band: "_SideBand", ill_md: Optional[np.ndarray],
+                px: float, *, chunk: int, device: torch.device, progress: Optional[Callable[..., None]],
+                progress_end: float, cancel: Optional[CancelToken]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Background-normalised fields of every hologram, chunk by chunk.
+
+    With one background for all, each field's illumination tilt is removed by the plane wave of
+    its frequency (``ill_md``, or the dominant frequency of the sample field).
+
+    Returns
+    -------
+    field : (N, H, W) complex64
+    illum : (N, 2) float64
+        Illumination (f_x, f_y) of each field, cycles/µm.
+    outside : (N,) float32
+        Energy outside the side band (:meth:`_SideBand.outside_energy`).
+    """
+    dev = device
+    n, hh, ww = holograms.shape
+    per_image_bg = backgrounds.ndim == 3
+    field = np.empty((n, hh, ww), dtype=np.complex64)
+    illum = np.empty((n, 2), dtype=np.float64)
+    outside = np.empty(n, dtype=np.float32)
+    bg_single = band(torch.as_tensor(backgrounds.astype(np.float32, copy=False), device=dev)[None]) \
+        if not per_image_bg else None
+    for s in range(0, n, chunk):
+        check_cancel(cancel)
+        e = min(n, s + chunk)
+        # the unit-modulus demodulation cancels in U_s/U_b: skip it when nothing else needs it
+        demod = not (per_image_bg and ill_md is not None)
+        hol = torch.as_tensor(holograms[s:e].astype(np.float32, copy=False), device=dev)
+        outside[s:e] = band.outside_energy(hol)
+        us = band(hol, demod)
+        if per_image_bg:
+            ub = band(torch.as_tensor(backgrounds[s:e].astype(np.float32, copy=False), device=dev), demod)
+            illum[s:e] = ill_md[s:e] if ill_md is not None else _field_peak_per_um(ub, px)
+            u = _divide(us, ub)
+        else:
+            u = _divide(us, bg_single)
+            f0 = _field_peak_per_um(bg_single, px)[0]
+            f = ill_md[s:e] if ill_md is not None else _field_peak_per_um(u, px) + f0
+            illum[s:e] = f
+            u = u * _plane_waves(f - f0, (hh, ww), px, dev)
+        field[s:e] = u.cpu().numpy()
+        report(progress, progress_end * e / n, f"retrieving fields {e}/{n}")
+    return field, illum, outside
+
+
+def _unwrap_and_grade(field: np.ndarray, outside: np.ndarray, unwrap_method: str, *, device: torch.device,
+                      progress: Optional[Callable[..., None]], progress_start: float,
+                      cancel: Optional[CancelToken]):
+    """Unwrapped phase (N, H, W), :class:`RetrievalQuality` and, for ``"guided"``, the Rytov (field, phase)."""
+    rytov = None
+    if unwrap_method == "guided":
+        unwrapped, rytov_field, rytov_phase = unwrap_for_rytov(
+            field, cancel=cancel, progress=sub_progress(progress, progress_start, 0.95, ""))
+        rytov = (rytov_field, rytov_phase)
+    else:
+        unwrapped = unwrap_phase(field, unwrap_method, device=device,
+                                 progress=sub_progress(progress, progress_start, 0.95, ""), cancel=cancel)
+    check_cancel(cancel)
+    report(progress, 0.95, "retrieval quality")
+    return unwrapped, retrieval_quality(field, unwrapped, outside), rytov
+
+
 def retrieve_fields(
     holograms: np.ndarray,
     backgrounds: np.ndarray,
@@ -463,19 +544,11 @@ def retrieve_fields(
     E. Cuche, P. Marquet and C. Depeursinge, Appl. Opt. 39, 4070 (2000).
     """
     dev = resolve_device(device)
-    holograms = np.asarray(holograms)
-    backgrounds = np.asarray(backgrounds)
-    if holograms.ndim != 3:
-        raise ValueError(f"holograms must be (N, H, W), got shape {holograms.shape}")
+    holograms, backgrounds = _checked_stacks(holograms, backgrounds)
     n, hh, ww = holograms.shape
-    if backgrounds.shape not in ((n, hh, ww), (hh, ww)):
-        raise ValueError(f"backgrounds must be (N, H, W) or (H, W) = {(hh, ww)}, got {backgrounds.shape}")
-    if backgrounds.ndim == 2 and n == 1:  # one hologram, one background: the same illumination
-        backgrounds = backgrounds[None]
     px = float(metadata.pixel_size_um)
     lam, nm, na = float(metadata.wavelength_um), float(metadata.medium_index), float(metadata.na_objective)
     ill_md = _illumination_from_metadata(metadata, n)
-    per_image_bg = backgrounds.ndim == 3
 
     report(progress, 0.0, "finding the carrier")
     if sideband not in SIDEBAND_RULES:
@@ -490,45 +563,13 @@ def retrieve_fields(
     check_cancel(cancel)
 
     band = _SideBand((hh, ww), px, carrier, na, lam, nm, refocus_um, dev)
-    field = np.empty((n, hh, ww), dtype=np.complex64)
-    illum = np.empty((n, 2), dtype=np.float64)
-    outside = np.empty(n, dtype=np.float32)
-    bg_single = band(torch.as_tensor(backgrounds.astype(np.float32, copy=False), device=dev)[None]) \
-        if not per_image_bg else None
     frac_fields = 0.6 if unwrap else 1.0
-    for s in range(0, n, chunk):
-        check_cancel(cancel)
-        e = min(n, s + chunk)
-        # the unit-modulus demodulation cancels in U_s/U_b: skip it when nothing else needs it
-        demod = not (per_image_bg and ill_md is not None)
-        hol = torch.as_tensor(holograms[s:e].astype(np.float32, copy=False), device=dev)
-        outside[s:e] = band.outside_energy(hol)
-        us = band(hol, demod)
-        if per_image_bg:
-            ub = band(torch.as_tensor(backgrounds[s:e].astype(np.float32, copy=False), device=dev), demod)
-            illum[s:e] = ill_md[s:e] if ill_md is not None else _field_peak_per_um(ub, px)
-            u = _divide(us, ub)
-        else:
-            u = _divide(us, bg_single)
-            f0 = _field_peak_per_um(bg_single, px)[0]
-            f = ill_md[s:e] if ill_md is not None else _field_peak_per_um(u, px) + f0
-            illum[s:e] = f
-            u = u * _plane_waves(f - f0, (hh, ww), px, dev)
-        field[s:e] = u.cpu().numpy()
-        report(progress, frac_fields * e / n, f"retrieving fields {e}/{n}")
-
+    field, illum, outside = _demodulate(holograms, backgrounds, band, ill_md, px, chunk=chunk, device=dev,
+                                        progress=progress, progress_end=frac_fields, cancel=cancel)
     unwrapped, quality, rytov = None, None, None
-    if unwrap and unwrap_method == "guided":
-        unwrapped, rytov_field, rytov_phase = unwrap_for_rytov(
-            field, cancel=cancel, progress=sub_progress(progress, frac_fields, 0.95, ""))
-        rytov = (rytov_field, rytov_phase)
-    elif unwrap:
-        unwrapped = unwrap_phase(field, unwrap_method, device=dev,
-                                 progress=sub_progress(progress, frac_fields, 0.95, ""), cancel=cancel)
     if unwrap:
-        check_cancel(cancel)
-        report(progress, 0.95, "retrieval quality")
-        quality = retrieval_quality(field, unwrapped, outside)
+        unwrapped, quality, rytov = _unwrap_and_grade(field, outside, unwrap_method, device=dev, progress=progress,
+                                                      progress_start=frac_fields, cancel=cancel)
     report(progress, 1.0, "fields retrieved")
     return RetrievedFields(field=field, illumination_per_um=illum, carrier_per_um=carrier,
                            pixel_size_um=px, unwrapped_phase=unwrapped,
