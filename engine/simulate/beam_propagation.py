@@ -302,6 +302,21 @@ def _ssnp_scatter(delta: torch.Tensor, kz: torch.Tensor, h: float) -> torch.Tens
     return 2 * k * (cos_kappa - torch.cos(k * h)) / torch.sin(k * h)
 
 
+def _bpm_screen(n: torch.Tensor, nm: float, kw: float, h: float, f2: torch.Tensor, fz: torch.Tensor,
+                tilt_correction: bool) -> torch.Tensor:
+    """Phase screen ``exp(iφ)`` (B, nnz) of a slab ``h`` µm thick with index ``n`` (nnz,) for the BPM.
+
+    Tilt-corrected: ``φ = 2πh (sqrt((n/λ)² − |f|²) − f_z)`` for the illuminations of
+    ``|f|² = f2`` (B,) and ``f_z`` (B,) cycles/µm; paraxial: ``φ = 2πh (n − n_m)/λ``.
+    """
+    if tilt_correction:
+        s_ = torch.sqrt(torch.clamp((n[None] * kw) ** 2 - f2[:, None].float(), min=0.0))
+        phase = (2 * math.pi * h) * (s_ - fz[:, None].float())
+    else:
+        phase = ((2 * math.pi * h * kw) * (n - nm))[None].expand(f2.shape[0], -1)
+    return torch.polar(torch.ones_like(phase), phase)
+
+
 def propagate_scalar(phantom: Phantom, wavelength_um: float, illuminations_per_um: np.ndarray,
                      na: Optional[float], device: str | torch.device = "auto",
                      progress: Optional[Callable[..., None]] = None, cancel: Optional[CancelToken] = None,
@@ -405,12 +420,7 @@ def propagate_scalar(phantom: Phantom, wavelength_um: float, illuminations_per_u
                 if method == "ssnp":
                     screens[(j, h)] = _ssnp_scatter(k0sq * (n * n - nm * nm), kz_rad, h).to(torch.complex64)
                 else:
-                    if tilt_correction:
-                        s_ = torch.sqrt(torch.clamp((n[None] * kw) ** 2 - f2[:, None].float(), min=0.0))
-                        phase = (2 * math.pi * h) * (s_ - fz[:, None].float())
-                    else:
-                        phase = ((2 * math.pi * h * kw) * (n - nm))[None].expand(f.shape[0], -1)
-                    screens[(j, h)] = torch.polar(torch.ones_like(phase), phase)
+                    screens[(j, h)] = _bpm_screen(n, nm, kw, h, f2, fz, tilt_correction)
             q = screens[(j, h)]
             if method == "ssnp":
                 state.propagate(d)
@@ -487,6 +497,43 @@ def _slice_jones(eps: torch.Tensor, f2: torch.Tensor, fz: torch.Tensor, dz: floa
     return em + d * (c * c)[None], d * (c * s)[None], em + d * (s * s)[None]
 
 
+def _permittivity_contrast(phantom: Phantom) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Relative permittivity ``ε`` (Z, Y, X, 3, 3) of a phantom (``ri² I`` if isotropic), its contrast
+    ``ε − n_m² I`` flattened to (Z, Y, X, 9), and the largest |contrast| component per voxel (Z, Y, X)."""
+    Z, Y, X = phantom.ri.shape
+    nm = float(phantom.medium_index)
+    if phantom.epsilon is not None:
+        eps_np = phantom.epsilon
+    else:
+        eps_np = (phantom.ri.astype(np.float32) ** 2)[..., None, None] * np.eye(3, dtype=np.float32)
+    delta = eps_np.reshape(Z, Y, X, 9) - (nm ** 2) * np.eye(3, dtype=np.float32).reshape(9)
+    return eps_np, delta, np.abs(delta).max(axis=-1)
+
+
+def _contrast_supports(contrast: np.ndarray, nonempty: np.ndarray, dev) -> list:
+    """Per slice of ``contrast`` (Z', Y, X): flat indices of its voxels above 1e-6, or None for an empty slice."""
+    return [torch.from_numpy(np.flatnonzero(contrast[j].ravel() > 1e-6)).to(dev) if nonempty[j] else None
+            for j in range(len(contrast))]
+
+
+def _diagonal_jones(u: torch.Tensor, n: int) -> torch.Tensor:
+    """Jones fields (n, 2, 2, Y, X) complex64 with ``u`` ((n,) Y, X) on the diagonal and 0 off it."""
+    e = torch.zeros((n, 2, 2) + tuple(u.shape[-2:]), dtype=torch.complex64, device=u.device)
+    e[:, 0, 0] = u
+    e[:, 1, 1] = u
+    return e
+
+
+def _jones_mix(ef: torch.Tensor, idx: torch.Tensor, q: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(q_xx E_x + q_xy E_y, q_xy E_x + q_yy E_y)`` on the support ``idx`` of fields ``ef`` (B, 2out, 2in, YX).
+
+    ``q`` = (q_xx, q_xy, q_yy), each (B, 1, nnz); returns two (B, 2in, nnz) tensors.
+    """
+    qxx, qxy, qyy = q
+    ex, ey = ef[:, 0][..., idx], ef[:, 1][..., idx]  # (B, 2in, nnz)
+    return qxx * ex + qxy * ey, qxy * ex + qyy * ey
+
+
 def propagate_vectorial(phantom: Phantom, wavelength_um: float, illuminations_per_um: np.ndarray,
                         na: Optional[float], device: str | torch.device = "auto",
                         progress: Optional[Callable[..., None]] = None, cancel: Optional[CancelToken] = None,
@@ -523,20 +570,14 @@ def propagate_vectorial(phantom: Phantom, wavelength_um: float, illuminations_pe
     dz = float(phantom.voxel_size_um[0])
     nm = float(phantom.medium_index)
     N = illum.shape[0]
-    if phantom.epsilon is not None:
-        eps_np = phantom.epsilon
-    else:
-        eps_np = (phantom.ri.astype(np.float32) ** 2)[..., None, None] * np.eye(3, dtype=np.float32)
-    delta = eps_np.reshape(Z, Y, X, 9) - (nm ** 2) * np.eye(3, dtype=np.float32).reshape(9)
-    contrast = np.abs(delta).max(axis=-1)
+    eps_np, delta, contrast = _permittivity_contrast(phantom)
     grid = _Grid((Y, X), phantom.voxel_size_um[1:], nm, wavelength_um, dev)
     pupil = grid.pupil(na, wavelength_um)
     out = torch.zeros((N, 2, 2, Y, X), dtype=torch.complex64, device=dev)
     active = _active_slices(contrast)
     if active is None:
         ones = torch.fft.ifft2(torch.fft.fft2(torch.ones((Y, X), dtype=torch.complex64, device=dev)) * pupil)
-        out[:, 0, 0] = ones
-        out[:, 1, 1] = ones
+        out = _diagonal_jones(ones, N)
         return out if as_tensor else out.cpu().numpy()
     k0, k1 = active
     nonempty = contrast[k0:k1 + 1].reshape(k1 - k0 + 1, -1).max(axis=1) > 1e-6
@@ -544,8 +585,7 @@ def propagate_vectorial(phantom: Phantom, wavelength_um: float, illuminations_pe
     max_dn = float(np.sqrt(np.max(np.abs(delta[k0:k1 + 1])) + nm ** 2) - nm)
     m = substeps or _auto_substeps(max_dn, dz, wavelength_um, nm)
     steps, z_last = _schedule(nonempty, z_first, dz, m)
-    support = [torch.from_numpy(np.flatnonzero(contrast[k0 + j].ravel() > 1e-6)).to(dev) if nonempty[j] else None
-               for j in range(k1 - k0 + 1)]
+    support = _contrast_supports(contrast[k0:k1 + 1], nonempty, dev)
     if method not in ("bpm", "ssnp"):
         raise ValueError(f"unknown method {method!r}: 'bpm' or 'ssnp'")
     kw = 1.0 / wavelength_um
@@ -559,10 +599,7 @@ def propagate_vectorial(phantom: Phantom, wavelength_um: float, illuminations_pe
         fz64 = torch.sqrt(grid.k2 - (f ** 2).sum(1))
         f2, fz = (f ** 2).sum(1).float(), fz64.float()
         u0 = grid.plane_waves(f)
-        # e[:, out, in]: field component `out` for input polarisation `in`
-        e = torch.zeros((B, 2, 2, Y, X), dtype=torch.complex64, device=dev)
-        e[:, 0, 0] = u0
-        e[:, 1, 1] = u0
+        e = _diagonal_jones(u0, B)  # e[:, out, in]: field component `out` for input polarisation `in`
         if method == "ssnp":
             state = _SSNPSpectral(e, grid)
             del e
@@ -582,21 +619,16 @@ def propagate_vectorial(phantom: Phantom, wavelength_um: float, illuminations_pe
                 else:
                     q3 = _slice_jones(eps, f2, fz, h, kw, tilt_correction, nm)
                 slice_cache[(j, h)] = tuple(q.to(torch.complex64)[:, None] for q in q3)  # (B, 1, nnz)
-            qxx, qxy, qyy = slice_cache[(j, h)]
             if method == "ssnp":
                 state.propagate(d)
-                ef = state.field().view(B, 2, 2, -1)
-                ex, ey = ef[:, 0][..., idx], ef[:, 1][..., idx]  # (B, 2in, nnz)
+                mixed = _jones_mix(state.field().view(B, 2, 2, -1), idx, slice_cache[(j, h)])
                 src = state.source().view(B, 2, 2, -1)
-                src[:, 0, :, idx] = qxx * ex + qxy * ey
-                src[:, 1, :, idx] = qxy * ex + qyy * ey
+                src[:, 0, :, idx], src[:, 1, :, idx] = mixed
                 state.scatter()
             else:
                 e = torch.fft.ifft2(torch.fft.fft2(e) * prop(d))
                 ef = e.reshape(B, 2, 2, -1)
-                ex, ey = ef[:, 0][..., idx], ef[:, 1][..., idx]
-                ef[:, 0, :, idx] = qxx * ex + qxy * ey
-                ef[:, 1, :, idx] = qxy * ex + qyy * ey
+                ef[:, 0, :, idx], ef[:, 1, :, idx] = _jones_mix(ef, idx, slice_cache[(j, h)])
         if method == "ssnp":  # keep the forward-going part
             spec = state.ap
             del state
