@@ -30,8 +30,6 @@ ALLOWED: dict[str, str] = {
         "one fine-tuning run: data split, loop and model card assembled in order",
     "engine/store/qpformat_hdf5.py::inspect_qpformat_hdf5":
         "a flat walk over the optional HDF5 attributes of the qpformat layout, one check each",
-    "engine/pipeline/batch.py::run_batch":
-        "the batch loop over measurements (being split; see #17 item 4)",
 }
 
 

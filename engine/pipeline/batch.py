@@ -561,21 +561,11 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
     """
     t_start = time.perf_counter()
     record_level = _level(log_level) if log_dir is not None else None
-    log_dir = Path(log_dir) if log_dir is not None else None
-    options_text = _options_text(process_one) if log_dir is not None else ""
     if workers > 1 and scheduler is None:
-        try:
-            pickle.dumps(process_one)
-        except Exception as e:
-            raise TypeError(f"process_one must be picklable to run on {workers} worker processes (use a "
-                            f"module-level function or functools.partial of one): {e}") from None
+        _check_picklable(process_one, workers)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    def say(line: str, level: int = logging.INFO) -> None:
-        if logger is not None:
-            logger.log(level, line)
-        elif log is not None:
-            log(line)
+    say = functools.partial(_say, logger, log)
     paths = [Path(f) for f in folders]
     rejected = [(Path(f), str(err)) for f, err in unprocessable]
     summary_csv = out_dir / SUMMARY_NAME
@@ -588,49 +578,9 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
     items = [BatchItem(name, folder, out_dir / f"{name}{RESULT_SUFFIX}")
              for name, folder in zip(result_names(all_folders), all_folders)]
     rejected_items = items[len(paths):]
-    total = len(items)
-    done_count = 0
-    last_write = [0.0]
-
-    def flush_summary(final: bool = False) -> None:
-        now = time.perf_counter()
-        if final or now - last_write[0] >= 1.0:
-            _write_summary(summary_csv, items)
-            last_write[0] = now
-
-    def finish(item: BatchItem, status: str, error: str = "", seconds: float = 0.0, info: Optional[dict] = None,
-               tb: str = "", log_lines: Iterable[str] = ()) -> None:
-        nonlocal done_count
-        item.status, item.error, item.seconds, item.info = status, error, seconds, dict(info or {})
-        item.traceback = tb
-        fu = item.info.get("fields_used")
-        if fu is not None and item.fields_used is None:
-            try:
-                item.fields_used = int(fu)
-            except (TypeError, ValueError):
-                pass
-        done_count += 1
-        line = f"[{done_count}/{total}] {item.name}: {status}"
-        if status == STATUS_OK:
-            used = f", {item.fields_used} fields" if item.fields_used is not None else ""
-            line += f" ({seconds:.1f} s{used})"
-        elif error:
-            line += f": {error}"
-        if log_dir is not None and status in (STATUS_OK, STATUS_FAILED):
-            try:
-                item.log_path = write_folder_log(log_dir / f"{item.name}.log", item, options=options_text,
-                                                 log_lines=log_lines)
-            except OSError as e:  # a full disk must not hide the folder's own outcome
-                line += f" [log not written: {e}]"
-            else:
-                if status == STATUS_FAILED:
-                    line += f" (log: {item.log_path})"
-        say(line, logging.ERROR if status == STATUS_FAILED else logging.INFO)
-        for warning in item.info.get("warnings") or ():
-            say(f"warning: {warning}", logging.WARNING)
-        report(progress, done_count / max(total, 1), f"{item.name}: {status}")
-        flush_summary()
-
+    rec = _Recorder(items, summary_csv, say, progress, Path(log_dir) if log_dir is not None else None,
+                    _options_text(process_one) if log_dir is not None else "")
+    finish, handle, flush_summary = rec.finish, rec.handle, rec.flush
     # folders that cannot be processed at all: a failed row each, never processed or skipped
     for it, (_, err) in zip(rejected_items, rejected):
         finish(it, STATUS_FAILED, _one_line(err))
@@ -643,10 +593,6 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
         else:
             todo.append(it)
 
-    def handle(item: BatchItem, res: dict) -> None:
-        finish(item, res["status"], res.get("error", ""), float(res.get("seconds", 0.0)), res.get("info"),
-               tb=res.get("traceback", ""), log_lines=res.get("log") or ())
-
     cancelled = False
     where = "local (1 process)"
     try:
@@ -654,11 +600,7 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
             where, cancelled = _run_dask(todo, process_one, scheduler, max_in_flight, handle, finish, cancel,
                                          record_level)
         elif workers <= 1:
-            for it in todo:
-                if cancel is not None and cancel.cancelled:
-                    cancelled = True
-                    break
-                handle(it, run_one(process_one, it.folder, it.out_path, record_level))
+            cancelled = _run_here(todo, process_one, handle, cancel, record_level)
         else:
             where = f"local ({workers} processes)"
             cancelled = _run_pool(todo, process_one, workers, max_in_flight or 2 * workers,
@@ -677,6 +619,91 @@ def run_batch(folders: Iterable[str | Path], out_dir: str | Path, process_one: C
         check_cancel(cancel)
         raise Cancelled("batch cancelled")
     return summary
+
+
+def _check_picklable(process_one: Callable, workers: int) -> None:
+    """Raise TypeError unless ``process_one`` can be sent to worker processes."""
+    try:
+        pickle.dumps(process_one)
+    except Exception as e:
+        raise TypeError(f"process_one must be picklable to run on {workers} worker processes (use a "
+                        f"module-level function or functools.partial of one): {e}") from None
+
+
+def _say(logger: Optional[logging.Logger], log: Optional[Callable[[str], None]], line: str,
+         level: int = logging.INFO) -> None:
+    """One batch line: to ``logger`` at ``level`` if given, else to ``log`` (if any)."""
+    if logger is not None:
+        logger.log(level, line)
+    elif log is not None:
+        log(line)
+
+
+class _Recorder:
+    """Records each folder's outcome: its row, its line, its folder log, the progress and ``summary.csv``."""
+
+    def __init__(self, items: list[BatchItem], summary_csv: Path, say: Callable[..., None],
+                 progress: Optional[Callable[..., None]], log_dir: Optional[Path], options_text: str) -> None:
+        self.items, self.summary_csv, self.say, self.progress = items, summary_csv, say, progress
+        self.log_dir, self.options_text = log_dir, options_text
+        self.total = len(items)
+        self.done_count = 0
+        self.last_write = 0.0
+
+    def flush(self, final: bool = False) -> None:
+        """Write ``summary.csv`` (at most once a second unless ``final``)."""
+        now = time.perf_counter()
+        if final or now - self.last_write >= 1.0:
+            _write_summary(self.summary_csv, self.items)
+            self.last_write = now
+
+    def finish(self, item: BatchItem, status: str, error: str = "", seconds: float = 0.0,
+               info: Optional[dict] = None, tb: str = "", log_lines: Iterable[str] = ()) -> None:
+        """Record that ``item`` ended with ``status``."""
+        item.status, item.error, item.seconds, item.info = status, error, seconds, dict(info or {})
+        item.traceback = tb
+        fu = item.info.get("fields_used")
+        if fu is not None and item.fields_used is None:
+            try:
+                item.fields_used = int(fu)
+            except (TypeError, ValueError):
+                pass
+        self.done_count += 1
+        line = f"[{self.done_count}/{self.total}] {item.name}: {status}"
+        if status == STATUS_OK:
+            used = f", {item.fields_used} fields" if item.fields_used is not None else ""
+            line += f" ({seconds:.1f} s{used})"
+        elif error:
+            line += f": {error}"
+        if self.log_dir is not None and status in (STATUS_OK, STATUS_FAILED):
+            try:
+                item.log_path = write_folder_log(self.log_dir / f"{item.name}.log", item,
+                                                 options=self.options_text, log_lines=log_lines)
+            except OSError as e:  # a full disk must not hide the folder's own outcome
+                line += f" [log not written: {e}]"
+            else:
+                if status == STATUS_FAILED:
+                    line += f" (log: {item.log_path})"
+        self.say(line, logging.ERROR if status == STATUS_FAILED else logging.INFO)
+        for warning in item.info.get("warnings") or ():
+            self.say(f"warning: {warning}", logging.WARNING)
+        report(self.progress, self.done_count / max(self.total, 1), f"{item.name}: {status}")
+        self.flush()
+
+    def handle(self, item: BatchItem, res: dict) -> None:
+        """Record the result dict of :func:`run_one`."""
+        self.finish(item, res["status"], res.get("error", ""), float(res.get("seconds", 0.0)), res.get("info"),
+                    tb=res.get("traceback", ""), log_lines=res.get("log") or ())
+
+
+def _run_here(todo: list[BatchItem], process_one: Callable, handle: Callable, cancel: Optional[CancelToken],
+              record_level: Optional[int]) -> bool:
+    """Process the folders one after the other in this process; returns True if cancelled."""
+    for it in todo:
+        if cancel is not None and cancel.cancelled:
+            return True
+        handle(it, run_one(process_one, it.folder, it.out_path, record_level))
+    return False
 
 
 def _run_pool(todo: list[BatchItem], process_one: Callable, workers: int, max_in_flight: int, ctx: Any,
