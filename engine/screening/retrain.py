@@ -297,6 +297,39 @@ def _save_tuned(net: torch.nn.Module, base: ScreeningModel, card: dict, save_dir
     return path, save_model(net.cpu(), path, card)
 
 
+_METHOD = "cell-balanced labelled half + replay half, augmented; warm-up + cosine Adam"
+
+
+def _checked_save_dir(save_dir: Optional[str | Path]) -> Optional[Path]:
+    """``save_dir`` resolved; ValueError if it is the shipped models folder (never written)."""
+    if save_dir is None:
+        return None
+    path = Path(save_dir).resolve()
+    if path == MODELS_DIR.resolve():
+        raise ValueError("fine-tuned models are saved in the project, never in resources/models")
+    return path
+
+
+def _labelled_arrays(fields: np.ndarray, noisy: np.ndarray, manual: Optional[np.ndarray],
+                     groups: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked ``(fields (M, H, W), labels (M,) uint8, manual (M,) bool, groups (M,))`` (defaults: all manual, one group)."""
+    f = np.asarray(fields)
+    y = np.asarray(noisy).astype(np.uint8)
+    if f.ndim != 3 or len(f) != len(y):
+        raise ValueError(f"fields (M, H, W) and noisy (M,) must agree, got {f.shape} and {y.shape}")
+    if len(y) < 4:
+        raise ValueError(f"need at least 4 labelled fields to fine-tune and evaluate, got {len(y)}")
+    man = np.ones(len(y), bool) if manual is None else np.asarray(manual, bool)
+    g = np.zeros(len(y), np.int64) if groups is None else np.asarray(groups)
+    return f, y, man, g
+
+
+def _check_metrics(model: ScreeningModel, x: torch.Tensor, y: np.ndarray, check: np.ndarray,
+                   threshold: float) -> dict:
+    """Screening metrics of ``model`` on the replay fields kept out of training (``{}`` if there are none)."""
+    return screening_metrics(y[check], model.predict_tensor(x[check]), threshold) if check.any() else {}
+
+
 def retrain_on_labels(
     fields: np.ndarray,
     noisy: np.ndarray,
@@ -359,21 +392,11 @@ def retrain_on_labels(
     RetrainReport
     """
     say = log or (lambda m: None)
-    if save_dir is not None:
-        save_dir = Path(save_dir).resolve()
-        if save_dir == MODELS_DIR.resolve():
-            raise ValueError("fine-tuned models are saved in the project, never in resources/models")
+    save_dir = _checked_save_dir(save_dir)
     dev = resolve_device(device)
     base = base_model if isinstance(base_model, ScreeningModel) else load_model(base_model, device=dev)
     base.to(dev)
-    f = np.asarray(fields)
-    y = np.asarray(noisy).astype(np.uint8)
-    if f.ndim != 3 or len(f) != len(y):
-        raise ValueError(f"fields (M, H, W) and noisy (M,) must agree, got {f.shape} and {y.shape}")
-    if len(y) < 4:
-        raise ValueError(f"need at least 4 labelled fields to fine-tune and evaluate, got {len(y)}")
-    man = np.ones(len(y), bool) if manual is None else np.asarray(manual, bool)
-    g = np.zeros(len(y), np.int64) if groups is None else np.asarray(groups)
+    f, y, man, g = _labelled_arrays(fields, noisy, manual, groups)
     hold = _holdout_mask(y, g, man, holdout_fraction, np.random.default_rng(seed))
     if hold.all() or not hold.any():
         raise ValueError("the hold-out split left no training or no evaluation fields")
@@ -390,8 +413,7 @@ def retrain_on_labels(
     x_rp = preprocess(replay.fields, input_kind=base.input_kind, crop=base.crop)
     y_rp = replay.noisy.astype(np.uint8)
     rp_check = _replay_check_mask(len(y_rp), np.random.default_rng(seed + 1))
-    replay_before = screening_metrics(y_rp[rp_check], base.predict_tensor(x_rp[rp_check]), threshold) \
-        if rp_check.any() else {}
+    replay_before = _check_metrics(base, x_rp, y_rp, rp_check, threshold)
 
     net = build_network(base.card["architecture"])
     net.load_state_dict(base.net.state_dict())
@@ -405,8 +427,7 @@ def retrain_on_labels(
     card.pop("path", None)
     tuned = ScreeningModel(net=net, card=card, device=dev)
     after = screening_metrics(y[hold], tuned.predict_tensor(x[hold]), threshold)
-    replay_after = screening_metrics(y_rp[rp_check], tuned.predict_tensor(x_rp[rp_check]), threshold) \
-        if rp_check.any() else {}
+    replay_after = _check_metrics(tuned, x_rp, y_rp, rp_check, threshold)
     forgot = bool(replay_before) and replay_after["accuracy"] < replay_before["accuracy"] - forget_tolerance
     improved = _better(after, before) and not forgot
     say(f"fine-tuned: held-out accuracy {after['accuracy']:.4f} (before {before['accuracy']:.4f}); replay "
@@ -417,8 +438,7 @@ def retrain_on_labels(
         info = {"labelled_fields": int(len(y)), "manual_fields": int(man.sum()), "train_fields": int(tr.sum()),
                 "held_out_fields": int(hold.sum()), "replay_fields": int(len(y_rp)), "steps": steps,
                 "batch_size": batch_size, "lr": lr, "seed": seed, "history": history, "before": before,
-                "after": after, "replay_before": replay_before, "replay_after": replay_after,
-                "method": "cell-balanced labelled half + replay half, augmented; warm-up + cosine Adam"}
+                "after": after, "replay_before": replay_before, "replay_after": replay_after, "method": _METHOD}
         saved, tuned.card = _save_tuned(net, base, card, save_dir, info)
         net.to(dev)
         say(f"saved {saved}")
