@@ -26,8 +26,6 @@ ALLOWED: dict[str, str] = {
         "offline training loop with its curriculum, validation and model card in one place",
     "engine/training/screening.py::main":
         "offline training CLI: argparse declarations of its subcommands",
-    "engine/store/qpformat_hdf5.py::inspect_qpformat_hdf5":
-        "a flat walk over the optional HDF5 attributes of the qpformat layout, one check each",
 }
 
 

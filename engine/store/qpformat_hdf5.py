@@ -165,6 +165,67 @@ def _frame_keys(path: Path, f: h5py.File) -> list[str]:
     return keys
 
 
+def _check_frame(path: Path, k: str, ds: Any, shape: Optional[tuple[int, int]],
+                 dtype: Optional[np.dtype]) -> tuple[tuple[int, int], np.dtype]:
+    """Check that frame ``k`` is a real 2-D image of the first frame's ``shape`` and ``dtype``
+    (None for the first frame); returns the shape and dtype."""
+    if not isinstance(ds, h5py.Dataset):
+        raise _error(path, k, "is a group, expected a 2-D hologram dataset")
+    if ds.ndim != 2 or min(ds.shape) == 0:
+        raise _error(path, k, f"shape {ds.shape} is not a 2-D image (H, W)")
+    if np.dtype(ds.dtype).kind not in "uif":
+        raise _error(path, k, f"dtype {ds.dtype} is not a real number type")
+    if shape is None or dtype is None:
+        return (int(ds.shape[0]), int(ds.shape[1])), np.dtype(ds.dtype)
+    if tuple(ds.shape) != shape:
+        raise _error(path, k, f"image size {ds.shape} differs from {shape} of '0'")
+    if np.dtype(ds.dtype) != dtype:
+        raise _error(path, k, f"dtype {ds.dtype} differs from {dtype} of '0'")
+    return shape, dtype
+
+
+def _collect_required(path: Path, k: str, attrs: dict, values: dict[str, float], metadata: Optional[dict]) -> None:
+    """Add frame ``k``'s :data:`REQUIRED_ATTRS` (in µm units) to ``values``; they must agree between frames.
+
+    A missing one is an error unless ``metadata`` supplies its key.
+    """
+    for name, (key, factor) in REQUIRED_ATTRS.items():
+        if name not in attrs:
+            if metadata and key in metadata:
+                continue
+            raise _error(path, k, f"attribute '{name}' is missing (pass metadata={{'{key}': ...}} to supply it)")
+        try:
+            v = float(np.asarray(attrs[name]).ravel()[0]) * factor
+        except (TypeError, ValueError, IndexError):
+            raise _error(path, k, f"attribute '{name}' = {attrs[name]!r} is not a number") from None
+        if name in values and not np.isclose(v, values[name], rtol=1e-9, atol=0):
+            raise _error(path, k, f"attribute '{name}' = {attrs[name]!r} differs from frame '0' "
+                                  "(one measurement needs one wavelength, pixel size, medium and NA)")
+        values.setdefault(name, v)
+
+
+def _frame_extra(attrs: dict) -> dict:
+    """A frame's other attributes as plain values: lengths in µm (``LENGTH_ATTRS``), ``time`` as ``time_s``."""
+    extra = {}
+    for a, v in attrs.items():
+        if a in REQUIRED_ATTRS:
+            continue
+        if a in LENGTH_ATTRS:
+            try:
+                extra[LENGTH_ATTRS[a]] = float(np.asarray(v).ravel()[0]) * 1e6
+                continue
+            except (TypeError, ValueError, IndexError):
+                pass
+        if a == "time":
+            try:
+                extra["time_s"] = float(np.asarray(v).ravel()[0])
+                continue
+            except (TypeError, ValueError, IndexError):
+                pass
+        extra[a] = _plain(v)
+    return extra
+
+
 def inspect_qpformat_hdf5(path: str | Path, metadata: Optional[dict] = None) -> QpformatInfo:
     """Validate a qpformat raw off-axis HDF5 file from its headers and attributes only.
 
@@ -200,51 +261,10 @@ def inspect_qpformat_hdf5(path: str | Path, metadata: Optional[dict] = None) -> 
             frames: list[dict] = []
             for k in keys:
                 ds = f[k]
-                if not isinstance(ds, h5py.Dataset):
-                    raise _error(path, k, "is a group, expected a 2-D hologram dataset")
-                if ds.ndim != 2 or min(ds.shape) == 0:
-                    raise _error(path, k, f"shape {ds.shape} is not a 2-D image (H, W)")
-                if np.dtype(ds.dtype).kind not in "uif":
-                    raise _error(path, k, f"dtype {ds.dtype} is not a real number type")
-                if shape is None:
-                    shape, dtype = tuple(int(s) for s in ds.shape), np.dtype(ds.dtype)  # type: ignore[assignment]
-                elif tuple(ds.shape) != shape:
-                    raise _error(path, k, f"image size {ds.shape} differs from {shape} of '0'")
-                elif np.dtype(ds.dtype) != dtype:
-                    raise _error(path, k, f"dtype {ds.dtype} differs from {dtype} of '0'")
+                shape, dtype = _check_frame(path, k, ds, shape, dtype)
                 attrs = {a: ds.attrs[a] for a in ds.attrs}
-                for name, (key, factor) in REQUIRED_ATTRS.items():
-                    if name not in attrs:
-                        if metadata and key in metadata:
-                            continue
-                        raise _error(path, k, f"attribute '{name}' is missing (pass metadata={{'{key}': ...}} "
-                                              "to supply it)")
-                    try:
-                        v = float(np.asarray(attrs[name]).ravel()[0]) * factor
-                    except (TypeError, ValueError, IndexError):
-                        raise _error(path, k, f"attribute '{name}' = {attrs[name]!r} is not a number") from None
-                    if name in values and not np.isclose(v, values[name], rtol=1e-9, atol=0):
-                        raise _error(path, k, f"attribute '{name}' = {attrs[name]!r} differs from frame '0' "
-                                              "(one measurement needs one wavelength, pixel size, medium and NA)")
-                    values.setdefault(name, v)
-                extra = {}
-                for a, v in attrs.items():
-                    if a in REQUIRED_ATTRS:
-                        continue
-                    if a in LENGTH_ATTRS:
-                        try:
-                            extra[LENGTH_ATTRS[a]] = float(np.asarray(v).ravel()[0]) * 1e6
-                            continue
-                        except (TypeError, ValueError, IndexError):
-                            pass
-                    if a == "time":
-                        try:
-                            extra["time_s"] = float(np.asarray(v).ravel()[0])
-                            continue
-                        except (TypeError, ValueError, IndexError):
-                            pass
-                    extra[a] = _plain(v)
-                frames.append(extra)
+                _collect_required(path, k, attrs, values, metadata)
+                frames.append(_frame_extra(attrs))
             has_reference = False
             if REFERENCE in f:
                 ref = f[REFERENCE]
