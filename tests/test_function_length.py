@@ -18,10 +18,6 @@ MAX_CODE_LINES = 80
 
 # "path::qualified.name": the reason it may stay longer than MAX_CODE_LINES
 ALLOWED: dict[str, str] = {
-    "engine/training/deep_regularizer.py::main":
-        "offline training CLI: argparse declarations plus the model card literal of the train command",
-    "engine/training/deep_regularizer.py::train_model":
-        "offline training loop (batches, validation, best-step keeping) read top to bottom as one loop",
     "engine/training/birefringence_generator.py::train":
         "offline training loop with its curriculum, validation and model card in one place",
     "engine/training/screening.py::main":

@@ -336,6 +336,37 @@ def _relative_weights(targets: torch.Tensor) -> torch.Tensor:
     return (w / w.mean()).float()
 
 
+def _validation_weights(xv: torch.Tensor, yv: torch.Tensor) -> tuple[np.ndarray, float]:
+    """Relative weights (B,) of the validation targets and the weighted L2 of the identity (raw as the answer)."""
+    val_weights = _relative_weights(yv).numpy().astype(np.float64)
+    return val_weights, float(np.mean(((xv - yv) ** 2).mean(dim=(1, 2, 3, 4)).numpy() * val_weights))
+
+
+def _set_cosine_lr(opt: torch.optim.Optimizer, lr: float, lr_min: float, frac: float) -> None:
+    """Cosine decay from ``lr`` (``frac`` = 0) to ``lr_min`` (``frac`` = 1)."""
+    for g in opt.param_groups:
+        g["lr"] = lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * frac))
+
+
+def _restore_best(net: torch.nn.Module, best: dict, log: Callable[[str], None]) -> None:
+    """Load the best validation checkpoint ``best`` (keys ``state``, ``step``, ``loss``) into ``net``."""
+    net.load_state_dict(best["state"])
+    log(f"[train] kept the checkpoint of step {best['step']} (lowest relative validation L2 {best['loss']:.6f})")
+
+
+def _random_batch(xs: torch.Tensor, ys: torch.Tensor, idx: np.ndarray, crop: int,
+                  rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ``crop``³ crops of the samples ``idx`` of (B, 1, Z, Y, X) inputs and targets, augmented alike."""
+    Z, Y, X = xs.shape[2:]
+    bx, by = [], []
+    for i in idx:
+        a, b, c = (int(rng.integers(0, s - crop + 1)) for s in (Z, Y, X))
+        xi, yi = augment(xs[i, :, a:a + crop, b:b + crop, c:c + crop], ys[i, :, a:a + crop, b:b + crop, c:c + crop], rng)
+        bx.append(xi)
+        by.append(yi)
+    return torch.stack(bx).contiguous(), torch.stack(by).contiguous()
+
+
 def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = (), channels=(16, 32, 64),
                 stem_factor: int = 2, minutes: float = 20.0, max_steps: Optional[int] = None, batch_size: int = 2,
                 crop: int = 48, lr: float = 1e-3, lr_min: float = 1e-5, scale: Optional[float] = None,
@@ -380,11 +411,10 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     xs, ys = _normalised(train, scale)
     xv, yv = _normalised(val, scale) if len(val) else (None, None)
-    n, Z, Y, X = xs.shape[0], *xs.shape[2:]
+    n = xs.shape[0]
     weights = _relative_weights(ys) if relative_weighting else torch.ones(n)
     if xv is not None:
-        val_weights = _relative_weights(yv).numpy().astype(np.float64)
-        ident_rel = float(np.mean(((xv - yv) ** 2).mean(dim=(1, 2, 3, 4)).numpy() * val_weights))
+        val_weights, ident_rel = _validation_weights(xv, yv)
     budget = minutes * 60.0
     t0 = time.perf_counter()
     history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_relative_loss": [],
@@ -419,16 +449,9 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
         frac = (step / max_steps) if max_steps else (elapsed / budget)
         if frac >= 1.0:
             break
-        for g in opt.param_groups:
-            g["lr"] = lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * frac))
+        _set_cosine_lr(opt, lr, lr_min, frac)
         idx = rng.integers(0, n, batch_size)
-        bx, by = [], []
-        for i in idx:
-            a, b, c = (int(rng.integers(0, s - crop + 1)) for s in (Z, Y, X))
-            xi, yi = augment(xs[i, :, a:a + crop, b:b + crop, c:c + crop], ys[i, :, a:a + crop, b:b + crop, c:c + crop], rng)
-            bx.append(xi)
-            by.append(yi)
-        bx, by = torch.stack(bx).contiguous().to(dev), torch.stack(by).contiguous().to(dev)
+        bx, by = (t.to(dev) for t in _random_batch(xs, ys, idx, crop, rng))
         bw = weights[torch.as_tensor(idx)].view(-1, 1, 1, 1, 1).to(dev)
         loss = (bw * (net(bx) - by) ** 2).mean()
         opt.zero_grad(set_to_none=True)
@@ -448,8 +471,7 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     history["steps"] = step
     history["seconds"] = time.perf_counter() - t0
     if keep_best and best["state"] is not None and best["step"] != step:
-        net.load_state_dict(best["state"])
-        log(f"[train] kept the checkpoint of step {best['step']} (lowest relative validation L2 {best['loss']:.6f})")
+        _restore_best(net, best, log)
     history["best_step"] = best["step"]
     history["best_val_loss"] = best["loss"] if best["step"] is not None else None
     net.eval()
@@ -576,8 +598,8 @@ def _logger(path: Optional[Path]) -> Callable[[str], None]:
     return TrainingLog(path, append=True)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command line: ``generate``, ``train``, ``evaluate`` (see the module docstring)."""
+def _parser() -> argparse.ArgumentParser:
+    """The command line: ``generate``, ``train``, ``evaluate``."""
     from ..models import MODELS_DIR
 
     ap = argparse.ArgumentParser(prog="python -m engine.training.deep_regularizer",
@@ -614,110 +636,125 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     e.add_argument("--write-card", action="store_true",
                    help="store the summary as metrics.held_out / metrics.bead_elongation in the model's card")
     e.add_argument("--log", type=Path, default=None, help="append the log lines to this file")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    """``train``: fit the U-Net, write its safetensors, card and log, and score it on the held-out pairs."""
+    from ..tomography.deep_regularizer import DEFAULT_DELTA_N_SCALE, load_deep_regularizer, save_deep_regularizer
+
+    out = Path(a.out)
+    log_path = out.with_suffix(".log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = _logger(log_path)  # appends: a warm-started run continues the earlier log
+    train = load_pairs(a.cache, "train", a.kinds)
+    test = load_pairs(a.cache, "test")
+    val = load_pairs(a.cache, "val", a.kinds)
+    if not train:
+        raise SystemExit(f"no training pairs of {a.kinds} in {a.cache}: run 'generate' first")
+    log(f"[train] {len(train)} training pairs ({', '.join(a.kinds)}), {len(val)} validation pairs, "
+        f"{len(test)} held-out pairs, "
+        f"generator {GENERATOR_VERSION}, cache {a.cache}")
+    init_state, warm = None, None
+    channels = tuple(a.channels)
+    if a.init:
+        base = load_deep_regularizer(a.init, device="cpu")
+        init_state = base.net.state_dict()
+        channels = tuple(base.card["architecture"]["channels"])
+        prev = base.card.get("training", {})
+        warm = {"from": base.label, "sha256": base.card.get("sha256"),
+                "previous_steps": int(prev.get("steps", 0)) + int(prev.get("warm_start", {}).get("previous_steps", 0)),
+                "previous_seconds": float(prev.get("seconds", 0.0))
+                + float(prev.get("warm_start", {}).get("previous_seconds", 0.0))}
+        log(f"[train] warm start from {base.label} ({warm['previous_steps']} earlier steps)")
+    if not val:
+        log(f"[train] no validation pairs ({SPLIT_RULE}): no learning curve, the last step is kept")
+    net, hist = train_model(train, val=val, channels=channels, minutes=a.minutes, max_steps=a.max_steps,
+                            batch_size=a.batch_size, crop=a.crop, lr=a.lr, lr_min=a.lr_min, seed=a.seed,
+                            log=log, init_state=init_state, keep_best=True, val_every_s=a.val_every_s,
+                            device=a.device)
+    card = {
+        "name": out.stem, "version": a.version, "task": "deep-regularizer",
+        "description": "3-D U-Net imitating this project's TV regularisation (regularize_tv, tau=5e-4, "
+                       "30x20 iterations, non-negativity) from the plain Rytov tomogram.",
+        "input": {"kind": "rytov", "normalisation": "(n - n_m) / delta_n_scale",
+                  "delta_n_scale": DEFAULT_DELTA_N_SCALE, "patch": 64, "stride": 32,
+                  "output": "n_m + delta_n_scale * net(x), then n >= n_m"},
+        "training": {"generator": GENERATOR_VERSION, "simulator": "engine.simulate.propagate_scalar (SSNP)",
+                     "kinds": a.kinds, "setups": [dataclasses.asdict(s) for s in SETUPS],
+                     "volume_shape": list(VOLUME_SHAPE), "train_pairs": len(train),
+                     "train_seeds": sorted({p.seed for p in train}), "validation_pairs": len(val),
+                     "split": SPLIT_RULE,
+                     "target": {"method": "regularize_tv", "weight": 5e-4, "outer_iterations": 30,
+                                "inner_iterations": 20, "non_negativity": True},
+                     "optimiser": f"Adam lr {a.lr} cosine to {a.lr_min}", "loss": "L2 on normalised delta n",
+                     "batch_size": a.batch_size, "crop": a.crop,
+                     "augmentation": "rot90 about z, flips of y and x", "steps": hist["steps"],
+                     "seconds": round(hist["seconds"], 1), "device": f"{a.device} ({a.threads} CPU threads)", "seed": a.seed,
+                     "final_validation_l2": hist["val_loss"][-1] if hist["val_loss"] else None,
+                     "final_validation_relative_l2": (hist["val_relative_loss"][-1]
+                                                      if hist["val_relative_loss"] else None),
+                     "best_step": hist.get("best_step"),
+                     "selection": "lowest relative validation L2 (per-sample MSE / mean square of its TV target)",
+                     "best_validation_relative_l2": hist.get("best_val_loss")},
+    }
+    if warm:
+        card["training"]["warm_start"] = warm
+    card = save_deep_regularizer(net, out, card)
+    log(f"[train] wrote {out} ({card['parameters']} parameters, sha256 {card['sha256'][:12]})")
+    if test:
+        reg = load_deep_regularizer(out, device="cpu")
+        summary = evaluate([p for p in test], reg, log=log)
+        card["metrics"] = {"held_out": summary["per_kind"], "note": "against the TV result of the same raw "
+                           "tomogram; 'raw_nonneg' is the raw tomogram clamped to n >= n_m"}
+        json_path = out.with_suffix(".json")
+        json_path.write_text(json.dumps(card, indent=2, default=float), encoding="utf-8")
+        log("[train] held-out summary: " + json.dumps(summary["per_kind"].get("all", {}), default=float))
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    """``evaluate``: SSIM/MSE against TV and the bead elongation, optionally stored in the model card."""
+    from ..tomography.deep_regularizer import load_deep_regularizer
+
+    reg = load_deep_regularizer(a.model, device="cpu")
+    log = _logger(a.log)
+    test = load_pairs(a.cache, "test", a.kinds)
+    log(f"[eval] {len(test)} held-out pairs, seeds {sorted({p.seed for p in test})}, model {reg.label}")
+    summary = evaluate(test, reg, log=log)
+    if a.beads:
+        summary["bead_elongation"] = bead_elongation_study(reg, count=a.beads, log=log)
+    log("[eval] summary: " + json.dumps(summary["per_kind"].get("all", {}), default=float))
+    print(json.dumps(summary["per_kind"], indent=2, default=float))
+    if a.json:
+        a.json.write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
+    if a.write_card:
+        from ..models import resolve_model_file
+
+        card_path = resolve_model_file("deep_regularizer" if a.model == "default" else a.model).with_suffix(".json")
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        card.setdefault("metrics", {})
+        card["metrics"]["held_out"] = summary["per_kind"]
+        card["metrics"]["held_out_seeds"] = sorted({p.seed for p in test})
+        card["metrics"]["note"] = ("against the TV result of the same raw tomogram; 'raw_nonneg' is the raw "
+                                   "tomogram clamped to n >= n_m; SSIM: skimage, 7^3 window, data range of TV")
+        if "bead_elongation" in summary:
+            card["metrics"]["bead_elongation_fwhm_z_over_x"] = summary["bead_elongation"]
+        card_path.write_text(json.dumps(card, indent=2, default=float), encoding="utf-8")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line: ``generate``, ``train``, ``evaluate`` (see the module docstring)."""
+    a = _parser().parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.cmd == "generate":
         generate_pairs(a.cache, per_kind=a.per_kind, first_seed=a.first_seed, log=_logger(None))
         return 0
     if a.cmd == "train":
-        from ..tomography.deep_regularizer import DEFAULT_DELTA_N_SCALE, load_deep_regularizer, save_deep_regularizer
-
-        out = Path(a.out)
-        log_path = out.with_suffix(".log")
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = _logger(log_path)  # appends: a warm-started run continues the earlier log
-        train = load_pairs(a.cache, "train", a.kinds)
-        test = load_pairs(a.cache, "test")
-        val = load_pairs(a.cache, "val", a.kinds)
-        if not train:
-            raise SystemExit(f"no training pairs of {a.kinds} in {a.cache}: run 'generate' first")
-        log(f"[train] {len(train)} training pairs ({', '.join(a.kinds)}), {len(val)} validation pairs, "
-            f"{len(test)} held-out pairs, "
-            f"generator {GENERATOR_VERSION}, cache {a.cache}")
-        init_state, warm = None, None
-        channels = tuple(a.channels)
-        if a.init:
-            base = load_deep_regularizer(a.init, device="cpu")
-            init_state = base.net.state_dict()
-            channels = tuple(base.card["architecture"]["channels"])
-            prev = base.card.get("training", {})
-            warm = {"from": base.label, "sha256": base.card.get("sha256"),
-                    "previous_steps": int(prev.get("steps", 0)) + int(prev.get("warm_start", {}).get("previous_steps", 0)),
-                    "previous_seconds": float(prev.get("seconds", 0.0))
-                    + float(prev.get("warm_start", {}).get("previous_seconds", 0.0))}
-            log(f"[train] warm start from {base.label} ({warm['previous_steps']} earlier steps)")
-        if not val:
-            log(f"[train] no validation pairs ({SPLIT_RULE}): no learning curve, the last step is kept")
-        net, hist = train_model(train, val=val, channels=channels, minutes=a.minutes, max_steps=a.max_steps,
-                                batch_size=a.batch_size, crop=a.crop, lr=a.lr, lr_min=a.lr_min, seed=a.seed,
-                                log=log, init_state=init_state, keep_best=True, val_every_s=a.val_every_s,
-                                device=a.device)
-        card = {
-            "name": out.stem, "version": a.version, "task": "deep-regularizer",
-            "description": "3-D U-Net imitating this project's TV regularisation (regularize_tv, tau=5e-4, "
-                           "30x20 iterations, non-negativity) from the plain Rytov tomogram.",
-            "input": {"kind": "rytov", "normalisation": "(n - n_m) / delta_n_scale",
-                      "delta_n_scale": DEFAULT_DELTA_N_SCALE, "patch": 64, "stride": 32,
-                      "output": "n_m + delta_n_scale * net(x), then n >= n_m"},
-            "training": {"generator": GENERATOR_VERSION, "simulator": "engine.simulate.propagate_scalar (SSNP)",
-                         "kinds": a.kinds, "setups": [dataclasses.asdict(s) for s in SETUPS],
-                         "volume_shape": list(VOLUME_SHAPE), "train_pairs": len(train),
-                         "train_seeds": sorted({p.seed for p in train}), "validation_pairs": len(val),
-                         "split": SPLIT_RULE,
-                         "target": {"method": "regularize_tv", "weight": 5e-4, "outer_iterations": 30,
-                                    "inner_iterations": 20, "non_negativity": True},
-                         "optimiser": f"Adam lr {a.lr} cosine to {a.lr_min}", "loss": "L2 on normalised delta n",
-                         "batch_size": a.batch_size, "crop": a.crop,
-                         "augmentation": "rot90 about z, flips of y and x", "steps": hist["steps"],
-                         "seconds": round(hist["seconds"], 1), "device": f"{a.device} ({a.threads} CPU threads)", "seed": a.seed,
-                         "final_validation_l2": hist["val_loss"][-1] if hist["val_loss"] else None,
-                         "final_validation_relative_l2": (hist["val_relative_loss"][-1]
-                                                          if hist["val_relative_loss"] else None),
-                         "best_step": hist.get("best_step"),
-                         "selection": "lowest relative validation L2 (per-sample MSE / mean square of its TV target)",
-                         "best_validation_relative_l2": hist.get("best_val_loss")},
-        }
-        if warm:
-            card["training"]["warm_start"] = warm
-        card = save_deep_regularizer(net, out, card)
-        log(f"[train] wrote {out} ({card['parameters']} parameters, sha256 {card['sha256'][:12]})")
-        if test:
-            reg = load_deep_regularizer(out, device="cpu")
-            summary = evaluate([p for p in test], reg, log=log)
-            card["metrics"] = {"held_out": summary["per_kind"], "note": "against the TV result of the same raw "
-                               "tomogram; 'raw_nonneg' is the raw tomogram clamped to n >= n_m"}
-            json_path = out.with_suffix(".json")
-            json_path.write_text(json.dumps(card, indent=2, default=float), encoding="utf-8")
-            log("[train] held-out summary: " + json.dumps(summary["per_kind"].get("all", {}), default=float))
-        return 0
+        return _cmd_train(a)
     if a.cmd == "evaluate":
-        from ..tomography.deep_regularizer import load_deep_regularizer
-
-        reg = load_deep_regularizer(a.model, device="cpu")
-        log = _logger(a.log)
-        test = load_pairs(a.cache, "test", a.kinds)
-        log(f"[eval] {len(test)} held-out pairs, seeds {sorted({p.seed for p in test})}, model {reg.label}")
-        summary = evaluate(test, reg, log=log)
-        if a.beads:
-            summary["bead_elongation"] = bead_elongation_study(reg, count=a.beads, log=log)
-        log("[eval] summary: " + json.dumps(summary["per_kind"].get("all", {}), default=float))
-        print(json.dumps(summary["per_kind"], indent=2, default=float))
-        if a.json:
-            a.json.write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
-        if a.write_card:
-            from ..models import resolve_model_file
-
-            card_path = resolve_model_file("deep_regularizer" if a.model == "default" else a.model).with_suffix(".json")
-            card = json.loads(card_path.read_text(encoding="utf-8"))
-            card.setdefault("metrics", {})
-            card["metrics"]["held_out"] = summary["per_kind"]
-            card["metrics"]["held_out_seeds"] = sorted({p.seed for p in test})
-            card["metrics"]["note"] = ("against the TV result of the same raw tomogram; 'raw_nonneg' is the raw "
-                                       "tomogram clamped to n >= n_m; SSIM: skimage, 7^3 window, data range of TV")
-            if "bead_elongation" in summary:
-                card["metrics"]["bead_elongation_fwhm_z_over_x"] = summary["bead_elongation"]
-            card_path.write_text(json.dumps(card, indent=2, default=float), encoding="utf-8")
-        return 0
+        return _cmd_evaluate(a)
     return 2
 
 
