@@ -26,7 +26,7 @@ from engine.store.results import read_result
 __all__ = [
     "QUANTITIES", "COLORMAPS", "MAX_3D_EDGE", "BirefringenceVolumes", "decimate_for_3d", "centred_origin",
     "load_birefringence_result", "load_truth", "describe_voxel", "slice_levels", "default_min_delta_n",
-    "title_text",
+    "title_text", "ROUTES", "route_text",
 ]
 
 #: Selector entries: key → label.
@@ -61,6 +61,10 @@ class BirefringenceVolumes:
     delta_n : ndarray, shape (Z, Y, X), float32
         n_e − n_o.
     view3d : (delta_n, director, voxel_size_um) subsampled to at most :data:`MAX_3D_EDGE` per edge.
+    route : str
+        What made the volumes: the result file's ``tomogram/method`` (``"dtt-rytov"``,
+        ``"dtt-refined"``, ``"learned-generator…"``), else its recorded ``birefringence_method``;
+        ``""`` when the file does not say (see :func:`route_text`).
     """
 
     n_e: np.ndarray
@@ -74,6 +78,7 @@ class BirefringenceVolumes:
     is_truth: bool = False
     delta_n: Optional[np.ndarray] = None
     view3d: Optional[tuple[np.ndarray, np.ndarray, tuple[float, float, float]]] = None
+    route: str = ""
 
     def __post_init__(self) -> None:
         self.n_e = np.asarray(self.n_e, dtype=np.float32)
@@ -139,9 +144,44 @@ def load_birefringence_result(path: str | Path, *, progress: Optional[Callable[.
         origin = centred_origin(b.n_e.shape, vox)
         n_m = md.get("medium_index")
     report(progress, 0.6, "Preparing the views")
-    vols = BirefringenceVolumes(b.n_e, b.n_o, b.director, vox, origin, n_m, label=path.name, source=path)
+    vols = BirefringenceVolumes(b.n_e, b.n_o, b.director, vox, origin, n_m, label=path.name, source=path,
+                                route=_recorded_route(res))
     report(progress, 1.0, "Loaded")
     return vols
+
+
+def _recorded_route(res) -> str:  # noqa: ANN001 - engine.store.results.ResultFile
+    """The route that made a result's birefringence volumes: ``tomogram/method``, else the recorded option."""
+    method = res.tomogram.method if res.tomogram is not None else ""
+    if method:
+        return str(method)
+    try:
+        return str(json.loads(res.attrs.get("processing_options") or "{}").get("birefringence_method") or "")
+    except (json.JSONDecodeError, AttributeError):
+        return ""
+
+
+#: How the tab names each birefringence route (``tomogram/method`` values and the
+#: ``birefringence_method`` option, :data:`engine.pipeline.process.BIREFRINGENCE_METHODS`).
+ROUTES = {
+    "dtt-rytov": "DTT (first-order dielectric tensor tomography)",
+    "dtt": "DTT (first-order dielectric tensor tomography)",
+    "dtt-refined": "DTT refined (DTT + simulate-and-correct steps with the vectorial multi-slice)",
+    "learned-generator+dtt-director": "learned generator (n_e, n_o) with the DTT director",
+    "learned-generator": "learned generator",
+    "learned": "learned generator (n_e, n_o) with the DTT director",
+}
+
+
+def route_text(data: Optional[BirefringenceVolumes]) -> str:
+    """``Route: …`` — which reconstruction made the shown volumes (the tab's route label)."""
+    if data is None:
+        return ""
+    if data.is_truth:
+        return "Route: the simulator's truth (no reconstruction)"
+    if not data.route:
+        return "Route: not recorded in this file"
+    return f"Route: {ROUTES.get(data.route, data.route)}"
 
 
 def load_truth(path: str | Path, *, progress: Optional[Callable[..., None]] = None,

@@ -61,18 +61,24 @@ def _slider(hi: int, value: int) -> QSlider:
 
 
 class ResultBox(QGroupBox):
-    """The open result: its name, and the two buttons that open a result or a simulator's truth."""
+    """The open result: its name, the route that made it, and the buttons that open a result or a simulator's truth."""
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__("Result", parent)
         self.file_label = QLabel("No result open")
         self.file_label.setWordWrap(True)
         self.file_label.setObjectName("sectionTitle")
+        self.route_label = QLabel("")
+        self.route_label.setObjectName("birefringenceRoute")
+        self.route_label.setWordWrap(True)
+        self.route_label.setToolTip("The reconstruction that made these volumes (the result file's tomogram/method; "
+                                    "odt-studio batch --birefringence-method)")
         self.open_button = QPushButton("Open result…")
         self.truth_button = QPushButton("Open truth…")
         self.truth_button.setToolTip("Open a simulator's truth.h5 (true n_e, n_o, director) for comparison")
         lay = QVBoxLayout(self)
         lay.addWidget(self.file_label)
+        lay.addWidget(self.route_label)
         row = QHBoxLayout()
         row.addWidget(self.open_button)
         row.addWidget(self.truth_button)

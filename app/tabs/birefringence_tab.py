@@ -14,6 +14,8 @@ Shown:
   (:class:`app.widgets.director_overlay.DirectorOverlay`: subsampled every *step* voxels, only
   where |Δn| ≥ *min Δn*, length ∝ the in-plane component, colour = on-screen orientation through
   a cyclic map, explained by a colour-wheel legend);
+* which route made the volumes (DTT, DTT refined, the learned generator: the result file's
+  ``tomogram/method``), under the file name;
 * a readout of n_e, n_o, Δn and the director at the crosshair and under the mouse;
 * a VTK 3-D view of Δn (:class:`app.widgets.volume_view.VolumeView`): volume rendering, an
   iso-surface at a threshold (slider), director glyphs (lines or thin tubes), orientation axes,
@@ -48,7 +50,7 @@ from engine.birefringence.director import cyclic_colours, director_lines
 from ..jobs import Job, JobRunner
 from ..logic.birefringence import (COLORMAPS, QUANTITIES, BirefringenceVolumes, centred_origin,
                                    default_min_delta_n, describe_voxel, load_birefringence_result, load_truth,
-                                   slice_levels, title_text)
+                                   route_text, slice_levels, title_text)
 from ..logic.display import screen_angles
 from ..settings import AppSettings
 from ..widgets.director_overlay import DirectorOverlay
@@ -255,6 +257,7 @@ class BirefringenceTab(QWidget):
             box.setEnabled(True)
         self.result_box.file_label.setText(
             data.label + ("\nthe simulator's truth, not a reconstruction" if data.is_truth else ""))
+        self.result_box.route_label.setText(route_text(data))
         self.title_label.setText(title_text(data))
         self.slices.set_min_delta_n(default_min_delta_n(data))  # lines where the anisotropy is significant
         self._show_quantity(keep_crosshair=False)

@@ -30,6 +30,7 @@ from ..metadata import MeasurementMetadata
 from ..progress import Cancelled, CancelToken, check_cancel, report, sub_progress
 
 __all__ = [
+    "BIREFRINGENCE_METHODS",
     "ProcessOptions",
     "ProcessResult",
     "process_measurement",
@@ -44,6 +45,10 @@ __all__ = [
 
 #: file attribute of a result file holding the options it was processed with (JSON, docs/formats.md §2)
 OPTIONS_ATTR = "processing_options"
+
+#: Birefringence routes (``ProcessOptions.birefringence_method``, ``batch --birefringence-method``):
+#: first-order DTT (default), DTT with simulate-and-correct steps, the learned generator.
+BIREFRINGENCE_METHODS = ("dtt", "dtt-refined", "learned")
 
 #: TV outer (FISTA) and inner (FGP) iterations by default (as ``engine.tomography.reconstruct``)
 DEFAULT_TV_OUTER_ITERATIONS = 30
@@ -81,9 +86,14 @@ class ProcessOptions:
         Missing-cone regularisation written beside the raw tomogram (``ri_tv``, ``ri_deep``).
     birefringence : bool
         Also reconstruct n_e, n_o and the director (polarisation-resolved data only).
-    birefringence_method : {"dtt", "learned"}
-        Physics (first-order dielectric tensor tomography) or the learned generator (n_e, n_o
-        from the network, the director from DTT; only for the setup the model was trained at).
+    birefringence_method : {"dtt", "dtt-refined", "learned"}
+        The birefringence route (:data:`BIREFRINGENCE_METHODS`): physics (first-order dielectric
+        tensor tomography, the default), DTT corrected by simulate-and-correct steps with the
+        vectorial multi-slice (:func:`engine.birefringence.refine.refine_tensor`: a more accurate
+        Δn on strong droplets, 6–8× slower), or the learned generator (n_e, n_o from the network,
+        the director from DTT; only for the setup the model was trained at). The route that made
+        the volume is recorded as ``tomogram/method`` (``"dtt-rytov"``, ``"dtt-refined"``,
+        ``"learned-generator…"``).
     device : {"auto", "cpu", "cuda"}
     method : {"rytov", "born", "multislice"}
         Scattering approximation. ``"multislice"``: ``tomogram/ri`` is the first-order Rytov
@@ -133,7 +143,7 @@ class ProcessOptions:
 
     def __post_init__(self) -> None:
         choices = {"sideband": ("auto", "as-given"), "screen": ("model", "rule", "none"),
-                   "birefringence_method": ("dtt", "learned"), "regularize": ("none", "tv", "deep"),
+                   "birefringence_method": BIREFRINGENCE_METHODS, "regularize": ("none", "tv", "deep"),
                    "method": ("rytov", "born", "multislice")}
         for name, allowed in choices.items():
             v = getattr(self, name)
@@ -720,6 +730,11 @@ def _process_polarised(measurement: Measurement, options: ProcessOptions, timing
         tensor = reconstruct_tensor_learned(jones, meta, shape_z=options.shape_z, director="dtt",
                                             device=options.device, cancel=cancel,
                                             progress=sub_progress(progress, 0.35, 0.97, "learned generator: "))
+    elif options.birefringence_method == "dtt-refined":
+        from ..birefringence.refine import refine_tensor
+
+        tensor = refine_tensor(jones, meta, shape_z=options.shape_z, device=options.device, cancel=cancel,
+                               progress=sub_progress(progress, 0.35, 0.97, "refined tensor tomography: "))
     else:
         tensor = reconstruct_tensor(jones, meta, shape_z=options.shape_z, device=options.device,
                                     progress=sub_progress(progress, 0.35, 0.97, "tensor tomography: "), cancel=cancel)
@@ -906,10 +921,12 @@ def learned_regularizer_available() -> bool:
 
 def process_folder(folder: Path, out_path: Path, *, screen: str = "model", regularize: str = "none",
                    birefringence: bool = False, device: str = "auto", sideband: str = "auto",
-                   method: str = "rytov", non_negativity: bool = True, threshold: float = 0.5) -> dict:
+                   method: str = "rytov", non_negativity: bool = True, threshold: float = 0.5,
+                   birefringence_method: str = "dtt") -> dict:
     """Picklable ``(folder, out_path) -> dict`` form of :func:`process_measurement` for batches."""
     opts = ProcessOptions(screen=screen, regularize=regularize, birefringence=birefringence, device=device,
-                          sideband=sideband, method=method, non_negativity=non_negativity, threshold=threshold)
+                          sideband=sideband, method=method, non_negativity=non_negativity, threshold=threshold,
+                          birefringence_method=birefringence_method)
     res = process_measurement(folder, out_path, opts)
     return {"fields_used": res.fields_used, "warnings": list(res.warnings)}
 
@@ -919,7 +936,7 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
                       workers: int = 1, force: bool = False, measure: bool = False,
                       sideband: str = "auto", method: str = "rytov", non_negativity: bool = True,
                       threshold: float = 0.5, json_summary: bool = False, log_level: str = "info",
-                      progress_bar: Optional[bool] = None) -> int:
+                      progress_bar: Optional[bool] = None, birefringence_method: str = "dtt") -> int:
     """``odt-studio batch``: process every measurement under ``in_dir``; exit 0 only if all succeeded.
 
     With ``measure``, the objects of every result are then measured into ``out_dir/measurements.csv``
@@ -927,6 +944,7 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
     Every folder processed gets ``out_dir/logs/<name>.log`` (with the traceback of a failure);
     ``log_level`` filters the terminal lines and those logs; ``json_summary`` prints the summary
     as JSON on stdout; ``progress_bar`` (default: when stderr is a terminal) shows a tqdm bar.
+    ``birefringence_method`` is the route of ``birefringence`` (:class:`ProcessOptions`).
     """
     from ..store.folders import discover_measurements
     from .batch import LOG_DIR_NAME, BatchConsole, run_batch
@@ -954,7 +972,8 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
             f", {len(unrecognised)} folder(s) of images without measurement.json" if unrecognised else ""))
         fn = functools.partial(process_folder, screen=screen, regularize=regularize,
                                birefringence=birefringence, device=device, sideband=sideband,
-                               method=method, non_negativity=non_negativity, threshold=threshold)
+                               method=method, non_negativity=non_negativity, threshold=threshold,
+                               birefringence_method=birefringence_method)
         console.start(len(folders) + len(unrecognised))
         summary = run_batch(folders, out_dir, fn, workers=workers, scheduler=scheduler, force=force,
                             logger=console.logger, progress=console.progress, unprocessable=unrecognised,

@@ -348,3 +348,28 @@ def test_empty_tab_shows_a_message_not_empty_axes_or_the_3d_area(qtbot, tab, dro
     assert tab.export_box.export_slices_button.isEnabled() and tab.slices.quantity_combo.isEnabled()
     z, y, x = tab.slice_view.crosshair
     assert tab.data.n_e[z, y, x] > 1.48  # on the droplet (n_e 1.57 in n_m 1.46)
+
+
+def test_route_label_says_which_reconstruction_made_the_volumes(qtbot, tab, droplet_result, tmp_path):
+    """#20 item 4: the tab names the route (the file's tomogram/method, else the recorded option)."""
+    import json
+    import shutil
+
+    _open(qtbot, tab, droplet_result)  # processed with the default route
+    assert tab.data.route == "dtt-rytov"
+    assert tab.result_box.route_label.text() == "Route: DTT (first-order dielectric tensor tomography)"
+    refined = tmp_path / "refined.odt.h5"
+    shutil.copyfile(droplet_result, refined)
+    with h5py.File(refined, "r+") as f:  # as the dtt-refined route writes it (tests/engine/test_pipeline.py)
+        f["tomogram"].attrs["method"] = "dtt-refined"
+    _open(qtbot, tab, refined)
+    assert tab.result_box.route_label.text().startswith("Route: DTT refined")
+    with h5py.File(refined, "r+") as f:  # no tomogram/method: the recorded option says it
+        del f["tomogram"].attrs["method"]
+        f.attrs["processing_options"] = json.dumps({"birefringence": True, "birefringence_method": "learned"})
+    _open(qtbot, tab, refined)
+    assert tab.result_box.route_label.text().startswith("Route: learned generator")
+    with h5py.File(refined, "r+") as f:
+        del f.attrs["processing_options"]
+    _open(qtbot, tab, refined)
+    assert tab.result_box.route_label.text() == "Route: not recorded in this file"

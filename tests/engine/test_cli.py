@@ -235,3 +235,21 @@ def test_missing_gui_extra_gives_a_clear_message(monkeypatch, capsys):
 
 def test_gui_extra_is_installed_here():
     assert cli.missing_gui_packages() == []
+
+
+def test_birefringence_method_reaches_process_options(batch_in, tmp_path, fake_processing):
+    """#20 item 4: ``--birefringence-method`` picks the route (and implies --birefringence); default DTT."""
+    from engine.pipeline.process import BIREFRINGENCE_METHODS
+
+    assert cli.BIREFRINGENCE_METHODS == BIREFRINGENCE_METHODS
+    cli.main(["batch", str(batch_in), "--out", str(tmp_path / "a"), "--birefringence-method", "dtt-refined"])
+    assert {(o.birefringence, o.birefringence_method) for _, o in fake_processing} == {(True, "dtt-refined")}
+    fake_processing.clear()
+    cli.main(["batch", str(batch_in), "--out", str(tmp_path / "b"), "--birefringence"])
+    assert {(o.birefringence, o.birefringence_method) for _, o in fake_processing} == {(True, "dtt")}
+    fake_processing.clear()
+    cli.main(["batch", str(batch_in), "--out", str(tmp_path / "c")])
+    assert {(o.birefringence, o.birefringence_method) for _, o in fake_processing} == {(False, "dtt")}
+    with pytest.raises(SystemExit):
+        cli._batch_parser().parse_args(["in", "--out", "o", "--birefringence-method", "magic"])
+    assert "--birefringence-method {dtt,dtt-refined,learned}" in " ".join(cli._batch_parser().format_help().split())

@@ -110,3 +110,24 @@ def test_default_model_is_the_projects_adopted_one(project, folder):
     path.unlink()  # a setting naming a file that is gone: the shipped model again
     again = screen_project_measurement(project, mid, device="cpu", rescreen=True)
     assert again.model.name == "screening-compact"
+
+
+def test_formats_md_documents_the_project_models_setting_and_train_screening_record():
+    """docs/formats.md §4 names ``models/``, the ``screening_model`` setting and every key of the
+    ``train-screening`` job record (:meth:`RetrainReport.summary` plus what ``_record`` adds)."""
+    import re
+
+    from engine.screening.retrain import JOB_KIND, RetrainReport
+    from engine.store.project import SCREENING_MODEL_SETTING
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text(encoding="utf-8")
+    section = text.split("## 4. Project folder", 1)[1]
+    assert "models/<base>-ft<k>.safetensors" in section and f"`{SCREENING_MODEL_SETTING}`" in section
+    assert f"kind `{JOB_KIND}`" in section
+    rep = RetrainReport(before={}, after={}, improved=False, saved_path=None, model=None, n_train=0, n_holdout=0,
+                        n_replay=0)
+    keys = set(rep.summary()) | {"base", "base_sha256", "last_override_id"}
+    documented = set()
+    for row in re.findall(r"^\| (`[^|]+`) \|", section, flags=re.M):
+        documented |= set(re.findall(r"`([a-z_0-9]+)`", row))
+    assert keys <= documented, sorted(keys - documented)
