@@ -20,8 +20,6 @@ MAX_CODE_LINES = 80
 ALLOWED: dict[str, str] = {
     "engine/training/birefringence_generator.py::train":
         "offline training loop with its curriculum, validation and model card in one place",
-    "engine/training/screening.py::main":
-        "offline training CLI: argparse declarations of its subcommands",
 }
 
 

@@ -342,39 +342,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     log(_fmt("rule held-out", metrics["rule"]["held_out"]))
     log(_fmt("rule cross-setup", metrics["rule"]["cross_setup"]))
 
-    data_card = {
-        "source": source,
-        "generator_version": GENERATOR_VERSION,
-        "simulator_version": _simulator_version() if source == "simulator" else "synthetic field-level generator",
-        "seed": args.seed,
-        "train": _describe(train), "validation": _describe(val), "held_out_test": _describe(test),
-        "cross_setup_test": _describe(cross),
-        "split": "by measurement (no frame of a test measurement is seen in training)",
-        "augmentation": "random 90-degree rotations, horizontal flips, elastic deformation (p=0.5, RMS 4 px, "
-                        "smoothness 8 px)",
-    }
+    data_card = _data_card(source, args.seed, train, val, test, cross)
     input_card = input_card_for(args.published_input)
     compact_input_card = input_card_for(args.compact_input)
 
     teacher = None
-    pub_info = None
     if not args.skip_published:
-        log(f"training the published ScreeningNet (7.1 M parameters) for up to {args.published_epochs} epochs / "
-            f"{args.published_minutes} min")
-        teacher = ScreeningNet(x_tr.shape[1])
-        cfg = TrainConfig(epochs=args.published_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                          max_minutes=args.published_minutes)
-        pub_info = train_network(teacher, x_tr, train.noisy, x_va, val.noisy, cfg, device=dev, log=log)
-        metrics["published"] = {"held_out": evaluate_model(teacher, x_te, test.noisy, device=dev),
-                                "cross_setup": evaluate_model(teacher, x_cr, cross.noisy, device=dev),
-                                "validation": evaluate_model(teacher, x_va, val.noisy, device=dev)}
-        log(_fmt("published held-out", metrics["published"]["held_out"]))
-        log(_fmt("published cross-setup", metrics["published"]["cross_setup"]))
-        card = _card(PUBLISHED_NAME, args, data_card, input_card, cfg, pub_info, metrics["published"],
-                     metrics["rule"], rule, dev)
-        save_model(teacher.cpu(), out_dir / f"{PUBLISHED_NAME}.safetensors", card)
-        teacher.to(dev)
-        log(f"wrote {out_dir / (PUBLISHED_NAME + '.safetensors')}")
+        teacher = _train_published(args, (x_tr, x_va, x_te, x_cr), (train, val, test, cross), metrics, data_card,
+                                   input_card, rule, dev, out_dir, log)
 
     distil = teacher is not None and args.compact_input == args.published_input
     log(f"training CompactScreeningNet on {args.compact_input} inputs "
@@ -388,32 +363,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                        max_minutes=args.compact_minutes, distill_weight=0.5 if distil else 0.0)
     c_info = train_network(compact, x_tr, train.noisy, x_va, val.noisy, ccfg, device=dev, teacher_logits=t_logits,
                            log=log)
-    metrics["compact"] = {"held_out": evaluate_model(compact, x_te, test.noisy, device=dev),
-                          "cross_setup": evaluate_model(compact, x_cr, cross.noisy, device=dev),
-                          "validation": evaluate_model(compact, x_va, val.noisy, device=dev)}
+    metrics["compact"] = _three_scores(compact, (x_va, x_te, x_cr), (val, test, cross), dev)
     log(_fmt("compact held-out", metrics["compact"]["held_out"]))
     log(_fmt("compact cross-setup", metrics["compact"]["cross_setup"]))
 
     if not args.skip_bacteria_experiment:
-        log(f"paper-style cross-setup experiment: compact net trained on bacteria/71 angles only "
-            f"({args.n_bacteria} measurements), tested on {CROSS_SETUP}")
-        bac = load_or_generate(cache / f"bacteria71-{args.n_bacteria}-{args.seed + 2}.npz",
-                               bacteria71_specs(args.n_bacteria, args.seed + 2), source=source, device=str(dev),
-                               log=log)
-        btr, bva = split_by_measurement(bac.measurement, (0.8, 0.2), seed=args.seed)
-        b_train, b_val = bac.subset(btr), bac.subset(bva)
-        bnet = CompactScreeningNet(x_tr.shape[1])
-        bcfg = TrainConfig(epochs=args.compact_epochs, batch_size=args.batch_size, lr=1e-3, seed=args.seed + 11,
-                           max_minutes=args.compact_minutes / 2)
-        train_network(bnet, _inputs(b_train, args.compact_input), b_train.noisy, _inputs(b_val, args.compact_input),
-                      b_val.noisy, bcfg, device=dev, log=log)
-        brule = tune_rule(b_val)
-        metrics["bacteria71_to_cells45"] = {
-            "compact": evaluate_model(bnet, x_cr, cross.noisy, device=dev),
-            "rule": evaluate_rule(cross, brule), "rule_settings": brule,
-            "train_frames": len(b_train)}
-        log(_fmt("bacteria-71-trained compact on cells-45", metrics["bacteria71_to_cells45"]["compact"]))
-        log(_fmt("bacteria-71-tuned rule on cells-45", metrics["bacteria71_to_cells45"]["rule"]))
+        metrics["bacteria71_to_cells45"] = _bacteria_experiment(args, cache, source, x_tr.shape[1], x_cr, cross,
+                                                                dev, log)
 
     card = _card(COMPACT_NAME, args, data_card, compact_input_card, ccfg, c_info, metrics["compact"], metrics["rule"],
                  rule, dev, distilled_from=PUBLISHED_NAME if distil else None,
@@ -423,6 +379,76 @@ def main(argv: Optional[list[str]] = None) -> int:
     log("summary JSON: " + json.dumps(_summary(metrics)))
     log.close()
     return 0
+
+
+def _data_card(source: str, seed: int, train: CropSet, val: CropSet, test: CropSet, cross: CropSet) -> dict:
+    """The ``training_data`` entry of the model cards."""
+    return {
+        "source": source,
+        "generator_version": GENERATOR_VERSION,
+        "simulator_version": _simulator_version() if source == "simulator" else "synthetic field-level generator",
+        "seed": seed,
+        "train": _describe(train), "validation": _describe(val), "held_out_test": _describe(test),
+        "cross_setup_test": _describe(cross),
+        "split": "by measurement (no frame of a test measurement is seen in training)",
+        "augmentation": "random 90-degree rotations, horizontal flips, elastic deformation (p=0.5, RMS 4 px, "
+                        "smoothness 8 px)",
+    }
+
+
+def _three_scores(net: torch.nn.Module, xs: tuple, sets: tuple, dev: torch.device) -> dict:
+    """Held-out, cross-setup and validation metrics of ``net``; ``xs``/``sets`` = (val, test, cross) inputs/CropSets."""
+    (x_va, x_te, x_cr), (val, test, cross) = xs, sets
+    return {"held_out": evaluate_model(net, x_te, test.noisy, device=dev),
+            "cross_setup": evaluate_model(net, x_cr, cross.noisy, device=dev),
+            "validation": evaluate_model(net, x_va, val.noisy, device=dev)}
+
+
+def _train_published(args: argparse.Namespace, xs: tuple, sets: tuple, metrics: dict, data_card: dict,
+                     input_card: dict, rule: dict, dev: torch.device, out_dir: Path, log: TrainingLog) -> ScreeningNet:
+    """Train, score (into ``metrics["published"]``) and save the published ScreeningNet; returns it on ``dev``.
+
+    ``xs`` = (train, val, test, cross) inputs and ``sets`` the matching CropSets.
+    """
+    (x_tr, x_va, x_te, x_cr), (train, val, test, cross) = xs, sets
+    log(f"training the published ScreeningNet (7.1 M parameters) for up to {args.published_epochs} epochs / "
+        f"{args.published_minutes} min")
+    teacher = ScreeningNet(x_tr.shape[1])
+    cfg = TrainConfig(epochs=args.published_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      max_minutes=args.published_minutes)
+    pub_info = train_network(teacher, x_tr, train.noisy, x_va, val.noisy, cfg, device=dev, log=log)
+    metrics["published"] = _three_scores(teacher, (x_va, x_te, x_cr), (val, test, cross), dev)
+    log(_fmt("published held-out", metrics["published"]["held_out"]))
+    log(_fmt("published cross-setup", metrics["published"]["cross_setup"]))
+    card = _card(PUBLISHED_NAME, args, data_card, input_card, cfg, pub_info, metrics["published"],
+                 metrics["rule"], rule, dev)
+    save_model(teacher.cpu(), out_dir / f"{PUBLISHED_NAME}.safetensors", card)
+    teacher.to(dev)
+    log(f"wrote {out_dir / (PUBLISHED_NAME + '.safetensors')}")
+    return teacher
+
+
+def _bacteria_experiment(args: argparse.Namespace, cache: Path, source: str, n_channels: int, x_cr: np.ndarray,
+                         cross: CropSet, dev: torch.device, log: TrainingLog) -> dict:
+    """Paper-style cross-setup experiment: a compact net and the rule trained on bacteria/71 angles, scored on ``cross``."""
+    log(f"paper-style cross-setup experiment: compact net trained on bacteria/71 angles only "
+        f"({args.n_bacteria} measurements), tested on {CROSS_SETUP}")
+    bac = load_or_generate(cache / f"bacteria71-{args.n_bacteria}-{args.seed + 2}.npz",
+                           bacteria71_specs(args.n_bacteria, args.seed + 2), source=source, device=str(dev),
+                           log=log)
+    btr, bva = split_by_measurement(bac.measurement, (0.8, 0.2), seed=args.seed)
+    b_train, b_val = bac.subset(btr), bac.subset(bva)
+    bnet = CompactScreeningNet(n_channels)
+    bcfg = TrainConfig(epochs=args.compact_epochs, batch_size=args.batch_size, lr=1e-3, seed=args.seed + 11,
+                       max_minutes=args.compact_minutes / 2)
+    train_network(bnet, _inputs(b_train, args.compact_input), b_train.noisy, _inputs(b_val, args.compact_input),
+                  b_val.noisy, bcfg, device=dev, log=log)
+    brule = tune_rule(b_val)
+    out = {"compact": evaluate_model(bnet, x_cr, cross.noisy, device=dev),
+           "rule": evaluate_rule(cross, brule), "rule_settings": brule, "train_frames": len(b_train)}
+    log(_fmt("bacteria-71-trained compact on cells-45", out["compact"]))
+    log(_fmt("bacteria-71-tuned rule on cells-45", out["rule"]))
+    return out
 
 
 def _describe(cs: CropSet) -> dict:
