@@ -204,33 +204,15 @@ def predict(net: BirefringenceGenerator, psi: np.ndarray, device, batch: int = 4
 
 
 # --------------------------------------------------------------------------- training
-def train(n_droplets: int = 1000, minutes: float = 40.0, device: str = "cpu", out_dir: Path = MODELS_DIR,
-          cache_dir: Path = Path("/tmp/odt-birefringence-generator"), seed: int = 0, batch_size: int = 4,
-          lr: float = 1e-3, lr_final: float = 1e-4, threads: Optional[int] = 1,
-          name: str = DEFAULT_GENERATOR_NAME) -> dict:
-    """Simulate, train within ``minutes``, evaluate on the test split, write weights, card and log."""
-    if threads:
-        torch.set_num_threads(int(threads))
-    dev = resolve_device(device)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / f"{name}.log"
-    log = TrainingLog(log_path)
+def _fit(net: BirefringenceGenerator, opt: torch.optim.Optimizer, tr: dict, va: dict, *, n_train: int,
+         batch_size: int, lr: float, lr_final: float, budget: float, seed: int, dev, log: TrainingLog) -> dict:
+    """Train ``net`` epoch by epoch within ``budget`` seconds (cosine LR decay from ``lr`` to ``lr_final``).
 
-    t_start = time.perf_counter()
-    torch.manual_seed(seed)
-    n_val = n_test = max(4, n_droplets // 10)
-    n_train = n_droplets - n_val - n_test
-    log(f"device {dev}, threads {torch.get_num_threads()}; {n_train} train / {n_val} val / {n_test} test droplets")
-    tr = make_dataset("train", n_train, seed, cache_dir, dev, log=log)
-    va = make_dataset("val", n_val, seed, cache_dir, dev, log=log)
-    te = make_dataset("test", n_test, seed, cache_dir, dev, with_dtt=True, log=log)
-    t_data = time.perf_counter() - t_start
+    Returns a dict: ``best`` (lowest validation MSE), ``best_state`` (its weights), ``epoch``, ``steps``,
+    ``history`` (one dict per epoch) and ``t_train`` (seconds).
+    """
     arch = dict(DEFAULT_ARCHITECTURE)
     n_min, n_max = float(arch["n_min"]), float(arch["n_max"])
-    net = build_generator(arch).to(dev)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    budget = minutes * 60.0
     truth_tr = torch.as_tensor(tr["truth"])
     rng = np.random.default_rng(seed)
     best, best_state, epoch, steps, history = float("inf"), None, 0, 0, []
@@ -270,8 +252,13 @@ def train(n_droplets: int = 1000, minutes: float = 40.0, device: str = "cpu", ou
             best = val
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     t_train = time.perf_counter() - t0
-    net.load_state_dict(best_state)
-    # ---- held-out evaluation: learned vs DTT vs constant n_m, against the simulator's truth
+    return {"best": best, "best_state": best_state, "epoch": epoch, "steps": steps, "history": history,
+            "t_train": t_train}
+
+
+def _held_out_metrics(net: BirefringenceGenerator, te: dict, dev, n_min: float, n_max: float, n_test: int,
+                      log: TrainingLog) -> dict:
+    """Held-out evaluation of ``n_test`` droplets: learned vs DTT vs constant n_m, against the simulator's truth."""
     t = time.perf_counter()
     pt = predict(net, te["psi"], dev, batch=1)
     t_pred = (time.perf_counter() - t) / n_test
@@ -292,6 +279,15 @@ def train(n_droplets: int = 1000, minutes: float = 40.0, device: str = "cpu", ou
         log(f"test {route:16s}: n_e PSNR {m['n_e']['psnr_db']:.2f} dB SSIM {m['n_e']['ssim']:.3f} "
             f"inside err {m['n_e']['inside_mean_error']:+.4f}; n_o PSNR {m['n_o']['psnr_db']:.2f} dB "
             f"SSIM {m['n_o']['ssim']:.3f} inside err {m['n_o']['inside_mean_error']:+.4f}")
+    return metrics
+
+
+def _generator_card(name: str, fit: dict, metrics: dict, *, n_split: tuple[int, int, int], lr: float, lr_final: float,
+                    batch_size: int, seed: int, t_data: float, dev) -> dict:
+    """The model card of a trained generator (``fit`` from :func:`_fit`, ``n_split`` = train/val/test droplets)."""
+    arch = dict(DEFAULT_ARCHITECTURE)
+    n_min, n_max = float(arch["n_min"]), float(arch["n_max"])
+    n_train, n_val, n_test = n_split
     card = {
         "name": name,
         "version": "1.0.0",
@@ -323,9 +319,9 @@ def train(n_droplets: int = 1000, minutes: float = 40.0, device: str = "cpu", ou
             "loss": "MSE on the output scaled to [0, 1] over [n_min, n_max]",
             "optimizer": f"Adam, lr {lr:g} cosine-decayed to {lr_final:g} over the time budget (paper: 1e-4 "
                          f"constant, too slow for this budget), batch {batch_size}",
-            "seed": seed, "epochs": epoch, "steps": steps, "minutes": t_train / 60,
+            "seed": seed, "epochs": fit["epoch"], "steps": fit["steps"], "minutes": fit["t_train"] / 60,
             "data_minutes": t_data / 60, "device": str(dev), "threads": torch.get_num_threads(),
-            "best_val_mse": best, "history": history,
+            "best_val_mse": fit["best"], "history": fit["history"],
         },
         "metrics": {"test_droplets": n_test,
                     "definition": "per droplet, then mean: PSNR with each volume scaled to 0-255 over [n_min, n_max]; "
@@ -333,6 +329,42 @@ def train(n_droplets: int = 1000, minutes: float = 40.0, device: str = "cpu", ou
                                   "voxels fully inside the droplet; same truth for every route",
                     **metrics},
     }
+    return card
+
+
+def train(n_droplets: int = 1000, minutes: float = 40.0, device: str = "cpu", out_dir: Path = MODELS_DIR,
+          cache_dir: Path = Path("/tmp/odt-birefringence-generator"), seed: int = 0, batch_size: int = 4,
+          lr: float = 1e-3, lr_final: float = 1e-4, threads: Optional[int] = 1,
+          name: str = DEFAULT_GENERATOR_NAME) -> dict:
+    """Simulate, train within ``minutes``, evaluate on the test split, write weights, card and log."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = resolve_device(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / f"{name}.log"
+    log = TrainingLog(log_path)
+
+    t_start = time.perf_counter()
+    torch.manual_seed(seed)
+    n_val = n_test = max(4, n_droplets // 10)
+    n_train = n_droplets - n_val - n_test
+    log(f"device {dev}, threads {torch.get_num_threads()}; {n_train} train / {n_val} val / {n_test} test droplets")
+    tr = make_dataset("train", n_train, seed, cache_dir, dev, log=log)
+    va = make_dataset("val", n_val, seed, cache_dir, dev, log=log)
+    te = make_dataset("test", n_test, seed, cache_dir, dev, with_dtt=True, log=log)
+    t_data = time.perf_counter() - t_start
+    arch = dict(DEFAULT_ARCHITECTURE)
+    n_min, n_max = float(arch["n_min"]), float(arch["n_max"])
+    net = build_generator(arch).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    budget = minutes * 60.0
+    fit = _fit(net, opt, tr, va, n_train=n_train, batch_size=batch_size, lr=lr, lr_final=lr_final,
+               budget=budget, seed=seed, dev=dev, log=log)
+    net.load_state_dict(fit["best_state"])
+    metrics = _held_out_metrics(net, te, dev, n_min, n_max, n_test, log)
+    card = _generator_card(name, fit, metrics, n_split=(n_train, n_val, n_test), lr=lr, lr_final=lr_final,
+                           batch_size=batch_size, seed=seed, t_data=t_data, dev=dev)
     written = save_generator(net.cpu(), out_dir / f"{name}.safetensors", card)
     size = (out_dir / f"{name}.safetensors").stat().st_size
     log(f"wrote {out_dir / (name + '.safetensors')} ({size / 1e6:.2f} MB, {written['parameters']} parameters); "
