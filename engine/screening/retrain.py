@@ -546,7 +546,8 @@ def retrain_from_overrides(
     ----------
     project : engine.store.project.Project
     base_model : name, path or ScreeningModel
-        Starting model ("default": the shipped compact net).
+        Starting model ("default": the project's adopted fine-tuned model when it has one, so a
+        second retraining builds on the first; else the shipped compact net).
     replay : CropSet, optional
         Replay data; regenerated from the base card's training distribution when None.
     holdout_fraction : float
@@ -575,6 +576,9 @@ def retrain_from_overrides(
         raise ValueError(f"only {n_manual} manual overrides with fields in this project; "
                          f"at least {min_overrides} are needed to fine-tune")
     dev = resolve_device(device)
+    from ..pipeline.project_screening import project_screening_model  # the pipeline imports this module
+
+    base_model = project_screening_model(project, base_model)  # "default": the project's adopted model
     base = base_model if isinstance(base_model, ScreeningModel) else load_model(base_model, device=dev)
     job = project.start_job(JOB_KIND, f"fine-tuning {base.label} on {n_manual} overrides")
     try:

@@ -199,3 +199,35 @@ def test_too_few_overrides_is_refused_and_leaves_no_job(tmp_path, capsys):
     assert "at least 10" in capsys.readouterr().err
     with Project.open(tmp_path / "p") as proj:
         assert proj.jobs() == [] and proj.get_setting(SCREENING_MODEL_SETTING) is None
+
+
+
+def test_retraining_starts_from_the_projects_adopted_model(tmp_path, monkeypatch):
+    """A second ``train-screening`` fine-tunes the project's adopted model, not the shipped one."""
+    import shutil
+
+    import engine.screening.retrain as rt
+
+    seen = {}
+
+    def fake_retrain_on_labels(*args, base_model, **kwargs):
+        seen["base"] = base_model
+        raise RuntimeError("stop here")  # the starting model is all this test asks about
+
+    labels = rt.LabelledFields(fields=np.zeros((12, 8, 8), np.complex64), noisy=np.zeros(12, np.uint8),
+                               groups=np.zeros(12, np.int64), manual=np.ones(12, bool))
+    monkeypatch.setattr(rt, "retrain_on_labels", fake_retrain_on_labels)
+    monkeypatch.setattr(rt, "labelled_fields_of_project", lambda project, confirmed=True: labels)
+    with Project.create(tmp_path / "p") as proj:
+        models = tmp_path / "p" / "models"
+        models.mkdir()
+        shutil.copy(MODELS_DIR / "screening-compact.safetensors", models / "screening-compact-ft1.safetensors")
+        card = json.loads((MODELS_DIR / "screening-compact.json").read_text())
+        card["name"] = "screening-compact-ft1"
+        (models / "screening-compact-ft1.json").write_text(json.dumps(card))
+        for setting, expect in ((None, "screening-compact"),
+                                ("models/screening-compact-ft1.safetensors", "screening-compact-ft1")):
+            proj.set_setting(SCREENING_MODEL_SETTING, setting)
+            with pytest.raises(RuntimeError, match="stop here"):
+                rt.retrain_from_overrides(proj, device="cpu")
+            assert seen["base"].name == expect
