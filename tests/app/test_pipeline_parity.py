@@ -86,14 +86,20 @@ def _gui_run(qtbot, tab: ReconstructionTab, options: ProcessOptions, raws: list)
     return job
 
 
+def _tab_on(qtbot, runner, settings, project, folder):
+    """A Reconstruction tab showing ``folder`` of ``project``, as the main window opens it."""
+    tab = ReconstructionTab(runner, settings)
+    qtbot.addWidget(tab)
+    tab.set_project(project)
+    tab.show_measurement(folder)
+    return tab
+
+
 @pytest.mark.slow
 def test_gui_and_process_measurement_write_identical_files(qtbot, runner, settings, bead_folder, tmp_path):
     project = Project.create(tmp_path / "proj")
     mid = project.add_measurement(bead_folder)
-    tab = ReconstructionTab(runner, settings)
-    qtbot.addWidget(tab)
-    tab.set_project(project)
-    tab.show_measurement(bead_folder)
+    tab = _tab_on(qtbot, runner, settings, project, bead_folder)
 
     # a first run retrieves the fields; the second, with other options, reuses them
     raws: list = []
@@ -131,10 +137,7 @@ def test_gui_and_batch_command_write_identical_files(qtbot, runner, settings, be
     options = ProcessOptions(screen="none", regularize=regularize, device="cpu")
     project = Project.create(tmp_path / "proj")
     mid = project.add_measurement(bead_folder)
-    tab = ReconstructionTab(runner, settings)
-    qtbot.addWidget(tab)
-    tab.set_project(project)
-    tab.show_measurement(bead_folder)
+    tab = _tab_on(qtbot, runner, settings, project, bead_folder)
     # the form's defaults are the engine's: only the regulariser and the device are set here
     tab.reg_combo.setCurrentIndex(tab.reg_combo.findData(regularize))
     tab.device_combo.setCurrentIndex(tab.device_combo.findData("cpu"))
@@ -172,10 +175,7 @@ def test_gui_follows_the_project_review_like_the_pipeline_given_its_decisions(qt
     overridden = 2
     for i in range(n):
         project.set_override(mid, i, int(i != overridden))
-    tab = ReconstructionTab(runner, settings)
-    qtbot.addWidget(tab)
-    tab.set_project(project)
-    tab.show_measurement(bead_folder)
+    tab = _tab_on(qtbot, runner, settings, project, bead_folder)
     job = _gui_run(qtbot, tab, TV_FAST, [])
     assert job.result.reused_fields, "the fields the review stored are used, not retrieved again"
     with h5py.File(project.result_path(mid), "r") as f:
@@ -196,10 +196,7 @@ def test_gui_and_process_measurement_write_identical_multislice_files(qtbot, run
                              device="cpu")
     project = Project.create(tmp_path / "proj")
     mid = project.add_measurement(bead_folder)
-    tab = ReconstructionTab(runner, settings)
-    qtbot.addWidget(tab)
-    tab.set_project(project)
-    tab.show_measurement(bead_folder)
+    tab = _tab_on(qtbot, runner, settings, project, bead_folder)
     _gui_run(qtbot, tab, options, [])
     gui_file = project.result_path(mid)
     batch = process_measurement(bead_folder, tmp_path / "batch" / f"{bead_folder.name}.odt.h5", options)
