@@ -15,7 +15,13 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["Tomogram"]
+__all__ = ["Tomogram", "centred_origin"]
+
+
+def centred_origin(shape: tuple[int, ...], voxel_size_um: tuple[float, ...]) -> tuple[float, float, float]:
+    """``docs/formats.md``'s centred origin ``−(n // 2)·d`` per axis (z, y, x) µm: the FFT centre
+    of a volume of ``shape`` voxels of ``voxel_size_um`` sits at 0."""
+    return tuple(-(n // 2) * float(d) for n, d in zip(shape, voxel_size_um))  # type: ignore[return-value]
 
 
 @dataclass(eq=False)

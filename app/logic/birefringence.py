@@ -22,6 +22,7 @@ import numpy as np
 from engine.progress import check_cancel, report
 from engine.store.birefringence import read_birefringence_truth
 from engine.store.results import read_result
+from engine.tomogram import centred_origin
 
 __all__ = [
     "QUANTITIES", "COLORMAPS", "MAX_3D_EDGE", "BirefringenceVolumes", "decimate_for_3d", "centred_origin",
@@ -34,11 +35,6 @@ QUANTITIES = {"n_e": "n_e (extraordinary)", "n_o": "n_o (ordinary)", "delta_n": 
 COLORMAPS = ("viridis", "inferno", "magma", "plasma", "cividis", "turbo")
 #: Largest edge (voxels) of the volume handed to the 3-D view; bigger volumes are subsampled.
 MAX_3D_EDGE = 128
-
-
-def centred_origin(shape: tuple[int, ...], voxel_size_um: tuple[float, ...]) -> tuple[float, float, float]:
-    """``docs/formats.md``'s centred origin ``−(n // 2)·d`` per axis (z, y, x) µm."""
-    return tuple(-(n // 2) * float(d) for n, d in zip(shape, voxel_size_um))  # type: ignore[return-value]
 
 
 @dataclass

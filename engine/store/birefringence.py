@@ -23,6 +23,8 @@ from typing import Optional
 import h5py
 import numpy as np
 
+from ..tomogram import centred_origin
+
 __all__ = ["BirefringenceTruth", "read_birefringence_truth", "has_birefringence"]
 
 
@@ -69,7 +71,7 @@ def read_birefringence_truth(path: str | Path) -> BirefringenceTruth:
         if "origin_um" in f.attrs:
             origin = tuple(float(v) for v in f.attrs["origin_um"])
         else:
-            origin = tuple(-(n // 2) * d for n, d in zip(n_e.shape, vox))
+            origin = centred_origin(n_e.shape, vox)
         n_m = float(f.attrs["medium_index"]) if "medium_index" in f.attrs else None
     director = np.where((np.abs(n_e - n_o) > 0)[..., None], director, 0.0).astype(np.float32)
     return BirefringenceTruth(n_e, n_o, director, vox, origin, n_m)  # type: ignore[arg-type]

@@ -47,6 +47,7 @@ from PIL import Image
 
 from ..measurement import Measurement
 from ..metadata import MeasurementMetadata, MetadataError
+from ..tomogram import centred_origin
 
 __all__ = [
     "MeasurementError",
@@ -850,7 +851,7 @@ class TcfVolume:
     @property
     def origin_um(self) -> tuple[float, float, float]:
         """Position of voxel (0,0,0) with the FFT-centre convention of ``docs/formats.md``."""
-        return tuple(-(n // 2) * d for n, d in zip(self.ri.shape, self.voxel_size_um))  # type: ignore[return-value]
+        return centred_origin(self.ri.shape, self.voxel_size_um)
 
 
 def _attr_scalar(obj: h5py.HLObject, name: str, default=None):
