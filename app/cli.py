@@ -18,7 +18,7 @@ from engine import __version__
 SUBCOMMANDS = ("demo", "batch", "train-screening", "export")
 DEMO_KINDS = ("beads", "bacteria", "cells", "lc-droplets")
 LOG_LEVELS = ("debug", "info", "warning", "error")  # engine.pipeline.batch.LOG_LEVELS (not imported: keep --help fast)
-BIREFRINGENCE_METHODS = ("dtt", "dtt-refined", "learned")  # engine.pipeline.process.BIREFRINGENCE_METHODS (same)
+BIREFRINGENCE_METHODS = ("auto", "dtt", "dtt-refined", "learned")  # engine.pipeline.process.BIREFRINGENCE_METHODS (same)
 GUI_EXTRA_MISSING = (
     "odt-studio: the desktop application needs the optional 'gui' packages, which are not installed "
     "({missing}).\nInstall them with:  pip install \"odt-studio[gui]\"\n"
@@ -146,8 +146,11 @@ def _batch_parser() -> argparse.ArgumentParser:
     p.add_argument("--birefringence", action="store_true",
                    help="reconstruct n_e, n_o and the director (needed for polarisation-resolved folders)")
     p.add_argument("--birefringence-method", choices=BIREFRINGENCE_METHODS, default=None,
-                   help="birefringence route (implies --birefringence): 'dtt' first-order dielectric tensor "
-                   "tomography (default); 'dtt-refined' DTT plus 3 simulate-and-correct steps with the vectorial "
+                   help="birefringence route (implies --birefringence): 'auto' (default) chooses from the "
+                   "measurement's setup and fields (learned inside the generator's domain, else dtt-refined for "
+                   "strong samples and for weak ones up to 25 illuminations of 256x256, else dtt; the choice and "
+                   "its reason are logged and recorded); 'dtt' first-order dielectric tensor "
+                   "tomography; 'dtt-refined' DTT plus 3 simulate-and-correct steps with the vectorial "
                    "multi-slice (a more accurate delta-n on strong droplets, 6-8x slower); 'learned' the "
                    "generator network for n_e, n_o with the DTT director (only at the setup it was trained for). "
                    "Recorded as tomogram/method")
@@ -217,7 +220,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return run_batch_command(
         args.in_dir, args.out_dir, screen=args.screen, regularize=args.regularize,
         birefringence=args.birefringence or args.birefringence_method is not None,
-        birefringence_method=args.birefringence_method or "dtt", device=args.device, scheduler=args.scheduler,
+        birefringence_method=args.birefringence_method or "auto", device=args.device, scheduler=args.scheduler,
         workers=args.workers, force=args.force, measure=args.measure, sideband=args.sideband,
         method=args.method, non_negativity=args.non_negativity == "on", threshold=args.threshold,
         json_summary=args.json_summary, log_level=args.log_level,

@@ -46,9 +46,10 @@ __all__ = [
 #: file attribute of a result file holding the options it was processed with (JSON, docs/formats.md §2)
 OPTIONS_ATTR = "processing_options"
 
-#: Birefringence routes (``ProcessOptions.birefringence_method``, ``batch --birefringence-method``):
-#: first-order DTT (default), DTT with simulate-and-correct steps, the learned generator.
-BIREFRINGENCE_METHODS = ("dtt", "dtt-refined", "learned")
+#: Birefringence routes (``ProcessOptions.birefringence_method``, ``batch --birefringence-method``): chosen
+#: from the measurement (default, :func:`engine.birefringence.routes.choose_route`), first-order DTT, DTT with
+#: simulate-and-correct steps, the learned generator.
+BIREFRINGENCE_METHODS = ("auto", "dtt", "dtt-refined", "learned")
 
 #: TV outer (FISTA) and inner (FGP) iterations by default (as ``engine.tomography.reconstruct``)
 DEFAULT_TV_OUTER_ITERATIONS = 30
@@ -86,9 +87,11 @@ class ProcessOptions:
         Missing-cone regularisation written beside the raw tomogram (``ri_tv``, ``ri_deep``).
     birefringence : bool
         Also reconstruct n_e, n_o and the director (polarisation-resolved data only).
-    birefringence_method : {"dtt", "dtt-refined", "learned"}
-        The birefringence route (:data:`BIREFRINGENCE_METHODS`): physics (first-order dielectric
-        tensor tomography, the default), DTT corrected by simulate-and-correct steps with the
+    birefringence_method : {"auto", "dtt", "dtt-refined", "learned"}
+        The birefringence route (:data:`BIREFRINGENCE_METHODS`): ``"auto"`` (default) chooses one
+        of the others from the measurement (:func:`engine.birefringence.routes.choose_route`; the
+        choice and its reason are logged and recorded, ``birefringence_route``); physics (first-order
+        dielectric tensor tomography), DTT corrected by simulate-and-correct steps with the
         vectorial multi-slice (:func:`engine.birefringence.refine.refine_tensor`: a more accurate
         Δn on strong droplets, 6–8× slower), or the learned generator (n_e, n_o from the network,
         the director from DTT; only for the setup the model was trained at). The route that made
@@ -126,7 +129,7 @@ class ProcessOptions:
     screen: str = "model"
     regularize: str = "none"
     birefringence: bool = False
-    birefringence_method: str = "dtt"
+    birefringence_method: str = "auto"
     device: str = "auto"
     method: str = "rytov"
     non_negativity: bool | int = True
@@ -243,6 +246,7 @@ class ProcessResult:
     retrieved: Any = None
     reused_fields: bool = False
     options: Optional[ProcessOptions] = None
+    birefringence_route: Any = None  # engine.birefringence.routes.RouteChoice of polarised data
 
 
 def _screen(fields, retrieved, meta, options: ProcessOptions, progress, cancel):
@@ -723,14 +727,15 @@ def _process_polarised(measurement: Measurement, options: ProcessOptions, timing
     if not keep.all():
         jones = JonesFields(field=jones.field[keep], illumination_per_um=jones.illumination_per_um[keep],
                             pixel_size_um=jones.pixel_size_um)
+    route = _birefringence_route(jones, meta, options)
     t = time.perf_counter()
-    if options.birefringence_method == "learned":
+    if route.method == "learned":
         from ..birefringence.generator import reconstruct_tensor_learned
 
         tensor = reconstruct_tensor_learned(jones, meta, shape_z=options.shape_z, director="dtt",
                                             device=options.device, cancel=cancel,
                                             progress=sub_progress(progress, 0.35, 0.97, "learned generator: "))
-    elif options.birefringence_method == "dtt-refined":
+    elif route.method == "dtt-refined":
         from ..birefringence.refine import refine_tensor
 
         tensor = refine_tensor(jones, meta, shape_z=options.shape_z, device=options.device, cancel=cancel,
@@ -744,7 +749,20 @@ def _process_polarised(measurement: Measurement, options: ProcessOptions, timing
                         method=str(tensor.method))
     return ProcessResult(name=measurement.name, fields=fields, illumination_per_um=illum, screening=screening,
                          tomogram=tomogram, fields_used=int(screening.decision.sum()), timings_s=timings,
-                         birefringence=tensor)
+                         birefringence=tensor, birefringence_route=route)
+
+
+def _birefringence_route(jones, meta, options: ProcessOptions):
+    """The route of ``options.birefringence_method`` (``"auto"``: measured and chosen), logged."""
+    from ..birefringence.routes import AUTO, choose_route, measure_sample
+
+    facts = measure_sample(jones) if options.birefringence_method == AUTO else None
+    route = choose_route(meta, jones.field.shape[-2:], jones.n_illuminations, facts=facts,
+                         requested=options.birefringence_method)
+    import logging
+
+    logging.getLogger(__name__).info("birefringence route %s (%s): %s", route.method, route.requested, route.reason)
+    return route
 
 
 def _screen_polarised(fields: np.ndarray, illum: np.ndarray, table: np.ndarray, pixel_size_um: float, meta,
@@ -785,8 +803,14 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
     model = f"{s.model_name} {s.model_version}".strip()
     tomo = result.tomogram
     attrs = {"warnings": json.dumps(list(result.warnings))} if result.warnings else {}
+    route = result.birefringence_route
     if result.options is not None:
-        attrs[OPTIONS_ATTR] = json.dumps(result.options.record(), sort_keys=True)
+        rec = result.options.record()
+        if route is not None:
+            rec.update(birefringence_route=route.method, birefringence_route_reason=route.reason)
+        attrs[OPTIONS_ATTR] = json.dumps(rec, sort_keys=True)
+    if route is not None:
+        attrs["birefringence_route"] = route.to_json()
     return write_result(
         out_path,
         measurement_json=measurement.metadata.to_json(),
@@ -922,13 +946,17 @@ def learned_regularizer_available() -> bool:
 def process_folder(folder: Path, out_path: Path, *, screen: str = "model", regularize: str = "none",
                    birefringence: bool = False, device: str = "auto", sideband: str = "auto",
                    method: str = "rytov", non_negativity: bool = True, threshold: float = 0.5,
-                   birefringence_method: str = "dtt") -> dict:
+                   birefringence_method: str = "auto") -> dict:
     """Picklable ``(folder, out_path) -> dict`` form of :func:`process_measurement` for batches."""
     opts = ProcessOptions(screen=screen, regularize=regularize, birefringence=birefringence, device=device,
                           sideband=sideband, method=method, non_negativity=non_negativity, threshold=threshold,
                           birefringence_method=birefringence_method)
     res = process_measurement(folder, out_path, opts)
-    return {"fields_used": res.fields_used, "warnings": list(res.warnings)}
+    info = {"fields_used": res.fields_used, "warnings": list(res.warnings)}
+    route = getattr(res, "birefringence_route", None)
+    if route is not None:
+        info["birefringence_route"] = route.record()
+    return info
 
 
 def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", regularize: str = "none",
@@ -936,7 +964,7 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
                       workers: int = 1, force: bool = False, measure: bool = False,
                       sideband: str = "auto", method: str = "rytov", non_negativity: bool = True,
                       threshold: float = 0.5, json_summary: bool = False, log_level: str = "info",
-                      progress_bar: Optional[bool] = None, birefringence_method: str = "dtt") -> int:
+                      progress_bar: Optional[bool] = None, birefringence_method: str = "auto") -> int:
     """``odt-studio batch``: process every measurement under ``in_dir``; exit 0 only if all succeeded.
 
     With ``measure``, the objects of every result are then measured into ``out_dir/measurements.csv``

@@ -28,7 +28,8 @@ def droplet_result(tmp_path_factory) -> Path:
                      defect_rate=0.0, imperfection_rate=0.0, near_edge_probability=0.0)
     folder = write_demo(root / "in", kind="lc-droplets", count=1, seed=3, config=cfg, device="cpu")[0]
     out = root / "out" / f"{folder.name}.odt.h5"
-    process_measurement(folder, out, ProcessOptions(device="cpu", birefringence=True, screen="none"))
+    process_measurement(folder, out, ProcessOptions(device="cpu", birefringence=True, screen="none",
+                                                    birefringence_method="dtt"))
     return out
 
 
@@ -355,7 +356,7 @@ def test_route_label_says_which_reconstruction_made_the_volumes(qtbot, tab, drop
     import json
     import shutil
 
-    _open(qtbot, tab, droplet_result)  # processed with the default route
+    _open(qtbot, tab, droplet_result)  # processed with the DTT route
     assert tab.data.route == "dtt-rytov"
     assert tab.result_box.route_label.text() == "Route: DTT (first-order dielectric tensor tomography)"
     refined = tmp_path / "refined.odt.h5"

@@ -238,7 +238,7 @@ def test_gui_extra_is_installed_here():
 
 
 def test_birefringence_method_reaches_process_options(batch_in, tmp_path, fake_processing):
-    """#20 item 4: ``--birefringence-method`` picks the route (and implies --birefringence); default DTT."""
+    """#20 item 4: ``--birefringence-method`` picks the route (and implies --birefringence); default auto."""
     from engine.pipeline.process import BIREFRINGENCE_METHODS
 
     assert cli.BIREFRINGENCE_METHODS == BIREFRINGENCE_METHODS
@@ -246,10 +246,10 @@ def test_birefringence_method_reaches_process_options(batch_in, tmp_path, fake_p
     assert {(o.birefringence, o.birefringence_method) for _, o in fake_processing} == {(True, "dtt-refined")}
     fake_processing.clear()
     cli.main(["batch", str(batch_in), "--out", str(tmp_path / "b"), "--birefringence"])
-    assert {(o.birefringence, o.birefringence_method) for _, o in fake_processing} == {(True, "dtt")}
+    assert {(o.birefringence, o.birefringence_method) for _, o in fake_processing} == {(True, "auto")}
     fake_processing.clear()
     cli.main(["batch", str(batch_in), "--out", str(tmp_path / "c")])
-    assert {(o.birefringence, o.birefringence_method) for _, o in fake_processing} == {(False, "dtt")}
+    assert {(o.birefringence, o.birefringence_method) for _, o in fake_processing} == {(False, "auto")}
     with pytest.raises(SystemExit):
         cli._batch_parser().parse_args(["in", "--out", "o", "--birefringence-method", "magic"])
-    assert "--birefringence-method {dtt,dtt-refined,learned}" in " ".join(cli._batch_parser().format_help().split())
+    assert "--birefringence-method {auto,dtt,dtt-refined,learned}" in " ".join(cli._batch_parser().format_help().split())

@@ -268,4 +268,4 @@ def test_refined_birefringence_route_is_run_and_recorded(tmp_path):
     assert out["dtt"][0] == "dtt-rytov" and out["dtt-refined"][0] == "dtt-refined"
     assert out["dtt-refined"][1] > out["dtt"][1] + 0.002, out  # the correction raises the underestimated Δn
     assert out["dtt-refined"][2] < out["dtt"][2], out  # and cleans the background
-    assert ProcessOptions().birefringence_method == "dtt", "the default route is unchanged"
+    assert ProcessOptions().birefringence_method == "auto", "the default route is chosen per measurement"
