@@ -60,6 +60,11 @@ __all__ = [
     "load_deep_regularizer",
     "regularize_deep",
     "regularize_deep_fourier",
+    "DOMAIN_QUANTITIES",
+    "measurement_setup",
+    "domain_check",
+    "model_card",
+    "pipeline_domain_warnings",
 ]
 
 DEFAULT_MODEL_NAME = "deep_regularizer"
@@ -341,3 +346,142 @@ def regularize_deep_fourier(data, **kwargs) -> np.ndarray:
 
     raw = scattering_potential_to_ri(torch.fft.ifftn(data.spectrum).real, data.medium_index)
     return regularize_deep(raw.float().cpu().numpy(), data.medium_index, **kwargs)
+
+
+# --------------------------------------------------------------------------- training domain
+#: the quantities of a model card's ``domain`` that :func:`domain_check` compares: key → (label, unit, format)
+DOMAIN_QUANTITIES: dict[str, tuple[str, str, str]] = {
+    "na_objective": ("objective NA", "", "{:.2f}"),
+    "medium_index": ("medium index n_m", "", "{:.4f}"),
+    "wavelength_um": ("wavelength", " µm", "{:.3f}"),
+    "voxel_um": ("pixel (voxel) size", " µm", "{:.3f}"),
+    "n_illuminations": ("number of illuminations", "", "{:.0f}"),
+    "illumination_na_fraction": ("largest illumination NA / objective NA", "", "{:.2f}"),
+}
+
+
+def _illumination_pattern(f_per_um: np.ndarray) -> Optional[str]:
+    """``"ring"`` (few distinct illumination radii), ``"circle"`` (one) or ``"spiral"``; None if too few."""
+    r = np.hypot(f_per_um[:, 0], f_per_um[:, 1])
+    r = r[r > 1e-9]
+    if r.size < 4:
+        return None
+    distinct = np.unique(np.round(r / r.max(), 2)).size
+    return "circle" if distinct == 1 else "ring" if distinct <= max(2, r.size // 3) else "spiral"
+
+
+def measurement_setup(metadata, *, illumination_per_um=None, used=None) -> dict:
+    """The quantities of :data:`DOMAIN_QUANTITIES` (and ``pattern``) of one measurement.
+
+    Parameters
+    ----------
+    metadata : MeasurementMetadata or dict
+        ``wavelength_um``, ``medium_index``, ``na_objective``, ``pixel_size_um`` (the tomogram's
+        lateral voxel) and, optionally, ``illumination_per_um`` (N, 2) cycles/µm.
+    illumination_per_um : array (N, 2), optional
+        The retrieved illuminations (used instead of the metadata's).
+    used : array (N,) of bool/0-1, optional
+        The fields the reconstruction used (screening decision); all by default.
+
+    Returns
+    -------
+    dict
+        Known quantities only (a missing one is left out).
+    """
+    get = metadata.get if isinstance(metadata, dict) else (lambda k: getattr(metadata, k, None))
+    out: dict = {}
+    for key, src in (("na_objective", "na_objective"), ("medium_index", "medium_index"),
+                     ("wavelength_um", "wavelength_um"), ("voxel_um", "pixel_size_um")):
+        if get(src) is not None:
+            out[key] = float(get(src))
+    ill = illumination_per_um if illumination_per_um is not None else get("illumination_per_um")
+    if ill is not None and len(ill):
+        f = np.asarray(ill, np.float64).reshape(-1, 2)
+        if used is not None and np.asarray(used).shape == (f.shape[0],):
+            f = f[np.asarray(used).astype(bool)]
+        out["n_illuminations"] = int(f.shape[0])
+        if f.shape[0] and "wavelength_um" in out and out.get("na_objective"):
+            out["illumination_na_fraction"] = float(np.hypot(f[:, 0], f[:, 1]).max() * out["wavelength_um"]
+                                                    / out["na_objective"])
+        pattern = _illumination_pattern(f)
+        if pattern:
+            out["pattern"] = pattern
+    return out
+
+
+def _outside(value: float, lo: float, hi: float, fmt: str, unit: str) -> Optional[str]:
+    """'above its training range lo–hi (by d, p %)' or None when inside."""
+    tol = 1e-9 * max(abs(lo), abs(hi), 1.0)
+    if lo - tol <= value <= hi + tol:
+        return None
+    edge, side = (hi, "above") if value > hi else (lo, "below")
+    by = abs(value - edge)
+    rel = f", {100 * by / abs(edge):.0f} %" if edge else ""
+    return (f"{fmt.format(value)}{unit} is {side} its training range {fmt.format(lo)}–{fmt.format(hi)}{unit} "
+            f"(by {fmt.format(by)}{unit}{rel})")
+
+
+def domain_check(metadata, card: dict, *, illumination_per_um=None, used=None) -> list[str]:
+    """Human-readable warnings for each quantity of a measurement outside the model's training domain.
+
+    Parameters
+    ----------
+    metadata : MeasurementMetadata or dict
+        See :func:`measurement_setup`; a dict that already holds :data:`DOMAIN_QUANTITIES` keys
+        (e.g. ``voxel_um``) is taken as is.
+    card : dict
+        The model card; its ``domain`` maps each quantity to ``[min, max]`` and may list
+        ``illumination_patterns``.
+    illumination_per_um, used
+        See :func:`measurement_setup`.
+
+    Returns
+    -------
+    list of str
+        One warning per quantity outside its range, saying by how much (empty: inside the domain,
+        or nothing known to compare). A card without ``domain`` gives one warning saying so.
+    """
+    label = f"{card.get('name', DEFAULT_MODEL_NAME)} {card.get('version', '')}".strip()
+    domain = card.get("domain")
+    if not isinstance(domain, dict):
+        return [f"the learned regulariser ({label}) does not state the setups it was trained for; "
+                "its result may differ from TV's more than its held-out numbers say"]
+    setup = measurement_setup(metadata, illumination_per_um=illumination_per_um, used=used)
+    if isinstance(metadata, dict):
+        setup.update({k: float(v) for k, v in metadata.items() if k in DOMAIN_QUANTITIES and v is not None})
+    warnings = []
+    for key, (name, unit, fmt) in DOMAIN_QUANTITIES.items():
+        rng = domain.get(key)
+        if key not in setup or not isinstance(rng, (list, tuple)) or len(rng) != 2:
+            continue
+        why = _outside(setup[key], float(rng[0]), float(rng[1]), fmt, unit)
+        if why:
+            warnings.append(f"learned regulariser ({label}) outside its training domain: {name} {why}")
+    patterns = domain.get("illumination_patterns")
+    if setup.get("pattern") and patterns and setup["pattern"] not in patterns:
+        warnings.append(f"learned regulariser ({label}) outside its training domain: the illuminations look like "
+                        f"a {setup['pattern']} pattern; it was trained on {' and '.join(patterns)} patterns only")
+    return warnings
+
+
+def model_card(model: str | Path = "default", models_dir: Path = MODELS_DIR) -> dict:
+    """The JSON card of a learned regulariser (no weights read)."""
+    import json
+
+    from ..models import resolve_model_file
+
+    name = DEFAULT_MODEL_NAME if str(model) == "default" else model
+    path = resolve_model_file(name, models_dir).with_suffix(".json")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def pipeline_domain_warnings(name: str, metadata, *, illumination_per_um=None, used=None,
+                             model: str | Path = "default") -> list[str]:
+    """:func:`domain_check` of a measurement against the shipped model's card, each warning
+    prefixed with the measurement's ``name`` (the pipeline's warning style); a missing or
+    unreadable card is a warning too."""
+    try:
+        card = model_card(model)
+    except (OSError, ValueError) as exc:
+        return [f"{name}: the learned regulariser's model card cannot be read ({exc})"]
+    return [f"{name}: {w}" for w in domain_check(metadata, card, illumination_per_um=illumination_per_um, used=used)]

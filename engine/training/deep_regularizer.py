@@ -70,6 +70,7 @@ __all__ = [
     "bead_elongation_study",
     "save_pair",
     "read_pair",
+    "training_domain_v1",
     "main",
 ]
 
@@ -131,6 +132,9 @@ class TrainingPair:
         :class:`OpticalSetup` name.
     objects : list of dict
         Phantom truth (for bead centres and radii).
+    setup_params : dict
+        The setup itself (``deepreg-pairs/2``: NA, illuminations, pattern, λ, n_m, voxel, noise); empty for
+        ``deepreg-pairs/1``, whose setups are named in :data:`SETUPS`.
     """
 
     raw: np.ndarray
@@ -142,6 +146,7 @@ class TrainingPair:
     seed: int
     setup: str
     objects: list
+    setup_params: dict = dataclasses.field(default_factory=dict)
 
 
 VALIDATION_FIRST_SEED = 20
@@ -239,6 +244,36 @@ def simulate_pair(kind: str, seed: int, setup: Optional[OpticalSetup] = None, *,
                         setup=setup.name, objects=list(ph.params.get("objects", [])))
 
 
+def training_domain_v1() -> dict:
+    """The model-card ``domain`` of a model trained on ``deepreg-pairs/1`` (the shipped 2.x models).
+
+    Derived from :data:`SETUPS`, :func:`_voxel_for` and :func:`simulate_pair`, not written by hand:
+    Fermat-spiral illuminations (``illumination_pattern``'s default), voxel 0.08–0.12 µm for beads
+    and bacteria and min(0.2, 0.95·λ/(2 NA)) µm for cells, beads of radius 0.4–1.6 µm
+    (silica 1.46 or polystyrene 1.598), 64³ volumes.
+    """
+    from ..simulate.phantoms import BEAD_MATERIALS
+
+    def span(values) -> list:
+        return [float(min(values)), float(max(values))]
+
+    cell_vox = [min(0.2, 0.95 * s.wavelength_um / (2 * s.na_objective)) for s in SETUPS]
+    bead_vox = [min(v, 0.95 * s.wavelength_um / (2 * s.na_objective)) for s in SETUPS for v in (0.08, 0.12)]
+    delays = [2 * math.pi * (n - s.medium_index) * 2 * r / s.wavelength_um
+              for s in SETUPS for n in BEAD_MATERIALS.values() for r in (0.4, 1.6)]
+    return {"generator": GENERATOR_VERSION, "source": "engine.training.deep_regularizer.training_domain_v1",
+            "na_objective": span([s.na_objective for s in SETUPS]),
+            "illumination_na_fraction": span([s.na_condenser / s.na_objective for s in SETUPS]),
+            "n_illuminations": [min(s.n_angles for s in SETUPS), max(s.n_angles for s in SETUPS)],
+            "illumination_patterns": ["spiral"],
+            "voxel_um": span(cell_vox + bead_vox), "medium_index": span([s.medium_index for s in SETUPS]),
+            "wavelength_um": span([s.wavelength_um for s in SETUPS]), "field_noise": span([s.field_noise for s in SETUPS]),
+            "sample_kinds": list(SAMPLE_KINDS), "bead_materials": dict(BEAD_MATERIALS), "bead_radius_um": [0.4, 1.6],
+            "bead_max_phase_delay_rad": span(delays), "volume_voxels": list(VOLUME_SHAPE),
+            "setups": [dataclasses.asdict(s) for s in SETUPS],
+            "note": "three fixed setups, not a continuum: between them (e.g. NA 1.1 at 0.532 um) is untested"}
+
+
 def _pair_path(cache: Path, kind: str, seed: int) -> Path:
     return cache / f"{kind}_{seed:04d}.npz"
 
@@ -246,7 +281,8 @@ def _pair_path(cache: Path, kind: str, seed: int) -> Path:
 def save_pair(pair: TrainingPair, path: Path) -> None:
     """Write a pair as ``.npz`` (atomic: temporary file, then rename)."""
     meta = {"medium_index": pair.medium_index, "voxel_size_um": list(pair.voxel_size_um), "kind": pair.kind,
-            "seed": pair.seed, "setup": pair.setup, "objects": pair.objects, "generator": GENERATOR_VERSION}
+            "seed": pair.seed, "setup": pair.setup, "objects": pair.objects,
+            "generator": pair.setup_params.get("generator", GENERATOR_VERSION), "setup_params": pair.setup_params}
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, raw=pair.raw, tv=pair.tv, truth=pair.truth,
                         meta=np.asarray(json.dumps(meta, default=float)))
@@ -259,7 +295,7 @@ def read_pair(path: Path) -> TrainingPair:
         meta = json.loads(str(z["meta"]))
         return TrainingPair(raw=z["raw"], tv=z["tv"], truth=z["truth"], medium_index=float(meta["medium_index"]),
                             voxel_size_um=tuple(meta["voxel_size_um"]), kind=meta["kind"], seed=int(meta["seed"]),
-                            setup=meta["setup"], objects=meta["objects"])
+                            setup=meta["setup"], objects=meta["objects"], setup_params=meta.get("setup_params", {}))
 
 
 def generate_pairs(cache: Path = DEFAULT_CACHE, *, per_kind: int = 10, kinds: Sequence[str] = SAMPLE_KINDS,

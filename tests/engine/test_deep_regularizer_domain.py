@@ -1,0 +1,132 @@
+"""The learned regulariser is honest about its domain (#22 item 4): model card, domain_check, pipeline warnings."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.simulate.holograms import illumination_pattern
+from engine.tomography.deep_regularizer import (DEFAULT_MODEL_NAME, domain_check, measurement_setup, model_card,
+                                                pipeline_domain_warnings)
+from engine.training.deep_regularizer import SETUPS, training_domain_v1
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_CARD = REPO / "resources" / "models" / f"{DEFAULT_MODEL_NAME}.json"
+
+CARD = {"name": "toy", "version": "9", "domain": {
+    "na_objective": [1.0, 1.2], "medium_index": [1.333, 1.337], "wavelength_um": [0.457, 0.633],
+    "voxel_um": [0.08, 0.2], "n_illuminations": [31, 49], "illumination_na_fraction": [0.85, 0.95],
+    "illumination_patterns": ["spiral"]}}
+
+
+def _meta(na=1.2, nm=1.337, lam=0.532, px=0.1, n=49, na_ill=1.1, pattern="spiral") -> dict:
+    return {"na_objective": na, "medium_index": nm, "wavelength_um": lam, "pixel_size_um": px,
+            "illumination_per_um": illumination_pattern(n, na_ill, lam, pattern=pattern).tolist()}
+
+
+def test_inside_the_domain_gives_no_warning():
+    assert domain_check(_meta(), CARD) == []
+
+
+def test_each_quantity_outside_is_named_with_its_distance():
+    w = domain_check(_meta(na=1.4, nm=1.52, na_ill=1.26), CARD)
+    assert len(w) == 2
+    na = next(s for s in w if "objective NA" in s)
+    assert "1.40 is above" in na and "1.00–1.20" in na and "by 0.20" in na and "17 %" in na
+    nm = next(s for s in w if "medium index" in s)
+    assert "1.5200 is above" in nm and "by 0.1830" in nm
+
+
+@pytest.mark.parametrize("kwargs, word", [({"lam": 0.405}, "wavelength"), ({"px": 0.3}, "pixel"),
+                                           ({"n": 15}, "number of illuminations"),
+                                           ({"na_ill": 0.6}, "illumination NA")])
+def test_other_quantities(kwargs, word):
+    w = domain_check(_meta(**kwargs), CARD)
+    side = "above" if "px" in kwargs else "below"
+    assert len(w) == 1 and word in w[0] and f"is {side} its training range" in w[0]
+
+
+def test_ring_illuminations_warn_on_a_spiral_trained_model():
+    # 49 = 1 + 8 + 16 + 24 on rings: few distinct radii
+    assert measurement_setup(_meta(pattern="ring"))["pattern"] == "ring"
+    assert measurement_setup(_meta(pattern="spiral"))["pattern"] == "spiral"
+    w = domain_check(_meta(pattern="ring"), CARD)
+    assert any("ring pattern" in s for s in w)
+
+
+def test_used_fields_are_what_counts():
+    used = np.zeros(49, bool)
+    used[:20] = True
+    w = domain_check(_meta(), CARD, used=used)
+    assert any("number of illuminations 20 is below" in s for s in w)
+
+
+def test_a_card_without_domain_says_so():
+    w = domain_check(_meta(), {"name": "old", "version": "1"})
+    assert len(w) == 1 and "does not state the setups" in w[0]
+
+
+def test_shipped_card_domain_is_derived_from_the_training_code():
+    card = json.loads(SHIPPED_CARD.read_text(encoding="utf-8"))
+    gen = card["training"]["generator"]
+    if gen == "deepreg-pairs/1":
+        expected = training_domain_v1()
+    else:
+        from engine.training.deep_regularizer_data import domain_of_ranges
+        expected = domain_of_ranges()
+    assert json.loads(json.dumps(expected, default=float)) == card["domain"]
+    # the setups the card lists are those the generator used
+    if gen == "deepreg-pairs/1":
+        assert card["domain"]["na_objective"] == [min(s.na_objective for s in SETUPS),
+                                                  max(s.na_objective for s in SETUPS)]
+    assert model_card("default")["domain"] == card["domain"]
+
+
+def test_shipped_card_accepts_its_own_training_setups():
+    card = model_card("default")
+    if card["training"]["generator"] != "deepreg-pairs/1":
+        pytest.skip("checked for the v1 setups only")
+    for s in SETUPS:
+        meta = _meta(na=s.na_objective, nm=s.medium_index, lam=s.wavelength_um, n=s.n_angles,
+                     na_ill=s.na_condenser, px=0.1)
+        assert domain_check(meta, card) == [], s.name
+
+
+def test_pipeline_warnings_are_prefixed_with_the_measurement():
+    w = pipeline_domain_warnings("cell_07", _meta(nm=1.52))
+    assert w and all(s.startswith("cell_07: ") for s in w)
+    nm = next(s for s in w if "medium index" in s)
+    assert math.isclose(float(nm.split("medium index n_m ")[1].split()[0]), 1.52)
+
+
+def test_pipeline_and_batch_log_carry_the_domain_warnings(tmp_path):
+    """The tiny self-test acquisition (15 illuminations on rings) is outside the shipped model's
+    setups: the result's warnings, the result file and the batch log say so; TV does not warn."""
+    import h5py
+
+    from app.cli import main as cli_main
+    from engine.pipeline.process import ProcessOptions, process_measurement
+    from engine.selftest import tiny_demo_config
+    from engine.simulate.demo import write_demo
+
+    folder = write_demo(tmp_path / "in", kind="beads", count=1, seed=3, config=tiny_demo_config(), device="cpu")[0]
+    expected = pipeline_domain_warnings(folder.name, json.loads((folder / "measurement.json").read_text()))
+    assert expected, "the tiny acquisition should be outside the shipped model's domain"
+    out = tmp_path / "deep.odt.h5"
+    res = process_measurement(folder, out, ProcessOptions(screen="none", regularize="deep", device="cpu"))
+    domain = [w for w in res.warnings if "outside its training domain" in w]
+    assert domain and any("number of illuminations 15" in w for w in domain)
+    with h5py.File(out, "r") as f:
+        assert any("outside its training domain" in w for w in json.loads(f.attrs["warnings"]))
+    res_tv = process_measurement(folder, tmp_path / "none.odt.h5", ProcessOptions(screen="none", device="cpu"))
+    assert not any("training domain" in w for w in res_tv.warnings)
+
+    rc = cli_main(["batch", str(folder.parent), "--out", str(tmp_path / "out"), "--screen", "none",
+                   "--device", "cpu", "--regularize", "deep"])
+    assert rc == 0
+    log = (tmp_path / "out" / "logs" / f"{folder.name}.log").read_text(encoding="utf-8")
+    assert "outside its training domain" in log and "number of illuminations 15" in log
