@@ -423,6 +423,11 @@ def _process_scalar(measurement: Measurement | _Header, options: ProcessOptions,
     decision = np.asarray(chosen.decision, dtype=np.uint8)
     if decision.sum() == 0:
         raise ValueError(f"{measurement.name}: screening marked every field noisy; nothing to reconstruct")
+    if options.regularize == "deep":  # a measurement outside the learned regulariser's training setups
+        from ..tomography.deep_regularizer import pipeline_domain_warnings
+
+        warnings += pipeline_domain_warnings(measurement.name, meta, illumination_per_um=retrieved.illumination_per_um,
+                                             used=decision)
 
     def result(tomogram: Any) -> ProcessResult:
         return ProcessResult(name=measurement.name, fields=retrieved.field,
