@@ -61,6 +61,10 @@ class BirefringenceVolumes:
         What made the volumes: the result file's ``tomogram/method`` (``"dtt-rytov"``,
         ``"dtt-refined"``, ``"learned-generator…"``), else its recorded ``birefringence_method``;
         ``""`` when the file does not say (see :func:`route_text`).
+    route_reason : str
+        Why ``auto`` chose that route (the file's ``birefringence_route`` attribute,
+        :func:`engine.birefringence.routes.choose_route`); ``""`` for an explicit route or an
+        older file.
     """
 
     n_e: np.ndarray
@@ -75,6 +79,7 @@ class BirefringenceVolumes:
     delta_n: Optional[np.ndarray] = None
     view3d: Optional[tuple[np.ndarray, np.ndarray, tuple[float, float, float]]] = None
     route: str = ""
+    route_reason: str = ""
 
     def __post_init__(self) -> None:
         self.n_e = np.asarray(self.n_e, dtype=np.float32)
@@ -141,20 +146,31 @@ def load_birefringence_result(path: str | Path, *, progress: Optional[Callable[.
         n_m = md.get("medium_index")
     report(progress, 0.6, "Preparing the views")
     vols = BirefringenceVolumes(b.n_e, b.n_o, b.director, vox, origin, n_m, label=path.name, source=path,
-                                route=_recorded_route(res))
+                                route=_recorded_route(res), route_reason=_auto_reason(res))
     report(progress, 1.0, "Loaded")
     return vols
 
 
 def _recorded_route(res) -> str:  # noqa: ANN001 - engine.store.results.ResultFile
-    """The route that made a result's birefringence volumes: ``tomogram/method``, else the recorded option."""
+    """The route that made a result's birefringence volumes: ``tomogram/method``, else the recorded
+    route (``auto``'s choice, else the option)."""
     method = res.tomogram.method if res.tomogram is not None else ""
     if method:
         return str(method)
     try:
-        return str(json.loads(res.attrs.get("processing_options") or "{}").get("birefringence_method") or "")
+        rec = json.loads(res.attrs.get("processing_options") or "{}")
+        return str(rec.get("birefringence_route") or rec.get("birefringence_method") or "")
     except (json.JSONDecodeError, AttributeError):
         return ""
+
+
+def _auto_reason(res) -> str:  # noqa: ANN001 - engine.store.results.ResultFile
+    """Why ``auto`` chose the route (the ``birefringence_route`` attribute), '' when not chosen automatically."""
+    try:
+        rec = json.loads(res.attrs.get("birefringence_route") or "{}")
+    except (json.JSONDecodeError, AttributeError, TypeError):
+        return ""
+    return str(rec.get("reason") or "") if isinstance(rec, dict) and rec.get("requested") == "auto" else ""
 
 
 #: How the tab names each birefringence route (``tomogram/method`` values and the
@@ -166,6 +182,7 @@ ROUTES = {
     "learned-generator+dtt-director": "learned generator (n_e, n_o) with the DTT director",
     "learned-generator": "learned generator",
     "learned": "learned generator (n_e, n_o) with the DTT director",
+    "auto": "chosen automatically (which one is not recorded)",
 }
 
 
@@ -177,7 +194,8 @@ def route_text(data: Optional[BirefringenceVolumes]) -> str:
         return "Route: the simulator's truth (no reconstruction)"
     if not data.route:
         return "Route: not recorded in this file"
-    return f"Route: {ROUTES.get(data.route, data.route)}"
+    text = f"Route: {ROUTES.get(data.route, data.route)}"
+    return f"{text}\nChosen automatically: {data.route_reason}" if data.route_reason else text
 
 
 def load_truth(path: str | Path, *, progress: Optional[Callable[..., None]] = None,

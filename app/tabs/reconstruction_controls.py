@@ -7,7 +7,10 @@ the signals that concern more than one box.
 * :class:`SourceBox` — the project's measurements, the chosen folder, *Folder…*, *Open result…*;
 * :class:`MethodBox` — bound to :class:`engine.pipeline.process.ProcessOptions`: the form shows
   one options object (:meth:`MethodBox.set_options`, e.g. a loaded result's) and builds one
-  (:meth:`MethodBox.options`), with the cost estimate shown before a run;
+  (:meth:`MethodBox.options`), with the cost estimate shown before a run; for a
+  polarisation-resolved measurement (:meth:`MethodBox.set_polarised`) also the birefringence
+  route (Auto, DTT, DTT refined, Learned; the engine's one-line summaries,
+  :data:`engine.birefringence.routes.ROUTE_SUMMARIES`);
 * :class:`DisplayBox` — the volume shown, side by side, MIP, colour range, line profile;
 * :class:`ExportBox` — every volume as OME-TIFF, OME-Zarr or ImageJ TIFF, and the result file.
 """
@@ -53,6 +56,11 @@ METHOD_TIPS = {
                   "lipid droplets), which first-order methods underestimate and stretch along z. Minutes, not "
                   "seconds: see the estimate below. Written as ri_ms beside the Rytov tomogram.",
 }
+#: The birefringence routes the form offers (``ProcessOptions.birefringence_method``), in order
+BIREFRINGENCE_ROUTE_LABELS = {"auto": "Auto (chosen from the measurement)", "dtt": "DTT", "dtt-refined": "DTT refined",
+                              "learned": "Learned generator"}
+#: Measured time of each route on 25 illuminations of 256² (tests/benchmarks/bench_birefringence_routes.py)
+BIREFRINGENCE_ROUTE_COST = {"auto": "", "dtt": "", "dtt-refined": "", "learned": ""}
 
 
 def _spin(lo: int, hi: int, value: int, name: str, tip: str = "", suffix: str = "") -> QSpinBox:
@@ -141,6 +149,7 @@ class MethodBox(QGroupBox):
         self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self._build_first_order(d)
         self._build_multislice(d)
+        self._build_birefringence(d)
         self.shape_z = _spin(0, 2048, 0, "shapeZ", "Axial voxels (auto: half the image size)")
         self.shape_z.setSpecialValueText("auto")
         self.form.addRow("Axial voxels", self.shape_z)
@@ -157,7 +166,7 @@ class MethodBox(QGroupBox):
                                    "(engine.pipeline.cost); good to within about a factor of two")
         self.form.addRow(self.cost_label)
         self.set_deep_available(deep_available)
-        for w in (self.method_combo, self.reg_combo, self.device_combo):
+        for w in (self.method_combo, self.reg_combo, self.device_combo, self.route_combo):
             w.currentIndexChanged.connect(self._on_changed)
         for s in (self.nonneg_iter, self.tv_outer, self.tv_inner, self.ms_iterations, self.ms_batch, self.shape_z):
             s.valueChanged.connect(self._on_changed)
@@ -214,6 +223,34 @@ class MethodBox(QGroupBox):
             self.form.addRow(label, field)
             self._ms_rows.append(self.form.rowCount() - 1)
 
+    def _build_birefringence(self, d: ProcessOptions) -> None:
+        """The birefringence route row and its one-line explanation (polarisation-resolved data only)."""
+        from engine.birefringence.routes import ROUTE_SUMMARIES
+
+        self._route_tips = ROUTE_SUMMARIES
+        self.polarised = False
+        self.route_combo = QComboBox(self)
+        self.route_combo.setObjectName("birefringenceRoute")
+        for i, (key, text) in enumerate(BIREFRINGENCE_ROUTE_LABELS.items()):
+            self.route_combo.addItem(text, key)
+            self.route_combo.setItemData(i, ROUTE_SUMMARIES[key], Qt.ItemDataRole.ToolTipRole)
+        self.route_combo.setCurrentIndex(max(0, self.route_combo.findData(d.birefringence_method)))
+        self.route_tip = QLabel("", self)
+        self.route_tip.setObjectName("birefringenceRouteTip")
+        self.route_tip.setWordWrap(True)
+        self.route_tip.setStyleSheet("color: #aeb4bd;")
+        self.form.addRow("Birefringence", self.route_combo)
+        self._route_rows = [self.form.rowCount() - 1]
+        self.form.addRow(self.route_tip)
+        self._route_rows.append(self.form.rowCount() - 1)
+
+    def set_polarised(self, polarised: bool) -> None:
+        """A polarisation-resolved measurement is chosen (show the route; :meth:`options` asks for
+        birefringence) or not (hide it)."""
+        if bool(polarised) != self.polarised:
+            self.polarised = bool(polarised)
+            self.update_enabled()
+
     def set_deep_available(self, ok: bool) -> None:
         """Offer the learned regulariser only when its weights are shipped (else say why)."""
         self.deep_ok = bool(ok)
@@ -239,6 +276,11 @@ class MethodBox(QGroupBox):
         ms = self.method_combo.currentData() == "multislice"
         for row in self._ms_rows:
             self.form.setRowVisible(row, ms)
+        for row in self._route_rows:
+            self.form.setRowVisible(row, self.polarised)
+        route = self.route_combo.currentData()
+        cost = BIREFRINGENCE_ROUTE_COST.get(route, "")
+        self.route_tip.setText(self._route_tips.get(route, "") + (f" {cost}" if cost else ""))
 
     def options(self, sideband: str = "auto") -> ProcessOptions:
         """The options the form shows. Fields are not screened here (``screen="none"``): a project
@@ -252,18 +294,19 @@ class MethodBox(QGroupBox):
             tv_inner_iterations=self.tv_inner.value(),
             multislice_iterations=self.ms_iterations.value(), multislice_batch=self.ms_batch.value(),
             multislice_tv_weight=self.ms_tv_weight.value(), multislice_step=self.ms_step.value(),
-            shape_z=self.shape_z.value() or None, device=self.device_combo.currentData(), sideband=sideband)
+            shape_z=self.shape_z.value() or None, device=self.device_combo.currentData(), sideband=sideband,
+            birefringence=self.polarised, birefringence_method=self.route_combo.currentData())
 
     def set_options(self, o: ProcessOptions) -> None:
         """Show ``o`` (e.g. the options a loaded result was made with); emits :attr:`changed` once."""
         widgets = (self.method_combo, self.reg_combo, self.device_combo, self.nonneg_check, self.nonneg_iter,
                    self.tv_weight, self.tv_outer, self.tv_inner, self.ms_iterations, self.ms_batch,
-                   self.ms_tv_weight, self.ms_step, self.shape_z)
+                   self.ms_tv_weight, self.ms_step, self.shape_z, self.route_combo)
         for w in widgets:
             w.blockSignals(True)
         try:
             for combo, value in ((self.method_combo, o.method), (self.reg_combo, o.regularize),
-                                 (self.device_combo, o.device)):
+                                 (self.device_combo, o.device), (self.route_combo, o.birefringence_method)):
                 i = combo.findData(value)
                 if i >= 0:
                     combo.setCurrentIndex(i)
@@ -281,6 +324,7 @@ class MethodBox(QGroupBox):
             self.ms_tv_weight.setValue(float(o.multislice_tv_weight))
             self.ms_step.setValue(float(o.multislice_step))
             self.shape_z.setValue(int(o.shape_z or 0))
+            self.polarised = bool(o.birefringence)
         finally:
             for w in widgets:
                 w.blockSignals(False)

@@ -380,6 +380,7 @@ class ReconstructionTab(QWidget):
         else:
             if self._size is None or self._size[0] != self.folder:
                 self._size = (self.folder, measurement_size(self.folder))
+            self.method_box.set_polarised(bool(self._size[1] is not None and self._size[1].metadata.polarised))
             if self._calibration is None:
                 self._start_calibration()
             opts = self.options()

@@ -1,46 +1,81 @@
-"""Speed (and quality) benchmark: physics (DTT) vs learned route of 3-D birefringence, side by side.
+"""Speed benchmark: the three birefringence routes side by side on a 25-illumination 256² measurement (#20 item 5).
 
 Run on demand (not collected by default)::
 
-    .venv/bin/python tests/benchmarks/bench_birefringence_routes.py [--device cpu|cuda] [--repeats 5] [--no-demo]
-        [--threads 1]
+    .venv/bin/python tests/benchmarks/bench_birefringence_routes.py [--repeats 3] [--routes learned dtt dtt-refined]
+        [--no-process] [--threads N] [--device cpu|cuda] [--cache /tmp/odt-bench-routes]
     .venv/bin/python -m pytest tests/benchmarks/bench_birefringence_routes.py -s
 
-Two cases, both starting from the Jones fields (the field retrieval, shared by both routes, is
-timed apart at the demo size):
+The measurement: one simulated nematic droplet (``write_demo("lc-droplets")``, radius 2.0 µm, n_o 1.52,
+n_e 1.62, centred) at the learned generator's training setup (λ 0.532 µm, n_m 1.46, objective NA 1.2,
+condenser NA 1.0, 25 illuminations on the Fermat spiral), 4 polarisation images per illumination = 100
+holograms of 256² at 0.1 µm, no defects. Written once under ``--cache``.
 
-1. Generator size: a fresh droplet of the training distribution (seed not used in training), 25
-   Jones matrices of 32² fields at 0.2 µm; ``reconstruct_tensor`` onto 32³ and
-   ``reconstruct_tensor_learned`` (model loaded once, not timed) onto the same 32³ grid.
-2. lc-droplets demo size: 100 holograms of 192² at 0.1 µm (25 illuminations); DTT onto
-   96×192×192 (dz 0.1 µm, as ``bench_birefringence.py``) and the learned route onto 48×96×96
-   voxels of 0.2 µm (the fields are Fourier-resampled to the model's voxel). The demo droplets
-   (radius 2–4 µm, 5CB-like) are partly outside the training distribution (radius ≤ 2.4 µm).
+Timed, median of ``--repeats`` runs after one warm-up (which also loads the generator):
 
-Reports medians of ``--repeats`` runs, the DTT / learned ratio, and PSNR (0–255 over the card's
-range) of each route's n_e, n_o against the simulator's truth; asserts nothing about time.
+1. **route calls** (``dtt-refined``: one run, no warm-up): from the Jones fields (retrieved once,
+   timed apart as ``jones_fields``) to the tensor volume — ``reconstruct_tensor`` (dtt),
+   ``refine_tensor`` (dtt-refined) onto 128 × 256² voxels of 0.1 µm (the pipeline's default
+   depth), ``reconstruct_tensor_learned(director="dtt")`` (learned: fields resampled to the
+   model's 0.2 µm voxel, 32 × 128² voxels; its DTT director on that grid included);
+2. **whole processes**: :func:`engine.pipeline.process.process_measurement` of the folder with
+   ``ProcessOptions(birefringence=True, birefringence_method=route, screen="none")`` writing the
+   result file — reading, Jones-field retrieval, the route, writing: what ``odt-studio batch``
+   does per folder, less the screening network; and ``auto`` once, with its choice.
+
+The machine load (1-min load average, before and after every group), the CPU count, torch's
+threads and ``OMP_NUM_THREADS`` are printed: on a shared CPU the times scale with the load. Asserts
+nothing about time.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 from engine.backend import device_description, resolve_device
-from engine.birefringence import JonesFields, jones_fields, reconstruct_tensor
-from engine.birefringence.generator import load_generator, reconstruct_tensor_learned, resample_jones
-from engine.metrics import psnr_255
-from engine.simulate.demo import simulate_demo
-from engine.training.birefringence_generator import simulate_droplet, training_metadata
+from engine.birefringence import jones_fields, reconstruct_tensor
+from engine.birefringence.generator import load_generator, reconstruct_tensor_learned
+from engine.birefringence.refine import refine_tensor
+
+SIZE, N_ILL, PIXEL = 256, 25, 0.1
 
 
-def _timed(fn, dev, repeats: int):
+def _load() -> str:
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def measurement_folder(cache: Path) -> Path:
+    """The 256² polarisation-resolved droplet measurement (written once)."""
+    from engine.simulate.demo import DemoConfig, write_demo
+    from engine.simulate.holograms import Setup
+
+    folder = cache / "in" / "lc-droplets_000"
+    if (folder / "measurement.json").is_file():
+        return folder
+    cfg = DemoConfig(Setup(image_shape=(SIZE, SIZE), pixel_size_um=PIXEL, sim_pixel_um=0.2, voxel_z_um=0.2,
+                           medium_index=1.46, na_objective=1.2, na_condenser=1.0, n_angles=N_ILL, pattern="spiral"),
+                     depth_um=6.4, phantom_kwargs={"radius_um": 2.0, "n_o": 1.52, "n_e": 1.62},
+                     defect_rate=0.0, imperfection_rate=0.0, near_edge_probability=0.0)
+    t = time.perf_counter()
+    out = write_demo(cache / "in", kind="lc-droplets", count=1, seed=11, config=cfg, device="cpu")[0]
+    print(f"simulated the measurement in {time.perf_counter() - t:.0f} s: {out}", flush=True)
+    return out
+
+
+def _median_time(fn, dev, repeats: int):
     out, times = None, []
-    for _ in range(repeats):
+    for _ in range(max(1, repeats)):
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
@@ -48,82 +83,88 @@ def _timed(fn, dev, repeats: int):
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    return out, statistics.median(times)
+    return out, statistics.median(times), times
 
 
-def _psnr(tomo_ne, tomo_no, truth_ne, truth_no, lo, hi) -> str:
-    return f"PSNR n_e {psnr_255(tomo_ne, truth_ne, lo, hi):.1f} dB, n_o {psnr_255(tomo_no, truth_no, lo, hi):.1f} dB"
+def _route_calls(jf, md, gen, dev, routes, repeats: int) -> dict:
+    calls = {
+        "dtt": lambda: reconstruct_tensor(jf, md, device=dev),
+        "dtt-refined": lambda: refine_tensor(jf, md, device=dev),
+        "learned": lambda: reconstruct_tensor_learned(jf, md, model=gen, director="dtt", device=dev),
+    }
+    res = {}
+    for route in routes:
+        if route != "dtt-refined":  # refined: minutes of compute, no first-call overhead worth a warm-up
+            print(f"  [{route}] warm-up … ({_load()})", flush=True)
+            calls[route]()
+        out, med, times = _median_time(calls[route], dev, 1 if route == "dtt-refined" else repeats)
+        inside = out.delta_n[out.mean_index > md.medium_index + 0.03]  # inside the droplet
+        res[route] = {"median_s": med, "runs_s": times, "volume": out.n_e.shape, "method": out.method,
+                      "timings": {k: v for k, v in out.timings_s.items() if isinstance(v, float)}}
+        print(f"  {route:12s} {med:7.2f} s (runs {', '.join(f'{t:.2f}' for t in times)}) onto {out.n_e.shape}, "
+              f"{out.method}; median Δn inside the droplet {np.median(inside) if inside.size else 0:.3f} "
+              f"(true 0.10); {_load()}", flush=True)
+    return res
 
 
-def run(device: str = "cpu", repeats: int = 5, demo: bool = True) -> dict:
+def _processes(folder: Path, dev, routes, repeats: int, out_dir: Path) -> dict:
+    from engine.pipeline.process import ProcessOptions, process_measurement
+
+    res = {}
+    for route in list(routes) + ["auto"]:
+        opts = ProcessOptions(birefringence=True, birefringence_method=route, screen="none", device=str(dev))
+        reps = 1 if route in ("auto", "dtt-refined") else repeats
+        def once(route=route, opts=opts):
+            return process_measurement(folder, out_dir / f"{route}.odt.h5", opts)
+
+        r, med, times = _median_time(once, dev, reps)
+        res[route] = {"median_s": med, "runs_s": times, "stages": dict(r.timings_s),
+                      "chosen": r.birefringence_route.method, "reason": r.birefringence_route.reason}
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in r.timings_s.items())
+        print(f"  {route:12s} {med:7.2f} s (runs {', '.join(f'{t:.2f}' for t in times)}; {stages}) "
+              f"→ {r.birefringence_route.method}; {_load()}", flush=True)
+        if route == "auto":
+            print(f"    auto's reason: {r.birefringence_route.reason}")
+    return res
+
+
+def run(device: str = "cpu", repeats: int = 3, routes=("learned", "dtt", "dtt-refined"), process: bool = True,
+        cache: Path | None = None) -> dict:
     dev = resolve_device(device)
+    cache = Path(cache or Path(tempfile.gettempdir()) / "odt-bench-routes")
+    print(f"device: {device_description(dev)}; {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; {_load()}", flush=True)
+    folder = measurement_folder(cache)
+    from engine.store.folders import load_measurement
+
+    meas = load_measurement(folder)
+    md = meas.metadata
+    jf, t_jones, _ = _median_time(lambda: jones_fields(meas, device=dev), dev, 1)
+    print(f"{meas.n_images} holograms of {meas.image_shape}: jones_fields {t_jones:.2f} s; {_load()}", flush=True)
     gen = load_generator("default", device=dev)
-    lo, hi = gen.card["output"]["n_min"], gen.card["output"]["n_max"]
-    print(f"device: {device_description(dev)}, torch threads {torch.get_num_threads()}")
-    res: dict = {}
-    # ---- 1. generator size
-    jones, truth, params = simulate_droplet(np.random.default_rng([777, 5, 0]), dev)
-    md = training_metadata()
-    reconstruct_tensor_learned(jones, md, model=gen, device=dev)  # warm-up
-    reconstruct_tensor(jones, md, shape_z=32, device=dev)
-    dtt, t_dtt = _timed(lambda: reconstruct_tensor(jones, md, shape_z=32, device=dev), dev, repeats)
-    lrn, t_lrn = _timed(lambda: reconstruct_tensor_learned(jones, md, model=gen, device=dev), dev, repeats)
-    res["small"] = {"dtt_s": t_dtt, "learned_s": t_lrn, "ratio": t_dtt / t_lrn, "volume": lrn.n_e.shape}
-    print(f"[generator size] {params['configuration']} droplet r {params['radius_um']:.2f} µm, n_e {params['n_e']:.3f}, "
-          f"n_o {params['n_o']:.3f}; 25 illuminations of 32², volume {lrn.n_e.shape}")
-    print(f"  DTT     {t_dtt * 1e3:7.1f} ms  {_psnr(dtt.n_e, dtt.n_o, truth[0], truth[1], lo, hi)}")
-    print(f"  learned {t_lrn * 1e3:7.1f} ms  {_psnr(lrn.n_e, lrn.n_o, truth[0], truth[1], lo, hi)}  "
-          f"(inputs {lrn.timings_s['inputs'] * 1e3:.0f} ms, network {lrn.timings_s['network'] * 1e3:.0f} ms)")
-    print(f"  DTT / learned time ratio {t_dtt / t_lrn:.2f}")
-    if not demo:
-        return res
-    # ---- 2. demo size
-    sim = simulate_demo("lc-droplets", seed=0, device=dev)
-    meas = sim.measurement
-    jf, t_jones = _timed(lambda: jones_fields(meas, device=dev), dev, max(1, repeats // 2))
-    reps = max(1, repeats // 2)
-    dtt, t_dtt = _timed(lambda: reconstruct_tensor(jf, meas.metadata, shape_z=96, device=dev), dev, reps)
-    lrn, t_lrn = _timed(lambda: reconstruct_tensor_learned(jf, meas.metadata, model=gen, shape_z=48, device=dev),
-                        dev, reps)
-    coarse = JonesFields(resample_jones(jf.field, jf.pixel_size_um, 0.2, device=dev).cpu().numpy(),
-                         jf.illumination_per_um, 0.2)  # DTT on the learned route's grid
-    dtt2, t_dtt2 = _timed(lambda: reconstruct_tensor(coarse, meas.metadata, shape_z=48, device=dev), dev, reps)
-    ph = sim.phantom  # truth on (46, 96, 96) voxels of 0.2 µm
-    zt = ph.n_e.shape[0]
-    lz = lrn.n_e.shape[0]
-    sl = slice(lz // 2 - zt // 2, lz // 2 - zt // 2 + zt)  # align z = 0 (index n//2)
-    k = np.arange(zt) * 2 + (96 // 2 - zt)  # DTT plane (k − 48)·0.1 = (m − zt//2)·0.2
-    obj = ph.params["objects"][0]
-    res["demo"] = {"jones_fields_s": t_jones, "dtt_s": t_dtt, "learned_s": t_lrn, "ratio": t_dtt / t_lrn,
-                   "dtt_volume": dtt.n_e.shape, "learned_volume": lrn.n_e.shape, "dtt_same_grid_s": t_dtt2}
-    print(f"[demo size] {obj['configuration']} droplet r {obj['radius_um']:.2f} µm, n_e {obj['n_e']:.3f}, "
-          f"n_o {obj['n_o']:.3f}; {meas.n_images} holograms of {meas.image_shape}; jones_fields {t_jones:.2f} s")
-    print(f"  DTT     {t_dtt:6.2f} s onto {dtt.n_e.shape}  "
-          f"{_psnr(dtt.n_e[k][:, ::2, ::2], dtt.n_o[k][:, ::2, ::2], ph.n_e, ph.n_o, lo, hi)}")
-    print(f"  DTT     {t_dtt2:6.2f} s onto {dtt2.n_e.shape} (fields resampled to 0.2 µm, the learned grid)  "
-          f"{_psnr(dtt2.n_e[sl], dtt2.n_o[sl], ph.n_e, ph.n_o, lo, hi)}")
-    print(f"  learned {t_lrn:6.2f} s onto {lrn.n_e.shape}  {_psnr(lrn.n_e[sl], lrn.n_o[sl], ph.n_e, ph.n_o, lo, hi)}  "
-          f"(inputs {lrn.timings_s['inputs']:.2f} s, network {lrn.timings_s['network']:.2f} s)")
-    print(f"  DTT / learned time ratio {t_dtt / t_lrn:.2f} (same grid: {t_dtt2 / t_lrn:.2f})")
+    print("route calls (Jones fields → tensor volume):", flush=True)
+    res = {"jones_fields_s": t_jones, "calls": _route_calls(jf, md, gen, dev, routes, repeats)}
+    if process:
+        print("whole processes (folder → result file, screen none):", flush=True)
+        res["process"] = _processes(folder, dev, routes, repeats, cache / "out")
     return res
 
 
 def test_bench_birefringence_routes():
     res = run("cpu", repeats=3)
-    assert res["small"]["volume"] == (32, 32, 32)
-    if torch.cuda.is_available():
-        gpu = run("cuda", repeats=5)
-        print(f"CPU / GPU ratio, learned route at the demo size: {res['demo']['learned_s'] / gpu['demo']['learned_s']:.1f}")
+    assert res["calls"]["learned"]["volume"][1:] == (128, 128)
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--no-demo", action="store_true")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default); 1 is steadier "
-                                                           "when another job shares the cores")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--routes", nargs="+", default=["learned", "dtt", "dtt-refined"],
+                    choices=["learned", "dtt", "dtt-refined"])
+    ap.add_argument("--no-process", action="store_true", help="time only the route calls")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--cache", type=Path, default=None)
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    run(a.device, a.repeats, not a.no_demo)
+    run(a.device, a.repeats, a.routes, not a.no_process, a.cache)
