@@ -128,14 +128,22 @@ class MultisliceModel:
     model : {"ssnp", "bpm"}
     substeps : int, optional
         Screens per voxel slice (default: enough that ``k h ≤ 2``, needed by the SSNP step).
+    frame : {"lab", "illumination"}
+        March along z (``"lab"``) or, per illumination, along the illumination's own direction
+        through the volume resampled (trilinear) on a rotated grid (``"illumination"``, SSNP only;
+        see the module notes: the steep-light limit of SSNP).
     device
     """
 
     def __init__(self, shape, voxel_size_um, wavelength_um: float, medium_index: float,
                  na: Optional[float], *, model: str = "ssnp", substeps: Optional[int] = None,
-                 device: str | torch.device = "auto") -> None:
+                 frame: str = "lab", device: str | torch.device = "auto") -> None:
         if model not in ("ssnp", "bpm"):
             raise ValueError(f"unknown forward model {model!r}: 'ssnp' or 'bpm'")
+        if frame not in ("lab", "illumination") or (frame == "illumination" and model != "ssnp"):
+            raise ValueError(f"unknown frame {frame!r} for model {model!r}: 'lab', or 'illumination' with SSNP")
+        self.frame = frame
+        self.support_um: Optional[tuple] = None  # illumination frame: ((x, y, z) low, high) µm, see set_support
         self.shape = tuple(int(s) for s in shape)
         self.voxel = tuple(float(v) for v in voxel_size_um)
         self.lam, self.nm, self.na, self.model = float(wavelength_um), float(medium_index), na, model
@@ -154,9 +162,33 @@ class MultisliceModel:
         self.vx = torch.fft.fftfreq(X, d=dx, dtype=torch.float64, device=self.device)[None, :]
         self.k0sq = (2 * math.pi / self.lam) ** 2
 
+    def set_support(self, dn: Optional[torch.Tensor], threshold: float = 0.0, margin: int = 0) -> None:
+        """Illumination frame: march only through the box of the voxels where ``|Δn| > threshold``.
+
+        ``dn`` (Z, Y, X); ``None`` (or no such voxel): the whole volume; ``margin`` voxels are added
+        on every side. Voxels outside the box count as medium in the forward model (and get no
+        gradient) until the next call.
+        """
+        self.support_um = None
+        if dn is None:
+            return
+        idx = torch.nonzero(dn.detach().abs() > threshold)
+        if len(idx) == 0:
+            return
+        n = torch.tensor(self.shape, device=idx.device)
+        d = torch.tensor(self.voxel, dtype=torch.float64, device=idx.device)
+        lo = (idx.amin(0) - n // 2 - 0.5 - margin) * d
+        hi = (idx.amax(0) - n // 2 + 0.5 + margin) * d
+        self.support_um = (lo.flip(0).cpu().numpy(), hi.flip(0).cpu().numpy())  # (z, y, x) -> (x, y, z)
+
     # ------------------------------------------------------------------ per-chunk operators
     def _operators(self, f: torch.Tensor) -> dict:
         """Propagators, gain and pupil (B, Y, X) for illuminations ``f`` (B, 2) float64."""
+        if self.frame == "illumination":
+            return _rotated_operators(self, f)
+        return self._lab_operators(f)
+
+    def _lab_operators(self, f: torch.Tensor) -> dict:
         px = self.vx + f[:, 0, None, None]
         py = self.vy + f[:, 1, None, None]
         arg = self.k_cyc ** 2 - px * px - py * py
@@ -204,6 +236,11 @@ class MultisliceModel:
         return self._march(dn, ops)
 
     def _march(self, dn: torch.Tensor, ops: dict) -> torch.Tensor:
+        if self.frame == "illumination":
+            return _rotated_fields(self, dn, ops)
+        return self._march_lab(dn, ops)
+
+    def _march_lab(self, dn: torch.Tensor, ops: dict) -> torch.Tensor:
         Z, Y, X = self.shape
         B = ops["pupil"].shape[0]
         ap = torch.zeros((B, Y, X), dtype=torch.complex64, device=self.device)
@@ -224,6 +261,149 @@ class MultisliceModel:
                     ap = torch.fft.fft2(torch.fft.ifft2(ap * pp) * q)
                 first = False
         return torch.fft.ifft2(ap * (ops["exit"] * ops["pupil"]))
+
+
+# ------------------------------------------------------------------ illumination frame
+def _frame_axes(model: MultisliceModel, f: torch.Tensor) -> torch.Tensor:
+    """Rows ``e1', e2', e3'`` (B, 3, 3), in (x, y, z), of the frame whose z' is the illumination's direction.
+
+    ``e2'`` is normal to the plane of incidence (ẑ × d), ``e1' = e2' × e3'``; normal incidence:
+    the lab axes.
+    """
+    k = model.k_cyc
+    fz = torch.sqrt(k * k - (f * f).sum(1))
+    d = torch.stack([f[:, 0], f[:, 1], fz], 1) / k
+    s = torch.hypot(f[:, 0], f[:, 1])
+    tilted = s > 1e-9 * k
+    safe = torch.where(tilted, s, torch.ones_like(s))
+    zero = torch.zeros_like(s)
+    e2 = torch.where(tilted[:, None], torch.stack([-f[:, 1] / safe, f[:, 0] / safe, zero], 1),
+                     torch.stack([zero, torch.ones_like(s), zero], 1))
+    e1 = torch.linalg.cross(e2, d, dim=1)
+    return torch.stack([e1, e2, d], 1)
+
+
+def _rotated_operators(model: MultisliceModel, f: torch.Tensor) -> dict:
+    """Rotated grids, the lab-frame SSNP of normal incidence on them, and the exit mapping.
+
+    The rotated grid (Z', Y', X'), voxels (dz, dx, dx), centred on the centre ``r0`` of the box
+    that may hold the sample (``model.support_um``, default the whole lab box; with a support
+    box, 1 µm of medium is added on every lateral side against the wrap-around of the periodic
+    march), holds every corner of that box for every illumination of the chunk; ``theta``
+    (B, 3, 4) maps its normalised coordinates to the lab volume's (``affine_grid``). The exit
+    spectrum is taken at the lab pupil's plane waves (see :func:`_exit_mapping`).
+    """
+    Z, Y, X = model.shape
+    dz, dy, dx = model.voxel
+    dev, f64 = model.device, torch.float64
+    axes = _frame_axes(model, f)  # (B, 3, 3): rows e1', e2', e3' in (x, y, z)
+    if model.support_um is None:
+        lo = torch.tensor([-(X // 2 + 0.5) * dx, -(Y // 2 + 0.5) * dy, -(Z // 2 + 0.5) * dz], dtype=f64, device=dev)
+        hi = -lo - torch.tensor([(X + 1) % 2 * dx, (Y + 1) % 2 * dy, (Z + 1) % 2 * dz], dtype=f64, device=dev)
+        margin = (0.0, 0.0, 0.0)
+    else:
+        lo, hi = (torch.as_tensor(v, dtype=f64, device=dev) for v in model.support_um)
+        margin = (1.0, 1.0, 0.0)
+    step = torch.tensor([dx, dy, dz], dtype=f64, device=dev)
+    r0 = torch.round((lo + hi) / 2 / step) * step  # on a voxel centre: normal light samples the voxels
+    half = torch.maximum(hi - r0, r0 - lo)
+    signs = torch.tensor([[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)], dtype=f64, device=dev)
+    ext = (signs[None, :, None, :] * half * axes[:, None]).sum(-1).abs().amax((0, 1))  # (3,) x', y', z'
+    d_rot = (dx, dx, dz)
+    n_rot = [2 * int(math.ceil((float(e) + m) / d - 0.5)) + 2 for e, m, d in zip(ext, margin, d_rot)]
+    sub = MultisliceModel((n_rot[2], n_rot[1], n_rot[0]), (dz, dx, dx), model.lam, model.nm, None,
+                          substeps=model.substeps, device=dev)
+    ops = sub._lab_operators(torch.zeros((1, 2), dtype=f64, device=dev))
+    # rotated position c'_a = alpha_a u'_a + beta_a; lab normalised u_b = gamma_b r_b + eta_b
+    alpha = torch.tensor([(n - 1) * d / 2 for n, d in zip(n_rot, d_rot)], dtype=f64, device=dev)
+    beta = torch.tensor([((n - 1) / 2 - n // 2) * d for n, d in zip(n_rot, d_rot)], dtype=f64, device=dev)
+    size = torch.tensor([X, Y, Z], dtype=f64, device=dev)
+    gamma = 2 / (torch.tensor([dx, dy, dz], dtype=f64, device=dev) * (size - 1).clamp(min=1))
+    eta = 2 * (size // 2) / (size - 1).clamp(min=1) - 1
+    et = axes.transpose(1, 2)  # (B, b, a) = e_a[b]
+    lin = gamma[None, :, None] * et * alpha[None, None, :]
+    off = gamma[None] * (r0[None] + (et * beta[None, None, :]).sum(-1)) + eta[None]
+    ops["theta"] = torch.cat([lin, off[..., None]], -1).to(torch.float32)
+    ops["rot_shape"] = (len(f), 1, n_rot[2], n_rot[1], n_rot[0])
+    lab = model._lab_operators(f)
+    ops["pupil"] = lab["pupil"]
+    c = [(torch.arange(n, dtype=f64, device=dev) - n // 2) * d for n, d in zip(n_rot, d_rot)]
+    ops.update(_exit_mapping(model, f, axes, c, lab["pupil"], r0))
+    ops["sub"] = sub
+    ops["unit"] = torch.zeros((Y, X), dtype=torch.complex64, device=dev)
+    ops["unit"][0, 0] = Y * X  # the unscattered wave
+    return ops
+
+
+def _exit_mapping(model: MultisliceModel, f: torch.Tensor, axes: torch.Tensor, c, pupil, r0) -> dict:
+    """The rotated exit field's spectrum at the lab pupil's plane waves.
+
+    For the M lab FFT indices ``idx`` inside the union of the chunk's pupils (physical
+    wave vector ``K``, rotated ``K' = (K·e1', K·e2', K·e3')``): ``ex`` (B, X', M), ``ey``
+    (B, Y', M) the separable non-uniform DFT at ``K'⊥`` over the rotated grid's positions ``c``;
+    ``jac`` (B, M) the change of angular-spectrum density ``(K'_z/K_z)·dx'dy'/(dx dy)`` (0 for
+    ``K'_z ≤ 0``: light scattered backwards in the illumination's frame is not modelled) times
+    ``exp(−2πi (K − K_inc)·r0)`` (the rotated grid's origin and the incident phase there);
+    ``shift`` the lab FFT's origin convention (voxel ``j`` at ``(j − n//2)·d``).
+    """
+    Y, X = model.shape[1:]
+    dz, dy, dx = model.voxel
+    idx = torch.nonzero(pupil.abs().sum(0).reshape(-1) > 0).reshape(-1)
+    kx = (model.vx.expand(Y, X).reshape(-1)[idx])[None] + f[:, 0, None]  # (B, M) physical
+    ky = (model.vy.expand(Y, X).reshape(-1)[idx])[None] + f[:, 1, None]
+    kz = torch.sqrt((model.k_cyc ** 2 - kx * kx - ky * ky).clamp(min=0.0))
+    kp = [kx * axes[:, a, 0, None] + ky * axes[:, a, 1, None] + kz * axes[:, a, 2, None] for a in range(3)]
+    ok = (kp[2] > 0) & (kz > 0)
+    jac = torch.where(ok, kp[2] / torch.where(ok, kz, torch.ones_like(kz)), torch.zeros_like(kz)) * (dx * dx / (dx * dy))
+    kzf = torch.sqrt(model.k_cyc ** 2 - (f * f).sum(1))[:, None]
+    at_r0 = -2 * math.pi * ((kx - f[:, 0, None]) * r0[0] + (ky - f[:, 1, None]) * r0[1] + (kz - kzf) * r0[2])
+    jac = torch.polar(jac, at_r0)
+    ex = torch.polar(torch.ones_like(c[0][None, :, None] * kp[0][:, None]), -2 * math.pi * c[0][None, :, None]
+                     * kp[0][:, None])
+    ey = torch.polar(torch.ones_like(c[1][None, :, None] * kp[1][:, None]), -2 * math.pi * c[1][None, :, None]
+                     * kp[1][:, None])
+    nu = [model.vx.expand(Y, X).reshape(-1)[idx], model.vy.expand(Y, X).reshape(-1)[idx]]
+    shift = torch.polar(torch.ones_like(nu[0]), -2 * math.pi * (nu[0] * (X // 2) * dx + nu[1] * (Y // 2) * dy))
+    return {"ex": ex.to(torch.complex64), "ey": ey.to(torch.complex64), "jac": jac.to(torch.complex64),
+            "idx": idx, "shift": shift.to(torch.complex64)}
+
+
+def _rotated_fields(model: MultisliceModel, dn: torch.Tensor, ops: dict) -> torch.Tensor:
+    """Lab-frame fields (B, Y, X) from SSNP marches along each illumination (see :func:`_rotated_operators`)."""
+    Z, Y, X = model.shape
+    B = ops["theta"].shape[0]
+    grid = torch.nn.functional.affine_grid(ops["theta"], list(ops["rot_shape"]), align_corners=True)
+    vol = torch.nn.functional.grid_sample(dn[None, None].expand(B, 1, Z, Y, X), grid, mode="bilinear",
+                                          padding_mode="zeros", align_corners=True)[:, 0]
+    sub = ops["sub"]
+    ap = _march_normal(sub, vol, ops)  # (B, Y', X') spectrum of ψ' at z' = 0
+    scat = torch.fft.ifft2(ap) - 1.0
+    spec = (torch.bmm(scat, ops["ex"]) * ops["ey"]).sum(1) * ops["jac"] * ops["shift"]  # (B, M)
+    full = torch.zeros((B, Y * X), dtype=torch.complex64, device=model.device)
+    full = full.index_copy(1, ops["idx"], spec).reshape(B, Y, X) + ops["unit"]
+    return torch.fft.ifft2(full * ops["pupil"])
+
+
+def _march_normal(sub: MultisliceModel, vol: torch.Tensor, ops: dict) -> torch.Tensor:
+    """SSNP march of normal incidence through per-illumination volumes ``vol`` (B, Z', Y', X');
+    returns the forward spectrum propagated back to z' = 0 (B, Y', X')."""
+    B, Zr, Yr, Xr = vol.shape
+    ap = torch.zeros((B, Yr, Xr), dtype=torch.complex64, device=vol.device)
+    ap[:, 0, 0] = Yr * Xr
+    am = torch.zeros_like(ap)
+    first = True
+    kzf = ops["kzf"].to(vol.dtype)
+    for j in range(Zr):
+        n = vol[:, j] + sub.nm
+        q = _ssnp_scatter(sub.k0sq * (n * n - sub.nm ** 2), kzf, sub.h)[0]
+        for _ in range(sub.substeps):
+            pp, pm = (ops["p_half"], ops["m_half"]) if first else (ops["p_step"], ops["m_step"])
+            ap, am = ap * pp, am * pm
+            psi = torch.fft.ifft2(ap + am)
+            s = torch.fft.fft2(q * psi) * ops["gain"]
+            ap, am = ap + s, am - s
+            first = False
+    return ap * ops["exit"]
 
 
 def _pupil_filter(d: torch.Tensor, pupil: torch.Tensor) -> torch.Tensor:
@@ -291,6 +471,18 @@ class MultisliceOptions:
         Upper bound on Δn.
     model : {"ssnp", "bpm"}
     substeps : int, optional
+    frame : {"auto", "lab", "illumination"}
+        SSNP marching direction (:class:`MultisliceModel`). ``"auto"``: the ``iterations`` in the
+        lab frame, then, if the iterate's largest Δn exceeds ``frame_threshold``,
+        ``refine_iterations`` more in the illumination frame (the lab frame's error grows with
+        the index contrast; see the module notes). ``"illumination"``: every iteration there.
+    frame_threshold : float
+        Largest Δn above which ``"auto"`` refines in the illumination frame.
+    refine_iterations : int
+        Illumination-frame iterations of ``"auto"``.
+    support_threshold : float
+        Illumination frame: the marches cover the box of the voxels where Δn exceeds this
+        fraction of the largest Δn (plus 3 voxels), re-measured every iteration.
     momentum : bool
         FISTA momentum.
     restart : bool
@@ -320,6 +512,10 @@ class MultisliceOptions:
     upper: Optional[float] = None
     model: str = "ssnp"
     substeps: Optional[int] = None
+    frame: str = "auto"
+    frame_threshold: float = 0.15
+    refine_iterations: int = 10
+    support_threshold: float = 0.05
     momentum: bool = True
     restart: bool = True
     guard: float = 2.0
@@ -398,8 +594,9 @@ def reconstruct_multislice(
     idx = np.flatnonzero(keep)
     ill = np.asarray(illumination_per_um, np.float64).reshape(n_all, 2)[idx]
     data = np.asarray(fields)[idx]
+    first = "illumination" if opt.frame == "illumination" else "lab"
     model = MultisliceModel(rytov.ri.shape, rytov.voxel_size_um, metadata.wavelength_um, nm,
-                            metadata.na_objective, model=opt.model, substeps=opt.substeps, device=dev)
+                            metadata.na_objective, model=opt.model, substeps=opt.substeps, frame=first, device=dev)
     Z = rytov.ri.shape[0]
     k0dz = 2 * math.pi / metadata.wavelength_um * rytov.voxel_size_um[0]
     scale = 1.0 / (k0dz ** 2 * Z)
@@ -426,6 +623,11 @@ def reconstruct_multislice(
     try:
         x = _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progress, cancel,
                      on_iteration)
+        if opt.frame == "auto" and opt.model == "ssnp" and float(x.max()) > opt.frame_threshold:
+            model = MultisliceModel(rytov.ri.shape, rytov.voxel_size_um, metadata.wavelength_um, nm,
+                                    metadata.na_objective, substeps=opt.substeps, frame="illumination", device=dev)
+            x = _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progress, cancel,
+                         on_iteration, stage=(int(opt.iterations), int(opt.refine_iterations)))
     finally:
         if set_threads:
             torch.set_num_threads(threads_before)
@@ -453,7 +655,8 @@ def _subset_gradient(model, opt, yv, ill, data, pick, scale) -> tuple[float, flo
     return num, den
 
 
-def _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progress, cancel, on_iteration=None):
+def _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progress, cancel, on_iteration=None,
+             stage=None):
     """FISTA on the SSNP data term with the TV + bounds proximal step; returns the last iterate.
 
     Two safeguards keep the stochastic, non-convex iteration stable (measured on the simulated
@@ -463,7 +666,11 @@ def _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progre
     ``opt.guard`` times the lowest one seen, the step is halved and the iteration goes on from
     the point of that lowest misfit (the step ``1/L`` is exact for a z-uniform perturbation
     at normal incidence; oblique light and multiple scattering can make the curvature larger).
+    ``stage = (first, count)``: ``count`` iterations numbered from ``first`` (the refinement of
+    ``frame="auto"``), default ``(0, opt.iterations)``; progress counts ``first + count``.
     """
+    first, count = stage if stage is not None else (0, int(opt.iterations))
+    total = first + count
     y = x.clone()
     t = 1.0
     dual = None
@@ -472,7 +679,7 @@ def _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progre
     batch = min(int(opt.batch), n)
     step = float(opt.step)
     best, y_best = math.inf, y
-    for it in range(int(opt.iterations)):
+    for it in range(first, total):
         try:
             check_cancel(cancel)
         except Cancelled as exc:
@@ -482,6 +689,8 @@ def _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progre
             order = list(rng.permutation(n)) + order
         pick = np.array([order.pop() for _ in range(batch)])
         yv = y.detach().requires_grad_(True)
+        if model.frame == "illumination":
+            model.set_support(y, opt.support_threshold * float(y.max().clamp(min=1e-6)), margin=3)
         num, den = _subset_gradient(model, opt, yv, ill, data, pick, scale)
         misfit.append(num / max(den, 1e-30))
         with torch.no_grad():
@@ -495,8 +704,8 @@ def _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progre
                 x, y, t, dual = _fista_step(opt, x, y, yv.grad, step, t, dual, lower)
         if on_iteration is not None:
             on_iteration(it, misfit[-1])
-        report(progress, 0.1 + 0.9 * (it + 1) / max(1, opt.iterations),
-               f"multislice iteration {it + 1}/{opt.iterations}, data misfit {misfit[-1]:.4f}")
+        report(progress, 0.1 + 0.9 * (it + 1) / max(1, total),
+               f"multislice iteration {it + 1}/{total}, data misfit {misfit[-1]:.4f}")
     return x
 
 

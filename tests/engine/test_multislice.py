@@ -49,17 +49,23 @@ def _axial_over_lateral(ri, n_sphere):
 
 
 # ------------------------------------------------------------------ forward model against exact Mie
-def _forward_errors(radius, n_sphere, ill, model, reference):
+def _forward_errors(radius, n_sphere, ill, model, reference, frame="lab", mean=False):
+    """Phase and amplitude RMS (and with ``mean`` the mean phase) of the model minus ``reference``
+    inside the sphere's disc, per illumination."""
     z = int(round(2 * radius / PX)) + 8
     ph = make_bead((z, N, N), (PX, PX, PX), NM, 0, radius_um=radius, index=n_sphere, centre_um=(0, 0, 0))
-    m = MultisliceModel(ph.ri.shape, (PX, PX, PX), LAM, NM, NA, model=model, device="cpu")
+    m = MultisliceModel(ph.ri.shape, (PX, PX, PX), LAM, NM, NA, model=model, frame=frame, device="cpu")
+    dn = torch.as_tensor(ph.ri - np.float32(NM))
+    if frame == "illumination":
+        m.set_support(dn)
     with torch.no_grad():
-        u = m.fields(torch.as_tensor(ph.ri - np.float32(NM)), ill).numpy()
+        u = m.fields(dn, ill).numpy()
     c = (np.arange(N) - N // 2) * PX
     disc = np.hypot(c[:, None], c[None, :]) <= radius
     dphi = np.angle(u / reference)[:, disc]
     damp = (np.abs(u) - np.abs(reference))[:, disc]
-    return np.sqrt(np.mean(dphi ** 2, axis=1)), np.sqrt(np.mean(damp ** 2, axis=1))
+    out = np.sqrt(np.mean(dphi ** 2, axis=1)), np.sqrt(np.mean(damp ** 2, axis=1))
+    return out + (dphi.mean(1),) if mean else out
 
 
 ILLUM = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.6]])  # illumination NA 0, 0.53, 0.85
@@ -103,12 +109,39 @@ def test_ssnp_forward_model_polystyrene_and_empty_volume():
     assert np.abs(u - 1).max() < 1e-5
 
 
+STEEP = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.6], [1 / LAM, 0.0], [1.41, 1.41]])  # NA 0, .53, .85, 1.0, 1.06
+
+
+def test_illumination_frame_removes_the_steep_light_deficit():
+    """Marching along each illumination (volume resampled on a rotated grid) instead of along z:
+    polystyrene r 1 µm at illumination NA 1.0 goes from a mean phase lag of ≈ 0.4 rad (phase RMS
+    ≈ 0.4) to |mean| ≤ 0.05 rad at every angle, phase RMS ≤ 0.25 rad and under half the lab
+    frame's at NA ≥ 1, amplitude RMS ≤ 0.12, against both Mie codes; silica stays within 0.05 rad
+    RMS; an empty volume gives the unit field at oblique illuminations."""
+    ill = snap_illuminations(STEEP, (N, N), (PX, PX))
+    for radius, n_sphere, tol in ((1.0, 1.59, 0.25), (1.5, 1.46, 0.05)):
+        refs = (("mie", mie_fields(radius, n_sphere, NM, LAM, (N, N), PX, ill, na=NA)),
+                ("miepython", _independent()(radius, n_sphere, NM, LAM, (N, N), PX, ill, na=NA)))
+        for name, ref in refs:
+            ph, amp, mean = _forward_errors(radius, n_sphere, ill, "ssnp", ref, frame="illumination", mean=True)
+            ph_lab, _, mean_lab = _forward_errors(radius, n_sphere, ill, "ssnp", ref, mean=True)
+            print(f"\n{n_sphere} vs {name}: illumination frame phase RMS {np.round(ph, 3)} mean {np.round(mean, 3)} "
+                  f"amp {np.round(amp, 3)}; lab frame RMS {np.round(ph_lab, 3)} mean {np.round(mean_lab, 3)}")
+            assert np.all(ph < tol) and np.all(np.abs(mean) < 0.05) and np.all(amp < 0.12), (ph, mean, amp)
+            if n_sphere > 1.5:
+                assert np.all(mean_lab[3:] < -0.2) and np.all(ph_lab[3:] > 2 * ph[3:]), (mean_lab, ph_lab)
+    m = MultisliceModel((6, 32, 32), (PX, PX, PX), LAM, NM, NA, frame="illumination", device="cpu")
+    u = m.fields(torch.zeros((6, 32, 32)), np.array([[0.3, -0.7], [1.2, 1.1]])).numpy()
+    assert np.abs(u - 1).max() < 1e-4
+
+
 # ------------------------------------------------------------------ gradient
-@pytest.mark.parametrize("model", ["ssnp", "bpm"])
+@pytest.mark.parametrize("model", ["ssnp", "bpm", "ssnp-illumination"])
 def test_autograd_gradient_matches_finite_differences(model):
     rng = np.random.default_rng(1)
     shape = (6, 16, 16)
-    m = MultisliceModel(shape, (PX, PX, PX), LAM, NM, NA, model=model, device="cpu")
+    model, _, frame = model.partition("-")
+    m = MultisliceModel(shape, (PX, PX, PX), LAM, NM, NA, model=model, frame=frame or "lab", device="cpu")
     ill = np.array([[0.0, 0.0], [0.9, -0.6]])
     dn0 = torch.as_tensor(rng.uniform(0, 0.05, shape), dtype=torch.float32)
     with torch.no_grad():
