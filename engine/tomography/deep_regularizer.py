@@ -11,8 +11,9 @@ Conventions
   non-negativity that TV imposes) unless ``non_negativity=False``.
 * Any volume size: 64³ patches, stride 32, squared-Hann blending (:mod:`.stitching`).
 
-Network (:class:`UNet3D`): per level two 3×3×3 convolutions, each followed by batch
-normalisation and a leaky ReLU (slope 0.01); 2× max-pooling down, 2×2×2 transposed convolution
+Network (:class:`UNet3D`): per level two 3×3×3 convolutions, each followed by a normalisation
+(batch normalisation in the 1.x/2.x models, group normalisation with 8 groups from 3.0, whose
+per-sample statistics train with batches of 1–2) and a leaky ReLU (slope 0.01); 2× max-pooling down, 2×2×2 transposed convolution
 up, skip connections by concatenation, a 1×1×1 convolution to one channel, added to the input.
 He (Kaiming) initialisation for the convolutions; the last 1×1×1 convolution starts at zero so
 that the untrained network is the identity. The shipped model (2.1.0: 2.0.0 fine-tuned on whole
@@ -72,11 +73,23 @@ DEFAULT_DELTA_N_SCALE = 0.05
 NEGATIVE_SLOPE = 0.01
 
 
+#: normalisation layers: ``"batch"`` (BatchNorm3d, the 1.x/2.x models) or ``"group"`` (GroupNorm,
+#: 8 groups or fewer: per-sample statistics, so that training with batches of 1–2 behaves as inference)
+NORMALISATIONS = ("batch", "group")
+GROUPS = 8
+
+
+def _norm(kind: str, c: int) -> nn.Module:
+    if kind == "group":
+        return nn.GroupNorm(min(GROUPS, c), c)
+    return nn.BatchNorm3d(c)
+
+
 class _DoubleConv(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, slope: float) -> None:
+    def __init__(self, c_in: int, c_out: int, slope: float, norm: str = "batch") -> None:
         super().__init__(
-            nn.Conv3d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm3d(c_out), nn.LeakyReLU(slope, inplace=True),
-            nn.Conv3d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm3d(c_out), nn.LeakyReLU(slope, inplace=True),
+            nn.Conv3d(c_in, c_out, 3, padding=1, bias=False), _norm(norm, c_out), nn.LeakyReLU(slope, inplace=True),
+            nn.Conv3d(c_out, c_out, 3, padding=1, bias=False), _norm(norm, c_out), nn.LeakyReLU(slope, inplace=True),
         )
 
 
@@ -111,6 +124,10 @@ class UNet3D(nn.Module):
         rearranged losslessly into 2×2×2 blocks (space-to-depth, ``in_channels·8`` channels at
         half resolution) and the residual ``r`` is rearranged back (depth-to-space); the
         levels then run on 8× fewer voxels, which is what makes CPU inference cheap.
+    norm : {"batch", "group"}
+        Normalisation after each convolution (:data:`NORMALISATIONS`): batch normalisation, or
+        group normalisation with :data:`GROUPS` groups (per-sample statistics: training with
+        batches of 1–2 converges, and training and inference compute the same thing).
 
     Shapes
     ------
@@ -118,8 +135,11 @@ class UNet3D(nn.Module):
     """
 
     def __init__(self, channels: Sequence[int] = (12, 24, 48), in_channels: int = 1,
-                 negative_slope: float = NEGATIVE_SLOPE, stem_factor: int = 2) -> None:
+                 negative_slope: float = NEGATIVE_SLOPE, stem_factor: int = 2, norm: str = "batch") -> None:
         super().__init__()
+        if norm not in NORMALISATIONS:
+            raise ValueError(f"norm must be one of {NORMALISATIONS}")
+        self.norm = norm
         channels = [int(c) for c in channels]
         if len(channels) < 2:
             raise ValueError("a U-Net needs at least two levels")
@@ -132,14 +152,14 @@ class UNet3D(nn.Module):
         self.down = nn.ModuleList()
         c_prev = in_channels * self.stem_factor ** 3
         for c in channels:
-            self.down.append(_DoubleConv(c_prev, c, negative_slope))
+            self.down.append(_DoubleConv(c_prev, c, negative_slope, norm))
             c_prev = c
         self.pool = nn.MaxPool3d(2)
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
         for c_hi, c_lo in zip(channels[::-1][:-1], channels[::-1][1:]):
             self.up.append(nn.ConvTranspose3d(c_hi, c_lo, 2, stride=2))
-            self.dec.append(_DoubleConv(2 * c_lo, c_lo, negative_slope))
+            self.dec.append(_DoubleConv(2 * c_lo, c_lo, negative_slope, norm))
         self.head = nn.Conv3d(channels[0], self.stem_factor ** 3, 1)
         init_he(self)
 
@@ -173,7 +193,7 @@ def init_he(net: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, a=slope, mode="fan_in", nonlinearity="leaky_relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm3d):
+        elif isinstance(m, (nn.BatchNorm3d, nn.GroupNorm)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     head = getattr(net, "head", None)
@@ -188,13 +208,15 @@ def build_unet(architecture: dict) -> UNet3D:
         raise ModelFileError(f"unknown architecture {architecture.get('type')!r}: expected 'UNet3D'")
     return UNet3D(channels=architecture["channels"], in_channels=int(architecture.get("in_channels", 1)),
                   negative_slope=float(architecture.get("negative_slope", NEGATIVE_SLOPE)),
-                  stem_factor=int(architecture.get("stem_factor", 1)))
+                  stem_factor=int(architecture.get("stem_factor", 1)),
+                  norm="group" if str(architecture.get("normalisation", "")).startswith("GroupNorm") else "batch")
 
 
 def architecture_of(net: UNet3D) -> dict:
     """The ``architecture`` entry of a model card for ``net``."""
     return {"type": "UNet3D", "channels": list(net.channels), "in_channels": net.in_channels,
-            "negative_slope": net.negative_slope, "stem_factor": net.stem_factor, "normalisation": "BatchNorm3d", "activation": "LeakyReLU",
+            "negative_slope": net.negative_slope, "stem_factor": net.stem_factor,
+            "normalisation": f"GroupNorm({GROUPS})" if net.norm == "group" else "BatchNorm3d", "activation": "LeakyReLU",
             "residual": True, "patch": PATCH_SIZE, "stride": STRIDE, "window": "squared Hann (sin^4)"}
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "VALIDATION_FIRST_SEED",
     "augment",
     "train_model",
+    "WeightEMA",
     "evaluate",
     "bead_phase_delay",
     "PHASE_DELAY_BINS_RAD",
@@ -390,6 +391,58 @@ def _restore_best(net: torch.nn.Module, best: dict, log: Callable[[str], None]) 
     log(f"[train] kept the checkpoint of step {best['step']} (lowest relative validation L2 {best['loss']:.6f})")
 
 
+def _train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, xs: torch.Tensor, ys: torch.Tensor,
+                weights: torch.Tensor, idx: np.ndarray, crop: int, rng: np.random.Generator, dev: torch.device) -> float:
+    """One Adam step on the weighted L2 of random augmented crops of the samples ``idx``; the loss."""
+    bx, by = (t.to(dev) for t in _random_batch(xs, ys, idx, crop, rng))
+    bw = weights[torch.as_tensor(idx)].view(-1, 1, 1, 1, 1).to(dev)
+    loss = (bw * (net(bx) - by) ** 2).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+class WeightEMA:
+    """Exponential moving average of a network's weights (Polyak averaging) for the checkpoint choice.
+
+    ``decay_t = min(decay, (1 + t) / (10 + t))`` at update ``t`` (a short warm-up, so that the
+    average does not remember the initial weights for ``1/(1 − decay)`` steps). Buffers (batch-norm
+    running statistics) are copied, not averaged.
+    """
+
+    def __init__(self, net: torch.nn.Module, decay: float) -> None:
+        import copy
+
+        self.net = copy.deepcopy(net).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.decay = float(decay)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for pe, p in zip(self.net.parameters(), net.parameters()):
+            pe.lerp_(p.detach(), 1.0 - d)
+        for be, b in zip(self.net.buffers(), net.buffers()):
+            be.copy_(b)
+        self.updates += 1
+
+
+def _initial_net(net: torch.nn.Module, init_state: Optional[dict], log: Callable[[str], None]) -> torch.nn.Module:
+    """``net`` with the tensors of ``init_state`` whose name and shape match (a warm start, possibly
+    across normalisations: batch-norm running statistics are then left out)."""
+    if init_state is None:
+        return net
+    own = net.state_dict()
+    match = {k: v.float() for k, v in init_state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    net.load_state_dict(match, strict=False)
+    if len(match) != len(own) or len(match) != len(init_state):
+        log(f"[train] warm start: {len(match)} of {len(own)} tensors loaded ({len(init_state)} in the initial state)")
+    return net
+
+
 def _random_batch(xs: torch.Tensor, ys: torch.Tensor, idx: np.ndarray, crop: int,
                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Random ``crop``³ crops of the samples ``idx`` of (B, 1, Z, Y, X) inputs and targets, augmented alike."""
@@ -408,7 +461,8 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
                 crop: int = 48, lr: float = 1e-3, lr_min: float = 1e-5, scale: Optional[float] = None,
                 seed: int = 0, relative_weighting: bool = True, log: Callable[[str], None] = print,
                 val_every_s: float = 240.0, init_state: Optional[dict] = None, keep_best: bool = False,
-                device: str = "cpu", cancel: Optional[CancelToken] = None):
+                device: str = "cpu", cancel: Optional[CancelToken] = None, norm: str = "batch",
+                ema_decay: float = 0.0):
     """Train a :class:`~engine.tomography.deep_regularizer.UNet3D` on (raw → TV) pairs.
 
     Adam with a cosine learning-rate decay from ``lr`` to ``lr_min`` over the time budget
@@ -429,6 +483,13 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     follows the per-volume quality (what SSIM measures) rather than the few strongly
     scattering beads, whose plain L2 is tens of times that of a cell.
 
+    ``norm`` picks the normalisation (``"group"``: GroupNorm, per-sample statistics, for batches
+    of 1–2). With ``ema_decay`` > 0 an exponential moving average of the weights (:class:`WeightEMA`)
+    is kept; validation, the checkpoint choice and the returned network then use the averaged
+    weights. ``init_state`` may come from another normalisation: the tensors whose name and shape
+    match are loaded (convolutions, and the affine scale and shift of the norms), the rest keep
+    their initialisation.
+
     Notes
     -----
     The paper trains with Adam at 1e-4 for many epochs on a GPU; this CPU budget allows only a
@@ -440,10 +501,8 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dev = torch.device(device)
-    net = UNet3D(channels, stem_factor=stem_factor)
-    if init_state is not None:
-        net.load_state_dict({k: v.float() for k, v in init_state.items()})
-    net = net.to(dev)
+    net = _initial_net(UNet3D(channels, stem_factor=stem_factor, norm=norm), init_state, log).to(dev)
+    averaged = WeightEMA(net, ema_decay) if ema_decay > 0 else None
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     xs, ys = _normalised(train, scale)
     xv, yv = _normalised(val, scale) if len(val) else (None, None)
@@ -455,16 +514,17 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     t0 = time.perf_counter()
     history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_relative_loss": [],
                "val_identity_loss": []}
-    step, ema, last_val = 0, None, t0
+    step, loss_ema, last_val = 0, None, t0
 
     best: dict = {"loss": math.inf, "step": None, "state": None}
 
     def validate() -> None:
-        if xv is None:
+        if xv is None or yv is None:
             return
-        net.eval()
+        vnet = averaged.net if averaged is not None else net
+        vnet.eval()
         with torch.inference_mode():
-            losses = np.array([float(((net(xv[i:i + 1].to(dev)) - yv[i:i + 1].to(dev)) ** 2).mean())
+            losses = np.array([float(((vnet(xv[i:i + 1].to(dev)) - yv[i:i + 1].to(dev)) ** 2).mean())
                                for i in range(xv.shape[0])])
         ident = float(((xv - yv) ** 2).mean())
         net.train()
@@ -475,7 +535,7 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
         history["val_relative_loss"].append(val_rel)
         history["val_identity_loss"].append(ident)
         if keep_best and val_rel < best["loss"]:
-            best.update(loss=val_rel, step=step, state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+            best.update(loss=val_rel, step=step, state={k: v.detach().cpu().clone() for k, v in vnet.state_dict().items()})
         log(f"[train] step {step} validation L2 {val:.5f} (identity {ident:.5f}), relative L2 {val_rel:.6f} "
             f"(identity {ident_rel:.6f})" + (" best" if keep_best and best["step"] == step else ""))
 
@@ -486,26 +546,23 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
         if frac >= 1.0:
             break
         _set_cosine_lr(opt, lr, lr_min, frac)
-        idx = rng.integers(0, n, batch_size)
-        bx, by = (t.to(dev) for t in _random_batch(xs, ys, idx, crop, rng))
-        bw = weights[torch.as_tensor(idx)].view(-1, 1, 1, 1, 1).to(dev)
-        loss = (bw * (net(bx) - by) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        lv = _train_step(net, opt, xs, ys, weights, rng.integers(0, n, batch_size), crop, rng, dev)
+        if averaged is not None:
+            averaged.update(net)
         step += 1
-        lv = float(loss.detach())
-        ema = lv if ema is None else 0.95 * ema + 0.05 * lv
+        loss_ema = lv if loss_ema is None else 0.95 * loss_ema + 0.05 * lv
         if step % 25 == 0:
             history["step"].append(step)
-            history["loss"].append(ema)
-            log(f"[train] step {step} t={elapsed:.0f}s lr={opt.param_groups[0]['lr']:.2e} loss(ema)={ema:.5f}")
+            history["loss"].append(loss_ema)
+            log(f"[train] step {step} t={elapsed:.0f}s lr={opt.param_groups[0]['lr']:.2e} loss(ema)={loss_ema:.5f}")
         if time.perf_counter() - last_val > val_every_s:
             validate()
             last_val = time.perf_counter()
     validate()
     history["steps"] = step
     history["seconds"] = time.perf_counter() - t0
+    if averaged is not None:
+        net = averaged.net
     if keep_best and best["state"] is not None and best["step"] != step:
         _restore_best(net, best, log)
     history["best_step"] = best["step"]
@@ -524,7 +581,7 @@ def bead_phase_delay(pair: TrainingPair) -> float:
     A measure of how far the sample lies outside first-order (Rytov) validity; the TV target
     of strongly delaying beads rings (peaks well above the true index), see :func:`evaluate`.
     """
-    wavelength = {s.name: s.wavelength_um for s in SETUPS}[pair.setup]
+    wavelength = float(pair.setup_params.get("wavelength_um", 0.0)) or {s.name: s.wavelength_um for s in SETUPS}[pair.setup]
     return float(max((2 * math.pi * (o["index"] - pair.medium_index) * 2 * o["radius_um"] / wavelength
                       for o in pair.objects if "index" in o and "radius_um" in o), default=0.0))
 
@@ -663,6 +720,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init", default=None,
                    help="warm start from this model (name or path, e.g. 'default'); its channels are used")
+    t.add_argument("--norm", choices=("batch", "group"), default="batch", help="BatchNorm3d or GroupNorm")
+    t.add_argument("--ema-decay", type=float, default=0.0,
+                   help="keep an EMA of the weights (e.g. 0.998): validation and checkpoint choice use it")
+    t.add_argument("--skip-held-out", action="store_true", help="do not score the held-out pairs after training")
     e = sub.add_parser("evaluate", help="SSIM/MSE vs TV and bead elongation on held-out pairs")
     e.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     e.add_argument("--model", default="default")
@@ -677,7 +738,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_train(a: argparse.Namespace) -> int:
     """``train``: fit the U-Net, write its safetensors, card and log, and score it on the held-out pairs."""
-    from ..tomography.deep_regularizer import DEFAULT_DELTA_N_SCALE, load_deep_regularizer, save_deep_regularizer
+    from ..tomography.deep_regularizer import load_deep_regularizer, save_deep_regularizer
 
     out = Path(a.out)
     log_path = out.with_suffix(".log")
@@ -708,7 +769,34 @@ def _cmd_train(a: argparse.Namespace) -> int:
     net, hist = train_model(train, val=val, channels=channels, minutes=a.minutes, max_steps=a.max_steps,
                             batch_size=a.batch_size, crop=a.crop, lr=a.lr, lr_min=a.lr_min, seed=a.seed,
                             log=log, init_state=init_state, keep_best=True, val_every_s=a.val_every_s,
-                            device=a.device)
+                            device=a.device, norm=a.norm, ema_decay=a.ema_decay)
+    card = _train_card(a, out, train, val, hist, warm)
+    card = save_deep_regularizer(net, out, card)
+    log(f"[train] wrote {out} ({card['parameters']} parameters, sha256 {card['sha256'][:12]})")
+    if test and not a.skip_held_out:
+        reg = load_deep_regularizer(out, device="cpu")
+        summary = evaluate([p for p in test], reg, log=log)
+        card["metrics"] = {"held_out": summary["per_kind"], "note": "against the TV result of the same raw "
+                           "tomogram; 'raw_nonneg' is the raw tomogram clamped to n >= n_m"}
+        json_path = out.with_suffix(".json")
+        json_path.write_text(json.dumps(card, indent=2, default=float), encoding="utf-8")
+        log("[train] held-out summary: " + json.dumps(summary["per_kind"].get("all", {}), default=float))
+    return 0
+
+
+def _train_card(a: argparse.Namespace, out: Path, train: Sequence[TrainingPair], val: Sequence[TrainingPair],
+                hist: dict, warm: Optional[dict]) -> dict:
+    """The model card of a ``train`` run (its ``domain`` from the generator of its training pairs)."""
+    from ..tomography.deep_regularizer import DEFAULT_DELTA_N_SCALE
+
+    v2 = any(p.setup_params.get("generator") == "deepreg-pairs/2" for p in train)
+    if v2:
+        from .deep_regularizer_data import GENERATOR_V2, domain_of_ranges
+
+        generator, domain, setups = GENERATOR_V2, domain_of_ranges(), "one drawn per sample (see domain)"
+    else:
+        generator, domain, setups = GENERATOR_VERSION, training_domain_v1(), [dataclasses.asdict(s) for s in SETUPS]
+    shape = list(train[0].raw.shape) if train else list(VOLUME_SHAPE)
     card = {
         "name": out.stem, "version": a.version, "task": "deep-regularizer",
         "description": "3-D U-Net imitating this project's TV regularisation (regularize_tv, tau=5e-4, "
@@ -716,9 +804,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
         "input": {"kind": "rytov", "normalisation": "(n - n_m) / delta_n_scale",
                   "delta_n_scale": DEFAULT_DELTA_N_SCALE, "patch": 64, "stride": 32,
                   "output": "n_m + delta_n_scale * net(x), then n >= n_m"},
-        "training": {"generator": GENERATOR_VERSION, "simulator": "engine.simulate.propagate_scalar (SSNP)",
-                     "kinds": a.kinds, "setups": [dataclasses.asdict(s) for s in SETUPS],
-                     "volume_shape": list(VOLUME_SHAPE), "train_pairs": len(train),
+        "domain": domain,
+        "training": {"generator": generator, "simulator": "engine.simulate.propagate_scalar (SSNP)",
+                     "kinds": a.kinds, "setups": setups, "normalisation": a.norm, "ema_decay": a.ema_decay,
+                     "volume_shape": shape, "train_pairs": len(train),
                      "train_seeds": sorted({p.seed for p in train}), "validation_pairs": len(val),
                      "split": SPLIT_RULE,
                      "target": {"method": "regularize_tv", "weight": 5e-4, "outer_iterations": 30,
@@ -736,17 +825,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     }
     if warm:
         card["training"]["warm_start"] = warm
-    card = save_deep_regularizer(net, out, card)
-    log(f"[train] wrote {out} ({card['parameters']} parameters, sha256 {card['sha256'][:12]})")
-    if test:
-        reg = load_deep_regularizer(out, device="cpu")
-        summary = evaluate([p for p in test], reg, log=log)
-        card["metrics"] = {"held_out": summary["per_kind"], "note": "against the TV result of the same raw "
-                           "tomogram; 'raw_nonneg' is the raw tomogram clamped to n >= n_m"}
-        json_path = out.with_suffix(".json")
-        json_path.write_text(json.dumps(card, indent=2, default=float), encoding="utf-8")
-        log("[train] held-out summary: " + json.dumps(summary["per_kind"].get("all", {}), default=float))
-    return 0
+    return card
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
