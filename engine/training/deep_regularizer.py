@@ -751,7 +751,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         raise SystemExit(f"no training pairs of {a.kinds} in {a.cache}: run 'generate' first")
     log(f"[train] {len(train)} training pairs ({', '.join(a.kinds)}), {len(val)} validation pairs, "
         f"{len(test)} held-out pairs, "
-        f"generator {GENERATOR_VERSION}, cache {a.cache}")
+        f"generator {train[0].setup_params.get('generator', GENERATOR_VERSION)}, cache {a.cache}")
     init_state, warm = None, None
     channels = tuple(a.channels)
     if a.init:
@@ -809,7 +809,8 @@ def _train_card(a: argparse.Namespace, out: Path, train: Sequence[TrainingPair],
                      "kinds": a.kinds, "setups": setups, "normalisation": a.norm, "ema_decay": a.ema_decay,
                      "volume_shape": shape, "train_pairs": len(train),
                      "train_seeds": sorted({p.seed for p in train}), "validation_pairs": len(val),
-                     "split": SPLIT_RULE,
+                     "split": SPLIT_RULE + ("; deepreg-pairs/2: the held-out seeds' setups lie in the held-out "
+                                            "NA or n_m band, which train and validation never see" if v2 else ""),
                      "target": {"method": "regularize_tv", "weight": 5e-4, "outer_iterations": 30,
                                 "inner_iterations": 20, "non_negativity": True},
                      "optimiser": f"Adam lr {a.lr} cosine to {a.lr_min}", "loss": "L2 on normalised delta n",
@@ -820,7 +821,8 @@ def _train_card(a: argparse.Namespace, out: Path, train: Sequence[TrainingPair],
                      "final_validation_relative_l2": (hist["val_relative_loss"][-1]
                                                       if hist["val_relative_loss"] else None),
                      "best_step": hist.get("best_step"),
-                     "selection": "lowest relative validation L2 (per-sample MSE / mean square of its TV target)",
+                     "selection": "lowest relative validation L2 (per-sample MSE / mean square of its TV target)"
+                                  + (" of the EMA of the weights" if a.ema_decay > 0 else ""),
                      "best_validation_relative_l2": hist.get("best_val_loss")},
     }
     if warm:
