@@ -6,7 +6,8 @@ Run on demand (not collected by default)::
         [--sizes 64x64x64 64x320x320] [--threads N]
     .venv/bin/python -m pytest tests/benchmarks/bench_deep_regularizer.py -s
 
-Same volumes for both: a phantom's spectrum on the Ewald caps of 49 illuminations
+``--models`` times several learned models (e.g. the shipped one and a candidate's
+``.safetensors``) against the same TV run. Same volumes for all: a phantom's spectrum on the Ewald caps of 49 illuminations
 (``map_fields_to_fourier`` of first-order fields of the phantom would need a simulation; the
 time of both methods does not depend on the content, so the caps are filled with the phantom's
 own spectrum). TV: :func:`engine.tomography.regularize_tv` with its defaults (τ = 5e-4, 30 × 20
@@ -55,25 +56,34 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def bench(shape, device="auto", repeats: int = 1) -> dict:
+def bench(shape, device="auto", repeats: int = 1, models=("default",)) -> dict:
+    """TV and each learned model in ``models`` on the same volume; ``deep_s``/``ratio`` of the first,
+    ``per_model`` of all (e.g. the shipped model beside a candidate)."""
     dev = resolve_device(device)
     data = make_data(shape, dev)
     raw = scattering_potential_to_ri(torch.fft.ifftn(data.spectrum).real, NM).float().cpu().numpy()
-    reg = load_deep_regularizer("default", device=dev)
-    regularize_deep(raw[:64, :64, :64] if min(shape) >= 64 else raw, NM, model=reg)  # warm-up
-    t_tv, t_deep = [], []
+    regs = {m: load_deep_regularizer(m, device=dev) for m in models}
+    for reg in regs.values():
+        regularize_deep(raw[:64, :64, :64] if min(shape) >= 64 else raw, NM, model=reg)  # warm-up
+    t_tv: list[float] = []
+    t_deep: dict = {m: [] for m in regs}
     for _ in range(repeats):
         _sync(dev)
         t0 = time.perf_counter()
         regularize_tv(data)
         _sync(dev)
         t_tv.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        regularize_deep(raw, NM, model=reg)
-        _sync(dev)
-        t_deep.append(time.perf_counter() - t0)
-    tv, deep = statistics.median(t_tv), statistics.median(t_deep)
-    return {"shape": shape, "device": device_description(dev), "tv_s": tv, "deep_s": deep, "ratio": tv / deep}
+        for m, reg in regs.items():
+            t0 = time.perf_counter()
+            regularize_deep(raw, NM, model=reg)
+            _sync(dev)
+            t_deep[m].append(time.perf_counter() - t0)
+    tv = statistics.median(t_tv)
+    per_model = {m: {"label": regs[m].label, "deep_s": statistics.median(t), "ratio": tv / statistics.median(t)}
+                 for m, t in t_deep.items()}
+    first = per_model[models[0]]
+    return {"shape": shape, "device": device_description(dev), "tv_s": tv, "deep_s": first["deep_s"],
+            "ratio": first["ratio"], "per_model": per_model}
 
 
 def main(argv=None) -> None:
@@ -82,15 +92,19 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--sizes", nargs="+", default=["64x64x64", "64x320x320"], help="ZxYxX")
+    ap.add_argument("--models", nargs="+", default=["default"],
+                    help="learned models to time (names or .safetensors paths; default: the shipped one)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    print(f"model {DEFAULT_MODEL_NAME}, torch {torch.__version__}, CPU threads {torch.get_num_threads()}")
+    print(f"models {a.models} (default = {DEFAULT_MODEL_NAME}), torch {torch.__version__}, "
+          f"CPU threads {torch.get_num_threads()}")
     for s in a.sizes:
         shape = tuple(int(v) for v in s.lower().split("x"))
-        r = bench(shape, a.device, a.repeats)
-        print(f"{r['device']}: volume {shape[0]}x{shape[1]}x{shape[2]} (ZxYxX): TV {r['tv_s']:.2f} s, "
-              f"deep {r['deep_s']:.2f} s, TV/deep = {r['ratio']:.1f}x", flush=True)
+        r = bench(shape, a.device, a.repeats, models=tuple(a.models))
+        for m in r["per_model"].values():
+            print(f"{r['device']}: volume {shape[0]}x{shape[1]}x{shape[2]} (ZxYxX): TV {r['tv_s']:.2f} s, "
+                  f"{m['label']} {m['deep_s']:.2f} s, TV/deep = {m['ratio']:.1f}x", flush=True)
 
 
 def test_bench_deep_regularizer():
