@@ -70,11 +70,36 @@ from ..simulate.phantoms import Phantom
 from .jones import JonesFields
 from .tensor_tomography import TensorTomogram, reconstruct_tensor, uniaxial_decomposition
 
-__all__ = ["refine_tensor", "project_constraints"]
+__all__ = ["refine_tensor", "project_constraints", "object_support"]
+
+
+def object_support(epsilon: torch.Tensor, medium_index: float, fraction: float, smooth: int = 1) -> torch.Tensor:
+    """Where the sample is: the smoothed contrast ``‖ε − n_m² I‖_F / (2 n_m)`` above ``fraction`` of its 99.5th percentile.
+
+    Parameters
+    ----------
+    epsilon : Tensor, (Z, Y, X, 3, 3)
+        Relative permittivity.
+    medium_index : float
+        n_m.
+    fraction : float
+        Threshold relative to the 99.5th percentile of the contrast (the strongest objects' level).
+    smooth : int
+        Half-width (voxels) of the box average applied to the contrast first.
+
+    Returns
+    -------
+    Tensor, (Z, Y, X) bool
+    """
+    c = torch.linalg.matrix_norm(epsilon - float(medium_index) ** 2 * torch.eye(3, dtype=epsilon.dtype)) / (2 * medium_index)
+    if smooth:
+        c = torch.nn.functional.avg_pool3d(c[None, None], 2 * smooth + 1, 1, smooth, count_include_pad=False)[0, 0]
+    level = float(np.percentile(c.flatten()[::7].numpy(), 99.5))
+    return c > float(fraction) * level
 
 
 def project_constraints(epsilon: np.ndarray, medium_index: float, *, psd: bool = True,
-                        support: Optional[float] = 0.003) -> np.ndarray:
+                        support: Optional[float] = 0.003, support_fraction: Optional[float] = None) -> np.ndarray:
     """Constraints Π on a permittivity volume (Z, Y, X, 3, 3).
 
     Parameters
@@ -89,6 +114,11 @@ def project_constraints(epsilon: np.ndarray, medium_index: float, *, psd: bool =
     support : float, optional
         Where ``|sqrt(tr ε / 3) − n_m| < support`` (index units) the traceless part is removed
         (the background is isotropic).
+    support_fraction : float, optional
+        The traceless part is also removed outside :func:`object_support` (contrast below this
+        fraction of the strongest objects' level): the anisotropic ringing and missing-cone smear
+        around the objects. Assumes the anisotropic objects have comparable contrast (a much
+        weaker one beside a strong one would be made isotropic).
 
     Returns
     -------
@@ -104,6 +134,10 @@ def project_constraints(epsilon: np.ndarray, medium_index: float, *, psd: bool =
         tr = torch.diagonal(eps, dim1=-2, dim2=-1).sum(-1) / 3
         bg = (tr.clamp(min=0).sqrt() - medium_index).abs() < support
         eps = torch.where(bg[..., None, None], tr[..., None, None] * eye, eps)
+    if support_fraction is not None:
+        inside = object_support(eps, medium_index, support_fraction)
+        tr = torch.diagonal(eps, dim1=-2, dim2=-1).sum(-1) / 3
+        eps = torch.where(inside[..., None, None], eps, tr[..., None, None] * eye)
     return eps.numpy()
 
 
@@ -116,6 +150,7 @@ def refine_tensor(
     step: float = 0.6,
     psd: bool = True,
     support: Optional[float] = 0.003,
+    support_fraction: Optional[float] = 0.2,
     regularization: float = 0.1,
     forward: str = "ssnp",
     keep_director: bool = True,
@@ -138,7 +173,7 @@ def refine_tensor(
         Correction steps (0: plain DTT with the constraints Π).
     step : float
         Relaxation α.
-    psd, support
+    psd, support, support_fraction
         Constraints Π (:func:`project_constraints`), applied after every step.
     regularization : float
         DTT's Tikhonov weight on the traceless part.
@@ -171,23 +206,28 @@ def refine_tensor(
 
     first = dtt(jones.field, 0.0)
     target = first.epsilon.astype(np.float32)
-    eps = project_constraints(target, nm, psd=psd, support=support)
+    eps = project_constraints(target, nm, psd=psd, support=support, support_fraction=support_fraction)
     scale = float(np.linalg.norm(target - nm ** 2 * np.eye(3, dtype=np.float32))) or 1.0
     misfit: list[float] = []
+    t_fwd = t_dtt = 0.0
     for it in range(n_it):
         check_cancel(cancel)
         p0 = (it + 1) * span
         report(progress, p0, f"correction {it + 1}/{n_it}: multi-slice forward model")
+        t1 = time.perf_counter()
         sim = propagate_vectorial(_phantom(eps, first, nm), float(metadata.wavelength_um), jones.illumination_per_um,
                                   float(metadata.na_objective), device=dev, method=forward, cancel=cancel,
                                   progress=sub_progress(progress, p0, p0 + 0.7 * span, ""))
+        t2 = time.perf_counter()
         resid = target - dtt(sim, p0 + 0.7 * span).epsilon
+        t_fwd, t_dtt = t_fwd + t2 - t1, t_dtt + time.perf_counter() - t2
         misfit.append(float(np.linalg.norm(resid)) / scale)
-        eps = project_constraints(eps + float(step) * resid, nm, psd=psd, support=support)
+        eps = project_constraints(eps + float(step) * resid, nm, psd=psd, support=support,
+                                  support_fraction=support_fraction)
     if keep_director:
         eps = _with_director(eps, first.epsilon)
     n_e, n_o, dn, director = (t.numpy() for t in uniaxial_decomposition(torch.as_tensor(eps), min_delta_n))
-    timings = {"total": time.perf_counter() - t0, "misfit": misfit}
+    timings = {"total": time.perf_counter() - t0, "forward": t_fwd, "dtt": t_dtt, "misfit": misfit}
     report(progress, 1.0, "refined tensor tomogram ready")
     return TensorTomogram(epsilon=eps.astype(np.float32), n_e=n_e, n_o=n_o, director=director, delta_n=dn,
                           voxel_size_um=first.voxel_size_um, origin_um=first.origin_um, medium_index=nm,

@@ -73,6 +73,91 @@ def simulate_case(case: dict, size: int, pixel: float, cache: Path | None) -> tu
     return JonesFields(field=jones, illumination_per_um=ill, pixel_size_um=pixel), dr, md
 
 
+def hologram_case(case: dict, seed: int, size: int, pixel: float, sim_pixel: float, cache: Path | None,
+                  root: Path) -> tuple:
+    """dtmm droplet → polarisation-resolved off-axis holograms → an ``odt-measurement/1`` folder.
+
+    The camera has ``size²`` pixels of ``pixel`` µm; dtmm runs on the simulation grid of
+    ``sim_pixel`` µm (the same field of view, as :class:`engine.simulate.holograms.Setup` does) and
+    its Jones fields replace the project's multi-slice inside
+    :func:`engine.simulate.holograms.simulate_measurement`, which resamples them to the camera,
+    adds the reference beam, aberrations, fixed patterns and camera noise of the default setup,
+    and writes 4 frames per illumination (pol_in x then y, for each pol_out x then y, with their
+    co-/cross-polarised backgrounds; docs/formats.md §1). The droplet's truth goes to ``truth.h5``.
+
+    Returns
+    -------
+    (folder, Setup)
+    """
+    from engine.simulate import holograms as holo
+    from engine.simulate.demo import write_measurement_folder
+    from engine.simulate.phantoms import Phantom
+
+    lam, nm = case["wavelength_um"], case["medium_index"]
+    setup = holo.Setup(wavelength_um=lam, medium_index=nm, na_objective=NA, na_condenser=NA_COND,
+                       pixel_size_um=pixel, image_shape=(size, size), n_angles=N_ILL, sim_pixel_um=sim_pixel,
+                       voxel_z_um=sim_pixel)
+    ill = holo._snap_unique(illumination_pattern(N_ILL, NA_COND, lam), (size, size), pixel)
+    shape = setup.phantom_shape(2 * case["radius_um"] + 2.0)
+    dr = make_droplet(shape, sim_pixel, radius_um=case["radius_um"], n_o=case["n_o"], n_e=case["n_e"],
+                      medium_index=nm, configuration=case["configuration"], axis=case["axis"])
+    key = hashlib.sha1(json.dumps([case, shape, sim_pixel, NA, NA_COND, N_ILL, ill.tolist()],
+                                  sort_keys=True).encode()).hexdigest()[:16]
+    path = cache / f"dtmm_{key}.npy" if cache is not None else None
+    if path is not None and path.exists():
+        jones = np.load(path)
+    else:
+        t = time.perf_counter()
+        jones = dtmm_jones(dr, lam, ill, NA)
+        print(f"  dtmm ({shape[1]}² px of {sim_pixel} µm): {time.perf_counter() - t:.0f} s", flush=True)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, jones)
+    eps = dr.epsilon
+    ri = np.sqrt(np.trace(eps, axis1=-2, axis2=-1) / 3).astype(np.float32)
+    n_o = np.where(dr.coverage > 0, case["n_o"], nm).astype(np.float32)
+    n_e = np.where(dr.coverage > 0, case["n_e"], nm).astype(np.float32)
+    ph = Phantom(ri=ri, voxel_size_um=(sim_pixel,) * 3, medium_index=nm, kind="lc-droplets",
+                 params={"dtmm": case}, n_o=n_o, n_e=n_e, director=dr.director.astype(np.float32), epsilon=eps)
+    real = holo.propagate_vectorial
+    holo.propagate_vectorial = lambda *a, **k: jones  # dtmm's fields in place of the multi-slice
+    try:
+        sim = holo.simulate_measurement(ph, setup, seed, illuminations_per_um=ill, name=f"dtmm_{seed:03d}")
+    finally:
+        holo.propagate_vectorial = real
+    folder = write_measurement_folder(root / f"dtmm_{seed:03d}", sim)
+    return folder, setup
+
+
+def run_holograms(kind: str, seeds, size: int, pixel: float, sim_pixel: float, route: str, cache: Path | None,
+                  root: Path) -> dict:
+    """The hologram path: measurement folders through ``engine.pipeline.process`` (the batch's code)."""
+    from engine.pipeline.process import ProcessOptions, process_measurement
+
+    rows = []
+    for case, seed in zip(droplet_cases(kind, seeds), seeds):
+        folder = root / f"dtmm_{seed:03d}"
+        if not (folder / "measurement.json").exists():
+            folder, _ = hologram_case(case, seed, size, pixel, sim_pixel, cache, root)
+        t = time.perf_counter()
+        res = process_measurement(folder, root / f"{route}_{seed:03d}.odt.h5",
+                                  ProcessOptions(birefringence=True, birefringence_method=route, device="cpu"))
+        dt = time.perf_counter() - t
+        tomo = res.birefringence
+        zr, hr, wr = tomo.epsilon.shape[:3]
+        dr = make_droplet((int(np.ceil((2 * case["radius_um"] + 2.0) / tomo.voxel_size_um[0] / 2) * 2), hr, wr),
+                          tomo.voxel_size_um[2], radius_um=case["radius_um"], n_o=case["n_o"], n_e=case["n_e"],
+                          medium_index=case["medium_index"], configuration=case["configuration"], axis=case["axis"])
+        m = droplet_metrics(tomo.epsilon, dr)
+        rows.append(m)
+        print(f"{kind} seed {seed} {case['configuration']:8s} holograms {size}² -> {tomo.method} on "
+              f"{zr}x{hr}x{wr}, {res.fields_used} images used ({dt:.0f} s, {os.getloadavg()[0]:.1f} load): "
+              f"{fmt(m)}", flush=True)
+    s = summarise(rows)
+    print(f"== {kind}, holograms, route {route}, {len(rows)} droplets: {fmt(s)}")
+    return {"rows": rows, "summary": s}
+
+
 def droplet_metrics(epsilon: np.ndarray, droplet, core_margin: float = 0.5, far_margin: float = 1.0) -> dict:
     """Director, index and background metrics of a reconstructed ε (Z, Y, X, 3, 3) against ``droplet``.
 
@@ -150,8 +235,18 @@ if __name__ == "__main__":
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--pixel", type=float, default=0.125)
     ap.add_argument("--route", default="dtt", choices=["dtt", "refined"])
+    ap.add_argument("--holograms", action="store_true", help="through holograms and the pipeline (see hologram_case)")
+    ap.add_argument("--pipeline-route", default="auto", help="birefringence route of the pipeline (--holograms)")
+    ap.add_argument("--sim-pixel", type=float, default=0.2, help="dtmm grid of the hologram path, µm")
+    ap.add_argument("--root", default="/tmp/odt_dtmm_holograms", help="measurement folders of the hologram path")
     ap.add_argument("--options", default="{}", help="JSON keyword arguments of the route")
     ap.add_argument("--cache", default="/tmp/odt_dtmm_cache")
     args = ap.parse_args()
+    if args.holograms:
+        root = Path(args.root) / f"{args.kind}_{args.size}_{args.pixel}_{args.sim_pixel}"
+        root.mkdir(parents=True, exist_ok=True)
+        run_holograms(args.kind, args.seeds, args.size, args.pixel, args.sim_pixel, args.pipeline_route,
+                      Path(args.cache) if args.cache else None, root)
+        sys.exit(0)
     run(args.kind, args.seeds, args.size, args.pixel, args.route, Path(args.cache) if args.cache else None,
         json.loads(args.options))

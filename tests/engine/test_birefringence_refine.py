@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from scipy import ndimage
 
 from engine.birefringence import JonesFields, reconstruct_tensor
-from engine.birefringence.refine import _with_director, project_constraints, refine_tensor
+from engine.birefringence.refine import _with_director, object_support, project_constraints, refine_tensor
 from engine.metadata import MeasurementMetadata
 from engine.progress import CancelToken, Cancelled
 from engine.simulate.beam_propagation import propagate_vectorial, snap_illuminations
@@ -36,6 +38,39 @@ def test_project_constraints_psd_and_isotropic_background():
     assert np.allclose(out[0, 0, 0], out[0, 0, 0].T)
     assert np.allclose(out[0, 0, 1], np.trace(out[0, 0, 1]) / 3 * np.eye(3), atol=1e-6)
     assert np.allclose(out[0, 0, 2], eps[0, 0, 2], atol=1e-5)
+
+
+def _blob_with_ringing(shape=(20, 24, 24), radius=4.0):
+    """A uniaxial ball (n_o 1.53, n_e 1.57 along x, in n_m) in a background of anisotropic ringing
+    (random traceless parts of |Δn| ~0.004 and mean-index ripple ±0.006 around n_m)."""
+    rng = np.random.default_rng(3)
+    z, y, x = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")
+    inside = z ** 2 + y ** 2 + x ** 2 < radius ** 2
+    a = rng.normal(size=shape + (3, 3))
+    dev = 0.004 * 2 * NM * (a + np.swapaxes(a, -1, -2)) / 2
+    dev -= np.trace(dev, axis1=-2, axis2=-1)[..., None, None] / 3 * np.eye(3)
+    mean = NM + 0.006 * np.sin(x / 2.0)
+    eps = mean[..., None, None] ** 2 * np.eye(3) + dev
+    eps[inside] = _uniaxial(1.53, 1.57, (0, 0, 1))
+    return eps.astype(np.float32), inside
+
+
+def test_object_support_isolates_the_object_and_isotropises_the_ringing():
+    eps, inside = _blob_with_ringing()
+    sup = object_support(torch.as_tensor(eps), NM, 0.2).numpy()
+    assert sup[inside].all()
+    far = ~ndimage.binary_dilation(inside, iterations=2)
+    assert sup[far].mean() < 0.02  # the ringing is outside
+    out = project_constraints(eps, NM, psd=False, support=None, support_fraction=0.2)
+    assert np.allclose(out[inside], eps[inside], atol=1e-6)  # the object is unchanged
+    dev = out[far] - np.trace(out[far], axis1=-2, axis2=-1)[..., None, None] / 3 * np.eye(3)
+    assert np.abs(dev).max() < 1e-5  # the background is isotropic
+    # its mean index is kept
+    assert np.allclose(np.trace(out[far], axis1=-2, axis2=-1), np.trace(eps[far], axis1=-2, axis2=-1), atol=1e-5)
+    # without the support the ringing stays anisotropic (the fixed 0.003 index support misses the ripple)
+    kept = project_constraints(eps, NM, psd=False, support=0.003, support_fraction=None)
+    dev0 = kept[far] - np.trace(kept[far], axis1=-2, axis2=-1)[..., None, None] / 3 * np.eye(3)
+    assert np.abs(dev0).max() > 1e-3
 
 
 def test_with_director_reads_the_indices_along_the_reference_axis():
