@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -57,8 +58,7 @@ METHOD_TIPS = {
                   "seconds: see the estimate below. Written as ri_ms beside the Rytov tomogram.",
 }
 #: The birefringence routes the form offers (``ProcessOptions.birefringence_method``), in order
-BIREFRINGENCE_ROUTE_LABELS = {"auto": "Auto (chosen from the measurement)", "dtt": "DTT", "dtt-refined": "DTT refined",
-                              "learned": "Learned generator"}
+BIREFRINGENCE_ROUTE_LABELS = {"auto": "Auto", "dtt": "DTT", "dtt-refined": "DTT refined", "learned": "Learned"}
 #: Measured time of each route on 25 illuminations of 256² (tests/benchmarks/bench_birefringence_routes.py)
 BIREFRINGENCE_ROUTE_COST = {"auto": "", "dtt": "", "dtt-refined": "", "learned": ""}
 
@@ -239,6 +239,8 @@ class MethodBox(QGroupBox):
         self.route_tip.setObjectName("birefringenceRouteTip")
         self.route_tip.setWordWrap(True)
         self.route_tip.setStyleSheet("color: #aeb4bd;")
+        self.route_tip.setMinimumWidth(40)  # wraps to the form's width instead of widening it
+        self.route_tip.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.form.addRow("Birefringence", self.route_combo)
         self._route_rows = [self.form.rowCount() - 1]
         self.form.addRow(self.route_tip)

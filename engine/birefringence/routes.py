@@ -100,8 +100,8 @@ REFINED_MAX_WORK_STRONG = 16 * REFINED_MAX_WORK_WEAK
 SETUP_TOLERANCE = 0.02
 #: one line per route for a person (the GUI's route control and the CLI help)
 ROUTE_SUMMARIES = {
-    AUTO: "Chosen from the measurement: learned inside the generator's domain, else DTT refined for strong "
-          "samples (phase ≥ 3 rad) and for weak ones up to 25 illuminations of 256², else DTT.",
+    AUTO: "Chosen per measurement: learned inside the generator's domain, else DTT refined (strong samples, "
+          "or weak ones up to 25 illuminations of 256²), else DTT; the choice and why are recorded.",
     "dtt": "First-order dielectric tensor tomography: fastest; Δn ~35–40 % low on droplets.",
     "dtt-refined": "DTT corrected by 3 simulate-and-correct steps with the vectorial multi-slice: Δn within "
                    "~10–20 %, ~6–8× the time of DTT.",
@@ -247,7 +247,7 @@ def _outside(domain: dict, values: dict) -> list[str]:
             continue
         lo, hi = domain[key]
         if v is None or not (lo - 1e-9 <= float(v) <= hi + 1e-9):
-            out.append(f"{key} {v if v is None else round(float(v), 4)} not in [{lo:g}, {hi:g}]")
+            out.append(f"{key} {'unknown' if v is None else format(float(v), '.3g')} not in [{lo:.3g}, {hi:.3g}]")
     return out
 
 
@@ -304,9 +304,9 @@ def choose_route(metadata: Any, image_shape: Sequence[int], n_illuminations: int
     card = _default_card() if isinstance(card, str) and card == "default" else card
     inside, why_not = _learned_check(metadata, n_illuminations, facts, card)
     if inside:
-        return RouteChoice("learned", f"inside the learned generator's domain (largest object r "
-                                      f"{facts.radius_um:.1f} µm, {n_illuminations} illuminations)",  # type: ignore[union-attr]
-                           AUTO, recorded)
+        radius = recorded.get("radius_um", 0.0)
+        return RouteChoice("learned", f"inside the learned generator's domain (largest object r {radius:.1f} µm, "
+                                      f"{n_illuminations} illuminations)", AUTO, recorded)
     size = f"{n_illuminations} illuminations of {h}×{w}"
     if facts is None:
         contrast = "contrast not measured"
