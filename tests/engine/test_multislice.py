@@ -213,11 +213,11 @@ def test_polystyrene_bead_far_better_than_rytov():
 
 
 def test_ssnp_steep_light_deficit_is_the_model_not_its_discretisation():
-    """Why the polystyrene bead comes out high: at illumination NA 1.0 SSNP's phase inside the
-    sphere lags exact Mie by ≈ 0.37 rad on average, and neither more screens per slice nor the
-    near-normal illumination change that (a limit of the model: waves that propagate inside the
-    sphere but are evanescent in the medium are never excited, and the backward wave's boundary
-    condition is that of a marching scheme)."""
+    """Why the lab frame needs the illumination-frame refinement for polystyrene: at illumination
+    NA 1.0 the lab-frame SSNP phase inside the sphere lags exact Mie by ≈ 0.37 rad on average,
+    and neither more screens per slice nor the near-normal illumination change that (waves that
+    propagate in the sphere but are evanescent in the medium cannot be carried by a march along
+    z; marching along the illumination removes it: see the test above)."""
     ill = snap_illuminations(np.array([[0.0, 0.0], [1.0 / LAM, 0.0]]), (N, N), (PX, PX))
     exact = mie_fields(1.0, 1.59, NM, LAM, (N, N), PX, ill, na=NA)
     ph = make_bead((28, N, N), (PX, PX, PX), NM, 0, radius_um=1.0, index=1.59, centre_um=(0, 0, 0))
@@ -335,3 +335,32 @@ def test_threads_of_a_worker_thread_leave_the_main_thread_alone():
     finally:
         checked.set()
         torch.set_num_threads(before)
+
+
+def test_auto_frame_refines_strong_samples_in_the_illumination_frame():
+    """``frame="auto"``: after the lab-frame iterations, ``refine_iterations`` more in the
+    illumination frame only when the iterate's largest Δn exceeds ``frame_threshold``; progress
+    says so, and cancel during the refinement keeps its last iterate."""
+    u, ill = _small_bead()
+    base = {"iterations": 2, "refine_iterations": 2, "batch": 4, "chunk": 4}
+    seen: list = []
+    for threshold, expect in ((0.01, 4), (1.0, 2)):
+        seen.clear()
+        ms = reconstruct(u, ill, _md(), shape_z=16, method="multislice", device="cpu",
+                         progress=lambda f, msg="": seen.append((f, msg)),
+                         multislice={**base, "frame_threshold": threshold})
+        its = [(f, m) for f, m in seen if m.startswith("multislice iteration")]
+        assert len(ms.misfit) == expect == len(its), its
+        assert sum("(illumination frame)" in m for _, m in its) == expect - 2
+        assert all(b[0] >= a[0] for a, b in zip(its, its[1:]))  # the fraction never goes back
+        assert np.isfinite(ms.ri).all() and ms.ri.max() > NM + 0.02
+    token = CancelToken()
+
+    def cancel_in_refinement(f, msg=""):
+        if "(illumination frame)" in msg:
+            token.cancel()
+
+    with pytest.raises(Cancelled) as info:
+        reconstruct(u, ill, _md(), shape_z=16, method="multislice", device="cpu", cancel=token,
+                    progress=cancel_in_refinement, multislice={**base, "frame_threshold": 0.01})
+    assert len(info.value.partial.misfit) == 3 and np.isfinite(info.value.partial.ri).all()
