@@ -143,3 +143,19 @@ def test_auto_is_recorded_and_explicit_dtt_is_plain_dtt(tmp_path, caplog):
     assert (plain.birefringence_route.method, plain.birefringence_route.reason) == ("dtt", "asked for")
     with h5py.File(tmp_path / "dtt.odt.h5", "r") as f:
         assert json.loads(f.attrs[ROUTE_ATTR])["requested"] == "dtt"
+
+
+def test_cli_flag_and_the_batch_log(tmp_path):
+    from app import cli
+
+    parse = cli._batch_parser().parse_args
+    assert parse(["in", "--out", "o", "--birefringence-method", "auto"]).birefringence_method == "auto"
+    assert parse(["in", "--out", "o", "--birefringence"]).birefringence_method is None  # → "auto" in cmd_batch
+    with pytest.raises(SystemExit):
+        parse(["in", "--out", "o", "--birefringence-method", "fastest"])
+    folder = _droplet_folder(tmp_path / "in")
+    rc = cli.main(["batch", str(folder.parent), "--out", str(tmp_path / "out"), "--birefringence-method", "dtt",
+                   "--screen", "none", "--device", "cpu"])
+    assert rc == 0
+    log = (tmp_path / "out" / "logs" / f"{folder.name}.log").read_text()
+    assert "birefringence route dtt (dtt): asked for" in log
