@@ -59,8 +59,6 @@ METHOD_TIPS = {
 }
 #: The birefringence routes the form offers (``ProcessOptions.birefringence_method``), in order
 BIREFRINGENCE_ROUTE_LABELS = {"auto": "Auto", "dtt": "DTT", "dtt-refined": "DTT refined", "learned": "Learned"}
-#: Measured time of each route on 25 illuminations of 256² (tests/benchmarks/bench_birefringence_routes.py)
-BIREFRINGENCE_ROUTE_COST = {"auto": "", "dtt": "", "dtt-refined": "", "learned": ""}
 
 
 def _spin(lo: int, hi: int, value: int, name: str, tip: str = "", suffix: str = "") -> QSpinBox:
@@ -280,9 +278,7 @@ class MethodBox(QGroupBox):
             self.form.setRowVisible(row, ms)
         for row in self._route_rows:
             self.form.setRowVisible(row, self.polarised)
-        route = self.route_combo.currentData()
-        cost = BIREFRINGENCE_ROUTE_COST.get(route, "")
-        self.route_tip.setText(self._route_tips.get(route, "") + (f" {cost}" if cost else ""))
+        self.route_tip.setText(self._route_tips.get(self.route_combo.currentData(), ""))
 
     def options(self, sideband: str = "auto") -> ProcessOptions:
         """The options the form shows. Fields are not screened here (``screen="none"``): a project
