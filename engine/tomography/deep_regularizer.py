@@ -378,7 +378,7 @@ DOMAIN_QUANTITIES: dict[str, tuple[str, str, str]] = {
     "wavelength_um": ("wavelength", " µm", "{:.3f}"),
     "voxel_um": ("pixel (voxel) size", " µm", "{:.3f}"),
     "n_illuminations": ("number of illuminations", "", "{:.0f}"),
-    "illumination_na_fraction": ("largest illumination NA / objective NA", "", "{:.2f}"),
+    "illumination_na_fraction": ("largest illumination NA / objective NA", "", "{:.3f}"),
 }
 
 
