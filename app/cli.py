@@ -148,10 +148,10 @@ def _batch_parser() -> argparse.ArgumentParser:
     p.add_argument("--birefringence-method", choices=BIREFRINGENCE_METHODS, default=None,
                    help="birefringence route (implies --birefringence): 'auto' (default) chooses from the "
                    "measurement's setup and fields (learned inside the generator's domain, else dtt-refined for "
-                   "strong samples and for weak ones up to 25 illuminations of 256x256, else dtt; the choice and "
+                   "strong samples up to 25 illuminations of 256x256, else dtt; the choice and "
                    "its reason are logged and recorded); 'dtt' first-order dielectric tensor "
                    "tomography; 'dtt-refined' DTT plus 3 simulate-and-correct steps with the vectorial "
-                   "multi-slice (a more accurate delta-n on strong droplets, 6-8x slower); 'learned' the "
+                   "multi-slice (a more accurate delta-n on strong droplets, 7-20x slower); 'learned' the "
                    "generator network for n_e, n_o with the DTT director (only at the setup it was trained for). "
                    "Recorded as tomogram/method")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",

@@ -5,14 +5,14 @@ Three routes reconstruct n_e, n_o and the director of a polarisation-resolved me
 
 * ``"dtt"`` — first-order dielectric tensor tomography (:func:`.tensor_tomography.reconstruct_tensor`);
 * ``"dtt-refined"`` — DTT plus simulate-and-correct steps with the vectorial multi-slice
-  (:func:`.refine.refine_tensor`), ~6–8× the time of DTT;
+  (:func:`.refine.refine_tensor`), 7–20× the time of DTT (measured, below);
 * ``"learned"`` — the learned generator for n_e and n_o, the director from DTT
   (:func:`.generator.reconstruct_tensor_learned`), valid only inside its model card's domain.
 
 ``"auto"`` (the default) asks :func:`choose_route`, from facts about the measurement only: its
 setup (λ, n_m, NA, number of illuminations, image size; ``measurement.json``) and two numbers
 measured on the Jones fields of its most nearly normal illumination before the reconstruction
-(:func:`measure_sample`; a few ms at 256²): the peak phase delay of the sample and the radius of
+(:func:`measure_sample`; well under a second at 256²): the peak phase delay of the sample and the radius of
 its largest object. The choice never depends on the speed of the computer, so a result is
 reproducible on another machine.
 
@@ -33,23 +33,24 @@ The rule and the measurements behind it
    ratio 1.02 on 16 such droplets).
 2. **dtt-refined** when the sample is *strong*: peak phase delay ≥ :data:`STRONG_PHASE_RAD`
    (3 rad, the bound above which first-order scalar tomography also fails, ``engine.tomography.
-   multislice``), up to :data:`REFINED_MAX_WORK_STRONG` (illuminations × pixels). On held-out
+   multislice``), up to :data:`REFINED_MAX_WORK` illuminations × pixels (25 of 256²). On held-out
    droplets simulated by dtmm (``tests/benchmarks/bench_birefringence_dtmm.py``; strong: n_m
-   1.45, r 3.2–3.8 µm, λ 0.633 µm, peak phase 5–7 rad) first-order DTT finds Δn 35 % low,
-   refined 8.7 % (every droplet within 20 %), |n_e error| 0.0087 → 0.0067, background |Δn|
-   0.0045 → 0.0036, the director unchanged (13.4°); in the seed's setting (λ 0.532 µm, n_m 1.45,
-   r 2.7–3.2 µm) Δn 38 % → 15 %. The error there is too large to trade for speed.
-3. **weak** samples (peak phase < 3 rad, e.g. the dtmm droplets in n_m 1.53: 0.7–1.4 rad):
-   refined still halves the Δn error (39 % → 21 %; |n_e| 0.0104 → 0.0070, |n_o| 0.0025 → 0.0005,
-   director 11.9° vs 12.0°), so it is chosen while it is cheap: up to
-   :data:`REFINED_MAX_WORK_WEAK` (25 illuminations of 256², where it costs ~6× DTT: the timings in
-   ``tests/benchmarks/bench_birefringence_routes.py``). Larger weak measurements get **dtt**: the
-   same director in a sixth of the time, Δn ~40 % low (stated in the reason).
-4. Strong measurements larger than :data:`REFINED_MAX_WORK_STRONG` get **dtt** with a reason
-   that says refined would take several minutes; the user can ask for it explicitly.
+   1.45, r 3.2–3.8 µm, λ 0.633 µm, peak phase 6.1–7.2 rad by :func:`measure_sample` on the dtmm
+   fields of seeds 0–5) first-order DTT finds Δn 35 % low, refined 8.7 % (every droplet within
+   20 %), |n_e error| 0.0087 → 0.0067, background |Δn| 0.0045 → 0.0036, the director unchanged
+   (13.4°); in the seed's setting (λ 0.532 µm, n_m 1.45, r 2.7–3.2 µm, peak phase 6.1–7.1 rad)
+   Δn 38 % → 15 %. That error is too large to trade for speed.
+3. **dtt** for *weak* samples (peak phase < 3 rad, e.g. the dtmm droplets in n_m 1.53: 1.0–1.3
+   rad, so the 3 rad bound sits with a wide margin between the kinds). There the director is
+   the same (11.9° DTT, 12.0° refined) and refined only halves the Δn error (39 % → 21 %, still
+   outside 20 %; |n_e| 0.0104 → 0.0070, |n_o| 0.0025 → 0.0005) at 7–20× the time: measured 325 s
+   vs ~45 s at 128² (dtmm bench) and 1151 s vs 57 s for 25 illuminations of 256² onto 128 × 256²
+   voxels (``tests/benchmarks/bench_birefringence_routes.py``, 2-core CPU at load ~5.5).
+4. **dtt** for strong measurements larger than :data:`REFINED_MAX_WORK` (refined would take
+   tens of minutes on such a CPU), with a reason saying so; the user can ask for it explicitly.
 
-When no fields were measured (``phase_delay_rad=None``, e.g. a form before a run) the contrast is
-unknown: the rule treats it as weak and says so in the reason.
+When no fields were measured (``facts=None``) the contrast and the radius are unknown: **dtt**,
+and the reason says so.
 
 References
 ----------
@@ -74,8 +75,7 @@ __all__ = [
     "AUTO",
     "ROUTE_SUMMARIES",
     "STRONG_PHASE_RAD",
-    "REFINED_MAX_WORK_WEAK",
-    "REFINED_MAX_WORK_STRONG",
+    "REFINED_MAX_WORK",
     "SETUP_TOLERANCE",
     "ROUTE_ATTR",
     "SampleFacts",
@@ -94,19 +94,18 @@ AUTO = "auto"
 ROUTE_ATTR = "birefringence_route"
 #: peak phase delay (rad) from which a sample counts as strong (first-order methods fail)
 STRONG_PHASE_RAD = 3.0
-#: illuminations × pixels up to which ``auto`` refines weak samples (25 illuminations of 256²)
-REFINED_MAX_WORK_WEAK = 25 * 256 * 256
-#: illuminations × pixels up to which ``auto`` refines strong samples (16× the weak bound: 100 of 512²)
-REFINED_MAX_WORK_STRONG = 16 * REFINED_MAX_WORK_WEAK
+#: illuminations × pixels up to which ``auto`` refines strong samples (25 illuminations of 256²)
+REFINED_MAX_WORK = 25 * 256 * 256
 #: relative tolerance on λ, n_m and NA against the generator's training setup (as the generator checks)
 SETUP_TOLERANCE = 0.02
 #: one line per route for a person (the GUI's route control and the CLI help)
 ROUTE_SUMMARIES = {
-    AUTO: "Chosen per measurement: learned inside the generator's domain, else DTT refined (strong samples, "
-          "or weak ones up to 25 illuminations of 256²), else DTT; the choice and why are recorded.",
-    "dtt": "First-order dielectric tensor tomography: fastest; Δn ~35–40 % low on droplets.",
+    AUTO: "Chosen per measurement: learned inside the generator's domain, else DTT refined for strong samples "
+          "(phase ≥ 3 rad, up to 25 illuminations of 256²), else DTT; the choice and why are recorded.",
+    "dtt": "First-order dielectric tensor tomography: the physics route, about a minute for 25 illuminations of "
+           "256²; Δn ~35–40 % low on droplets.",
     "dtt-refined": "DTT corrected by 3 simulate-and-correct steps with the vectorial multi-slice: Δn within "
-                   "~10–20 %, ~6–8× the time of DTT.",
+                   "~10–20 % on strong droplets, at 7–20× the time of DTT (minutes to tens of minutes).",
     "learned": "Learned generator for n_e and n_o (director from DTT): fast and best inside its training domain "
                "(λ 0.532 µm, n_m 1.46, NA 1.2, 25 illuminations, droplets r ≤ 2.4 µm); refused outside.",
 }
@@ -310,17 +309,16 @@ def choose_route(metadata: Any, image_shape: Sequence[int], n_illuminations: int
         return RouteChoice("learned", f"inside the learned generator's domain (largest object r {radius:.1f} µm, "
                                       f"{n_illuminations} illuminations)", AUTO, recorded)
     size = f"{n_illuminations} illuminations of {h}×{w}"
-    if facts is None:
-        contrast = "contrast not measured"
-        strong = False
-    else:
-        strong = facts.phase_delay_rad >= STRONG_PHASE_RAD
-        contrast = f"{'strong' if strong else 'weak'} sample (peak phase {facts.phase_delay_rad:.1f} rad)"
-    limit = REFINED_MAX_WORK_STRONG if strong else REFINED_MAX_WORK_WEAK
     tail = f"; not learned: {why_not}"
-    if work <= limit:
+    if facts is None or facts.phase_delay_rad < STRONG_PHASE_RAD:
+        contrast = ("contrast not measured" if facts is None
+                    else f"weak sample (peak phase {facts.phase_delay_rad:.1f} rad)")
+        return RouteChoice("dtt", f"{contrast}, {size}: first-order DTT (the director as good as refined; Δn "
+                                  f"~40 % low, dtt-refined halves that at 7–20× the time){tail}", AUTO, recorded)
+    contrast = f"strong sample (peak phase {facts.phase_delay_rad:.1f} rad)"
+    if work <= REFINED_MAX_WORK:
         return RouteChoice("dtt-refined", f"{contrast}, {size}: DTT refined (first-order DTT finds Δn 35–40 % "
                                           f"low){tail}", AUTO, recorded)
-    return RouteChoice("dtt", f"{contrast}, {size}: too large to refine by default (about 6–8× the DTT time), "
+    return RouteChoice("dtt", f"{contrast}, {size}: too large to refine by default (7–20× the DTT time), "
                               f"first-order DTT (Δn ~35–40 % low; ask for dtt-refined to correct it){tail}",
                        AUTO, recorded)

@@ -93,7 +93,7 @@ class ProcessOptions:
         choice and its reason are logged and recorded, ``birefringence_route``); physics (first-order
         dielectric tensor tomography), DTT corrected by simulate-and-correct steps with the
         vectorial multi-slice (:func:`engine.birefringence.refine.refine_tensor`: a more accurate
-        Δn on strong droplets, 6–8× slower), or the learned generator (n_e, n_o from the network,
+        Δn on strong droplets, 7–20× slower), or the learned generator (n_e, n_o from the network,
         the director from DTT; only for the setup the model was trained at). The route that made
         the volume is recorded as ``tomogram/method`` (``"dtt-rytov"``, ``"dtt-refined"``,
         ``"learned-generator…"``).

@@ -12,7 +12,7 @@ import pytest
 
 from engine.birefringence.jones import JonesFields
 from engine.birefringence.routes import (
-    REFINED_MAX_WORK_WEAK,
+    REFINED_MAX_WORK,
     ROUTE_ATTR,
     ROUTES,
     STRONG_PHASE_RAD,
@@ -57,12 +57,11 @@ def test_domain_of_the_shipped_card_is_its_training_setup():
     (SampleFacts(4.0, 1.8), (96, 96), 25, _md(), "learned"),                 # inside the domain
     (SampleFacts(5.5, 3.4), (256, 256), 25, _md(), "dtt-refined"),           # too large for the network, strong
     (SampleFacts(5.5, 1.8), (256, 256), 25, _md(0.633, 1.45), "dtt-refined"),  # other setup, strong
-    (SampleFacts(1.0, 3.4), (256, 256), 25, _md(0.633, 1.53), "dtt-refined"),  # weak, small enough to refine
-    (SampleFacts(1.0, 3.4), (512, 512), 25, _md(0.633, 1.53), "dtt"),          # weak and large: speed
-    (SampleFacts(6.0, 3.4), (512, 512), 25, _md(0.633, 1.45), "dtt-refined"),  # strong: refined though large
-    (SampleFacts(6.0, 3.4), (1024, 1024), 100, _md(0.633, 1.45), "dtt"),       # beyond the strong bound
+    (SampleFacts(1.0, 3.4), (128, 128), 25, _md(0.633, 1.53), "dtt"),          # weak: DTT's director is as good
+    (SampleFacts(6.0, 3.4), (256, 320), 25, _md(0.633, 1.45), "dtt"),          # strong, beyond the refine bound
     (SampleFacts(4.0, 1.8), (96, 96), 16, _md(), "dtt-refined"),             # other illumination count
-    (None, (96, 96), 25, _md(), "dtt-refined"),                              # radius unknown: not learned
+    (SampleFacts(4.0, 2.9), (96, 96), 25, _md(), "dtt-refined"),             # droplet larger than trained
+    (None, (96, 96), 25, _md(), "dtt"),                                      # nothing measured: not learned
 ])
 def test_choice_rule(facts, shape, n_ill, md, want):
     c = choose_route(md, shape, n_ill, facts=facts, card=CARD)
@@ -78,12 +77,13 @@ def test_choice_rule(facts, shape, n_ill, md, want):
 
 def test_no_generator_means_never_learned_and_explicit_routes_are_honoured():
     assert choose_route(_md(), (96, 96), 25, facts=SampleFacts(4.0, 1.8), card=None).method == "dtt-refined"
+    assert choose_route(_md(), (96, 96), 25, facts=SampleFacts(1.0, 1.8), card=None).method == "dtt"
     for route in ROUTES:
         c = choose_route(_md(), (2048, 2048), 100, facts=SampleFacts(4.0, 1.8), card=CARD, requested=route)
         assert (c.method, c.requested, c.reason) == (route, route, "asked for")
     with pytest.raises(ValueError, match="auto"):
         choose_route(_md(), (96, 96), 25, requested="magic")
-    assert 25 * 256 * 256 == REFINED_MAX_WORK_WEAK
+    assert 25 * 256 * 256 == REFINED_MAX_WORK
 
 
 def _sphere_jones(n: int, pixel: float, radius: float, phase: float) -> JonesFields:
