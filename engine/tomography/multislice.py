@@ -556,7 +556,7 @@ class MultisliceOptions:
     frame: str = "auto"
     frame_threshold: float = 0.2
     refine_iterations: int = 15
-    support_threshold: float = 0.05
+    support_threshold: float = 0.1
     momentum: bool = True
     restart: bool = True
     guard: float = 2.0
