@@ -240,15 +240,22 @@ def measure_sample(jones: Any) -> SampleFacts:
     return SampleFacts(phase_delay_rad=peak, radius_um=radius)
 
 
+_DOMAIN_LABELS = {"wavelength_um": ("λ", " µm"), "medium_index": ("n_m", ""), "na_objective": ("NA", ""),
+                  "n_illuminations": ("illuminations", ""), "radius_um": ("largest object r", " µm")}
+
+
 def _outside(domain: dict, values: dict) -> list[str]:
-    """Names (with values) of the domain entries ``values`` lies outside of."""
+    """What of ``values`` lies outside ``domain``, for a person (e.g. ``"illuminations 9, trained 25"``)."""
     out = []
     for key, v in values.items():
         if key not in domain:
             continue
         lo, hi = domain[key]
         if v is None or not (lo - 1e-9 <= float(v) <= hi + 1e-9):
-            out.append(f"{key} {'unknown' if v is None else format(float(v), '.3g')} not in [{lo:.3g}, {hi:.3g}]")
+            label, unit = _DOMAIN_LABELS.get(key, (key, ""))
+            have = "unknown" if v is None else f"{float(v):.3g}{unit}"
+            trained = f"{lo:.3g}{unit}" if lo == hi else f"{lo:.3g}–{hi:.3g}{unit}"
+            out.append(f"{label} {have}, trained {trained}")
     return out
 
 
