@@ -4,7 +4,7 @@ Run on demand (not collected by default)::
 
     .venv/bin/python tests/benchmarks/bench_multislice.py [--device cpu|cuda] [--independent]
         [--spheres silica,polystyrene,weak] [--iterations 20] [--skip-timing] [--size 128]
-        [--cells] [--cell-seeds 3,7] [--threads 1] [--json OUT.json]
+        [--cells] [--cell-seeds 3,7] [--threads 1] [--frame auto|lab|illumination] [--json OUT.json]
 
 For the three spheres of issue #21 (in water, n_m 1.337, λ 0.532 µm, NA 1.2, 0.1 µm voxels, 49
 illuminations: a ring of 48 at illumination NA 1.0 plus the normal one): mean RI inside
@@ -17,9 +17,10 @@ Fields: :func:`engine.simulate.mie.mie_fields`, or miepython's (``--independent`
 illuminations (goal on the 2-core CPU: < 2 min), with the ratio to the Rytov + TV path.
 Asserts nothing.
 
-Measured (2026-12-06, 2-core CPU shared with other jobs, one torch thread, default options: 20
-iterations of 16 illuminations in the lab frame, then, only where the iterate's Δn exceeds 0.2
-(polystyrene here), 15 more in the illumination frame; ``.venv/bin/python
+Measured (2026-12-06, 2-core CPU shared with other jobs, one torch thread, the bench's default
+``frame="auto"`` (the library's default is ``"lab"``): 20 iterations of 16 illuminations in the
+lab frame, then, only where the iterate's Δn exceeds 0.2 (polystyrene here), 15 more in the
+illumination frame; ``.venv/bin/python
 tests/benchmarks/bench_multislice.py`` and ``... --independent --skip-timing``). Mean RI error,
 axial/lateral extent, data misfit (lab-frame model; in brackets, for the truth and the
 multislice volume, judged by the illumination-frame model); fields from engine.simulate.mie /
@@ -134,7 +135,7 @@ def stats(ri: np.ndarray, radius: float, n_sphere: float) -> dict:
 
 
 def ms_options(args) -> dict:
-    return {"iterations": args.iterations, "threads": args.threads or None}
+    return {"iterations": args.iterations, "threads": args.threads or None, "frame": args.frame}
 
 
 class IterateProbe:
@@ -325,6 +326,8 @@ def main(argv=None) -> int:
     p.add_argument("--cells", action="store_true", help="also the simulated adherent cells (item 3)")
     p.add_argument("--cell-seeds", default="3,7")
     p.add_argument("--threads", type=int, default=1, help="torch threads during the iterations (0: as set)")
+    p.add_argument("--frame", default="auto", choices=["auto", "lab", "illumination"],
+                   help="MultisliceOptions.frame (the library's default is 'lab')")
     p.add_argument("--json", type=Path, help="write the rows here")
     args = p.parse_args(argv)
     dev = resolve_device(args.device)

@@ -195,14 +195,14 @@ def test_silica_bead_within_issue_tolerance_and_better_than_rytov():
 @pytest.mark.slow
 def test_polystyrene_bead_within_issue_tolerance():
     """Polystyrene r 1 µm (6 rad, where Rytov's unwrapping fails at oblique illumination): Rytov is
-    0.2 low; multislice (20 lab-frame iterations, then, as its Δn exceeds 0.2, 15 in the
-    illumination frame) within the issue's 0.005, measured +0.0021 (lab frame alone: +0.005 to
+    0.2 low; multislice with ``frame="auto"`` (20 lab-frame iterations, then, as its Δn exceeds
+    0.2, 15 in the illumination frame) within the issue's 0.005, measured +0.0021 (lab frame alone: +0.005 to
     +0.009, from SSNP's lag for light steep to z; see the forward-model tests)."""
     ill = _ring()
     u = mie_fields(1.0, 1.59, NM, LAM, (N, N), PX, ill, na=NA).astype(np.complex64)
     ry = reconstruct(u, ill, _md(), shape_z=32, non_negativity=True, device="cpu")
     ms = reconstruct(u, ill, _md(), shape_z=32, method="multislice", non_negativity=True, device="cpu",
-                     multislice={"iterations": 20})
+                     multislice={"iterations": 20, "frame": "auto"})
     e_ry, e_ms = _mean_inside(ry.ri, 1.0) - 1.59, _mean_inside(ms.ri, 1.0) - 1.59
     print(f"\npolystyrene: rytov+nonneg err {e_ry:+.4f}; multislice err {e_ms:+.4f} "
           f"z/x {_axial_over_lateral(ms.ri, 1.59):.2f} misfit {ms.misfit[0]:.3f} -> {ms.misfit[-1]:.4f}")
@@ -338,9 +338,10 @@ def test_threads_of_a_worker_thread_leave_the_main_thread_alone():
 def test_auto_frame_refines_strong_samples_in_the_illumination_frame():
     """``frame="auto"``: after the lab-frame iterations, ``refine_iterations`` more in the
     illumination frame only when the iterate's largest Δn exceeds ``frame_threshold``; progress
-    says so, and cancel during the refinement keeps its last iterate."""
+    says so, and cancel during the refinement keeps its last iterate. The default frame is the
+    lab's: no refinement."""
     u, ill = _small_bead()
-    base = {"iterations": 2, "refine_iterations": 2, "batch": 4, "chunk": 4}
+    base = {"iterations": 2, "refine_iterations": 2, "batch": 4, "chunk": 4, "frame": "auto"}
     seen: list = []
     for threshold, expect in ((0.01, 4), (1.0, 2)):
         seen.clear()
@@ -352,6 +353,11 @@ def test_auto_frame_refines_strong_samples_in_the_illumination_frame():
         assert sum("(illumination frame)" in m for _, m in its) == expect - 2
         assert all(b[0] >= a[0] for a, b in zip(its, its[1:]))  # the fraction never goes back
         assert np.isfinite(ms.ri).all() and ms.ri.max() > NM + 0.02
+    ms = reconstruct(u, ill, _md(), shape_z=16, method="multislice", device="cpu",
+                     multislice={**base, "frame": "lab", "frame_threshold": 0.01})
+    assert len(ms.misfit) == 2
+    with pytest.raises(ValueError, match="unknown frame"):
+        reconstruct(u, ill, _md(), shape_z=16, method="multislice", device="cpu", multislice={"frame": "z"})
     token = CancelToken()
 
     def cancel_in_refinement(f, msg=""):
