@@ -110,6 +110,9 @@ def _route_calls(jf, md, gen, dev, routes, repeats: int) -> dict:
         print(f"  {route:12s} {med:7.2f} s (runs {', '.join(f'{t:.2f}' for t in times)}) onto {out.n_e.shape}, "
               f"{out.method}; median Δn inside the droplet {np.median(inside) if inside.size else 0:.3f} "
               f"(true 0.10); {_load()}", flush=True)
+        stages = {k: v for k, v in out.timings_s.items() if isinstance(v, float) and k != "total"}
+        if stages:
+            print("    last run: " + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()), flush=True)
     return res
 
 
