@@ -27,8 +27,8 @@ The rule and the measurements behind it
    training step used (own Jones multi-slice simulator — the one it was trained on, so this is
    not an independent test —, 25 illuminations of 32² at 0.2 µm, mean over droplets of the mean
    |error| inside the droplet; ``bench_birefringence_routes.py --in-domain 12``, one thread):
-   |n_e error| DTT 0.106, refined 0.096, learned 0.018; |n_o error| 0.018, 0.024, 0.010; |Δn
-   error| 67 %, 58 %, 14 %. Outside the domain it is never chosen (the radius is unknown when no
+   |n_e error| DTT 0.106, refined 0.095, learned 0.018; |n_o error| 0.018, 0.024, 0.010; |Δn
+   error| 67 %, 57 %, 14 %. Outside the domain it is never chosen (the radius is unknown when no
    fields were measured: then neither). The object radius is measured to ±8 % (1 s.d.; mean
    ratio 1.02 on 16 such droplets).
 2. **dtt-refined** when the sample is *strong*: peak phase delay ≥ :data:`STRONG_PHASE_RAD`
