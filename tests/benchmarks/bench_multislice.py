@@ -84,8 +84,9 @@ and then grew to 1-4 (RMSE 0.06).
 
 Timing 64×128×128 from 49 illuminations, 20 iterations, one thread (silica: lab frame only):
 multislice 118.9 s wall, **45.7 s CPU** (Rytov start 3.4 s); Rytov + TV 28.0 s wall, 13.6 s CPU:
-ratio 4.2 wall, 3.4 CPU (the run before the illumination frame existed, same code path: 40.9 s
-CPU, 41.5 s on a quieter machine; the difference is the machine's load). Silica 128² run:
+ratio 4.2 wall, 3.4 CPU; a second run (``--spheres ""``, load about 4): 59.5 s wall, 35.8 s CPU,
+Rytov + TV 24.7 s / 13.3 s (ratio 2.4 wall, 2.7 CPU). Before the illumination frame existed (same
+code path for silica): 40.9 s CPU, 41.5 s on a quieter machine: the spread is the machine's load. Silica 128² run:
 multislice +0.0003, Rytov + TV +0.0030. Polystyrene 64×64×32 from 49 illuminations, the whole
 default run (20 + 15 iterations): 53.8 s wall (silica 64×64×48, 20 iterations: 14.0 s); one
 illumination-frame iteration costs about 5× a lab-frame one here (forward + gradient per
