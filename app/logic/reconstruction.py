@@ -532,6 +532,10 @@ def cost_text(size: Optional[MeasurementSize], options: ProcessOptions, n_used: 
 
     if size is None:
         return "Cost: choose a measurement"
+    if getattr(size.metadata, "polarised", False):
+        # engine.pipeline.cost models the scalar path only; a scalar figure would mislead here
+        return ("Estimated time: not modelled for birefringence (learned fastest; DTT refined takes "
+                "7–20× DTT)")
     if calibration is None:
         return "Cost: timing this computer …"
     shape, substeps = problem_size(size.metadata, size.image_shape, options.shape_z)

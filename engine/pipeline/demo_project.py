@@ -12,8 +12,9 @@ measurements — bacteria, adherent cells, a silica bead and a liquid-crystal dr
 4. reconstructed with the project's decisions through the one pipeline
    (:func:`engine.pipeline.process.process_measurement` with ``screening=`` and ``retrieved=``):
    Rytov + non-negativity, and TV beside it for the bacteria;
-5. for the droplet (polarisation-resolved), processed with ``ProcessOptions(birefringence=True)``
-   (dielectric tensor tomography: n_e, n_o, director).
+5. for the droplet (polarisation-resolved), processed with ``ProcessOptions(birefringence=True,
+   birefringence_method="dtt")`` (first-order dielectric tensor tomography: n_e, n_o, director).
+   Not ``auto``: its 4-rad droplet would get ``dtt-refined``, ~30 s more on the first launch.
 
 A marker file ``demo_project.json`` (the builder's :data:`DEMO_PROJECT_VERSION`, the engine
 version, the measurements and their ids) is written last: a folder without it, or made by
@@ -320,7 +321,7 @@ def _reconstruct(project, mid: int, folder: Path, sample: DemoSample, device: st
 
     out = Path(project.result_path(mid))
     if sample.kind == "lc-droplets":
-        opts = ProcessOptions(screen="model", birefringence=True, device=device)
+        opts = ProcessOptions(screen="model", birefringence=True, birefringence_method="dtt", device=device)
         screening, retrieved = None, None
     else:
         outer, inner = sample.tv_iterations

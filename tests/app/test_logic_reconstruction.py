@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -100,6 +101,11 @@ def test_cost_text_before_and_after_the_calibration():
     ms = cost_text(size, ProcessOptions(method="multislice"), n_used=10, calibration=cal)
     assert ry.startswith("Estimated time ≈") and "32 × 64 × 64 voxels, 15 fields" in ry
     assert "multislice" in ms and "10 fields" in ms
+    # the cost model is scalar only: a polarised measurement gets no (misleading) scalar figure
+    polar = SimpleNamespace(polarised=True)  # MeasurementMetadata.polarised: it has polarisation frames
+    text = cost_text(MeasurementSize(image_shape=(64, 64), n_fields=15, metadata=polar), ProcessOptions(),
+                     calibration=cal)
+    assert "not modelled for birefringence" in text and "≈" not in text
 
 
 def test_a_loaded_result_carries_the_options_it_was_made_with(tmp_path):
