@@ -92,7 +92,10 @@ Cost: a march through the rotated grid, a trilinear resample and its adjoint, an
 (Y'·X'·M) DFT per illumination (M pupil plane waves). Forward + gradient per illumination of
 the ring at NA 1.0, 64×64×32 polystyrene volume, one CPU thread (busy machine): lab frame 14 ms;
 illumination frame 80 ms with the support box (rotated grid 48×60×68), 290 ms with the whole box
-(90×92×88; trilinear resampling and its adjoint about 20 % of it). Hence
+(90×92×88; trilinear resampling and its adjoint about 20 % of it). A support filling the
+volume is its worst case: 64×128×128, ring at illumination NA 0.96, chunk 8: 8.0 GiB peak and
+about 10 s per illumination vs 0.9 GiB and 0.2 s in the lab frame
+(``tests/benchmarks/bench_multislice_memory.py``): for compact strong samples only. Hence
 ``MultisliceOptions(frame="auto")``: iterate in the lab frame, then refine in the illumination
 frame (15 more iterations) only when the iterate's largest Δn exceeds 0.2 (after the 20 lab
 iterations of the bench: silica, true Δn 0.123, peaks at 0.159 and is left alone; polystyrene,
