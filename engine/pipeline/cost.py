@@ -21,6 +21,10 @@ TV, o × i iterations        ``o·(2·fft3(V) + i·tv(V))``
 learned regulariser         ``2·fft3(V)`` (a small 3-D U-Net on the CPU is of that order)
 multislice, m iterations    a second first-order + non-negativity start, then
                             ``m·(min(B, N)·Z·s·screen(P) + 10·tv(V))`` (B the batch)
+  frame "illumination"      every iteration's screens ×5 (:data:`ILLUMINATION_FRAME_FACTOR`)
+  frame "auto"              as "lab", plus the optional stage ``illumination_frame``: 15
+                            iterations at ×5, counted only in :attr:`CostEstimate.seconds_max`
+                            (they run only when the iterate's peak Δn exceeds 0.2)
 ==========================  ===================================================================
 
 The multislice term is the kernel itself timed; the integer factors of the others were fitted
@@ -42,6 +46,11 @@ import numpy as np
 
 __all__ = ["CostCalibration", "CostEstimate", "calibrate", "estimate_seconds", "problem_size",
            "format_seconds"]
+
+#: Illumination-frame SSNP screens cost this many lab-frame ones (forward + gradient, support box:
+#: 80 ms vs 14 ms per illumination, 64×64×32 polystyrene, engine.tomography.multislice notes; a
+#: support filling the volume costs up to ~50× at 64×128×128, so this is for compact samples)
+ILLUMINATION_FRAME_FACTOR = 5.0
 
 _CACHE: dict[str, "CostCalibration"] = {}
 _LOCK = threading.Lock()
@@ -82,23 +91,34 @@ class CostCalibration:
 @dataclass
 class CostEstimate:
     """Estimated seconds of a reconstruction, per stage (``first_order``, ``non_negativity``, ``tv``,
-    ``deep``, ``multislice``) and in total, with the problem size it was made for."""
+    ``deep``, ``multislice``) and in total, with the problem size it was made for; ``optional``
+    the stages that may not run (``illumination_frame`` of ``multislice_frame="auto"``)."""
 
     stages: dict = field(default_factory=dict)
     shape: tuple = ()
     n_fields: int = 0
     substeps: int = 1
+    optional: dict = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
+        """Seconds of the stages that always run."""
         return float(sum(self.stages.values()))
 
+    @property
+    def seconds_max(self) -> float:
+        """Seconds with the optional stages too (an upper bound of the estimate)."""
+        return self.seconds + float(sum(self.optional.values()))
+
     def describe(self) -> str:
-        """One line for a person, e.g. ``"≈ 42 s (multislice 38 s) for 64 × 128 × 128 voxels, 49 fields"``."""
+        """One line for a person, e.g. ``"≈ 42 s (multislice 38 s) for 64 × 128 × 128 voxels, 49 fields"``
+        (``"; + up to 2 min 10 s in the illumination frame if dense"`` with the optional stage)."""
         z, y, x = self.shape
         big = max(self.stages, key=self.stages.get) if self.stages else ""
         part = f" ({big.replace('_', '-')} {format_seconds(self.stages[big])})" if len(self.stages) > 1 else ""
-        return f"≈ {format_seconds(self.seconds)}{part} for {z} × {y} × {x} voxels, {self.n_fields} fields"
+        extra = (f"; + up to {format_seconds(sum(self.optional.values()))} in the illumination frame if dense"
+                 if self.optional else "")
+        return f"≈ {format_seconds(self.seconds)}{part} for {z} × {y} × {x} voxels, {self.n_fields} fields{extra}"
 
 
 def format_seconds(s: float) -> str:
@@ -226,8 +246,20 @@ def estimate_seconds(options: Any, shape: tuple, n_fields: int, substeps: int = 
         stages["tv"] = options.tv_outer_iterations * (2 * f3 + options.tv_inner_iterations * cal.tv * vox)
     elif options.regularize == "deep":
         stages["deep"] = 2 * f3
+    optional: dict = {}
     if options.method == "multislice":
-        batch = min(int(options.multislice_batch), n)
-        per_iteration = batch * z * int(substeps) * cal.screen(pix) + 10 * cal.tv * vox
+        frame = getattr(options, "multislice_frame", "lab")
+        screens = min(int(options.multislice_batch), n) * z * int(substeps) * cal.screen(pix)
+        ill = screens * ILLUMINATION_FRAME_FACTOR + 10 * cal.tv * vox  # one illumination-frame iteration
+        per_iteration = ill if frame == "illumination" else screens + 10 * cal.tv * vox
         stages["multislice"] = first + nonneg + int(options.multislice_iterations) * per_iteration
-    return CostEstimate(stages=stages, shape=(z, y, x), n_fields=n, substeps=int(substeps))
+        if frame == "auto":
+            optional["illumination_frame"] = _refine_iterations() * ill
+    return CostEstimate(stages=stages, shape=(z, y, x), n_fields=n, substeps=int(substeps), optional=optional)
+
+
+def _refine_iterations() -> int:
+    """Illumination-frame iterations of ``frame="auto"`` (``MultisliceOptions.refine_iterations``)."""
+    from ..tomography.multislice import MultisliceOptions
+
+    return int(MultisliceOptions().refine_iterations)
