@@ -650,7 +650,7 @@ def reconstruct_tensor_learned(
         t2 = time.perf_counter()
         resampled = JonesFields(field=field.cpu().numpy(), illumination_per_um=jones.illumination_per_um,
                                 pixel_size_um=vox)
-        dtt = reconstruct_tensor(resampled, metadata, shape_z=dd, dz_um=vox, device=dev, cancel=cancel)
+        dtt = reconstruct_tensor(resampled, metadata, shape_z=dd, dz_um=vox, psi=psi, device=dev, cancel=cancel)
         d = torch.as_tensor(dtt.director, device=dev)
         timings["dtt_director"] = time.perf_counter() - t2
         eps = (n_o ** 2)[..., None, None] * eye + (n_e ** 2 - n_o ** 2)[..., None, None] * d[..., :, None] * d[..., None, :]

@@ -284,10 +284,24 @@ def _deviatoric_penalty(device) -> torch.Tensor:
     return d
 
 
-def _solve_voxels(idx, a, y, n_vox: int, rcond: float, regularization: float, exclude: bool):
+def _conditioned(g: torch.Tensor, counts: torch.Tensor, rcond: float, fast: bool) -> torch.Tensor:
+    """``λ_min/λ_max > rcond`` of the 6×6 normal matrices g (V, 6, 6).
+
+    ``fast``: a voxel reached by a single (illumination, q) pair has 4 equations, so its G has
+    rank ≤ 4 and is singular (float32 ``eigvalsh`` gives ``|λ_min|/λ_max`` ~ 1e-7): it is marked
+    ill-conditioned without ``eigvalsh`` (the majority of voxels; exact for ``rcond >= 1e-5``).
+    """
+    well = torch.zeros(g.shape[0], dtype=torch.bool, device=g.device)
+    check = counts > 1 if fast and rcond >= 1e-5 else torch.ones_like(well)
+    ev = torch.linalg.eigvalsh(g[check])
+    well[check] = ev[:, 0] > rcond * ev[:, -1].clamp(min=1e-30)
+    return well
+
+
+def _solve_voxels(idx, a, y, n_vox: int, rcond: float, regularization: float, exclude: bool, fast: bool = True):
     """Per-voxel normal equations; returns voxel ids, F̂ (V, 6) complex64, anisotropic mask (V,)."""
     dev = a.device
-    voxels, inverse = torch.unique(idx, return_inverse=True)
+    voxels, inverse, counts = torch.unique(idx, return_inverse=True, return_counts=True)
     v = voxels.shape[0]
     g = torch.zeros(v, 36, device=dev)
     g.index_add_(0, inverse, torch.einsum("eki,ekj->eij", a, a).reshape(-1, 36))
@@ -295,10 +309,7 @@ def _solve_voxels(idx, a, y, n_vox: int, rcond: float, regularization: float, ex
     h.index_add_(0, inverse, torch.view_as_real(torch.einsum("eki,ek->ei", a.to(torch.complex64), y)).reshape(-1, 12))
     g = g.reshape(v, 6, 6)
     h = torch.view_as_complex(h.reshape(v, 6, 2).contiguous())
-    ev = torch.linalg.eigvalsh(g)
-    well = ev[:, 0] > rcond * ev[:, -1].clamp(min=1e-30)
-    if not exclude:
-        well = torch.ones_like(well)
+    well = _conditioned(g, counts, rcond, fast) if exclude else torch.ones(v, dtype=torch.bool, device=dev)
     out = torch.zeros(v, 6, dtype=torch.complex64, device=dev)
     if well.any():
         gw = g[well]
@@ -361,14 +372,54 @@ def _to_six(m: torch.Tensor) -> torch.Tensor:
     return torch.stack([m[..., i, j] for i, j in TENSOR_COMPONENTS], dim=-1)
 
 
-def uniaxial_decomposition(epsilon: torch.Tensor, min_delta_n: float = 0.01, chunk: int = 1 << 20):
+def _eigvalsh_3x3(m: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues (ascending, (…, 3) float64) of real symmetric 3×3 matrices in closed form.
+
+    Trigonometric solution of the characteristic cubic of the deviatoric part ``B = M − q I``
+    (``q = tr M / 3``, ``p = ||B||_F / √6``, ``r = det(B/p)/2``, ``φ = acos(r)/3``; eigenvalues
+    ``q + 2p cos(φ + 2πk/3)``), in float64: about 30 element-wise operations instead of a batched
+    LAPACK call (~20× faster on the CPU for 0.5 M tensors; agrees with ``eigvalsh`` to ~1e-7 of
+    the eigenvalues' scale for float32 input).
+    """
+    m = m.to(torch.float64)
+    a00, a11, a22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
+    a01, a02, a12 = m[..., 0, 1], m[..., 0, 2], m[..., 1, 2]
+    q = (a00 + a11 + a22) / 3
+    b00, b11, b22 = a00 - q, a11 - q, a22 - q
+    p = torch.sqrt((b00 * b00 + b11 * b11 + b22 * b22 + 2 * (a01 * a01 + a02 * a02 + a12 * a12)) / 6)
+    det = (b00 * (b11 * b22 - a12 * a12) - a01 * (a01 * b22 - a12 * a02) + a02 * (a01 * a12 - b11 * a02))
+    p_safe = torch.where(p > 0, p, torch.ones_like(p))
+    r = (det / (2 * p_safe ** 3)).clamp(-1.0, 1.0)
+    phi = torch.acos(r) / 3
+    hi = q + 2 * p * torch.cos(phi)
+    lo = q + 2 * p * torch.cos(phi + 2 * math.pi / 3)
+    return torch.stack([lo, 3 * q - hi - lo, hi], dim=-1)
+
+
+def _uniaxial_from_eigvals(lam: torch.Tensor):
+    """(n_e, n_o, upper) from ascending eigenvalues (V, 3): the most distinct one is extraordinary."""
+    lam = lam.clamp(min=1e-6)
+    upper = (lam[:, 2] - lam[:, 1]) >= (lam[:, 1] - lam[:, 0])  # the largest is the distinct one
+    lam_e = torch.where(upper, lam[:, 2], lam[:, 0])
+    lam_o = torch.where(upper, (lam[:, 0] + lam[:, 1]) / 2, (lam[:, 1] + lam[:, 2]) / 2)
+    return torch.sqrt(lam_e), torch.sqrt(lam_o), upper
+
+
+def uniaxial_decomposition(epsilon: torch.Tensor, min_delta_n: float = 0.01, chunk: int = 1 << 20,
+                           fast: bool = True):
     """Uniaxial reading of permittivity tensors (…, 3, 3): n_e, n_o, Δn, director.
 
     The eigenvalue farthest from the other two is the extraordinary one (positive or negative
     birefringence); ``n_o`` is the square root of the mean of the other two. The director is the
     extraordinary eigenvector (its sign is arbitrary), zeroed where ``|n_e − n_o| < min_delta_n``.
-    Batched ``torch.linalg.eigh`` in float32 (a closed-form 3×3 solver was tried: no faster on
-    the CPU).
+
+    ``fast=True`` (default): eigenvalues of every tensor in closed form (:func:`_eigvalsh_3x3`),
+    then batched ``torch.linalg.eigh`` (float32) only where the closed form gives
+    ``|Δn| >= min_delta_n − 1e-4`` — the voxels that get a director (typically a few % of a
+    volume). There n_e, n_o and the director are eigh's, bit for bit as with ``fast=False``;
+    elsewhere n_e, n_o differ from eigh's float32 values by ~1e-7 (the director is zero in both).
+    ``fast=False``: ``eigh`` on every tensor (the previous path, 1.5 s for 0.5 M tensors on one
+    CPU thread; a closed-form 3×3 *eigenvector* solver was tried and was no faster).
 
     Parameters
     ----------
@@ -378,6 +429,8 @@ def uniaxial_decomposition(epsilon: torch.Tensor, min_delta_n: float = 0.01, chu
         Directors are kept where ``|Δn| >= min_delta_n``.
     chunk : int
         Tensors processed at once (bounds temporary memory).
+    fast : bool
+        See above.
 
     Returns
     -------
@@ -388,15 +441,26 @@ def uniaxial_decomposition(epsilon: torch.Tensor, min_delta_n: float = 0.01, chu
     n_e = torch.empty(flat.shape[0], dtype=torch.float32, device=flat.device)
     n_o, director = torch.empty_like(n_e), torch.zeros(flat.shape[0], 3, dtype=torch.float32, device=flat.device)
     for s in range(0, flat.shape[0], chunk):
-        lam, vec = torch.linalg.eigh(flat[s:s + chunk].to(torch.float32))  # ascending
-        lam = lam.clamp(min=1e-6)
-        upper = (lam[:, 2] - lam[:, 1]) >= (lam[:, 1] - lam[:, 0])  # the largest is the distinct one
-        lam_e = torch.where(upper, lam[:, 2], lam[:, 0])
-        lam_o = torch.where(upper, (lam[:, 0] + lam[:, 1]) / 2, (lam[:, 1] + lam[:, 2]) / 2)
-        ne, no = torch.sqrt(lam_e), torch.sqrt(lam_o)
+        block = flat[s:s + chunk].to(torch.float32)
+        if fast and min_delta_n > 1e-4:
+            ne, no, _ = _uniaxial_from_eigvals(_eigvalsh_3x3(block))
+            ne, no = ne.float(), no.float()
+            sel = ((ne - no).abs() >= min_delta_n - 1e-4).nonzero(as_tuple=True)[0]
+        else:
+            ne = no = None
+            sel = torch.arange(block.shape[0], device=block.device)
+        d = torch.zeros(block.shape[0], 3, dtype=torch.float32, device=block.device)
+        if sel.numel():
+            lam, vec = torch.linalg.eigh(block[sel])  # ascending
+            ne_s, no_s, upper = _uniaxial_from_eigvals(lam)
+            if ne is None:
+                ne, no = ne_s, no_s
+            else:
+                ne[sel], no[sel] = ne_s, no_s
+            ds = torch.where(upper[:, None], vec[:, :, 2], vec[:, :, 0])
+            d[sel] = ds * ((ne_s - no_s).abs() >= min_delta_n)[:, None]
         n_e[s:s + chunk], n_o[s:s + chunk] = ne, no
-        d = torch.where(upper[:, None], vec[:, :, 2], vec[:, :, 0])
-        director[s:s + chunk] = d * ((ne - no).abs() >= min_delta_n)[:, None]
+        director[s:s + chunk] = d
     dn = n_e - n_o
     return n_e.reshape(shape), n_o.reshape(shape), dn.reshape(shape), director.reshape(*shape, 3)
 
@@ -416,6 +480,8 @@ def reconstruct_tensor(
     anisotropy_support: Optional[float] = None,
     min_delta_n: float = 0.01,
     unwrap_method: str = "herraez",
+    psi: Optional[torch.Tensor] = None,
+    fast: bool = True,
     device: str | torch.device = "auto",
     progress: Optional[Callable[..., None]] = None,
     cancel: Optional[CancelToken] = None,
@@ -455,6 +521,14 @@ def reconstruct_tensor(
         Directors are kept only where ``|n_e − n_o| >= min_delta_n``.
     unwrap_method : {"herraez", "fourier"}
         Unwrapping of the common phase (see :func:`jones_rytov`).
+    psi : torch.Tensor, optional
+        The Jones–Rytov field ``jones_rytov(jones.field, unwrap_method=…)`` (N, 2, 2, H, W)
+        when the caller has it already (the learned route): skips its computation.
+    fast : bool
+        Faster, equivalent numerics (default): the conditioning test skips voxels with a single
+        equation set (:func:`_conditioned`), the uniaxial reading computes eigenvalues in closed
+        form and ``eigh`` only where a director is kept (:func:`uniaxial_decomposition`).
+        ``False``: the previous path (``eigvalsh``/``eigh`` on every voxel), kept for checks.
     device : {"auto", "cpu", "cuda"}
     progress, cancel
         Progress callback and cancel token.
@@ -484,7 +558,11 @@ def reconstruct_tensor(
     km_rad = 2 * math.pi * nm / lam
 
     report(progress, 0.0, "Jones–Rytov fields")
-    psi = jones_rytov(field_, unwrap_method=unwrap_method, device=dev)
+    if psi is None:
+        psi = jones_rytov(field_, unwrap_method=unwrap_method, device=dev)
+    elif tuple(psi.shape) != tuple(field_.shape):
+        raise ValueError(f"psi must have the Jones fields' shape {field_.shape}, got {tuple(psi.shape)}")
+    psi = psi.to(dev)
     timings["rytov"] = time.perf_counter() - t0
     check_cancel(cancel)
     report(progress, 0.3, "mapping onto Ewald caps")
@@ -495,7 +573,7 @@ def reconstruct_tensor(
     timings["mapping"] = t1 - t0 - timings["rytov"]
     check_cancel(cancel)
     report(progress, 0.5, "solving the tensor per Fourier voxel")
-    voxels, f6, well = _solve_voxels(idx, a, y, zz * hh * ww, rcond, regularization, exclude_ill_conditioned)
+    voxels, f6, well = _solve_voxels(idx, a, y, zz * hh * ww, rcond, regularization, exclude_ill_conditioned, fast)
     del idx, a, y
     dv = dz * dx * dx
     spec6 = torch.zeros(6, zz * hh * ww, dtype=torch.complex64, device=dev)  # component-major: fast FFTs
@@ -519,7 +597,7 @@ def reconstruct_tensor(
     t3 = time.perf_counter()
     timings["volume"] = t3 - t2
     report(progress, 0.9, "eigen-decomposition")
-    n_e, n_o, dn, director = uniaxial_decomposition(eps, min_delta_n)
+    n_e, n_o, dn, director = uniaxial_decomposition(eps, min_delta_n, fast=fast)
     timings["eigen"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0
     report(progress, 1.0, "tensor tomogram ready")
