@@ -460,13 +460,17 @@ def refined_keys(vs: VolumeSet) -> list[str]:
 
 
 def multislice_summary(vs: VolumeSet) -> str:
-    """One line on the multislice volume: iterations, final misfit, time; '' without one."""
+    """One line on the multislice volume: iterations (and those in the illumination frame), final
+    misfit, time; '' without one."""
     rec = getattr(vs.tomogram, "ri_ms_record", None)
     if not rec or getattr(vs.tomogram, "ri_ms", None) is None:
         return ""
     misfit = vs.misfit
     done, asked = int(rec.get("iterations", len(misfit))), int(rec.get("iterations_asked", len(misfit)))
     parts = [f"multislice {done}/{asked} iterations" if done != asked else f"multislice {done} iterations"]
+    in_frame = int(rec.get("frame_iterations") or 0)
+    if in_frame:
+        parts[0] += f" ({in_frame} in the illumination frame)" if in_frame < done else " (illumination frame)"
     if misfit:
         parts.append(f"data misfit {misfit[0]:.3f} → {misfit[-1]:.3f}")
     if rec.get("seconds") is not None:

@@ -61,6 +61,16 @@ METHOD_TIPS = {
 BIREFRINGENCE_ROUTE_LABELS = {"auto": "Auto", "dtt": "DTT", "dtt-refined": "DTT refined", "learned": "Learned"}
 
 
+#: the multislice frame combo: (label, ProcessOptions.multislice_frame)
+MS_FRAME_LABELS = (("Off (lab frame)", "lab"), ("Auto (dense samples, Δn > 0.2)", "auto"),
+                   ("Always (illumination frame)", "illumination"))
+MS_FRAME_TIPS = {
+    "lab": "March every illumination along z (fast; phase lag for steep light in samples with Δn above ~0.1)",
+    "auto": "The iterations along z, then 15 more along each illumination if the peak Δn exceeds 0.2",
+    "illumination": "Every iteration along each illumination (about 5× the time; compact dense samples)",
+}
+
+
 def _spin(lo: int, hi: int, value: int, name: str, tip: str = "", suffix: str = "") -> QSpinBox:
     s = QSpinBox()
     s.setObjectName(name)
@@ -164,7 +174,7 @@ class MethodBox(QGroupBox):
                                    "(engine.pipeline.cost); good to within about a factor of two")
         self.form.addRow(self.cost_label)
         self.set_deep_available(deep_available)
-        for w in (self.method_combo, self.reg_combo, self.device_combo, self.route_combo):
+        for w in (self.method_combo, self.reg_combo, self.device_combo, self.route_combo, self.ms_frame):
             w.currentIndexChanged.connect(self._on_changed)
         for s in (self.nonneg_iter, self.tv_outer, self.tv_inner, self.ms_iterations, self.ms_batch, self.shape_z):
             s.valueChanged.connect(self._on_changed)
@@ -215,9 +225,18 @@ class MethodBox(QGroupBox):
                                    "TV weight of the multislice proximal step, in units of Δn = n − n_m (0: bounds only)")
         self.ms_step = _dspin(0.05, 2.0, d.multislice_step, "msStep", 2, 0.1,
                               "Gradient step (1 is safe: units of the data term's Lipschitz bound)")
+        self.ms_frame = QComboBox(self)
+        self.ms_frame.setObjectName("msFrame")
+        for i, (text, key) in enumerate(MS_FRAME_LABELS):
+            self.ms_frame.addItem(text, key)
+            self.ms_frame.setItemData(i, MS_FRAME_TIPS[key], Qt.ItemDataRole.ToolTipRole)
+        self.ms_frame.setCurrentIndex(max(0, self.ms_frame.findData(d.multislice_frame)))
+        self.ms_frame.setToolTip("March each illumination along its own direction: corrects steep light in dense "
+                                 "samples (beads n ≈ 1.59), about 5× slower per iteration")
         self._ms_rows = []
         for label, field in (("Iterations", _row(self.ms_iterations, QLabel("of", self), self.ms_batch)),
-                             ("Multislice TV", self.ms_tv_weight), ("Step", self.ms_step)):
+                             ("Multislice TV", self.ms_tv_weight), ("Step", self.ms_step),
+                             ("Steep light", self.ms_frame)):
             self.form.addRow(label, field)
             self._ms_rows.append(self.form.rowCount() - 1)
 
@@ -292,6 +311,7 @@ class MethodBox(QGroupBox):
             tv_inner_iterations=self.tv_inner.value(),
             multislice_iterations=self.ms_iterations.value(), multislice_batch=self.ms_batch.value(),
             multislice_tv_weight=self.ms_tv_weight.value(), multislice_step=self.ms_step.value(),
+            multislice_frame=self.ms_frame.currentData(),
             shape_z=self.shape_z.value() or None, device=self.device_combo.currentData(), sideband=sideband,
             birefringence=self.polarised, birefringence_method=self.route_combo.currentData())
 
@@ -299,12 +319,13 @@ class MethodBox(QGroupBox):
         """Show ``o`` (e.g. the options a loaded result was made with); emits :attr:`changed` once."""
         widgets = (self.method_combo, self.reg_combo, self.device_combo, self.nonneg_check, self.nonneg_iter,
                    self.tv_weight, self.tv_outer, self.tv_inner, self.ms_iterations, self.ms_batch,
-                   self.ms_tv_weight, self.ms_step, self.shape_z, self.route_combo)
+                   self.ms_tv_weight, self.ms_step, self.shape_z, self.route_combo, self.ms_frame)
         for w in widgets:
             w.blockSignals(True)
         try:
             for combo, value in ((self.method_combo, o.method), (self.reg_combo, o.regularize),
-                                 (self.device_combo, o.device), (self.route_combo, o.birefringence_method)):
+                                 (self.device_combo, o.device), (self.route_combo, o.birefringence_method),
+                                 (self.ms_frame, o.multislice_frame)):
                 i = combo.findData(value)
                 if i >= 0:
                     combo.setCurrentIndex(i)
