@@ -299,14 +299,25 @@ def _conditioned(g: torch.Tensor, counts: torch.Tensor, rcond: float, fast: bool
 
 
 def _solve_voxels(idx, a, y, n_vox: int, rcond: float, regularization: float, exclude: bool, fast: bool = True):
-    """Per-voxel normal equations; returns voxel ids, F̂ (V, 6) complex64, anisotropic mask (V,)."""
+    """Per-voxel normal equations; returns voxel ids, F̂ (V, 6) complex64, anisotropic mask (V,).
+
+    ``fast`` requires the equations of :func:`_cap_equations` (second half the mirror of the first).
+    """
     dev = a.device
     voxels, inverse, counts = torch.unique(idx, return_inverse=True, return_counts=True)
     v = voxels.shape[0]
+    half = a.shape[0] // 2
+    # fast: the second half of the equations is the Hermitian mirror of the first (same A, conjugate y,
+    # see _cap_equations), so its products are the first half's (conjugated): computed once
+    src_a, src_y = (a[:half], y[:half]) if fast else (a, y)
+    aa = torch.einsum("eki,ekj->eij", src_a, src_a).reshape(-1, 36)
+    ay = torch.einsum("eki,ek->ei", src_a.to(torch.complex64), src_y)
+    if fast:
+        aa, ay = torch.cat([aa, aa]), torch.cat([ay, ay.conj()])
     g = torch.zeros(v, 36, device=dev)
-    g.index_add_(0, inverse, torch.einsum("eki,ekj->eij", a, a).reshape(-1, 36))
+    g.index_add_(0, inverse, aa)
     h = torch.zeros(v, 12, device=dev)
-    h.index_add_(0, inverse, torch.view_as_real(torch.einsum("eki,ek->ei", a.to(torch.complex64), y)).reshape(-1, 12))
+    h.index_add_(0, inverse, torch.view_as_real(ay).reshape(-1, 12))
     g = g.reshape(v, 6, 6)
     h = torch.view_as_complex(h.reshape(v, 6, 2).contiguous())
     well = _conditioned(g, counts, rcond, fast) if exclude else torch.ones(v, dtype=torch.bool, device=dev)
@@ -587,7 +598,7 @@ def reconstruct_tensor(
     def to_volume(s):
         """(Z, H, W, 6) spectrum → real (Z, H, W, 6) volume (FFTs on the component-major layout)."""
         v = torch.fft.ifftn(s.permute(3, 0, 1, 2).contiguous(), dim=(1, 2, 3))
-        return torch.fft.fftshift(v, dim=(1, 2, 3)).real.permute(1, 2, 3, 0).contiguous()
+        return torch.fft.fftshift(v.real, dim=(1, 2, 3)).permute(1, 2, 3, 0).contiguous()
 
     pot = to_volume(spec)  # F (Z, H, W, 6) rad²/µm²
     if iterations and (non_negativity or anisotropy_support is not None):
