@@ -55,10 +55,16 @@ Weak droplets (n_m 1.53; seeds 0–3): director 11.9° → 12.0°, |n_e| 0.0104 
 0.0025 → 0.0005, |Δn error| 39 % → 21 %, background |Δn| 0.0013 → 0.0000 (unchanged by the
 object support). The seed's setting (λ 0.532 µm, r 2.7–3.2 µm; seeds 2–3): director 12.7° both,
 |n_e| 0.0149 → 0.0106, |n_o| 0.0049 → 0.0064, |Δn error| 38 % → 13 %, background 0.0037 → 0.0000.
-Through 256² holograms of 0.1 µm and the pipeline (``--holograms``): see the benchmark's docstring.
+Through 256² holograms of 0.1 µm and the pipeline (``--holograms``, 128 × 256² voxels, the
+pipeline's default Z = H/2; strong seeds 2–5): director 13.3° (DTT 13.3°), |n_e| 0.0143 (0.0207),
+|n_o| 0.0096 (0.0093), |Δn error| 14 % (39 %), background 0.0001 (0.0022), 339–709 s per droplet;
+the ~0.01 lower n_e and n_o than above come from the pipeline's default 128 axial voxels (74–86
+above), not from the holograms (the benchmark's docstring).
 Cost: one DTT plus ``iterations`` × (multi-slice + DTT) plus a 3×3 eigen-decomposition per voxel
-and step; 46–123 s per strong droplet (58 × 128² voxels) on one CPU thread at load 2–6 (the
-300–390 s measured before were at load 12), of which the multi-slice is ~40 %, the DTTs ~25 %.
+and step; 46–123 s per strong droplet (74–86 × 128² voxels) on one CPU thread at load 2–6 (the
+300–390 s measured before were at load 12), of which the multi-slice is ~40 %, the three inner
+DTTs ~25 % and the ~10 per-voxel eigen-decompositions (4 projections Π, the uniaxial read-out of
+every DTT) most of the rest (one takes 3–7 s on 10⁶ voxels).
 
 References
 ----------
