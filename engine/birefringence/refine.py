@@ -64,7 +64,8 @@ Cost: one DTT plus ``iterations`` × (multi-slice + DTT) plus a 3×3 eigen-decom
 and step; 46–123 s per strong droplet (74–86 × 128² voxels) on one CPU thread at load 2–6 (the
 300–390 s measured before were at load 12), of which the multi-slice is ~40 %, the three inner
 DTTs ~25 % and the ~10 per-voxel eigen-decompositions (4 projections Π, the uniaxial read-out of
-every DTT) most of the rest (one takes 3–7 s on 10⁶ voxels).
+every DTT) most of the rest (one takes 3–7 s on 10⁶ voxels; measured before the DTT read-out was
+made cheaper in d3a9a86).
 
 References
 ----------
