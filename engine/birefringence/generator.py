@@ -653,6 +653,7 @@ def reconstruct_tensor_learned(
         dtt = reconstruct_tensor(resampled, metadata, shape_z=dd, dz_um=vox, psi=psi, device=dev, cancel=cancel)
         d = torch.as_tensor(dtt.director, device=dev)
         timings["dtt_director"] = time.perf_counter() - t2
+        timings.update({f"dtt_{k}": v for k, v in dtt.timings_s.items() if k != "total"})  # its stages
         eps = (n_o ** 2)[..., None, None] * eye + (n_e ** 2 - n_o ** 2)[..., None, None] * d[..., :, None] * d[..., None, :]
         has = (d.norm(dim=-1) > 0)[..., None, None]
         iso = ((n_e ** 2 + 2 * n_o ** 2) / 3)[..., None, None] * eye

@@ -287,14 +287,28 @@ def _deviatoric_penalty(device) -> torch.Tensor:
 def _conditioned(g: torch.Tensor, counts: torch.Tensor, rcond: float, fast: bool) -> torch.Tensor:
     """``λ_min/λ_max > rcond`` of the 6×6 normal matrices g (V, 6, 6).
 
-    ``fast``: a voxel reached by a single (illumination, q) pair has 4 equations, so its G has
-    rank ≤ 4 and is singular (float32 ``eigvalsh`` gives ``|λ_min|/λ_max`` ~ 1e-7): it is marked
-    ill-conditioned without ``eigvalsh`` (the majority of voxels; exact for ``rcond >= 1e-5``).
+    ``fast`` (exact for ``rcond >= 1e-5``): a voxel reached by a single (illumination, q) pair has
+    4 equations, so its G has rank ≤ 4 and is singular (float32 ``eigvalsh`` gives
+    ``|λ_min|/λ_max`` ~ 1e-7): it is ill-conditioned without ``eigvalsh`` (the majority of voxels).
+    Of the others, ``tr/6 ≤ λ_max ≤ tr`` (G ⪰ 0) decides most by two Cholesky tests:
+    ``G − 1.01·rcond·tr·I ≻ 0`` ⇒ well, ``G − 0.99·rcond·tr/6·I ⊁ 0`` ⇒ ill (the 1 % margins are
+    far above the float32 rounding of either test); ``eigvalsh`` only for the rest.
     """
     well = torch.zeros(g.shape[0], dtype=torch.bool, device=g.device)
-    check = counts > 1 if fast and rcond >= 1e-5 else torch.ones_like(well)
-    ev = torch.linalg.eigvalsh(g[check])
-    well[check] = ev[:, 0] > rcond * ev[:, -1].clamp(min=1e-30)
+    if not (fast and rcond >= 1e-5):
+        ev = torch.linalg.eigvalsh(g)
+        return ev[:, 0] > rcond * ev[:, -1].clamp(min=1e-30)
+    check = (counts > 1).nonzero(as_tuple=True)[0]
+    gc = g[check]
+    tr = torch.diagonal(gc, dim1=-2, dim2=-1).sum(-1)[:, None, None]
+    eye = torch.eye(6, device=g.device, dtype=g.dtype)
+    sure_well = torch.linalg.cholesky_ex(gc - (1.01 * rcond) * tr * eye).info == 0
+    sure_ill = torch.linalg.cholesky_ex(gc - (0.99 * rcond / 6) * tr * eye).info != 0
+    rest = ~(sure_well | sure_ill)
+    well[check[sure_well]] = True
+    if rest.any():
+        ev = torch.linalg.eigvalsh(gc[rest])
+        well[check[rest]] = ev[:, 0] > rcond * ev[:, -1].clamp(min=1e-30)
     return well
 
 

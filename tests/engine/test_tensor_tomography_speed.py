@@ -87,3 +87,23 @@ def test_fast_reconstruct_tensor_equals_the_previous_path(droplet_jones):
         assert np.mean(diff > 2e-6) < 1e-3 and diff.max() < 0.01  # (there |Δn| < min_delta_n = 0.01)
     with pytest.raises(ValueError, match="psi"):
         reconstruct_tensor(droplet_jones, md, shape_z=Z, psi=psi[:, :, :, :-1], device="cpu")
+
+
+def test_fast_conditioning_test_is_eigvalsh():
+    from engine.birefringence.tensor_tomography import _conditioned
+
+    g = torch.Generator().manual_seed(2)
+    n = 20000
+    q, _ = torch.linalg.qr(torch.randn(n, 6, 6, generator=g, dtype=torch.float64))
+    lam = 10 ** (-2 * torch.rand(n, 6, generator=g, dtype=torch.float64))  # spread 1e-2 … 1
+    lam[:, 0] = lam[:, 1:].amax(1) * 10 ** (-4 + 2 * torch.rand(n, generator=g, dtype=torch.float64))  # around 1e-3
+    gm = (q @ torch.diag_embed(lam) @ q.transpose(-1, -2)).float() * 7.0
+    counts = torch.randint(1, 4, (n,), generator=g)
+    gm[counts == 1, :, 0] = 0  # single equation sets are singular (here: rank ≤ 5)
+    gm[counts == 1, 0, :] = 0
+    ev = torch.linalg.eigvalsh(gm)
+    want = ev[:, 0] > 1e-3 * ev[:, -1].clamp(min=1e-30)
+    got = _conditioned(gm, counts, 1e-3, fast=True)
+    assert 0.2 < float(want.float().mean()) < 0.8
+    assert torch.equal(got, want)
+    assert torch.equal(_conditioned(gm, counts, 1e-3, fast=False), want)
