@@ -401,12 +401,15 @@ def resample_jones(field: np.ndarray | torch.Tensor, pixel_um: float, new_pixel_
         return j
     hh, ww = j.shape[-2:]
     h2, w2 = (max(2, int(round(n * pixel_um / new_pixel_um))) for n in (hh, ww))
-    spec = torch.fft.fftshift(torch.fft.fft2(j), dim=(-2, -1))
+    spec = torch.fft.fft2(j)
     out = torch.zeros(*j.shape[:-2], h2, w2, dtype=torch.complex64, device=dev)
     ch, cw = min(hh, h2), min(ww, w2)
     sy, sx = hh // 2 - ch // 2, ww // 2 - cw // 2
     ty, tx = h2 // 2 - ch // 2, w2 // 2 - cw // 2
-    out[..., ty:ty + ch, tx:tx + cw] = spec[..., sy:sy + ch, sx:sx + cw]
+    # rows sy … sy+ch of the fftshift-ed spectrum, gathered without shifting the whole of it
+    iy = (torch.arange(sy, sy + ch, device=dev) - hh // 2) % hh
+    ix = (torch.arange(sx, sx + cw, device=dev) - ww // 2) % ww
+    out[..., ty:ty + ch, tx:tx + cw] = spec.index_select(-2, iy).index_select(-1, ix)
     return torch.fft.ifft2(torch.fft.ifftshift(out, dim=(-2, -1))) * (h2 * w2 / (hh * ww))
 
 

@@ -326,12 +326,12 @@ def _solve_voxels(idx, a, y, n_vox: int, rcond: float, regularization: float, ex
     src_a, src_y = (a[:half], y[:half]) if fast else (a, y)
     aa = torch.einsum("eki,ekj->eij", src_a, src_a).reshape(-1, 36)
     ay = torch.einsum("eki,ek->ei", src_a.to(torch.complex64), src_y)
-    if fast:
-        aa, ay = torch.cat([aa, aa]), torch.cat([ay, ay.conj()])
     g = torch.zeros(v, 36, device=dev)
-    g.index_add_(0, inverse, aa)
     h = torch.zeros(v, 12, device=dev)
-    h.index_add_(0, inverse, torch.view_as_real(ay).reshape(-1, 12))
+    parts = ((inverse[:half], aa, ay), (inverse[half:], aa, ay.conj().resolve_conj())) if fast else ((inverse, aa, ay),)
+    for inv, aa_, ay_ in parts:  # in equation order: the same sums as one index_add_ over all equations
+        g.index_add_(0, inv, aa_)
+        h.index_add_(0, inv, torch.view_as_real(ay_).reshape(-1, 12))
     g = g.reshape(v, 6, 6)
     h = torch.view_as_complex(h.reshape(v, 6, 2).contiguous())
     well = _conditioned(g, counts, rcond, fast) if exclude else torch.ones(v, dtype=torch.bool, device=dev)

@@ -74,3 +74,26 @@ def test_generator_inputs_match_the_direct_formula():
     want = _reference_inputs(jones, md, 16, 3)
     assert got.shape == want.shape == (3, 8, 16, size, size)
     assert float((got - want).abs().max()) < 1e-4 * float(want.abs().max())
+
+
+@pytest.mark.parametrize("shape, pixel, new_pixel", [
+    ((2, 2, 2, 32, 32), 0.1, 0.2),   # the learned route's case: crop
+    ((1, 2, 2, 33, 31), 0.1, 0.2),   # odd sizes
+    ((1, 2, 2, 31, 34), 0.2, 0.1),   # zero-padding
+    ((1, 2, 2, 64, 48), 0.1, 0.13),
+])
+def test_resample_jones_gathers_the_shifted_spectrum_exactly(shape, pixel, new_pixel):
+    """The crop without a full fftshift is the fftshift-crop-ifftshift formula, bit for bit."""
+    from engine.birefringence.generator import resample_jones
+
+    torch.manual_seed(1)
+    j = torch.randn(*shape, dtype=torch.complex64)
+    hh, ww = shape[-2:]
+    h2, w2 = (max(2, int(round(n * pixel / new_pixel))) for n in (hh, ww))
+    spec = torch.fft.fftshift(torch.fft.fft2(j), dim=(-2, -1))
+    out = torch.zeros(*shape[:-2], h2, w2, dtype=torch.complex64)
+    ch, cw = min(hh, h2), min(ww, w2)
+    sy, sx, ty, tx = hh // 2 - ch // 2, ww // 2 - cw // 2, h2 // 2 - ch // 2, w2 // 2 - cw // 2
+    out[..., ty:ty + ch, tx:tx + cw] = spec[..., sy:sy + ch, sx:sx + cw]
+    want = torch.fft.ifft2(torch.fft.ifftshift(out, dim=(-2, -1))) * (h2 * w2 / (hh * ww))
+    assert torch.equal(resample_jones(j, pixel, new_pixel, device="cpu"), want)
