@@ -36,10 +36,10 @@ The rule and the measurements behind it
    multislice``), up to :data:`REFINED_MAX_WORK` illuminations × pixels (25 of 256²). On held-out
    droplets simulated by dtmm (``tests/benchmarks/bench_birefringence_dtmm.py``; strong: n_m
    1.45, r 3.2–3.8 µm, λ 0.633 µm, peak phase 6.1–7.2 rad by :func:`measure_sample` on the dtmm
-   fields of seeds 0–5) first-order DTT finds Δn 35 % low, refined 8.7 % (every droplet within
-   20 %), |n_e error| 0.0087 → 0.0067, background |Δn| 0.0045 → 0.0036, the director unchanged
-   (13.4°); in the seed's setting (λ 0.532 µm, n_m 1.45, r 2.7–3.2 µm, peak phase 6.1–7.1 rad)
-   Δn 38 % → 15 %. That error is too large to trade for speed.
+   fields of seeds 0–5) first-order DTT finds Δn 35 % low, refined 8.3 % (every droplet within
+   20 %), |n_e error| 0.0087 → 0.0058, background |Δn| 0.0045 → 0.0001 (its object support),
+   the director unchanged (13.4°); in the seed's setting (λ 0.532 µm, n_m 1.45, r 2.7–3.2 µm, peak phase 6.1–7.1 rad)
+   Δn 38 % → 13 %. That error is too large to trade for speed.
 3. **dtt** for *weak* samples (peak phase < 3 rad, e.g. the dtmm droplets in n_m 1.53: 1.0–1.3
    rad, so the 3 rad bound sits with a wide margin between the kinds). There the director is
    the same (11.9° DTT, 12.0° refined) and refined only halves the Δn error (39 % → 21 %, still
