@@ -45,7 +45,8 @@ for a voxel reached by a single illumination) are *excluded from the anisotropic
 the isotropic part ``f = c·I`` is fitted there. Elsewhere a small Tikhonov term that pulls the
 traceless (deviatoric) part to zero, ``(G + μ·tr(G)/6·D) f = h``, keeps the weakly measured
 components (mostly F_zz, seen only by steep illuminations) isotropic. Then ε per voxel, its
-eigen-decomposition (``torch.linalg.eigh``): the eigenvalue farthest from the other two is the
+eigenvalues (closed form; ``torch.linalg.eigh`` where a director is kept, see
+:func:`uniaxial_decomposition`): the eigenvalue farthest from the other two is the
 extraordinary one, ``n_e = sqrt(λ_e)``, ``n_o = sqrt(mean of the other two)``, the director is its
 eigenvector (sign-free axis), kept only where ``|n_e − n_o| ≥ min_delta_n``.
 
