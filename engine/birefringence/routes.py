@@ -82,6 +82,8 @@ __all__ = [
     "RouteChoice",
     "generator_domain",
     "measure_sample",
+    "axial_voxels",
+    "AXIAL_MARGIN_UM",
     "choose_route",
 ]
 
@@ -206,6 +208,44 @@ def generator_domain(card: Optional[dict]) -> Optional[dict]:
     if radii is not None:
         out["radius_um"] = radii
     return out
+
+
+#: axial margin (µm) on each side of the largest object in :func:`axial_voxels`
+AXIAL_MARGIN_UM = 1.5
+
+
+def axial_voxels(facts: Optional[SampleFacts], pixel_size_um: float, image_shape: Sequence[int]) -> Optional[int]:
+    """Axial voxel count for DTT: the largest object's diameter plus :data:`AXIAL_MARGIN_UM` each side.
+
+    DTT maps each illumination's Jones–Rytov spectrum to its nearest Fourier voxel, with no
+    density compensation: each of the few (25) caps fills one voxel in k_z, so a finer k_z grid
+    (a deeper volume) leaves a larger share of the measured band empty and the contrast comes out
+    diluted. Measured on a strong dtmm droplet (seed 2, 128² of 0.125 µm): |n_e error| 0.013 with
+    62–76 axial voxels (7.8–9.5 µm, about the droplet's 7 µm plus margins), 0.015 with 96 and
+    0.026 with the default 128 (16 µm); the benchmark's Jones-field tables use this same rule
+    with the true radius. Here the radius is the one :func:`measure_sample` measured (1.02× the
+    true one on average, ±8 %).
+
+    Parameters
+    ----------
+    facts : SampleFacts or None
+        Measured sample; None or a radius of 0 (nothing found) gives None.
+    pixel_size_um : float
+        Lateral pixel (= axial voxel) size, µm.
+    image_shape : (H, W)
+        Field size in pixels.
+
+    Returns
+    -------
+    int or None
+        Even voxel count, at least 16 and at most DTT's default ``min(H, W) // 2`` (it only ever
+        tightens the volume), or None to keep DTT's default.
+    """
+    if facts is None or facts.radius_um <= 0:
+        return None
+    default = max(2, (min(int(image_shape[-2]), int(image_shape[-1])) // 2) // 2 * 2)
+    wanted = int(math.ceil((2 * facts.radius_um + 2 * AXIAL_MARGIN_UM) / pixel_size_um / 2) * 2)
+    return int(min(default, max(16, wanted)))
 
 
 def measure_sample(jones: Any) -> SampleFacts:

@@ -754,7 +754,7 @@ def _process_polarised(measurement: Measurement, options: ProcessOptions, timing
     if not keep.all():
         jones = JonesFields(field=jones.field[keep], illumination_per_um=jones.illumination_per_um[keep],
                             pixel_size_um=jones.pixel_size_um)
-    route = _birefringence_route(jones, meta, options)
+    route, shape_z = _birefringence_route(jones, meta, options)
     t = time.perf_counter()
     if route.method == "learned":
         from ..birefringence.generator import reconstruct_tensor_learned
@@ -765,10 +765,10 @@ def _process_polarised(measurement: Measurement, options: ProcessOptions, timing
     elif route.method == "dtt-refined":
         from ..birefringence.refine import refine_tensor
 
-        tensor = refine_tensor(jones, meta, shape_z=options.shape_z, device=options.device, cancel=cancel,
+        tensor = refine_tensor(jones, meta, shape_z=shape_z, device=options.device, cancel=cancel,
                                progress=sub_progress(progress, 0.35, 0.97, "refined tensor tomography: "))
     else:
-        tensor = reconstruct_tensor(jones, meta, shape_z=options.shape_z, device=options.device,
+        tensor = reconstruct_tensor(jones, meta, shape_z=shape_z, device=options.device,
                                     progress=sub_progress(progress, 0.35, 0.97, "tensor tomography: "), cancel=cancel)
     timings["reconstruct"] = time.perf_counter() - t
     tomogram = Tomogram(ri=tensor.mean_index.astype(np.float32), voxel_size_um=tuple(tensor.voxel_size_um),
@@ -780,16 +780,24 @@ def _process_polarised(measurement: Measurement, options: ProcessOptions, timing
 
 
 def _birefringence_route(jones, meta, options: ProcessOptions):
-    """The route of ``options.birefringence_method`` (``"auto"``: measured and chosen), logged."""
-    from ..birefringence.routes import AUTO, choose_route, measure_sample
+    """The route of ``options.birefringence_method`` (``"auto"``: measured and chosen), logged, and the
+    axial voxel count for the DTT routes: ``options.shape_z`` when given, else the measured largest
+    object's diameter plus margins (:func:`engine.birefringence.routes.axial_voxels`; None keeps DTT's
+    default)."""
+    from ..birefringence.routes import AUTO, axial_voxels, choose_route, measure_sample
 
-    facts = measure_sample(jones) if options.birefringence_method == AUTO else None
+    measured = measure_sample(jones)
+    facts = measured if options.birefringence_method == AUTO else None
     route = choose_route(meta, jones.field.shape[-2:], jones.n_illuminations, facts=facts,
                          requested=options.birefringence_method)
+    shape_z = options.shape_z
+    if shape_z is None:
+        shape_z = axial_voxels(measured, float(jones.pixel_size_um), jones.field.shape[-2:])
     import logging
 
-    logging.getLogger(__name__).info("birefringence route %s (%s): %s", route.method, route.requested, route.reason)
-    return route
+    logging.getLogger(__name__).info("birefringence route %s (%s): %s; axial voxels %s", route.method,
+                                     route.requested, route.reason, shape_z or "default")
+    return route, shape_z
 
 
 def _screen_polarised(fields: np.ndarray, illum: np.ndarray, table: np.ndarray, pixel_size_um: float, meta,

@@ -19,6 +19,7 @@ from engine.birefringence.routes import (
     RouteChoice,
     SampleFacts,
     _default_card,
+    axial_voxels,
     choose_route,
     generator_domain,
     measure_sample,
@@ -143,6 +144,24 @@ def test_auto_is_recorded_and_explicit_dtt_is_plain_dtt(tmp_path, caplog):
     assert (plain.birefringence_route.method, plain.birefringence_route.reason) == ("dtt", "asked for")
     with h5py.File(tmp_path / "dtt.odt.h5", "r") as f:
         assert json.loads(f.attrs[ROUTE_ATTR])["requested"] == "dtt"
+    # the DTT volume's depth follows the measured droplet (diameter + 2 × 1.5 µm), never deeper than
+    # DTT's default, and an explicit shape_z is honoured
+    h, w = plain.fields.shape[-2:]
+    want = axial_voxels(SampleFacts(0.0, route.facts["radius_um"]), 0.1, (h, w))
+    assert plain.birefringence.n_e.shape[0] == (want or min(h, w) // 2 // 2 * 2)
+    deep = process_measurement(folder, tmp_path / "z.odt.h5", ProcessOptions(
+        device="cpu", birefringence=True, screen="none", birefringence_method="dtt", shape_z=20))
+    assert deep.birefringence.n_e.shape[0] == 20
+
+
+def test_axial_voxels_cover_the_object_and_only_tighten():
+    # r 3.5 µm at 0.1 µm: 7 µm + 3 µm margin = 100 voxels, under the default 128 of 256²
+    assert axial_voxels(SampleFacts(6.0, 3.5), 0.1, (256, 256)) == 100
+    assert axial_voxels(SampleFacts(6.0, 3.5), 0.1, (128, 128)) == 64  # never deeper than the default
+    assert axial_voxels(SampleFacts(6.0, 0.2), 0.1, (256, 256)) == 34  # 0.4 + 3 µm
+    assert axial_voxels(SampleFacts(6.0, 0.1), 0.5, (256, 256)) == 16  # floor
+    assert axial_voxels(SampleFacts(0.2, 0.0), 0.1, (256, 256)) is None  # nothing found: DTT's default
+    assert axial_voxels(None, 0.1, (256, 256)) is None
 
 
 def test_cli_flag_and_the_batch_log(tmp_path):
