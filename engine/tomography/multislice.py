@@ -127,12 +127,34 @@ Start: the Rytov tomogram with non-negativity. The relative data misfit
 volume) of each iteration's subset is recorded.
 
 With ``frame="auto"`` the refinement in the illumination frame is a second run of the same
-iteration (fresh momentum and step, the same random stream of subsets), started from the
-lab-frame result; each of its iterations first re-measures the support box (voxels above 10 %
-of the largest Δn, plus 3 voxels). Its first step overshoots (polystyrene: +0.0074 → −0.010)
-and the mean index then climbs back; after the default 15 iterations it is +0.002 (own Mie) /
-+0.003 (miepython), but it is not converged: 40 iterations reach +0.0057
-(``tests/benchmarks/bench_multislice.py``).
+iteration (fresh step and guard, the same random stream of subsets), started from the lab-frame
+result, but by default without momentum (``refine_momentum=False``: proximal gradient); each of
+its iterations first re-measures the support box (voxels above 10 % of the largest Δn, plus 3
+voxels). Measured on the polystyrene bead (``tests/benchmarks/bench_multislice.py``; mean-RI
+error after 15 / 30 / 45 refinement iterations, engine.simulate.mie; miepython held out):
+
+=======================================  ===========================  ===========================
+refinement                               engine.simulate.mie          miepython (held out)
+=======================================  ===========================  ===========================
+FISTA (``refine_momentum=True``)         +0.0020 +0.0052 +0.0060      +0.0030 +0.0052 +0.0067
+proximal gradient (default)              −0.0010 +0.0009 +0.0021      +0.0005 +0.0021 +0.0030
+=======================================  ===========================  ===========================
+
+This is not a convergence fix but a slower approach, presumably to the same limit: FISTA settles
+at about +0.006 with our Mie fields (z/x 0.86–0.95, misfit 0.013); the plain gradient is still
+climbing after 90 iterations (+0.0040, z/x 1.05, misfit 0.0135), 3–4× more slowly, so its result
+stays within the issue's 0.005 over 15–45 iterations (our Mie: up to at least 90). The
+refinement's first step takes the mean from +0.0074 to −0.010 with or without momentum (a fresh
+FISTA step has none; with step 0.5 the mean still dips to −0.008 by the 4th iteration): not an
+overshoot of the step but the illumination-frame misfit of the lab result (0.126) pulling the
+index down before it climbs. Tried and no better (own Mie, 45 iterations, with momentum): step
+0.5 (+0.0002, +0.0034, +0.0053), TV weight 3e-4 / 1e-3 (+0.0028 / +0.0041 after 15, +0.0057 /
++0.0055 after 44, alternating by up to ±0.003 between iterations), updating only the support
+(voxels above 10 % of the largest Δn, dilated by 3; +0.0012, +0.0052, +0.0059; without momentum
+−0.0021, +0.0007, +0.0017). About +0.002 of the limit is the inversion (fields made by the
+illumination-frame model: +0.0021 from the lab result) and +0.0035 the model's remaining error.
+A discrepancy stop would need the model error's misfit level (the true sphere's: 0.020 with our
+Mie fields, 0.013 with miepython's), which real data do not give.
 
 References
 ----------
@@ -150,6 +172,7 @@ A. Beck and M. Teboulle, IEEE Trans. Image Process. 18, 2419 (2009) (FISTA, FGP)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -540,6 +563,11 @@ class MultisliceOptions:
         Largest Δn above which ``"auto"`` refines in the illumination frame.
     refine_iterations : int
         Illumination-frame iterations of ``"auto"``.
+    refine_momentum : bool
+        FISTA momentum in the refinement of ``"auto"`` too (default False: plain proximal
+        gradient there; with momentum the issue #21 polystyrene bead's mean index drifts from
+        +0.002 after 15 refinement iterations to +0.006 after 45, without it −0.001 / +0.002;
+        see the module notes).
     support_threshold : float
         Illumination frame: the marches cover the box of the voxels where Δn exceeds this
         fraction of the largest Δn (plus 3 voxels), re-measured every iteration.
@@ -575,6 +603,7 @@ class MultisliceOptions:
     frame: str = "lab"
     frame_threshold: float = 0.2
     refine_iterations: int = 15
+    refine_momentum: bool = False
     support_threshold: float = 0.1
     momentum: bool = True
     restart: bool = True
@@ -684,7 +713,8 @@ def reconstruct_multislice(
         x = _iterate(model, opt, x, ill, data, scale, lower, misfit, rng, result, progress, cancel,
                      on_iteration)
         if opt.frame == "auto" and opt.model == "ssnp" and _smoothed_max(x) > opt.frame_threshold:
-            x = _iterate(make_model("illumination"), opt, x, ill, data, scale, lower, misfit, rng, result,
+            ropt = dataclasses.replace(opt, momentum=opt.momentum and opt.refine_momentum)
+            x = _iterate(make_model("illumination"), ropt, x, ill, data, scale, lower, misfit, rng, result,
                          progress, cancel, on_iteration, stage=(int(opt.iterations), int(opt.refine_iterations)))
     return result(x, "multislice")
 

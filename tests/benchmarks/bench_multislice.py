@@ -4,7 +4,8 @@ Run on demand (not collected by default)::
 
     .venv/bin/python tests/benchmarks/bench_multislice.py [--device cpu|cuda] [--independent]
         [--spheres silica,polystyrene,weak] [--iterations 20] [--skip-timing] [--size 128]
-        [--cells] [--cell-seeds 3,7] [--threads 1] [--frame auto|lab|illumination] [--json OUT.json]
+        [--cells] [--cell-seeds 3,7] [--threads 1] [--frame auto|lab|illumination]
+        [--refine-iterations 15] [--refine-momentum] [--json OUT.json]
 
 For the three spheres of issue #21 (in water, n_m 1.337, λ 0.532 µm, NA 1.2, 0.1 µm voxels, 49
 illuminations: a ring of 48 at illumination NA 1.0 plus the normal one): mean RI inside
@@ -32,8 +33,8 @@ sphere         truth                           Rytov + nonneg         Rytov + TV
 =============  ==============================  =====================  =====================  ==============================
 silica         0 1.00 0.0020 (0.0033)          +0.0062 0.70 0.208     +0.0066 0.70 0.198     +0.0000 1.00 0.0009 (0.0065)
                (miepython) 0.0014 (0.0021)     +0.0059 0.71 0.196     +0.0064 0.72 0.188     +0.0004 1.00 0.0008 (0.0045)
-polystyrene    0 1.00 0.134 (0.020)            −0.219 3.0 2.03        −0.219 3.0 2.01        +0.0020 1.05 0.093 (0.015)
-               (miepython) 0.118 (0.013)       −0.221 3.0 1.96        −0.220 2.5 1.95        +0.0030 1.00 0.088 (0.012)
+polystyrene    0 1.00 0.134 (0.020)            −0.219 3.0 2.03        −0.219 3.0 2.01        −0.0010 1.05 0.082 (0.020)
+               (miepython) 0.118 (0.013)       −0.221 3.0 1.96        −0.220 2.5 1.95        +0.0005 1.05 0.078 (0.015)
 weak           0 1.00 0.0000 (0.0002)          +0.0010 0.88 0.0158    +0.0010 0.88 0.0143    +0.0001 1.04 0.0001 (0.0002)
                (miepython) 0.0000 (0.0001)     +0.0010 0.88 0.0155    +0.0010 0.88 0.0140    +0.0001 1.02 0.0001 (0.0001)
 =============  ==============================  =====================  =====================  ==============================
@@ -42,25 +43,42 @@ Silica and the weak sphere never reach Δn 0.2 (silica's iterate peaks at 0.159)
 lab frame only (as before this refinement existed: same numbers). Mean-RI error of the multislice
 iterate after iteration 1, 5, 10, 15, 20 (engine.simulate.mie fields): silica −0.004, +0.004,
 +0.003, +0.001, 0.000; weak within 0.0003 throughout; polystyrene −0.087, −0.004, +0.008,
-+0.005, +0.007 (lab frame), then in the illumination frame, after refinement iteration 1, 5, 10,
-15: −0.010, −0.004, +0.0002, +0.0020 (miepython: +0.010 after the lab frame, −0.007, −0.002,
-+0.0016, +0.0030).
++0.005, +0.007 (lab frame), then in the illumination frame (proximal gradient, no
+momentum: the default since 2026-12-06), after refinement iteration 1, 5, 10, 15: −0.010,
+−0.005, −0.0025, −0.0010 (miepython: +0.010 after the lab frame, −0.007, −0.003, −0.0008,
++0.0005). Polystyrene rows before that change (FISTA in the refinement too,
+``--refine-momentum``): +0.0020 1.05 0.093 (0.015), miepython +0.0030 1.00 0.088 (0.012).
+
+Mean-RI error of polystyrene after 15 / 30 / 45 refinement iterations (``--spheres polystyrene
+--skip-timing --refine-iterations 45 [--independent] [--refine-momentum]``; the iterate after
+15 is the default run's):
+
+===========================  ===========================  ===========================
+refinement                   engine.simulate.mie          miepython (held out)
+===========================  ===========================  ===========================
+FISTA (before)               +0.0020 +0.0052 +0.0060      +0.0030 +0.0052 +0.0067
+proximal gradient (default)  −0.0010 +0.0009 +0.0021      +0.0005 +0.0021 +0.0030
+===========================  ===========================  ===========================
+
+Not converged either: the plain gradient reaches +0.0040 after 90 refinement iterations (our
+Mie) and still climbs, presumably towards FISTA's limit of about +0.006, 3–4× more slowly (see
+``engine.tomography.multislice``, where the other variants tried are listed).
 
 Why the refinement: the lab-frame SSNP lags exact Mie inside the polystyrene bead by 0.37 rad at
 illumination NA 1.0 (waves steep to z: see ``engine.tomography.multislice``), the true sphere
 misfits the Mie fields by 0.134 there and the lab-frame inversion writes that error into the
 volume (+0.0074, +0.005 to +0.009 between 15 and 40 iterations). Marching along each
 illumination cuts the truth's misfit to 0.020 (miepython 0.013). Caveat, measured on
-engine.simulate.mie only: the refinement approaches its limit from below and has not reached
-it after 15 iterations; run on for 40 illumination-frame iterations from the lab-frame result
-it settles at +0.0057 (z/x 0.86), from the true sphere it drifts to +0.0034 after 40; on fields
-made by the illumination-frame model itself the same runs give +0.0021 (z/x 0.90) and 0.0000,
-so about +0.002 of that limit is the inversion (axial compression: the missing cone, TV) and
-about +0.0035 the remaining model error. Fitting only the light within 66° of each
-illumination (where that model is best: truth misfit 0.009) does not change the limit (+0.0060).
-The default of 15 refinement iterations was chosen on these engine.simulate.mie runs (10: −0.0028,
-15: +0.0020, 20: −0.0016 in one run; +0.0019 after 15 from a different subset order): within
-0.005, but not a converged estimate.
+engine.simulate.mie only, with FISTA in the refinement (before 2026-12-06): the refinement
+approaches its limit from below and has not reached it after 15 iterations; run on for 40
+illumination-frame iterations from the lab-frame result it settles at +0.0057 (z/x 0.86), from
+the true sphere it drifts to +0.0034 after 40; on fields made by the illumination-frame model
+itself the same runs give +0.0021 (z/x 0.90) and 0.0000, so about +0.002 of that limit is the
+inversion (axial compression: the missing cone, TV) and about +0.0035 the remaining model error.
+Fitting only the light within 66° of each illumination (where that model is best: truth misfit
+0.009) does not change the limit (+0.0060). The default of 15 refinement iterations was chosen
+on these engine.simulate.mie runs (10: −0.0028, 15: +0.0020, 20: −0.0016 in one run; +0.0019
+after 15 from a different subset order): within 0.005, but not a converged estimate.
 
 Simulated adherent cells (64×128×128, 0.1 µm; fields from the beam-propagation simulator on a
 grid twice as fine, cut to this one; 49 illuminations; seeds 3 / 7). RMSE against the phantom,
@@ -136,7 +154,8 @@ def stats(ri: np.ndarray, radius: float, n_sphere: float) -> dict:
 
 
 def ms_options(args) -> dict:
-    return {"iterations": args.iterations, "threads": args.threads or None, "frame": args.frame}
+    return {"iterations": args.iterations, "threads": args.threads or None, "frame": args.frame,
+            "refine_iterations": args.refine_iterations, "refine_momentum": args.refine_momentum}
 
 
 class IterateProbe:
@@ -329,6 +348,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads during the iterations (0: as set)")
     p.add_argument("--frame", default="auto", choices=["auto", "lab", "illumination"],
                    help="MultisliceOptions.frame (the library's default is 'lab')")
+    p.add_argument("--refine-iterations", type=int, default=15, help="MultisliceOptions.refine_iterations")
+    p.add_argument("--refine-momentum", action="store_true", help="MultisliceOptions.refine_momentum (FISTA)")
     p.add_argument("--json", type=Path, help="write the rows here")
     args = p.parse_args(argv)
     dev = resolve_device(args.device)
