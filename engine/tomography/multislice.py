@@ -143,7 +143,8 @@ proximal gradient (default)              −0.0010 +0.0009 +0.0021      +0.0005 
 This is not a convergence fix but a slower approach, presumably to the same limit: FISTA settles
 at about +0.006 with our Mie fields (z/x 0.86–0.95, misfit 0.013); the plain gradient is still
 climbing after 90 iterations (+0.0040, z/x 1.05, misfit 0.0135), 3–4× more slowly, so its result
-stays within the issue's 0.005 over 15–45 iterations (our Mie: up to at least 90). The
+stays within the issue's 0.005 over 15–45 iterations (our Mie: up to at least 90; started from
+the true sphere: −0.0021, −0.0018, −0.0012, z/x 0.95, where FISTA drifts to +0.0034). The
 refinement's first step takes the mean from +0.0074 to −0.010 with or without momentum (a fresh
 FISTA step has none; with step 0.5 the mean still dips to −0.008 by the 4th iteration): not an
 overshoot of the step but the illumination-frame misfit of the lab result (0.126) pulling the
