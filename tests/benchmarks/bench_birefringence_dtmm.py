@@ -104,6 +104,23 @@ from engine.simulate.holograms import illumination_pattern
 NA, NA_COND, N_ILL = 1.2, 1.0, 25
 
 
+def _cached_dtmm(droplet, wavelength_um: float, illumination, key_parts: list, cache: Path | None,
+                 label: str) -> np.ndarray:
+    """dtmm's Jones fields of ``droplet`` (:func:`dtmm_jones`), read from / saved to ``cache`` under a
+    hash of ``key_parts`` (everything the fields depend on)."""
+    key = hashlib.sha1(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache / f"dtmm_{key}.npy" if cache is not None else None
+    if path is not None and path.exists():
+        return np.load(path)
+    t = time.perf_counter()
+    jones = dtmm_jones(droplet, wavelength_um, illumination, NA)
+    print(f"  {label}: {time.perf_counter() - t:.0f} s", flush=True)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, jones)
+    return jones
+
+
 def simulate_case(case: dict, size: int, pixel: float, cache: Path | None) -> tuple:
     """(JonesFields, Droplet on the (Z, size, size) reconstruction grid, metadata) of one case."""
     lam, nm = case["wavelength_um"], case["medium_index"]
@@ -111,17 +128,7 @@ def simulate_case(case: dict, size: int, pixel: float, cache: Path | None) -> tu
     dr = make_droplet((z, size, size), pixel, radius_um=case["radius_um"], n_o=case["n_o"], n_e=case["n_e"],
                       medium_index=nm, configuration=case["configuration"], axis=case["axis"])
     ill = snap_illuminations(illumination_pattern(N_ILL, NA_COND, lam), (size, size), (pixel, pixel))
-    key = hashlib.sha1(json.dumps([case, size, pixel, NA, NA_COND, N_ILL], sort_keys=True).encode()).hexdigest()[:16]
-    path = cache / f"dtmm_{key}.npy" if cache is not None else None
-    if path is not None and path.exists():
-        jones = np.load(path)
-    else:
-        t = time.perf_counter()
-        jones = dtmm_jones(dr, lam, ill, NA)
-        print(f"  dtmm: {time.perf_counter() - t:.0f} s", flush=True)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, jones)
+    jones = _cached_dtmm(dr, lam, ill, [case, size, pixel, NA, NA_COND, N_ILL], cache, "dtmm")
     md = MeasurementMetadata(wavelength_um=lam, medium_index=nm, na_objective=NA, pixel_size_um=pixel)
     return JonesFields(field=jones, illumination_per_um=ill, pixel_size_um=pixel), dr, md
 
@@ -154,18 +161,8 @@ def hologram_case(case: dict, seed: int, size: int, pixel: float, sim_pixel: flo
     shape = setup.phantom_shape(2 * case["radius_um"] + 2.0)
     dr = make_droplet(shape, sim_pixel, radius_um=case["radius_um"], n_o=case["n_o"], n_e=case["n_e"],
                       medium_index=nm, configuration=case["configuration"], axis=case["axis"])
-    key = hashlib.sha1(json.dumps([case, shape, sim_pixel, NA, NA_COND, N_ILL, ill.tolist()],
-                                  sort_keys=True).encode()).hexdigest()[:16]
-    path = cache / f"dtmm_{key}.npy" if cache is not None else None
-    if path is not None and path.exists():
-        jones = np.load(path)
-    else:
-        t = time.perf_counter()
-        jones = dtmm_jones(dr, lam, ill, NA)
-        print(f"  dtmm ({shape[1]}² px of {sim_pixel} µm): {time.perf_counter() - t:.0f} s", flush=True)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, jones)
+    jones = _cached_dtmm(dr, lam, ill, [case, shape, sim_pixel, NA, NA_COND, N_ILL, ill.tolist()], cache,
+                         f"dtmm ({shape[1]}² px of {sim_pixel} µm)")
     eps = dr.epsilon
     ri = np.sqrt(np.trace(eps, axis1=-2, axis2=-1) / 3).astype(np.float32)
     n_o = np.where(dr.coverage > 0, case["n_o"], nm).astype(np.float32)

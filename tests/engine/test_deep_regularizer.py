@@ -19,6 +19,7 @@ from engine.tomography.deep_regularizer import (DEFAULT_MODEL_NAME, UNet3D, dept
                                                 regularize_deep, save_deep_regularizer, space_to_depth)
 from engine.tomography.stitching import _window_sum, hann2_window, patch_starts, stitch_apply
 from engine.training.deep_regularizer import TrainingPair, augment, split_of, train_model
+from _deepreg_pairs import tiny_pair
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "resources" / "models" / f"{DEFAULT_MODEL_NAME}.safetensors"
@@ -245,18 +246,11 @@ def test_split_is_by_seed_with_a_validation_split_after_seed_20():
     assert {split_of(s) for s in range(20, 200) if s % 5 == 4} == {"test"}
 
 
-def _tiny_pair(seed: int) -> TrainingPair:
-    rng = np.random.default_rng(seed)
-    truth = np.full((16, 16, 16), 1.337, np.float32)
-    truth[4:12, 5:11, 4:12] += np.float32(rng.uniform(0.01, 0.03))
-    raw = truth + np.float32(0.004) * rng.standard_normal(truth.shape).astype(np.float32)
-    return TrainingPair(raw=raw, tv=truth, truth=truth, medium_index=1.337, voxel_size_um=(0.1,) * 3,
-                        kind="beads", seed=seed, setup="test", objects=[])
 
 
 def test_train_model_keeps_the_checkpoint_with_the_lowest_relative_validation_loss():
     torch.set_num_threads(1)
-    train, val = [_tiny_pair(s) for s in range(3)], [_tiny_pair(s) for s in (23, 28)]
+    train, val = [tiny_pair(s) for s in range(3)], [tiny_pair(s) for s in (23, 28)]
     logs: list[str] = []
     net, hist = train_model(train, val=val, channels=(4, 8), max_steps=12, batch_size=2, crop=16, lr=3e-3,
                             val_every_s=0.0, keep_best=True, log=logs.append)
@@ -283,7 +277,7 @@ def test_evaluate_stratifies_beads_by_phase_delay():
     from engine.training.deep_regularizer import bead_phase_delay, evaluate
 
     def bead_pair(seed: int, index: float, radius: float) -> TrainingPair:
-        p = _tiny_pair(seed)
+        p = tiny_pair(seed)
         obj = {"type": "bead", "index": index, "radius_um": radius, "centre_um": [0.0, 0.0, 0.0]}
         tv = p.truth.copy()
         tv[tv > p.medium_index] += np.float32(0.01)  # a target that overshoots the truth

@@ -14,6 +14,7 @@ from engine.training.deep_regularizer_data import (FIRST_ORDER_MAX_RAD, HELD_OUT
                                                    _phantom, bead_fwhm, camera_field_noise, domain_of_ranges,
                                                    draw_setup, in_held_out_band, max_phase_delay, score_against_tv,
                                                    ssim_gaussian)
+from _deepreg_pairs import tiny_pair
 
 
 # --------------------------------------------------------------------------- data across setups
@@ -140,18 +141,11 @@ def test_weight_ema_averages_with_warm_up():
     assert not ema.net.weight.requires_grad
 
 
-def _tiny_pair(seed: int) -> TrainingPair:
-    rng = np.random.default_rng(seed)
-    truth = np.full((16, 16, 16), 1.337, np.float32)
-    truth[4:12, 5:11, 4:12] += np.float32(rng.uniform(0.01, 0.03))
-    raw = truth + np.float32(0.004) * rng.standard_normal(truth.shape).astype(np.float32)
-    return TrainingPair(raw=raw, tv=truth, truth=truth, medium_index=1.337, voxel_size_um=(0.1,) * 3,
-                        kind="beads", seed=seed, setup="test", objects=[])
 
 
 def _contrast_pair(seed: int) -> TrainingPair:
     """Raw = 60 % of the target's contrast (what a missing cone does to a flat object) plus noise."""
-    p = _tiny_pair(seed)
+    p = tiny_pair(seed)
     rng = np.random.default_rng(seed + 100)
     raw = 1.337 + 0.6 * (p.tv - 1.337) + 0.001 * rng.standard_normal(p.tv.shape)
     return TrainingPair(**{**p.__dict__, "raw": raw.astype(np.float32)})
