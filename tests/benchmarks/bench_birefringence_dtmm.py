@@ -52,9 +52,20 @@ Jones fields straight in, 128² px of 0.125 µm, 68–86 × 128² voxels::
 background 0.0048 → 0.0002 there; weak droplets before it: 12.0°, 0.0070, 0.0005, 21 %, 0.0000;
 seed setting before it: 12.7°, 0.0116, 0.0069, 15 %, 0.0027.)
 
-Through 256² holograms of 0.1 µm and the pipeline (128 × 256² voxels of 0.1 µm)::
+Through 256² holograms of 0.1 µm and the pipeline, since the pipeline sizes the DTT volume to the
+measured droplet (``engine.birefringence.routes.axial_voxels``: 98–110 × 256² voxels of 0.1 µm;
+2026-12-06, after the DTT speed-ups)::
 
     droplets        route                      director  |n_e err|  |n_o err|  |Δn err|  bg |Δn|   s (load)
+    strong λ 0.633  dtt (seeds 2–5)              13.0°    0.0154     0.0049     36 %     0.0025    8–17 (2)
+                    dtt-refined (seeds 2–5)      13.0°    0.0093     0.0062    8.3 %     0.0001    264–326 (3)
+
+Per droplet, dtt-refined: seed 2 bipolar 6.8°, n_e −0.0080, n_o −0.0039, Δn −12 %; seed 3 radial
+18.1°, −0.0152, −0.0083, −18 %; seed 4 bipolar 8.7°, −0.0054, −0.0049, −1.6 %; seed 5 radial 17.4°,
+−0.0085, −0.0075, −1.2 %. Every target of #20 is met on this path (n_e's mean close to its 0.01).
+
+Before (the pipeline's default 128 × 256² voxels)::
+
     strong λ 0.633  dtt (seeds 2–5)              13.3°    0.0207     0.0093     39 %     0.0022    39–71 (6–7)
                     dtt-refined (seeds 2–5)      13.3°    0.0143     0.0096     14 %     0.0001    339–709 (2–7)
 
