@@ -289,10 +289,13 @@ class MethodBox(QGroupBox):
 
     def update_enabled(self) -> None:
         reg = self.reg_combo.currentData()
+        scalar = not self.polarised  # a polarised measurement runs a birefringence route: no scalar options
         for w in (self.tv_weight, self.tv_outer, self.tv_inner, self.tv_iter_label):
-            w.setEnabled(reg == "tv")
-        self.nonneg_iter.setEnabled(self.nonneg_check.isChecked())
-        ms = self.method_combo.currentData() == "multislice"
+            w.setEnabled(scalar and reg == "tv")
+        for w in (self.method_combo, self.reg_combo, self.nonneg_check):
+            w.setEnabled(scalar)
+        self.nonneg_iter.setEnabled(scalar and self.nonneg_check.isChecked())
+        ms = scalar and self.method_combo.currentData() == "multislice"
         for row in self._ms_rows:
             self.form.setRowVisible(row, ms)
         for row in self._route_rows:

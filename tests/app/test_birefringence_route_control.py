@@ -37,8 +37,11 @@ def test_route_control_builds_the_options(qtbot):
     # a scalar measurement: no route row, no birefringence asked for
     assert not any(box.form.isRowVisible(r) for r in rows)
     assert box.options().birefringence is False and box.options().birefringence_method == "auto"
+    assert box.method_combo.isEnabled() and box.reg_combo.isEnabled()
     box.set_polarised(True)
     assert all(box.form.isRowVisible(r) for r in rows)
+    # the scalar choices do not apply to a birefringence route: shown greyed, not editable
+    assert not any(w.isEnabled() for w in (box.method_combo, box.reg_combo, box.nonneg_check, box.nonneg_iter))
     assert box.route_tip.text().startswith(ROUTE_SUMMARIES["auto"])
     for key in BIREFRINGENCE_METHODS[1:] + BIREFRINGENCE_METHODS[:1]:  # "auto" is shown first
         with qtbot.waitSignal(box.changed, timeout=1000):
@@ -50,6 +53,7 @@ def test_route_control_builds_the_options(qtbot):
     assert box.route_combo.currentData() == "dtt-refined" and box.options().birefringence
     box.set_polarised(False)
     assert box.options().birefringence is False and not box.form.isRowVisible(rows[0])
+    assert box.method_combo.isEnabled() and box.reg_combo.isEnabled() and box.nonneg_check.isEnabled()
 
 
 def test_reconstruction_tab_offers_the_route_for_polarised_data_and_runs_it(qtbot, runner, settings,
