@@ -51,6 +51,10 @@ Sphere, since the core fill about the object's centre and the linear Rytov index
 ODT Studio Δn **+0.10 %**, RMSE 0.0033, bg std 0.00017, ring 0.0003, inside std 0.0008;
 ODTbrain −0.14 %, 0.0039, 0.00066, 0.0015, 0.0021 (ODTbrain on ODT Studio's fields −0.21 %);
 measured under load average 15: 55 s against 602 s (10.9×, not an idle-machine figure).
+Speed on an idle machine (2026-12-06, load 1.3, median of 3 interleaved): 3.5 s against 18.8 s
+(5.5×); ``import torch`` alone is 1.87 s of our 3.5 s (``python -X importtime``), ODTbrain's time ÷ 10.
+Larger measurement, ``--size 150 --angles 108`` (one run, load 1.8): 5.8 s against 101.4 s (17.4×);
+Δn −0.08 % / +0.42 %, RMSE 0.0032 / 0.0039, bg std 0.00010 / 0.00031, ring 0.00028 / 0.0014.
 Where the former −0.91 % came from (exact fields, no holograms: −0.97 %, so not the retrieval):
 (1) the core around the rotation axis that no view measures was filled harmonically about the
 axis, while the off-axis sphere's spectrum turns by 0.5 rad per voxel there: the filled axis
