@@ -18,6 +18,7 @@ from app.tabs.reconstruction_tab import ReconstructionTab, VolumeSet
 from app.widgets.slice_view import sample_voxel
 from engine.pipeline.process import ProcessOptions
 from engine.store.results import TomogramResult
+from _layout_counter import layouts_during
 
 FAST = ProcessOptions(screen="none", method="rytov", non_negativity=20, device="cpu")
 
@@ -560,28 +561,13 @@ def test_a_loaded_result_sets_the_method_form_to_its_options(qtbot, tab, runner,
 def test_a_flat_volume_side_by_side_settles(qtbot, tab, bead_folder):
     """Raw and TV side by side, 16 slices deep: the short xz plots re-laid themselves out without
     end (their tick labels changed width with the aspect-locked range; hundreds a second)."""
-    from PySide6.QtCore import QEvent, QObject
-    from PySide6.QtWidgets import QApplication
-
     tab.show_measurement(bead_folder)
     opts = dataclasses.replace(FAST, regularize="tv", tv_outer_iterations=3, tv_inner_iterations=3, shape_z=16,
                                non_negativity=10)
     with qtbot.waitSignal(tab.volume_shown, timeout=120_000):
         tab.run(opts)
     assert tab.view2.isVisible()
-    plots = {id(p) for v in (tab.view, tab.view2) for p in v.plots.values()}
-
-    class Counter(QObject):
-        n = 0
-
-        def eventFilter(self, obj, ev):  # noqa: N802 - Qt override
-            if ev.type() == QEvent.Type.LayoutRequest and id(obj) in plots:
-                Counter.n += 1
-            return False
-
+    plots = [p for v in (tab.view, tab.view2) for p in v.plots.values()]
     qtbot.wait(300)
-    counter = Counter()
-    QApplication.instance().installEventFilter(counter)
-    qtbot.wait(1000)
-    QApplication.instance().removeEventFilter(counter)
-    assert Counter.n <= 10, f"{Counter.n} layouts of the slice plots in 1 s at rest"
+    n = layouts_during(qtbot, plots, 1000)
+    assert n <= 10, f"{n} layouts of the slice plots in 1 s at rest"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from app.widgets.slice_view import OrthoSliceView, sample_voxel
+from _layout_counter import layouts_during
 
 
 def _blob(shape, centre, radius, value=0.04, background=1.337):
@@ -67,30 +68,14 @@ def test_a_short_line_profile_reads_in_micrometres(qtbot):
 def test_a_flat_volume_in_a_small_view_settles(qtbot):
     """Aspect-locked plots whose axis labels change width with the range re-laid themselves out
     without end for a flat volume (16 × 64² voxels: hundreds of layouts a second)."""
-    from PySide6.QtCore import QEvent, QObject
-    from PySide6.QtWidgets import QApplication
-
     view = OrthoSliceView()
     qtbot.addWidget(view)
     rng = np.random.default_rng(1)
     view.set_volume((1.337 + 0.01 * rng.random((16, 64, 64))).astype(np.float32), (0.1, 0.1, 0.1))
-    plots = {id(p) for p in view.plots.values()}
-
-    class Counter(QObject):
-        n = 0
-
-        def eventFilter(self, obj, ev):  # noqa: N802 - Qt override
-            if ev.type() == QEvent.Type.LayoutRequest and id(obj) in plots:
-                Counter.n += 1
-            return False
-
+    plots = list(view.plots.values())
     for width, height in ((448, 580), (330, 520), (250, 470)):
         view.resize(width, height)
         view.show()
         qtbot.wait(300)  # settle after the resize
-        counter = Counter()
-        QApplication.instance().installEventFilter(counter)
-        Counter.n = 0
-        qtbot.wait(700)
-        QApplication.instance().removeEventFilter(counter)
-        assert Counter.n <= 6, f"{Counter.n} layouts of the slice plots at rest ({width}×{height} px)"
+        n = layouts_during(qtbot, plots, 700)
+        assert n <= 6, f"{n} layouts of the slice plots at rest ({width}×{height} px)"
