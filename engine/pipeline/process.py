@@ -582,11 +582,12 @@ def _multislice_stage(tomogram: Any, rec_field, rec_phase, retrieved: Any, meta:
         misfit = [float(m) for m in (ms.misfit or [])]
         tomogram.ri_ms = np.asarray(ms.ri, np.float32)
         tomogram.misfit = misfit
-        refined = _frame_iterations(opts, len(misfit)) if opts.frame == "auto" else 0
+        frame_iterations = _frame_iterations(opts, len(misfit))
+        refined = opts.frame == "auto" and frame_iterations > 0  # auto's refinement stage started
         tomogram.ri_ms_record = {
             "iterations": len(misfit), "iterations_asked": opts.iterations + (opts.refine_iterations if refined else 0),
             "batch": opts.batch, "step": opts.step, "tv_weight": opts.tv_weight, "forward_model": opts.model,
-            "frame": opts.frame, "frame_iterations": _frame_iterations(opts, len(misfit)), "misfit": misfit,
+            "frame": opts.frame, "frame_iterations": frame_iterations, "misfit": misfit,
             "seconds": round(timings["multislice"], 3), "cancelled": cancelled}
 
     try:
