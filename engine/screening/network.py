@@ -17,6 +17,13 @@ Input normalisation (stated once, used in training and inference alike):
 * ``"phase-amplitude"`` (2 channels): the ``"phase"`` channel, then the ``"amplitude"``
   channel. Dust shadows, parasitic fringes and over-exposure show mostly in the amplitude,
   which the phase-only input of the paper cannot see.
+* ``"phase-amplitude-spectrum"`` (3 channels, models from 3.0, issue #19): the two above, then
+  the crop's centred spatial spectrum ``S = |fftshift(fft2(V))| / crop`` of
+  ``V = U·e^{−i·arg ΣU} / median|U|``, as ``(log(S + 10⁻³) − median) / 3`` clipped to [−5, 5].
+  A parasitic fringe or a stray plane wave is one sharp peak there, whatever its contrast in
+  the image; hot pixels and row noise raise a flat floor or a line. Zero frequency sits at
+  index ``crop//2``; flips and 90° rotations of the image map onto the spectrum to within one
+  frequency bin (the training's augmentation).
 
 Crops smaller than the field are taken at the centre; fields smaller than the crop are
 zero-padded after normalisation (zero = background).
@@ -61,7 +68,10 @@ __all__ = [
 ]
 
 CROP_SIZE = 128
-INPUT_KINDS = {"phase": 1, "amplitude": 1, "complex": 2, "phase-amplitude": 2}
+INPUT_KINDS = {"phase": 1, "amplitude": 1, "complex": 2, "phase-amplitude": 2, "phase-amplitude-spectrum": 3}
+#: input kinds whose last channel is the centred spatial spectrum (not an image: no elastic deformation,
+#: no saliency overlay)
+SPECTRUM_KINDS = ("phase-amplitude-spectrum",)
 #: Shipped models live here (``resources/models``; see :func:`engine.resources.models_dir`).
 MODELS_DIR = models_dir()
 PUBLISHED_NAME = "screening-published"
@@ -69,6 +79,13 @@ COMPACT_NAME = "screening-compact"
 
 
 # --------------------------------------------------------------------------- networks
+class MeanMaxPool(nn.Module):
+    """Global max and mean pooling concatenated: (B, C, h, w) → (B, 2C, 1, 1), max first."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.amax(dim=(2, 3), keepdim=True), x.mean(dim=(2, 3), keepdim=True)], dim=1)
+
+
 class _PooledClassifier(nn.Module):
     """Shared head of the screening networks: ``features`` → ``pool`` → ``classifier`` → sigmoid.
 
@@ -88,6 +105,15 @@ class _PooledClassifier(nn.Module):
     def head(self, pooled: torch.Tensor) -> torch.Tensor:
         """Logits from pooled features (B, C) → (B,)."""
         return self.classifier(pooled).squeeze(-1)
+
+    def position_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logit each position's feature vector (P, C) would give if it filled the whole map → (P,).
+
+        With mean+max pooling both pooled halves equal that vector (used by CAM).
+        """
+        if isinstance(self.pool, MeanMaxPool):
+            features = torch.cat([features, features], dim=1)
+        return self.head(features)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.feature_maps(x)).flatten(1))
@@ -151,7 +177,7 @@ class ScreeningNet(_PooledClassifier):
 
 
 class CompactScreeningNet(_PooledClassifier):
-    """A small CNN distilled from :class:`ScreeningNet` for fast CPU screening.
+    """A small CNN for fast CPU screening (first distilled from :class:`ScreeningNet`).
 
     Five stride-2 conv 3×3 + batch-norm + ReLU stages (``w, 2w, 4w, 8w, 8w`` filters,
     default ``w = 16``: 128² → 4²), then adaptive max pool, dropout 0.3 and linear
@@ -159,12 +185,23 @@ class CompactScreeningNet(_PooledClassifier):
     multiply-adds. Same interface as :class:`ScreeningNet` (``logits``, ``feature_maps``,
     ``head``, ``last_conv``).
 
+    From model 3.0 (issue #19) two options: ``full_resolution=1`` puts a stride-1 conv 3×3
+    stage of ``w`` filters before the five stride-2 stages, so that pixel-scale defects (hot
+    pixels, row noise, fine parasitic fringes) are seen before any subsampling;
+    ``mean_pool=1`` concatenates the global *mean* of the last feature maps to their maximum
+    (``16w`` features into the head): the maximum finds one local defect, the mean measures
+    defects spread over the field (fringes, low SNR). Cards without them build the 2.x net.
+
     Parameters
     ----------
     in_channels : int
         Input channels (1 or 2).
     width : int
         Filters of the first stage.
+    full_resolution : int
+        1: a stride-1 stage first (see above).
+    mean_pool : int
+        1: mean and max pooling concatenated (see above).
 
     References
     ----------
@@ -172,20 +209,24 @@ class CompactScreeningNet(_PooledClassifier):
     arXiv:1503.02531 (2015) — trained on the published net's soft outputs and the labels.
     """
 
-    def __init__(self, in_channels: int = 1, width: int = 16) -> None:
+    def __init__(self, in_channels: int = 1, width: int = 16, full_resolution: int = 0, mean_pool: int = 0) -> None:
         super().__init__()
         self.in_channels = int(in_channels)
         self.width = int(width)
+        self.full_resolution = int(bool(full_resolution))
+        self.mean_pool = int(bool(mean_pool))
         w = self.width
-        chans = (w, 2 * w, 4 * w, 8 * w, 8 * w)
+        strides = (1,) * self.full_resolution + (2,) * 5
+        chans = (w,) * self.full_resolution + (w, 2 * w, 4 * w, 8 * w, 8 * w)
         layers: list[nn.Module] = []
         prev = self.in_channels
-        for c in chans:
-            layers += [nn.Conv2d(prev, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+        for c, stride in zip(chans, strides):
+            layers += [nn.Conv2d(prev, c, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
             prev = c
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveMaxPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(prev, 64), nn.ReLU(), nn.Linear(64, 1))
+        self.pool = MeanMaxPool() if self.mean_pool else nn.AdaptiveMaxPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(prev * (1 + self.mean_pool), 64), nn.ReLU(),
+                                        nn.Linear(64, 1))
         self.sigmoid = nn.Sigmoid()
         init_weights(self)
 
@@ -221,7 +262,8 @@ def build_network(architecture: dict) -> nn.Module:
     cls = arch.pop("class", None)
     if cls not in _ARCHITECTURES:
         raise ModelFileError(f"unknown architecture class {cls!r}; known: {sorted(_ARCHITECTURES)}")
-    allowed = {"ScreeningNet": {"in_channels"}, "CompactScreeningNet": {"in_channels", "width"}}[cls]
+    allowed = {"ScreeningNet": {"in_channels"},
+               "CompactScreeningNet": {"in_channels", "width", "full_resolution", "mean_pool"}}[cls]
     kwargs = {k: int(v) for k, v in arch.items() if k in allowed}
     return _ARCHITECTURES[cls](**kwargs)
 
@@ -229,7 +271,10 @@ def build_network(architecture: dict) -> nn.Module:
 def architecture_of(net: nn.Module) -> dict:
     """The ``architecture`` entry of a model card for ``net``."""
     if isinstance(net, CompactScreeningNet):
-        return {"class": "CompactScreeningNet", "in_channels": net.in_channels, "width": net.width}
+        arch = {"class": "CompactScreeningNet", "in_channels": net.in_channels, "width": net.width}
+        if net.full_resolution or net.mean_pool:  # 2.x cards stay as they were
+            arch.update(full_resolution=net.full_resolution, mean_pool=net.mean_pool)
+        return arch
     if isinstance(net, ScreeningNet):
         return {"class": "ScreeningNet", "in_channels": net.in_channels}
     raise TypeError(f"not a screening network: {type(net).__name__}")
@@ -269,7 +314,7 @@ def preprocess(
         Sample/background ratio fields.
     unwrapped_phase : ndarray, shape (N, H, W), optional
         Unwrapped phase (rad) of the same fields; used for ``input_kind="phase"`` when given.
-    input_kind : {"phase", "amplitude", "complex", "phase-amplitude"}
+    input_kind : {"phase", "amplitude", "complex", "phase-amplitude", "phase-amplitude-spectrum"}
         What the network sees; see the module docstring for the normalisation.
     crop : int
         Side of the centre crop, pixels (128 for the shipped models).
@@ -277,7 +322,7 @@ def preprocess(
     Returns
     -------
     Tensor, shape (N, C, crop, crop), float32, on the CPU
-        C = 1 for phase/amplitude, 2 for complex and phase-amplitude.
+        C = 1 for phase/amplitude, 2 for complex and phase-amplitude, 3 with the spectrum.
     """
     if input_kind not in INPUT_KINDS:
         raise ValueError(f"input_kind must be one of {sorted(INPUT_KINDS)}, got {input_kind!r}")
@@ -290,8 +335,11 @@ def preprocess(
         raise ValueError(f"fields must have shape (N, H, W), got {np.shape(fields)}")
     u = _centre_crop(f, crop).astype(np.complex64, copy=False)
     n = u.shape[0]
-    if input_kind == "phase-amplitude":
-        x = np.concatenate([_phase_channel(u, unwrapped_phase, crop), _amplitude_channel(u)], axis=1)
+    if input_kind in ("phase-amplitude", "phase-amplitude-spectrum"):
+        parts = [_phase_channel(u, unwrapped_phase, crop), _amplitude_channel(u)]
+        if input_kind == "phase-amplitude-spectrum":
+            parts.append(_spectrum_channel(u))
+        x = np.concatenate(parts, axis=1)
     elif input_kind == "phase":
         x = _phase_channel(u, unwrapped_phase, crop)
     elif input_kind == "amplitude":
@@ -326,6 +374,25 @@ def _amplitude_channel(u: np.ndarray) -> np.ndarray:
     la = np.log(np.abs(u) + 1e-6).astype(np.float32)
     la = la - np.median(la.reshape(n, -1), axis=1)[:, None, None]
     return np.clip(la, -5, 5)[:, None]
+
+
+def _spectrum_channel(u: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """(N, 1, h, w) normalised log spectrum (see the module docstring) of cropped fields ``u``.
+
+    Computed ``chunk`` fields at a time (complex64 FFTs through torch), so that a training set of
+    tens of thousands of crops needs no more than a few hundred MB beyond its output.
+    """
+    n = u.shape[0]
+    out = np.empty((n, 1) + u.shape[1:], np.float32)
+    for s in range(0, n, chunk):
+        v = torch.from_numpy(np.ascontiguousarray(u[s:s + chunk], dtype=np.complex64))
+        flat = v.reshape(v.shape[0], -1)
+        ref = torch.exp(-1j * torch.angle(flat.sum(dim=1))) / flat.abs().median(dim=1).values.clamp_min(1e-6)
+        spec = torch.fft.fftshift(torch.fft.fft2(v * ref[:, None, None]), dim=(-2, -1)).abs() / u.shape[-1]
+        ls = torch.log(spec + 1e-3)
+        ls = ls - ls.reshape(ls.shape[0], -1).median(dim=1).values[:, None, None]
+        out[s:s + chunk, 0] = torch.clamp(ls / 3.0, -5, 5).numpy()
+    return out
 
 
 # --------------------------------------------------------------------------- model files

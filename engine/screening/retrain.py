@@ -65,8 +65,8 @@ from ..backend import resolve_device
 from ..metrics import screening_metrics
 from ..progress import CancelToken, check_cancel, report
 from .crops import CropSet, augment_batch, generate_crops
-from .network import (CROP_SIZE, MODELS_DIR, ModelFileError, ScreeningModel, _centre_crop, _pad_to, build_network,
-                      load_model, preprocess, save_model)
+from .network import (CROP_SIZE, MODELS_DIR, SPECTRUM_KINDS, ModelFileError, ScreeningModel, _centre_crop, _pad_to,
+                      build_network, load_model, preprocess, save_model)
 
 __all__ = ["RetrainReport", "LabelledFields", "retrain_on_labels", "retrain_from_overrides", "overrides_of_project",
            "labelled_fields_of_project", "next_model_path", "retrain_command", "JOB_KIND"]
@@ -248,8 +248,11 @@ def _lr_factor(step: int, steps: int, warmup: int) -> float:
 def _fine_tune(net: torch.nn.Module, x_lab: torch.Tensor, y_lab: np.ndarray, w_lab: torch.Tensor,
                x_rp: torch.Tensor, y_rp: np.ndarray, *, steps: int, batch_size: int, lr: float,
                dev: torch.device, seed: int, say: Callable[[str], None],
-               progress: Optional[Callable[..., None]], cancel: Optional[CancelToken]) -> list:
+               progress: Optional[Callable[..., None]], cancel: Optional[CancelToken],
+               elastic_probability: float = 0.5) -> list:
     """The optimisation loop: half labelled (cell-balanced), half replay, augmented, cosine schedule.
+
+    ``elastic_probability`` is 0 for inputs with a spectrum channel (a deformed spectrum is no spectrum).
 
     Returns the history: mean binary cross-entropy per logging interval.
     """
@@ -269,7 +272,8 @@ def _fine_tune(net: torch.nn.Module, x_lab: torch.Tensor, y_lab: np.ndarray, w_l
         net.train()
         i = torch.multinomial(w_lab, n_lab, replacement=True, generator=gen)
         j = torch.randint(0, max(1, len(yr)), (n_rp,), generator=gen)
-        xb = augment_batch(torch.cat([x_lab[i], x_rp[j]]), generator=gen).to(dev)
+        xb = augment_batch(torch.cat([x_lab[i], x_rp[j]]), generator=gen,
+                           elastic_probability=elastic_probability).to(dev)
         yb = torch.cat([yl[i], yr[j]]).to(dev)
         loss = F.binary_cross_entropy_with_logits(net.logits(xb), yb)
         opt.zero_grad(set_to_none=True)
@@ -422,7 +426,8 @@ def retrain_on_labels(
     half = max(1, batch_size // 2)
     steps = max(1, int(epochs) * max(int(min_steps_per_epoch), int(np.ceil(tr.sum() / half))))
     history = _fine_tune(net, x[tr], y[tr], _cell_weights(y[tr], man[tr]), x_rp[~rp_check], y_rp[~rp_check], steps=steps,
-                         batch_size=batch_size, lr=lr, dev=dev, seed=seed, say=say, progress=progress, cancel=cancel)
+                         batch_size=batch_size, lr=lr, dev=dev, seed=seed, say=say, progress=progress, cancel=cancel,
+                         elastic_probability=0.0 if base.input_kind in SPECTRUM_KINDS else 0.5)
     card = json.loads(json.dumps(base.card))
     card.pop("path", None)
     tuned = ScreeningModel(net=net, card=card, device=dev)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .network import ScreeningModel, preprocess
+from .network import SPECTRUM_KINDS, ScreeningModel, preprocess
 
 __all__ = ["cam", "grad_cam", "guided_backprop", "saliency_maps", "SALIENCY_METHODS"]
 
@@ -84,7 +84,7 @@ def cam(model: ScreeningModel, fields: np.ndarray | torch.Tensor, *,
     with torch.no_grad():
         a = net.feature_maps(x)  # (B, C, h', w')
         b, c, hh, ww = a.shape
-        per_pos = net.head(a.permute(0, 2, 3, 1).reshape(-1, c)).reshape(b, hh, ww)
+        per_pos = net.position_head(a.permute(0, 2, 3, 1).reshape(-1, c)).reshape(b, hh, ww)
     return _normalise(per_pos.clamp_min(0), tuple(x.shape[-2:]))
 
 
@@ -126,7 +126,7 @@ def _guided_relus(net: nn.Module) -> Iterator[None]:
 
 def guided_backprop(model: ScreeningModel, fields: np.ndarray | torch.Tensor, *,
                     unwrapped_phase: Optional[np.ndarray] = None) -> np.ndarray:
-    """Guided back-propagation of the noisy logit to the input, absolute value, max over channels.
+    """Guided back-propagation of the noisy logit to the input, absolute value, max over the image channels.
 
     Returns
     -------
@@ -137,7 +137,8 @@ def guided_backprop(model: ScreeningModel, fields: np.ndarray | torch.Tensor, *,
     with torch.enable_grad(), _guided_relus(net):
         logit = net.logits(x)
         logit.sum().backward()
-    g = x.grad.abs().amax(dim=1)
+    images = x.grad[:, :2] if model.input_kind in SPECTRUM_KINDS else x.grad  # the spectrum is no image
+    g = images.abs().amax(dim=1)
     net.zero_grad(set_to_none=True)
     return _normalise(g, tuple(x.shape[-2:]))
 

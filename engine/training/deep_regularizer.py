@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from ..metrics import fwhm_ratio, ssim3d
+from .ema import WeightEMA
 from ..progress import CancelToken, check_cancel, report
 
 __all__ = [
@@ -401,33 +402,6 @@ def _train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, xs: torch.Tens
     loss.backward()
     opt.step()
     return float(loss.detach())
-
-
-class WeightEMA:
-    """Exponential moving average of a network's weights (Polyak averaging) for the checkpoint choice.
-
-    ``decay_t = min(decay, (1 + t) / (10 + t))`` at update ``t`` (a short warm-up, so that the
-    average does not remember the initial weights for ``1/(1 − decay)`` steps). Buffers (batch-norm
-    running statistics) are copied, not averaged.
-    """
-
-    def __init__(self, net: torch.nn.Module, decay: float) -> None:
-        import copy
-
-        self.net = copy.deepcopy(net).eval()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
-        self.decay = float(decay)
-        self.updates = 0
-
-    @torch.no_grad()
-    def update(self, net: torch.nn.Module) -> None:
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for pe, p in zip(self.net.parameters(), net.parameters()):
-            pe.lerp_(p.detach(), 1.0 - d)
-        for be, b in zip(self.net.buffers(), net.buffers()):
-            be.copy_(b)
-        self.updates += 1
 
 
 def _initial_net(net: torch.nn.Module, init_state: Optional[dict], log: Callable[[str], None]) -> torch.nn.Module:

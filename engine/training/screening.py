@@ -36,6 +36,7 @@ import argparse
 import copy
 import datetime as _dt
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,7 @@ from ..screening.crops import CROSS_SETUP, GENERATOR_VERSION, CropSet, augment_b
 from ..screening.network import (COMPACT_NAME, INPUT_KINDS, MODELS_DIR, PUBLISHED_NAME, CompactScreeningNet,
                                  ScreeningNet, preprocess, save_model)
 from ..screening.rule import choose_rule_threshold, rule_peak_metric
+from .ema import WeightEMA
 from .screening_data import (DEFAULT_CACHE_DIR, bacteria71_specs, cross_setup_specs, load_or_generate,
                              split_by_measurement)
 
@@ -80,6 +82,13 @@ class TrainConfig:
         self.distill_weight = float(kw.get("distill_weight", 0.5))
         self.seed = int(kw.get("seed", 0))
         self.max_minutes = float(kw.get("max_minutes", 1e9))
+        #: "constant" learning rate, or "cosine": linear warm-up over ``warmup_steps`` then a cosine
+        #: decay to 0 at the end of ``epochs`` or of ``max_minutes``, whichever comes first
+        self.schedule = str(kw.get("schedule", "constant"))
+        self.warmup_steps = int(kw.get("warmup_steps", 0))
+        #: > 0: validate, choose and return the exponential moving average of the weights
+        self.ema_decay = float(kw.get("ema_decay", 0.0))
+        self.weight_decay_decoupled = bool(kw.get("weight_decay_decoupled", False))
 
     def as_dict(self) -> dict:
         return dict(vars(self))
@@ -101,9 +110,12 @@ def input_card_for(kind: str) -> dict:
     norm = {"phase": _PHASE_NORMALISATION,
             "amplitude": _AMPLITUDE_NORMALISATION,
             "phase-amplitude": f"channel 0: {_PHASE_NORMALISATION}; channel 1: {_AMPLITUDE_NORMALISATION}",
+            "phase-amplitude-spectrum": f"channel 0: {_PHASE_NORMALISATION}; channel 1: {_AMPLITUDE_NORMALISATION}; "
+                                        "channel 2: (log(|fftshift(fft2(V))|/crop + 1e-3) minus its median) / 3, "
+                                        "clipped to [-5, 5], V = U exp(-i arg sum U) / median|U|",
             "complex": "V = U / (median |U| * exp(i arg sum U)); channels (Re V - 1, Im V), clipped to [-10, 10]"}
     card = {"kind": kind, "crop": 128, "channels": INPUT_KINDS[kind], "normalisation": norm[kind] + crop}
-    if kind in ("phase", "phase-amplitude"):
+    if kind in ("phase", "phase-amplitude", "phase-amplitude-spectrum"):
         card["phase"] = "wrapped"
     return card
 
@@ -121,6 +133,10 @@ def train_network(net: nn.Module, x_train: torch.Tensor, y_train: np.ndarray, x_
                   teacher_logits: Optional[np.ndarray] = None, log: Callable[[str], None] = print,
                   cancel: Optional[CancelToken] = None) -> dict:
     """Train ``net`` with Adam and binary cross-entropy; keep the best validation epoch.
+
+    ``config`` also chooses AdamW (decoupled weight decay), a warm-up + cosine learning-rate
+    schedule, and an exponential moving average of the weights (``ema_decay``), which is then
+    what is validated, chosen and returned.
 
     Parameters
     ----------
@@ -149,15 +165,18 @@ def train_network(net: nn.Module, x_train: torch.Tensor, y_train: np.ndarray, x_
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     net.to(dev)
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt_class = torch.optim.AdamW if config.weight_decay_decoupled else torch.optim.Adam
+    opt = opt_class(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    averaged = WeightEMA(net, config.ema_decay) if config.ema_decay > 0 else None
     y_tr = torch.as_tensor(np.asarray(y_train), dtype=torch.float32)
     t_tr = None if teacher_logits is None else torch.sigmoid(torch.as_tensor(teacher_logits, dtype=torch.float32))
     y_v = np.asarray(y_val).astype(np.float32)
     n = len(x_train)
-    best = (float("inf"), -1, None)
-    history = []
-    t0 = time.time()
-    stop = False
+    steps_total = config.epochs * -(-n // config.batch_size)
+    elastic = 0.0 if t_tr is not None else config.elastic_probability
+    best: tuple[float, int, Optional[dict]] = (float("inf"), -1, None)
+    history: list[dict] = []
+    t0, step, stop = time.time(), 0, False
     for epoch in range(config.epochs):
         net.train()
         perm = torch.randperm(n, generator=gen)
@@ -165,19 +184,20 @@ def train_network(net: nn.Module, x_train: torch.Tensor, y_train: np.ndarray, x_
         for s in range(0, n, config.batch_size):
             check_cancel(cancel)
             idx = perm[s:s + config.batch_size]
-            xb = x_train[idx]
-            xb = augment_batch(xb, generator=gen,
-                               elastic_probability=0.0 if t_tr is not None else config.elastic_probability)
-            xb = xb.to(dev)
-            yb = y_tr[idx].to(dev)
+            for group in opt.param_groups:
+                group["lr"] = _learning_rate(config, step, steps_total, time.time() - t0)
+            xb = augment_batch(x_train[idx], generator=gen, elastic_probability=elastic).to(dev)
             logit = net.logits(xb)
-            loss = F.binary_cross_entropy_with_logits(logit, yb)
+            loss = F.binary_cross_entropy_with_logits(logit, y_tr[idx].to(dev))
             if t_tr is not None:
                 w = config.distill_weight
                 loss = (1 - w) * loss + w * F.binary_cross_entropy_with_logits(logit, t_tr[idx].to(dev))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            step += 1
+            if averaged is not None:
+                averaged.update(net)
             total += float(loss.detach()) * len(idx)
             seen += len(idx)
             if (time.time() - t0) / 60 > config.max_minutes:
@@ -185,22 +205,41 @@ def train_network(net: nn.Module, x_train: torch.Tensor, y_train: np.ndarray, x_
                     f"after {seen}/{n} samples")
                 stop = True
                 break
-        recalibrate_batchnorm(net, x_train, device=dev, generator=gen)
-        vl = predict_logits(net, x_val, device=dev)
-        v_loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(vl), torch.from_numpy(y_v)))
-        v_acc = float(np.mean((vl > 0) == (y_v > 0.5))) if len(y_v) else float("nan")
+        judged = net if averaged is None else averaged.net
+        v_loss, v_acc = _validate(judged, x_train, x_val, y_v, dev, gen)
         history.append({"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": v_loss,
                         "val_accuracy": v_acc, "seconds": round(time.time() - t0, 1)})
         log(f"  epoch {epoch + 1}/{config.epochs}: train loss {total / max(seen, 1):.4f}, val loss {v_loss:.4f}, "
             f"val accuracy {v_acc:.4f} ({time.time() - t0:.0f} s)")
         if v_loss < best[0]:
-            best = (v_loss, epoch + 1, copy.deepcopy(net.state_dict()))
+            best = (v_loss, epoch + 1, copy.deepcopy(judged.state_dict()))
         if stop:
             break
     if best[2] is not None:
         net.load_state_dict(best[2])
     net.eval()
     return {"history": history, "best_epoch": best[1], "seconds": round(time.time() - t0, 1)}
+
+
+def _learning_rate(config: TrainConfig, step: int, steps_total: int, elapsed_s: float) -> float:
+    """The learning rate of ``step`` under ``config.schedule`` (see :class:`TrainConfig`)."""
+    if config.schedule == "constant":
+        return config.lr
+    if config.schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {config.schedule!r}: 'constant' or 'cosine'")
+    warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps > 0 else 1.0
+    frac = min(1.0, max(step / max(1, steps_total), elapsed_s / (60.0 * config.max_minutes)))
+    return config.lr * warm * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def _validate(net: nn.Module, x_train: torch.Tensor, x_val: torch.Tensor, y_val: np.ndarray,
+              dev: torch.device, gen: torch.Generator) -> tuple[float, float]:
+    """Validation loss and accuracy of ``net`` after re-estimating its batch-norm statistics."""
+    recalibrate_batchnorm(net, x_train, device=dev, generator=gen)
+    vl = predict_logits(net, x_val, device=dev)
+    v_loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(vl), torch.from_numpy(y_val)))
+    v_acc = float(np.mean((vl > 0) == (y_val > 0.5))) if len(y_val) else float("nan")
+    return v_loss, v_acc
 
 
 @torch.no_grad()

@@ -56,6 +56,7 @@ from .screening_data import DEFAULT_CACHE_DIR, split_by_measurement
 __all__ = [
     "FAMILY_GENERATOR_VERSION",
     "FamilySpec",
+    "RECIPES",
     "family_specs",
     "cross_family_specs",
     "simulate_family_crops",
@@ -253,16 +254,31 @@ def family_catch_rates(prob: np.ndarray, families: np.ndarray, threshold: float 
 
 
 # --------------------------------------------------------------------------- protocol runs
-INPUT_KIND = "phase-amplitude"
+#: input kind of the compact nets by their number of input channels
+INPUT_KIND_BY_CHANNELS = {2: "phase-amplitude", 3: "phase-amplitude-spectrum"}
 
 
-def _x(cs: CropSet) -> torch.Tensor:
-    return preprocess(cs.fields, input_kind=INPUT_KIND)
+def _x(cs: CropSet, channels: int) -> torch.Tensor:
+    return preprocess(cs.fields, input_kind=INPUT_KIND_BY_CHANNELS[channels])
+
+
+#: ``--recipe``: the network options and training configuration of a run from scratch.
+#: ``"2.x"``: the shipped 2.x compact net and its training (constant Adam, elastic deformation);
+#: ``"3.x"`` (issue #19): phase and amplitude inputs, a full-resolution first stage and mean+max pooling,
+#: AdamW with warm-up and a cosine decay over the time budget, an EMA of the weights, flips and 90°
+#: rotations only; ``"3.x-spectrum"``: the same with the spectrum as a third input channel.
+_RECIPE_3 = {"elastic_probability": 0.0, "schedule": "cosine", "warmup_steps": 200, "ema_decay": 0.998,
+             "weight_decay": 1e-4, "weight_decay_decoupled": True}
+RECIPES: dict[str, dict] = {
+    "2.x": {"channels": 2, "net": {}, "train": {"elastic_probability": 0.5}},
+    "3.x": {"channels": 2, "net": {"full_resolution": 1, "mean_pool": 1}, "train": _RECIPE_3},
+    "3.x-spectrum": {"channels": 3, "net": {"full_resolution": 1, "mean_pool": 1}, "train": _RECIPE_3},
+}
 
 
 def _train(cs_train: CropSet, cs_val: CropSet, *, minutes: float, seed: int, lr: float,
            init: Optional[str], log: Callable[[str], None], device: torch.device,
-           epochs: int = 200) -> tuple[CompactScreeningNet, dict]:
+           epochs: int = 200, recipe: str = "2.x") -> tuple[CompactScreeningNet, dict]:
     """Train a compact net (from scratch, or from a model file / name ``init``); best validation epoch."""
     from .screening import TrainConfig, train_network
 
@@ -271,9 +287,11 @@ def _train(cs_train: CropSet, cs_val: CropSet, *, minutes: float, seed: int, lr:
         if not isinstance(net, CompactScreeningNet):
             raise ValueError(f"--init {init}: not a CompactScreeningNet")
     else:
-        net = CompactScreeningNet(2)
-    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=lr, seed=seed, max_minutes=minutes, distill_weight=0.0)
-    info = train_network(net, _x(cs_train), cs_train.noisy, _x(cs_val), cs_val.noisy, cfg, device=device, log=log)
+        net = CompactScreeningNet(RECIPES[recipe]["channels"], **RECIPES[recipe]["net"])
+    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=lr, seed=seed, max_minutes=minutes, distill_weight=0.0,
+                      **RECIPES[recipe]["train"])
+    c = net.in_channels
+    info = train_network(net, _x(cs_train, c), cs_train.noisy, _x(cs_val, c), cs_val.noisy, cfg, device=device, log=log)
     info["config"] = cfg.as_dict()
     return net, info
 
@@ -281,7 +299,7 @@ def _train(cs_train: CropSet, cs_val: CropSet, *, minutes: float, seed: int, lr:
 def _logits(net: torch.nn.Module, cs: CropSet, device: torch.device) -> np.ndarray:
     from .screening import predict_logits
 
-    return predict_logits(net, _x(cs), device=device).astype(np.float64)
+    return predict_logits(net, _x(cs, int(getattr(net, "in_channels", 2))), device=device).astype(np.float64)
 
 
 def evaluate_logits(logits: np.ndarray, cs: CropSet, temperature: float = 1.0, threshold: float = 0.5) -> dict:
@@ -301,7 +319,8 @@ def _fmt(name: str, m: dict) -> str:
 
 
 def run_lofo(train: CropSet, val: CropSet, test: CropSet, *, families, minutes: float, seed: int,
-             device: torch.device, log: Callable[[str], None], max_train_frames: int = 0) -> dict:
+             device: torch.device, log: Callable[[str], None], max_train_frames: int = 0,
+             recipe: str = "2.x", lr: float = 1e-3) -> dict:
     """Leave-one-family-out: per family, train without it, test on its held-out frames.
 
     ``"all"`` (every family, same budget) is run first as the reference. Each result holds the
@@ -315,7 +334,8 @@ def run_lofo(train: CropSet, val: CropSet, test: CropSet, *, families, minutes: 
         if max_train_frames and len(tr) > max_train_frames:
             tr = tr.subset(np.sort(rng.choice(len(tr), max_train_frames, replace=False)))
         log(f"LOFO {fam}: training on {len(tr)} frames ({int(tr.noisy.sum())} noisy), {minutes} min")
-        net, info = _train(tr, va, minutes=minutes, seed=seed, lr=1e-3, init=None, log=log, device=device)
+        net, info = _train(tr, va, minutes=minutes, seed=seed, lr=lr, init=None, log=log, device=device,
+                           recipe=recipe)
         m = evaluate_logits(_logits(net, test, device), test)
         res = {"test": m, "best_epoch": info["best_epoch"], "epochs": len(info["history"]),
                "train_frames": len(tr)}
@@ -329,6 +349,14 @@ def run_lofo(train: CropSet, val: CropSet, test: CropSet, *, families, minutes: 
 
 
 # --------------------------------------------------------------------------- command line
+def _count_seed(text: str) -> tuple[int, int]:
+    """``"55:20261208"`` → (55, 20261208)."""
+    n, _, seed = text.partition(":")
+    if not seed:
+        raise argparse.ArgumentTypeError(f"expected N:SEED, got {text!r}")
+    return int(n), int(seed)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine.training.screening_families", description=__doc__.split("\n")[0])
     p.add_argument("command", choices=("generate", "lofo", "train"))
@@ -336,11 +364,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-measurements", type=int, default=110)
     p.add_argument("--n-cross", type=int, default=8)
     p.add_argument("--seed", type=int, default=20261206)
+    p.add_argument("--extra", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
+                   help="more generated sets (N measurements of seed SEED) joining the training split only")
+    p.add_argument("--skip-cross", action="store_true", help="generate: the mixed set only")
     p.add_argument("--minutes", type=float, default=4.0, help="time budget per training run")
     p.add_argument("--families", nargs="*", default=sorted(DEFECT_FAMILIES), help="families to leave out (lofo)")
     p.add_argument("--max-train-frames", type=int, default=0, help="lofo: subsample the training frames (0: all)")
     p.add_argument("--init", default="", help="train: start from this model (name or .safetensors); '' = scratch")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="3.x",
+                   help="network options and training of a run from scratch (see RECIPES)")
     p.add_argument("--compare", default="default", help="train: baseline model scored on the same frames ('' = none)")
     p.add_argument("--out-dir", type=Path, default=Path("/tmp/odt-screening-models"),
                    help="train: where the model files and the log go")
@@ -354,9 +387,17 @@ def _parser() -> argparse.ArgumentParser:
 def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     mixed = load_or_generate_families(args.cache_dir / f"families-{args.n_measurements}-{args.seed}.npz",
                                       family_specs(args.n_measurements, args.seed), log=log)
+    if args.command == "generate" and args.skip_cross:
+        return mixed, mixed.subset(np.zeros(0, int)), mixed.subset(np.zeros(0, int)), mixed.subset(np.zeros(0, int))
     cross = load_or_generate_families(args.cache_dir / f"cross-{args.n_cross}-{args.seed + 1}.npz",
                                       cross_family_specs(args.n_cross, args.seed + 1), log=log)
     train, val, test = protocol_splits(mixed, args.seed)
+    extra = [load_or_generate_families(args.cache_dir / f"families-{n}-{seed}.npz", family_specs(n, seed), log=log)
+             for n, seed in args.extra]
+    if extra:  # more simulated measurements (other seeds): training only, the splits above unchanged
+        train = CropSet.concatenate([train, *extra])
+        log(f"extra training measurements: {sum(len(np.unique(e.measurement)) for e in extra)} "
+            f"({sum(len(e) for e in extra)} frames) from seeds {[seed for _, seed in args.extra]}")
     log(f"split by measurement: train {len(train)} frames / {len(np.unique(train.measurement))} measurements, "
         f"validation {len(val)} / {len(np.unique(val.measurement))}, held-out {len(test)} / "
         f"{len(np.unique(test.measurement))}, cross-setup {len(cross)} / {len(np.unique(cross.measurement))}")
@@ -368,7 +409,7 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
     from .screening import input_card_for
 
     net, info = _train(train, val, minutes=args.minutes, seed=args.seed + 7, lr=args.lr, init=args.init or None,
-                       log=log, device=dev)
+                       log=log, device=dev, recipe=args.recipe)
     lv = _logits(net, val, dev)
     temp = fit_temperature(lv, val.noisy)
     log(f"temperature fitted on validation: T = {temp:.3f}")
@@ -390,9 +431,11 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
         log(f"validation accuracy {metrics['validation']['accuracy']:.4f} against the baseline's "
             f"{metrics['baseline']['validation']['accuracy']:.4f}: {'better' if better else 'NOT better'}")
     card = {"name": "screening-compact", "version": args.version,
-            "description": "Compact field screening CNN (phase + log-amplitude), trained on wide defect families",
+            "description": "Compact field screening CNN (" + ("phase, log-amplitude and spectrum at full resolution"
+                                                              if net.in_channels == 3 else "phase + log-amplitude")
+                           + "), trained on wide defect families",
             "output": "calibrated probability that the field is noisy: sigmoid(logit / T); noisy if above threshold",
-            "threshold": 0.5, "input": input_card_for(INPUT_KIND), "calibration": {
+            "threshold": 0.5, "input": input_card_for(INPUT_KIND_BY_CHANNELS[net.in_channels]), "calibration": {
                 "method": "temperature scaling on the validation measurements", "temperature": temp},
             "training_data": {"source": "simulator", "generator_version": FAMILY_GENERATOR_VERSION,
                               "seed": args.seed, "measurements": args.n_measurements, "cross_setup": args.n_cross,
@@ -401,7 +444,8 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
                               "split": "by measurement, 70/15/15 % train/validation/held-out; cross setup never "
                                        "trained on", "frames": {"train": len(train), "validation": len(val),
                                                                 "held_out": len(test), "cross_setup": len(cross)}},
-            "training": {"init": args.init or "scratch", "best_epoch": info["best_epoch"],
+            "training": {"init": args.init or "scratch", "recipe": args.recipe, "best_epoch": info["best_epoch"],
+                         "extra_training_sets": [f"{n}:{seed}" for n, seed in args.extra],
                          "config": info["config"], "history": info["history"], "seconds": info["seconds"]},
             "metrics": metrics, "command": " ".join(sys.argv)}
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -423,7 +467,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     report: dict = {}
     if args.command == "lofo":
         report = run_lofo(train, val, test, families=args.families, minutes=args.minutes, seed=args.seed,
-                          device=dev, log=log, max_train_frames=args.max_train_frames)
+                          device=dev, log=log, max_train_frames=args.max_train_frames, recipe=args.recipe,
+                          lr=args.lr)
     elif args.command == "train":
         report = _train_command(args, train, val, test, cross, dev, log)
     if args.report is not None and report:

@@ -1,0 +1,107 @@
+"""The 3.x screening network options, the spectrum input and the 3.x training recipe (issue #19)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.screening.network import (CompactScreeningNet, MeanMaxPool, architecture_of, build_network, load_model,
+                                      preprocess, save_model)
+from engine.training.screening import TrainConfig, _learning_rate, input_card_for, train_network
+
+torch.set_num_threads(1)
+
+
+def _plane_wave(n: int, fx: float, fy: float) -> np.ndarray:
+    y, x = np.mgrid[:n, :n]
+    return np.exp(2j * np.pi * (fx * x + fy * y) / n)
+
+
+def test_full_resolution_and_mean_pool_options_change_the_net_and_round_trip(tmp_path):
+    old = CompactScreeningNet(2)
+    new = CompactScreeningNet(3, full_resolution=1, mean_pool=1)
+    assert architecture_of(old) == {"class": "CompactScreeningNet", "in_channels": 2, "width": 16}  # 2.x cards as before
+    arch = architecture_of(new)
+    assert arch["full_resolution"] == 1 and arch["mean_pool"] == 1
+    assert isinstance(new.pool, MeanMaxPool) and new.classifier[1].in_features == 2 * 128
+    # the stride-1 first stage keeps the full 128² grid before any subsampling
+    first = new.features[0]
+    assert first.stride == (1, 1) and first.in_channels == 3
+    x = torch.randn(2, 3, 128, 128)
+    assert new.features[:3](x).shape[-2:] == (128, 128)
+    assert new.feature_maps(x).shape[-2:] == (4, 4) and new.logits(x).shape == (2,)
+    rebuilt = build_network(arch)
+    assert architecture_of(rebuilt) == arch
+    save_model(new.eval(), tmp_path / "m.safetensors", {"name": "m", "version": "3.0.0",
+                                                        "input": input_card_for("phase-amplitude-spectrum")})
+    m = load_model(tmp_path / "m.safetensors")
+    assert m.input_kind == "phase-amplitude-spectrum" and m.net.in_channels == 3
+    x16 = x.half().float()
+    assert torch.allclose(m.net.logits(x16), new.logits(x16), atol=5e-2)  # fp16 weights
+
+
+def test_mean_max_pool_concatenates_max_then_mean():
+    a = torch.zeros(1, 2, 4, 4)
+    a[0, 0, 1, 1] = 4.0
+    a[0, 1] = 1.0
+    out = MeanMaxPool()(a).flatten()
+    assert out.tolist() == [4.0, 1.0, 0.25, 1.0]
+
+
+def test_spectrum_channel_puts_a_stray_wave_at_its_frequency():
+    n = 128
+    clean = np.ones((n, n), np.complex64)
+    fringe = (clean + 0.2 * _plane_wave(n, 17, -9)).astype(np.complex64)
+    x = preprocess(np.stack([clean, fringe]), input_kind="phase-amplitude-spectrum")
+    assert x.shape == (2, 3, n, n)
+    s_clean, s_fringe = x[0, 2].numpy(), x[1, 2].numpy()
+    c = n // 2
+    assert s_clean[c, c] == s_clean.max()  # zero frequency at index crop // 2
+    peak = np.unravel_index(np.argmax(np.where(np.abs(np.arange(n)[:, None] - c) + np.abs(np.arange(n) - c) > 2,
+                                               s_fringe, -np.inf)), s_fringe.shape)
+    assert peak == (c - 9, c + 17)  # (row = f_y, column = f_x), fftshifted
+    assert s_fringe[c - 9, c + 17] - s_clean[c - 9, c + 17] > 1.0
+    # the image channels are those of the 2-channel input
+    x2 = preprocess(np.stack([clean, fringe]), input_kind="phase-amplitude")
+    assert torch.equal(x[:, :2], x2)
+
+
+def test_cam_works_with_mean_max_pooling(tmp_path):
+    from engine.screening.saliency import saliency_maps
+
+    net = CompactScreeningNet(3, full_resolution=1, mean_pool=1).eval()
+    save_model(net, tmp_path / "m.safetensors", {"name": "m", "version": "0",
+                                                 "input": input_card_for("phase-amplitude-spectrum")})
+    m = load_model(tmp_path / "m.safetensors")
+    f = np.exp(1j * np.random.default_rng(0).normal(0, 0.3, (2, 128, 128))).astype(np.complex64)
+    maps = saliency_maps(m, f)
+    for k, v in maps.items():
+        assert v.shape == (2, 128, 128) and np.isfinite(v).all() and 0 <= v.min() and v.max() <= 1, k
+
+
+def test_cosine_schedule_warms_up_and_decays_to_zero():
+    cfg = TrainConfig(lr=1e-3, schedule="cosine", warmup_steps=10, epochs=1, max_minutes=1.0)
+    assert _learning_rate(cfg, 0, 100, 0.0) == pytest.approx(1e-4)
+    assert _learning_rate(cfg, 9, 100, 0.0) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 0.09)))
+    assert _learning_rate(cfg, 50, 100, 0.0) == pytest.approx(5e-4)
+    assert _learning_rate(cfg, 10, 100, 60.0) == pytest.approx(0.0, abs=1e-12)  # the time budget ends it too
+    assert _learning_rate(TrainConfig(lr=3e-4), 500, 100, 1e6) == 3e-4
+    with pytest.raises(ValueError, match="schedule"):
+        _learning_rate(TrainConfig(schedule="step"), 0, 1, 0.0)
+
+
+def test_ema_training_returns_the_averaged_weights_and_learns():
+    rng = np.random.default_rng(0)
+    n = 96
+    y = (np.arange(n) % 2).astype(np.uint8)
+    x = torch.from_numpy(rng.normal(0, 0.1, (n, 2, 32, 32)).astype(np.float32))
+    x[y == 1, 1, 10:20, 10:20] += 2.0  # a learnable blob in the amplitude channel
+    net = CompactScreeningNet(2, width=4, full_resolution=1, mean_pool=1)
+    cfg = TrainConfig(epochs=6, batch_size=16, lr=3e-3, schedule="cosine", warmup_steps=5, ema_decay=0.9,
+                      elastic_probability=0.0, weight_decay=1e-4, weight_decay_decoupled=True, distill_weight=0.0)
+    info = train_network(net, x[:64], y[:64], x[64:], y[64:], cfg, device="cpu", log=lambda s: None)
+    assert len(info["history"]) == 6 and 1 <= info["best_epoch"] <= 6
+    with torch.no_grad():
+        acc = float(((net.eval().logits(x[64:]) > 0).numpy() == (y[64:] == 1)).mean())
+    assert acc >= 0.9, acc
