@@ -51,6 +51,7 @@ from ..progress import CancelToken, check_cancel
 from ..screening.crops import CROSS_SETUP, SIM_DEPTH_UM, CropSet
 from ..screening.network import CROP_SIZE, CompactScreeningNet, _centre_crop, _pad_to, load_model, preprocess
 from ..simulate.defects import (ALL_DEFECT_TYPES, ALL_IMPERFECTION_TYPES, DEFECT_FAMILIES, family_of)
+from .screening_augment import AugmentedFieldBatches
 from .screening_data import DEFAULT_CACHE_DIR, split_by_measurement
 
 __all__ = [
@@ -264,14 +265,18 @@ def _x(cs: CropSet, channels: int) -> torch.Tensor:
 
 #: ``--recipe``: the network options and training configuration of a run from scratch.
 #: ``"2.x"``: the shipped 2.x compact net and its training (constant Adam, elastic deformation);
-#: ``"3.x"`` (issue #19): phase and amplitude inputs, a full-resolution first stage and mean+max pooling,
-#: AdamW with warm-up and a cosine decay over the time budget, an EMA of the weights, flips and 90°
-#: rotations only; ``"3.x-spectrum"``: the same with the spectrum as a third input channel.
+#: ``"3.x-plain"`` (issue #19): phase and amplitude inputs, a full-resolution first stage and mean+max
+#: pooling, AdamW with warm-up and a cosine decay over the time budget, an EMA of the weights, flips and
+#: 90° rotations only; ``"3.x"``: the same with half the training fields given a large sample, a
+#: background tilt/curvature or an amplitude ripple (:mod:`.screening_augment`, labels kept);
+#: ``"3.x-spectrum"``: 3.x-plain with the spectrum as a third input channel.
 _RECIPE_3 = {"elastic_probability": 0.0, "schedule": "cosine", "warmup_steps": 200, "ema_decay": 0.998,
              "weight_decay": 1e-4, "weight_decay_decoupled": True}
 RECIPES: dict[str, dict] = {
     "2.x": {"channels": 2, "net": {}, "train": {"elastic_probability": 0.5}},
-    "3.x": {"channels": 2, "net": {"full_resolution": 1, "mean_pool": 1}, "train": _RECIPE_3},
+    "3.x-plain": {"channels": 2, "net": {"full_resolution": 1, "mean_pool": 1}, "train": _RECIPE_3},
+    "3.x": {"channels": 2, "net": {"full_resolution": 1, "mean_pool": 1}, "train": _RECIPE_3,
+            "field_augment": 0.5},
     "3.x-spectrum": {"channels": 3, "net": {"full_resolution": 1, "mean_pool": 1}, "train": _RECIPE_3},
 }
 
@@ -291,7 +296,10 @@ def _train(cs_train: CropSet, cs_val: CropSet, *, minutes: float, seed: int, lr:
     cfg = TrainConfig(epochs=epochs, batch_size=32, lr=lr, seed=seed, max_minutes=minutes, distill_weight=0.0,
                       **RECIPES[recipe]["train"])
     c = net.in_channels
-    info = train_network(net, _x(cs_train, c), cs_train.noisy, _x(cs_val, c), cs_val.noisy, cfg, device=device, log=log)
+    p_aug = float(RECIPES[recipe].get("field_augment", 0.0))
+    x_train = (AugmentedFieldBatches(cs_train.fields, INPUT_KIND_BY_CHANNELS[c], probability=p_aug, seed=seed)
+               if p_aug > 0 else _x(cs_train, c))
+    info = train_network(net, x_train, cs_train.noisy, _x(cs_val, c), cs_val.noisy, cfg, device=device, log=log)
     info["config"] = cfg.as_dict()
     return net, info
 

@@ -105,3 +105,31 @@ def test_ema_training_returns_the_averaged_weights_and_learns():
     with torch.no_grad():
         acc = float(((net.eval().logits(x[64:]) > 0).numpy() == (y[64:] == 1)).mean())
     assert acc >= 0.9, acc
+
+
+def test_field_augmentation_adds_positive_samples_and_smooth_backgrounds_only():
+    from engine.training.screening_augment import (AugmentedFieldBatches, amplitude_ripple, augment_fields,
+                                                   background_phase, large_sample_phase)
+
+    rng = np.random.default_rng(1)
+    n = 128
+    for _ in range(20):
+        phase, amp = large_sample_phase(n, rng)
+        # denser than the medium, peak ≤ 12 rad times a texture 1 + 0.3·(unit Gaussian field)
+        assert np.mean(phase >= 0) > 0.999 and np.percentile(phase, 99.9) <= 12.0 * (1 + 0.3 * 3.3)
+        assert 0.95 - 1e-6 <= amp.min() and amp.max() <= 1.0 + 1e-6
+        bg = background_phase(n, rng)
+        assert np.ptp(bg) <= 2 * np.pi * np.sqrt(2) + np.pi + 1e-3
+        g = np.log(amplitude_ripple(n, rng))
+        assert g.std() <= 0.081
+    f = np.exp(1j * rng.normal(0, 0.1, (6, n, n))).astype(np.complex64)
+    same = augment_fields(f, rng, probability=0.0)
+    assert same.dtype == np.complex64 and np.array_equal(same, f) and same is not f
+    changed = augment_fields(f, np.random.default_rng(2), probability=1.0)
+    assert changed.shape == f.shape and not np.allclose(changed, f)
+    batches = AugmentedFieldBatches(f, "phase-amplitude", probability=1.0, seed=5)
+    assert len(batches) == 6
+    x = batches[torch.tensor([0, 3])]
+    assert x.shape == (2, 2, n, n) and x.dtype == torch.float32
+    again = AugmentedFieldBatches(f, "phase-amplitude", probability=1.0, seed=5)[np.array([0, 3])]
+    assert torch.equal(x, again)  # reproducible from its seed
