@@ -26,10 +26,9 @@ wrapped-phase channel wraps as a real one does. Conventions as in
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 
 from ..screening.network import preprocess
 
@@ -42,11 +41,9 @@ def _grid(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _smooth_noise(n: int, corr_px: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian random field of unit standard deviation and correlation length ``corr_px`` (n, n)."""
-    w = rng.standard_normal((n, n)).astype(np.float32)
-    f = np.fft.fftfreq(n).astype(np.float32)
-    k2 = f[:, None] ** 2 + f[None, :] ** 2
-    g = np.fft.ifft2(np.fft.fft2(w) * np.exp(-2 * (np.pi * corr_px) ** 2 * k2)).real.astype(np.float32)
+    """Gaussian random field of unit standard deviation and correlation length ``corr_px`` (n, n):
+    white noise through a periodic Gaussian filter of standard deviation ``corr_px`` pixels."""
+    g = gaussian_filter(rng.standard_normal((n, n)).astype(np.float32), corr_px, mode="wrap")
     return g / max(float(g.std()), 1e-6)
 
 
@@ -111,12 +108,11 @@ class AugmentedFieldBatches:
     as ``x_train``. Preprocessing on demand also keeps the training set's memory at its complex crops.
     """
 
-    def __init__(self, fields: np.ndarray, input_kind: str, *, probability: float = 0.5, seed: int = 0,
-                 rng: Optional[np.random.Generator] = None) -> None:
+    def __init__(self, fields: np.ndarray, input_kind: str, *, probability: float = 0.5, seed: int = 0) -> None:
         self.fields = fields
         self.input_kind = input_kind
         self.probability = float(probability)
-        self.rng = rng if rng is not None else np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return int(self.fields.shape[0])

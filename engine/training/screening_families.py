@@ -272,12 +272,12 @@ def _x(cs: CropSet, channels: int) -> torch.Tensor:
 #: ``"3.x-spectrum"``: 3.x-plain with the spectrum as a third input channel.
 _RECIPE_3 = {"elastic_probability": 0.0, "schedule": "cosine", "warmup_steps": 200, "ema_decay": 0.998,
              "weight_decay": 1e-4, "weight_decay_decoupled": True}
+_NET_3 = {"full_resolution": 1, "mean_pool": 1}
 RECIPES: dict[str, dict] = {
     "2.x": {"channels": 2, "net": {}, "train": {"elastic_probability": 0.5}},
-    "3.x-plain": {"channels": 2, "net": {"full_resolution": 1, "mean_pool": 1}, "train": _RECIPE_3},
-    "3.x": {"channels": 2, "net": {"full_resolution": 1, "mean_pool": 1}, "train": _RECIPE_3,
-            "field_augment": 0.5},
-    "3.x-spectrum": {"channels": 3, "net": {"full_resolution": 1, "mean_pool": 1}, "train": _RECIPE_3},
+    "3.x-plain": {"channels": 2, "net": _NET_3, "train": _RECIPE_3},
+    "3.x": {"channels": 2, "net": _NET_3, "train": _RECIPE_3, "field_augment": 0.5},
+    "3.x-spectrum": {"channels": 3, "net": _NET_3, "train": _RECIPE_3},
 }
 
 
@@ -396,7 +396,8 @@ def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     mixed = load_or_generate_families(args.cache_dir / f"families-{args.n_measurements}-{args.seed}.npz",
                                       family_specs(args.n_measurements, args.seed), log=log)
     if args.command == "generate" and args.skip_cross:
-        return mixed, mixed.subset(np.zeros(0, int)), mixed.subset(np.zeros(0, int)), mixed.subset(np.zeros(0, int))
+        empty = mixed.subset(np.zeros(0, int))
+        return mixed, empty, empty, empty
     cross = load_or_generate_families(args.cache_dir / f"cross-{args.n_cross}-{args.seed + 1}.npz",
                                       cross_family_specs(args.n_cross, args.seed + 1), log=log)
     train, val, test = protocol_splits(mixed, args.seed)
@@ -439,8 +440,8 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
         log(f"validation accuracy {metrics['validation']['accuracy']:.4f} against the baseline's "
             f"{metrics['baseline']['validation']['accuracy']:.4f}: {'better' if better else 'NOT better'}")
     card = {"name": "screening-compact", "version": args.version,
-            "description": "Compact field screening CNN (" + ("phase, log-amplitude and spectrum at full resolution"
-                                                              if net.in_channels == 3 else "phase + log-amplitude")
+            "description": f"Compact field screening CNN ({INPUT_KIND_BY_CHANNELS[net.in_channels]} input"
+                           + (", full-resolution first stage" if net.full_resolution else "")
                            + "), trained on wide defect families",
             "output": "calibrated probability that the field is noisy: sigmoid(logit / T); noisy if above threshold",
             "threshold": 0.5, "input": input_card_for(INPUT_KIND_BY_CHANNELS[net.in_channels]), "calibration": {
