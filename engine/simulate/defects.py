@@ -561,15 +561,9 @@ def apply_imperfection(kind: str, sample_field: np.ndarray, ctx: FrameContext, r
         ctx.read_noise_gain *= rng.uniform(1.2, 2.0)
         return sample_field
     if kind == "defocus":
-        dz = float(rng.choice([-1, 1]) * rng.uniform(0.2, 0.8))
-        fx, fy = ctx.illumination_per_um
-        tilt = ctx.tilt(fx, fy)
-        fz = np.sqrt((ctx.medium_index / ctx.wavelength_um) ** 2 - fx ** 2 - fy ** 2)
-        moved = propagate_field((sample_field * tilt).astype(np.complex64), dz, ctx.pixel_size_um,
-                                ctx.medium_index, ctx.wavelength_um)
-        return moved / tilt * np.exp(-2j * np.pi * fz * dz)
+        return refocus(sample_field, float(rng.choice([-1, 1]) * rng.uniform(0.2, 0.8)), ctx)
     if kind == "defocus-wide":
-        return _refocus(sample_field, float(rng.choice([-1, 1]) * rng.uniform(0.2, 1.5)), ctx)
+        return refocus(sample_field, float(rng.choice([-1, 1]) * rng.uniform(0.2, 1.5)), ctx)
     if kind == "dim":
         ctx.shared_exposure_gain /= rng.uniform(2.0, 8.0)
         return sample_field
@@ -584,7 +578,7 @@ def apply_imperfection(kind: str, sample_field: np.ndarray, ctx: FrameContext, r
     raise ValueError(f"unknown imperfection {kind!r}: one of {ALL_IMPERFECTION_TYPES}")
 
 
-def _refocus(sample_field: np.ndarray, dz: float, ctx: FrameContext) -> np.ndarray:
+def refocus(sample_field: np.ndarray, dz: float, ctx: FrameContext) -> np.ndarray:
     """The sample field (divided by the incident wave) refocused by ``dz`` µm."""
     fx, fy = ctx.illumination_per_um
     tilt = ctx.tilt(fx, fy)

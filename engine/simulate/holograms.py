@@ -41,8 +41,9 @@ from ..measurement import Measurement
 from ..metadata import MeasurementMetadata
 from ..progress import CancelToken, check_cancel, report, sub_progress
 from .beam_propagation import propagate_scalar, propagate_vectorial, snap_illuminations
+from .chamber import ChamberResidue, ChamberResidueModel
 from .defects import (ALL_DEFECT_TYPES, ALL_IMPERFECTION_TYPES, DEFECT_TYPES, IMPERFECTION_TYPES, FrameContext,
-                      apply_defect, apply_imperfection)
+                      apply_defect, apply_imperfection, refocus)
 from .phantoms import Phantom
 
 __all__ = [
@@ -59,7 +60,7 @@ SIMULATOR_VERSION = "1.0"
 
 # independent random streams, one per purpose (and per frame), derived from one seed
 _STREAM_BEAM, _STREAM_CAMERA, _STREAM_CHOICE, _STREAM_SAMPLE, _STREAM_BACKGROUND, _STREAM_DEFECT, \
-    _STREAM_IMPERFECT = range(7)
+    _STREAM_IMPERFECT, _STREAM_CHAMBER = range(8)
 
 
 @dataclass
@@ -119,6 +120,13 @@ class Setup:
         1/e radius of the illumination's Gaussian envelope in the image, as a fraction of half the
         field of view; default None draws a wide one (1.5–2.5). Narrow values (0.6–1) leave the
         image corners dark and noisy.
+    chamber_residue_rms, chamber_near_fraction : float
+        The chamber's residual coherent noise (:mod:`engine.simulate.chamber`): dust and residue
+        that differ between the sample and the background exposure; RMS of ``|T − 1|`` of the
+        residual transmission and the share of the near (Fresnel-ring) part. Default 0 (none).
+    focus_offset_um : float
+        The sample's distance from the focal plane in every frame (a measurement focused a little
+        off), µm; default 0.
     """
 
     wavelength_um: float = 0.532
@@ -141,6 +149,9 @@ class Setup:
     voxel_z_um: Optional[float] = None
     steep_power: float = 1.0
     envelope_width: Optional[float] = None
+    chamber_residue_rms: float = 0.0
+    chamber_near_fraction: float = 0.5
+    focus_offset_um: float = 0.0
 
     def __post_init__(self):
         if not 0 < self.steep_power <= 1:
@@ -498,6 +509,10 @@ def _acquire(fields_true: np.ndarray, frames: list, illum: np.ndarray, optics: _
     holos = np.empty((n_frames, H, W), dtype=dtype)
     backs = np.empty((n_frames, H, W), dtype=dtype)
     beams: dict[int, np.ndarray] = {}
+    chamber = ChamberResidueModel(
+        ChamberResidue(setup.chamber_residue_rms, setup.chamber_near_fraction,
+                       int(_rng(seed, _STREAM_CHAMBER).integers(1 << 31))),
+        (H, W), p, setup.wavelength_um, setup.medium_index, setup.na_objective) if setup.chamber_residue_rms else None
     for k, (i, pin, pout) in enumerate(frames):
         check_cancel(cancel)
         if i not in beams:
@@ -507,15 +522,18 @@ def _acquire(fields_true: np.ndarray, frames: list, illum: np.ndarray, optics: _
         ctx = FrameContext((H, W), p, setup.wavelength_um, setup.medium_index, setup.na_objective, illum[i])
         ctx.measurement_seed = seed
         u = fields_true[k].astype(np.complex128)
+        if setup.focus_offset_um:
+            u = refocus(u, setup.focus_offset_um, ctx)
         if imperf[k]:
             u = apply_imperfection(imperf[k], u, ctx, _rng(seed, _STREAM_IMPERFECT, 1 + k))
-        obj = u * beam
+        t_sample, t_back = chamber.transmissions(illum[i], k) if chamber is not None else (1.0, 1.0)
+        obj = u * beam * t_sample
         if defects[k]:
             obj = apply_defect(defects[k], obj, u, ctx, _rng(seed, _STREAM_DEFECT, k))
         holos[k] = _camera(np.abs(obj + optics.reference) ** 2, optics, setup, _rng(seed, _STREAM_SAMPLE, k),
                            ctx.exposure_gain * ctx.shared_exposure_gain, ctx.read_noise_gain)
         holos[k] = ctx.apply_camera_effects(holos[k], setup.bit_depth)  # hot pixels, row noise, glints
-        bg_obj = beam if pin == pout else np.zeros_like(beam)  # crossed analyser: no background field
+        bg_obj = beam * t_back if pin == pout else np.zeros_like(beam)  # crossed analyser: no background field
         backs[k] = _camera(np.abs(bg_obj + optics.reference) ** 2, optics, setup, _rng(seed, _STREAM_BACKGROUND, k),
                            ctx.shared_exposure_gain, ctx.read_noise_gain)
         report(progress, 0.8 + 0.2 * (k + 1) / n_frames, f"holograms: {k + 1}/{n_frames}")

@@ -38,7 +38,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -73,7 +73,7 @@ __all__ = [
     "main",
 ]
 
-FAMILY_GENERATOR_VERSION = "screening-families/1"
+FAMILY_GENERATOR_VERSION = "screening-families/2"
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,10 @@ class FamilySpec:
     steep_power : float
         Illumination power at the condenser edge relative to normal incidence (1 = flat).
     bit_depth : int
+    chamber_rms, chamber_near_fraction : float
+        The chamber's residual coherent noise (:mod:`engine.simulate.chamber`) in every frame.
+    focus_offset_um : float
+        Every frame's sample this far from focus, µm.
     """
 
     kind: str
@@ -105,14 +109,42 @@ class FamilySpec:
     seed: int
     steep_power: float = 1.0
     bit_depth: int = 12
+    chamber_rms: float = 0.0
+    chamber_near_fraction: float = 0.5
+    focus_offset_um: float = 0.0
 
     @property
     def setup_name(self) -> str:
         return f"{self.kind}-{self.n_angles}-na{self.na:.2f}-noise{self.noise:.1f}"
 
 
-def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_rate: float = 0.6) -> list[FamilySpec]:
-    """Random setups (the cross setup excluded): kinds × angles × NA × noise × bits × steep power."""
+def _with_chamber(specs: list[FamilySpec], seed: int) -> list[FamilySpec]:
+    """The same measurements with a chamber residue and a focus offset (generator 2's ``--chamber``).
+
+    Drawn from a stream of their own, so that every other parameter is generator 1's: residue RMS
+    0 (15 %) or 0.02–0.35 (the real holograms' background texture lies inside, see
+    :mod:`engine.simulate.chamber`), near share 0.2–0.9; focus within ±0.3 µm (half) or 0.5–2.5 µm
+    either side.
+    """
+    out = []
+    for i, s in enumerate(specs):
+        r = np.random.default_rng([int(seed), 2, i])
+        rms = 0.0 if r.random() < 0.15 else float(r.uniform(0.02, 0.35))
+        focus = float(r.uniform(-0.3, 0.3)) if r.random() < 0.5 else float(r.choice([-1, 1]) * r.uniform(0.5, 2.5))
+        out.append(replace(s, chamber_rms=rms, chamber_near_fraction=float(r.uniform(0.2, 0.9)),
+                           focus_offset_um=focus))
+    return out
+
+
+def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_rate: float = 0.6,
+                 chamber: bool = False) -> list[FamilySpec]:
+    """Random setups (the cross setup excluded): kinds × angles × NA × noise × bits × steep power.
+
+    ``chamber``: every measurement also gets a chamber residue and a focus offset (:func:`_with_chamber`).
+    """
+    if chamber:
+        return _with_chamber(family_specs(n, seed, defect_rate=defect_rate, imperfection_rate=imperfection_rate),
+                             seed)
     rng = np.random.default_rng(seed)
     out: list[FamilySpec] = []
     while len(out) < n:
@@ -126,8 +158,10 @@ def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_ra
     return out
 
 
-def cross_family_specs(n: int, seed: int, *, defect_rate: float = 0.5) -> list[FamilySpec]:
+def cross_family_specs(n: int, seed: int, *, defect_rate: float = 0.5, chamber: bool = False) -> list[FamilySpec]:
     """Measurements of the never-trained cross setup (cells, 45 angles, NA 1.0, noise ×2), all families."""
+    if chamber:
+        return _with_chamber(cross_family_specs(n, seed, defect_rate=defect_rate), seed)
     rng = np.random.default_rng(seed)
     return [FamilySpec(defect_rate=defect_rate, imperfection_rate=0.6, seed=int(rng.integers(1 << 31)),
                        steep_power=1.0 if rng.random() < 0.5 else float(rng.uniform(0.15, 1.0)),
@@ -148,7 +182,9 @@ def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_sh
 
     setup = holograms.Setup(n_angles=spec.n_angles, na_objective=spec.na, na_condenser=0.92 * spec.na,
                             read_noise_e=4.0 * spec.noise, exposure=0.4 / max(spec.noise, 0.25),
-                            image_shape=tuple(image_shape), steep_power=spec.steep_power, bit_depth=spec.bit_depth)
+                            image_shape=tuple(image_shape), steep_power=spec.steep_power, bit_depth=spec.bit_depth,
+                            chamber_residue_rms=spec.chamber_rms, chamber_near_fraction=spec.chamber_near_fraction,
+                            focus_offset_um=spec.focus_offset_um)
     rng = np.random.default_rng(spec.seed)
     phantom = phantoms.make_phantom(spec.kind, setup.phantom_shape(SIM_DEPTH_UM.get(spec.kind, 6.0)),
                                     setup.voxel_size_um, setup.medium_index, rng)
@@ -375,6 +411,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--extra", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
                    help="more generated sets (N measurements of seed SEED) joining the training split only")
     p.add_argument("--skip-cross", action="store_true", help="generate: the mixed set only")
+    p.add_argument("--chamber", action="store_true",
+                   help="every measurement with a chamber residue and a focus offset (caches named families-chamber-…)")
     p.add_argument("--minutes", type=float, default=4.0, help="time budget per training run")
     p.add_argument("--families", nargs="*", default=sorted(DEFECT_FAMILIES), help="families to leave out (lofo)")
     p.add_argument("--max-train-frames", type=int, default=0, help="lofo: subsample the training frames (0: all)")
@@ -393,16 +431,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
-    mixed = load_or_generate_families(args.cache_dir / f"families-{args.n_measurements}-{args.seed}.npz",
-                                      family_specs(args.n_measurements, args.seed), log=log)
+    tag = "-chamber" if args.chamber else ""
+
+    def load(stem: str, n: int, seed: int, specs_of=family_specs) -> CropSet:
+        return load_or_generate_families(args.cache_dir / f"{stem}{tag}-{n}-{seed}.npz",
+                                         specs_of(n, seed, chamber=args.chamber), log=log)
+
+    mixed = load("families", args.n_measurements, args.seed)
     if args.command == "generate" and args.skip_cross:
         empty = mixed.subset(np.zeros(0, int))
         return mixed, empty, empty, empty
-    cross = load_or_generate_families(args.cache_dir / f"cross-{args.n_cross}-{args.seed + 1}.npz",
-                                      cross_family_specs(args.n_cross, args.seed + 1), log=log)
+    cross = load("cross", args.n_cross, args.seed + 1, cross_family_specs)
     train, val, test = protocol_splits(mixed, args.seed)
-    extra = [load_or_generate_families(args.cache_dir / f"families-{n}-{seed}.npz", family_specs(n, seed), log=log)
-             for n, seed in args.extra]
+    extra = [load("families", n, seed) for n, seed in args.extra]
     if extra:  # more simulated measurements (other seeds): training only, the splits above unchanged
         train = CropSet.concatenate([train, *extra])
         log(f"extra training measurements: {sum(len(np.unique(e.measurement)) for e in extra)} "
@@ -447,6 +488,7 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
             "threshold": 0.5, "input": input_card_for(INPUT_KIND_BY_CHANNELS[net.in_channels]), "calibration": {
                 "method": "temperature scaling on the validation measurements", "temperature": temp},
             "training_data": {"source": "simulator", "generator_version": FAMILY_GENERATOR_VERSION,
+                              "chamber_residue": bool(args.chamber),
                               "seed": args.seed, "measurements": args.n_measurements, "cross_setup": args.n_cross,
                               "defect_types": list(ALL_DEFECT_TYPES), "imperfections": list(ALL_IMPERFECTION_TYPES),
                               "families": {k: list(v) for k, v in DEFECT_FAMILIES.items()},

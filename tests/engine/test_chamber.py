@@ -1,0 +1,88 @@
+"""The chamber's residual coherent noise: calibration, geometry (shadows move with the illumination),
+pupil limit, per-frame speckle, and its passage through the simulator and the retrieval."""
+
+import numpy as np
+import pytest
+
+from engine.holography.propagate import propagate
+from engine.simulate.chamber import ChamberResidue, ChamberResidueModel
+from engine.simulate.defects import Particle, _particle_screen
+
+LAM, NM, NA, PX = 0.532, 1.337, 1.2, 0.1
+
+
+def _model(rms=0.1, near=0.5, seed=3, shape=(96, 96)):
+    return ChamberResidueModel(ChamberResidue(rms, near, seed), shape, PX, LAM, NM, NA)
+
+
+@pytest.mark.parametrize("near", [0.0, 0.5, 1.0])
+def test_residue_rms_is_the_requested_one_at_normal_incidence(near):
+    t = _model(rms=0.1, near=near).transmission((0.0, 0.0), frame=0)
+    rms = float(np.sqrt(np.mean(np.abs(t - 1) ** 2)))
+    assert rms == pytest.approx(0.1, rel=0.2)
+
+
+def test_no_residue_is_the_identity_and_bad_parameters_are_refused():
+    ts, tb = _model(rms=0.0).transmissions((0.5, 0.2), 4)
+    assert np.all(ts == 1) and np.all(tb == 1)
+    with pytest.raises(ValueError):
+        ChamberResidue(rms=-0.1)
+    with pytest.raises(ValueError):
+        ChamberResidue(rms=0.1, near_fraction=1.5)
+
+
+def test_a_defocused_particle_shadow_moves_by_d_times_the_illumination_slope():
+    """A particle d µm before the focal plane, lit at (f_x, 0), shows its rings centred at x = d·f_x/f_z."""
+    m = _model(shape=(128, 128))
+    screen = _particle_screen(Particle((0.0, 0.0), 0.6, "dust", 0.8, 0.0), m.big, np.random.default_rng(0)) - 1
+    d, fx = 6.0, 1.0  # µm, cycles/µm (on the grid: 1 / (128 × 0.1 µm) steps)
+    fz = np.sqrt((NM / LAM) ** 2 - fx ** 2)
+    x = ((np.arange(128) - 64) * PX)[None, :]
+    centroids = []
+    for f in ((0.0, 0.0), (fx, 0.0)):
+        w = np.abs(m._propagated(screen, d, f)) ** 2
+        centroids.append(float(np.sum(w * x) / np.sum(w)))
+    assert centroids[0] == pytest.approx(0.0, abs=0.05)
+    assert centroids[1] == pytest.approx(d * fx / fz, rel=0.1)
+
+
+def test_residue_is_pupil_limited_and_far_speckle_changes_between_frames():
+    m = _model(rms=0.1, near=0.3, shape=(96, 96))
+    a, b = m.transmission((0.3, 0.0), 1), m.transmission((0.3, 0.0), 2)
+    assert np.sqrt(np.mean(np.abs(a - b) ** 2)) > 0.05  # a new far draw per frame
+    ts1, tb1 = m._near((0.3, 0.0))
+    ts2, tb2 = m._near((0.3, 0.0))
+    assert np.array_equal(ts1, ts2) and np.array_equal(tb1, tb2)  # the near residue is fixed
+    spec = np.abs(np.fft.fft2(ts1 - 1)) ** 2  # near part, seen through the tilted wave's pupil (f + ν)
+    v = np.fft.fftfreq(96, d=PX)
+    outside = (v[:, None] ** 2 + (v[None, :] + 0.3) ** 2) > (NA / LAM * 1.05) ** 2
+    assert spec[outside].sum() < 0.01 * spec.sum()  # (the crop of the periodic chamber leaks a little)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float(abs(np.vdot(a, b)) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_simulated_measurement_carries_the_residue_and_the_focus_offset():
+    """Through holograms and retrieval: a residue raises the background texture; a focus offset is undone by
+    refocusing the retrieved field back."""
+    from engine.holography.retrieval import retrieve_fields
+    from engine.simulate import holograms, phantoms
+
+    texture = []
+    for rms, dz in ((0.0, 0.0), (0.2, 0.0), (0.0, 1.5)):
+        setup = holograms.Setup(image_shape=(96, 96), n_angles=2, chamber_residue_rms=rms, focus_offset_um=dz)
+        ph = phantoms.make_phantom("beads", setup.phantom_shape(4.0), setup.voxel_size_um, setup.medium_index,
+                                   np.random.default_rng(1))
+        sim = holograms.simulate_measurement(ph, setup, 5)
+        md = sim.measurement.metadata
+        u = np.asarray(retrieve_fields(sim.measurement.holograms, sim.measurement.backgrounds, md, device="cpu",
+                                       unwrap=False).field)[0]
+        la = np.log(np.abs(u / sim.fields_true[0])[16:80, 16:80])  # what is not the sample
+        texture.append(float(np.std(la)))
+        if dz:
+            back = np.asarray(propagate(u, -dz, md.pixel_size_um, md.wavelength_um, md.medium_index, device="cpu"))
+            c_back, c_u = (_correlation(a, sim.fields_true[0]) for a in (back, u))
+            assert c_back > 0.95 and c_back > c_u + 0.02
+    assert texture[1] > 2 * texture[0]  # log-amplitude RMS: the residue (~rms / √2) over the camera noise
