@@ -305,7 +305,8 @@ def _x(cs: CropSet, channels: int) -> torch.Tensor:
 #: pooling, AdamW with warm-up and a cosine decay over the time budget, an EMA of the weights, flips and
 #: 90° rotations only; ``"3.x"``: the same with half the training fields given a large sample, a
 #: background tilt/curvature or an amplitude ripple (:mod:`.screening_augment`, labels kept);
-#: ``"3.x-spectrum"``: 3.x-plain with the spectrum as a third input channel.
+#: ``"3.x-spectrum"``: 3.x-plain with the spectrum as a third input channel; ``"3.x-zoom"``: 3.x-plain with half
+#: the training fields zoomed 1–2× (:func:`.screening_augment.pupil_zoom`: setups that sample the pupil finer).
 _RECIPE_3 = {"elastic_probability": 0.0, "schedule": "cosine", "warmup_steps": 200, "ema_decay": 0.998,
              "weight_decay": 1e-4, "weight_decay_decoupled": True}
 _NET_3 = {"full_resolution": 1, "mean_pool": 1}
@@ -314,6 +315,7 @@ RECIPES: dict[str, dict] = {
     "3.x-plain": {"channels": 2, "net": _NET_3, "train": _RECIPE_3},
     "3.x": {"channels": 2, "net": _NET_3, "train": _RECIPE_3, "field_augment": 0.5},
     "3.x-spectrum": {"channels": 3, "net": _NET_3, "train": _RECIPE_3},
+    "3.x-zoom": {"channels": 2, "net": _NET_3, "train": _RECIPE_3, "zoom_augment": 0.5},
 }
 
 
@@ -333,8 +335,9 @@ def _train(cs_train: CropSet, cs_val: CropSet, *, minutes: float, seed: int, lr:
                       **RECIPES[recipe]["train"])
     c = net.in_channels
     p_aug = float(RECIPES[recipe].get("field_augment", 0.0))
-    x_train = (AugmentedFieldBatches(cs_train.fields, INPUT_KIND_BY_CHANNELS[c], probability=p_aug, seed=seed)
-               if p_aug > 0 else _x(cs_train, c))
+    p_zoom = float(RECIPES[recipe].get("zoom_augment", 0.0))
+    x_train = (AugmentedFieldBatches(cs_train.fields, INPUT_KIND_BY_CHANNELS[c], probability=p_aug, seed=seed,
+                                     zoom_probability=p_zoom) if p_aug > 0 or p_zoom > 0 else _x(cs_train, c))
     info = train_network(net, x_train, cs_train.noisy, _x(cs_val, c), cs_val.noisy, cfg, device=device, log=log)
     info["config"] = cfg.as_dict()
     return net, info
