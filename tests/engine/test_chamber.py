@@ -86,3 +86,19 @@ def test_simulated_measurement_carries_the_residue_and_the_focus_offset():
             c_back, c_u = (_correlation(a, sim.fields_true[0]) for a in (back, u))
             assert c_back > 0.95 and c_back > c_u + 0.02
     assert texture[1] > 2 * texture[0]  # log-amplitude RMS: the residue (~rms / √2) over the camera noise
+
+
+def test_family_specs_with_chamber_keep_every_other_parameter():
+    from dataclasses import replace
+
+    from engine.training.screening_families import cross_family_specs, family_specs
+
+    plain, wet = family_specs(40, 11), family_specs(40, 11, chamber=True)
+    assert [replace(w, chamber_rms=0.0, chamber_near_fraction=0.5, focus_offset_um=0.0) for w in wet] == plain
+    rms = np.array([w.chamber_rms for w in wet])
+    assert np.all((rms == 0) | ((rms >= 0.02) & (rms <= 0.35))) and 0 < np.mean(rms == 0) < 0.4
+    assert all(abs(w.focus_offset_um) <= 2.5 for w in wet) and any(abs(w.focus_offset_um) > 0.5 for w in wet)
+    cross = cross_family_specs(20, 7, chamber=True)
+    assert [replace(c, chamber_rms=0.0, chamber_near_fraction=0.5, focus_offset_um=0.0) for c in cross] == \
+        cross_family_specs(20, 7)
+    assert len({c.chamber_rms for c in cross}) > 10

@@ -133,3 +133,23 @@ def test_field_augmentation_adds_positive_samples_and_smooth_backgrounds_only():
     assert x.shape == (2, 2, n, n) and x.dtype == torch.float32
     again = AugmentedFieldBatches(f, "phase-amplitude", probability=1.0, seed=5)[np.array([0, 3])]
     assert torch.equal(x, again)  # reproducible from its seed
+
+
+def test_pupil_zoom_halves_a_plane_waves_frequency_and_keeps_the_centre():
+    from engine.training.screening_augment import augment_fields, pupil_zoom
+
+    n = 128
+    f = _plane_wave(n, 8, 0).astype(np.complex64)
+    assert np.array_equal(pupil_zoom(f, 1.0), f)
+    z = pupil_zoom(f, 2.0)
+    spec = np.abs(np.fft.fft2(z[16:112, 16:112]))  # away from the spline's borders
+    ky, kx = np.unravel_index(np.argmax(spec), spec.shape)
+    assert (ky, kx) == (0, 3)  # 8 cycles per 128 px → 4 per 128 → 3 per 96 px
+    assert z.dtype == np.complex64 and z.shape == (n, n)
+    # a centred feature stays centred; every field is zoomed when zoom_probability = 1
+    g = np.ones((2, n, n), np.complex64)
+    g[:, 60:68, 60:68] = 0.2
+    out = augment_fields(g, np.random.default_rng(0), probability=0.0, zoom_probability=1.0)
+    for o in out:
+        dark = np.argwhere(np.abs(o) < 0.6)
+        assert np.allclose(dark.mean(0), 63.5, atol=1.0) and len(dark) > 64
