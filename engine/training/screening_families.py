@@ -136,12 +136,27 @@ def _with_chamber(specs: list[FamilySpec], seed: int) -> list[FamilySpec]:
     return out
 
 
+def _with_wide_na(specs: list[FamilySpec], seed: int) -> list[FamilySpec]:
+    """The same measurements with an objective NA drawn over 0.6–1.25 (condenser 0.92·NA).
+
+    With 0.1 µm pixels at 532 nm the pupil then spans 0.23–0.47 of the Nyquist frequency (generator
+    1: 0.38–0.45); real setups sample it coarser or finer (qpretrieve's HL60 hologram 0.23,
+    qpformat's 0.32), and a screen trained on one sampling reads another as a defect.
+    """
+    return [replace(s, na=round(float(np.random.default_rng([int(seed), 3, i]).uniform(0.6, 1.25)), 3))
+            for i, s in enumerate(specs)]
+
+
 def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_rate: float = 0.6,
-                 chamber: bool = False) -> list[FamilySpec]:
+                 chamber: bool = False, wide_na: bool = False) -> list[FamilySpec]:
     """Random setups (the cross setup excluded): kinds × angles × NA × noise × bits × steep power.
 
-    ``chamber``: every measurement also gets a chamber residue and a focus offset (:func:`_with_chamber`).
+    ``chamber``: every measurement also gets a chamber residue and a focus offset (:func:`_with_chamber`);
+    ``wide_na``: its NA is drawn over 0.6–1.25 (:func:`_with_wide_na`).
     """
+    if wide_na:
+        return _with_wide_na(family_specs(n, seed, defect_rate=defect_rate, imperfection_rate=imperfection_rate,
+                                          chamber=chamber), seed)
     if chamber:
         return _with_chamber(family_specs(n, seed, defect_rate=defect_rate, imperfection_rate=imperfection_rate),
                              seed)
@@ -416,6 +431,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-cross", action="store_true", help="generate: the mixed set only")
     p.add_argument("--chamber", action="store_true",
                    help="every measurement with a chamber residue and a focus offset (caches named families-chamber-…)")
+    p.add_argument("--wide-na", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
+                   help="more training sets whose NA is drawn over 0.6–1.25 (with --chamber's residue if given)")
     p.add_argument("--minutes", type=float, default=4.0, help="time budget per training run")
     p.add_argument("--families", nargs="*", default=sorted(DEFECT_FAMILIES), help="families to leave out (lofo)")
     p.add_argument("--max-train-frames", type=int, default=0, help="lofo: subsample the training frames (0: all)")
@@ -436,21 +453,22 @@ def _parser() -> argparse.ArgumentParser:
 def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     tag = "-chamber" if args.chamber else ""
 
-    def load(stem: str, n: int, seed: int, specs_of=family_specs) -> CropSet:
+    def load(stem: str, n: int, seed: int, specs_of=family_specs, **kw) -> CropSet:
         return load_or_generate_families(args.cache_dir / f"{stem}{tag}-{n}-{seed}.npz",
-                                         specs_of(n, seed, chamber=args.chamber), log=log)
+                                         specs_of(n, seed, chamber=args.chamber, **kw), log=log)
 
     mixed = load("families", args.n_measurements, args.seed)
+    extra = [load("families", n, seed) for n, seed in args.extra]
+    extra += [load("families-widena", n, seed, wide_na=True) for n, seed in args.wide_na]
     if args.command == "generate" and args.skip_cross:
         empty = mixed.subset(np.zeros(0, int))
         return mixed, empty, empty, empty
     cross = load("cross", args.n_cross, args.seed + 1, cross_family_specs)
     train, val, test = protocol_splits(mixed, args.seed)
-    extra = [load("families", n, seed) for n, seed in args.extra]
     if extra:  # more simulated measurements (other seeds): training only, the splits above unchanged
         train = CropSet.concatenate([train, *extra])
         log(f"extra training measurements: {sum(len(np.unique(e.measurement)) for e in extra)} "
-            f"({sum(len(e) for e in extra)} frames) from seeds {[seed for _, seed in args.extra]}")
+            f"({sum(len(e) for e in extra)} frames) from seeds {[seed for _, seed in args.extra + args.wide_na]}")
     log(f"split by measurement: train {len(train)} frames / {len(np.unique(train.measurement))} measurements, "
         f"validation {len(val)} / {len(np.unique(val.measurement))}, held-out {len(test)} / "
         f"{len(np.unique(test.measurement))}, cross-setup {len(cross)} / {len(np.unique(cross.measurement))}")
@@ -500,6 +518,7 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
                                                                 "held_out": len(test), "cross_setup": len(cross)}},
             "training": {"init": args.init or "scratch", "recipe": args.recipe, "best_epoch": info["best_epoch"],
                          "extra_training_sets": [f"{n}:{seed}" for n, seed in args.extra],
+                         "wide_na_training_sets": [f"{n}:{seed}" for n, seed in args.wide_na],
                          "config": info["config"], "history": info["history"], "seconds": info["seconds"]},
             "metrics": metrics, "command": " ".join(sys.argv)}
     args.out_dir.mkdir(parents=True, exist_ok=True)
