@@ -10,7 +10,10 @@ Run ``python -m engine.training.screening_families --help``. Sub-commands:
     kind, 45/49/71 angles, NA, noise, 8/12/16-bit camera, illumination power falling with the
     angle); retrieve the fields as the application does and cache the 128² crops (``.npz``,
     outside the repository). A cross-setup set (:data:`~engine.screening.crops.CROSS_SETUP`,
-    never trained on) is generated beside it.
+    never trained on) is generated beside it. ``--chamber`` (generator 2) gives every
+    measurement the chamber's residual coherent noise and a focus offset
+    (:mod:`engine.simulate.chamber`; caches ``*-chamber-*``); ``--wide-na N:SEED`` adds training
+    sets whose objective NA spans 0.6–1.25 (the pupil sampled at 0.23–0.47 of Nyquist).
 ``lofo``
     Leave-one-family-out: for each family, train a compact net from scratch on the training
     measurements *without that family's frames* (and choose its epoch on validation frames

@@ -102,3 +102,15 @@ def test_family_specs_with_chamber_keep_every_other_parameter():
     assert [replace(c, chamber_rms=0.0, chamber_near_fraction=0.5, focus_offset_um=0.0) for c in cross] == \
         cross_family_specs(20, 7)
     assert len({c.chamber_rms for c in cross}) > 10
+
+
+def test_wide_na_specs_change_only_the_na():
+    from dataclasses import replace
+
+    from engine.training.screening_families import family_specs
+
+    plain, wide = family_specs(30, 5, chamber=True), family_specs(30, 5, chamber=True, wide_na=True)
+    assert [replace(w, na=p.na) for w, p in zip(wide, plain)] == plain
+    na = np.array([w.na for w in wide])
+    assert na.min() >= 0.6 and na.max() <= 1.25 and np.ptp(na) > 0.4
+    assert min(2 * 0.1 * na / 0.532) < 0.3  # pupils sampled as coarsely as the real holograms' (0.23, 0.32)
