@@ -101,6 +101,8 @@ class FamilySpec:
         The chamber's residual coherent noise (:mod:`engine.simulate.chamber`) in every frame.
     focus_offset_um : float
         Every frame's sample this far from focus, µm.
+    depth_um : float
+        Depth of the simulated volume, µm (0: the kind's default, which caps a cell's diameter).
     """
 
     kind: str
@@ -115,6 +117,7 @@ class FamilySpec:
     chamber_rms: float = 0.0
     chamber_near_fraction: float = 0.5
     focus_offset_um: float = 0.0
+    depth_um: float = 0.0
 
     @property
     def setup_name(self) -> str:
@@ -150,13 +153,23 @@ def _with_wide_na(specs: list[FamilySpec], seed: int) -> list[FamilySpec]:
             for i, s in enumerate(specs)]
 
 
+def _with_large_cells(specs: list[FamilySpec]) -> list[FamilySpec]:
+    """The same measurements of cells in a 14 µm deep volume: cells up to ~13 µm across, a few rad,
+    filling the crop (the default 8 µm caps them at ~7 µm; qpretrieve's HL60 cell is ~11 µm)."""
+    return [replace(s, kind="cells", depth_um=14.0) for s in specs]
+
+
 def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_rate: float = 0.6,
-                 chamber: bool = False, wide_na: bool = False) -> list[FamilySpec]:
+                 chamber: bool = False, wide_na: bool = False, large_cells: bool = False) -> list[FamilySpec]:
     """Random setups (the cross setup excluded): kinds × angles × NA × noise × bits × steep power.
 
     ``chamber``: every measurement also gets a chamber residue and a focus offset (:func:`_with_chamber`);
-    ``wide_na``: its NA is drawn over 0.6–1.25 (:func:`_with_wide_na`).
+    ``wide_na``: its NA is drawn over 0.6–1.25 (:func:`_with_wide_na`); ``large_cells``: every
+    sample is a cell up to ~13 µm across (:func:`_with_large_cells`).
     """
+    if large_cells:
+        return _with_large_cells(family_specs(n, seed, defect_rate=defect_rate, imperfection_rate=imperfection_rate,
+                                              chamber=chamber, wide_na=wide_na))
     if wide_na:
         return _with_wide_na(family_specs(n, seed, defect_rate=defect_rate, imperfection_rate=imperfection_rate,
                                           chamber=chamber), seed)
@@ -204,8 +217,8 @@ def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_sh
                             chamber_residue_rms=spec.chamber_rms, chamber_near_fraction=spec.chamber_near_fraction,
                             focus_offset_um=spec.focus_offset_um)
     rng = np.random.default_rng(spec.seed)
-    phantom = phantoms.make_phantom(spec.kind, setup.phantom_shape(SIM_DEPTH_UM.get(spec.kind, 6.0)),
-                                    setup.voxel_size_um, setup.medium_index, rng)
+    depth = spec.depth_um or SIM_DEPTH_UM.get(spec.kind, 6.0)
+    phantom = phantoms.make_phantom(spec.kind, setup.phantom_shape(depth), setup.voxel_size_um, setup.medium_index, rng)
     sim = holograms.simulate_measurement(phantom, setup, spec.seed, defect_rate=spec.defect_rate,
                                          defect_types=ALL_DEFECT_TYPES, imperfection_rate=spec.imperfection_rate,
                                          imperfection_types=ALL_IMPERFECTION_TYPES, device=device,
@@ -436,6 +449,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="every measurement with a chamber residue and a focus offset (caches named families-chamber-…)")
     p.add_argument("--wide-na", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
                    help="more training sets whose NA is drawn over 0.6–1.25 (with --chamber's residue if given)")
+    p.add_argument("--large-cells", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
+                   help="more training sets of cells up to ~13 µm across (wide NA; --chamber's residue if given)")
     p.add_argument("--minutes", type=float, default=4.0, help="time budget per training run")
     p.add_argument("--families", nargs="*", default=sorted(DEFECT_FAMILIES), help="families to leave out (lofo)")
     p.add_argument("--max-train-frames", type=int, default=0, help="lofo: subsample the training frames (0: all)")
@@ -463,6 +478,7 @@ def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     mixed = load("families", args.n_measurements, args.seed)
     extra = [load("families", n, seed) for n, seed in args.extra]
     extra += [load("families-widena", n, seed, wide_na=True) for n, seed in args.wide_na]
+    extra += [load("families-largecells", n, seed, wide_na=True, large_cells=True) for n, seed in args.large_cells]
     if args.command == "generate" and args.skip_cross:
         empty = mixed.subset(np.zeros(0, int))
         return mixed, empty, empty, empty
@@ -470,8 +486,9 @@ def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     train, val, test = protocol_splits(mixed, args.seed)
     if extra:  # more simulated measurements (other seeds): training only, the splits above unchanged
         train = CropSet.concatenate([train, *extra])
+        seeds = [seed for _, seed in args.extra + args.wide_na + args.large_cells]
         log(f"extra training measurements: {sum(len(np.unique(e.measurement)) for e in extra)} "
-            f"({sum(len(e) for e in extra)} frames) from seeds {[seed for _, seed in args.extra + args.wide_na]}")
+            f"({sum(len(e) for e in extra)} frames) from seeds {seeds}")
     log(f"split by measurement: train {len(train)} frames / {len(np.unique(train.measurement))} measurements, "
         f"validation {len(val)} / {len(np.unique(val.measurement))}, held-out {len(test)} / "
         f"{len(np.unique(test.measurement))}, cross-setup {len(cross)} / {len(np.unique(cross.measurement))}")
@@ -522,6 +539,7 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
             "training": {"init": args.init or "scratch", "recipe": args.recipe, "best_epoch": info["best_epoch"],
                          "extra_training_sets": [f"{n}:{seed}" for n, seed in args.extra],
                          "wide_na_training_sets": [f"{n}:{seed}" for n, seed in args.wide_na],
+                         "large_cell_training_sets": [f"{n}:{seed}" for n, seed in args.large_cells],
                          "config": info["config"], "history": info["history"], "seconds": info["seconds"]},
             "metrics": metrics, "command": " ".join(sys.argv)}
     args.out_dir.mkdir(parents=True, exist_ok=True)

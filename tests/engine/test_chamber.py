@@ -114,3 +114,11 @@ def test_wide_na_specs_change_only_the_na():
     na = np.array([w.na for w in wide])
     assert na.min() >= 0.6 and na.max() <= 1.25 and np.ptp(na) > 0.4
     assert min(2 * 0.1 * na / 0.532) < 0.3  # pupils sampled as coarsely as the real holograms' (0.23, 0.32)
+
+
+def test_large_cell_specs_are_deep_cells():
+    from engine.training.screening_families import family_specs
+
+    specs = family_specs(12, 8, chamber=True, wide_na=True, large_cells=True)
+    assert all(s.kind == "cells" and s.depth_um == 14.0 for s in specs)
+    assert [s.na for s in specs] == [s.na for s in family_specs(12, 8, chamber=True, wide_na=True)]
