@@ -103,7 +103,10 @@ class ChamberResidueModel:
         # one coverslip plane per patch (sample, background), a few µm from focus, either side
         self.defocus_um = [float(rng.choice([-1, 1]) * rng.uniform(1.0, 12.0)) for _ in range(2)]
         self.screens = [self._particles(rng) - 1 for _ in range(2)]
-        self.speckle_width = float(rng.uniform(0.15, 0.6)) * self.pupil  # spectral 1/e radius, cycles/µm
+        # far speckle: a smooth spectral envelope of random 1/e radius (cycles/µm) inside the pupil, (H, W)
+        width = float(rng.uniform(0.15, 0.6)) * self.pupil
+        fy, fx = np.fft.fftfreq(H, d=self.p)[:, None], np.fft.fftfreq(W, d=self.p)[None, :]
+        self.speckle_envelope = np.exp(-(fx ** 2 + fy ** 2) / width ** 2) * (fx ** 2 + fy ** 2 <= self.pupil ** 2)
         self.near_scale, self.far_scale = 0.0, 0.0
         if residue.rms > 0:  # calibrate at normal incidence: RMS of the two patches' deviations together
             power = sum(float(np.mean(np.abs(self._propagated(s, d, (0.0, 0.0))) ** 2))
@@ -148,10 +151,7 @@ class ChamberResidueModel:
         """Pupil-limited complex speckle of RMS 1, a new draw per frame."""
         H, W = self.shape
         rng = np.random.default_rng([int(self.residue.seed), 23_018, int(frame)])
-        vy = np.fft.fftfreq(H, d=self.p)[:, None]
-        vx = np.fft.fftfreq(W, d=self.p)[None, :]
-        env = np.exp(-(vx ** 2 + vy ** 2) / self.speckle_width ** 2) * (vx ** 2 + vy ** 2 <= self.pupil ** 2)
-        n = np.fft.ifft2(np.fft.fft2(rng.normal(size=(H, W)) + 1j * rng.normal(size=(H, W))) * env)
+        n = np.fft.ifft2(np.fft.fft2(rng.normal(size=(H, W)) + 1j * rng.normal(size=(H, W))) * self.speckle_envelope)
         return n / (np.sqrt(np.mean(np.abs(n) ** 2)) + 1e-12)
 
     def transmissions(self, illumination_per_um: tuple[float, float], frame: int) -> tuple[np.ndarray, np.ndarray]:

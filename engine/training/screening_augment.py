@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, zoom
 
 from ..screening.network import preprocess
 
@@ -90,8 +90,6 @@ def amplitude_ripple(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def pupil_zoom(field: np.ndarray, factor: float) -> np.ndarray:
     """The (n, n) centre of ``field`` (n, n) complex zoomed by ``factor`` ≥ 1 (cubic spline), complex64."""
-    from scipy.ndimage import zoom
-
     n = field.shape[-1]
     parts = [zoom(np.asarray(c, np.float32), factor, order=3, mode="nearest") for c in (field.real, field.imag)]
     m = parts[0].shape[-1]

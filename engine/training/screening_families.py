@@ -167,15 +167,6 @@ def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_ra
     ``wide_na``: its NA is drawn over 0.6–1.25 (:func:`_with_wide_na`); ``large_cells``: every
     sample is a cell up to ~13 µm across (:func:`_with_large_cells`).
     """
-    if large_cells:
-        return _with_large_cells(family_specs(n, seed, defect_rate=defect_rate, imperfection_rate=imperfection_rate,
-                                              chamber=chamber, wide_na=wide_na))
-    if wide_na:
-        return _with_wide_na(family_specs(n, seed, defect_rate=defect_rate, imperfection_rate=imperfection_rate,
-                                          chamber=chamber), seed)
-    if chamber:
-        return _with_chamber(family_specs(n, seed, defect_rate=defect_rate, imperfection_rate=imperfection_rate),
-                             seed)
     rng = np.random.default_rng(seed)
     out: list[FamilySpec] = []
     while len(out) < n:
@@ -186,17 +177,20 @@ def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_ra
         steep = 1.0 if rng.random() < 0.5 else float(rng.uniform(0.15, 1.0))
         out.append(FamilySpec(k, a, na, nz, defect_rate, imperfection_rate, int(rng.integers(1 << 31)), steep,
                               int(rng.choice([8, 12, 16]))))
-    return out
+    if chamber:
+        out = _with_chamber(out, seed)
+    if wide_na:
+        out = _with_wide_na(out, seed)
+    return _with_large_cells(out) if large_cells else out
 
 
 def cross_family_specs(n: int, seed: int, *, defect_rate: float = 0.5, chamber: bool = False) -> list[FamilySpec]:
     """Measurements of the never-trained cross setup (cells, 45 angles, NA 1.0, noise ×2), all families."""
-    if chamber:
-        return _with_chamber(cross_family_specs(n, seed, defect_rate=defect_rate), seed)
     rng = np.random.default_rng(seed)
-    return [FamilySpec(defect_rate=defect_rate, imperfection_rate=0.6, seed=int(rng.integers(1 << 31)),
-                       steep_power=1.0 if rng.random() < 0.5 else float(rng.uniform(0.15, 1.0)),
-                       bit_depth=int(rng.choice([8, 12, 16])), **CROSS_SETUP) for _ in range(n)]
+    out = [FamilySpec(defect_rate=defect_rate, imperfection_rate=0.6, seed=int(rng.integers(1 << 31)),
+                      steep_power=1.0 if rng.random() < 0.5 else float(rng.uniform(0.15, 1.0)),
+                      bit_depth=int(rng.choice([8, 12, 16])), **CROSS_SETUP) for _ in range(n)]
+    return _with_chamber(out, seed) if chamber else out
 
 
 def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_shape=(160, 160),
