@@ -430,6 +430,7 @@ def _process_scalar(measurement: Measurement | _Header, options: ProcessOptions,
     chosen = given if given is not None else _screen(retrieved.field, retrieved, meta, options,
                                                      sub_progress(progress, 0.35, 0.45, "screening: "), cancel)
     timings["screen"] = time.perf_counter() - t
+    warnings += [f"{measurement.name}: {w}" for w in getattr(chosen, "warnings", None) or []]  # outside its domain
     warnings += _exclude_failed(chosen, retrieved, measurement.name)
     decision = np.asarray(chosen.decision, dtype=np.uint8)
     if decision.sum() == 0:
@@ -832,8 +833,8 @@ def _screen_polarised(fields: np.ndarray, illum: np.ndarray, table: np.ndarray, 
 
 def write_process_result(out_path: str | Path, measurement: Measurement, result: ProcessResult) -> Path:
     """Write ``result`` to ``out_path`` exactly as ``docs/formats.md`` §2 says (atomically)."""
-    from ..store.results import ScreeningResult as StoredScreening
     from ..store.results import BirefringenceResult, TomogramResult, write_result
+    from ..store.results import ScreeningResult as StoredScreening
 
     s = result.screening
     model = f"{s.model_name} {s.model_version}".strip()

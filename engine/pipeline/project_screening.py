@@ -385,6 +385,7 @@ def screen_project_measurement(
         from .process import contrast_warnings
 
         fl.warnings = contrast_warnings(rec.name, fl.retrieved, decision)
+    fl.warnings += [w for w in _domain_warnings(rec.name, model, fl) if w not in fl.warnings]
     if fl.retrieved is not None or new_run:
         report(progress, 0.94, f"{rec.name}: writing the result file")
         screening = {"score": score, "rule_peak": db["rule_peak"], "decision": decision, "source": source,
@@ -400,6 +401,17 @@ def screen_project_measurement(
         threshold=None if thr is None else float(thr), model_label=model_label, model=model,
         model_note=note if model is None else "", run=int(db["run"]), result_path=path, timings_s=timings,
         retrieval=fl.retrieval, warnings=list(fl.warnings), sideband_setting=sideband)
+
+
+def _domain_warnings(name: str, model: Any, fl: _Fields) -> list[str]:
+    """Where the measurement lies outside the screening model's training domain (none for the rule)."""
+    from ..screening.domain import screening_domain_check
+
+    if model is None or fl.meta is None:
+        return []
+    px = getattr(fl.retrieved, "pixel_size_um", None)
+    return [f"{name}: {w}" for w in screening_domain_check(fl.meta, model.card, pixel_size_um=px,
+                                                           field_shape=np.shape(fl.fields))]
 
 
 def _new_run(project: Any, measurement_id: int, fl: _Fields, model: Any, threshold: float, device: str,

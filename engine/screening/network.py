@@ -44,10 +44,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import ModelFileError, load_network, save_safetensors_model
-from ..resources import models_dir
 from ..backend import resolve_device
+from ..models import ModelFileError, load_network, save_safetensors_model
 from ..progress import CancelToken, check_cancel, report
+from ..resources import models_dir
+from .domain import screening_domain_check
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
 
 __all__ = [
@@ -573,6 +574,9 @@ class ScreeningResult:
         Threshold on ``rule_peak`` (noisy if above).
     rule_decision : ndarray (N,) uint8
         The rule's own decision (1 = clean), reported beside the model's.
+    warnings : list of str
+        Where the measurement lies outside the model's training domain
+        (:func:`engine.screening.domain.screening_domain_check`); empty for the rule.
     """
 
     score: np.ndarray
@@ -584,6 +588,7 @@ class ScreeningResult:
     threshold: float
     rule_threshold: float = DEFAULT_RULE_THRESHOLD
     rule_decision: Optional[np.ndarray] = None
+    warnings: list = field(default_factory=list)
 
     @property
     def model_label(self) -> str:
@@ -691,4 +696,5 @@ def screen_fields(
     report(progress, 1.0, f"{int(decision.sum())} of {n} fields clean")
     return ScreeningResult(score=score, rule_peak=rule, decision=decision, source=np.zeros(n, np.uint8),
                            model_name=m.name, model_version=m.version, threshold=float(threshold),
-                           rule_threshold=float(rule_threshold), rule_decision=rule_dec)
+                           rule_threshold=float(rule_threshold), rule_decision=rule_dec,
+                           warnings=screening_domain_check(metadata, m.card, pixel_size_um=px, field_shape=f.shape))

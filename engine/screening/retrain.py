@@ -55,7 +55,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -65,6 +65,7 @@ from ..backend import resolve_device
 from ..metrics import screening_metrics
 from ..progress import CancelToken, check_cancel, report
 from .crops import CropSet, augment_batch, generate_crops
+from .domain import measurement_screening_setup, widened_domain
 from .network import (CROP_SIZE, MODELS_DIR, SPECTRUM_KINDS, ModelFileError, ScreeningModel, _centre_crop, _pad_to,
                       build_network, load_model, preprocess, save_model)
 
@@ -290,6 +291,13 @@ def _fine_tune(net: torch.nn.Module, x_lab: torch.Tensor, y_lab: np.ndarray, w_l
     return history
 
 
+def _tuned_card(base_card: dict, lab_setups: Optional[Sequence[dict]]) -> dict:
+    """A copy of the base model's card (without its path), its domain widened to the lab's setups."""
+    card = json.loads(json.dumps({k: v for k, v in base_card.items() if k != "path"}))
+    card["domain"] = widened_domain(card.get("domain"), lab_setups or [])  # it has now seen the lab's setups
+    return card
+
+
 def _save_tuned(net: torch.nn.Module, base: ScreeningModel, card: dict, save_dir: Path, info: dict) -> tuple[Path, dict]:
     """Write the fine-tuned weights and card as ``<save_dir>/<parent>-ft<k>.safetensors``."""
     parent = base.name.split("-ft")[0]
@@ -353,6 +361,7 @@ def retrain_on_labels(
     seed: int = 0,
     save_dir: Optional[str | Path] = None,
     unwrapped_phase: Optional[np.ndarray] = None,
+    lab_setups: Optional[Sequence[dict]] = None,
     log: Optional[Callable[[str], None]] = None,
     progress: Optional[Callable[..., None]] = None,
     cancel: Optional[CancelToken] = None,
@@ -389,6 +398,9 @@ def retrain_on_labels(
         do not save.
     unwrapped_phase : ndarray (M, H, W), optional
         For models trained on unwrapped phase.
+    lab_setups : sequence of dict, optional
+        :func:`engine.screening.domain.measurement_screening_setup` of the lab's measurements:
+        the saved card's ``domain`` is widened to them (:func:`engine.screening.domain.widened_domain`).
     log, progress, cancel : reporting, see :mod:`engine.progress`
 
     Returns
@@ -428,8 +440,7 @@ def retrain_on_labels(
     history = _fine_tune(net, x[tr], y[tr], _cell_weights(y[tr], man[tr]), x_rp[~rp_check], y_rp[~rp_check], steps=steps,
                          batch_size=batch_size, lr=lr, dev=dev, seed=seed, say=say, progress=progress, cancel=cancel,
                          elastic_probability=0.0 if base.input_kind in SPECTRUM_KINDS else 0.5)
-    card = json.loads(json.dumps(base.card))
-    card.pop("path", None)
+    card = _tuned_card(base.card, lab_setups)
     tuned = ScreeningModel(net=net, card=card, device=dev)
     after = screening_metrics(y[hold], tuned.predict_tensor(x[hold]), threshold)
     replay_after = _check_metrics(tuned, x_rp, y_rp, rp_check, threshold)
@@ -528,6 +539,21 @@ def _record(project: Any, job_id: int, rep: RetrainReport, base: ScreeningModel,
     project.finish_job(job_id, "done", json.dumps(digest))
 
 
+def _lab_setups(project: Any, measurement_ids: np.ndarray) -> list[dict]:
+    """The screening-domain quantities of the project's measurements ``measurement_ids`` (unknown ids and
+    unreadable metadata skipped)."""
+    from ..metadata import MeasurementMetadata, MetadataError
+
+    out = []
+    for mid in measurement_ids:
+        try:
+            text = project.get_measurement(int(mid)).metadata_json
+            out.append(measurement_screening_setup(MeasurementMetadata.from_json(text)))
+        except (KeyError, MetadataError, TypeError, ValueError):
+            continue
+    return out
+
+
 def retrain_from_overrides(
     project: Any,
     *,
@@ -588,7 +614,8 @@ def retrain_from_overrides(
     job = project.start_job(JOB_KIND, f"fine-tuning {base.label} on {n_manual} overrides")
     try:
         rep = retrain_on_labels(lab.fields, lab.noisy, lab.groups, manual=lab.manual, base_model=base,
-                                replay=replay, holdout_fraction=holdout_fraction, epochs=epochs, device=dev,
+                                lab_setups=_lab_setups(project, np.unique(lab.groups)), replay=replay,
+                                holdout_fraction=holdout_fraction, epochs=epochs, device=dev,
                                 seed=seed, save_dir=Path(project.path) / "models", log=log, progress=progress,
                                 cancel=cancel, **kwargs)
     except BaseException as e:

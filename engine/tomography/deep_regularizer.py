@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from ..backend import resolve_device
+from ..domain import outside_range
 from ..models import MODELS_DIR, ModelFileError, load_network, save_safetensors_model
 from ..progress import CancelToken, check_cancel, report, sub_progress
 from .stitching import PATCH_SIZE, STRIDE, stitch_apply
@@ -431,18 +432,6 @@ def measurement_setup(metadata, *, illumination_per_um=None, used=None) -> dict:
     return out
 
 
-def _outside(value: float, lo: float, hi: float, fmt: str, unit: str) -> Optional[str]:
-    """'above its training range lo–hi (by d, p %)' or None when inside."""
-    tol = 1e-9 * max(abs(lo), abs(hi), 1.0)
-    if lo - tol <= value <= hi + tol:
-        return None
-    edge, side = (hi, "above") if value > hi else (lo, "below")
-    by = abs(value - edge)
-    rel = f", {100 * by / abs(edge):.0f} %" if edge else ""
-    return (f"{fmt.format(value)}{unit} is {side} its training range {fmt.format(lo)}–{fmt.format(hi)}{unit} "
-            f"(by {fmt.format(by)}{unit}{rel})")
-
-
 def domain_check(metadata, card: dict, *, illumination_per_um=None, used=None) -> list[str]:
     """Human-readable warnings for each quantity of a measurement outside the model's training domain.
 
@@ -476,7 +465,7 @@ def domain_check(metadata, card: dict, *, illumination_per_um=None, used=None) -
         rng = domain.get(key)
         if key not in setup or not isinstance(rng, (list, tuple)) or len(rng) != 2:
             continue
-        why = _outside(setup[key], float(rng[0]), float(rng[1]), fmt, unit)
+        why = outside_range(setup[key], float(rng[0]), float(rng[1]), fmt, unit)
         if why:
             warnings.append(f"learned regulariser ({label}) outside its training domain: {name} {why}")
     patterns = domain.get("illumination_patterns")

@@ -52,6 +52,7 @@ from ..metrics import screening_metrics
 from ..models import TrainingLog
 from ..progress import CancelToken, check_cancel
 from ..screening.crops import CROSS_SETUP, GENERATOR_VERSION, CropSet, augment_batch, simulator_available, training_specs
+from ..screening.domain import training_domain
 from ..screening.network import (COMPACT_NAME, INPUT_KINDS, MODELS_DIR, PUBLISHED_NAME, CompactScreeningNet,
                                  ScreeningNet, preprocess, save_model)
 from ..screening.rule import choose_rule_threshold, rule_peak_metric
@@ -432,6 +433,7 @@ def _data_card(source: str, seed: int, train: CropSet, val: CropSet, test: CropS
         "split": "by measurement (no frame of a test measurement is seen in training)",
         "augmentation": "random 90-degree rotations, horizontal flips, elastic deformation (p=0.5, RMS 4 px, "
                         "smoothness 8 px)",
+        "domain": training_domain(train.setup, train.pixel_size_um, train.wavelength_um),
     }
 
 
@@ -522,6 +524,7 @@ def _card(name, args, data_card, input_card, cfg, info, metrics, rule_metrics, r
                             f"trained on the labels with {input_card['kind']} input")),
         "output": "probability that the field is noisy (sigmoid); noisy if above threshold",
         "threshold": 0.5, "input": input_card, "training_data": data_card,
+        "domain": data_card.get("domain"),  # what engine.screening.domain checks a measurement against
         "training": {"optimiser": "Adam", "loss": "binary cross-entropy" + (
             " + distillation (soft targets of %s)" % distilled_from if distilled_from else ""),
             "config": cfg.as_dict(), "best_epoch": info["best_epoch"], "history": info["history"],

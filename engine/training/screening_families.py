@@ -52,8 +52,9 @@ from ..backend import resolve_device
 from ..metrics import expected_calibration_error, screening_metrics
 from ..progress import CancelToken, check_cancel
 from ..screening.crops import CROSS_SETUP, SIM_DEPTH_UM, CropSet
+from ..screening.domain import training_domain
 from ..screening.network import CROP_SIZE, CompactScreeningNet, _centre_crop, _pad_to, load_model, preprocess
-from ..simulate.defects import (ALL_DEFECT_TYPES, ALL_IMPERFECTION_TYPES, DEFECT_FAMILIES, family_of)
+from ..simulate.defects import ALL_DEFECT_TYPES, ALL_IMPERFECTION_TYPES, DEFECT_FAMILIES, family_of
 from .screening_augment import AugmentedFieldBatches
 from .screening_data import DEFAULT_CACHE_DIR, split_by_measurement
 
@@ -535,7 +536,8 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
                          "wide_na_training_sets": [f"{n}:{seed}" for n, seed in args.wide_na],
                          "large_cell_training_sets": [f"{n}:{seed}" for n, seed in args.large_cells],
                          "config": info["config"], "history": info["history"], "seconds": info["seconds"]},
-            "metrics": metrics, "command": " ".join(sys.argv)}
+            "metrics": metrics, "command": " ".join(sys.argv),
+            "domain": training_domain(train.setup, train.pixel_size_um, train.wavelength_um)}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     save_model(net.cpu(), args.out_dir / "screening-compact.safetensors", card)
     log(f"wrote {args.out_dir / 'screening-compact.safetensors'}")

@@ -148,6 +148,7 @@ def test_overrides_on_two_measurements_teach_the_lab_family(lab, capsys):
     assert proj.get_setting(SCREENING_MODEL_SETTING) == f"models/{saved.name}"
     tuned = load_model(saved)
     assert tuned.card["parent_sha256"] == load_model("default").card["sha256"]
+    assert tuned.card["domain"]["widened_by_fine_tuning"] == len(corrected)  # the lab's setups are now its domain
     job = [j for j in proj.jobs() if j.kind == JOB_KIND][-1]
     record = json.loads(job.message)
     assert job.status == "done" and record["saved"] == f"models/{saved.name}" and record["adopted"]
