@@ -37,6 +37,7 @@ import numpy as np
 from ..domain import outside_range
 
 __all__ = [
+    "NO_BACKGROUND_SUFFIX",
     "SCREENING_DOMAIN_QUANTITIES",
     "background_kind",
     "measurement_screening_setup",
@@ -127,6 +128,8 @@ def screening_domain_check(metadata: Any, card: dict, *, pixel_size_um: Optional
 
 
 _NA_IN_SETUP = re.compile(r"-na(\d+(?:\.\d+)?)")
+#: ends the setup name of a training measurement retrieved with a synthesised background
+NO_BACKGROUND_SUFFIX = "-nobg"
 
 
 def training_domain(setups: Iterable[str], pixel_size_um: np.ndarray, wavelength_um: np.ndarray,
@@ -146,14 +149,15 @@ def training_domain(setups: Iterable[str], pixel_size_um: np.ndarray, wavelength
     -------
     dict
         ``{"pupil_fraction": [lo, hi], "crop_um": [lo, hi], "background": "measured"}``
-        (ranges rounded outward to 3 decimals); ``pupil_fraction`` is left out when a setup
-        name carries no NA.
+        (ranges rounded outward to 3 decimals; ``"background": "any"`` when a setup name ends
+        with :data:`NO_BACKGROUND_SUFFIX`); ``pupil_fraction`` is left out when a setup name
+        carries no NA.
     """
     px = np.asarray(pixel_size_um, np.float64)
     lam = np.asarray(wavelength_um, np.float64)
     names = list(setups)
     out: dict = {"crop_um": [float(np.floor(crop * px.min() * 1e3) / 1e3), float(np.ceil(crop * px.max() * 1e3) / 1e3)],
-                 "background": "measured"}
+                 "background": "any" if any(s.endswith(NO_BACKGROUND_SUFFIX) for s in names) else "measured"}
     matches = [_NA_IN_SETUP.search(s) for s in names]
     if names and all(matches):
         na = np.array([float(m.group(1)) for m in matches if m])

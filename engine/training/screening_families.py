@@ -13,7 +13,9 @@ Run ``python -m engine.training.screening_families --help``. Sub-commands:
     never trained on) is generated beside it. ``--chamber`` (generator 2) gives every
     measurement the chamber's residual coherent noise and a focus offset
     (:mod:`engine.simulate.chamber`; caches ``*-chamber-*``); ``--wide-na N:SEED`` adds training
-    sets whose objective NA spans 0.6–1.25 (the pupil sampled at 0.23–0.47 of Nyquist).
+    sets whose objective NA spans 0.6–1.25 (the pupil sampled at 0.23–0.47 of Nyquist);
+    ``--no-background N:SEED`` adds wide-NA training sets retrieved without their measured
+    background (one synthesised ideal background, as for qpformat files that hold none).
 ``lofo``
     Leave-one-family-out: for each family, train a compact net from scratch on the training
     measurements *without that family's frames* (and choose its epoch on validation frames
@@ -52,7 +54,7 @@ from ..backend import resolve_device
 from ..metrics import expected_calibration_error, screening_metrics
 from ..progress import CancelToken, check_cancel
 from ..screening.crops import CROSS_SETUP, SIM_DEPTH_UM, CropSet
-from ..screening.domain import training_domain
+from ..screening.domain import NO_BACKGROUND_SUFFIX, training_domain
 from ..screening.network import CROP_SIZE, CompactScreeningNet, _centre_crop, _pad_to, load_model, preprocess
 from ..simulate.defects import ALL_DEFECT_TYPES, ALL_IMPERFECTION_TYPES, DEFECT_FAMILIES, family_of
 from .screening_augment import AugmentedFieldBatches
@@ -104,6 +106,11 @@ class FamilySpec:
         Every frame's sample this far from focus, µm.
     depth_um : float
         Depth of the simulated volume, µm (0: the kind's default, which caps a cell's diameter).
+    synthetic_background : bool
+        Retrieve without the measured background: one ideal fringe pattern of the detected
+        carrier serves every frame (:func:`engine.store.qpformat_hdf5.synthesise_background`, as
+        for qpformat files that hold none), so the beams' envelopes, the reference's curvature,
+        the fixed stray fringes and the chamber residue stay in the field.
     """
 
     kind: str
@@ -119,10 +126,12 @@ class FamilySpec:
     chamber_near_fraction: float = 0.5
     focus_offset_um: float = 0.0
     depth_um: float = 0.0
+    synthetic_background: bool = False
 
     @property
     def setup_name(self) -> str:
-        return f"{self.kind}-{self.n_angles}-na{self.na:.2f}-noise{self.noise:.1f}"
+        base = f"{self.kind}-{self.n_angles}-na{self.na:.2f}-noise{self.noise:.1f}"
+        return base + NO_BACKGROUND_SUFFIX if self.synthetic_background else base
 
 
 def _with_chamber(specs: list[FamilySpec], seed: int) -> list[FamilySpec]:
@@ -161,12 +170,14 @@ def _with_large_cells(specs: list[FamilySpec]) -> list[FamilySpec]:
 
 
 def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_rate: float = 0.6,
-                 chamber: bool = False, wide_na: bool = False, large_cells: bool = False) -> list[FamilySpec]:
+                 chamber: bool = False, wide_na: bool = False, large_cells: bool = False,
+                 no_background: bool = False) -> list[FamilySpec]:
     """Random setups (the cross setup excluded): kinds × angles × NA × noise × bits × steep power.
 
     ``chamber``: every measurement also gets a chamber residue and a focus offset (:func:`_with_chamber`);
     ``wide_na``: its NA is drawn over 0.6–1.25 (:func:`_with_wide_na`); ``large_cells``: every
-    sample is a cell up to ~13 µm across (:func:`_with_large_cells`).
+    sample is a cell up to ~13 µm across (:func:`_with_large_cells`); ``no_background``: its
+    fields are retrieved with a synthesised background (``FamilySpec.synthetic_background``).
     """
     rng = np.random.default_rng(seed)
     out: list[FamilySpec] = []
@@ -182,7 +193,9 @@ def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_ra
         out = _with_chamber(out, seed)
     if wide_na:
         out = _with_wide_na(out, seed)
-    return _with_large_cells(out) if large_cells else out
+    if large_cells:
+        out = _with_large_cells(out)
+    return [replace(s, synthetic_background=True) for s in out] if no_background else out
 
 
 def cross_family_specs(n: int, seed: int, *, defect_rate: float = 0.5, chamber: bool = False) -> list[FamilySpec]:
@@ -219,7 +232,12 @@ def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_sh
                                          imperfection_types=ALL_IMPERFECTION_TYPES, device=device,
                                          name=spec.setup_name)
     md = sim.measurement.metadata
-    ret = retrieve_fields(sim.measurement.holograms, sim.measurement.backgrounds, md, device=device, unwrap=False)
+    backgrounds = sim.measurement.backgrounds
+    if spec.synthetic_background:
+        from ..store.qpformat_hdf5 import synthesise_background
+
+        backgrounds = synthesise_background(sim.measurement.holograms, md)[0]
+    ret = retrieve_fields(sim.measurement.holograms, backgrounds, md, device=device, unwrap=False)
     f = _pad_to(_centre_crop(np.asarray(ret.field), CROP_SIZE), CROP_SIZE).astype(np.complex64)
     n = f.shape[0]
     return CropSet(fields=f, noisy=np.array([1 if d else 0 for d in sim.defect_types], np.uint8),
@@ -446,6 +464,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="more training sets whose NA is drawn over 0.6–1.25 (with --chamber's residue if given)")
     p.add_argument("--large-cells", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
                    help="more training sets of cells up to ~13 µm across (wide NA; --chamber's residue if given)")
+    p.add_argument("--no-background", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
+                   help="more training sets retrieved with a synthesised background (wide NA; --chamber's residue if given)")
     p.add_argument("--minutes", type=float, default=4.0, help="time budget per training run")
     p.add_argument("--families", nargs="*", default=sorted(DEFECT_FAMILIES), help="families to leave out (lofo)")
     p.add_argument("--max-train-frames", type=int, default=0, help="lofo: subsample the training frames (0: all)")
@@ -474,6 +494,7 @@ def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     extra = [load("families", n, seed) for n, seed in args.extra]
     extra += [load("families-widena", n, seed, wide_na=True) for n, seed in args.wide_na]
     extra += [load("families-largecells", n, seed, wide_na=True, large_cells=True) for n, seed in args.large_cells]
+    extra += [load("families-nobg", n, seed, wide_na=True, no_background=True) for n, seed in args.no_background]
     if args.command == "generate" and args.skip_cross:
         empty = mixed.subset(np.zeros(0, int))
         return mixed, empty, empty, empty
@@ -481,7 +502,7 @@ def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     train, val, test = protocol_splits(mixed, args.seed)
     if extra:  # more simulated measurements (other seeds): training only, the splits above unchanged
         train = CropSet.concatenate([train, *extra])
-        seeds = [seed for _, seed in args.extra + args.wide_na + args.large_cells]
+        seeds = [seed for _, seed in args.extra + args.wide_na + args.large_cells + args.no_background]
         log(f"extra training measurements: {sum(len(np.unique(e.measurement)) for e in extra)} "
             f"({sum(len(e) for e in extra)} frames) from seeds {seeds}")
     log(f"split by measurement: train {len(train)} frames / {len(np.unique(train.measurement))} measurements, "
@@ -535,6 +556,7 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
                          "extra_training_sets": [f"{n}:{seed}" for n, seed in args.extra],
                          "wide_na_training_sets": [f"{n}:{seed}" for n, seed in args.wide_na],
                          "large_cell_training_sets": [f"{n}:{seed}" for n, seed in args.large_cells],
+                         "no_background_training_sets": [f"{n}:{seed}" for n, seed in args.no_background],
                          "config": info["config"], "history": info["history"], "seconds": info["seconds"]},
             "metrics": metrics, "command": " ".join(sys.argv),
             "domain": training_domain(train.setup, train.pixel_size_um, train.wavelength_um)}

@@ -122,3 +122,32 @@ def test_large_cell_specs_are_deep_cells():
     specs = family_specs(12, 8, chamber=True, wide_na=True, large_cells=True)
     assert all(s.kind == "cells" and s.depth_um == 14.0 for s in specs)
     assert [s.na for s in specs] == [s.na for s in family_specs(12, 8, chamber=True, wide_na=True)]
+
+
+def test_no_background_specs_and_the_instrument_pattern_they_keep():
+    """``--no-background``: the same measurements retrieved with a synthesised background keep the
+    beams' envelope and aberrations (qpformat's real files hold no background, issue #19)."""
+    from dataclasses import replace
+
+    from engine.screening.domain import training_domain
+    from engine.training.screening_families import family_specs, simulate_family_crops
+
+    specs = family_specs(12, 9, chamber=True, wide_na=True, no_background=True)
+    assert [replace(s, synthetic_background=False) for s in specs] == family_specs(12, 9, chamber=True, wide_na=True)
+    assert all(s.synthetic_background and s.setup_name.endswith("-nobg") for s in specs)
+    px, lam = np.full(12, 0.1), np.full(12, 0.532)
+    assert training_domain([s.setup_name for s in specs], px, lam)["background"] == "any"
+    assert training_domain([replace(s, synthetic_background=False).setup_name for s in specs], px, lam)["background"] \
+        == "measured"
+
+    spec = replace(specs[0], n_angles=45, defect_rate=0.0, imperfection_rate=0.0, chamber_rms=0.0, focus_offset_um=0.0)
+    measured = simulate_family_crops(replace(spec, synthetic_background=False)).fields
+    synthetic = simulate_family_crops(spec).fields
+    assert measured.shape == synthetic.shape
+
+    # the two differ by the measured background's field alone: the instrument's own pattern
+    pattern = synthetic / measured
+    pattern *= np.exp(-1j * np.angle(pattern.mean(axis=(-2, -1), keepdims=True)))
+    phase_rms = np.angle(pattern).std(axis=(-2, -1))
+    log_amp_rms = np.log(np.abs(pattern)).std(axis=(-2, -1))
+    assert phase_rms.mean() > 0.2 and log_amp_rms.mean() > 0.02  # measured: 0.34 rad and 0.039
