@@ -15,7 +15,8 @@ Run ``python -m engine.training.screening_families --help``. Sub-commands:
     (:mod:`engine.simulate.chamber`; caches ``*-chamber-*``); ``--wide-na N:SEED`` adds training
     sets whose objective NA spans 0.6–1.25 (the pupil sampled at 0.23–0.47 of Nyquist);
     ``--no-background N:SEED`` adds wide-NA training sets retrieved without their measured
-    background (one synthesised ideal background, as for qpformat files that hold none).
+    background (one synthesised ideal background, as for qpformat files that hold none);
+    ``--large-cells-no-background N:SEED`` the same with cells up to ~13 µm across.
 ``lofo``
     Leave-one-family-out: for each family, train a compact net from scratch on the training
     measurements *without that family's frames* (and choose its epoch on validation frames
@@ -466,6 +467,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="more training sets of cells up to ~13 µm across (wide NA; --chamber's residue if given)")
     p.add_argument("--no-background", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
                    help="more training sets retrieved with a synthesised background (wide NA; --chamber's residue if given)")
+    p.add_argument("--large-cells-no-background", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
+                   help="more training sets of large cells (as --large-cells) retrieved with a synthesised background")
     p.add_argument("--minutes", type=float, default=4.0, help="time budget per training run")
     p.add_argument("--families", nargs="*", default=sorted(DEFECT_FAMILIES), help="families to leave out (lofo)")
     p.add_argument("--max-train-frames", type=int, default=0, help="lofo: subsample the training frames (0: all)")
@@ -495,6 +498,8 @@ def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     extra += [load("families-widena", n, seed, wide_na=True) for n, seed in args.wide_na]
     extra += [load("families-largecells", n, seed, wide_na=True, large_cells=True) for n, seed in args.large_cells]
     extra += [load("families-nobg", n, seed, wide_na=True, no_background=True) for n, seed in args.no_background]
+    extra += [load("families-largecells-nobg", n, seed, wide_na=True, large_cells=True, no_background=True)
+              for n, seed in args.large_cells_no_background]
     if args.command == "generate" and args.skip_cross:
         empty = mixed.subset(np.zeros(0, int))
         return mixed, empty, empty, empty
@@ -502,7 +507,8 @@ def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     train, val, test = protocol_splits(mixed, args.seed)
     if extra:  # more simulated measurements (other seeds): training only, the splits above unchanged
         train = CropSet.concatenate([train, *extra])
-        seeds = [seed for _, seed in args.extra + args.wide_na + args.large_cells + args.no_background]
+        seeds = [seed for _, seed in args.extra + args.wide_na + args.large_cells + args.no_background
+                 + args.large_cells_no_background]
         log(f"extra training measurements: {sum(len(np.unique(e.measurement)) for e in extra)} "
             f"({sum(len(e) for e in extra)} frames) from seeds {seeds}")
     log(f"split by measurement: train {len(train)} frames / {len(np.unique(train.measurement))} measurements, "
@@ -557,6 +563,8 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
                          "wide_na_training_sets": [f"{n}:{seed}" for n, seed in args.wide_na],
                          "large_cell_training_sets": [f"{n}:{seed}" for n, seed in args.large_cells],
                          "no_background_training_sets": [f"{n}:{seed}" for n, seed in args.no_background],
+                         "large_cell_no_background_training_sets": [f"{n}:{seed}"
+                                                                    for n, seed in args.large_cells_no_background],
                          "config": info["config"], "history": info["history"], "seconds": info["seconds"]},
             "metrics": metrics, "command": " ".join(sys.argv),
             "domain": training_domain(train.setup, train.pixel_size_um, train.wavelength_um)}
