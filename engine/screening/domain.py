@@ -156,14 +156,19 @@ def training_domain(setups: Iterable[str], pixel_size_um: np.ndarray, wavelength
     px = np.asarray(pixel_size_um, np.float64)
     lam = np.asarray(wavelength_um, np.float64)
     names = list(setups)
-    out: dict = {"crop_um": [float(np.floor(crop * px.min() * 1e3) / 1e3), float(np.ceil(crop * px.max() * 1e3) / 1e3)],
+    out: dict = {"crop_um": _outward(crop * px.min(), crop * px.max()),
                  "background": "any" if any(s.endswith(NO_BACKGROUND_SUFFIX) for s in names) else "measured"}
     matches = [_NA_IN_SETUP.search(s) for s in names]
     if names and all(matches):
         na = np.array([float(m.group(1)) for m in matches if m])
         frac = 2.0 * px * na / lam
-        out["pupil_fraction"] = [float(np.floor(frac.min() * 1e3) / 1e3), float(np.ceil(frac.max() * 1e3) / 1e3)]
+        out["pupil_fraction"] = _outward(frac.min(), frac.max())
     return out
+
+
+def _outward(lo: float, hi: float) -> list[float]:
+    """``[lo, hi]`` rounded outward to 3 decimals (float32 noise below 1e-6 ignored)."""
+    return [float(np.floor(round(float(lo) * 1e3, 3)) / 1e3), float(np.ceil(round(float(hi) * 1e3, 3)) / 1e3)]
 
 
 def widened_domain(domain: Optional[dict], setups: Sequence[dict]) -> Optional[dict]:
