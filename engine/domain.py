@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["outside_range"]
+__all__ = ["outside_range", "quantities_outside"]
 
 
 def outside_range(value: float, lo: float, hi: float, fmt: str = "{:.3g}", unit: str = "") -> Optional[str]:
@@ -34,3 +34,26 @@ def outside_range(value: float, lo: float, hi: float, fmt: str = "{:.3g}", unit:
     rel = f", {100 * by / abs(edge):.0f} %" if edge else ""
     return (f"{fmt.format(value)}{unit} is {side} its training range {fmt.format(lo)}–{fmt.format(hi)}{unit} "
             f"(by {fmt.format(by)}{unit}{rel})")
+
+
+def quantities_outside(setup: dict, domain: dict, quantities: dict[str, tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """``(label, why)`` for each quantity of ``setup`` outside its ``[min, max]`` in ``domain``.
+
+    Parameters
+    ----------
+    setup : dict
+        A measurement's values by key.
+    domain : dict
+        A model card's ``domain``: key → ``[min, max]`` (other entries ignored).
+    quantities : dict
+        key → ``(label, unit, format)`` of the quantities to compare, in order.
+    """
+    out = []
+    for key, (label, unit, fmt) in quantities.items():
+        rng = domain.get(key)
+        if key not in setup or not isinstance(rng, (list, tuple)) or len(rng) != 2:
+            continue
+        why = outside_range(setup[key], float(rng[0]), float(rng[1]), fmt, unit)
+        if why:
+            out.append((label, why))
+    return out

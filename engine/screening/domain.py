@@ -34,7 +34,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from ..domain import outside_range
+from ..domain import quantities_outside
 
 __all__ = [
     "NO_BACKGROUND_SUFFIX",
@@ -113,13 +113,8 @@ def screening_domain_check(metadata: Any, card: dict, *, pixel_size_um: Optional
     if not isinstance(domain, dict):
         return warnings + [f"{label} does not state the setups it was trained for; review its decisions"]
     setup = measurement_screening_setup(metadata, pixel_size_um=pixel_size_um, crop=crop)
-    for key, (name, unit, fmt) in SCREENING_DOMAIN_QUANTITIES.items():
-        rng = domain.get(key)
-        if key not in setup or not isinstance(rng, (list, tuple)) or len(rng) != 2:
-            continue
-        why = outside_range(setup[key], float(rng[0]), float(rng[1]), fmt, unit)
-        if why:
-            warnings.append(f"{label} outside its training domain: {name} {why}; review its decisions")
+    warnings += [f"{label} outside its training domain: {name} {why}; review its decisions"
+                 for name, why in quantities_outside(setup, domain, SCREENING_DOMAIN_QUANTITIES)]
     if domain.get("background") == "measured" and setup["background"] == "synthesised":
         warnings.append(f"{label} outside its training domain: this measurement has no background hologram (an "
                         "ideal one was synthesised), so the instrument's own pattern stays in the fields; the model "

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from ..backend import resolve_device
-from ..domain import outside_range
+from ..domain import quantities_outside
 from ..models import MODELS_DIR, ModelFileError, load_network, save_safetensors_model
 from ..progress import CancelToken, check_cancel, report, sub_progress
 from .stitching import PATCH_SIZE, STRIDE, stitch_apply
@@ -460,14 +460,8 @@ def domain_check(metadata, card: dict, *, illumination_per_um=None, used=None) -
     setup = measurement_setup(metadata, illumination_per_um=illumination_per_um, used=used)
     if isinstance(metadata, dict):
         setup.update({k: float(v) for k, v in metadata.items() if k in DOMAIN_QUANTITIES and v is not None})
-    warnings = []
-    for key, (name, unit, fmt) in DOMAIN_QUANTITIES.items():
-        rng = domain.get(key)
-        if key not in setup or not isinstance(rng, (list, tuple)) or len(rng) != 2:
-            continue
-        why = outside_range(setup[key], float(rng[0]), float(rng[1]), fmt, unit)
-        if why:
-            warnings.append(f"learned regulariser ({label}) outside its training domain: {name} {why}")
+    warnings = [f"learned regulariser ({label}) outside its training domain: {name} {why}"
+                for name, why in quantities_outside(setup, domain, DOMAIN_QUANTITIES)]
     patterns = domain.get("illumination_patterns")
     if setup.get("pattern") and patterns and setup["pattern"] not in patterns:
         warnings.append(f"learned regulariser ({label}) outside its training domain: the illuminations look like "
