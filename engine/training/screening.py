@@ -523,7 +523,8 @@ def _card(name, args, data_card, input_card, cfg, info, metrics, rule_metrics, r
                             f"distilled from {distilled_from}" if distilled_from else
                             f"trained on the labels with {input_card['kind']} input")),
         "output": "probability that the field is noisy (sigmoid); noisy if above threshold",
-        "threshold": 0.5, "input": input_card, "training_data": data_card,
+        "threshold": 0.5, "input": input_card,
+        "training_data": {k: v for k, v in data_card.items() if k != "domain"},
         "domain": data_card.get("domain"),  # what engine.screening.domain checks a measurement against
         "training": {"optimiser": "Adam", "loss": "binary cross-entropy" + (
             " + distillation (soft targets of %s)" % distilled_from if distilled_from else ""),
