@@ -368,16 +368,45 @@ def _normalised(pairs: Sequence[TrainingPair], scale: float) -> tuple[torch.Tens
     return x[:, None].contiguous(), y[:, None].contiguous()
 
 
-def _relative_weights(targets: torch.Tensor) -> torch.Tensor:
-    """Per-sample weights ``1 / mean(y²)`` of normalised target volumes (B, 1, Z, Y, X), mean 1."""
-    w = 1.0 / (targets ** 2).mean(dim=(1, 2, 3, 4)).clamp(min=1e-4)
-    return (w / w.mean()).float()
+class VolumeGroups:
+    """Normalised (input, target) tensors of training pairs, grouped by volume shape.
 
+    One training set may then hold volumes of several sizes (the 64³ pairs of ``deepreg-pairs/1``
+    and the 48³ pairs of ``deepreg-pairs/2``): a training batch is drawn from one group, the group
+    chosen with a probability proportional to its number of pairs, so that every pair is drawn
+    equally often. The relative weights (``1 / mean(y²)`` per sample) are normalised to mean 1
+    over all groups together.
 
-def _validation_weights(xv: torch.Tensor, yv: torch.Tensor) -> tuple[np.ndarray, float]:
-    """Relative weights (B,) of the validation targets and the weighted L2 of the identity (raw as the answer)."""
-    val_weights = _relative_weights(yv).numpy().astype(np.float64)
-    return val_weights, float(np.mean(((xv - yv) ** 2).mean(dim=(1, 2, 3, 4)).numpy() * val_weights))
+    Parameters
+    ----------
+    pairs : sequence of TrainingPair
+    scale : float
+        Δn normalisation (``(n - n_m) / scale``).
+    """
+
+    def __init__(self, pairs: Sequence[TrainingPair], scale: float) -> None:
+        by_shape: dict = {}
+        for p in pairs:
+            by_shape.setdefault(tuple(p.raw.shape), []).append(p)
+        self.groups = [_normalised(g, scale) for g in by_shape.values()]
+        self.sizes = np.array([x.shape[0] for x, _ in self.groups], dtype=np.int64)
+        raw = [1.0 / (y ** 2).mean(dim=(1, 2, 3, 4)).clamp(min=1e-4) for _, y in self.groups]  # 1 / mean(y²)
+        mean = float(torch.cat(raw).mean()) if raw else 1.0
+        self.weights = [(w / mean).float() for w in raw]
+
+    def __len__(self) -> int:
+        return int(self.sizes.sum())
+
+    def draw(self, batch_size: int, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+        """A group index and ``batch_size`` random sample indices within it."""
+        g = int(rng.choice(len(self.sizes), p=self.sizes / self.sizes.sum()))
+        return g, rng.integers(0, int(self.sizes[g]), batch_size)
+
+    def samples(self):
+        """Each sample as ``(x, y, relative weight)``, x and y of shape (1, 1, Z, Y, X)."""
+        for (x, y), w in zip(self.groups, self.weights):
+            for i in range(x.shape[0]):
+                yield x[i:i + 1], y[i:i + 1], float(w[i])
 
 
 def _set_cosine_lr(opt: torch.optim.Optimizer, lr: float, lr_min: float, frac: float) -> None:
@@ -392,11 +421,14 @@ def _restore_best(net: torch.nn.Module, best: dict, log: Callable[[str], None]) 
     log(f"[train] kept the checkpoint of step {best['step']} (lowest relative validation L2 {best['loss']:.6f})")
 
 
-def _train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, xs: torch.Tensor, ys: torch.Tensor,
-                weights: torch.Tensor, idx: np.ndarray, crop: int, rng: np.random.Generator, dev: torch.device) -> float:
-    """One Adam step on the weighted L2 of random augmented crops of the samples ``idx``; the loss."""
+def _train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, data: VolumeGroups, batch_size: int,
+                crop: int, rng: np.random.Generator, dev: torch.device, relative_weighting: bool = True) -> float:
+    """One Adam step on the weighted L2 of random augmented crops of a random batch of ``data``; the loss."""
+    g, idx = data.draw(batch_size, rng)
+    xs, ys = data.groups[g]
     bx, by = (t.to(dev) for t in _random_batch(xs, ys, idx, crop, rng))
-    bw = weights[torch.as_tensor(idx)].view(-1, 1, 1, 1, 1).to(dev)
+    w = data.weights[g][torch.as_tensor(idx)] if relative_weighting else torch.ones(len(idx))
+    bw = w.view(-1, 1, 1, 1, 1).to(dev)
     loss = (bw * (net(bx) - by) ** 2).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -478,12 +510,12 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     net = _initial_net(UNet3D(channels, stem_factor=stem_factor, norm=norm), init_state, log).to(dev)
     averaged = WeightEMA(net, ema_decay) if ema_decay > 0 else None
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    xs, ys = _normalised(train, scale)
-    xv, yv = _normalised(val, scale) if len(val) else (None, None)
-    n = xs.shape[0]
-    weights = _relative_weights(ys) if relative_weighting else torch.ones(n)
-    if xv is not None:
-        val_weights, ident_rel = _validation_weights(xv, yv)
+    data = VolumeGroups(train, scale)
+    val_data = VolumeGroups(val, scale) if len(val) else None
+    if val_data is not None:
+        ident_per = np.array([float(((x - y) ** 2).mean()) for x, y, _ in val_data.samples()])
+        val_weights = np.array([w for _, _, w in val_data.samples()])
+        ident, ident_rel = float(ident_per.mean()), float(np.mean(ident_per * val_weights))
     budget = minutes * 60.0
     t0 = time.perf_counter()
     history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_relative_loss": [],
@@ -493,14 +525,12 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
     best: dict = {"loss": math.inf, "step": None, "state": None}
 
     def validate() -> None:
-        if xv is None or yv is None:
+        if val_data is None:
             return
         vnet = averaged.net if averaged is not None else net
         vnet.eval()
         with torch.inference_mode():
-            losses = np.array([float(((vnet(xv[i:i + 1].to(dev)) - yv[i:i + 1].to(dev)) ** 2).mean())
-                               for i in range(xv.shape[0])])
-        ident = float(((xv - yv) ** 2).mean())
+            losses = np.array([float(((vnet(x.to(dev)) - y.to(dev)) ** 2).mean()) for x, y, _ in val_data.samples()])
         net.train()
         val = float(np.mean(losses))
         val_rel = float(np.mean(losses * val_weights))
@@ -520,7 +550,7 @@ def train_model(train: Sequence[TrainingPair], *, val: Sequence[TrainingPair] = 
         if frac >= 1.0:
             break
         _set_cosine_lr(opt, lr, lr_min, frac)
-        lv = _train_step(net, opt, xs, ys, weights, rng.integers(0, n, batch_size), crop, rng, dev)
+        lv = _train_step(net, opt, data, batch_size, crop, rng, dev, relative_weighting)
         if averaged is not None:
             averaged.update(net)
         step += 1
@@ -678,7 +708,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--per-kind", type=int, default=20)
     g.add_argument("--first-seed", type=int, default=0)
     t = sub.add_parser("train", help="train the U-Net and write safetensors + card + log")
-    t.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    t.add_argument("--cache", type=Path, nargs="+", default=[DEFAULT_CACHE],
+                   help="one or more pair caches (volumes of different sizes may be mixed)")
     t.add_argument("--out", type=Path, default=MODELS_DIR / "deep_regularizer.safetensors")
     t.add_argument("--kinds", nargs="*", default=list(SAMPLE_KINDS), help="train on these kinds only")
     t.add_argument("--minutes", type=float, default=20.0)
@@ -718,14 +749,15 @@ def _cmd_train(a: argparse.Namespace) -> int:
     log_path = out.with_suffix(".log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = _logger(log_path)  # appends: a warm-started run continues the earlier log
-    train = load_pairs(a.cache, "train", a.kinds)
-    test = load_pairs(a.cache, "test")
-    val = load_pairs(a.cache, "val", a.kinds)
+    caches = [Path(c) for c in a.cache]
+    train = [p for c in caches for p in load_pairs(c, "train", a.kinds)]
+    test = [p for c in caches for p in load_pairs(c, "test")]
+    val = [p for c in caches for p in load_pairs(c, "val", a.kinds)]
     if not train:
-        raise SystemExit(f"no training pairs of {a.kinds} in {a.cache}: run 'generate' first")
+        raise SystemExit(f"no training pairs of {a.kinds} in {', '.join(map(str, caches))}: run 'generate' first")
     log(f"[train] {len(train)} training pairs ({', '.join(a.kinds)}), {len(val)} validation pairs, "
-        f"{len(test)} held-out pairs, "
-        f"generator {train[0].setup_params.get('generator', GENERATOR_VERSION)}, cache {a.cache}")
+        f"{len(test)} held-out pairs, generators {', '.join(_generators(train))}, "
+        f"cache {', '.join(map(str, caches))}")
     init_state, warm = None, None
     channels = tuple(a.channels)
     if a.init:
@@ -758,19 +790,38 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _generators(pairs: Sequence[TrainingPair]) -> list[str]:
+    """The pair generators (``deepreg-pairs/1``, ``deepreg-pairs/2``) of ``pairs``, sorted."""
+    return sorted({str(p.setup_params.get("generator", GENERATOR_VERSION)) for p in pairs})
+
+
 def _train_card(a: argparse.Namespace, out: Path, train: Sequence[TrainingPair], val: Sequence[TrainingPair],
                 hist: dict, warm: Optional[dict]) -> dict:
-    """The model card of a ``train`` run (its ``domain`` from the generator of its training pairs)."""
+    """The model card of a ``train`` run (its ``domain`` from the generator of its training pairs).
+
+    With pairs of both generators the domain is that of ``deepreg-pairs/2``, whose ranges hold
+    every ``deepreg-pairs/1`` setup (NA 1.0–1.2, n_m 1.333–1.337, 31–49 illuminations). Two of
+    those (NA 1.16 and 1.20) lie in the NA band that ``deepreg-pairs/2`` holds out, so the card
+    then lists only the medium-index band as never trained on.
+    """
     from ..tomography.deep_regularizer import DEFAULT_DELTA_N_SCALE
 
-    v2 = any(p.setup_params.get("generator") == "deepreg-pairs/2" for p in train)
+    generators = _generators(train)
+    v2 = "deepreg-pairs/2" in generators
     if v2:
-        from .deep_regularizer_data import GENERATOR_V2, domain_of_ranges
+        from .deep_regularizer_data import domain_of_ranges
 
-        generator, domain, setups = GENERATOR_V2, domain_of_ranges(), "one drawn per sample (see domain)"
+        domain, setups = domain_of_ranges(), "one drawn per sample (see domain)"
+        if len(generators) > 1:
+            setups += "; and the fixed deepreg-pairs/1 setups"
+            domain["not_trained_on"].pop("na_objective", None)
+            domain["not_trained_on"]["note"] = ("medium-index band held out for the deepreg-pairs/2 test split; its "
+                                                "NA band is not: deepreg-pairs/1 trains at NA 1.16 and 1.20")
     else:
-        generator, domain, setups = GENERATOR_VERSION, training_domain_v1(), [dataclasses.asdict(s) for s in SETUPS]
-    shape = list(train[0].raw.shape) if train else list(VOLUME_SHAPE)
+        domain, setups = training_domain_v1(), [dataclasses.asdict(s) for s in SETUPS]
+    generator = " + ".join(generators)
+    shape = sorted({tuple(p.raw.shape) for p in train}) if train else [tuple(VOLUME_SHAPE)]
+    shape = list(shape[0]) if len(shape) == 1 else [list(s) for s in shape]
     card = {
         "name": out.stem, "version": a.version, "task": "deep-regularizer",
         "description": "3-D U-Net imitating this project's TV regularisation (regularize_tv, tau=5e-4, "
