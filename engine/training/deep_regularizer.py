@@ -590,6 +590,12 @@ def bead_phase_delay(pair: TrainingPair) -> float:
                       for o in pair.objects if "index" in o and "radius_um" in o), default=0.0))
 
 
+def first_order_only(pairs: Sequence[TrainingPair], max_phase_rad: float = 3.0) -> list[TrainingPair]:
+    """``pairs`` without the beads whose largest phase delay (:func:`bead_phase_delay`) is ``max_phase_rad``
+    or more: TV is a meaningful target only within first-order validity (#22's decision on beads)."""
+    return [p for p in pairs if not p.kind.startswith("beads") or bead_phase_delay(p) < max_phase_rad]
+
+
 def _phase_delay_bin(phi: float) -> str:
     for lo, hi in zip(PHASE_DELAY_BINS_RAD[:-1], PHASE_DELAY_BINS_RAD[1:]):
         if lo <= phi < hi:
@@ -712,6 +718,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="one or more pair caches (volumes of different sizes may be mixed)")
     t.add_argument("--out", type=Path, default=MODELS_DIR / "deep_regularizer.safetensors")
     t.add_argument("--kinds", nargs="*", default=list(SAMPLE_KINDS), help="train on these kinds only")
+    t.add_argument("--max-bead-phase", type=float, default=3.0,
+                   help="train and validate only on beads whose largest phase delay is below this, rad")
     t.add_argument("--minutes", type=float, default=20.0)
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--batch-size", type=int, default=2)
@@ -750,9 +758,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = _logger(log_path)  # appends: a warm-started run continues the earlier log
     caches = [Path(c) for c in a.cache]
-    train = [p for c in caches for p in load_pairs(c, "train", a.kinds)]
+    train = first_order_only([p for c in caches for p in load_pairs(c, "train", a.kinds)], a.max_bead_phase)
     test = [p for c in caches for p in load_pairs(c, "test")]
-    val = [p for c in caches for p in load_pairs(c, "val", a.kinds)]
+    val = first_order_only([p for c in caches for p in load_pairs(c, "val", a.kinds)], a.max_bead_phase)
     if not train:
         raise SystemExit(f"no training pairs of {a.kinds} in {', '.join(map(str, caches))}: run 'generate' first")
     log(f"[train] {len(train)} training pairs ({', '.join(a.kinds)}), {len(val)} validation pairs, "
@@ -831,7 +839,8 @@ def _train_card(a: argparse.Namespace, out: Path, train: Sequence[TrainingPair],
                   "output": "n_m + delta_n_scale * net(x), then n >= n_m"},
         "domain": domain,
         "training": {"generator": generator, "simulator": "engine.simulate.propagate_scalar (SSNP)",
-                     "kinds": a.kinds, "setups": setups, "normalisation": a.norm, "ema_decay": a.ema_decay,
+                     "kinds": a.kinds, "bead_max_phase_delay_rad": a.max_bead_phase, "setups": setups,
+                     "normalisation": a.norm, "ema_decay": a.ema_decay,
                      "volume_shape": shape, "train_pairs": len(train),
                      "train_seeds": sorted({p.seed for p in train}), "validation_pairs": len(val),
                      "split": SPLIT_RULE + ("; deepreg-pairs/2: the held-out seeds' setups lie in the held-out "

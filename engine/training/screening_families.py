@@ -81,6 +81,16 @@ __all__ = [
 ]
 
 FAMILY_GENERATOR_VERSION = "screening-families/2"
+#: camera field of view of a simulated measurement, µm (160 pixels of 0.1 µm)
+FIELD_OF_VIEW_UM = 16.0
+#: lateral grid of the simulated sample, µm (imaged onto the camera's pixels)
+SIM_PIXEL_UM = 0.1
+#: camera pixels (at the sample) drawn by ``--wide-pixel``, µm
+WIDE_PIXEL_UM = (0.07, 0.15)
+#: pupil radius / Nyquist frequency drawn by ``--wide-pixel``
+WIDE_PUPIL_FRACTION = (0.2, 0.47)
+#: wavelength of every simulated measurement, µm (``holograms.Setup``'s default)
+WAVELENGTH_UM = 0.532
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,10 @@ class FamilySpec:
         Every frame's sample this far from focus, µm.
     depth_um : float
         Depth of the simulated volume, µm (0: the kind's default, which caps a cell's diameter).
+    pixel_um : float
+        Camera pixel at the sample, µm (:attr:`image_shape` pixels: a field of view of at least
+        :data:`FIELD_OF_VIEW_UM` and at least 160 pixels, an even number of 0.1 µm simulation
+        voxels). The network's 128-pixel crop then spans ``128 · pixel_um`` µm of the sample.
     synthetic_background : bool
         Retrieve without the measured background: one ideal fringe pattern of the detected
         carrier serves every frame (:func:`engine.store.qpformat_hdf5.synthesise_background`, as
@@ -128,11 +142,20 @@ class FamilySpec:
     focus_offset_um: float = 0.0
     depth_um: float = 0.0
     synthetic_background: bool = False
+    pixel_um: float = 0.1
 
     @property
     def setup_name(self) -> str:
         base = f"{self.kind}-{self.n_angles}-na{self.na:.2f}-noise{self.noise:.1f}"
+        if abs(self.pixel_um - 0.1) > 1e-9:
+            base += f"-px{self.pixel_um:.4f}"
         return base + NO_BACKGROUND_SUFFIX if self.synthetic_background else base
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """Camera pixels: the 16 µm field of view for pixels up to 0.1 µm, else 160 pixels."""
+        n = max(160, int(round(FIELD_OF_VIEW_UM / self.pixel_um)))
+        return (n, n)
 
 
 def _with_chamber(specs: list[FamilySpec], seed: int) -> list[FamilySpec]:
@@ -170,15 +193,41 @@ def _with_large_cells(specs: list[FamilySpec]) -> list[FamilySpec]:
     return [replace(s, kind="cells", depth_um=14.0) for s in specs]
 
 
+def _with_wide_pixel(specs: list[FamilySpec], seed: int) -> list[FamilySpec]:
+    """The same measurements with a camera pixel drawn over :data:`WIDE_PIXEL_UM` (field of view 16 µm).
+
+    The 128-pixel crop the network sees then spans 9–19 µm of the sample, instead of always
+    12.8 µm: real holograms crop a cell at other scales (qpformat's 10.8 µm). The objective NA
+    follows from a pupil fraction ``2·pixel·NA/λ`` drawn over :data:`WIDE_PUPIL_FRACTION` (the
+    side band must fit beside the carrier at a quarter of the sampling rate, so at most 0.5; the
+    real holograms lie at 0.22–0.32), kept within NA 0.4–1.25; half the measurements are of
+    cells up to ~13 µm across, and half are retrieved with a synthesised background.
+    """
+    out = []
+    for i, s in enumerate(specs):
+        r = np.random.default_rng([int(seed), 5, i])
+        px = float(r.uniform(*WIDE_PIXEL_UM))
+        # 16 µm on an even number of pixels below 0.1 µm; 160 pixels spanning an even number of 0.1 µm above
+        px = (FIELD_OF_VIEW_UM / (2 * round(FIELD_OF_VIEW_UM / (2 * px))) if px <= 0.1
+              else 2 * SIM_PIXEL_UM * round(160 * px / (2 * SIM_PIXEL_UM)) / 160)
+        na = round(float(np.clip(r.uniform(*WIDE_PUPIL_FRACTION) * WAVELENGTH_UM / (2 * px), 0.4, 1.25)), 3)
+        large, no_bg = r.random() < 0.5, r.random() < 0.5
+        out.append(replace(s, pixel_um=px, na=na, synthetic_background=no_bg,
+                           **({"kind": "cells", "depth_um": 14.0} if large else {})))
+    return out
+
+
 def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_rate: float = 0.6,
                  chamber: bool = False, wide_na: bool = False, large_cells: bool = False,
-                 no_background: bool = False) -> list[FamilySpec]:
+                 no_background: bool = False, wide_pixel: bool = False) -> list[FamilySpec]:
     """Random setups (the cross setup excluded): kinds × angles × NA × noise × bits × steep power.
 
     ``chamber``: every measurement also gets a chamber residue and a focus offset (:func:`_with_chamber`);
     ``wide_na``: its NA is drawn over 0.6–1.25 (:func:`_with_wide_na`); ``large_cells``: every
     sample is a cell up to ~13 µm across (:func:`_with_large_cells`); ``no_background``: its
-    fields are retrieved with a synthesised background (``FamilySpec.synthetic_background``).
+    fields are retrieved with a synthesised background (``FamilySpec.synthetic_background``);
+    ``wide_pixel``: the camera pixel is drawn over 0.07–0.15 µm, with large cells and synthesised
+    backgrounds in half the measurements each (:func:`_with_wide_pixel`, after ``wide_na``).
     """
     rng = np.random.default_rng(seed)
     out: list[FamilySpec] = []
@@ -196,6 +245,8 @@ def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_ra
         out = _with_wide_na(out, seed)
     if large_cells:
         out = _with_large_cells(out)
+    if wide_pixel:
+        out = _with_wide_pixel(out, seed)
     return [replace(s, synthetic_background=True) for s in out] if no_background else out
 
 
@@ -208,9 +259,12 @@ def cross_family_specs(n: int, seed: int, *, defect_rate: float = 0.5, chamber: 
     return _with_chamber(out, seed) if chamber else out
 
 
-def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_shape=(160, 160),
+def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_shape=None,
                           device: str = "cpu") -> CropSet:
     """Simulate one measurement with every defect family, retrieve its fields, keep the centre crops.
+
+    The sample is simulated on a 0.1 µm grid (:data:`SIM_PIXEL_UM`) and imaged onto the spec's
+    camera pixels; ``image_shape`` (camera pixels) defaults to the spec's 16 µm field of view.
 
     Returns
     -------
@@ -222,7 +276,8 @@ def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_sh
 
     setup = holograms.Setup(n_angles=spec.n_angles, na_objective=spec.na, na_condenser=0.92 * spec.na,
                             read_noise_e=4.0 * spec.noise, exposure=0.4 / max(spec.noise, 0.25),
-                            image_shape=tuple(image_shape), steep_power=spec.steep_power, bit_depth=spec.bit_depth,
+                            image_shape=image_shape or spec.image_shape, pixel_size_um=spec.pixel_um,
+                            sim_pixel_um=SIM_PIXEL_UM, steep_power=spec.steep_power, bit_depth=spec.bit_depth,
                             chamber_residue_rms=spec.chamber_rms, chamber_near_fraction=spec.chamber_near_fraction,
                             focus_offset_um=spec.focus_offset_um)
     rng = np.random.default_rng(spec.seed)
@@ -469,6 +524,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="more training sets retrieved with a synthesised background (wide NA; --chamber's residue if given)")
     p.add_argument("--large-cells-no-background", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
                    help="more training sets of large cells (as --large-cells) retrieved with a synthesised background")
+    p.add_argument("--wide-pixel", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
+                   help="more training sets whose camera pixel is drawn over 0.07–0.15 µm (wide NA, half of them "
+                        "large cells, half without a background)")
     p.add_argument("--minutes", type=float, default=4.0, help="time budget per training run")
     p.add_argument("--families", nargs="*", default=sorted(DEFECT_FAMILIES), help="families to leave out (lofo)")
     p.add_argument("--max-train-frames", type=int, default=0, help="lofo: subsample the training frames (0: all)")
@@ -500,6 +558,7 @@ def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     extra += [load("families-nobg", n, seed, wide_na=True, no_background=True) for n, seed in args.no_background]
     extra += [load("families-largecells-nobg", n, seed, wide_na=True, large_cells=True, no_background=True)
               for n, seed in args.large_cells_no_background]
+    extra += [load("families-widepx", n, seed, wide_na=True, wide_pixel=True) for n, seed in args.wide_pixel]
     if args.command == "generate" and args.skip_cross:
         empty = mixed.subset(np.zeros(0, int))
         return mixed, empty, empty, empty
@@ -508,7 +567,7 @@ def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     if extra:  # more simulated measurements (other seeds): training only, the splits above unchanged
         train = CropSet.concatenate([train, *extra])
         seeds = [seed for _, seed in args.extra + args.wide_na + args.large_cells + args.no_background
-                 + args.large_cells_no_background]
+                 + args.large_cells_no_background + args.wide_pixel]
         log(f"extra training measurements: {sum(len(np.unique(e.measurement)) for e in extra)} "
             f"({sum(len(e) for e in extra)} frames) from seeds {seeds}")
     log(f"split by measurement: train {len(train)} frames / {len(np.unique(train.measurement))} measurements, "
@@ -565,6 +624,7 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
                          "no_background_training_sets": [f"{n}:{seed}" for n, seed in args.no_background],
                          "large_cell_no_background_training_sets": [f"{n}:{seed}"
                                                                     for n, seed in args.large_cells_no_background],
+                         "wide_pixel_training_sets": [f"{n}:{seed}" for n, seed in args.wide_pixel],
                          "config": info["config"], "history": info["history"], "seconds": info["seconds"]},
             "metrics": metrics, "command": " ".join(sys.argv),
             "domain": training_domain(train.setup, train.pixel_size_um, train.wavelength_um)}

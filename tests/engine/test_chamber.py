@@ -151,3 +151,38 @@ def test_no_background_specs_and_the_instrument_pattern_they_keep():
     phase_rms = np.angle(pattern).std(axis=(-2, -1))
     log_amp_rms = np.log(np.abs(pattern)).std(axis=(-2, -1))
     assert phase_rms.mean() > 0.2 and log_amp_rms.mean() > 0.02  # measured: 0.34 rad and 0.039
+
+
+def test_wide_pixel_specs_span_crop_widths_and_keep_the_side_band_on_the_camera():
+    """``--wide-pixel``: camera pixels 0.07–0.15 µm, so the 128-pixel crop spans 9–19 µm of the
+    sample (qpformat's real crop 10.8 µm, ours otherwise always 12.8 µm), with the pupil at
+    0.2–0.47 of Nyquist and every camera an even number of 0.1 µm simulation voxels across."""
+    from dataclasses import replace
+
+    from engine.screening.domain import training_domain
+    from engine.simulate.holograms import Setup
+    from engine.training.screening_families import family_specs, simulate_family_crops
+
+    specs = family_specs(60, 11, chamber=True, wide_na=True, wide_pixel=True)
+    px = np.array([s.pixel_um for s in specs])
+    assert px.min() >= 0.0695 and px.max() <= 0.1505 and px.min() < 0.08 and px.max() > 0.14
+    frac = np.array([2 * s.pixel_um * s.na / 0.532 for s in specs])
+    assert frac.min() >= 0.2 - 1e-3 and frac.max() <= 0.47 + 1e-3 and frac.min() < 0.25
+    for s in specs:
+        n = s.image_shape[0]
+        assert n >= 160 and n % 2 == 0 and n * s.pixel_um >= 16.0 - 1e-6
+        cam = Setup(pixel_size_um=s.pixel_um, image_shape=s.image_shape, sim_pixel_um=0.1, na_objective=s.na,
+                    na_condenser=0.92 * s.na)
+        assert cam.sim_shape_yx[0] == round(n * s.pixel_um / 0.1)  # raises unless the grids match
+    assert 0.3 < np.mean([s.synthetic_background for s in specs]) < 0.7
+    assert 0.3 < np.mean([s.depth_um == 14.0 for s in specs]) < 0.7
+    names = [s.setup_name for s in specs]
+    dom = training_domain(names, px, np.full(len(specs), 0.532))
+    assert dom["pupil_fraction"][0] == pytest.approx(frac.min(), abs=0.01)
+    assert dom["pupil_fraction"][1] == pytest.approx(frac.max(), abs=0.01)
+
+    coarse = min((s for s in specs if s.pixel_um > 0.13), key=lambda s: s.n_angles)
+    cs = simulate_family_crops(replace(coarse, defect_rate=0.0, imperfection_rate=0.0))
+    assert cs.fields.shape[1:] == (128, 128)
+    assert np.allclose(cs.pixel_size_um, coarse.pixel_um) and cs.setup[0] == coarse.setup_name
+    assert np.isfinite(cs.fields).all() and not cs.noisy.any()

@@ -178,3 +178,49 @@ def test_warm_start_across_normalisations_loads_the_convolutions():
     gn = _initial_net(UNet3D((4, 8), stem_factor=2, norm="group"), bn.state_dict(), logs.append)
     assert torch.equal(gn.head.weight, bn.head.weight) and torch.equal(gn.down[0][0].weight, bn.down[0][0].weight)
     assert logs and "tensors loaded" in logs[0]  # the running statistics were left out
+
+
+def _pair_of_shape(seed: int, n: int) -> TrainingPair:
+    p = _contrast_pair(seed)
+    return TrainingPair(**{**p.__dict__, "raw": p.raw[:n, :n, :n].copy(), "tv": p.tv[:n, :n, :n].copy(),
+                           "truth": p.truth[:n, :n, :n].copy()})
+
+
+def test_volumes_of_two_sizes_train_together_drawn_in_proportion():
+    """One training set over the 64³ (deepreg-pairs/1) and 48³ (deepreg-pairs/2) caches: grouped by shape,
+    batches from one group at a time, in proportion to its size; the relative weights have mean 1 over all."""
+    from engine.training.deep_regularizer import VolumeGroups
+
+    pairs = [_pair_of_shape(s, 16) for s in range(3)] + [_pair_of_shape(s, 12) for s in range(3, 12)]
+    data = VolumeGroups(pairs, 0.05)
+    assert len(data) == 12 and sorted(data.sizes.tolist()) == [3, 9]
+    rng = np.random.default_rng(0)
+    drawn = [data.draw(2, rng) for _ in range(2000)]
+    share = np.mean([data.sizes[g] == 9 for g, _ in drawn])
+    assert share == pytest.approx(0.75, abs=0.04)
+    assert all(idx.max() < data.sizes[g] for g, idx in drawn)
+    assert np.mean(np.concatenate([w.numpy() for w in data.weights])) == pytest.approx(1.0, rel=1e-5)
+    shapes = {x.shape[2:] for x, _, _ in data.samples()}
+    assert shapes == {(16, 16, 16), (12, 12, 12)}
+
+    torch.set_num_threads(1)
+    val = [_pair_of_shape(23, 16), _pair_of_shape(28, 12)]
+    net, hist = train_model(pairs, val=val, channels=(4, 8), max_steps=40, batch_size=1, crop=12, lr=1e-2,
+                            val_every_s=0.0, keep_best=True, log=lambda s: None, norm="group", ema_decay=0.9)
+    identity = float(np.mean([float(((x - y) ** 2).mean()) * w for x, y, w in VolumeGroups(val, 0.05).samples()]))
+    assert hist["best_val_loss"] < 0.6 * identity
+
+
+def test_training_keeps_only_first_order_beads():
+    """#22's decision: TV is a target only for beads below 3 rad of phase delay; other kinds all stay."""
+    from engine.training.deep_regularizer import bead_phase_delay, first_order_only
+
+    def bead(seed, radius):
+        p = tiny_pair(seed)
+        return TrainingPair(**{**p.__dict__, "objects": [{"index": 1.37, "radius_um": radius}],
+                               "setup_params": {"wavelength_um": 0.532}})
+
+    weak, strong = bead(1, 1.0), bead(2, 6.0)
+    assert bead_phase_delay(weak) < FIRST_ORDER_MAX_RAD < bead_phase_delay(strong)
+    cell = TrainingPair(**{**strong.__dict__, "kind": "cells-suspension"})
+    assert first_order_only([weak, strong, cell]) == [weak, cell]
