@@ -122,10 +122,15 @@ def input_card_for(kind: str) -> dict:
 
 
 @torch.no_grad()
-def predict_logits(net: nn.Module, x: torch.Tensor, *, device: torch.device, batch_size: int = 256) -> np.ndarray:
-    """Logits (N,) of ``net`` on preprocessed inputs ``x`` (eval mode)."""
+def predict_logits(net: nn.Module, x: torch.Tensor, *, device: torch.device, batch_size: int = 256,
+                   augmentation: str = "none") -> np.ndarray:
+    """Logits (N,) of ``net`` on preprocessed inputs ``x`` (eval mode), with the test-time
+    ``augmentation`` of :func:`engine.screening.network.network_logits`."""
+    from ..screening.network import network_logits
+
     net.eval()
-    out = [net.logits(x[s:s + batch_size].to(device)).float().cpu() for s in range(0, len(x), batch_size)]
+    out = [network_logits(net, x[s:s + batch_size].to(device), augmentation).float().cpu()
+           for s in range(0, len(x), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 

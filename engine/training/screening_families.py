@@ -56,7 +56,8 @@ from ..metrics import expected_calibration_error, screening_metrics
 from ..progress import CancelToken, check_cancel
 from ..screening.crops import CROSS_SETUP, SIM_DEPTH_UM, CropSet
 from ..screening.domain import NO_BACKGROUND_SUFFIX, training_domain
-from ..screening.network import CROP_SIZE, CompactScreeningNet, _centre_crop, _pad_to, load_model, preprocess
+from ..screening.network import (CROP_SIZE, TEST_TIME_AUGMENTATIONS, CompactScreeningNet, _centre_crop, _pad_to,
+                                 load_model, preprocess)
 from ..simulate.defects import ALL_DEFECT_TYPES, ALL_IMPERFECTION_TYPES, DEFECT_FAMILIES, family_of
 from .screening_augment import AugmentedFieldBatches
 from .screening_data import DEFAULT_CACHE_DIR, split_by_measurement
@@ -443,10 +444,11 @@ def _train(cs_train: CropSet, cs_val: CropSet, *, minutes: float, seed: int, lr:
     return net, info
 
 
-def _logits(net: torch.nn.Module, cs: CropSet, device: torch.device) -> np.ndarray:
+def _logits(net: torch.nn.Module, cs: CropSet, device: torch.device, augmentation: str = "none") -> np.ndarray:
     from .screening import predict_logits
 
-    return predict_logits(net, _x(cs, int(getattr(net, "in_channels", 2))), device=device).astype(np.float64)
+    return predict_logits(net, _x(cs, int(getattr(net, "in_channels", 2))), device=device,
+                          augmentation=augmentation).astype(np.float64)
 
 
 def evaluate_logits(logits: np.ndarray, cs: CropSet, temperature: float = 1.0, threshold: float = 0.5) -> dict:
@@ -506,7 +508,7 @@ def _count_seed(text: str) -> tuple[int, int]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine.training.screening_families", description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=("generate", "lofo", "train"))
+    p.add_argument("command", choices=("generate", "lofo", "train", "calibrate"))
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR / "families")
     p.add_argument("--n-measurements", type=int, default=110)
     p.add_argument("--n-cross", type=int, default=8)
@@ -531,6 +533,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--families", nargs="*", default=sorted(DEFECT_FAMILIES), help="families to leave out (lofo)")
     p.add_argument("--max-train-frames", type=int, default=0, help="lofo: subsample the training frames (0: all)")
     p.add_argument("--init", default="", help="train: start from this model (name or .safetensors); '' = scratch")
+    p.add_argument("--tta", choices=TEST_TIME_AUGMENTATIONS, default="none",
+                   help="train/calibrate: test-time augmentation written to the card (d8: mean logit over the "
+                        "8 rotations and mirror images); the temperature is fitted with it")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--recipe", choices=sorted(RECIPES), default="3.x",
                    help="network options and training of a run from scratch (see RECIPES)")
@@ -576,26 +581,57 @@ def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     return train, val, test, cross
 
 
+def _split_metrics(net: torch.nn.Module, val: CropSet, test: CropSet, cross: CropSet, dev: torch.device,
+                   augmentation: str, log: Callable[[str], None]) -> tuple[float, dict]:
+    """Temperature fitted on the validation logits (with ``augmentation``) and the metrics of every split."""
+    lv = _logits(net, val, dev, augmentation)
+    temp = fit_temperature(lv, val.noisy)
+    log(f"temperature fitted on validation (test-time augmentation {augmentation}): T = {temp:.3f}")
+    metrics = {"validation": evaluate_logits(lv, val, temp),
+               "validation_uncalibrated": evaluate_logits(lv, val, 1.0),
+               "held_out": evaluate_logits(_logits(net, test, dev, augmentation), test, temp),
+               "cross_setup": evaluate_logits(_logits(net, cross, dev, augmentation), cross, temp)}
+    for k, m in metrics.items():
+        log(_fmt(k, m))
+    return temp, metrics
+
+
+def _calibrate_command(args, val, test, cross, dev, log) -> dict:
+    """``calibrate``: a trained model (``--init``) with test-time augmentation ``--tta`` and the
+    temperature refitted on the validation measurements; every other card entry is kept."""
+    from ..screening.network import save_model
+
+    if not args.init:
+        raise SystemExit("calibrate needs --init MODEL")
+    base = load_model(args.init, device=dev)
+    temp, metrics = _split_metrics(base.net, val, test, cross, dev, args.tta, log)
+    card = {k: v for k, v in base.card.items() if k not in ("architecture", "tensors", "sha256", "dtype", "date",
+                                                             "parameters")}
+    card["version"] = args.version
+    card["input"] = {**card.get("input", {}), "test_time_augmentation": args.tta}
+    card["calibration"] = {"method": "temperature scaling on the validation measurements", "temperature": temp,
+                           "test_time_augmentation": args.tta, "from": f"{base.label} (sha256 "
+                           f"{str(base.card.get('sha256', ''))[:12]}), weights unchanged",
+                           "command": " ".join(sys.argv)}
+    card["metrics"] = {**metrics, "before_calibration": base.card.get("metrics", {})}
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    save_model(base.net.cpu(), args.out_dir / "screening-compact.safetensors", card)
+    log(f"wrote {args.out_dir / 'screening-compact.safetensors'}")
+    return metrics
+
+
 def _train_command(args, train, val, test, cross, dev, log) -> dict:
     from ..screening.network import save_model
     from .screening import input_card_for
 
     net, info = _train(train, val, minutes=args.minutes, seed=args.seed + 7, lr=args.lr, init=args.init or None,
                        log=log, device=dev, recipe=args.recipe)
-    lv = _logits(net, val, dev)
-    temp = fit_temperature(lv, val.noisy)
-    log(f"temperature fitted on validation: T = {temp:.3f}")
-    metrics = {"validation": evaluate_logits(lv, val, temp),
-               "validation_uncalibrated": evaluate_logits(lv, val, 1.0),
-               "held_out": evaluate_logits(_logits(net, test, dev), test, temp),
-               "cross_setup": evaluate_logits(_logits(net, cross, dev), cross, temp)}
-    for k, m in metrics.items():
-        log(_fmt(k, m))
+    temp, metrics = _split_metrics(net, val, test, cross, dev, args.tta, log)
     base = load_model(args.compare, device=dev) if args.compare else None
     if base is not None:  # the same frames through the model it would replace
         bt = base.temperature
         metrics["baseline"] = {"model": base.label, **{
-            k: evaluate_logits(_logits(base.net, cs, dev), cs, bt)
+            k: evaluate_logits(_logits(base.net, cs, dev, base.test_time_augmentation), cs, bt)
             for k, cs in (("validation", val), ("held_out", test), ("cross_setup", cross))}}
         for k in ("validation", "held_out", "cross_setup"):
             log(_fmt(f"baseline {base.label} {k}", metrics["baseline"][k]))
@@ -607,7 +643,8 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
                            + (", full-resolution first stage" if net.full_resolution else "")
                            + "), trained on wide defect families",
             "output": "calibrated probability that the field is noisy: sigmoid(logit / T); noisy if above threshold",
-            "threshold": 0.5, "input": input_card_for(INPUT_KIND_BY_CHANNELS[net.in_channels]), "calibration": {
+            "threshold": 0.5, "input": {**input_card_for(INPUT_KIND_BY_CHANNELS[net.in_channels]),
+                                          "test_time_augmentation": args.tta}, "calibration": {
                 "method": "temperature scaling on the validation measurements", "temperature": temp},
             "training_data": {"source": "simulator", "generator_version": FAMILY_GENERATOR_VERSION,
                               "chamber_residue": bool(args.chamber),
@@ -651,6 +688,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                           lr=args.lr)
     elif args.command == "train":
         report = _train_command(args, train, val, test, cross, dev, log)
+    elif args.command == "calibrate":
+        report = _calibrate_command(args, val, test, cross, dev, log)
     if args.report is not None and report:
         args.report.write_text(json.dumps(report, indent=1), encoding="utf-8")
     log.close()

@@ -153,3 +153,39 @@ def test_pupil_zoom_halves_a_plane_waves_frequency_and_keeps_the_centre():
     for o in out:
         dark = np.argwhere(np.abs(o) < 0.6)
         assert np.allclose(dark.mean(0), 63.5, atol=1.0) and len(dark) > 64
+
+
+def test_dihedral_test_time_augmentation_is_orientation_invariant_and_card_driven(tmp_path):
+    """``input.test_time_augmentation: d8``: the mean logit over the 8 rotations and mirror images, so
+    that a turned or mirrored field scores the same; absent from a card, nothing changes."""
+    from engine.models import ModelFileError
+    from engine.screening.network import dihedral_views, network_logits
+
+    torch.manual_seed(0)
+    net = CompactScreeningNet(2, width=4).eval()
+    x = torch.randn(3, 2, 64, 64)
+    views = dihedral_views(x)
+    assert len(views) == 8 and torch.equal(views[0], x)
+    assert len({v[0, 0, :2, :2].flatten().tolist().__repr__() for v in views}) == 8  # all distinct
+    with torch.no_grad():
+        plain, d8 = network_logits(net, x), network_logits(net, x, "d8")
+        assert torch.allclose(d8, torch.stack([net.logits(v) for v in views]).mean(0))
+        turned = torch.flip(torch.rot90(x, 1, dims=(-2, -1)), dims=(-2,))
+        assert torch.allclose(network_logits(net, turned, "d8"), d8, atol=1e-5)
+        assert not torch.allclose(net.logits(turned), plain, atol=1e-4)  # the plain network is not invariant
+    with pytest.raises(ValueError, match="unknown test-time augmentation"):
+        network_logits(net, x, "d4")
+
+    card = {"name": "screening-test", "version": "0", "input": {"kind": "phase-amplitude", "crop": 64}}
+    save_model(net, tmp_path / "plain.safetensors", card)
+    save_model(net, tmp_path / "tta.safetensors",
+               {**card, "input": {**card["input"], "test_time_augmentation": "d8"}})
+    rng = np.random.default_rng(3)
+    fields = np.exp(1j * rng.normal(0, 0.5, (2, 64, 64)) + rng.normal(0, 0.1, (2, 64, 64))).astype(np.complex64)
+    plain_model, tta_model = load_model(tmp_path / "plain.safetensors"), load_model(tmp_path / "tta.safetensors")
+    assert plain_model.test_time_augmentation == "none" and tta_model.test_time_augmentation == "d8"
+    mirrored = np.ascontiguousarray(fields[..., ::-1])
+    assert np.allclose(tta_model.predict_fields(mirrored), tta_model.predict_fields(fields), atol=1e-5)
+    save_model(net, tmp_path / "bad.safetensors", {**card, "input": {**card["input"], "test_time_augmentation": "x"}})
+    with pytest.raises(ModelFileError, match="test_time_augmentation"):
+        load_model(tmp_path / "bad.safetensors").predict_fields(fields)
