@@ -72,6 +72,7 @@ __all__ = [
     "bead_elongation_study",
     "save_pair",
     "read_pair",
+    "training_domain",
     "training_domain_v1",
     "main",
 ]
@@ -274,6 +275,41 @@ def training_domain_v1() -> dict:
             "bead_max_phase_delay_rad": span(delays), "volume_voxels": list(VOLUME_SHAPE),
             "setups": [dataclasses.asdict(s) for s in SETUPS],
             "note": "three fixed setups, not a continuum: between them (e.g. NA 1.1 at 0.532 um) is untested"}
+
+
+def training_domain(generators: Sequence[str], max_bead_phase_rad: float = 3.0) -> dict:
+    """The model-card ``domain`` of a model trained on pairs of ``generators``.
+
+    One generator: :func:`training_domain_v1` or
+    :func:`~engine.training.deep_regularizer_data.domain_of_ranges`. Both: each range is the
+    union of the two (``deepreg-pairs/1`` adds voxels up to 0.2 µm; its other setups lie inside
+    ``deepreg-pairs/2``'s ranges), beads below ``max_bead_phase_rad`` only (the training filter,
+    :func:`first_order_only`), and only the medium-index band stays never trained on: two
+    ``deepreg-pairs/1`` setups (NA 1.16 and 1.20) lie in the NA band that ``deepreg-pairs/2``
+    holds out.
+    """
+    from .deep_regularizer_data import GENERATOR_V2, domain_of_ranges
+
+    gens = set(generators)
+    if gens == {GENERATOR_VERSION}:
+        v1 = training_domain_v1()
+        lo, hi = v1["bead_max_phase_delay_rad"]
+        v1["bead_max_phase_delay_rad"] = [lo, min(hi, max_bead_phase_rad)]
+        return v1
+    if gens == {GENERATOR_V2}:
+        return domain_of_ranges()
+    v1, out = training_domain_v1(), domain_of_ranges()
+    for key, value in out.items():
+        if isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+            out[key] = [min(value[0], v1[key][0]), max(value[1], v1[key][1])]
+    out["generator"] = " + ".join(sorted(gens))
+    out["sample_kinds"] = sorted(set(out["sample_kinds"]) | set(v1["sample_kinds"]))
+    out["bead_max_phase_delay_rad"] = max_bead_phase_rad
+    out["fixed_setups_deepreg_pairs_1"] = v1["setups"]
+    out["not_trained_on"] = {"medium_index": out["not_trained_on"]["medium_index"],
+                             "note": "the medium-index band held out for the deepreg-pairs/2 test split; its NA "
+                                     "band is not: deepreg-pairs/1 trains at NA 1.16 and 1.20"}
+    return out
 
 
 def _pair_path(cache: Path, kind: str, seed: int) -> Path:
@@ -807,26 +843,17 @@ def _train_card(a: argparse.Namespace, out: Path, train: Sequence[TrainingPair],
                 hist: dict, warm: Optional[dict]) -> dict:
     """The model card of a ``train`` run (its ``domain`` from the generator of its training pairs).
 
-    With pairs of both generators the domain is that of ``deepreg-pairs/2``, whose ranges hold
-    every ``deepreg-pairs/1`` setup (NA 1.0–1.2, n_m 1.333–1.337, 31–49 illuminations). Two of
-    those (NA 1.16 and 1.20) lie in the NA band that ``deepreg-pairs/2`` holds out, so the card
-    then lists only the medium-index band as never trained on.
+    With pairs of both generators the domain is the union of theirs (:func:`training_domain`).
     """
     from ..tomography.deep_regularizer import DEFAULT_DELTA_N_SCALE
 
     generators = _generators(train)
-    v2 = "deepreg-pairs/2" in generators
-    if v2:
-        from .deep_regularizer_data import domain_of_ranges
-
-        domain, setups = domain_of_ranges(), "one drawn per sample (see domain)"
-        if len(generators) > 1:
-            setups += "; and the fixed deepreg-pairs/1 setups"
-            domain["not_trained_on"].pop("na_objective", None)
-            domain["not_trained_on"]["note"] = ("medium-index band held out for the deepreg-pairs/2 test split; its "
-                                                "NA band is not: deepreg-pairs/1 trains at NA 1.16 and 1.20")
+    domain = training_domain(generators, a.max_bead_phase)
+    if "deepreg-pairs/2" in generators:
+        setups = "one drawn per sample (see domain)" + ("; and the fixed deepreg-pairs/1 setups"
+                                                        if len(generators) > 1 else "")
     else:
-        domain, setups = training_domain_v1(), [dataclasses.asdict(s) for s in SETUPS]
+        setups = [dataclasses.asdict(s) for s in SETUPS]
     generator = " + ".join(generators)
     shape = sorted({tuple(p.raw.shape) for p in train}) if train else [tuple(VOLUME_SHAPE)]
     shape = list(shape[0]) if len(shape) == 1 else [list(s) for s in shape]

@@ -241,7 +241,7 @@ def generate_v2(cache: Path = DEFAULT_CACHE_V2, *, seeds: Sequence[int], kinds: 
 def domain_of_ranges() -> dict:
     """The model-card ``domain`` of a model trained on this generator's train/validation splits."""
     return {"generator": GENERATOR_V2,
-            "na_objective": list(RANGES["na_objective"]), "na_condenser_fraction": list(RANGES["condenser_fraction"]),
+            "na_objective": list(RANGES["na_objective"]), "illumination_na_fraction": list(RANGES["condenser_fraction"]),
             "n_illuminations": list(RANGES["n_illuminations"]), "illumination_patterns": list(RANGES["patterns"]),
             "voxel_um": list(RANGES["voxel_um"]), "medium_index": list(RANGES["medium_index"]),
             "wavelength_um": list(RANGES["wavelength_um"]), "field_noise": list(RANGES["field_noise"]),
