@@ -16,8 +16,9 @@ Network (:class:`UNet3D`): per level two 3×3×3 convolutions, each followed by 
 per-sample statistics train with batches of 1–2) and a leaky ReLU (slope 0.01); 2× max-pooling down, 2×2×2 transposed convolution
 up, skip connections by concatenation, a 1×1×1 convolution to one channel, added to the input.
 He (Kaiming) initialisation for the convolutions; the last 1×1×1 convolution starts at zero so
-that the untrained network is the identity. The shipped model (2.1.0: 2.0.0 fine-tuned on whole
-64³ volumes) first rearranges 2×2×2 blocks into 8 channels (space-to-depth), then runs three
+that the untrained network is the identity. The shipped model (2.2.0: 2.0.0 fine-tuned on whole
+64³ volumes, then on the cross-setup pairs of both generators, batch normalisation kept, weight
+EMA) first rearranges 2×2×2 blocks into 8 channels (space-to-depth), then runs three
 levels of 24-48-96 channels (two poolings) instead of the paper's 64-…-1024, so that CPU inference stays far below TV's time
 (0.17 s against 1.4 s per 64³ on one CPU thread; oddly, faster than the narrower 16-32-64
 of 1.x, 0.31 s, on this CPU's oneDNN kernels).

@@ -849,7 +849,8 @@ def _train_card(a: argparse.Namespace, out: Path, train: Sequence[TrainingPair],
 
     generators = _generators(train)
     domain = training_domain(generators, a.max_bead_phase)
-    if "deepreg-pairs/2" in generators:
+    v2 = "deepreg-pairs/2" in generators
+    if v2:
         setups = "one drawn per sample (see domain)" + ("; and the fixed deepreg-pairs/1 setups"
                                                         if len(generators) > 1 else "")
     else:
@@ -871,7 +872,7 @@ def _train_card(a: argparse.Namespace, out: Path, train: Sequence[TrainingPair],
                      "volume_shape": shape, "train_pairs": len(train),
                      "train_seeds": sorted({p.seed for p in train}), "validation_pairs": len(val),
                      "split": SPLIT_RULE + ("; deepreg-pairs/2: the held-out seeds' setups lie in the held-out "
-                                            "NA or n_m band, which train and validation never see" if v2 else ""),
+                                            "NA or n_m band, which its train and validation splits never see" if v2 else ""),
                      "target": {"method": "regularize_tv", "weight": 5e-4, "outer_iterations": 30,
                                 "inner_iterations": 20, "non_negativity": True},
                      "optimiser": f"Adam lr {a.lr} cosine to {a.lr_min}", "loss": "L2 on normalised delta n",

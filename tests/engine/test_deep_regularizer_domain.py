@@ -12,7 +12,7 @@ import pytest
 from engine.simulate.holograms import illumination_pattern
 from engine.tomography.deep_regularizer import (DEFAULT_MODEL_NAME, domain_check, measurement_setup, model_card,
                                                 pipeline_domain_warnings)
-from engine.training.deep_regularizer import SETUPS, training_domain, training_domain_v1
+from engine.training.deep_regularizer import SETUPS, training_domain
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_CARD = REPO / "resources" / "models" / f"{DEFAULT_MODEL_NAME}.json"

@@ -224,3 +224,28 @@ def test_training_keeps_only_first_order_beads():
     assert bead_phase_delay(weak) < FIRST_ORDER_MAX_RAD < bead_phase_delay(strong)
     cell = TrainingPair(**{**strong.__dict__, "kind": "cells-suspension"})
     assert first_order_only([weak, strong, cell]) == [weak, cell]
+
+
+def test_card_of_a_run_on_both_generators_lists_the_union_of_their_setups():
+    import argparse
+    from pathlib import Path
+
+    from engine.tomography.deep_regularizer import domain_check
+    from engine.training.deep_regularizer import SETUPS, _train_card, training_domain_v1
+
+    a = argparse.Namespace(version="x", kinds=["beads"], max_bead_phase=3.0, norm="batch", ema_decay=0.998, lr=1e-3,
+                           lr_min=1e-5, batch_size=2, crop=16, device="cpu", threads=1, seed=0)
+    v2 = TrainingPair(**{**tiny_pair(2).__dict__, "setup_params": {"generator": "deepreg-pairs/2"}})
+    hist = {"steps": 1, "seconds": 1.0, "val_loss": [], "val_relative_loss": []}
+    card = _train_card(a, Path("m.safetensors"), [tiny_pair(1), v2], [], hist, None)
+    assert card["training"]["generator"] == "deepreg-pairs/1 + deepreg-pairs/2"
+    d, v1 = card["domain"], training_domain_v1()
+    for key in ("na_objective", "medium_index", "voxel_um", "wavelength_um", "n_illuminations",
+                "illumination_na_fraction", "field_noise"):
+        assert d[key][0] <= min(v1[key][0], domain_of_ranges()[key][0]) + 1e-12
+        assert d[key][1] >= max(v1[key][1], domain_of_ranges()[key][1]) - 1e-12
+    assert d["bead_max_phase_delay_rad"] == 3.0 and "na_objective" not in d["not_trained_on"]
+    for s in SETUPS:  # the fixed setups it trained on raise no warning
+        meta = {"na_objective": s.na_objective, "medium_index": s.medium_index, "wavelength_um": s.wavelength_um,
+                "voxel_um": 0.1, "n_illuminations": s.n_angles, "illumination_na_fraction": s.na_condenser / s.na_objective}
+        assert domain_check(meta, card) == [], s.name
