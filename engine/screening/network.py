@@ -44,10 +44,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import ModelFileError, load_network, save_safetensors_model
-from ..resources import models_dir
 from ..backend import resolve_device
+from ..models import ModelFileError, load_network, save_safetensors_model
 from ..progress import CancelToken, check_cancel, report
+from ..resources import models_dir
 from .domain import screening_domain_check
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
 

@@ -188,14 +188,19 @@ def _with_wide_na(specs: list[FamilySpec], seed: int) -> list[FamilySpec]:
             for i, s in enumerate(specs)]
 
 
+def _large_cell(spec: FamilySpec) -> FamilySpec:
+    """The same measurement of a cell in a 14 µm deep volume: up to ~13 µm across, a few rad,
+    filling the crop (the default 8 µm caps cells at ~7 µm; qpretrieve's HL60 cell is ~11 µm)."""
+    return replace(spec, kind="cells", depth_um=14.0)
+
+
 def _with_large_cells(specs: list[FamilySpec]) -> list[FamilySpec]:
-    """The same measurements of cells in a 14 µm deep volume: cells up to ~13 µm across, a few rad,
-    filling the crop (the default 8 µm caps them at ~7 µm; qpretrieve's HL60 cell is ~11 µm)."""
-    return [replace(s, kind="cells", depth_um=14.0) for s in specs]
+    """The same measurements, every one of a large cell (:func:`_large_cell`)."""
+    return [_large_cell(s) for s in specs]
 
 
 def _with_wide_pixel(specs: list[FamilySpec], seed: int) -> list[FamilySpec]:
-    """The same measurements with a camera pixel drawn over :data:`WIDE_PIXEL_UM` (field of view 16 µm).
+    """The same measurements with a camera pixel drawn over :data:`WIDE_PIXEL_UM` and a new NA.
 
     The 128-pixel crop the network sees then spans 9–19 µm of the sample, instead of always
     12.8 µm: real holograms crop a cell at other scales (qpformat's 10.8 µm). The objective NA
@@ -213,8 +218,8 @@ def _with_wide_pixel(specs: list[FamilySpec], seed: int) -> list[FamilySpec]:
               else 2 * SIM_PIXEL_UM * round(160 * px / (2 * SIM_PIXEL_UM)) / 160)
         na = round(float(np.clip(r.uniform(*WIDE_PUPIL_FRACTION) * WAVELENGTH_UM / (2 * px), 0.4, 1.25)), 3)
         large, no_bg = r.random() < 0.5, r.random() < 0.5
-        out.append(replace(s, pixel_um=px, na=na, synthetic_background=no_bg,
-                           **({"kind": "cells", "depth_um": 14.0} if large else {})))
+        s = replace(s, pixel_um=px, na=na, synthetic_background=no_bg)
+        out.append(_large_cell(s) if large else s)
     return out
 
 
@@ -228,7 +233,7 @@ def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_ra
     sample is a cell up to ~13 µm across (:func:`_with_large_cells`); ``no_background``: its
     fields are retrieved with a synthesised background (``FamilySpec.synthetic_background``);
     ``wide_pixel``: the camera pixel is drawn over 0.07–0.15 µm, with large cells and synthesised
-    backgrounds in half the measurements each (:func:`_with_wide_pixel`, after ``wide_na``).
+    backgrounds in half the measurements each (:func:`_with_wide_pixel`; it replaces the NA).
     """
     rng = np.random.default_rng(seed)
     out: list[FamilySpec] = []
@@ -527,8 +532,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--large-cells-no-background", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
                    help="more training sets of large cells (as --large-cells) retrieved with a synthesised background")
     p.add_argument("--wide-pixel", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
-                   help="more training sets whose camera pixel is drawn over 0.07–0.15 µm (wide NA, half of them "
-                        "large cells, half without a background)")
+                   help="more training sets whose camera pixel is drawn over 0.07–0.15 µm (NA from a pupil at "
+                        "0.2–0.47 of Nyquist, half of them large cells, half without a background)")
     p.add_argument("--minutes", type=float, default=4.0, help="time budget per training run")
     p.add_argument("--families", nargs="*", default=sorted(DEFECT_FAMILIES), help="families to leave out (lofo)")
     p.add_argument("--max-train-frames", type=int, default=0, help="lofo: subsample the training frames (0: all)")
@@ -563,7 +568,7 @@ def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     extra += [load("families-nobg", n, seed, wide_na=True, no_background=True) for n, seed in args.no_background]
     extra += [load("families-largecells-nobg", n, seed, wide_na=True, large_cells=True, no_background=True)
               for n, seed in args.large_cells_no_background]
-    extra += [load("families-widepx", n, seed, wide_na=True, wide_pixel=True) for n, seed in args.wide_pixel]
+    extra += [load("families-widepx", n, seed, wide_pixel=True) for n, seed in args.wide_pixel]
     if args.command == "generate" and args.skip_cross:
         empty = mixed.subset(np.zeros(0, int))
         return mixed, empty, empty, empty
