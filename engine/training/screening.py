@@ -54,7 +54,7 @@ from ..progress import CancelToken, check_cancel
 from ..screening.crops import CROSS_SETUP, GENERATOR_VERSION, CropSet, augment_batch, simulator_available, training_specs
 from ..screening.domain import training_domain
 from ..screening.network import (COMPACT_NAME, INPUT_KINDS, MODELS_DIR, PUBLISHED_NAME, CompactScreeningNet,
-                                 ScreeningNet, preprocess, save_model)
+                                 ScreeningNet, dihedral_views, preprocess, save_model)
 from ..screening.rule import choose_rule_threshold, rule_peak_metric
 from .ema import WeightEMA
 from .screening_data import (DEFAULT_CACHE_DIR, bacteria71_specs, cross_setup_specs, load_or_generate,
@@ -90,6 +90,10 @@ class TrainConfig:
         #: > 0: validate, choose and return the exponential moving average of the weights
         self.ema_decay = float(kw.get("ema_decay", 0.0))
         self.weight_decay_decoupled = bool(kw.get("weight_decay_decoupled", False))
+        #: > 0: each batch also goes through the network turned/mirrored by one random element of
+        #: the dihedral group; both views get the label loss, and this weight times the symmetric
+        #: KL divergence between the two views' Bernoulli outputs is added (view consistency)
+        self.consistency_weight = float(kw.get("consistency_weight", 0.0))
 
     def as_dict(self) -> dict:
         return dict(vars(self))
@@ -193,11 +197,7 @@ def train_network(net: nn.Module, x_train: torch.Tensor, y_train: np.ndarray, x_
             for group in opt.param_groups:
                 group["lr"] = _learning_rate(config, step, steps_total, time.time() - t0)
             xb = augment_batch(x_train[idx], generator=gen, elastic_probability=elastic).to(dev)
-            logit = net.logits(xb)
-            loss = F.binary_cross_entropy_with_logits(logit, y_tr[idx].to(dev))
-            if t_tr is not None:
-                w = config.distill_weight
-                loss = (1 - w) * loss + w * F.binary_cross_entropy_with_logits(logit, t_tr[idx].to(dev))
+            loss = _batch_loss(net, xb, y_tr[idx].to(dev), None if t_tr is None else t_tr[idx].to(dev), config, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -225,6 +225,30 @@ def train_network(net: nn.Module, x_train: torch.Tensor, y_train: np.ndarray, x_
         net.load_state_dict(best[2])
     net.eval()
     return {"history": history, "best_epoch": best[1], "seconds": round(time.time() - t0, 1)}
+
+
+def _batch_loss(net: nn.Module, xb: torch.Tensor, yb: torch.Tensor, teacher: Optional[torch.Tensor],
+                config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """The training loss of one batch: BCE on the labels (mixed with the ``teacher``'s soft labels
+    by ``config.distill_weight``); with ``config.consistency_weight`` > 0 on two views of the batch
+    (the batch and one random rotation/mirror image of it) plus the weighted symmetric KL
+    divergence between the views' outputs, ``(p1 − p2)(l1 − l2) / 2`` for logits l and
+    probabilities p (zero when the network answers the same for both orientations)."""
+    w_view = config.consistency_weight
+    if w_view > 0:
+        g = int(torch.randint(1, 8, (1,), generator=gen))  # never the identity
+        xb = torch.cat([xb, dihedral_views(xb)[g]])
+        yb = torch.cat([yb, yb])
+        teacher = None if teacher is None else torch.cat([teacher, teacher])
+    logit = net.logits(xb)
+    loss = F.binary_cross_entropy_with_logits(logit, yb)
+    if teacher is not None:
+        w = config.distill_weight
+        loss = (1 - w) * loss + w * F.binary_cross_entropy_with_logits(logit, teacher)
+    if w_view > 0:
+        l1, l2 = logit.chunk(2)
+        loss = loss + w_view * (0.5 * (torch.sigmoid(l1) - torch.sigmoid(l2)) * (l1 - l2)).mean()
+    return loss
 
 
 def _learning_rate(config: TrainConfig, step: int, steps_total: int, elapsed_s: float) -> float:

@@ -412,7 +412,10 @@ def _x(cs: CropSet, channels: int) -> torch.Tensor:
 #: 90° rotations only; ``"3.x"``: the same with half the training fields given a large sample, a
 #: background tilt/curvature or an amplitude ripple (:mod:`.screening_augment`, labels kept);
 #: ``"3.x-spectrum"``: 3.x-plain with the spectrum as a third input channel; ``"3.x-zoom"``: 3.x-plain with half
-#: the training fields zoomed 1–2× (:func:`.screening_augment.pupil_zoom`: setups that sample the pupil finer).
+#: the training fields zoomed 1–2× (:func:`.screening_augment.pupil_zoom`: setups that sample the pupil finer);
+#: ``"3.x-consistent"``: 3.x-plain trained on two orientations of every batch with a view-consistency
+#: loss (:class:`.screening.TrainConfig` ``consistency_weight``), so that the score does not swing with
+#: the field's orientation without paying test-time augmentation's 8 passes.
 _RECIPE_3 = {"elastic_probability": 0.0, "schedule": "cosine", "warmup_steps": 200, "ema_decay": 0.998,
              "weight_decay": 1e-4, "weight_decay_decoupled": True}
 _NET_3 = {"full_resolution": 1, "mean_pool": 1}
@@ -422,6 +425,7 @@ RECIPES: dict[str, dict] = {
     "3.x": {"channels": 2, "net": _NET_3, "train": _RECIPE_3, "field_augment": 0.5},
     "3.x-spectrum": {"channels": 3, "net": _NET_3, "train": _RECIPE_3},
     "3.x-zoom": {"channels": 2, "net": _NET_3, "train": _RECIPE_3, "zoom_augment": 0.5},
+    "3.x-consistent": {"channels": 2, "net": _NET_3, "train": {**_RECIPE_3, "consistency_weight": 1.0}},
 }
 
 

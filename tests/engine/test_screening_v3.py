@@ -189,3 +189,43 @@ def test_dihedral_test_time_augmentation_is_orientation_invariant_and_card_drive
     save_model(net, tmp_path / "bad.safetensors", {**card, "input": {**card["input"], "test_time_augmentation": "x"}})
     with pytest.raises(ModelFileError, match="test_time_augmentation"):
         load_model(tmp_path / "bad.safetensors").predict_fields(fields)
+
+
+class _PixelNet(torch.nn.Module):
+    """A toy 'network' whose logit is a fixed mix of one corner pixel and the image mean."""
+
+    def __init__(self, corner: float) -> None:
+        super().__init__()
+        self.corner = torch.nn.Parameter(torch.tensor(corner))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.corner * x[:, 0, 0, 0] + x.mean(dim=(1, 2, 3))
+
+
+def test_view_consistency_loss_is_zero_for_an_invariant_net_and_penalises_orientation():
+    """``consistency_weight``: both views get the label loss, and the symmetric KL between the
+    two orientations' outputs is added — zero for an orientation-invariant network, positive and
+    differentiable for one that looks at a corner."""
+    from engine.training.screening import _batch_loss
+
+    torch.manual_seed(1)
+    x, y = torch.randn(16, 2, 8, 8), (torch.arange(16) % 2).float()
+    plain, view = TrainConfig(distill_weight=0.0), TrainConfig(distill_weight=0.0, consistency_weight=1.0)
+    invariant = _PixelNet(0.0)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(invariant.logits(x), y)
+    assert torch.allclose(_batch_loss(invariant, x, y, None, plain, torch.Generator().manual_seed(0)), bce)
+    assert torch.allclose(_batch_loss(invariant, x, y, None, view, torch.Generator().manual_seed(0)), bce, atol=1e-6)
+    corner = _PixelNet(3.0)
+    gen = torch.Generator().manual_seed(0)
+    with_view = _batch_loss(corner, x, y, None, view, gen)
+    g = int(torch.randint(1, 8, (1,), generator=torch.Generator().manual_seed(0)))
+    from engine.screening.network import dihedral_views
+    l1, l2 = corner.logits(x), corner.logits(dihedral_views(x)[g])
+    labels = 0.5 * (torch.nn.functional.binary_cross_entropy_with_logits(l1, y)
+                    + torch.nn.functional.binary_cross_entropy_with_logits(l2, y))
+    kl = (0.5 * (torch.sigmoid(l1) - torch.sigmoid(l2)) * (l1 - l2)).mean()
+    assert kl > 0.05
+    assert torch.allclose(with_view, labels + kl, atol=1e-6)
+    with_view.backward()
+    assert corner.corner.grad is not None and corner.corner.grad.abs() > 0
+

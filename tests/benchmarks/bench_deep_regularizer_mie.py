@@ -1,0 +1,128 @@
+"""The learned regulariser against TV on exact-Mie weak spheres from a code this project did not write (issue #22).
+
+The issue's "tried as a new user would" check, remade as a script: the weak spheres of
+``bench_independent_mie.py`` (miepython's vector Mie fields, n 1.36, r 2.5 µm in n_m 1.337,
+λ 0.532 µm, 49 ring illuminations up to 0.8 of the pupil, NA 1.2, 256² px at 0.1 µm, through the
+camera model of ``tests/engine/_mie_holograms.py``; three positions, seeds 0–2). Each hologram
+folder goes through :func:`engine.pipeline.process.process_measurement` twice, screening on (the
+shipped models), once with ``regularize="tv"`` and once with ``regularize="deep"``. Reported per
+sphere, on the whole volume:
+
+- SSIM of the learned volume against TV's (Gaussian window σ 1.5 voxels, TV's data range;
+  Wang et al. 2004, as :func:`engine.training.deep_regularizer_data.ssim_gaussian`);
+- mean index inside the sphere (r < R − 0.3 µm) of each, against the truth 1.36 and each other;
+- the background's mean and standard deviation (r > R + 1 µm);
+- the sphere's axial and lateral FWHM (µm) of each, on the lines through its centre;
+- each whole run's seconds.
+
+The data come from miepython, not from the simulator the regulariser was trained on, and the
+sphere's setup (NA 1.2, 49 rings, λ 0.532) is none of the training setups' exact values.
+
+Run::
+
+    OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_deep_regularizer_mie.py \
+        [--spheres 3] [--screen model|none] [--json FILE]
+
+Needs miepython (``pip install -e .[bench]``). Numbers only, no assertion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_independent_mie import N_SPHERE, RADIUS, sphere_centre, write_folder  # noqa: E402
+from _mie_holograms import NM  # noqa: E402
+
+
+def fwhm_um(profile: np.ndarray, step_um: float) -> float:
+    """Full width at half maximum (µm) of a 1-D profile above its median background, linear interpolation."""
+    p = profile - np.median(profile)
+    peak = int(np.argmax(p))
+    half = p[peak] / 2
+
+    def edge(direction: int) -> float:
+        i = peak
+        while 0 < i < len(p) - 1 and p[i + direction] > half:
+            i += direction
+        j = i + direction
+        if not 0 <= j < len(p):
+            return float(i)
+        return i + direction * (p[i] - half) / max(p[i] - p[j], 1e-12)
+
+    return (edge(1) - edge(-1)) * step_um
+
+
+def sphere_numbers(ri: np.ndarray, voxel, origin, centre) -> dict:
+    """Mean inside / background and FWHM of one volume (z, y, x) around the sphere ``centre`` (µm)."""
+    axes = [origin[i] + voxel[i] * np.arange(ri.shape[i]) for i in range(3)]
+    zz, yy, xx = np.meshgrid(*(axes[i] - centre[i] for i in range(3)), indexing="ij")
+    r = np.sqrt(zz**2 + yy**2 + xx**2)
+    iz, iy, ix = (int(np.argmin(np.abs(axes[i] - centre[i]))) for i in range(3))
+    bg = ri[r > RADIUS + 1.0]
+    return {"mean_inside": float(ri[r < RADIUS - 0.3].mean()), "bg_mean": float(bg.mean() - NM),
+            "bg_std": float(bg.std()), "fwhm_axial_um": fwhm_um(ri[:, iy, ix], voxel[0]),
+            "fwhm_lateral_um": 0.5 * (fwhm_um(ri[iz, iy, :], voxel[2]) + fwhm_um(ri[iz, :, ix], voxel[1]))}
+
+
+def run(spheres: int, screen: str = "model", size: int = 256) -> list[dict]:
+    from engine.pipeline.process import ProcessOptions, process_measurement
+    from engine.training.deep_regularizer_data import ssim_gaussian
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(spheres):
+            folder = Path(tmp) / f"sphere_{seed}"
+            write_folder(folder, size, seed)
+            out = {}
+            for reg in ("tv", "deep"):
+                opts = ProcessOptions(regularize=reg, screen=screen, device="cpu")
+                t0 = time.perf_counter()
+                res = process_measurement(folder, None, opts)
+                out[reg] = (res, time.perf_counter() - t0)
+            t = out["tv"][0].tomogram
+            tv, deep = t.ri_tv, out["deep"][0].tomogram.ri_deep
+            c = sphere_centre(seed)
+            row = {"sphere": seed, "shape": list(tv.shape), "ssim_deep_vs_tv": ssim_gaussian(deep, tv),
+                   "fields_used": int(out["tv"][0].screening.decision.sum()),
+                   "tv": sphere_numbers(tv, t.voxel_size_um, t.origin_um, c),
+                   "deep": sphere_numbers(deep, t.voxel_size_um, t.origin_um, c),
+                   "seconds_tv": out["tv"][1], "seconds_deep": out["deep"][1],
+                   "domain_warnings": [w for w in out["deep"][0].warnings if "regulari" in w]}
+            rows.append(row)
+            d, v = row["deep"], row["tv"]
+            print(f"sphere {seed}: SSIM {row['ssim_deep_vs_tv']:.3f}; mean inside − 1.36: TV {v['mean_inside'] - N_SPHERE:+.4f}, "
+                  f"deep {d['mean_inside'] - N_SPHERE:+.4f} (deep − TV {d['mean_inside'] - v['mean_inside']:+.4f}); "
+                  f"background std TV {v['bg_std']:.4f} deep {d['bg_std']:.4f}; FWHM axial/lateral µm TV "
+                  f"{v['fwhm_axial_um']:.2f}/{v['fwhm_lateral_um']:.2f} deep {d['fwhm_axial_um']:.2f}/"
+                  f"{d['fwhm_lateral_um']:.2f}; {row['fields_used']}/49 fields; "
+                  f"{row['seconds_tv']:.0f} s vs {row['seconds_deep']:.0f} s", flush=True)
+            for w in row["domain_warnings"]:
+                print(f"  warning: {w}")
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spheres", type=int, default=3)
+    ap.add_argument("--screen", choices=("model", "rule", "none"), default="model",
+                    help="field screening (the issue's check: the shipped model)")
+    ap.add_argument("--json", type=Path, default=None, help="write the rows here")
+    args = ap.parse_args(argv)
+    rows = run(args.spheres, args.screen)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
