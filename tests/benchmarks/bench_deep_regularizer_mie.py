@@ -21,7 +21,7 @@ sphere's setup (NA 1.2, 49 rings, λ 0.532) is none of the training setups' exac
 Run::
 
     OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_deep_regularizer_mie.py \
-        [--spheres 3] [--screen model|none] [--json FILE]
+        [--spheres 3] [--screen model|none] [--json FILE] [--save DIR]
 
 Needs miepython (``pip install -e .[bench]``). Numbers only, no assertion.
 """
@@ -45,21 +45,16 @@ from _mie_holograms import NM  # noqa: E402
 
 
 def fwhm_um(profile: np.ndarray, step_um: float) -> float:
-    """Full width at half maximum (µm) of a 1-D profile above its median background, linear interpolation."""
+    """Full width at half maximum (µm) of a 1-D profile above its median background: between the
+    outermost half-maximum crossings (a dip inside a flat-topped object does not shorten it),
+    linearly interpolated."""
     p = profile - np.median(profile)
-    peak = int(np.argmax(p))
-    half = p[peak] / 2
-
-    def edge(direction: int) -> float:
-        i = peak
-        while 0 < i < len(p) - 1 and p[i + direction] > half:
-            i += direction
-        j = i + direction
-        if not 0 <= j < len(p):
-            return float(i)
-        return i + direction * (p[i] - half) / max(p[i] - p[j], 1e-12)
-
-    return (edge(1) - edge(-1)) * step_um
+    half = p.max() / 2
+    above = np.flatnonzero(p > half)
+    lo, hi = int(above[0]), int(above[-1])
+    left = lo - (p[lo] - half) / max(p[lo] - p[lo - 1], 1e-12) if lo > 0 else float(lo)
+    right = hi + (p[hi] - half) / max(p[hi] - p[hi + 1], 1e-12) if hi < len(p) - 1 else float(hi)
+    return (right - left) * step_um
 
 
 def sphere_numbers(ri: np.ndarray, voxel, origin, centre) -> dict:
@@ -74,7 +69,7 @@ def sphere_numbers(ri: np.ndarray, voxel, origin, centre) -> dict:
             "fwhm_lateral_um": 0.5 * (fwhm_um(ri[iz, iy, :], voxel[2]) + fwhm_um(ri[iz, :, ix], voxel[1]))}
 
 
-def run(spheres: int, screen: str = "model", size: int = 256) -> list[dict]:
+def run(spheres: int, screen: str = "model", size: int = 256, save: Path | None = None) -> list[dict]:
     from engine.pipeline.process import ProcessOptions, process_measurement
     from engine.training.deep_regularizer_data import ssim_gaussian
 
@@ -99,6 +94,13 @@ def run(spheres: int, screen: str = "model", size: int = 256) -> list[dict]:
                    "seconds_tv": out["tv"][1], "seconds_deep": out["deep"][1],
                    "domain_warnings": [w for w in out["deep"][0].warnings if "regulari" in w]}
             rows.append(row)
+            if save is not None:  # the volumes' central planes and axial lines, to look at
+                save.mkdir(parents=True, exist_ok=True)
+                iz, iy, ix = (int(np.argmin(np.abs(t.origin_um[i] + t.voxel_size_um[i] * np.arange(tv.shape[i]) - c[i])))
+                              for i in range(3))
+                np.savez_compressed(save / f"sphere_{seed}_{screen}.npz", **{
+                    f"{k}_{cut}": v for k, vol in (("tv", tv), ("deep", deep)) for cut, v in
+                    (("xy", vol[iz]), ("xz", vol[:, iy]), ("z", vol[:, iy, ix]))}, voxel_um=np.asarray(t.voxel_size_um))
             d, v = row["deep"], row["tv"]
             print(f"sphere {seed}: SSIM {row['ssim_deep_vs_tv']:.3f}; mean inside − 1.36: TV {v['mean_inside'] - N_SPHERE:+.4f}, "
                   f"deep {d['mean_inside'] - N_SPHERE:+.4f} (deep − TV {d['mean_inside'] - v['mean_inside']:+.4f}); "
@@ -117,10 +119,11 @@ def main(argv=None) -> int:
     ap.add_argument("--screen", choices=("model", "rule", "none"), default="model",
                     help="field screening (the issue's check: the shipped model)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
+    ap.add_argument("--save", type=Path, default=None, help="save central planes and axial lines (npz) here")
     args = ap.parse_args(argv)
-    rows = run(args.spheres, args.screen)
+    rows = run(args.spheres, args.screen, save=args.save)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps(rows, indent=1, default=float))
     return 0
 
 
