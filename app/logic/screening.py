@@ -149,6 +149,9 @@ class ScreeningData:
         How the side band of these fields was chosen, one line.
     warnings : list of str
         Warnings of the retrieval (shown in a banner).
+    crop_origin : (int, int)
+        First row and column of the crop the network sees in every field
+        (:func:`engine.screening.sample_crop.screening_crop_origin`); the saliency overlay sits there.
     """
 
     measurement_id: int
@@ -174,6 +177,7 @@ class ScreeningData:
     quality: dict = field(default_factory=dict)
     sideband_description: str = ""
     warnings: list = field(default_factory=list)
+    crop_origin: tuple = (0, 0)
 
 
 def prepare_screening(project: Any, measurement_id: int, *, model: Any = "default", threshold: float = 0.5,
@@ -184,7 +188,9 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
     :func:`engine.pipeline.project_screening.screen_project_measurement` does the work and
     documents the parameters; this adds the phase thumbnails the grid shows.
     """
+    from engine.screening.network import CROP_SIZE
     from engine.screening.rule import DEFAULT_RULE_THRESHOLD
+    from engine.screening.sample_crop import screening_crop_origin
 
     ps = screen_project_measurement(project, measurement_id, model=model, threshold=threshold, rescreen=rescreen,
                                     device=device, sideband=sideband, progress=sub_progress(progress, 0.0, 0.95),
@@ -204,17 +210,24 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
         model_label=ps.model_label, model_name=str(run["model_name"] or ""),
         model_version=str(run["model_version"] or ""), model=ps.model, model_note=ps.model_note, run=ps.run,
         timings_s=ps.timings_s, quality=dict((ps.retrieval or {}).get("quality") or {}),
-        sideband_description=ps.sideband_description, warnings=list(ps.warnings))
+        sideband_description=ps.sideband_description, warnings=list(ps.warnings),
+        crop_origin=screening_crop_origin(ps.fields, CROP_SIZE))
 
 
-def compute_saliency(model: Any, field_: np.ndarray, method: str,
+def compute_saliency(model: Any, field_: np.ndarray, method: str, crop_origin: Optional[tuple] = None,
                      progress: Optional[Callable[..., None]] = None, cancel=None) -> np.ndarray:
-    """Saliency map (crop, crop) float32 0..1 of one field (H, W) for ``method`` (a job)."""
+    """Saliency map (crop, crop) float32 0..1 of one field (H, W) for ``method`` (a job), on the
+    crop the screen took from ``crop_origin`` (y0, x0) (None: the centre crop)."""
+    from engine.screening.network import CROP_SIZE
     from engine.screening.saliency import saliency_maps
+    from engine.screening.sample_crop import crop_at
 
     check_cancel(cancel)
     report(progress, 0.0, f"saliency ({method})")
-    out = saliency_maps(model, np.asarray(field_)[None], methods=(method,))[method][0]
+    f = np.asarray(field_)
+    if crop_origin is not None:
+        f = crop_at(f, tuple(crop_origin), CROP_SIZE)
+    out = saliency_maps(model, f[None], methods=(method,))[method][0]
     report(progress, 1.0, "saliency done")
     return out
 

@@ -531,7 +531,8 @@ class ScreeningTab(QWidget):
         if not current.isValid() or self.data is None:
             return
         i = int(current.data(FieldGridModel.IndexRole))
-        self.view.set_field(self.data.fields[i], self.data.pixel_size_um, f"{self.data.name} · field {i}")
+        self.view.set_field(self.data.fields[i], self.data.pixel_size_um, f"{self.data.name} · field {i}",
+                            crop_origin=self.data.crop_origin)
         self._show_details()
 
     def _show_details(self) -> None:
@@ -634,7 +635,7 @@ class ScreeningTab(QWidget):
                 self.saliency_ready.emit(method)
 
         self._saliency_job = self.runner.submit(f"Saliency of field {i}", compute_saliency, d.model, d.fields[i],
-                                                method, on_result=done, show_errors=False)
+                                                method, d.crop_origin, on_result=done, show_errors=False)
 
     # ---------------------------------------------------------------- retraining
     def retrain(self) -> Optional[Job]:

@@ -6,9 +6,10 @@ The spectrum is ``fftshift(fft2(U))`` with axes ``fftfreq(n, d=pixel)`` in cycle
 (index ``n//2`` after the shift is frequency 0). The phase is ``angle(U·e^{−i·arg ΣU})``
 (the field's mean phase removed), in radians; n > n_m gives a positive phase.
 
-A saliency map (0..1, from :mod:`engine.screening.saliency`) covers the network's centre
-crop of ``crop`` pixels: crop pixel ``j`` is field pixel ``n//2 − crop//2 + j``, i.e. it
-sits at ``(j − crop//2)·pixel`` — the overlay is placed there, whatever the field size. It
+A saliency map (0..1, from :mod:`engine.screening.saliency`) covers the network's crop of
+``crop`` pixels starting at field pixel ``(y0, x0)`` (``crop_origin`` of :meth:`FieldView.set_field`;
+by default the centre crop, ``y0 = n//2 − crop//2``): crop pixel ``j`` is field pixel ``y0 + j``,
+i.e. it sits at ``(y0 + j − n//2)·pixel`` — the overlay is placed there, whatever the field size. It
 is drawn with the "inferno" colour map, its alpha following the map value, times the
 opacity slider.
 
@@ -108,6 +109,7 @@ class FieldView(QWidget):
         lay.addWidget(self.saliency_note)
 
         self._field: Optional[np.ndarray] = None
+        self._crop_origin: Optional[tuple[int, int]] = None
         self._px = 1.0
         self._maps: dict[str, np.ndarray] = {}
         self._saliency_available = True
@@ -134,10 +136,13 @@ class FieldView(QWidget):
             self.saliency.setToolTip(why)
         self.saliency_note.setText("" if available else why)
 
-    def set_field(self, field: np.ndarray, pixel_size_um: float, title: str = "") -> None:
-        """Show a complex field (H, W) with pixel size in µm; forgets the previous field's saliency."""
+    def set_field(self, field: np.ndarray, pixel_size_um: float, title: str = "",
+                  crop_origin: Optional[tuple] = None) -> None:
+        """Show a complex field (H, W) with pixel size in µm; forgets the previous field's saliency.
+        ``crop_origin`` (y0, x0): where the network's crop starts (None: the centre crop)."""
         self._field = np.asarray(field)
         self._px = float(pixel_size_um)
+        self._crop_origin = None if crop_origin is None else (int(crop_origin[0]), int(crop_origin[1]))
         self._maps = {}
         self.plot.setTitle(title)
         self.stack.setCurrentWidget(self.plot_widget)
@@ -215,6 +220,11 @@ class FieldView(QWidget):
             rgba = rgba[y0:y0 + min(h, c), x0:x0 + min(w, c)]
         c_y, c_x = rgba.shape[:2]
         px = self._px
+        # first field pixel of the crop, relative to the image centre (pixel n//2 sits at 0)
+        if self._crop_origin is not None and h >= c and w >= c:
+            off_y, off_x = self._crop_origin[0] - h // 2, self._crop_origin[1] - w // 2
+        else:
+            off_y, off_x = -(c_y // 2), -(c_x // 2)
         self.overlay.setImage(rgba, autoLevels=False, levels=(0, 255))
-        self.overlay.setRect(QRectF(-(c_x // 2) * px, -(c_y // 2) * px, c_x * px, c_y * px))
+        self.overlay.setRect(QRectF(off_x * px, off_y * px, c_x * px, c_y * px))
         self.overlay.setVisible(True)

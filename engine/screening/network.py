@@ -25,7 +25,9 @@ Input normalisation (stated once, used in training and inference alike):
   index ``crop//2``; flips and 90° rotations of the image map onto the spectrum to within one
   frequency bin (the training's augmentation).
 
-Crops smaller than the field are taken at the centre; fields smaller than the crop are
+Crops smaller than the field are taken at the centre by :func:`preprocess`; :func:`screen_fields`
+first crops every field of a measurement around its sample when the sample lies mostly outside
+the centre crop (:mod:`engine.screening.sample_crop`). Fields smaller than the crop are
 zero-padded after normalisation (zero = background).
 
 Model files: ``<name>.safetensors`` (fp16 tensors, never pickled) with ``<name>.json``, a
@@ -50,6 +52,7 @@ from ..progress import CancelToken, check_cancel, report
 from ..resources import models_dir
 from .domain import screening_domain_check
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
+from .sample_crop import crop_at, screening_crop_origin
 
 __all__ = [
     "ScreeningNet",
@@ -625,6 +628,10 @@ class ScreeningResult:
     warnings : list of str
         Where the measurement lies outside the model's training domain
         (:func:`engine.screening.domain.screening_domain_check`); empty for the rule.
+    crop_origin : (int, int) or None
+        First row and column (y0, x0) of the crop the network and the rule looked at
+        (:func:`engine.screening.sample_crop.screening_crop_origin`: the centre crop unless the
+        sample lies mostly outside it); None when not known (e.g. read from an older file).
     """
 
     score: np.ndarray
@@ -637,6 +644,7 @@ class ScreeningResult:
     rule_threshold: float = DEFAULT_RULE_THRESHOLD
     rule_decision: Optional[np.ndarray] = None
     warnings: list = field(default_factory=list)
+    crop_origin: Optional[tuple[int, int]] = None
 
     @property
     def model_label(self) -> str:
@@ -718,7 +726,8 @@ def screen_fields(
     px = float(pixel_size_um if pixel_size_um is not None else metadata.pixel_size_um)
     report(progress, 0.0, "rule metric")
     check_cancel(cancel)
-    crop_fields = _centre_crop(f, CROP_SIZE)
+    origin = screening_crop_origin(f, CROP_SIZE)  # the sample, wherever it sits on the camera
+    crop_fields = crop_at(f, origin, CROP_SIZE)
     rule = rule_peak_metric(crop_fields, illumination_per_um, px, float(metadata.wavelength_um),
                             mask_radius_per_um=mask_radius_per_um)
     rule_dec = rule_decide(rule, rule_threshold)
@@ -727,7 +736,7 @@ def screen_fields(
         return ScreeningResult(score=np.full(n, np.nan, np.float32), rule_peak=rule, decision=rule_dec.copy(),
                                source=np.ones(n, np.uint8), model_name="rule", model_version="1",
                                threshold=float(threshold), rule_threshold=float(rule_threshold),
-                               rule_decision=rule_dec)
+                               rule_decision=rule_dec, crop_origin=origin)
     dev = resolve_device(device)
     if isinstance(model, ScreeningModel):
         m = model if model.device == dev else model.to(dev)
@@ -737,7 +746,7 @@ def screen_fields(
     check_cancel(cancel)
     # a model trained on the wrapped phase must see the wrapped phase, whatever the caller has
     use_unwrapped = unwrapped_phase is not None and m.phase_source == "unwrapped"
-    x = preprocess(crop_fields, unwrapped_phase=_centre_crop(np.asarray(unwrapped_phase), CROP_SIZE)
+    x = preprocess(crop_fields, unwrapped_phase=crop_at(np.asarray(unwrapped_phase), origin, CROP_SIZE)
                    if use_unwrapped else None, input_kind=m.input_kind, crop=m.crop)
     score = m.predict_tensor(x, batch_size=batch_size, cancel=cancel)
     decision = (score <= threshold).astype(np.uint8)
@@ -745,4 +754,5 @@ def screen_fields(
     return ScreeningResult(score=score, rule_peak=rule, decision=decision, source=np.zeros(n, np.uint8),
                            model_name=m.name, model_version=m.version, threshold=float(threshold),
                            rule_threshold=float(rule_threshold), rule_decision=rule_dec,
-                           warnings=screening_domain_check(metadata, m.card, pixel_size_um=px, field_shape=f.shape))
+                           warnings=screening_domain_check(metadata, m.card, pixel_size_um=px, field_shape=f.shape),
+                           crop_origin=origin)

@@ -68,6 +68,7 @@ from .crops import CropSet, augment_batch, generate_crops
 from .domain import measurement_screening_setup, widened_domain
 from .network import (CROP_SIZE, MODELS_DIR, SPECTRUM_KINDS, ModelFileError, ScreeningModel, _centre_crop, _pad_to,
                       build_network, load_model, preprocess, save_model)
+from .sample_crop import crop_at, screening_crop_origin
 
 __all__ = ["RetrainReport", "LabelledFields", "retrain_on_labels", "retrain_from_overrides", "overrides_of_project",
            "labelled_fields_of_project", "next_model_path", "retrain_command", "JOB_KIND"]
@@ -500,7 +501,8 @@ def labelled_fields_of_project(project: Any, *, confirmed: bool = True) -> Label
             continue
         n = min(len(res.fields), len(decision))
         take = np.flatnonzero(np.ones(n, bool) if confirmed else is_manual[:n])
-        fs.append(_pad_to(_centre_crop(res.fields[take], CROP_SIZE), CROP_SIZE).astype(np.complex64))
+        origin = screening_crop_origin(res.fields, CROP_SIZE)  # the crop the screen took
+        fs.append(_pad_to(crop_at(res.fields[take], origin, CROP_SIZE), CROP_SIZE).astype(np.complex64))
         ys.append((1 - decision[take]).astype(np.uint8))
         gs.append(np.full(len(take), rec.id, np.int64))
         ms.append(is_manual[take])

@@ -449,3 +449,26 @@ def test_project_model_is_loaded_shown_and_adopting_stores_it(qtbot, runner, set
         again.set_project(None)
     again.set_project(None)
     assert again.model == "default" and "shipped" in again.model_label.text()
+
+
+def test_saliency_overlay_sits_on_the_crop_the_screen_took(qtbot):
+    """A sample far from the middle of a large field: the network's crop starts at
+    ``crop_origin`` (engine.screening.sample_crop), and the overlay is drawn there, in µm from
+    the image centre; without an origin it stays on the centre crop."""
+    from app.widgets.saliency_view import FieldView
+
+    view = FieldView()
+    qtbot.addWidget(view)
+    field = np.ones((400, 300), np.complex64)
+    px = 0.1
+    m = np.random.default_rng(0).random((128, 128)).astype(np.float32)
+    view.saliency.setCurrentIndex(1)
+    view.set_field(field, px, "off-centre", crop_origin=(272, 86))
+    view.set_saliency(view.saliency_method, m)
+    r = view.overlay.mapRectToParent(view.overlay.boundingRect())
+    assert r.top() == pytest.approx((272 - 200) * px) and r.left() == pytest.approx((86 - 150) * px)
+    assert r.height() == pytest.approx(128 * px)
+    view.set_field(field, px, "centre")
+    view.set_saliency(view.saliency_method, m)
+    r = view.overlay.mapRectToParent(view.overlay.boundingRect())
+    assert r.top() == pytest.approx(-64 * px) and r.left() == pytest.approx(-64 * px)
