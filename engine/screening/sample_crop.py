@@ -72,7 +72,7 @@ def sample_weight(fields: np.ndarray) -> Optional[np.ndarray]:
     f = np.asarray(fields)
     f = f[None] if f.ndim == 2 else f
     take = np.unique(np.linspace(0, len(f) - 1, min(len(f), MAX_FIELDS)).round().astype(int))
-    sub = f[take].astype(np.complex128)
+    sub = f[take].astype(np.complex64)
     sub = sub * np.exp(-1j * np.angle(sub.sum(axis=(-2, -1), keepdims=True)))
     rep = np.median(sub.real, axis=0) + 1j * np.median(sub.imag, axis=0)
     phase = np.asarray(unwrap_phase(np.angle(rep)), np.float64)
