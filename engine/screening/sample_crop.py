@@ -5,7 +5,7 @@ models). They were trained on simulated measurements whose sample sits at the ce
 centre crop was all they needed. On a real camera the sample can sit anywhere: qpimage's HL60
 hologram (``tests/data/hologram_cell_curved_bg.jpg``, 600 × 400 px) has its cell at row ~400,
 and the centre crop (rows 236–364) holds only the cell's upper edge. The shipped model scores
-that clean field 0.56 (noisy); centred on the cell, 0.12 (clean).
+that clean field 0.56 (noisy); centred on the cell, 0.10 (clean).
 
 :func:`screening_crop_origin` finds the sample once per measurement, from the fields alone (so
 the screen, the saliency overlay of the Screening tab and retraining from overrides take the
@@ -14,10 +14,11 @@ unwrapped (scikit-image, Herráez et al. 2002) and a second-order polynomial fit
 frame removed (tilted references and curved backgrounds, as after a synthesised background),
 smoothed (Gaussian σ 2 px); the sample is where ``|phase|`` lies in the upper half between the
 map's median and its maximum. The centre crop stays whenever it already holds at least
-``inside_fraction`` of that sample weight, or when no sample stands out (peak less than 0.3 rad
+``inside_fraction`` (0.9) of the sample weight that a crop centred on the sample's weighted
+centroid would hold (so a centred sample larger than the crop keeps it), or when no sample stands out (peak less than 0.3 rad
 or 8 robust standard deviations above the median) — so measurements with a centred sample, and
-all training data, are screened exactly as before. Otherwise the crop is centred on the
-sample's weighted centroid, kept inside the field.
+all training data, are screened exactly as before. Otherwise the crop is the one centred on
+the sample, kept inside the field.
 
 Conventions: images (y, x); ``(y0, x0)`` is the crop's first row and column in field pixels
 (the centre crop: ``(h//2 − crop//2, w//2 − crop//2)``, as :mod:`engine.screening.network`).
@@ -95,7 +96,8 @@ def screening_crop_origin(fields: np.ndarray, crop: int, *, inside_fraction: flo
     crop : int
         Crop side, pixels (the model card's ``input.crop``).
     inside_fraction : float
-        Keep the centre crop when it holds at least this fraction of the sample's weight.
+        Keep the centre crop when it holds at least this fraction of the sample weight that a
+        crop centred on the sample holds (a sample larger than the crop, centred, keeps it).
 
     Returns
     -------
@@ -111,10 +113,10 @@ def screening_crop_origin(fields: np.ndarray, crop: int, *, inside_fraction: flo
     if weight is None:
         return centre
     total = float(weight.sum())
-    if crop_at(weight, centre, crop).sum() >= inside_fraction * total:
-        return centre
     yy, xx = np.mgrid[:h, :w]
     cy, cx = float((weight * yy).sum()) / total, float((weight * xx).sum()) / total
-    y0 = int(np.clip(round(cy) - crop // 2, 0, max(h - crop, 0)))
-    x0 = int(np.clip(round(cx) - crop // 2, 0, max(w - crop, 0)))
-    return y0, x0
+    on_sample = (int(np.clip(round(cy) - crop // 2, 0, max(h - crop, 0))),
+                 int(np.clip(round(cx) - crop // 2, 0, max(w - crop, 0))))
+    if crop_at(weight, centre, crop).sum() >= inside_fraction * crop_at(weight, on_sample, crop).sum():
+        return centre  # the centre crop already sees (nearly) as much of the sample
+    return on_sample

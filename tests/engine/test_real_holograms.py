@@ -281,7 +281,7 @@ def test_fourth_real_hologram_with_a_curved_background_matches_qpretrieve(curved
 def test_fourth_real_hologram_is_scored_clean_on_a_crop_that_holds_its_cell(curved_background):
     """The cell sits near the lower edge: the centre crop (rows 236–364) holds only its upper
     edge, and there the shipped model scored this clean field 0.56 (noisy). The screen now crops
-    around the sample (:mod:`engine.screening.sample_crop`): rows ~338–466, score 0.12."""
+    around the sample (:mod:`engine.screening.sample_crop`): rows 340–467, score 0.10."""
     from engine.screening import screen_fields
 
     r, _, _, md = curved_background

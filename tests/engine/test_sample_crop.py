@@ -62,3 +62,10 @@ def test_every_field_of_a_measurement_gets_the_same_crop_in_the_screen():
     s = screen_fields(f, None, md, method="rule")
     assert s.crop_origin == screening_crop_origin(f, CROP)
     assert len(s.rule_peak) == len(f)
+
+
+def test_a_centred_sample_larger_than_the_crop_keeps_the_centre_crop():
+    """qpformat's hologram: a cell ~170 px across, slightly off the middle; no crop holds all of
+    it, and the centre crop holds nearly as much as one centred on the cell: it stays."""
+    f = _measurement(shape=(294, 280), centre=(155, 142), radius=85)
+    assert screening_crop_origin(f, CROP) == centre_origin(f.shape, CROP)
