@@ -210,23 +210,11 @@ def test_third_real_hologram_without_background_matches_qpretrieve_and_is_scored
     screening candidates of session 9 had been judged on the two holograms above, so its screening
     score was not looked at while tuning them (issue #19: a hologram for validation, not for tuning).
     """
-    from skimage.restoration import unwrap_phase
-
-    from engine.holography.retrieval import retrieve_fields
-    from engine.metadata import MeasurementMetadata
     from engine.screening import screen_fields
-    from engine.store.qpformat_hdf5 import synthesise_background
 
     with tifffile.TiffFile(DATA / "single_holo.tif") as t:
         holo = t.pages[0].asarray()  # (238, 267) uint8; the page, not the description's "shape"
-    ref = qpretrieve.OffAxisHologram(holo)
-    ref.run_pipeline(filter_size=1 / 2)
-    ref_phase, frame = _minus_border_plane(unwrap_phase(np.angle(np.squeeze(np.asarray(ref.field)))))
-    c = np.hypot(*ref.pipeline_kws["sideband_freq"]) / PX
-    md = MeasurementMetadata.from_dict({"format": "odt-measurement/1", "wavelength_um": LAM, "medium_index": NM,
-                                        "na_objective": PUPIL * c * LAM, "pixel_size_um": PX})
-    bg, _ = synthesise_background(holo[None], md)
-    r = retrieve_fields(holo[None], bg[None], md, device="cpu")
+    r, ref_phase, frame, md = _without_background(holo)
     assert r.sideband.source == "auto" and not r.sideband.ambiguous
     assert r.quality.unwrap_inconsistency[0] == 0
     ours, _ = _minus_border_plane(r.unwrapped_phase[0])
@@ -239,17 +227,16 @@ def test_third_real_hologram_without_background_matches_qpretrieve_and_is_scored
     assert any("pupil sampling" in x and "is below its training range" in x for x in s.warnings)  # 0.222
 
 
-def _curved_background_field():
-    """qpimage's HL60 hologram with a curved background (no background image): our retrieval,
-    qpretrieve's unwrapped phase minus its border plane, and the metadata used."""
-    from PIL import Image
+def _without_background(holo: np.ndarray):
+    """A real hologram (h, w) with no background image and no metadata, retrieved as the program
+    does (pupil ``PUPIL`` of qpretrieve's carrier distance, a synthesised background), and
+    qpretrieve's unwrapped phase minus its border plane: (ours, reference phase, frame, metadata)."""
     from skimage.restoration import unwrap_phase
 
     from engine.holography.retrieval import retrieve_fields
     from engine.metadata import MeasurementMetadata
     from engine.store.qpformat_hdf5 import synthesise_background
 
-    holo = np.array(Image.open(DATA / "hologram_cell_curved_bg.jpg"))  # (600, 400) uint8, JPEG
     ref = qpretrieve.OffAxisHologram(holo)
     ref.run_pipeline(filter_size=1 / 2)
     ref_phase, frame = _minus_border_plane(unwrap_phase(np.angle(np.squeeze(np.asarray(ref.field)))))
@@ -258,6 +245,13 @@ def _curved_background_field():
                                         "na_objective": PUPIL * c * LAM, "pixel_size_um": PX})
     bg, _ = synthesise_background(holo[None], md)
     return retrieve_fields(holo[None], bg[None], md, device="cpu"), ref_phase, frame, md
+
+
+def _curved_background_field():
+    """qpimage's HL60 hologram with a curved background, through :func:`_without_background`."""
+    from PIL import Image
+
+    return _without_background(np.array(Image.open(DATA / "hologram_cell_curved_bg.jpg")))  # (600, 400) uint8 JPEG
 
 
 @pytest.fixture(scope="module")
