@@ -150,8 +150,8 @@ class ScreeningData:
     warnings : list of str
         Warnings of the retrieval (shown in a banner).
     crop_origin : (int, int)
-        First row and column of the crop the network sees in every field
-        (:func:`engine.screening.sample_crop.screening_crop_origin`); the saliency overlay sits there.
+        First row and column of the crop the network sees in every field (``ProjectScreening.crop_origin``);
+        the saliency overlay sits there.
     """
 
     measurement_id: int
@@ -188,9 +188,7 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
     :func:`engine.pipeline.project_screening.screen_project_measurement` does the work and
     documents the parameters; this adds the phase thumbnails the grid shows.
     """
-    from engine.screening.network import CROP_SIZE
     from engine.screening.rule import DEFAULT_RULE_THRESHOLD
-    from engine.screening.sample_crop import screening_crop_origin
 
     ps = screen_project_measurement(project, measurement_id, model=model, threshold=threshold, rescreen=rescreen,
                                     device=device, sideband=sideband, progress=sub_progress(progress, 0.0, 0.95),
@@ -211,7 +209,7 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
         model_version=str(run["model_version"] or ""), model=ps.model, model_note=ps.model_note, run=ps.run,
         timings_s=ps.timings_s, quality=dict((ps.retrieval or {}).get("quality") or {}),
         sideband_description=ps.sideband_description, warnings=list(ps.warnings),
-        crop_origin=screening_crop_origin(ps.fields, CROP_SIZE))
+        crop_origin=ps.crop_origin)
 
 
 def compute_saliency(model: Any, field_: np.ndarray, method: str, crop_origin: Optional[tuple] = None,

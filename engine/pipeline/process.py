@@ -833,8 +833,8 @@ def _screen_polarised(fields: np.ndarray, illum: np.ndarray, table: np.ndarray, 
 
 def write_process_result(out_path: str | Path, measurement: Measurement, result: ProcessResult) -> Path:
     """Write ``result`` to ``out_path`` exactly as ``docs/formats.md`` §2 says (atomically)."""
-    from ..store.results import BirefringenceResult, TomogramResult, write_result
     from ..store.results import ScreeningResult as StoredScreening
+    from ..store.results import BirefringenceResult, TomogramResult, write_result
 
     s = result.screening
     model = f"{s.model_name} {s.model_version}".strip()

@@ -96,6 +96,9 @@ class ProjectScreening:
         Warnings about the retrieved fields (e.g. the sample's phase is mostly negative).
     sideband_setting : str
         The project's side-band setting the fields were (or would be) retrieved with.
+    crop_origin : (int, int)
+        First row and column of the crop the screen takes from every field
+        (:func:`engine.screening.sample_crop.screening_crop_origin`).
     """
 
     measurement_id: int
@@ -120,6 +123,7 @@ class ProjectScreening:
     retrieval: Optional[dict] = None
     warnings: list = field(default_factory=list)
     sideband_setting: str = "auto"
+    crop_origin: tuple = (0, 0)
 
     @property
     def sideband_description(self) -> str:
@@ -374,7 +378,13 @@ def screen_project_measurement(
     new_run = project.screening(measurement_id)["run"] == 0 or rescreen or fl.replaced
     if new_run:
         report(progress, 0.8, f"{rec.name}: screening {len(fl.fields)} fields")
-        _new_run(project, measurement_id, fl, model, threshold, device, sub_progress(progress, 0.8, 0.92), cancel)
+        crop_origin = _new_run(project, measurement_id, fl, model, threshold, device,
+                               sub_progress(progress, 0.8, 0.92), cancel)
+    else:  # the recorded run's crop: a function of the fields alone
+        from ..screening.network import CROP_SIZE
+        from ..screening.sample_crop import screening_crop_origin
+
+        crop_origin = screening_crop_origin(fl.fields, CROP_SIZE)
     db = project.screening(measurement_id)
     timings["screen"] = time.perf_counter() - t
     score = np.asarray(db["score"], np.float32)
@@ -400,7 +410,7 @@ def screen_project_measurement(
         decision=np.asarray(decision, np.uint8), source=np.asarray(source, np.uint8), use_rule=use_rule,
         threshold=None if thr is None else float(thr), model_label=model_label, model=model,
         model_note=note if model is None else "", run=int(db["run"]), result_path=path, timings_s=timings,
-        retrieval=fl.retrieval, warnings=list(fl.warnings), sideband_setting=sideband)
+        retrieval=fl.retrieval, warnings=list(fl.warnings), sideband_setting=sideband, crop_origin=crop_origin)
 
 
 def _domain_warnings(name: str, model: Any, fl: _Fields) -> list[str]:
@@ -415,8 +425,9 @@ def _domain_warnings(name: str, model: Any, fl: _Fields) -> list[str]:
 
 
 def _new_run(project: Any, measurement_id: int, fl: _Fields, model: Any, threshold: float, device: str,
-             progress: Optional[Callable[..., None]], cancel: Optional[CancelToken]) -> None:
-    """Screen the fields (network, or the rule without one) and record the run in the project."""
+             progress: Optional[Callable[..., None]], cancel: Optional[CancelToken]) -> tuple[int, int]:
+    """Screen the fields (network, or the rule without one) and record the run in the project;
+    returns the crop origin the screen used."""
     from ..screening.network import screen_fields
 
     res = screen_fields(fl.fields, fl.illum, fl.meta, model=model, method="model" if model is not None else "rule",
@@ -425,6 +436,8 @@ def _new_run(project: Any, measurement_id: int, fl: _Fields, model: Any, thresho
     project.add_screening(measurement_id, res.decision, score=res.score, rule_peak=res.rule_peak,
                           source=res.source, model_name=res.model_name, model_version=res.model_version,
                           threshold=res.rule_threshold if model is None else res.threshold)
+    assert res.crop_origin is not None  # screen_fields always sets it
+    return res.crop_origin
 
 
 def _write(path: Path, rec: Any, fl: _Fields, screening: dict) -> None:

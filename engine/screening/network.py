@@ -46,13 +46,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backend import resolve_device
 from ..models import ModelFileError, load_network, save_safetensors_model
-from ..progress import CancelToken, check_cancel, report
 from ..resources import models_dir
+from ..backend import resolve_device
+from ..progress import CancelToken, check_cancel, report
 from .domain import screening_domain_check
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
-from .sample_crop import crop_at, screening_crop_origin
+from .sample_crop import centre_origin, crop_at, screening_crop_origin
 
 __all__ = [
     "ScreeningNet",
@@ -323,10 +323,7 @@ def network_logits(net: nn.Module, x: torch.Tensor, augmentation: str = "none") 
 # --------------------------------------------------------------------------- preprocessing
 def _centre_crop(a: np.ndarray, crop: int) -> np.ndarray:
     """Centre crop (or keep) the last two axes to at most ``crop`` pixels."""
-    h, w = a.shape[-2:]
-    y0 = max(h // 2 - crop // 2, 0)
-    x0 = max(w // 2 - crop // 2, 0)
-    return a[..., y0:y0 + min(crop, h), x0:x0 + min(crop, w)]
+    return crop_at(a, centre_origin(a.shape, crop), crop)
 
 
 def _pad_to(a: np.ndarray, crop: int) -> np.ndarray:
