@@ -16,7 +16,9 @@ Run ``python -m engine.training.screening_families --help``. Sub-commands:
     sets whose objective NA spans 0.6–1.25 (the pupil sampled at 0.23–0.47 of Nyquist);
     ``--no-background N:SEED`` adds wide-NA training sets retrieved without their measured
     background (one synthesised ideal background, as for qpformat files that hold none);
-    ``--large-cells-no-background N:SEED`` the same with cells up to ~13 µm across.
+    ``--large-cells-no-background N:SEED`` the same with cells up to ~13 µm across;
+    ``--strong-cells N:SEED`` large cells whose phase reaches 3.5–6.5 rad (it wraps inside the
+    crop, as the real HL60 cells' 4–5 rad do), half of them without a background.
 ``lofo``
     Leave-one-family-out: for each family, train a compact net from scratch on the training
     measurements *without that family's frames* (and choose its epoch on validation frames
@@ -92,6 +94,12 @@ WIDE_PIXEL_UM = (0.07, 0.15)
 WIDE_PUPIL_FRACTION = (0.2, 0.47)
 #: wavelength of every simulated measurement, µm (``holograms.Setup``'s default)
 WAVELENGTH_UM = 0.532
+#: largest phase delay at normal incidence drawn by ``--strong-cells``, rad (the real HL60 cells
+#: of tests/data span 4.1–5.1 rad across the screen's crop)
+STRONG_PEAK_PHASE_RAD = (3.5, 6.5)
+#: the most a phantom's index contrast is scaled up to reach its peak phase (cytoplasm 1.355–1.365
+#: in 1.337 becomes at most 1.373–1.393, a dense but real cell)
+MAX_CONTRAST_SCALE = 2.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,13 @@ class FamilySpec:
         Every frame's sample this far from focus, µm.
     depth_um : float
         Depth of the simulated volume, µm (0: the kind's default, which caps a cell's diameter).
+    textured : bool
+        Give the sample's interior a heterogeneous index (:func:`_with_texture`): granular
+        cytoplasm, whose defocused image mottles the amplitude as real cells' does.
+    peak_phase_rad : float
+        0: the phantom as drawn. Otherwise its index contrast (n − n_m everywhere) is scaled so that
+        its largest phase delay at normal incidence is this, rad (:func:`_with_peak_phase`; scale
+        at most :data:`MAX_CONTRAST_SCALE`).
     pixel_um : float
         Camera pixel at the sample, µm (:attr:`image_shape` pixels: a field of view of at least
         :data:`FIELD_OF_VIEW_UM` and at least 160 pixels, an even number of 0.1 µm simulation
@@ -144,6 +159,8 @@ class FamilySpec:
     depth_um: float = 0.0
     synthetic_background: bool = False
     pixel_um: float = 0.1
+    peak_phase_rad: float = 0.0
+    textured: bool = False
 
     @property
     def setup_name(self) -> str:
@@ -199,6 +216,48 @@ def _with_large_cells(specs: list[FamilySpec]) -> list[FamilySpec]:
     return [_large_cell(s) for s in specs]
 
 
+def _with_strong_cells(specs: list[FamilySpec], seed: int) -> list[FamilySpec]:
+    """Large cells (:func:`_large_cell`) whose largest phase delay is drawn over
+    :data:`STRONG_PEAK_PHASE_RAD`: their phase wraps several times inside the crop, as the real
+    HL60 cells' does (4–5 rad); half are retrieved with a synthesised background.
+
+    The defect and imperfection rates stay those of the spec, so a strongly wrapped phase is no
+    cue for "clean".
+    """
+    out = []
+    for i, s in enumerate(specs):
+        r = np.random.default_rng([int(seed), 7, i])
+        peak = round(float(r.uniform(*STRONG_PEAK_PHASE_RAD)), 3)
+        out.append(replace(_large_cell(s), peak_phase_rad=peak, synthetic_background=bool(r.random() < 0.5),
+                           textured=True))
+    return out
+
+
+def _with_texture(phantom, rng: np.random.Generator):
+    """``phantom`` with a smooth random index variation inside its objects (where n ≠ n_m):
+    Gaussian-correlated, correlation length 0.3–1.2 µm, standard deviation 0.003–0.010 — the
+    granular heterogeneity of real cytoplasm (refractive-index maps of cells vary by 0.005–0.01 on
+    the micrometre scale; Park, Depeursinge and Popescu, Nat. Photonics 12, 578 (2018))."""
+    from scipy.ndimage import gaussian_filter
+
+    sigma_um, std = float(rng.uniform(0.3, 1.2)), float(rng.uniform(0.003, 0.010))
+    noise = gaussian_filter(rng.standard_normal(phantom.ri.shape).astype(np.float32),
+                            [sigma_um / v for v in phantom.voxel_size_um])
+    noise *= np.float32(std / max(float(noise.std()), 1e-12))
+    inside = np.abs(phantom.ri - np.float32(phantom.medium_index)) > 1e-4
+    return replace(phantom, ri=(phantom.ri + noise * inside).astype(np.float32))
+
+
+def _with_peak_phase(phantom, peak_phase_rad: float, wavelength_um: float):
+    """``phantom`` with its index contrast scaled so that its largest normal-incidence phase delay
+    ``2π/λ · max_(y,x) Σ_z (n − n_m) dz`` is ``peak_phase_rad`` (scale capped at
+    :data:`MAX_CONTRAST_SCALE`, never below 1)."""
+    dn = phantom.ri - np.float32(phantom.medium_index)
+    peak = 2 * np.pi / wavelength_um * float(dn.sum(axis=0).max()) * float(phantom.voxel_size_um[0])
+    scale = float(np.clip(peak_phase_rad / max(peak, 1e-6), 1.0, MAX_CONTRAST_SCALE))
+    return replace(phantom, ri=(np.float32(phantom.medium_index) + dn * np.float32(scale)).astype(np.float32))
+
+
 def _with_wide_pixel(specs: list[FamilySpec], seed: int) -> list[FamilySpec]:
     """The same measurements with a camera pixel drawn over :data:`WIDE_PIXEL_UM` and a new NA.
 
@@ -225,7 +284,8 @@ def _with_wide_pixel(specs: list[FamilySpec], seed: int) -> list[FamilySpec]:
 
 def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_rate: float = 0.6,
                  chamber: bool = False, wide_na: bool = False, large_cells: bool = False,
-                 no_background: bool = False, wide_pixel: bool = False) -> list[FamilySpec]:
+                 no_background: bool = False, wide_pixel: bool = False,
+                 strong_cells: bool = False) -> list[FamilySpec]:
     """Random setups (the cross setup excluded): kinds × angles × NA × noise × bits × steep power.
 
     ``chamber``: every measurement also gets a chamber residue and a focus offset (:func:`_with_chamber`);
@@ -233,7 +293,9 @@ def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_ra
     sample is a cell up to ~13 µm across (:func:`_with_large_cells`); ``no_background``: its
     fields are retrieved with a synthesised background (``FamilySpec.synthetic_background``);
     ``wide_pixel``: the camera pixel is drawn over 0.07–0.15 µm, with large cells and synthesised
-    backgrounds in half the measurements each (:func:`_with_wide_pixel`; it replaces the NA).
+    backgrounds in half the measurements each (:func:`_with_wide_pixel`; it replaces the NA);
+    ``strong_cells``: every sample a large cell of 3.5–6.5 rad with a granular cytoplasm, half
+    without a background (:func:`_with_strong_cells`).
     """
     rng = np.random.default_rng(seed)
     out: list[FamilySpec] = []
@@ -253,6 +315,8 @@ def family_specs(n: int, seed: int, *, defect_rate: float = 0.5, imperfection_ra
         out = _with_large_cells(out)
     if wide_pixel:
         out = _with_wide_pixel(out, seed)
+    if strong_cells:
+        out = _with_strong_cells(out, seed)
     return [replace(s, synthetic_background=True) for s in out] if no_background else out
 
 
@@ -289,6 +353,10 @@ def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_sh
     rng = np.random.default_rng(spec.seed)
     depth = spec.depth_um or SIM_DEPTH_UM.get(spec.kind, 6.0)
     phantom = phantoms.make_phantom(spec.kind, setup.phantom_shape(depth), setup.voxel_size_um, setup.medium_index, rng)
+    if spec.textured:
+        phantom = _with_texture(phantom, np.random.default_rng([spec.seed, 11]))
+    if spec.peak_phase_rad > 0:
+        phantom = _with_peak_phase(phantom, spec.peak_phase_rad, setup.wavelength_um)
     sim = holograms.simulate_measurement(phantom, setup, spec.seed, defect_rate=spec.defect_rate,
                                          defect_types=ALL_DEFECT_TYPES, imperfection_rate=spec.imperfection_rate,
                                          imperfection_types=ALL_IMPERFECTION_TYPES, device=device,
@@ -538,6 +606,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--wide-pixel", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
                    help="more training sets whose camera pixel is drawn over 0.07–0.15 µm (NA from a pupil at "
                         "0.2–0.47 of Nyquist, half of them large cells, half without a background)")
+    p.add_argument("--strong-cells", type=_count_seed, nargs="*", default=[], metavar="N:SEED",
+                   help="more training sets of large cells whose phase reaches 3.5–6.5 rad (wrapping several "
+                        "times in the crop, as real HL60 cells), half without a background")
     p.add_argument("--minutes", type=float, default=4.0, help="time budget per training run")
     p.add_argument("--families", nargs="*", default=sorted(DEFECT_FAMILIES), help="families to leave out (lofo)")
     p.add_argument("--max-train-frames", type=int, default=0, help="lofo: subsample the training frames (0: all)")
@@ -573,6 +644,7 @@ def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     extra += [load("families-largecells-nobg", n, seed, wide_na=True, large_cells=True, no_background=True)
               for n, seed in args.large_cells_no_background]
     extra += [load("families-widepx", n, seed, wide_pixel=True) for n, seed in args.wide_pixel]
+    extra += [load("families-strongcells", n, seed, wide_na=True, strong_cells=True) for n, seed in args.strong_cells]
     if args.command == "generate" and args.skip_cross:
         empty = mixed.subset(np.zeros(0, int))
         return mixed, empty, empty, empty
@@ -581,7 +653,7 @@ def _data(args, log) -> tuple[CropSet, CropSet, CropSet, CropSet]:
     if extra:  # more simulated measurements (other seeds): training only, the splits above unchanged
         train = CropSet.concatenate([train, *extra])
         seeds = [seed for _, seed in args.extra + args.wide_na + args.large_cells + args.no_background
-                 + args.large_cells_no_background + args.wide_pixel]
+                 + args.large_cells_no_background + args.wide_pixel + args.strong_cells]
         log(f"extra training measurements: {sum(len(np.unique(e.measurement)) for e in extra)} "
             f"({sum(len(e) for e in extra)} frames) from seeds {seeds}")
     log(f"split by measurement: train {len(train)} frames / {len(np.unique(train.measurement))} measurements, "
@@ -671,6 +743,7 @@ def _train_command(args, train, val, test, cross, dev, log) -> dict:
                          "large_cell_no_background_training_sets": [f"{n}:{seed}"
                                                                     for n, seed in args.large_cells_no_background],
                          "wide_pixel_training_sets": [f"{n}:{seed}" for n, seed in args.wide_pixel],
+                         "strong_cell_training_sets": [f"{n}:{seed}" for n, seed in args.strong_cells],
                          "config": info["config"], "history": info["history"], "seconds": info["seconds"]},
             "metrics": metrics, "command": " ".join(sys.argv),
             "domain": training_domain(train.setup, train.pixel_size_um, train.wavelength_um)}

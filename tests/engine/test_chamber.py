@@ -186,3 +186,39 @@ def test_wide_pixel_specs_span_crop_widths_and_keep_the_side_band_on_the_camera(
     assert cs.fields.shape[1:] == (128, 128)
     assert np.allclose(cs.pixel_size_um, coarse.pixel_um) and cs.setup[0] == coarse.setup_name
     assert np.isfinite(cs.fields).all() and not cs.noisy.any()
+
+
+def test_strong_cell_specs_and_the_contrast_that_reaches_their_peak_phase():
+    """``--strong-cells``: large, granular cells whose phase reaches 3.5–6.5 rad (the real HL60
+    cells of tests/data: 4–5 rad), with the other sets' defect rates, half without a background.
+    The contrast scaling gives the requested peak phase, within its cap, and leaves the medium."""
+    from engine.simulate.phantoms import make_phantom
+    from engine.training.screening_families import (MAX_CONTRAST_SCALE, STRONG_PEAK_PHASE_RAD, _with_peak_phase,
+                                                    _with_texture, family_specs)
+
+    specs = family_specs(40, 12, chamber=True, wide_na=True, strong_cells=True)
+    plain = family_specs(40, 12, chamber=True, wide_na=True)
+    assert [(s.na, s.defect_rate, s.imperfection_rate, s.seed) for s in specs] == \
+        [(s.na, s.defect_rate, s.imperfection_rate, s.seed) for s in plain]
+    peak = np.array([s.peak_phase_rad for s in specs])
+    assert peak.min() >= STRONG_PEAK_PHASE_RAD[0] and peak.max() <= STRONG_PEAK_PHASE_RAD[1] and np.ptp(peak) > 2
+    assert all(s.kind == "cells" and s.depth_um == 14.0 and s.textured for s in specs)
+    assert 0.3 < np.mean([s.synthetic_background for s in specs]) < 0.7
+
+    ph = make_phantom("cells", (40, 64, 64), (0.25, 0.2, 0.2), 1.337, np.random.default_rng(3))
+
+    def peak_phase(p) -> float:
+        return 2 * np.pi / 0.532 * float((p.ri - p.medium_index).sum(axis=0).max()) * p.voxel_size_um[0]
+
+    base = peak_phase(ph)
+    target = min(1.5, MAX_CONTRAST_SCALE) * base
+    assert peak_phase(_with_peak_phase(ph, target, 0.532)) == pytest.approx(target, rel=1e-3)
+    capped = _with_peak_phase(ph, 10 * base, 0.532)
+    assert peak_phase(capped) == pytest.approx(MAX_CONTRAST_SCALE * base, rel=1e-3)
+    assert peak_phase(_with_peak_phase(ph, 0.5 * base, 0.532)) == pytest.approx(base, rel=1e-3)  # never weaker
+    outside = ph.ri == np.float32(ph.medium_index)
+    assert np.all(capped.ri[outside] == ph.ri[outside])
+
+    tex = _with_texture(ph, np.random.default_rng(4))
+    change = tex.ri - ph.ri
+    assert np.all(change[outside] == 0) and 0.002 < change[~outside].std() < 0.012
