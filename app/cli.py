@@ -20,6 +20,7 @@ DEMO_KINDS = ("beads", "bacteria", "cells", "lc-droplets")
 LOG_LEVELS = ("debug", "info", "warning", "error")  # engine.pipeline.batch.LOG_LEVELS (not imported: keep --help fast)
 BIREFRINGENCE_METHODS = ("auto", "dtt", "dtt-refined", "learned")  # engine.pipeline.process.BIREFRINGENCE_METHODS (same)
 MULTISLICE_FRAMES = ("lab", "auto", "illumination")  # engine.pipeline.process.MULTISLICE_FRAMES (same)
+DEFAULT_DEEP_DOMAIN_TOLERANCE = 0.10  # engine.pipeline.process.DEFAULT_DEEP_DOMAIN_TOLERANCE (same)
 GUI_EXTRA_MISSING = (
     "odt-studio: the desktop application needs the optional 'gui' packages, which are not installed "
     "({missing}).\nInstall them with:  pip install \"odt-studio[gui]\"\n"
@@ -58,6 +59,16 @@ def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _tolerance(text: str) -> Optional[float]:
+    """A fraction >= 0, or 'none' (None)."""
+    if text.strip().lower() == "none":
+        return None
+    value = float(text)
+    if not value >= 0.0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a fraction >= 0 or 'none', got {text}")
     return value
 
 
@@ -147,6 +158,10 @@ def _batch_parser() -> argparse.ArgumentParser:
     p.add_argument("--regularize", choices=("none", "tv", "deep"), default="none",
                    help="missing-cone regularisation written beside the raw tomogram: total variation "
                    "(tomogram/ri_tv) or the learned regulariser (tomogram/ri_deep)")
+    p.add_argument("--deep-domain-tolerance", type=_tolerance, default=DEFAULT_DEEP_DOMAIN_TOLERANCE, metavar="F",
+                   help="with --regularize deep: how far (a fraction, e.g. 0.1 = 10 %%) a measurement may lie outside "
+                   "the learned regulariser's training domain before TV runs in its place (tomogram/ri_tv, with a "
+                   "warning); 'none' = always the learned step (default: %(default)s)")
     p.add_argument("--birefringence", action="store_true",
                    help="reconstruct n_e, n_o and the director (needed for polarisation-resolved folders)")
     p.add_argument("--birefringence-method", choices=BIREFRINGENCE_METHODS, default=None,
@@ -228,7 +243,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         workers=args.workers, force=args.force, measure=args.measure, sideband=args.sideband,
         method=args.method, non_negativity=args.non_negativity == "on", threshold=args.threshold,
         json_summary=args.json_summary, log_level=args.log_level, multislice_frame=args.multislice_frame,
-        progress_bar=sys.stderr is not None and sys.stderr.isatty())
+        deep_domain_tolerance=args.deep_domain_tolerance, progress_bar=sys.stderr is not None and sys.stderr.isatty())
 
 
 def cmd_export(args: argparse.Namespace) -> int:

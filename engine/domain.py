@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["outside_range", "quantities_outside"]
+__all__ = ["outside_range", "quantities_outside", "relative_excess", "largest_excess"]
 
 
 def outside_range(value: float, lo: float, hi: float, fmt: str = "{:.3g}", unit: str = "") -> Optional[str]:
@@ -34,6 +34,30 @@ def outside_range(value: float, lo: float, hi: float, fmt: str = "{:.3g}", unit:
     rel = f", {100 * by / abs(edge):.0f} %" if edge else ""
     return (f"{fmt.format(value)}{unit} is {side} its training range {fmt.format(lo)}–{fmt.format(hi)}{unit} "
             f"(by {fmt.format(by)}{unit}{rel})")
+
+
+def relative_excess(value: float, lo: float, hi: float) -> float:
+    """How far ``value`` lies outside ``[lo, hi]``, as a fraction of the edge it passed (0 inside;
+    ``inf`` past an edge of 0)."""
+    tol = 1e-9 * max(abs(lo), abs(hi), 1.0)
+    if lo - tol <= value <= hi + tol:
+        return 0.0
+    edge = hi if value > hi else lo
+    return abs(value - edge) / abs(edge) if edge else float("inf")
+
+
+def largest_excess(setup: dict, domain: dict, quantities: dict[str, tuple[str, str, str]]) -> tuple[float, str]:
+    """The largest :func:`relative_excess` of ``setup``'s quantities beyond ``domain`` and its
+    quantity's label: ``(0.0, "")`` when every known quantity is inside (arguments as
+    :func:`quantities_outside`)."""
+    best = (0.0, "")
+    for key, (label, _unit, _fmt) in quantities.items():
+        rng = domain.get(key)
+        if key in setup and isinstance(rng, (list, tuple)) and len(rng) == 2:
+            e = relative_excess(float(setup[key]), float(rng[0]), float(rng[1]))
+            if e > best[0]:
+                best = (e, label)
+    return best
 
 
 def quantities_outside(setup: dict, domain: dict, quantities: dict[str, tuple[str, str, str]]) -> list[tuple[str, str]]:

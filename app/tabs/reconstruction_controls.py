@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.pipeline.process import ProcessOptions
+from engine.pipeline.process import DEFAULT_DEEP_DOMAIN_TOLERANCE, ProcessOptions
 from engine.store import export as volume_export
 
 from ..logic.reconstruction import EXPORT_FORMAT_LABELS, EXPORT_VOLUME_LABELS
@@ -181,6 +181,7 @@ class MethodBox(QGroupBox):
         for ds in (self.tv_weight, self.ms_tv_weight, self.ms_step):
             ds.valueChanged.connect(self._on_changed)
         self.nonneg_check.toggled.connect(self._on_changed)
+        self.deep_fallback.toggled.connect(self._on_changed)
         self.update_enabled()
 
     def _build_first_order(self, d: ProcessOptions) -> None:
@@ -204,7 +205,15 @@ class MethodBox(QGroupBox):
         self.reg_combo.addItem("None", "none")
         self.reg_combo.addItem("Total variation", "tv")
         self.reg_combo.addItem("Learned (DeepRegularizer)", "deep")
-        self.form.addRow("Regulariser", self.reg_combo)
+        self.deep_fallback = QCheckBox("TV outside its domain", self)
+        self.deep_fallback.setObjectName("deepDomainFallback")
+        self.deep_fallback.setChecked(d.deep_domain_tolerance is not None)
+        self.deep_fallback.setToolTip(
+            f"When the measurement (with the fields kept) lies more than "
+            f"{100 * DEFAULT_DEEP_DOMAIN_TOLERANCE:.0f} % outside the setups the learned regulariser was "
+            "trained on, run TV instead (slower, but right there); unchecked: the learned step always runs, "
+            "with a warning")
+        self.form.addRow("Regulariser", _row(self.reg_combo, self.deep_fallback, stretch=0))
         self.tv_weight = _dspin(MIN_TV_WEIGHT, 10.0, d.tv_weight, "tvWeight", 5, 0.0001,
                                 "Weight of the total-variation term, in units of the scattering potential "
                                 "(n/n_m)² − 1")
@@ -292,6 +301,7 @@ class MethodBox(QGroupBox):
         scalar = not self.polarised  # a polarised measurement runs a birefringence route: no scalar options
         for w in (self.tv_weight, self.tv_outer, self.tv_inner, self.tv_iter_label):
             w.setEnabled(scalar and reg == "tv")
+        self.deep_fallback.setEnabled(scalar and reg == "deep")
         for w in (self.method_combo, self.reg_combo, self.nonneg_check):
             w.setEnabled(scalar)
         self.nonneg_iter.setEnabled(scalar and self.nonneg_check.isChecked())
@@ -310,6 +320,7 @@ class MethodBox(QGroupBox):
             screen="none", method=self.method_combo.currentData(),
             non_negativity=self.nonneg_iter.value() if self.nonneg_check.isChecked() else 0,
             regularize=self.reg_combo.currentData(),
+            deep_domain_tolerance=DEFAULT_DEEP_DOMAIN_TOLERANCE if self.deep_fallback.isChecked() else None,
             tv_weight=self.tv_weight.value(), tv_outer_iterations=self.tv_outer.value(),
             tv_inner_iterations=self.tv_inner.value(),
             multislice_iterations=self.ms_iterations.value(), multislice_batch=self.ms_batch.value(),
@@ -320,7 +331,8 @@ class MethodBox(QGroupBox):
 
     def set_options(self, o: ProcessOptions) -> None:
         """Show ``o`` (e.g. the options a loaded result was made with); emits :attr:`changed` once."""
-        widgets = (self.method_combo, self.reg_combo, self.device_combo, self.nonneg_check, self.nonneg_iter,
+        widgets = (self.method_combo, self.reg_combo, self.deep_fallback, self.device_combo, self.nonneg_check,
+                   self.nonneg_iter,
                    self.tv_weight, self.tv_outer, self.tv_inner, self.ms_iterations, self.ms_batch,
                    self.ms_tv_weight, self.ms_step, self.shape_z, self.route_combo, self.ms_frame)
         for w in widgets:
@@ -334,6 +346,7 @@ class MethodBox(QGroupBox):
                     combo.setCurrentIndex(i)
             if o.regularize == "deep" and not self.deep_ok:
                 self.reg_combo.setCurrentIndex(0)
+            self.deep_fallback.setChecked(o.deep_domain_tolerance is not None)
             n = o.non_negativity_iterations
             self.nonneg_check.setChecked(n > 0)
             if n > 0:

@@ -55,6 +55,12 @@ BIREFRINGENCE_METHODS = ("auto", "dtt", "dtt-refined", "learned")
 #: SSNP marching frames of the multislice method (:class:`engine.tomography.multislice.MultisliceOptions`)
 MULTISLICE_FRAMES = ("lab", "auto", "illumination")
 
+#: How far (relative excess of any quantity beyond its trained range, :func:`engine.tomography.deep_regularizer.
+#: domain_excess`) a measurement may lie outside the learned regulariser's training domain before TV runs in its
+#: place (``ProcessOptions.deep_domain_tolerance``). On exact-Mie spheres whose illuminations end 25 % below the
+#: trained NA fraction the learned volume is 0.004 below the truth inside (TV: +0.002); see docs/formats.md §2.
+DEFAULT_DEEP_DOMAIN_TOLERANCE = 0.10
+
 #: TV outer (FISTA) and inner (FGP) iterations by default (as ``engine.tomography.reconstruct``)
 DEFAULT_TV_OUTER_ITERATIONS = 30
 DEFAULT_TV_INNER_ITERATIONS = 20
@@ -89,6 +95,13 @@ class ProcessOptions:
         outright are excluded whatever the screen, :func:`failed_retrievals`).
     regularize : {"none", "tv", "deep"}
         Missing-cone regularisation written beside the raw tomogram (``ri_tv``, ``ri_deep``).
+    deep_domain_tolerance : float or None
+        With ``regularize="deep"``: when the measurement (with the fields the screen kept) lies
+        further than this outside the learned regulariser's training domain — the largest relative
+        excess of any quantity beyond its trained range, e.g. 0.25 for illuminations ending at 0.6
+        of the NA against 0.8–0.95 — TV runs instead (``ri_tv``), with a warning saying why, and
+        the result records ``regularize_route="tv"``. Default
+        :data:`DEFAULT_DEEP_DOMAIN_TOLERANCE`; None: always the learned step (it still warns).
     birefringence : bool
         Also reconstruct n_e, n_o and the director (polarisation-resolved data only).
     birefringence_method : {"auto", "dtt", "dtt-refined", "learned"}
@@ -137,6 +150,7 @@ class ProcessOptions:
 
     screen: str = "model"
     regularize: str = "none"
+    deep_domain_tolerance: Optional[float] = DEFAULT_DEEP_DOMAIN_TOLERANCE
     birefringence: bool = False
     birefringence_method: str = "auto"
     device: str = "auto"
@@ -163,6 +177,9 @@ class ProcessOptions:
             v = getattr(self, name)
             if v not in allowed:
                 raise ValueError(f"{name} must be {' or '.join(repr(a) for a in allowed)}, got {v!r}")
+        tol = self.deep_domain_tolerance
+        if tol is not None and not (np.isfinite(tol) and tol >= 0):
+            raise ValueError(f"deep_domain_tolerance must be >= 0 (or None: never TV instead), got {tol!r}")
         if not (np.isfinite(self.tv_weight) and self.tv_weight > 0):
             raise ValueError(f"tv_weight must be > 0 (a zero weight is no TV at all), got {self.tv_weight!r}")
         if min(int(self.tv_outer_iterations), int(self.tv_inner_iterations)) < 1:
@@ -258,6 +275,7 @@ class ProcessResult:
     reused_fields: bool = False
     options: Optional[ProcessOptions] = None
     birefringence_route: Any = None  # engine.birefringence.routes.RouteChoice of polarised data
+    regularize_route: Optional[tuple[str, str]] = None  # ("tv", why) when TV ran in the learned step's place
 
 
 def _screen(fields, retrieved, meta, options: ProcessOptions, progress, cancel):
@@ -435,11 +453,16 @@ def _process_scalar(measurement: Measurement | _Header, options: ProcessOptions,
     decision = np.asarray(chosen.decision, dtype=np.uint8)
     if decision.sum() == 0:
         raise ValueError(f"{measurement.name}: screening marked every field noisy; nothing to reconstruct")
+    route = None
     if options.regularize == "deep":  # a measurement outside the learned regulariser's training setups
         from ..tomography.deep_regularizer import pipeline_domain_warnings
 
         warnings += pipeline_domain_warnings(measurement.name, meta, illumination_per_um=retrieved.illumination_per_um,
                                              used=decision)
+        route = _deep_or_tv(meta, retrieved.illumination_per_um, decision, options)
+        if route is not None:
+            warnings.append(f"{measurement.name}: {route[1]}")
+            options = dataclasses.replace(options, regularize="tv")
 
     def result(tomogram: Any) -> ProcessResult:
         return ProcessResult(name=measurement.name, fields=retrieved.field,
@@ -447,7 +470,7 @@ def _process_scalar(measurement: Measurement | _Header, options: ProcessOptions,
                              screening=chosen, tomogram=tomogram, fields_used=int(decision.sum()),
                              timings_s=timings, retrieval=retrieval_record(retrieved),
                              warnings=warnings + contrast_warnings(measurement.name, retrieved, decision),
-                             retrieved=retrieved, reused_fields=reused)
+                             retrieved=retrieved, reused_fields=reused, regularize_route=route)
 
     try:
         tomogram = _reconstruct_stages(retrieved, meta, decision, options, timings, on_raw, progress, cancel,
@@ -457,6 +480,25 @@ def _process_scalar(measurement: Measurement | _Header, options: ProcessOptions,
             exc.partial = result(exc.partial)
         raise
     return result(tomogram)
+
+
+def _deep_or_tv(meta: MeasurementMetadata, illumination_per_um: Any, decision: np.ndarray,
+                options: ProcessOptions) -> Optional[tuple[str, str]]:
+    """``("tv", why)`` when the measurement lies further outside the learned regulariser's
+    training domain than ``options.deep_domain_tolerance`` (TV then runs in its place), else None."""
+    from ..tomography.deep_regularizer import domain_excess, model_card
+
+    if options.deep_domain_tolerance is None:
+        return None
+    try:
+        card = model_card()
+    except (OSError, ValueError):
+        return None  # the learned step itself reports the missing model
+    excess, what = domain_excess(meta, card, illumination_per_um=illumination_per_um, used=decision)
+    if excess <= options.deep_domain_tolerance:
+        return None
+    return "tv", (f"the learned regulariser would run {100 * excess:.0f} % outside its training domain ({what}; "
+                  f"tolerance {100 * options.deep_domain_tolerance:.0f} %): TV ran instead (tomogram/ri_tv)")
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -845,6 +887,8 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
         rec = result.options.record()
         if route is not None:
             rec.update(birefringence_route=route.method, birefringence_route_reason=route.reason)
+        if result.regularize_route is not None:
+            rec.update(regularize_route=result.regularize_route[0], regularize_route_reason=result.regularize_route[1])
         attrs[OPTIONS_ATTR] = json.dumps(rec, sort_keys=True)
     if route is not None:
         attrs["birefringence_route"] = route.to_json()
@@ -983,11 +1027,13 @@ def learned_regularizer_available() -> bool:
 def process_folder(folder: Path, out_path: Path, *, screen: str = "model", regularize: str = "none",
                    birefringence: bool = False, device: str = "auto", sideband: str = "auto",
                    method: str = "rytov", non_negativity: bool = True, threshold: float = 0.5,
-                   birefringence_method: str = "auto", multislice_frame: str = "lab") -> dict:
+                   birefringence_method: str = "auto", multislice_frame: str = "lab",
+                   deep_domain_tolerance: Optional[float] = DEFAULT_DEEP_DOMAIN_TOLERANCE) -> dict:
     """Picklable ``(folder, out_path) -> dict`` form of :func:`process_measurement` for batches."""
     opts = ProcessOptions(screen=screen, regularize=regularize, birefringence=birefringence, device=device,
                           sideband=sideband, method=method, non_negativity=non_negativity, threshold=threshold,
-                          birefringence_method=birefringence_method, multislice_frame=multislice_frame)
+                          birefringence_method=birefringence_method, multislice_frame=multislice_frame,
+                          deep_domain_tolerance=deep_domain_tolerance)
     res = process_measurement(folder, out_path, opts)
     info = {"fields_used": res.fields_used, "warnings": list(res.warnings)}
     route = getattr(res, "birefringence_route", None)
@@ -1002,7 +1048,8 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
                       sideband: str = "auto", method: str = "rytov", non_negativity: bool = True,
                       threshold: float = 0.5, json_summary: bool = False, log_level: str = "info",
                       progress_bar: Optional[bool] = None, birefringence_method: str = "auto",
-                      multislice_frame: str = "lab") -> int:
+                      multislice_frame: str = "lab",
+                      deep_domain_tolerance: Optional[float] = DEFAULT_DEEP_DOMAIN_TOLERANCE) -> int:
     """``odt-studio batch``: process every measurement under ``in_dir``; exit 0 only if all succeeded.
 
     With ``measure``, the objects of every result are then measured into ``out_dir/measurements.csv``
@@ -1011,7 +1058,8 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
     ``log_level`` filters the terminal lines and those logs; ``json_summary`` prints the summary
     as JSON on stdout; ``progress_bar`` (default: when stderr is a terminal) shows a tqdm bar.
     ``birefringence_method`` is the route of ``birefringence`` and ``multislice_frame`` the SSNP
-    frame of ``method="multislice"`` (:class:`ProcessOptions`).
+    frame of ``method="multislice"``, ``deep_domain_tolerance`` how far outside its domain the learned
+    regulariser may run before TV replaces it (:class:`ProcessOptions`).
     """
     from ..store.folders import discover_measurements
     from .batch import LOG_DIR_NAME, BatchConsole, run_batch
@@ -1040,7 +1088,8 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
         fn = functools.partial(process_folder, screen=screen, regularize=regularize,
                                birefringence=birefringence, device=device, sideband=sideband,
                                method=method, non_negativity=non_negativity, threshold=threshold,
-                               birefringence_method=birefringence_method, multislice_frame=multislice_frame)
+                               birefringence_method=birefringence_method, multislice_frame=multislice_frame,
+                               deep_domain_tolerance=deep_domain_tolerance)
         console.start(len(folders) + len(unrecognised))
         summary = run_batch(folders, out_dir, fn, workers=workers, scheduler=scheduler, force=force,
                             logger=console.logger, progress=console.progress, unprocessable=unrecognised,

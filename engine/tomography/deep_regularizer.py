@@ -66,6 +66,7 @@ __all__ = [
     "DOMAIN_QUANTITIES",
     "measurement_setup",
     "domain_check",
+    "domain_excess",
     "model_card",
     "pipeline_domain_warnings",
 ]
@@ -468,6 +469,22 @@ def domain_check(metadata, card: dict, *, illumination_per_um=None, used=None) -
         warnings.append(f"learned regulariser ({label}) outside its training domain: the illuminations look like "
                         f"a {setup['pattern']} pattern; it was trained on {' and '.join(patterns)} patterns only")
     return warnings
+
+
+def domain_excess(metadata, card: dict, *, illumination_per_um=None, used=None) -> tuple[float, str]:
+    """How far a measurement lies outside the model's training domain: the largest relative excess
+    of any quantity beyond its trained range (e.g. 0.25 for an illumination NA fraction of 0.6
+    against 0.8–0.95) and that quantity's label; ``(0.0, "")`` inside, or when the card states
+    no domain (arguments as :func:`domain_check`)."""
+    from ..domain import largest_excess
+
+    domain = card.get("domain")
+    if not isinstance(domain, dict):
+        return 0.0, ""
+    setup = measurement_setup(metadata, illumination_per_um=illumination_per_um, used=used)
+    if isinstance(metadata, dict):
+        setup.update({k: float(v) for k, v in metadata.items() if k in DOMAIN_QUANTITIES and v is not None})
+    return largest_excess(setup, domain, DOMAIN_QUANTITIES)
 
 
 def model_card(model: str | Path = "default", models_dir: Path = MODELS_DIR) -> dict:

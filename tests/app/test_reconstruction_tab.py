@@ -184,7 +184,16 @@ def test_learned_regulariser_runs_and_is_shown_beside_the_raw_tomogram(qtbot, ta
     tab.reg_combo.setCurrentIndex(tab.reg_combo.findData("deep"))
     tab.nonneg_iter.setValue(5)
     tab.device_combo.setCurrentIndex(tab.device_combo.findData("cpu"))
-    assert tab.options().regularize == "deep"
+    assert tab.options().regularize == "deep" and tab.method_box.deep_fallback.isEnabled()
+    # the tiny acquisition (15 illuminations) is 40 % outside the model's setups: TV runs instead, and says so
+    assert tab.method_box.deep_fallback.isChecked() and tab.options().deep_domain_tolerance == 0.1
+    with qtbot.waitSignal(tab.volume_shown, timeout=120_000):
+        tab.run_button.click()
+    assert set(tab.result.volumes) == {"raw", "tv"}
+    assert tab.warning_banner.isVisible()
+    assert any("TV ran instead" in w for w in tab.result.warnings), tab.result.warnings
+    tab.method_box.deep_fallback.setChecked(False)  # the learned step anyway (it still warns)
+    assert tab.options().deep_domain_tolerance is None
     with qtbot.waitSignal(tab.volume_shown, timeout=120_000):
         tab.run_button.click()
     vs = tab.result

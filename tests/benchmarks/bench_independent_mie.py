@@ -55,9 +55,9 @@ def sphere_centre(seed: int) -> np.ndarray:
     return np.array([0.0, *rng.uniform(-2.0, 2.0, 2)])
 
 
-def write_folder(folder: Path, size: int, seed: int, photons: float = PHOTONS, steep_power: float = STEEP_POWER
-                 ) -> None:
-    ill = illumination_pattern(49, 0.8 * NA, LAM, "ring")
+def write_folder(folder: Path, size: int, seed: int, photons: float = PHOTONS, steep_power: float = STEEP_POWER,
+                 na_fraction: float = 0.8) -> None:
+    ill = illumination_pattern(49, na_fraction * NA, LAM, "ring")
     f = miepython_fields(RADIUS, N_SPHERE, NM, LAM, (size, size), PX, ill, NA)
     # move the sphere laterally: a shift of the field (the spectrum times a phase ramp)
     c = sphere_centre(seed)

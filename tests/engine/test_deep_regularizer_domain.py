@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from engine.simulate.holograms import illumination_pattern
-from engine.tomography.deep_regularizer import (DEFAULT_MODEL_NAME, domain_check, measurement_setup, model_card,
-                                                pipeline_domain_warnings)
+from engine.tomography.deep_regularizer import (DEFAULT_MODEL_NAME, domain_check, domain_excess, measurement_setup,
+                                                model_card, pipeline_domain_warnings)
 from engine.training.deep_regularizer import SETUPS, training_domain
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,6 +63,17 @@ def test_used_fields_are_what_counts():
     used[:20] = True
     w = domain_check(_meta(), CARD, used=used)
     assert any("number of illuminations 20 is below" in s for s in w)
+
+
+def test_domain_excess_is_the_largest_relative_distance_outside():
+    assert domain_excess(_meta(), CARD) == (0.0, "")
+    excess, what = domain_excess(_meta(na=1.4, nm=1.52), CARD)  # NA 17 % above, n_m 14 % above
+    assert what == "objective NA" and excess == pytest.approx(0.2 / 1.2)
+    used = np.zeros(49, bool)
+    used[:20] = True  # 20 of 49 illuminations: 35 % below 31
+    excess, what = domain_excess(_meta(), CARD, used=used)
+    assert what == "number of illuminations" and excess == pytest.approx(11 / 31)
+    assert domain_excess(_meta(na=1.4), {"name": "old"}) == (0.0, "")
 
 
 def test_a_card_without_domain_says_so():
@@ -118,11 +129,41 @@ def test_pipeline_and_batch_log_carry_the_domain_warnings(tmp_path):
     assert domain and any("number of illuminations 15" in w for w in domain)
     with h5py.File(out, "r") as f:
         assert any("outside its training domain" in w for w in json.loads(f.attrs["warnings"]))
+    # 15 illuminations are 40 % below the trained 25: TV ran in the learned step's place, and the file says so
+    assert res.tomogram.ri_deep is None
+    assert res.tomogram.ri_tv is not None and res.regularize_route[0] == "tv"
+    fallback = [w for w in res.warnings if "TV ran instead" in w]
+    assert len(fallback) == 1 and "40 % outside" in fallback[0] and "number of illuminations" in fallback[0]
+    with h5py.File(out, "r") as f:
+        assert "ri_tv" in f["tomogram"] and "ri_deep" not in f["tomogram"]
+        rec = json.loads(f.attrs["processing_options"])
+    assert rec["regularize"] == "deep" and rec["regularize_route"] == "tv" and "40 %" in rec["regularize_route_reason"]
+    assert rec["deep_domain_tolerance"] == pytest.approx(0.1)
+    kept = process_measurement(folder, None, ProcessOptions(screen="none", regularize="deep", device="cpu",
+                                                            deep_domain_tolerance=0.5))
+    assert kept.tomogram.ri_deep is not None and kept.tomogram.ri_tv is None and kept.regularize_route is None
+    assert not any("TV ran instead" in w for w in kept.warnings)
+    assert any("outside its training domain" in w for w in kept.warnings)  # it still warns
     res_tv = process_measurement(folder, tmp_path / "none.odt.h5", ProcessOptions(screen="none", device="cpu"))
     assert not any("training domain" in w for w in res_tv.warnings)
 
     rc = cli_main(["batch", str(folder.parent), "--out", str(tmp_path / "out"), "--screen", "none",
-                   "--device", "cpu", "--regularize", "deep"])
+                   "--device", "cpu", "--regularize", "deep", "--deep-domain-tolerance", "none"])
     assert rc == 0
     log = (tmp_path / "out" / "logs" / f"{folder.name}.log").read_text(encoding="utf-8")
     assert "outside its training domain" in log and "number of illuminations 15" in log
+    assert "TV ran instead" not in log
+    with h5py.File(tmp_path / "out" / f"{folder.name}.odt.h5", "r") as f:
+        assert "ri_deep" in f["tomogram"] and json.loads(f.attrs["processing_options"])["deep_domain_tolerance"] is None
+
+
+def test_processing_options_refuse_a_bad_tolerance_and_the_cli_parses_none():
+    from app.cli import DEFAULT_DEEP_DOMAIN_TOLERANCE as CLI_DEFAULT
+    from app.cli import _tolerance
+    from engine.pipeline.process import DEFAULT_DEEP_DOMAIN_TOLERANCE, ProcessOptions
+
+    assert CLI_DEFAULT == DEFAULT_DEEP_DOMAIN_TOLERANCE == ProcessOptions().deep_domain_tolerance
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="deep_domain_tolerance"):
+            ProcessOptions(deep_domain_tolerance=bad)
+    assert _tolerance("none") is None and _tolerance("0.25") == 0.25
