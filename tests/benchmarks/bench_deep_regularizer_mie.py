@@ -69,6 +69,15 @@ def sphere_numbers(ri: np.ndarray, voxel, origin, centre) -> dict:
             "fwhm_lateral_um": 0.5 * (fwhm_um(ri[iz, iy, :], voxel[2]) + fwhm_um(ri[iz, :, ix], voxel[1]))}
 
 
+def _excess(res) -> list:
+    """``[relative excess, quantity]`` of a deep run's measurement beyond the model's domain."""
+    from engine.tomography.deep_regularizer import domain_excess, model_card
+
+    e, what = domain_excess(res.metadata, model_card(), illumination_per_um=res.illumination_per_um,
+                            used=res.screening.decision)
+    return [e, what]
+
+
 def run(spheres: int, screen: str = "model", size: int = 256, save: Path | None = None,
         na_fraction: float = 0.8) -> list[dict]:
     from engine.pipeline.process import ProcessOptions, process_measurement
@@ -81,19 +90,22 @@ def run(spheres: int, screen: str = "model", size: int = 256, save: Path | None 
             write_folder(folder, size, seed, na_fraction=na_fraction)
             out = {}
             for reg in ("tv", "deep"):
-                opts = ProcessOptions(regularize=reg, screen=screen, device="cpu")
+                # the learned step even outside its domain (measured here), never TV in its place
+                opts = ProcessOptions(regularize=reg, screen=screen, device="cpu", deep_domain_tolerance=None)
                 t0 = time.perf_counter()
                 res = process_measurement(folder, None, opts)
                 out[reg] = (res, time.perf_counter() - t0)
             t = out["tv"][0].tomogram
             tv, deep = t.ri_tv, out["deep"][0].tomogram.ri_deep
             c = sphere_centre(seed)
-            row = {"sphere": seed, "na_fraction": na_fraction, "shape": list(tv.shape), "ssim_deep_vs_tv": ssim_gaussian(deep, tv),
+            row = {"sphere": seed, "na_fraction": na_fraction, "shape": list(tv.shape),
+                   "ssim_deep_vs_tv": ssim_gaussian(deep, tv),
                    "fields_used": int(out["tv"][0].screening.decision.sum()),
                    "tv": sphere_numbers(tv, t.voxel_size_um, t.origin_um, c),
                    "deep": sphere_numbers(deep, t.voxel_size_um, t.origin_um, c),
                    "seconds_tv": out["tv"][1], "seconds_deep": out["deep"][1],
-                   "domain_warnings": [w for w in out["deep"][0].warnings if "regulari" in w]}
+                   "domain_warnings": [w for w in out["deep"][0].warnings if "regulari" in w],
+                   "domain_excess": _excess(out["deep"][0])}
             rows.append(row)
             if save is not None:  # the volumes' central planes and axial lines, to look at
                 save.mkdir(parents=True, exist_ok=True)
@@ -103,12 +115,15 @@ def run(spheres: int, screen: str = "model", size: int = 256, save: Path | None 
                     f"{k}_{cut}": v for k, vol in (("tv", tv), ("deep", deep)) for cut, v in
                     (("xy", vol[iz]), ("xz", vol[:, iy]), ("z", vol[:, iy, ix]))}, voxel_um=np.asarray(t.voxel_size_um))
             d, v = row["deep"], row["tv"]
-            print(f"sphere {seed}, illuminations to {na_fraction:.2f} of NA: SSIM {row['ssim_deep_vs_tv']:.3f}; mean inside − 1.36: TV {v['mean_inside'] - N_SPHERE:+.4f}, "
+            print(f"sphere {seed}, illuminations to {na_fraction:.2f} of NA: SSIM {row['ssim_deep_vs_tv']:.3f}; "
+                  f"mean inside − 1.36: TV {v['mean_inside'] - N_SPHERE:+.4f}, "
                   f"deep {d['mean_inside'] - N_SPHERE:+.4f} (deep − TV {d['mean_inside'] - v['mean_inside']:+.4f}); "
                   f"background std TV {v['bg_std']:.4f} deep {d['bg_std']:.4f}; FWHM axial/lateral µm TV "
                   f"{v['fwhm_axial_um']:.2f}/{v['fwhm_lateral_um']:.2f} deep {d['fwhm_axial_um']:.2f}/"
                   f"{d['fwhm_lateral_um']:.2f}; {row['fields_used']}/49 fields; "
                   f"{row['seconds_tv']:.0f} s vs {row['seconds_deep']:.0f} s", flush=True)
+            print(f"  outside the learned regulariser's domain by {100 * row['domain_excess'][0]:.0f} % "
+                  f"({row['domain_excess'][1] or 'inside'})")
             for w in row["domain_warnings"]:
                 print(f"  warning: {w}")
     return rows
