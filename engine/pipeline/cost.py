@@ -88,11 +88,17 @@ class CostCalibration:
         return self.screen_a + self.screen_b * _plogp(pixels)
 
 
+#: what each optional stage of a :class:`CostEstimate` is, for :meth:`CostEstimate.describe`
+OPTIONAL_STAGES = {"illumination_frame": "in the illumination frame if dense",
+                   "tv_fallback": "if TV runs in the learned step's place (measurement outside its domain)"}
+
+
 @dataclass
 class CostEstimate:
     """Estimated seconds of a reconstruction, per stage (``first_order``, ``non_negativity``, ``tv``,
     ``deep``, ``multislice``) and in total, with the problem size it was made for; ``optional``
-    the stages that may not run (``illumination_frame`` of ``multislice_frame="auto"``)."""
+    the stages that may not run (``illumination_frame`` of ``multislice_frame="auto"``, ``tv_fallback``
+    of ``regularize="deep"``: TV's extra time when it runs in the learned step's place)."""
 
     stages: dict = field(default_factory=dict)
     shape: tuple = ()
@@ -116,8 +122,8 @@ class CostEstimate:
         z, y, x = self.shape
         big = max(self.stages, key=self.stages.get) if self.stages else ""
         part = f" ({big.replace('_', '-')} {format_seconds(self.stages[big])})" if len(self.stages) > 1 else ""
-        extra = (f"; + up to {format_seconds(sum(self.optional.values()))} in the illumination frame if dense"
-                 if self.optional else "")
+        extra = "".join(f"; + up to {format_seconds(v)} {OPTIONAL_STAGES.get(k, k.replace('_', ' '))}"
+                        for k, v in self.optional.items())
         return f"≈ {format_seconds(self.seconds)}{part} for {z} × {y} × {x} voxels, {self.n_fields} fields{extra}"
 
 
@@ -242,11 +248,14 @@ def estimate_seconds(options: Any, shape: tuple, n_fields: int, substeps: int = 
     nonneg = 2 * options.non_negativity_iterations * f3
     stages = {"retrieval": 400 * n * cal.fft2 * _plogp(pix)} if retrieve else {}
     stages.update(first_order=first, non_negativity=nonneg)
+    optional: dict = {}
     if options.regularize == "tv":
         stages["tv"] = options.tv_outer_iterations * (2 * f3 + options.tv_inner_iterations * cal.tv * vox)
     elif options.regularize == "deep":
         stages["deep"] = 2 * f3
-    optional: dict = {}
+        if getattr(options, "deep_domain_tolerance", None) is not None:  # TV in its place, outside its domain
+            optional["tv_fallback"] = (options.tv_outer_iterations * (2 * f3 + options.tv_inner_iterations * cal.tv * vox)
+                                       - stages["deep"])
     if options.method == "multislice":
         frame = getattr(options, "multislice_frame", "lab")
         screens = min(int(options.multislice_batch), n) * z * int(substeps) * cal.screen(pix)

@@ -167,3 +167,17 @@ def test_processing_options_refuse_a_bad_tolerance_and_the_cli_parses_none():
         with pytest.raises(ValueError, match="deep_domain_tolerance"):
             ProcessOptions(deep_domain_tolerance=bad)
     assert _tolerance("none") is None and _tolerance("0.25") == 0.25
+
+
+def test_cost_estimate_names_tv_in_the_learned_steps_place():
+    """With the fallback on, the estimate says what TV would add; with it off, nothing is added."""
+    from engine.pipeline.cost import CostCalibration, estimate_seconds
+    from engine.pipeline.process import ProcessOptions
+
+    cal = CostCalibration(fft3=1e-9, fft2=1e-9, tv=2e-8, screen_a=1e-4, screen_b=1e-8)
+    on = estimate_seconds(ProcessOptions(regularize="deep"), (64, 128, 128), 49, 1, cal)
+    off = estimate_seconds(ProcessOptions(regularize="deep", deep_domain_tolerance=None), (64, 128, 128), 49, 1, cal)
+    tv = estimate_seconds(ProcessOptions(regularize="tv"), (64, 128, 128), 49, 1, cal)
+    assert on.seconds == off.seconds and not off.optional
+    assert on.seconds_max == pytest.approx(tv.seconds)
+    assert "if TV runs in the learned step's place" in on.describe() and "up to" not in off.describe()
