@@ -20,7 +20,7 @@ DEMO_KINDS = ("beads", "bacteria", "cells", "lc-droplets")
 LOG_LEVELS = ("debug", "info", "warning", "error")  # engine.pipeline.batch.LOG_LEVELS (not imported: keep --help fast)
 BIREFRINGENCE_METHODS = ("auto", "dtt", "dtt-refined", "learned")  # engine.pipeline.process.BIREFRINGENCE_METHODS (same)
 MULTISLICE_FRAMES = ("lab", "auto", "illumination")  # engine.pipeline.process.MULTISLICE_FRAMES (same)
-DEFAULT_DEEP_DOMAIN_TOLERANCE = 0.05  # engine.pipeline.process.DEFAULT_DEEP_DOMAIN_TOLERANCE (same)
+DEFAULT_DEEP_DOMAIN_TOLERANCE = 0.04  # engine.pipeline.process.DEFAULT_DEEP_DOMAIN_TOLERANCE (same)
 GUI_EXTRA_MISSING = (
     "odt-studio: the desktop application needs the optional 'gui' packages, which are not installed "
     "({missing}).\nInstall them with:  pip install \"odt-studio[gui]\"\n"
@@ -159,7 +159,7 @@ def _batch_parser() -> argparse.ArgumentParser:
                    help="missing-cone regularisation written beside the raw tomogram: total variation "
                    "(tomogram/ri_tv) or the learned regulariser (tomogram/ri_deep)")
     p.add_argument("--deep-domain-tolerance", type=_tolerance, default=DEFAULT_DEEP_DOMAIN_TOLERANCE, metavar="F",
-                   help="with --regularize deep: how far (a fraction, e.g. 0.05 = 5 %%) a measurement may lie outside "
+                   help="with --regularize deep: how far (a fraction, e.g. 0.04 = 4 %%) a measurement may lie outside "
                    "the learned regulariser's training domain before TV runs in its place (tomogram/ri_tv, with a "
                    "warning); 'none' = always the learned step (default: %(default)s)")
     p.add_argument("--birefringence", action="store_true",

@@ -138,7 +138,7 @@ def test_pipeline_and_batch_log_carry_the_domain_warnings(tmp_path):
         assert "ri_tv" in f["tomogram"] and "ri_deep" not in f["tomogram"]
         rec = json.loads(f.attrs["processing_options"])
     assert rec["regularize"] == "deep" and rec["regularize_route"] == "tv" and "40 %" in rec["regularize_route_reason"]
-    assert rec["deep_domain_tolerance"] == pytest.approx(0.05)
+    assert rec["deep_domain_tolerance"] == pytest.approx(0.04)
     kept = process_measurement(folder, None, ProcessOptions(screen="none", regularize="deep", device="cpu",
                                                             deep_domain_tolerance=0.5))
     assert kept.tomogram.ri_deep is not None and kept.tomogram.ri_tv is None and kept.regularize_route is None
