@@ -57,11 +57,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--set", nargs="*", default=[], metavar="NAME=CACHE.npz")
     p.add_argument("--flips-set", default="", help="the set (by NAME) whose orientation stability is measured")
     p.add_argument("--seed", type=int, default=20261206, help="protocol split seed of a validation/held_out set")
+    p.add_argument("--combine-min", action="store_true",
+                   help="also score 'noisy only if every model says so': the least of the models' calibrated "
+                        "noisy-probabilities (an AND of their decisions; not recalibrated)")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     sets = dict(_set(s, a.seed) for s in a.set)
     report: dict = {}
+    probs: dict = {}  # model -> set -> calibrated logits (logit / T), for --combine-min
     for name in a.model:
         m = load_model(name, device="cpu")
         m.net.eval()
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
             views = _orientation_logits(m, x)
             logits = views.mean(axis=0) if m.test_time_augmentation == "d8" else views[0]
             r = evaluate_logits(logits, cs, m.temperature)
+            probs.setdefault(name, {})[sname] = logits / m.temperature
             entry[sname] = {k: r[k] for k in ("accuracy", "roc_auc", "ece", "sensitivity", "specificity")}
             if sname == a.flips_set:
                 prob = 1 / (1 + np.exp(-views / m.temperature))
@@ -81,6 +86,14 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{m.label} {sname} ({len(cs)} fields): " + "  ".join(
                 f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry[sname].items()), flush=True)
         report[name] = entry
+    if a.combine_min and len(a.model) > 1:
+        report["min"] = {"label": "min(" + ", ".join(report[n]["label"] for n in a.model) + ")"}
+        for sname, cs in sets.items():
+            logit = np.min([probs[n][sname] for n in a.model], axis=0)
+            r = evaluate_logits(logit, cs, 1.0)
+            report["min"][sname] = {k: r[k] for k in ("accuracy", "roc_auc", "ece", "sensitivity", "specificity")}
+            print(f"{report['min']['label']} {sname}: " + "  ".join(
+                f"{k} {v:.3f}" for k, v in report["min"][sname].items()), flush=True)
     if a.json:
         a.json.write_text(json.dumps(report, indent=1))
     return report
