@@ -14,6 +14,15 @@ from typing import Optional
 __all__ = ["outside_range", "quantities_outside", "relative_excess", "largest_excess"]
 
 
+def _passed_edge(value: float, lo: float, hi: float) -> Optional[float]:
+    """The edge of ``[lo, hi]`` that ``value`` lies beyond, or None inside (a relative tolerance of
+    1e-9 at the edges)."""
+    tol = 1e-9 * max(abs(lo), abs(hi), 1.0)
+    if lo - tol <= value <= hi + tol:
+        return None
+    return hi if value > hi else lo
+
+
 def outside_range(value: float, lo: float, hi: float, fmt: str = "{:.3g}", unit: str = "") -> Optional[str]:
     """``"v is above its training range lo–hi (by d, p %)"``, or None when ``lo ≤ value ≤ hi``.
 
@@ -26,10 +35,10 @@ def outside_range(value: float, lo: float, hi: float, fmt: str = "{:.3g}", unit:
     unit : str
         Appended to every number (e.g. ``" µm"``).
     """
-    tol = 1e-9 * max(abs(lo), abs(hi), 1.0)
-    if lo - tol <= value <= hi + tol:
+    edge = _passed_edge(value, lo, hi)
+    if edge is None:
         return None
-    edge, side = (hi, "above") if value > hi else (lo, "below")
+    side = "above" if value > hi else "below"
     by = abs(value - edge)
     rel = f", {100 * by / abs(edge):.0f} %" if edge else ""
     return (f"{fmt.format(value)}{unit} is {side} its training range {fmt.format(lo)}–{fmt.format(hi)}{unit} "
@@ -39,10 +48,9 @@ def outside_range(value: float, lo: float, hi: float, fmt: str = "{:.3g}", unit:
 def relative_excess(value: float, lo: float, hi: float) -> float:
     """How far ``value`` lies outside ``[lo, hi]``, as a fraction of the edge it passed (0 inside;
     ``inf`` past an edge of 0)."""
-    tol = 1e-9 * max(abs(lo), abs(hi), 1.0)
-    if lo - tol <= value <= hi + tol:
+    edge = _passed_edge(value, lo, hi)
+    if edge is None:
         return 0.0
-    edge = hi if value > hi else lo
     return abs(value - edge) / abs(edge) if edge else float("inf")
 
 

@@ -249,13 +249,13 @@ def estimate_seconds(options: Any, shape: tuple, n_fields: int, substeps: int = 
     stages = {"retrieval": 400 * n * cal.fft2 * _plogp(pix)} if retrieve else {}
     stages.update(first_order=first, non_negativity=nonneg)
     optional: dict = {}
+    tv = options.tv_outer_iterations * (2 * f3 + options.tv_inner_iterations * cal.tv * vox)
     if options.regularize == "tv":
-        stages["tv"] = options.tv_outer_iterations * (2 * f3 + options.tv_inner_iterations * cal.tv * vox)
+        stages["tv"] = tv
     elif options.regularize == "deep":
         stages["deep"] = 2 * f3
         if getattr(options, "deep_domain_tolerance", None) is not None:  # TV in its place, outside its domain
-            optional["tv_fallback"] = (options.tv_outer_iterations * (2 * f3 + options.tv_inner_iterations * cal.tv * vox)
-                                       - stages["deep"])
+            optional["tv_fallback"] = tv - stages["deep"]
     if options.method == "multislice":
         frame = getattr(options, "multislice_frame", "lab")
         screens = min(int(options.multislice_batch), n) * z * int(substeps) * cal.screen(pix)

@@ -466,7 +466,7 @@ def _process_scalar(measurement: Measurement | _Header, options: ProcessOptions,
         route = _deep_or_tv(meta, retrieved.illumination_per_um, decision, options)
         if route is not None:
             warnings.append(f"{measurement.name}: {route[1]}")
-            options = dataclasses.replace(options, regularize="tv")
+            options = dataclasses.replace(options, regularize="tv")  # the stages below run TV; the result keeps what was asked
 
     def result(tomogram: Any) -> ProcessResult:
         return ProcessResult(name=measurement.name, fields=retrieved.field,

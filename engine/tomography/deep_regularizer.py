@@ -434,6 +434,14 @@ def measurement_setup(metadata, *, illumination_per_um=None, used=None) -> dict:
     return out
 
 
+def _compared_setup(metadata, illumination_per_um, used) -> dict:
+    """:func:`measurement_setup`, plus the :data:`DOMAIN_QUANTITIES` a dict ``metadata`` holds as is."""
+    setup = measurement_setup(metadata, illumination_per_um=illumination_per_um, used=used)
+    if isinstance(metadata, dict):
+        setup.update({k: float(v) for k, v in metadata.items() if k in DOMAIN_QUANTITIES and v is not None})
+    return setup
+
+
 def domain_check(metadata, card: dict, *, illumination_per_um=None, used=None) -> list[str]:
     """Human-readable warnings for each quantity of a measurement outside the model's training domain.
 
@@ -459,9 +467,7 @@ def domain_check(metadata, card: dict, *, illumination_per_um=None, used=None) -
     if not isinstance(domain, dict):
         return [f"the learned regulariser ({label}) does not state the setups it was trained for; "
                 "its result may differ from TV's more than its held-out numbers say"]
-    setup = measurement_setup(metadata, illumination_per_um=illumination_per_um, used=used)
-    if isinstance(metadata, dict):
-        setup.update({k: float(v) for k, v in metadata.items() if k in DOMAIN_QUANTITIES and v is not None})
+    setup = _compared_setup(metadata, illumination_per_um, used)
     warnings = [f"learned regulariser ({label}) outside its training domain: {name} {why}"
                 for name, why in quantities_outside(setup, domain, DOMAIN_QUANTITIES)]
     patterns = domain.get("illumination_patterns")
@@ -481,10 +487,7 @@ def domain_excess(metadata, card: dict, *, illumination_per_um=None, used=None) 
     domain = card.get("domain")
     if not isinstance(domain, dict):
         return 0.0, ""
-    setup = measurement_setup(metadata, illumination_per_um=illumination_per_um, used=used)
-    if isinstance(metadata, dict):
-        setup.update({k: float(v) for k, v in metadata.items() if k in DOMAIN_QUANTITIES and v is not None})
-    return largest_excess(setup, domain, DOMAIN_QUANTITIES)
+    return largest_excess(_compared_setup(metadata, illumination_per_um, used), domain, DOMAIN_QUANTITIES)
 
 
 def model_card(model: str | Path = "default", models_dir: Path = MODELS_DIR) -> dict:

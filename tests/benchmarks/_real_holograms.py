@@ -35,7 +35,8 @@ class RealHologram:
     pixel_size_um: float
 
 
-def _metadata(carrier_per_um: float):
+def metadata_for(carrier_per_um: float):
+    """Metadata of a hologram stored without any: the conventions above, the pupil from the carrier (cycles/µm)."""
     from engine.metadata import MeasurementMetadata
 
     return MeasurementMetadata.from_dict({"format": "odt-measurement/1", "wavelength_um": LAM, "medium_index": NM,
@@ -69,14 +70,14 @@ def real_holograms() -> list[RealHologram]:
 
     d = np.load(DATA / "hologram_cell.npz")
     out = [_retrieved("hl60 (qpretrieve)", "test", d["data"][None], d["bg_data"][None],
-                      _metadata(_carrier_per_um(d["data"])))]
+                      metadata_for(_carrier_per_um(d["data"])))]
     for name in ("single_hdf5_raw-oah.h5", "series_hdf5_raw-oah.h5"):
         m = read_qpformat_hdf5(DATA / name)
         out.append(_retrieved(f"{name} (qpformat)", "test", m.holograms, m.backgrounds, m.metadata))
     with tifffile.TiffFile(DATA / "single_holo.tif") as t:
         holo = t.pages[0].asarray()
-    out.append(_retrieved("single_holo.tif (qpformat)", "validation", holo[None], None, _metadata(_carrier_per_um(holo))))
+    out.append(_retrieved("single_holo.tif (qpformat)", "validation", holo[None], None, metadata_for(_carrier_per_um(holo))))
     holo = np.array(Image.open(DATA / "hologram_cell_curved_bg.jpg"))
     out.append(_retrieved("hologram_cell_curved_bg.jpg (qpimage)", "validation", holo[None], None,
-                          _metadata(_carrier_per_um(holo))))
+                          metadata_for(_carrier_per_um(holo))))
     return out

@@ -17,6 +17,7 @@ correlation stays 0.999–1.000 and the integrated phase within 1–2 %.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,11 @@ from engine.store.results import read_result
 
 qpretrieve = pytest.importorskip("qpretrieve")
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-PX, LAM, NM = 0.1, 0.55, 1.335  # the file stores none: any consistent choice (µm) gives the same phase
-PUPIL = 0.48  # pupil radius NA/λ as a fraction of the carrier distance (module docstring)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+# the file stores no metadata: any consistent choice (µm) gives the same phase; the pupil radius NA/λ
+# is PUPIL of the carrier distance (module docstring); the benchmarks use the same conventions
+from _real_holograms import DATA, LAM, NM, PUPIL, PX, metadata_for  # noqa: E402
 
 
 def _reference():
@@ -98,11 +101,9 @@ def test_real_hologram_has_the_right_sign_and_matches_qpretrieve(tmp_path, refer
 
 def test_real_hologram_quality_numbers_are_sane(reference):
     from engine.holography.retrieval import retrieve_fields
-    from engine.metadata import MeasurementMetadata
 
     d, _, c = reference
-    md = MeasurementMetadata.from_dict({"format": "odt-measurement/1", "wavelength_um": LAM, "medium_index": NM,
-                                        "na_objective": PUPIL * c * LAM, "pixel_size_um": PX})
+    md = metadata_for(c)
     q = retrieve_fields(d["data"][None], d["bg_data"][None], md, device="cpu").quality.row(0)
     assert q["phase_noise_rad"] < 0.1          # an 8-bit hologram of good contrast: low noise
     assert q["residue_density"] < 1e-3          # no vortices to speak of
@@ -185,13 +186,11 @@ def test_qpformat_real_hologram_positive_without_seam_and_matches_qpretrieve():
 def test_real_holograms_are_scored_clean(reference):
     """The shipped screening model keeps the real holograms of both labs (issue #19, item 5)."""
     from engine.holography.retrieval import retrieve_fields
-    from engine.metadata import MeasurementMetadata
     from engine.screening import screen_fields
     from engine.store.qpformat_hdf5 import read_qpformat_hdf5
 
     d, _, c = reference
-    md = MeasurementMetadata.from_dict({"format": "odt-measurement/1", "wavelength_um": LAM, "medium_index": NM,
-                                        "na_objective": PUPIL * c * LAM, "pixel_size_um": PX})
+    md = metadata_for(c)
     cases = [(d["data"][None], d["bg_data"][None], md)]
     for name in ("single_hdf5_raw-oah.h5", "series_hdf5_raw-oah.h5"):
         m = read_qpformat_hdf5(DATA / name)
@@ -234,15 +233,13 @@ def _without_background(holo: np.ndarray):
     from skimage.restoration import unwrap_phase
 
     from engine.holography.retrieval import retrieve_fields
-    from engine.metadata import MeasurementMetadata
     from engine.store.qpformat_hdf5 import synthesise_background
 
     ref = qpretrieve.OffAxisHologram(holo)
     ref.run_pipeline(filter_size=1 / 2)
     ref_phase, frame = _minus_border_plane(unwrap_phase(np.angle(np.squeeze(np.asarray(ref.field)))))
     c = np.hypot(*ref.pipeline_kws["sideband_freq"]) / PX
-    md = MeasurementMetadata.from_dict({"format": "odt-measurement/1", "wavelength_um": LAM, "medium_index": NM,
-                                        "na_objective": PUPIL * c * LAM, "pixel_size_um": PX})
+    md = metadata_for(c)
     bg, _ = synthesise_background(holo[None], md)
     return retrieve_fields(holo[None], bg[None], md, device="cpu"), ref_phase, frame, md
 
