@@ -42,6 +42,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -709,46 +710,53 @@ def _run_here(todo: list[BatchItem], process_one: Callable, handle: Callable, ca
 def _run_pool(todo: list[BatchItem], process_one: Callable, workers: int, max_in_flight: int, ctx: Any,
               handle: Callable, finish: Callable, cancel: Optional[CancelToken],
               record_level: Optional[int] = None) -> bool:
-    """Local process pool with at most ``max_in_flight`` submitted tasks; returns True if cancelled."""
+    """Local process pool with at most ``max_in_flight`` submitted tasks; returns True if cancelled.
+
+    When a worker process dies (a segfault, the OOM killer), a :class:`ProcessPoolExecutor` cannot say
+    which task killed it: every task in flight ends with :class:`BrokenProcessPool`. Those folders are
+    *suspects*, not failures: each runs again on a fresh pool, alone, and only a folder whose worker dies
+    while nothing else runs is reported failed. A folder that crashes its worker therefore fails once,
+    with a clear error, and never takes the folders that shared its pool along.
+    """
     queue = iter(todo)
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-    pending: dict[Future, BatchItem] = {}
-    cancelled = False
+    suspects: deque[BatchItem] = deque()  # lost to a dead pool: each runs again, alone
+    alone: Optional[BatchItem] = None  # the suspect running now, with nothing else in flight
     unsubmitted: Optional[BatchItem] = None  # refused by a pool that broke before its futures said so
+    pending: dict[Future, BatchItem] = {}
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    cancelled = False
+
+    def submit(it: BatchItem) -> bool:
+        nonlocal executor, unsubmitted
+        try:
+            pending[executor.submit(run_one, process_one, it.folder, it.out_path, record_level)] = it
+            return True
+        except BrokenProcessPool:
+            if pending:  # the futures in flight report the breakage below; this one goes after
+                unsubmitted = it
+                return False
+        executor.shutdown(wait=False, cancel_futures=True)  # nothing left to report it: a new pool
+        executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        pending[executor.submit(run_one, process_one, it.folder, it.out_path, record_level)] = it
+        return True
+
     try:
         while True:
-            submit_refused = False
-            while not cancelled and len(pending) < max_in_flight:
-                it = unsubmitted if unsubmitted is not None else next(queue, None)
-                unsubmitted = None
-                if it is None:
-                    break
-                try:
-                    pending[executor.submit(run_one, process_one, it.folder, it.out_path, record_level)] = it
-                except BrokenProcessPool:  # a worker died; its future reports it below
-                    unsubmitted, submit_refused = it, True
+            if not cancelled and suspects and not pending:
+                alone = suspects.popleft()
+                submit(alone)
+            while not cancelled and alone is None and not suspects and len(pending) < max_in_flight:
+                it, unsubmitted = (unsubmitted if unsubmitted is not None else next(queue, None)), None
+                if it is None or not submit(it):
                     break
             if not pending:
-                if submit_refused:  # nothing left to report the breakage: just start a new pool
-                    executor.shutdown(wait=False, cancel_futures=True)
-                    executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-                    continue
                 break
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            broken = False
-            for fut in done:
-                it = pending.pop(fut)
-                try:
-                    handle(it, fut.result())
-                except BrokenProcessPool as e:
-                    broken = True
-                    finish(it, STATUS_FAILED, _one_line(f"worker process died while processing this folder "
-                                                        f"({type(e).__name__})"))
-                except Exception as e:  # e.g. unpicklable process_one
-                    finish(it, STATUS_FAILED, _one_line(f"{type(e).__name__}: {e}"))
-            if broken:  # every task still in the dead pool is lost: report them and start a new pool
-                for it in list(pending.values()):
-                    finish(it, STATUS_FAILED, "worker process died while processing this or another folder")
+            broken = _collect_pool_results(done, pending, alone, handle, finish, suspects)
+            if alone is not None and alone not in pending.values():
+                alone = None
+            if broken:  # every task still in the dead pool is lost too: each runs again, alone, on a new pool
+                suspects.extend(pending.values())
                 pending.clear()
                 executor.shutdown(wait=False, cancel_futures=True)
                 executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
@@ -757,6 +765,30 @@ def _run_pool(todo: list[BatchItem], process_one: Callable, workers: int, max_in
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
     return cancelled
+
+
+def _collect_pool_results(done: set[Future], pending: dict[Future, BatchItem], alone: Optional[BatchItem],
+                          handle: Callable, finish: Callable, suspects: deque[BatchItem]) -> bool:
+    """Record the finished futures of :func:`_run_pool`; returns True if the pool broke.
+
+    A folder lost to a dead worker joins ``suspects``, unless it was ``alone`` in the pool: then its own
+    worker died and it fails.
+    """
+    broken = False
+    for fut in done:
+        it = pending.pop(fut)
+        try:
+            handle(it, fut.result())
+        except BrokenProcessPool as e:
+            broken = True
+            if it is alone:
+                finish(it, STATUS_FAILED, _one_line(f"worker process died while processing this folder "
+                                                    f"({type(e).__name__}; it ran alone, after a first crash)"))
+            else:
+                suspects.append(it)
+        except Exception as e:  # e.g. unpicklable process_one
+            finish(it, STATUS_FAILED, _one_line(f"{type(e).__name__}: {e}"))
+    return broken
 
 
 def _run_dask(todo: list[BatchItem], process_one: Callable, scheduler: Any, max_in_flight: Optional[int],
