@@ -23,13 +23,14 @@ and in result files, ``1 = clean`` (used) as ``docs/formats.md`` says.
 """
 
 from ..metrics import accuracy, confusion_counts, roc_auc, screening_metrics, sensitivity, specificity
-from .network import (CompactScreeningNet, ModelFileError, ScreeningModel, ScreeningNet, ScreeningResult,
+from .network import (CompactScreeningNet, MinOfNetworks, ModelFileError, ScreeningModel, ScreeningNet, ScreeningResult,
                       load_model, preprocess, save_model, screen_fields)
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
 
 __all__ = [
     "ScreeningNet",
     "CompactScreeningNet",
+    "MinOfNetworks",
     "ScreeningModel",
     "ScreeningResult",
     "ModelFileError",

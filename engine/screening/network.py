@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -57,6 +57,7 @@ from .sample_crop import centre_origin, crop_at, screening_crop_origin
 __all__ = [
     "ScreeningNet",
     "CompactScreeningNet",
+    "MinOfNetworks",
     "build_network",
     "preprocess",
     "ScreeningModel",
@@ -254,9 +255,76 @@ def init_weights(net: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+class MinOfNetworks(nn.Module):
+    """Several screening networks that call a field noisy only if every one of them does (model 3.0).
+
+    ``logits(x) = scale · min_k(member_scales[k] · member_k.logits(x)) + offset``: each member's logit
+    is first put on its own calibrated scale (``1 / T_k``, its card's temperature), the least of
+    them is taken (the member most sure the field is clean decides), and the result is recalibrated
+    by Platt scaling (``scale``, ``offset``, fitted on validation measurements), so that
+    ``sigmoid(logits)`` is a calibrated noisy-probability again.
+
+    Why: a network trained on wide defect families catches far more of them than the 2.x net, but
+    on real holograms of other labs it can read their cells' amplitude texture as a defect; the 2.x
+    net keeps those clean. Requiring both to agree keeps the real cells clean and most of the new
+    catches (``resources/models/screening-families-evaluation.json``). Every member takes the same
+    input (``in_channels``; the card's ``input`` entry is shared).
+
+    Parameters
+    ----------
+    members : sequence of nn.Module
+        :class:`ScreeningNet` or :class:`CompactScreeningNet` (not nested ensembles).
+    member_scales : sequence of float
+        ``1 / T_k`` of each member (> 0).
+    scale, offset : float
+        Platt recalibration of the least member logit (``scale`` > 0).
+
+    References
+    ----------
+    J. Platt, "Probabilistic outputs for support vector machines and comparisons to regularized
+    likelihood methods", Advances in Large Margin Classifiers (1999).
+    """
+
+    def __init__(self, members: Sequence[nn.Module], member_scales: Sequence[float], scale: float = 1.0,
+                 offset: float = 0.0) -> None:
+        super().__init__()
+        if len(members) < 2 or len(member_scales) != len(members):
+            raise ModelFileError(f"MinOfNetworks needs two or more members and one scale each, got "
+                                 f"{len(members)} members and {len(member_scales)} scales")
+        if any(not isinstance(m, (ScreeningNet, CompactScreeningNet)) for m in members):
+            raise ModelFileError("MinOfNetworks members must be ScreeningNet or CompactScreeningNet")
+        channels = {int(m.in_channels) for m in members}
+        if len(channels) != 1:
+            raise ModelFileError(f"MinOfNetworks members take different inputs: in_channels {sorted(channels)}")
+        values = [float(v) for v in (*member_scales, scale)]
+        if not all(np.isfinite(v) and v > 0 for v in values) or not np.isfinite(float(offset)):
+            raise ModelFileError(f"MinOfNetworks scales must be finite and > 0 and the offset finite, got "
+                                 f"member_scales {list(member_scales)}, scale {scale}, offset {offset}")
+        self.members = nn.ModuleList(members)
+        self.member_scales = [float(v) for v in member_scales]
+        self.scale, self.offset = float(scale), float(offset)
+        self.in_channels = channels.pop()
+        self.sigmoid = nn.Sigmoid()
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member's calibrated logit, (K, B)."""
+        return torch.stack([m.logits(x) * s for m, s in zip(self.members, self.member_scales)])
+
+    def deciding_member(self, x: torch.Tensor) -> torch.Tensor:
+        """Index (B,) of the member whose logit is the least for each input: the one that decides."""
+        return self.member_logits(x).argmin(dim=0)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.member_logits(x).amin(dim=0) * self.scale + self.offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sigmoid(self.logits(x))
+
+
 _ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "ScreeningNet": ScreeningNet,
     "CompactScreeningNet": CompactScreeningNet,
+    "MinOfNetworks": MinOfNetworks,
 }
 
 
@@ -266,6 +334,17 @@ def build_network(architecture: dict) -> nn.Module:
     cls = arch.pop("class", None)
     if cls not in _ARCHITECTURES:
         raise ModelFileError(f"unknown architecture class {cls!r}; known: {sorted(_ARCHITECTURES)}")
+    if cls == "MinOfNetworks":
+        members = arch.get("members")
+        if not isinstance(members, list) or any(not isinstance(m, dict) or m.get("class") == cls for m in members):
+            raise ModelFileError("MinOfNetworks: 'members' must be a list of single-network architectures")
+        try:
+            return MinOfNetworks([build_network(m) for m in members], [float(v) for v in arch["member_scales"]],
+                                 float(arch.get("scale", 1.0)), float(arch.get("offset", 0.0)))
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, ModelFileError):
+                raise
+            raise ModelFileError(f"MinOfNetworks: malformed architecture ({type(e).__name__}: {e})") from e
     allowed = {"ScreeningNet": {"in_channels"},
                "CompactScreeningNet": {"in_channels", "width", "full_resolution", "mean_pool"}}[cls]
     kwargs = {k: int(v) for k, v in arch.items() if k in allowed}
@@ -274,6 +353,9 @@ def build_network(architecture: dict) -> nn.Module:
 
 def architecture_of(net: nn.Module) -> dict:
     """The ``architecture`` entry of a model card for ``net``."""
+    if isinstance(net, MinOfNetworks):
+        return {"class": "MinOfNetworks", "members": [architecture_of(m) for m in net.members],
+                "member_scales": list(net.member_scales), "scale": net.scale, "offset": net.offset}
     if isinstance(net, CompactScreeningNet):
         arch = {"class": "CompactScreeningNet", "in_channels": net.in_channels, "width": net.width}
         if net.full_resolution or net.mean_pool:  # 2.x cards stay as they were

@@ -27,14 +27,14 @@ ICLR workshop (2015).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .network import SPECTRUM_KINDS, ScreeningModel, preprocess
+from .network import SPECTRUM_KINDS, MinOfNetworks, ScreeningModel, preprocess
 
 __all__ = ["cam", "grad_cam", "guided_backprop", "saliency_maps", "SALIENCY_METHODS"]
 
@@ -80,12 +80,37 @@ def cam(model: ScreeningModel, fields: np.ndarray | torch.Tensor, *,
     ndarray, shape (N, h, w), float32 in 0..1
     """
     x = _as_input(model, fields, unwrapped_phase)
-    net = model.net.eval()
+    maps = _per_deciding_member(model.net.eval(), x, _cam_maps)
+    return _normalise(maps.clamp_min(0), tuple(x.shape[-2:]))
+
+
+def _cam_maps(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Per-position logits of one single network, (B, h', w')."""
     with torch.no_grad():
         a = net.feature_maps(x)  # (B, C, h', w')
         b, c, hh, ww = a.shape
-        per_pos = net.position_head(a.permute(0, 2, 3, 1).reshape(-1, c)).reshape(b, hh, ww)
-    return _normalise(per_pos.clamp_min(0), tuple(x.shape[-2:]))
+        return net.position_head(a.permute(0, 2, 3, 1).reshape(-1, c)).reshape(b, hh, ww)
+
+
+def _per_deciding_member(net: nn.Module, x: torch.Tensor, maps_of: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+                         ) -> torch.Tensor:
+    """``maps_of(net, x)``; for a :class:`MinOfNetworks`, each field's map from the member that decides it.
+
+    The ensemble's score is its least member logit, so the map that explains a decision is the map
+    of the member whose logit was the least. Members may differ in map size: each map is brought to
+    the input size before they are put together.
+    """
+    if not isinstance(net, MinOfNetworks):
+        return maps_of(net, x)
+    with torch.no_grad():
+        who = net.deciding_member(x)
+    out = torch.zeros((x.shape[0], *x.shape[-2:]), dtype=torch.float32, device=x.device)
+    for k, member in enumerate(net.members):
+        sel = (who == k).nonzero().flatten()
+        if len(sel):
+            m = maps_of(member, x[sel]).detach().float()
+            out[sel] = F.interpolate(m[:, None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
+    return out
 
 
 def grad_cam(model: ScreeningModel, fields: np.ndarray | torch.Tensor, *,
@@ -97,7 +122,12 @@ def grad_cam(model: ScreeningModel, fields: np.ndarray | torch.Tensor, *,
     ndarray, shape (N, h, w), float32 in 0..1
     """
     x = _as_input(model, fields, unwrapped_phase)
-    net = model.net.eval()
+    maps = _per_deciding_member(model.net.eval(), x, _grad_cam_maps)
+    return _normalise(maps, tuple(x.shape[-2:]))
+
+
+def _grad_cam_maps(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM of one single network, (B, h', w')."""
     with torch.enable_grad():
         a = net.feature_maps(x)
         a.retain_grad()
@@ -106,7 +136,7 @@ def grad_cam(model: ScreeningModel, fields: np.ndarray | torch.Tensor, *,
         weights = a.grad.mean(dim=(2, 3), keepdim=True)
         maps = F.relu((weights * a).sum(dim=1))
     net.zero_grad(set_to_none=True)
-    return _normalise(maps, tuple(x.shape[-2:]))
+    return maps
 
 
 @contextlib.contextmanager
