@@ -81,15 +81,15 @@ def cam(model: ScreeningModel, fields: np.ndarray | torch.Tensor, *,
     """
     x = _as_input(model, fields, unwrapped_phase)
     maps = _per_deciding_member(model.net.eval(), x, _cam_maps)
-    return _normalise(maps.clamp_min(0), tuple(x.shape[-2:]))
+    return _normalise(maps, tuple(x.shape[-2:]))
 
 
 def _cam_maps(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Per-position logits of one single network, (B, h', w')."""
+    """Positive part of the per-position logits of one single network, (B, h', w')."""
     with torch.no_grad():
         a = net.feature_maps(x)  # (B, C, h', w')
         b, c, hh, ww = a.shape
-        return net.position_head(a.permute(0, 2, 3, 1).reshape(-1, c)).reshape(b, hh, ww)
+        return net.position_head(a.permute(0, 2, 3, 1).reshape(-1, c)).reshape(b, hh, ww).clamp_min(0)
 
 
 def _per_deciding_member(net: nn.Module, x: torch.Tensor, maps_of: Callable[[nn.Module, torch.Tensor], torch.Tensor]

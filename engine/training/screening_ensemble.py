@@ -105,7 +105,7 @@ def build_min_ensemble(members: Sequence[ScreeningModel], validation: CropSet,
 
 
 def ensemble_card(members: Sequence[ScreeningModel], calibration: dict, metrics: dict, *, version: str,
-                  domain_from: int, command: str) -> dict:
+                  domain_from: int, command: str, split_seed: int) -> dict:
     """The model card of the ensemble (``save_model`` fills in architecture, tensors and checksum)."""
     keep = ("name", "version", "description", "training_data", "training", "metrics", "sha256", "date")
     src = members[domain_from]
@@ -125,6 +125,8 @@ def ensemble_card(members: Sequence[ScreeningModel], calibration: dict, metrics:
         "domain_note": f"the training domain of member {domain_from} ({src.label}), trained on the wider setups; "
                        "the evaluation sets (no background, wide pixel, cross-setup) span it",
         "training_data": src.card.get("training_data"),
+        "seed": src.card.get("seed", (src.card.get("training_data") or {}).get("seed")),
+        "validation_split_seed": split_seed,
         "metrics": metrics,
         "command": command,
     }
@@ -142,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--domain-from", type=int, default=-1, help="the member whose training domain the card states")
     p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write (its .json beside it)")
     p.add_argument("--version", default="3.0.0")
+    p.add_argument("--members-source", default="", help="where each member file comes from (written to the card)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="cpu")
     return p
@@ -167,12 +170,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     for name, cs in sets.items():
         metrics[name] = evaluate_logits(_logits(net, cs, torch.device("cpu")), cs)
         print(_fmt(name, metrics[name]))
+    caches = [f"{n}={Path(p).name}" for n, _, p in (spec.partition("=") for spec in args.evaluate)]
     command = "python -m engine.training.screening_ensemble " + " ".join(
-        [f"--member {' '.join(args.member)}", f"--validation {args.validation.name}", f"--split-seed {args.split_seed}"]
-        + ([f"--evaluate {' '.join(args.evaluate)}"] if args.evaluate else [])
+        [f"--member {' '.join(Path(m).name for m in args.member)}", f"--validation {args.validation.name}",
+         f"--split-seed {args.split_seed}"]
+        + ([f"--evaluate {' '.join(caches)}"] if caches else [])
         + [f"--domain-from {args.domain_from}", f"--version {args.version}"])
     card = ensemble_card(members, calibration, metrics, version=args.version, domain_from=args.domain_from,
-                         command=command)
+                         command=command, split_seed=args.split_seed)
+    if args.members_source:
+        card["members_source"] = args.members_source
     args.out.parent.mkdir(parents=True, exist_ok=True)
     written = save_model(net, args.out, card)
     print(f"wrote {args.out} ({written['parameters']} parameters) and its card")

@@ -200,7 +200,9 @@ def test_real_holograms_are_scored_clean(reference):
         s = screen_fields(r.field, r.illumination_per_um, meta, method="model", unwrapped_phase=r.unwrapped_phase,
                           pixel_size_um=r.pixel_size_um, device="cpu")
         assert np.all(s.decision == 1), (s.score, s.model_name)
-        assert np.all(s.score < 0.3), s.score
+        # 3.0.0: 0.38 / 0.29 / 0.29 (2.0.0: 0.19 / 0.13 / 0.13; its Platt offset, fitted on validation, raises
+        # every score): clean, with a smaller margin than before
+        assert np.all(s.score < 0.45), s.score
 
 
 def test_third_real_hologram_without_background_matches_qpretrieve_and_is_scored_clean():
@@ -222,7 +224,7 @@ def test_third_real_hologram_without_background_matches_qpretrieve_and_is_scored
     assert centre > 3.0  # measured 4.25 rad (qpretrieve: the same): denser than its medium
     assert np.corrcoef(ours.ravel(), ref_phase.ravel())[0, 1] >= 0.999  # measured 0.99994
     s = screen_fields(r.field, r.illumination_per_um, md, method="model", pixel_size_um=r.pixel_size_um, device="cpu")
-    assert np.all(s.decision == 1) and np.all(s.score < 0.3), s.score  # 2.0.0: 0.194
+    assert np.all(s.decision == 1) and np.all(s.score < 0.45), s.score  # 3.0.0: 0.39; 2.0.0: 0.194
     assert any("pupil sampling" in x and "is below its training range" in x for x in s.warnings)  # 0.222
 
 
@@ -272,11 +274,11 @@ def test_fourth_real_hologram_with_a_curved_background_matches_qpretrieve(curved
 def test_fourth_real_hologram_is_scored_clean_on_a_crop_that_holds_its_cell(curved_background):
     """The cell sits near the lower edge: the centre crop (rows 236–364) holds only its upper
     edge, and there the shipped model scored this clean field 0.56 (noisy). The screen now crops
-    around the sample (:mod:`engine.screening.sample_crop`): rows 340–467, score 0.10."""
+    around the sample (:mod:`engine.screening.sample_crop`): rows 340–467, score 0.10 (3.0.0: 0.25)."""
     from engine.screening import screen_fields
 
     r, _, _, md = curved_background
     s = screen_fields(r.field, r.illumination_per_um, md, method="model", pixel_size_um=r.pixel_size_um, device="cpu")
     y0, x0 = s.crop_origin
     assert 330 <= y0 <= 350 and 130 <= x0 <= 145, s.crop_origin  # the cell's centre: row ~402, column ~201
-    assert np.all(s.decision == 1) and np.all(s.score < 0.3), s.score
+    assert np.all(s.decision == 1) and np.all(s.score < 0.45), s.score

@@ -1,0 +1,114 @@
+"""Screening by agreement (issue #19): MinOfNetworks, its model file, its saliency and its calibration fit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engine.screening.network import (CompactScreeningNet, MinOfNetworks, ModelFileError, ScreeningModel,
+                                      architecture_of, build_network, load_model, save_model)
+from engine.screening.saliency import cam, grad_cam, saliency_maps
+from engine.training.screening_ensemble import fit_platt
+
+
+def _members(seed: int = 0) -> list[CompactScreeningNet]:
+    torch.manual_seed(seed)
+    a = CompactScreeningNet(2, width=4).eval()
+    b = CompactScreeningNet(2, width=4, full_resolution=1, mean_pool=1).eval()
+    for net in (a, b):  # non-trivial batch-norm statistics, so that the members disagree
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():  # shift b's last bias so that each member is the least on about half the fields
+        x = _inputs()
+        b.classifier[-1].bias += (a.logits(x) - b.logits(x)).median()
+    return [a, b]
+
+
+def _inputs(n: int = 24, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2, 64, 64, generator=g)
+
+
+def test_the_ensemble_logit_is_the_recalibrated_least_member_logit():
+    a, b = _members()
+    net = MinOfNetworks([a, b], [1.0, 1.0], scale=0.9, offset=0.7).eval()
+    x = _inputs()
+    with torch.no_grad():
+        la, lb = a.logits(x), b.logits(x)
+        expected = torch.minimum(la, lb) * 0.9 + 0.7
+        torch.testing.assert_close(net.logits(x), expected)
+        torch.testing.assert_close(net(x), torch.sigmoid(expected))
+        who = net.deciding_member(x)
+    assert torch.equal(who, (lb < la).long())
+    assert 0 < int(who.sum()) < len(x), "the test needs fields decided by either member"
+    scaled = MinOfNetworks([a, b], [1.0, 2.0], scale=0.9, offset=0.7).eval()  # member b's 1/T = 2
+    plain = MinOfNetworks([a, b], [1.0, 1.0]).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(scaled.logits(x), torch.minimum(la, 2 * lb) * 0.9 + 0.7)
+        # without recalibration a field is noisy only if every member calls it noisy
+        assert torch.equal(plain.logits(x) > 0, (la > 0) & (lb > 0))
+
+
+def test_the_ensemble_file_round_trips_and_its_card_names_the_architecture(tmp_path):
+    net = MinOfNetworks(_members(), [1.0, 1.25], scale=0.88, offset=0.82).eval()
+    card = save_model(net, tmp_path / "ens.safetensors", {"name": "ens", "version": "3.0.0",
+                                                          "input": {"kind": "phase-amplitude", "crop": 64}})
+    assert card["architecture"] == architecture_of(net)
+    assert card["architecture"]["class"] == "MinOfNetworks" and len(card["architecture"]["members"]) == 2
+    m = load_model(tmp_path / "ens.safetensors")
+    assert isinstance(m.net, MinOfNetworks) and m.net.member_scales == [1.0, 1.25]
+    assert (m.net.scale, m.net.offset) == (0.88, 0.82)
+    x = _inputs(8)
+    with torch.no_grad():  # the file holds fp16 tensors
+        torch.testing.assert_close(m.net.logits(x), net.logits(x), atol=0.05, rtol=0.02)
+    assert m.predict_tensor(x).shape == (8,)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda a: a.update(member_scales=[1.0, -1.0]), "scales must be finite and > 0"),
+    (lambda a: a.update(scale=0.0), "scales must be finite and > 0"),
+    (lambda a: a.update(offset=float("nan")), "offset finite"),
+    (lambda a: a.pop("member_scales"), "malformed architecture"),
+    (lambda a: a.update(members=a["members"][:1], member_scales=[1.0]), "two or more members"),
+    (lambda a: a["members"][1].update(in_channels=3), "different inputs"),
+    (lambda a: a["members"].append({"class": "MinOfNetworks"}), "single-network architectures"),
+])
+def test_malformed_ensemble_architectures_are_refused(change, match):
+    arch = architecture_of(MinOfNetworks(_members(), [1.0, 1.0]))
+    arch = json.loads(json.dumps(arch))
+    change(arch)
+    with pytest.raises(ModelFileError, match=match):
+        build_network(arch)
+
+
+def test_saliency_of_each_field_comes_from_the_member_that_decides_it():
+    a, b = _members()
+    ens = ScreeningModel(net=MinOfNetworks([a, b], [1.0, 1.0], 0.9, 0.1).eval(), card={"input": {"crop": 64}})
+    x = _inputs()
+    with torch.no_grad():
+        who = ens.net.deciding_member(x)
+    for method in (cam, grad_cam):
+        maps = method(ens, x)
+        assert maps.shape == (len(x), 64, 64) and np.isfinite(maps).all()
+        for k, member in enumerate((a, b)):
+            sel = (who == k).numpy()
+            alone = method(ScreeningModel(net=member, card={"input": {"crop": 64}}), x[sel])
+            np.testing.assert_allclose(maps[sel], alone, atol=1e-5)
+    assert set(saliency_maps(ens, x[:3])) == {"cam", "grad_cam", "guided_backprop"}
+
+
+def test_platt_fit_recovers_a_known_calibration_and_refuses_one_class():
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 2, 40_000)
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-(1.7 * z - 0.6)))).astype(np.uint8)
+    a, b = fit_platt(z, y)
+    assert a == pytest.approx(1.7, abs=0.06) and b == pytest.approx(-0.6, abs=0.06)
+    with pytest.raises(ValueError, match="one class"):
+        fit_platt(z[:10], np.zeros(10))
+    with pytest.raises(ValueError, match="scale"):  # scores that rank the fields the wrong way round
+        fit_platt(-z, y)
