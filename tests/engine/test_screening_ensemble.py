@@ -112,3 +112,43 @@ def test_platt_fit_recovers_a_known_calibration_and_refuses_one_class():
         fit_platt(z[:10], np.zeros(10))
     with pytest.raises(ValueError, match="scale"):  # scores that rank the fields the wrong way round
         fit_platt(-z, y)
+
+
+def test_the_build_command_fits_on_validation_and_writes_a_loadable_card(tmp_path, capsys):
+    from engine.screening.crops import CropSet
+    from engine.screening.network import preprocess
+    from engine.training.screening_ensemble import main
+
+    a, b = _members()
+    paths = []
+    for k, net in enumerate((a, b)):
+        card = {"name": f"m{k}", "version": f"{k}.0", "input": {"kind": "phase-amplitude", "crop": 128},
+                "calibration": {"temperature": 1.0 + 0.25 * k}, "domain": {"pupil_fraction": [0.2 + k, 0.5 + k]},
+                "training_data": {"source": "simulator", "generator_version": f"g{k}", "seed": 7 + k}}
+        save_model(net, tmp_path / f"m{k}.safetensors", card)
+        paths.append(str(tmp_path / f"m{k}.safetensors"))
+    rng = np.random.default_rng(0)
+    n_meas, per = 24, 8
+    fields = np.exp(1j * rng.normal(0, 1, (n_meas * per, 48, 48))).astype(np.complex64)
+    with torch.no_grad():  # labels that the least member logit ranks, with some noise
+        x = preprocess(fields, input_kind="phase-amplitude")
+        z = torch.minimum(a.logits(x), b.logits(x) / 1.25).numpy()
+    noisy = (z + rng.normal(0, 0.3 * z.std(), z.size) > np.median(z)).astype(np.uint8)
+    cs = CropSet(fields=fields, noisy=noisy, measurement=np.repeat(np.arange(n_meas), per).astype(np.int32),
+                 defect=["dust" if v else "" for v in noisy], setup=["s"] * len(noisy),
+                 pixel_size_um=np.full(len(noisy), 0.1, np.float32), wavelength_um=np.full(len(noisy), 0.532, np.float32))
+    cs.save(tmp_path / "mixed.npz")
+    out = tmp_path / "out" / "ens.safetensors"
+    assert main(["--member", *paths, "--validation", str(tmp_path / "mixed.npz"), "--split-seed", "3",
+                 "--evaluate", f"again={tmp_path / 'mixed.npz'}", "--out", str(out), "--version", "9.9.9",
+                 "--domain-from", "1", "--members-source", "unit test"]) == 0
+    m = load_model(out)
+    card = m.card
+    assert isinstance(m.net, MinOfNetworks) and m.net.member_scales == pytest.approx([1.0, 0.8])
+    assert card["version"] == "9.9.9" and [x["name"] for x in card["members"]] == ["m0", "m1"]
+    assert card["domain"] == {"pupil_fraction": [1.2, 1.5]} and card["training_data"]["generator_version"] == "g1"
+    assert card["seed"] == 8 and card["members_source"] == "unit test" and "--split-seed 3" in card["command"]
+    cal = card["calibration"]
+    assert cal["scale"] > 0 and (m.net.scale, m.net.offset) == (cal["scale"], cal["offset"])
+    assert set(card["metrics"]) == {"validation", "held_out", "again"} and card["metrics"]["again"]["accuracy"] > 0.7
+    assert "Platt calibration on" in capsys.readouterr().out
