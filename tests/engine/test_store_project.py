@@ -174,11 +174,14 @@ def test_audit_rows_cannot_be_changed_or_deleted(project, mid):
 
 def test_overrides_from_many_threads_are_all_kept(project, mid):
     errors = []
+    all_connected = threading.Barrier(4, timeout=60)
 
     def work(k):
         try:
             for i in range(20):
                 project.set_override(mid, (k + i) % 4, i % 2, user=f"t{k}")
+                if i == 0:  # every worker holds its connection before any ends (ended threads' ones get closed)
+                    all_connected.wait()
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
