@@ -506,7 +506,9 @@ def _train(cs_train: CropSet, cs_val: CropSet, *, minutes: float, seed: int, lr:
     if init:
         net = load_model(init, device="cpu").net.float()
         if not isinstance(net, CompactScreeningNet):
-            raise ValueError(f"--init {init}: not a CompactScreeningNet")
+            raise ValueError(f"--init {init}: not a single CompactScreeningNet but a {type(net).__name__}; the "
+                             "shipped 3.0.0 is a pair of networks (MinOfNetworks): start from one member's file "
+                             "(its card's members_source says where each comes from)")
     else:
         net = CompactScreeningNet(RECIPES[recipe]["channels"], **RECIPES[recipe]["net"])
     cfg = TrainConfig(epochs=epochs, batch_size=32, lr=lr, seed=seed, max_minutes=minutes, distill_weight=0.0,
