@@ -4,6 +4,8 @@
   the job :func:`prepare_screening` (:func:`engine.pipeline.project_screening.screen_project_measurement`
   plus the grid's phase thumbnails, :func:`phase_thumbnails`);
 * :func:`compute_saliency` — a saliency map of one field (a job);
+* :func:`compute_member_scores`, :func:`members_text` — for a model of several networks that must
+  agree (the shipped 3.0.0), each network's own score of one field (a job) and the line that says so;
 * :func:`project_model_file`, :func:`model_origin`, :func:`model_label_text` — which screening
   model a project uses (its adopted fine-tuned one or the shipped one) and how the tab says so;
 * :func:`review_counts`, :func:`measurement_status` — how far the review of a measurement is;
@@ -27,6 +29,7 @@ from engine.pipeline.project_screening import SOURCE_MANUAL, screen_project_meas
 from engine.progress import check_cancel, report, sub_progress
 
 __all__ = ["THUMB", "QUALITY_LABELS", "QUALITY_SHORT", "ScreeningData", "prepare_screening", "compute_saliency",
+           "compute_member_scores", "members_text",
            "review_counts", "measurement_status", "phase_thumbnails", "quality_text", "format_quality",
            "fmt_metric", "threshold_range", "field_details", "project_model_file", "model_origin",
            "model_label_text"]
@@ -228,6 +231,36 @@ def compute_saliency(model: Any, field_: np.ndarray, method: str, crop_origin: O
     out = saliency_maps(model, f[None], methods=(method,))[method][0]
     report(progress, 1.0, "saliency done")
     return out
+
+
+def compute_member_scores(model: Any, field_: np.ndarray, crop_origin: Optional[tuple] = None,
+                          progress: Optional[Callable[..., None]] = None, cancel=None) -> list[tuple[str, float]]:
+    """``[(member label, its own noisy-probability), ...]`` of one field (H, W) (a job), on the crop the
+    screen took from ``crop_origin``; [] when the model is one network."""
+    from engine.screening.network import CROP_SIZE, preprocess
+    from engine.screening.sample_crop import crop_at
+
+    check_cancel(cancel)
+    labels = model.member_labels
+    if not labels:
+        return []
+    f = np.asarray(field_)
+    if crop_origin is not None:
+        f = crop_at(f, tuple(crop_origin), CROP_SIZE)
+    p = model.member_probabilities(preprocess(f[None], input_kind=model.input_kind, crop=model.crop))
+    report(progress, 1.0, "member scores done")
+    return [(label, float(v)) for label, v in zip(labels, p[0])]
+
+
+def members_text(scores: list[tuple[str, float]]) -> str:
+    """The details line (rich text) of :func:`compute_member_scores`: each network's score and which decides."""
+    if not scores:
+        return ""
+    least = min(range(len(scores)), key=lambda k: scores[k][1])
+    parts = [f"{'<b>' if k == least else ''}{label} {p:.2f}{'</b>' if k == least else ''}"
+             for k, (label, p) in enumerate(scores)]
+    return ("<span style='color:#aeb4bd'>networks (noisy only if all lean that way; the least decides, "
+            f"its saliency is shown): {' · '.join(parts)}</span>")
 
 
 def review_counts(project: Any, measurement_id: int) -> tuple[int, int, int]:

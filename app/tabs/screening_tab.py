@@ -52,8 +52,8 @@ from engine.pipeline.project_screening import NO_MODEL_NOTE, SOURCE_MANUAL, SOUR
 
 from ..errors import show_error
 from ..jobs import Job, JobRunner
-from ..logic.screening import (ScreeningData, compute_saliency, field_details, measurement_status, model_label_text,
-                               prepare_screening, project_model_file,
+from ..logic.screening import (ScreeningData, compute_member_scores, compute_saliency, field_details, measurement_status,
+                               members_text, model_label_text, prepare_screening, project_model_file,
                                review_counts, threshold_range)
 from ..settings import AppSettings
 from ..widgets.warning_banner import WarningBanner
@@ -127,11 +127,14 @@ class ScreeningTab(QWidget):
         (measurement id, field index, new manual decision or None) was saved.
     saliency_ready(str)
         A saliency map (method name) is shown.
+    members_ready(int)
+        The details of field (index) show each network's score (a model of several networks).
     """
 
     data_ready = Signal(object)
     override_written = Signal(int, int, object)
     saliency_ready = Signal(str)
+    members_ready = Signal(int)
 
     def __init__(self, runner: JobRunner, settings: Optional[AppSettings] = None,
                  parent: Optional[QWidget] = None, device: str = "auto") -> None:
@@ -147,6 +150,9 @@ class ScreeningTab(QWidget):
         self._cache: OrderedDict[int, ScreeningData] = OrderedDict()
         self._prepare_job: Optional[Job] = None
         self._saliency_job: Optional[Job] = None
+        self._members_job: Optional[Job] = None
+        #: the last member-scores line: (the data and field it belongs to, the line)
+        self._members_line: tuple[Any, int, str] = (None, -1, "")
         self._retrain_job: Optional[Job] = None
         self.undo_stack = QUndoStack(self)
         #: extra keyword arguments for :func:`engine.screening.retrain.retrain_from_overrides` (e.g. epochs)
@@ -270,7 +276,7 @@ class ScreeningTab(QWidget):
     # ---------------------------------------------------------------- project and list
     def set_project(self, project: Any) -> None:
         """Show the measurements of ``project`` (an :class:`engine.store.project.Project` or None)."""
-        for job in (self._prepare_job, self._saliency_job):
+        for job in (self._prepare_job, self._saliency_job, self._members_job):
             if job is not None and not job.done:
                 self.runner.cancel(job)
         self.project = project
@@ -534,6 +540,7 @@ class ScreeningTab(QWidget):
         self.view.set_field(self.data.fields[i], self.data.pixel_size_um, f"{self.data.name} · field {i}",
                             crop_origin=self.data.crop_origin)
         self._show_details()
+        self._request_member_scores(i)
 
     def _show_details(self) -> None:
         d, i = self.data, self.current_field()
@@ -541,8 +548,29 @@ class ScreeningTab(QWidget):
             self.details.setText("")
             return
         m = self.grid_model
-        self.details.setText(field_details(d, i, decision=m.decision(i), auto=m.auto_decision(i), manual=m.manual[i],
-                                           threshold=self.threshold, quality=m.quality_row(i)))
+        text = field_details(d, i, decision=m.decision(i), auto=m.auto_decision(i), manual=m.manual[i],
+                             threshold=self.threshold, quality=m.quality_row(i))
+        line_data, line_field, line = self._members_line
+        if line and line_data is d and line_field == i:
+            text += "<br>" + line
+        self.details.setText(text)
+
+    def _request_member_scores(self, i: int) -> None:
+        """Each network's score of field ``i`` in the details, when the model is several networks (a job)."""
+        d = self.data
+        if d is None or d.model is None or not getattr(d.model, "member_labels", None):
+            return
+        if self._members_job is not None and not self._members_job.done:
+            self.runner.cancel(self._members_job)
+
+        def done(scores: list) -> None:
+            self._members_line = (d, i, members_text(scores))
+            if self.data is d and self.current_field() == i:
+                self._show_details()
+                self.members_ready.emit(i)
+
+        self._members_job = self.runner.submit(f"Network scores of field {i}", compute_member_scores, d.model,
+                                               d.fields[i], d.crop_origin, on_result=done, show_errors=False)
 
     # ---------------------------------------------------------------- decisions
     def mark(self, value: Optional[int], advance: bool = False) -> bool:

@@ -629,6 +629,31 @@ class ScreeningModel:
             return np.zeros(0, np.float32)
         return torch.cat(out).numpy().astype(np.float32)
 
+    @property
+    def member_labels(self) -> list[str]:
+        """``"name version"`` of each member of a :class:`MinOfNetworks` (card ``members``); [] for one network."""
+        if not isinstance(self.net, MinOfNetworks):
+            return []
+        cards = list(self.card.get("members") or [])
+        labels = []
+        for k in range(len(self.net.members)):
+            c = cards[k] if k < len(cards) and isinstance(cards[k], dict) else {}
+            labels.append(f"{c.get('name', '')} {c.get('version', '')}".strip() or f"member {k}")
+        return labels
+
+    def member_probabilities(self, x: torch.Tensor) -> Optional[np.ndarray]:
+        """Each member's own calibrated noisy-probability ``sigmoid(logit_k / T_k)``, (N, K) float32.
+
+        None for a single network. Inputs (N, C, h, w) as :meth:`predict_tensor` takes them; the
+        ensemble calls a field noisy only if these lean that way together (before its Platt step).
+        """
+        if not isinstance(self.net, MinOfNetworks):
+            return None
+        self.net.eval()
+        with torch.inference_mode():
+            z = self.net.member_logits(x.to(self.device)).float().cpu()
+        return torch.sigmoid(z).T.numpy().astype(np.float32)
+
     def predict_fields(self, fields: np.ndarray, *, unwrapped_phase: Optional[np.ndarray] = None,
                        batch_size: int = 256) -> np.ndarray:
         """Probabilities (N,) float32 that each field is noisy (crop + normalise + network)."""

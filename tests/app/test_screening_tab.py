@@ -293,6 +293,7 @@ def test_saliency_overlay_and_retrain_dialog_with_a_model(qtbot, tab, batch, pro
     data = _open(qtbot, tab, project, mid, model=model)
     assert not data.use_rule and np.isfinite(data.score).all()
     assert tab.retrain_button.isEnabled() and "tiny-test" in tab.model_label.text()
+    assert "networks (" not in tab.details.text()  # one network: no per-network line
     with qtbot.waitSignal(tab.saliency_ready, timeout=30000) as blocker:
         tab.view.saliency.setCurrentIndex(1)  # Grad-CAM
     assert blocker.args[0] == "grad_cam"
@@ -472,3 +473,30 @@ def test_saliency_overlay_sits_on_the_crop_the_screen_took(qtbot):
     view.set_saliency(view.saliency_method, m)
     r = view.overlay.mapRectToParent(view.overlay.boundingRect())
     assert r.top() == pytest.approx(-64 * px) and r.left() == pytest.approx(-64 * px)
+
+
+def test_a_model_of_two_networks_shows_each_networks_score_of_the_field(qtbot, tab, batch, project, tmp_path):
+    """The shipped 3.0.0 is two networks that must agree: the details say what each one scores."""
+    import torch
+
+    from engine.screening.network import CompactScreeningNet, MinOfNetworks, load_model, save_model
+
+    torch.manual_seed(1)
+    pair = MinOfNetworks([CompactScreeningNet(2, width=4), CompactScreeningNet(2, width=4)], [1.0, 0.5], 0.9, 0.2)
+    card = {"name": "pair-test", "version": "0", "input": {"kind": "phase-amplitude", "crop": 128},
+            "members": [{"name": "first", "version": "1"}, {"name": "second", "version": "2"}]}
+    save_model(pair, tmp_path / "models" / "pair-test.safetensors", card)
+    model = load_model(tmp_path / "models" / "pair-test.safetensors", device="cpu")
+    mid = project.add_measurement(batch / "beads_000")
+    data = _open(qtbot, tab, project, mid, model=model)
+    with qtbot.waitSignal(tab.members_ready, timeout=30000) as blocker:
+        tab.set_current_row(2)
+    i = blocker.args[0]
+    assert i == tab.current_field()
+    text = tab.details.text()
+    assert "networks" in text and "first 1" in text and "second 2" in text
+    from engine.screening.network import preprocess
+
+    p = model.member_probabilities(preprocess(data.fields[i:i + 1], input_kind="phase-amplitude"))
+    # the probabilities shown are each member's own (the sample crop is the centre crop for these beads)
+    assert f"{p[0, 0]:.2f}" in text and f"{p[0, 1]:.2f}" in text

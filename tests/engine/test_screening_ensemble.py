@@ -152,3 +152,17 @@ def test_the_build_command_fits_on_validation_and_writes_a_loadable_card(tmp_pat
     assert cal["scale"] > 0 and (m.net.scale, m.net.offset) == (cal["scale"], cal["offset"])
     assert set(card["metrics"]) == {"validation", "held_out", "again"} and card["metrics"]["again"]["accuracy"] > 0.7
     assert "Platt calibration on" in capsys.readouterr().out
+
+
+def test_each_members_own_probability_and_label():
+    a, b = _members()
+    pair = ScreeningModel(net=MinOfNetworks([a, b], [1.0, 0.5], 0.9, 0.1).eval(),
+                          card={"members": [{"name": "first", "version": "2.0.0"}]})
+    assert pair.member_labels == ["first 2.0.0", "member 1"]  # a card that names fewer members than the file holds
+    x = _inputs(6)
+    p = pair.member_probabilities(x)
+    with torch.no_grad():
+        expected = torch.sigmoid(torch.stack([a.logits(x), b.logits(x) * 0.5], dim=1)).numpy()
+    np.testing.assert_allclose(p, expected, rtol=1e-5, atol=1e-6)
+    single = ScreeningModel(net=a, card={})
+    assert single.member_labels == [] and single.member_probabilities(x) is None
