@@ -21,7 +21,7 @@ sphere's setup (NA 1.2, 49 rings, λ 0.532) is none of the training setups' exac
 Run::
 
     OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_deep_regularizer_mie.py \
-        [--spheres 3] [--screen model|none] [--na-fraction F ...] [--json FILE] [--save DIR]
+        [--spheres 3] [--screen model|none] [--na-fraction F ...] [--n-illuminations N ...] [--json FILE] [--save DIR]
 
 Needs miepython (``pip install -e .[bench]``). Numbers only, no assertion.
 """
@@ -79,7 +79,7 @@ def _excess(res) -> list:
 
 
 def run(spheres: int, screen: str = "model", size: int = 256, save: Path | None = None,
-        na_fraction: float = 0.8) -> list[dict]:
+        na_fraction: float = 0.8, n_illuminations: int = 49) -> list[dict]:
     from engine.pipeline.process import ProcessOptions, process_measurement
     from engine.training.deep_regularizer_data import ssim_gaussian
 
@@ -87,7 +87,7 @@ def run(spheres: int, screen: str = "model", size: int = 256, save: Path | None 
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(spheres):
             folder = Path(tmp) / f"sphere_{seed}"
-            write_folder(folder, size, seed, na_fraction=na_fraction)
+            write_folder(folder, size, seed, na_fraction=na_fraction, n_illuminations=n_illuminations)
             out = {}
             for reg in ("tv", "deep"):
                 # the learned step even outside its domain (measured here), never TV in its place
@@ -98,7 +98,7 @@ def run(spheres: int, screen: str = "model", size: int = 256, save: Path | None 
             t = out["tv"][0].tomogram
             tv, deep = t.ri_tv, out["deep"][0].tomogram.ri_deep
             c = sphere_centre(seed)
-            row = {"sphere": seed, "na_fraction": na_fraction, "shape": list(tv.shape),
+            row = {"sphere": seed, "na_fraction": na_fraction, "n_illuminations": n_illuminations, "shape": list(tv.shape),
                    "ssim_deep_vs_tv": ssim_gaussian(deep, tv),
                    "fields_used": int(out["tv"][0].screening.decision.sum()),
                    "tv": sphere_numbers(tv, t.voxel_size_um, t.origin_um, c),
@@ -111,16 +111,16 @@ def run(spheres: int, screen: str = "model", size: int = 256, save: Path | None 
                 save.mkdir(parents=True, exist_ok=True)
                 iz, iy, ix = (int(np.argmin(np.abs(t.origin_um[i] + t.voxel_size_um[i] * np.arange(tv.shape[i]) - c[i])))
                               for i in range(3))
-                np.savez_compressed(save / f"sphere_{seed}_{screen}_na{na_fraction:.2f}.npz", **{
+                np.savez_compressed(save / f"sphere_{seed}_{screen}_na{na_fraction:.2f}_n{n_illuminations}.npz", **{
                     f"{k}_{cut}": v for k, vol in (("tv", tv), ("deep", deep)) for cut, v in
                     (("xy", vol[iz]), ("xz", vol[:, iy]), ("z", vol[:, iy, ix]))}, voxel_um=np.asarray(t.voxel_size_um))
             d, v = row["deep"], row["tv"]
-            print(f"sphere {seed}, illuminations to {na_fraction:.2f} of NA: SSIM {row['ssim_deep_vs_tv']:.3f}; "
+            print(f"sphere {seed}, {n_illuminations} illuminations to {na_fraction:.2f} of NA: SSIM {row['ssim_deep_vs_tv']:.3f}; "
                   f"mean inside − 1.36: TV {v['mean_inside'] - N_SPHERE:+.4f}, "
                   f"deep {d['mean_inside'] - N_SPHERE:+.4f} (deep − TV {d['mean_inside'] - v['mean_inside']:+.4f}); "
                   f"background std TV {v['bg_std']:.4f} deep {d['bg_std']:.4f}; FWHM axial/lateral µm TV "
                   f"{v['fwhm_axial_um']:.2f}/{v['fwhm_lateral_um']:.2f} deep {d['fwhm_axial_um']:.2f}/"
-                  f"{d['fwhm_lateral_um']:.2f}; {row['fields_used']}/49 fields; "
+                  f"{d['fwhm_lateral_um']:.2f}; {row['fields_used']}/{n_illuminations} fields; "
                   f"{row['seconds_tv']:.0f} s vs {row['seconds_deep']:.0f} s", flush=True)
             print(f"  outside the learned regulariser's domain by {100 * row['domain_excess'][0]:.0f} % "
                   f"({row['domain_excess'][1] or 'inside'})")
@@ -137,10 +137,14 @@ def main(argv=None) -> int:
     ap.add_argument("--na-fraction", type=float, nargs="*", default=[0.8],
                     help="illuminations up to this fraction of the objective NA (one run each; the learned "
                          "regulariser was trained on 0.8–0.95: below 0.8 measures how it fails outside)")
+    ap.add_argument("--n-illuminations", type=int, nargs="*", default=[49],
+                    help="ring illuminations (one run each, at every --na-fraction; the learned regulariser was "
+                         "trained on 25-100: below 25 measures how it fails outside)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     ap.add_argument("--save", type=Path, default=None, help="save central planes and axial lines (npz) here")
     args = ap.parse_args(argv)
-    rows = [r for f in args.na_fraction for r in run(args.spheres, args.screen, save=args.save, na_fraction=f)]
+    rows = [r for f in args.na_fraction for n in args.n_illuminations
+            for r in run(args.spheres, args.screen, save=args.save, na_fraction=f, n_illuminations=n)]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=float))
     return 0

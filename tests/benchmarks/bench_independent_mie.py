@@ -56,8 +56,8 @@ def sphere_centre(seed: int) -> np.ndarray:
 
 
 def write_folder(folder: Path, size: int, seed: int, photons: float = PHOTONS, steep_power: float = STEEP_POWER,
-                 na_fraction: float = 0.8) -> None:
-    ill = illumination_pattern(49, na_fraction * NA, LAM, "ring")
+                 na_fraction: float = 0.8, n_illuminations: int = 49) -> None:
+    ill = illumination_pattern(n_illuminations, na_fraction * NA, LAM, "ring")
     f = miepython_fields(RADIUS, N_SPHERE, NM, LAM, (size, size), PX, ill, NA)
     # move the sphere laterally: a shift of the field (the spectrum times a phase ramp)
     c = sphere_centre(seed)
