@@ -98,7 +98,8 @@ def run(spheres: int, screen: str = "model", size: int = 256, save: Path | None 
             t = out["tv"][0].tomogram
             tv, deep = t.ri_tv, out["deep"][0].tomogram.ri_deep
             c = sphere_centre(seed)
-            row = {"sphere": seed, "na_fraction": na_fraction, "n_illuminations": n_illuminations, "shape": list(tv.shape),
+            row = {"sphere": seed, "na_fraction": na_fraction, "n_illuminations": n_illuminations,
+                   "shape": list(tv.shape),
                    "ssim_deep_vs_tv": ssim_gaussian(deep, tv),
                    "fields_used": int(out["tv"][0].screening.decision.sum()),
                    "tv": sphere_numbers(tv, t.voxel_size_um, t.origin_um, c),
@@ -115,7 +116,8 @@ def run(spheres: int, screen: str = "model", size: int = 256, save: Path | None 
                     f"{k}_{cut}": v for k, vol in (("tv", tv), ("deep", deep)) for cut, v in
                     (("xy", vol[iz]), ("xz", vol[:, iy]), ("z", vol[:, iy, ix]))}, voxel_um=np.asarray(t.voxel_size_um))
             d, v = row["deep"], row["tv"]
-            print(f"sphere {seed}, {n_illuminations} illuminations to {na_fraction:.2f} of NA: SSIM {row['ssim_deep_vs_tv']:.3f}; "
+            print(f"sphere {seed}, {n_illuminations} illuminations to {na_fraction:.2f} of NA: "
+                  f"SSIM {row['ssim_deep_vs_tv']:.3f}; "
                   f"mean inside − 1.36: TV {v['mean_inside'] - N_SPHERE:+.4f}, "
                   f"deep {d['mean_inside'] - N_SPHERE:+.4f} (deep − TV {d['mean_inside'] - v['mean_inside']:+.4f}); "
                   f"background std TV {v['bg_std']:.4f} deep {d['bg_std']:.4f}; FWHM axial/lateral µm TV "
