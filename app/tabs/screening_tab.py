@@ -565,7 +565,11 @@ class ScreeningTab(QWidget):
 
         def done(scores: list) -> None:
             self._members_line = (d, i, members_text(scores))
-            if self.data is d and self.current_field() == i:
+            try:
+                current = self.current_field()
+            except RuntimeError:  # the tab was destroyed while the job ran
+                return
+            if self.data is d and current == i:
                 self._show_details()
                 self.members_ready.emit(i)
 
@@ -659,7 +663,10 @@ class ScreeningTab(QWidget):
 
         def done(m: np.ndarray) -> None:
             if self.view.field is shown:
-                self.view.set_saliency(method, m)
+                try:
+                    self.view.set_saliency(method, m)
+                except RuntimeError:  # the tab was destroyed while the job ran
+                    return
                 self.saliency_ready.emit(method)
 
         self._saliency_job = self.runner.submit(f"Saliency of field {i}", compute_saliency, d.model, d.fields[i],
