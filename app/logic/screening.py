@@ -215,20 +215,24 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
         crop_origin=ps.crop_origin)
 
 
+def _screen_crop(field_: np.ndarray, crop_origin: Optional[tuple]) -> np.ndarray:
+    """The crop of one field (H, W) the screen took from ``crop_origin`` (y0, x0); the field itself if None."""
+    from engine.screening.network import CROP_SIZE
+    from engine.screening.sample_crop import crop_at
+
+    f = np.asarray(field_)
+    return f if crop_origin is None else crop_at(f, tuple(crop_origin), CROP_SIZE)
+
+
 def compute_saliency(model: Any, field_: np.ndarray, method: str, crop_origin: Optional[tuple] = None,
                      progress: Optional[Callable[..., None]] = None, cancel=None) -> np.ndarray:
     """Saliency map (crop, crop) float32 0..1 of one field (H, W) for ``method`` (a job), on the
     crop the screen took from ``crop_origin`` (y0, x0) (None: the centre crop)."""
-    from engine.screening.network import CROP_SIZE
     from engine.screening.saliency import saliency_maps
-    from engine.screening.sample_crop import crop_at
 
     check_cancel(cancel)
     report(progress, 0.0, f"saliency ({method})")
-    f = np.asarray(field_)
-    if crop_origin is not None:
-        f = crop_at(f, tuple(crop_origin), CROP_SIZE)
-    out = saliency_maps(model, f[None], methods=(method,))[method][0]
+    out = saliency_maps(model, _screen_crop(field_, crop_origin)[None], methods=(method,))[method][0]
     report(progress, 1.0, "saliency done")
     return out
 
@@ -237,17 +241,14 @@ def compute_member_scores(model: Any, field_: np.ndarray, crop_origin: Optional[
                           progress: Optional[Callable[..., None]] = None, cancel=None) -> list[tuple[str, float]]:
     """``[(member label, its own noisy-probability), ...]`` of one field (H, W) (a job), on the crop the
     screen took from ``crop_origin``; [] when the model is one network."""
-    from engine.screening.network import CROP_SIZE, preprocess
-    from engine.screening.sample_crop import crop_at
+    from engine.screening.network import preprocess
 
     check_cancel(cancel)
     labels = model.member_labels
     if not labels:
         return []
-    f = np.asarray(field_)
-    if crop_origin is not None:
-        f = crop_at(f, tuple(crop_origin), CROP_SIZE)
-    p = model.member_probabilities(preprocess(f[None], input_kind=model.input_kind, crop=model.crop))
+    x = preprocess(_screen_crop(field_, crop_origin)[None], input_kind=model.input_kind, crop=model.crop)
+    p = model.member_probabilities(x)
     report(progress, 1.0, "member scores done")
     return [(label, float(v)) for label, v in zip(labels, p[0])]
 

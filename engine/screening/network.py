@@ -341,9 +341,9 @@ def build_network(architecture: dict) -> nn.Module:
         try:
             return MinOfNetworks([build_network(m) for m in members], [float(v) for v in arch["member_scales"]],
                                  float(arch.get("scale", 1.0)), float(arch.get("offset", 0.0)))
+        except ModelFileError:
+            raise
         except (KeyError, TypeError, ValueError) as e:
-            if isinstance(e, ModelFileError):
-                raise
             raise ModelFileError(f"MinOfNetworks: malformed architecture ({type(e).__name__}: {e})") from e
     allowed = {"ScreeningNet": {"in_channels"},
                "CompactScreeningNet": {"in_channels", "width", "full_resolution", "mean_pool"}}[cls]

@@ -88,12 +88,13 @@ def _check_same_input(members: Sequence[ScreeningModel]) -> dict:
 
 
 def build_min_ensemble(members: Sequence[ScreeningModel], validation: CropSet,
-                       device: torch.device) -> tuple[MinOfNetworks, dict]:
+                       device: torch.device) -> tuple[MinOfNetworks, dict, dict]:
     """The ensemble of ``members`` with its Platt calibration fitted on ``validation``.
 
-    Returns the network (in eval mode, on the CPU) and the calibration entry of its card.
+    Returns the network (in eval mode, on the CPU), the calibration entry of its card and the
+    members' shared ``input`` entry (ValueError if they take different inputs).
     """
-    _check_same_input(members)
+    input_card = _check_same_input(members)
     scales = [1.0 / m.temperature for m in members]
     net = MinOfNetworks([m.net.to(device).eval() for m in members], scales).to(device).eval()
     z = _logits(net, validation, device)  # scale 1, offset 0: the least calibrated member logit
@@ -101,11 +102,11 @@ def build_min_ensemble(members: Sequence[ScreeningModel], validation: CropSet,
     net.scale, net.offset = a, b
     calibration = {"method": "Platt scaling of the least calibrated member logit on the validation measurements",
                    "scale": a, "offset": b, "temperature": 1.0, "validation_fields": int(len(validation.noisy))}
-    return net.cpu(), calibration
+    return net.cpu(), calibration, input_card
 
 
-def ensemble_card(members: Sequence[ScreeningModel], calibration: dict, metrics: dict, *, version: str,
-                  domain_from: int, command: str, split_seed: int) -> dict:
+def ensemble_card(members: Sequence[ScreeningModel], input_card: dict, calibration: dict, metrics: dict, *,
+                  version: str, domain_from: int, command: str, split_seed: int) -> dict:
     """The model card of the ensemble (``save_model`` fills in architecture, tensors and checksum)."""
     keep = ("name", "version", "description", "training_data", "training", "metrics", "sha256", "date")
     src = members[domain_from]
@@ -117,7 +118,7 @@ def ensemble_card(members: Sequence[ScreeningModel], calibration: dict, metrics:
         "output": "calibrated probability that the field is noisy: sigmoid(scale * min_k(logit_k / T_k) + offset); "
                   "noisy if above threshold",
         "threshold": 0.5,
-        "input": _check_same_input(members),
+        "input": input_card,
         "calibration": calibration,
         "members": [{**{k: m.card[k] for k in keep if k in m.card}, "temperature": m.temperature}
                     for m in members],
@@ -159,7 +160,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if len(members) < 2:
         raise SystemExit("give two or more --member models")
     _, val, held_out = protocol_splits(CropSet.load(args.validation), args.split_seed)
-    net, calibration = build_min_ensemble(members, val, dev)
+    net, calibration, input_card = build_min_ensemble(members, val, dev)
     print(f"Platt calibration on {len(val.noisy)} validation fields: scale {calibration['scale']:.4f}, "
           f"offset {calibration['offset']:.4f}")
     sets = {"validation": val, "held_out": held_out}
@@ -176,8 +177,8 @@ def main(argv: Optional[list[str]] = None) -> int:
          f"--split-seed {args.split_seed}"]
         + ([f"--evaluate {' '.join(caches)}"] if caches else [])
         + [f"--domain-from {args.domain_from}", f"--version {args.version}"])
-    card = ensemble_card(members, calibration, metrics, version=args.version, domain_from=args.domain_from,
-                         command=command, split_seed=args.split_seed)
+    card = ensemble_card(members, input_card, calibration, metrics, version=args.version,
+                         domain_from=args.domain_from, command=command, split_seed=args.split_seed)
     if args.members_source:
         card["members_source"] = args.members_source
     args.out.parent.mkdir(parents=True, exist_ok=True)
