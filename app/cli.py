@@ -146,6 +146,10 @@ def _batch_parser() -> argparse.ArgumentParser:
                    help="field screening: the shipped CNN, the rule-based Fourier-peak metric, or keep every field")
     p.add_argument("--threshold", type=_fraction, default=0.5,
                    help="with --screen model: a field is noisy when the network's noisy-probability is above this")
+    p.add_argument("--screen-consistency", action="store_true",
+                   help="with --screen model: decide by the model's consistency stage, which also compares each field "
+                        "with the fields of nearest illumination (better on defects the network was not trained on, "
+                        "slightly worse on the project's own held-out fields; see the README)")
     p.add_argument("--method", choices=("rytov", "born", "multislice"), default="rytov",
                    help="scattering approximation of the reconstruction (multislice: iterative multiple-"
                    "scattering inversion started from Rytov, for samples whose phase delay exceeds about 3 rad; "
@@ -243,7 +247,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         workers=args.workers, force=args.force, measure=args.measure, sideband=args.sideband,
         method=args.method, non_negativity=args.non_negativity == "on", threshold=args.threshold,
         json_summary=args.json_summary, log_level=args.log_level, multislice_frame=args.multislice_frame,
-        deep_domain_tolerance=args.deep_domain_tolerance, progress_bar=sys.stderr is not None and sys.stderr.isatty())
+        deep_domain_tolerance=args.deep_domain_tolerance, screen_consistency=args.screen_consistency,
+        progress_bar=sys.stderr is not None and sys.stderr.isatty())
 
 
 def cmd_export(args: argparse.Namespace) -> int:

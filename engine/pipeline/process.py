@@ -146,6 +146,10 @@ class ProcessOptions:
         Axial voxels (default: the reconstruction's own default).
     threshold : float
         Screening decision threshold on the model's noisy-probability.
+    screen_consistency : bool
+        With ``screen="model"``: decide by the model's consistency stage (each field against the
+        fields of nearest illumination, :mod:`engine.screening.consistency`) instead of the network
+        alone (:func:`engine.screening.network.screen_fields` ``consistency``). Off by default.
     sideband : {"auto", "as-given"}
         Side band of a detected carrier: the twin that gives the sample a positive phase, or the
         peak with f_x > 0 (for samples less dense than their medium). A ``carrier_per_um`` in
@@ -162,6 +166,7 @@ class ProcessOptions:
     non_negativity: bool | int = True
     shape_z: Optional[int] = None
     threshold: float = 0.5
+    screen_consistency: bool = False
     sideband: str = "auto"
     tv_weight: float = field(default_factory=_default_tv_weight)
     tv_outer_iterations: int = DEFAULT_TV_OUTER_ITERATIONS
@@ -296,6 +301,7 @@ def _screen(fields, retrieved, meta, options: ProcessOptions, progress, cancel):
     return screen_fields(fields, retrieved.illumination_per_um, meta, method=options.screen,
                          threshold=options.threshold, unwrapped_phase=retrieved.unwrapped_phase,
                          pixel_size_um=retrieved.pixel_size_um, device=options.device,
+                         consistency=options.screen_consistency and options.screen == "model",
                          progress=progress, cancel=cancel)
 
 
@@ -1032,12 +1038,13 @@ def process_folder(folder: Path, out_path: Path, *, screen: str = "model", regul
                    birefringence: bool = False, device: str = "auto", sideband: str = "auto",
                    method: str = "rytov", non_negativity: bool = True, threshold: float = 0.5,
                    birefringence_method: str = "auto", multislice_frame: str = "lab",
-                   deep_domain_tolerance: Optional[float] = DEFAULT_DEEP_DOMAIN_TOLERANCE) -> dict:
+                   deep_domain_tolerance: Optional[float] = DEFAULT_DEEP_DOMAIN_TOLERANCE,
+                   screen_consistency: bool = False) -> dict:
     """Picklable ``(folder, out_path) -> dict`` form of :func:`process_measurement` for batches."""
     opts = ProcessOptions(screen=screen, regularize=regularize, birefringence=birefringence, device=device,
                           sideband=sideband, method=method, non_negativity=non_negativity, threshold=threshold,
                           birefringence_method=birefringence_method, multislice_frame=multislice_frame,
-                          deep_domain_tolerance=deep_domain_tolerance)
+                          deep_domain_tolerance=deep_domain_tolerance, screen_consistency=screen_consistency)
     res = process_measurement(folder, out_path, opts)
     info = {"fields_used": res.fields_used, "warnings": list(res.warnings)}
     route = getattr(res, "birefringence_route", None)
@@ -1053,7 +1060,8 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
                       threshold: float = 0.5, json_summary: bool = False, log_level: str = "info",
                       progress_bar: Optional[bool] = None, birefringence_method: str = "auto",
                       multislice_frame: str = "lab",
-                      deep_domain_tolerance: Optional[float] = DEFAULT_DEEP_DOMAIN_TOLERANCE) -> int:
+                      deep_domain_tolerance: Optional[float] = DEFAULT_DEEP_DOMAIN_TOLERANCE,
+                      screen_consistency: bool = False) -> int:
     """``odt-studio batch``: process every measurement under ``in_dir``; exit 0 only if all succeeded.
 
     With ``measure``, the objects of every result are then measured into ``out_dir/measurements.csv``
@@ -1063,7 +1071,8 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
     as JSON on stdout; ``progress_bar`` (default: when stderr is a terminal) shows a tqdm bar.
     ``birefringence_method`` is the route of ``birefringence`` and ``multislice_frame`` the SSNP
     frame of ``method="multislice"``, ``deep_domain_tolerance`` how far outside its domain the learned
-    regulariser may run before TV replaces it (:class:`ProcessOptions`).
+    regulariser may run before TV replaces it, ``screen_consistency`` whether the screening model's
+    consistency stage decides (:class:`ProcessOptions`).
     """
     from ..store.folders import discover_measurements
     from .batch import LOG_DIR_NAME, BatchConsole, run_batch
@@ -1093,7 +1102,7 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
                                birefringence=birefringence, device=device, sideband=sideband,
                                method=method, non_negativity=non_negativity, threshold=threshold,
                                birefringence_method=birefringence_method, multislice_frame=multislice_frame,
-                               deep_domain_tolerance=deep_domain_tolerance)
+                               deep_domain_tolerance=deep_domain_tolerance, screen_consistency=screen_consistency)
         console.start(len(folders) + len(unrecognised))
         summary = run_batch(folders, out_dir, fn, workers=workers, scheduler=scheduler, force=force,
                             logger=console.logger, progress=console.progress, unprocessable=unrecognised,

@@ -50,6 +50,7 @@ from ..models import ModelFileError, load_network, save_safetensors_model
 from ..resources import models_dir
 from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
+from .consistency import consistency_features
 from .domain import screening_domain_check
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
 from .sample_crop import centre_origin, crop_at, screening_crop_origin
@@ -660,6 +661,49 @@ class ScreeningModel:
         x = preprocess(fields, unwrapped_phase=unwrapped_phase, input_kind=self.input_kind, crop=self.crop)
         return self.predict_tensor(x, batch_size=batch_size)
 
+    @property
+    def consistency(self) -> Optional[dict]:
+        """The card's measurement-consistency stage (``consistency``), checked; None if it has none.
+
+        The stage turns the network's probability ``p`` and the :data:`~engine.screening.consistency.
+        CONSISTENCY_FEATURES` ``c`` of a field into ``sigmoid(b + Σ_i w_i (x_i − μ_i) / s_i)`` with
+        ``x = (logit p, c_1 … c_5)``: a logistic regression fitted on validation measurements
+        (``python -m engine.training.screening_consistency``). :func:`screen_fields` applies it to
+        measurements of at least ``min_fields`` fields; :meth:`predict_tensor` and
+        :meth:`predict_fields` return the network's probability alone.
+        """
+        from .consistency import CONSISTENCY_FEATURES
+
+        stage = self.card.get("consistency")
+        if stage is None:
+            return None
+        names = ["network_logit", *CONSISTENCY_FEATURES]
+        try:
+            arrays = {k: np.asarray(stage[k], np.float64) for k in ("mean", "scale", "weights")}
+            bias = float(stage["bias"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"model card {self.name}: consistency stage incomplete ({exc})") from exc
+        if list(stage.get("features", [])) != names or any(v.shape != (len(names),) for v in arrays.values()):
+            raise ModelFileError(f"model card {self.name}: consistency stage must list the features {names} "
+                                 "with one mean, scale and weight each")
+        if not (all(np.all(np.isfinite(v)) for v in arrays.values()) and np.isfinite(bias)
+                and np.all(arrays["scale"] > 0)):
+            raise ModelFileError(f"model card {self.name}: consistency stage holds non-finite numbers or a scale <= 0")
+        return {**arrays, "bias": bias, "min_fields": int(stage.get("min_fields", 8))}
+
+    def apply_consistency(self, probability: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """The consistency stage's noisy-probability (N,) float32 from the network's ``probability`` (N,)
+        and the fields' consistency ``features`` (N, 5); ``probability`` unchanged without a stage, and for
+        each field whose features are not finite (NaN: too few fields in its measurement)."""
+        stage = self.consistency
+        if stage is None:
+            return np.asarray(probability, np.float32)
+        p = np.clip(np.asarray(probability, np.float64), 1e-7, 1 - 1e-7)
+        x = np.column_stack([np.log(p / (1 - p)), np.asarray(features, np.float64)])
+        t = stage["bias"] + ((x - stage["mean"]) / stage["scale"]) @ stage["weights"]
+        known = np.all(np.isfinite(x), axis=1)  # a field without features keeps the network's probability
+        return np.where(known, 1.0 / (1.0 + np.exp(-np.where(known, t, 0.0))), p).astype(np.float32)
+
 
 def default_model_name(device: str | torch.device = "auto") -> str:
     """The default model for a device: the compact net everywhere.
@@ -736,6 +780,16 @@ class ScreeningResult:
         First row and column (y0, x0) of the crop the network and the rule looked at
         (:func:`engine.screening.sample_crop.screening_crop_origin`: the centre crop unless the
         sample lies mostly outside it); None when not known (e.g. read from an older file).
+    consistency : ndarray (N, 5) float32 or None
+        How far each field lies from the rest of its measurement
+        (:data:`engine.screening.consistency.CONSISTENCY_FEATURES`), when the model has a
+        consistency stage and the measurement enough fields; else None.
+    consistency_score : ndarray (N,) float32 or None
+        The consistency stage's noisy-probability (:meth:`ScreeningModel.apply_consistency`), computed
+        whenever ``consistency`` is; it decides only when ``consistency_used``.
+    consistency_used : bool
+        True when ``score`` (and so ``decision``) is the consistency stage's (``screen_fields(...,
+        consistency=True)``); False: the network's.
     """
 
     score: np.ndarray
@@ -749,6 +803,9 @@ class ScreeningResult:
     rule_decision: Optional[np.ndarray] = None
     warnings: list = field(default_factory=list)
     crop_origin: Optional[tuple[int, int]] = None
+    consistency: Optional[np.ndarray] = None
+    consistency_score: Optional[np.ndarray] = None
+    consistency_used: bool = False
 
     @property
     def model_label(self) -> str:
@@ -778,6 +835,7 @@ def screen_fields(
     rule_threshold: float = DEFAULT_RULE_THRESHOLD,
     mask_radius_per_um: float = DEFAULT_MASK_RADIUS_PER_UM,
     method: str = "model",
+    consistency: bool = False,
     batch_size: int = 256,
     progress: Optional[Callable[..., None]] = None,
     cancel: Optional[CancelToken] = None,
@@ -810,6 +868,14 @@ def screen_fields(
         Rule settings (log10 threshold; disc radius in cycles/µm).
     method : {"model", "rule"}
         ``"rule"`` decides by the rule alone (``source`` = 1, ``score`` = NaN).
+    consistency : bool
+        Decide by the model's consistency stage (each field against the fields of nearest
+        illumination, :mod:`engine.screening.consistency`) instead of the network alone. Off by
+        default (see the model card's ``consistency`` metrics: better on defects from another
+        generator, worse on the project's own held-out fields). ValueError when the model has no
+        stage; a measurement with fewer than its ``min_fields`` fields is screened by the network
+        alone, with a warning. With a stage, its features and score are computed and returned
+        either way.
     progress, cancel
         See :mod:`engine.progress`.
 
@@ -853,10 +919,25 @@ def screen_fields(
     x = preprocess(crop_fields, unwrapped_phase=crop_at(np.asarray(unwrapped_phase), origin, CROP_SIZE)
                    if use_unwrapped else None, input_kind=m.input_kind, crop=m.crop)
     score = m.predict_tensor(x, batch_size=batch_size, cancel=cancel)
+    features, stage_score = None, None
+    stage = m.consistency
+    if stage is not None and n >= stage["min_fields"]:  # each field against its neighbours in the measurement
+        report(progress, 0.8, "measurement consistency")
+        features = consistency_features(crop_fields, px, float(metadata.wavelength_um), illumination_per_um)
+        stage_score = m.apply_consistency(score, features)
+    elif consistency and stage is None:
+        raise ValueError(f"screening model {m.label} has no consistency stage: screen without it, or use a model "
+                         "whose card has one")
+    warnings = screening_domain_check(metadata, m.card, pixel_size_um=px, field_shape=f.shape)
+    if consistency and stage_score is None:
+        warnings.append(f"consistency stage not used: it compares each field with at least "
+                        f"{stage['min_fields'] - 1} others, and this measurement has {n} fields (network alone)")
+    elif consistency:
+        score = stage_score
     decision = (score <= threshold).astype(np.uint8)
     report(progress, 1.0, f"{int(decision.sum())} of {n} fields clean")
     return ScreeningResult(score=score, rule_peak=rule, decision=decision, source=np.zeros(n, np.uint8),
                            model_name=m.name, model_version=m.version, threshold=float(threshold),
                            rule_threshold=float(rule_threshold), rule_decision=rule_dec,
-                           warnings=screening_domain_check(metadata, m.card, pixel_size_um=px, field_shape=f.shape),
-                           crop_origin=origin)
+                           warnings=warnings, crop_origin=origin, consistency=features, consistency_score=stage_score,
+                           consistency_used=bool(consistency and stage_score is not None))

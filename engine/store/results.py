@@ -66,6 +66,13 @@ class ScreeningResult:
         0 = model, 1 = rule, 2 = manual override.
     model : str
         Model name and version.
+    consistency : (N, 5) float32 or None
+        Optional: how far each field lies from the fields of nearest illumination
+        (:data:`engine.screening.consistency.CONSISTENCY_FEATURES`).
+    consistency_score : (N,) float32 or None
+        Optional: the model's consistency-stage noisy-probability; it made ``score`` only if
+        ``consistency_used``.
+    consistency_used : bool
     """
 
     score: np.ndarray
@@ -73,6 +80,9 @@ class ScreeningResult:
     decision: np.ndarray
     source: np.ndarray
     model: str = ""
+    consistency: Optional[np.ndarray] = None
+    consistency_score: Optional[np.ndarray] = None
+    consistency_used: bool = False
 
 
 #: The ``tomogram`` group is the one tomogram container (:class:`engine.tomogram.Tomogram`); the
@@ -388,6 +398,7 @@ def _prepare(measurement_json: str, fields_: Any, illumination_per_um: Any, scre
         if not np.isin(s["source"], (0, 1, 2)).all():
             raise ValueError("screening 'source' must hold only 0 (model), 1 (rule) or 2 (manual)")
         s["model"] = str(_get(screening, "model", "") or "")
+        _prepare_consistency(screening, s, len(s["score"]))
         out["screening"] = s
     if tomogram is not None:
         out["tomogram"] = _prepare_tomogram(tomogram)
@@ -410,6 +421,20 @@ def _prepare(measurement_json: str, fields_: Any, illumination_per_um: Any, scre
     return out
 
 
+def _prepare_consistency(screening: Any, s: dict, n: int) -> None:
+    """The optional consistency entries of a screening (``consistency`` (N, 5), ``consistency_score`` (N,))."""
+    for key, nd in (("consistency", 2), ("consistency_score", 1)):
+        v = _get(screening, key)
+        if v is None:
+            continue
+        a = np.asarray(v, np.float32)
+        if a.ndim != nd or a.shape[0] != n:
+            raise ValueError(f"screening '{key}' must have {nd} dimension(s) and length N = {n}, got shape {a.shape}")
+        s[key] = a
+    if "consistency_score" in s:
+        s["consistency_used"] = bool(_get(screening, "consistency_used", False))
+
+
 def _write(f: h5py.File, measurement_json: str, data: dict[str, Any], extra_attrs: Optional[Mapping]) -> None:
     f.attrs["format"] = FORMAT_RESULT
     f.attrs["measurement_json"] = measurement_json
@@ -428,9 +453,12 @@ def _write(f: h5py.File, measurement_json: str, data: dict[str, Any], extra_attr
     if "screening" in data:
         s = data["screening"]
         g = f.create_group("screening")
-        for key in ("score", "rule_peak", "decision", "source"):
-            g.create_dataset(key, data=s[key])
+        for key in ("score", "rule_peak", "decision", "source", "consistency", "consistency_score"):
+            if key in s:
+                g.create_dataset(key, data=s[key])
         g.attrs["model"] = s["model"]
+        if "consistency_used" in s:
+            g.attrs["consistency_used"] = s["consistency_used"]
     if "tomogram" in data:
         t = data["tomogram"]
         g = f.create_group("tomogram")
@@ -551,7 +579,11 @@ def read_result(path: str | Path, groups: Optional[Iterable[str]] = None) -> Res
             g = f["screening"]
             res.screening = ScreeningResult(score=g["score"][()], rule_peak=g["rule_peak"][()],
                                             decision=g["decision"][()], source=g["source"][()],
-                                            model=_str_attr(g, "model"))
+                                            model=_str_attr(g, "model"),
+                                            consistency=g["consistency"][()] if "consistency" in g else None,
+                                            consistency_score=g["consistency_score"][()]
+                                            if "consistency_score" in g else None,
+                                            consistency_used=bool(g.attrs.get("consistency_used", False)))
         if "tomogram" in want and "tomogram" in f:
             g = f["tomogram"]
             res.tomogram = TomogramResult(

@@ -89,6 +89,10 @@ class IndependentSet:
     measurement : (M,) int32
     bits : (M,) int32
     kind : list of str ("mie" or "rod")
+    pixel_size_um, wavelength_um : (M,) float32 or None
+        Each field's retrieved pixel and vacuum wavelength, µm (for measurement-wise features).
+    illumination_per_um : (M, 2) float64 or None
+        Each field's retrieved illumination frequency, cycles/µm.
     """
 
     fields: np.ndarray
@@ -97,6 +101,9 @@ class IndependentSet:
     measurement: np.ndarray
     bits: np.ndarray
     kind: list
+    pixel_size_um: np.ndarray | None = None
+    wavelength_um: np.ndarray | None = None
+    illumination_per_um: np.ndarray | None = None
 
 
 def draw_optics(rng: np.random.Generator, bits: int) -> Optics:
@@ -260,7 +267,7 @@ def make_set(n_measurements: int = 20, seed: int = 19_000, *, device: str = "cpu
     """Generate and retrieve the set: half Mie spheres, half rods; 8- and 16-bit alternating."""
     from engine.holography.retrieval import retrieve_fields
 
-    fields, noisy, family, meas, bits, kinds = [], [], [], [], [], []
+    fields, noisy, family, meas, bits, kinds, px, lam, ill = [], [], [], [], [], [], [], [], []
     for m in range(n_measurements):
         kind = "mie" if m % 2 == 0 else "rod"
         b = 8 if (m // 2) % 2 == 0 else 16
@@ -275,5 +282,9 @@ def make_set(n_measurements: int = 20, seed: int = 19_000, *, device: str = "cpu
         meas += [m] * len(fam)
         bits += [b] * len(fam)
         kinds += [kind] * len(fam)
+        px += [float(ret.pixel_size_um)] * len(fam)
+        lam += [float(md.wavelength_um)] * len(fam)
+        ill.append(np.asarray(ret.illumination_per_um, np.float64))
     return IndependentSet(np.concatenate(fields), np.array(noisy, np.uint8), family, np.array(meas, np.int32),
-                          np.array(bits, np.int32), kinds)
+                          np.array(bits, np.int32), kinds, np.array(px, np.float32), np.array(lam, np.float32),
+                          np.concatenate(ill))

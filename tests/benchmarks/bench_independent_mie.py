@@ -86,9 +86,12 @@ def score(ri: np.ndarray, voxel, origin, centre) -> dict:
 
 
 def batch(in_dir: Path, out_dir: Path, screen: str) -> float:
+    """``odt-studio batch`` as a process; ``screen`` "none", "model" or "model+consistency"
+    (``--screen model --screen-consistency``)."""
     t = time.perf_counter()
+    extra = ["--screen-consistency"] if screen.endswith("+consistency") else []
     subprocess.run([sys.executable, "-m", "app.cli", "batch", str(in_dir), "--out", str(out_dir),
-                    "--screen", screen, "--device", "cpu"], check=False, cwd=HERE.parents[1])
+                    "--screen", screen.split("+")[0], *extra, "--device", "cpu"], check=False, cwd=HERE.parents[1])
     return time.perf_counter() - t
 
 
@@ -141,6 +144,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steep-power", type=float, default=STEEP_POWER,
                     help="illumination power at the pupil edge relative to normal incidence (default %(default)s); "
                     "1000 and 5e-6 make the steepest fields' phase noise near 1 rad")
+    ap.add_argument("--screen-consistency", action="store_true",
+                    help="also run the batch with the screening model's consistency stage deciding")
     args = ap.parse_args(argv)
     print(f"camera: {args.photons:g} e-/px reference, steep power {args.steep_power:g}")
     print(f"this project's scalar Mie vs miepython (vector, polarisation-averaged), RMS phase difference: "
@@ -149,7 +154,7 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         for seed in range(args.spheres):
             write_folder(tmp / "in" / f"sphere_{seed}", args.size, seed, args.photons, args.steep_power)
-        for screen in ("none", "model"):
+        for screen in ("none", "model") + (("model+consistency",) if args.screen_consistency else ()):
             secs = batch(tmp / "in", tmp / f"out_{screen}", screen)
             print(f"\nodt-studio batch --screen {screen}: {secs:.1f} s for {args.spheres} measurements")
             for seed in range(args.spheres):

@@ -10,7 +10,8 @@ same seed) and the cross-setup set of 8 measurements (cells, 45 illuminations, N
 seed 20261124). They are regenerated into ``/tmp/odt-screening-data/simulator`` when missing
 (about 10 minutes on one thread), exactly as ``python -m engine.training.screening`` makes them.
 For each model: accuracy, sensitivity, specificity, ROC AUC and expected calibration error with
-the model's own calibration. Numbers only.
+the model's own calibration (a model with a consistency stage: the network alone and with the stage,
+measurement by measurement). Numbers only.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 
 from engine.metrics import expected_calibration_error, screening_metrics
+from engine.screening.consistency import consistency_features_by_measurement
 from engine.screening.network import load_model
 from engine.training.screening_data import (DEFAULT_CACHE_DIR, cross_setup_specs, load_or_generate, split_by_measurement,
                                             training_specs)
@@ -52,11 +54,18 @@ def main(argv: list[str] | None = None) -> dict:
         rows = {}
         for split, cs in sets.items():
             prob = m.predict_fields(cs.fields)
-            r = screening_metrics(cs.noisy, prob, float(m.card.get("threshold", 0.5)))
-            r["ece"] = expected_calibration_error(cs.noisy, prob)
-            rows[split] = r
-            print(f"{m.label} ({name}) {split}: {len(cs.noisy)} fields, accuracy {r['accuracy']:.4f}, sensitivity "
-                  f"{r['sensitivity']:.3f}, specificity {r['specificity']:.3f}, AUC {r['roc_auc']:.4f}, ECE {r['ece']:.4f}")
+            variants = {split: prob}
+            if m.consistency:  # the network alone, then with the card's consistency stage, as screen_fields applies it
+                feats = consistency_features_by_measurement(cs.fields, cs.measurement, cs.pixel_size_um, cs.wavelength_um)
+                variants = {f"{split} network alone": prob, f"{split} with consistency stage":
+                            m.apply_consistency(prob, feats)}
+            for label, pr in variants.items():
+                r = screening_metrics(cs.noisy, pr, float(m.card.get("threshold", 0.5)))
+                r["ece"] = expected_calibration_error(cs.noisy, pr)
+                rows[label] = r
+                print(f"{m.label} ({name}) {label}: {len(cs.noisy)} fields, accuracy {r['accuracy']:.4f}, sensitivity "
+                      f"{r['sensitivity']:.3f}, specificity {r['specificity']:.3f}, AUC {r['roc_auc']:.4f}, "
+                      f"ECE {r['ece']:.4f}")
         out[m.label] = rows
     if a.json is not None:
         a.json.write_text(json.dumps(out, indent=1), encoding="utf-8")

@@ -8,7 +8,9 @@ simulator): 20 measurements of Mie spheres and rod bacteria, 49 illuminations, 8
 cameras, 980 labelled fields; defects parasitic fringes, obstructions (dust, bubbles), blank
 frames, DMD errors. For each model: accuracy, sensitivity, specificity, ROC AUC, expected
 calibration error and the catch rate per defect family (obstruction = dust + bubble), the
-clean fields kept per bit depth, and the rule metric beside it. Reports numbers only.
+clean fields kept per bit depth, and the rule metric beside it. A model with a consistency stage
+(``engine.screening.consistency``) is reported twice: the network alone, and with the stage applied
+measurement by measurement as ``screen_fields`` does. Reports numbers only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _independent_defects as ind
 
 from engine.metrics import expected_calibration_error, screening_metrics
+from engine.screening.consistency import consistency_features_by_measurement
 from engine.screening.network import load_model
 
 
@@ -63,7 +66,12 @@ def main(argv: list[str] | None = None) -> dict:
     for name in a.model:
         m = load_model(name)
         probs.append(m.predict_fields(s.fields))
-        _report(report, f"{m.label} ({name})", score_set(s, probs[-1]))
+        _report(report, f"{m.label} ({name})" + (", network alone" if m.consistency else ""), score_set(s, probs[-1]))
+        if m.consistency:  # each field against the rest of its measurement, as screen_fields does
+            feats = consistency_features_by_measurement(s.fields, s.measurement, s.pixel_size_um, s.wavelength_um,
+                                                        s.illumination_per_um)
+            _report(report, f"{m.label} ({name}) with its consistency stage",
+                    score_set(s, m.apply_consistency(probs[-1], feats)))
     if a.combine_min and len(probs) > 1:  # noisy only if every model says so
         _report(report, "min(" + ", ".join(a.model) + ")", score_set(s, np.min(probs, axis=0)))
     if a.json is not None:

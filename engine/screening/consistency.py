@@ -1,0 +1,203 @@
+"""Measurement-consistency features: how much each field differs from the other fields of its measurement.
+
+Conventions (``docs/formats.md``): fields are sample/background ratio fields ``U`` with the
+``exp(+i(k·r − ωt))`` convention, images (y, x), one measurement's fields together (the screening
+crop, :func:`engine.screening.sample_crop.crop_at`); lengths in µm, spatial frequencies in cycles/µm.
+
+Why
+---
+A network trained on simulated defects catches the defects it was shown; a defect family it never
+saw (leave-one-family-out, issue #19) or a defect from another generator slips through. But every
+defect has one thing in common: it makes one field unlike the fields of nearby illumination in the
+same measurement, which see the same sample through the same optics. These features measure that,
+**without being trained on any defect**: each is a statistic of one field divided by (or minus) its
+median over the field's neighbours ``N_k``, so a field that looks like its neighbours scores 0.
+
+Neighbours: with the illuminations known, the :data:`NEIGHBOURS` fields ``j`` of smallest
+``|ν_k − ν_j| + RADIAL_WEIGHT·||ν_k| − |ν_j||`` (ν the illumination's transverse frequency): the same
+ring first, because a condenser makes steep illuminations dimmer and noisier and a strong sample
+scatters differently at each angle. Without them, every other field of the measurement.
+
+Features (in this order; ``log`` is the natural log; medians over ``j ∈ N_k``)
+----------------------------------------------------------------------------
+``amplitude_residual``
+    ``log(r_k / median_j r_j)``, ``r_k`` the RMS over the crop of ``A_k − median_j A_j`` with
+    ``A_k = log|U_k|`` minus its own spatial median: shadows, bubbles, blank or dim frames.
+``phase_residual``
+    The same for the wrapped phase of ``U_k / |U_k|`` against its neighbours' mean phasor, each
+    neighbour's global phase aligned to field k first: DMD errors, phase-only debris.
+``fine_structure``
+    ``log(q_k / median_j q_j)``, ``q_k`` the 99.9th percentile of ``|A_k − G_2 * A_k|``
+    (``G_2`` a Gaussian of σ = 2 px): hot pixels, speckle, shot noise of dim frames.
+``row_column``
+    ``log(s_k / median_j s_j)``, ``s_k`` the larger standard deviation of the row and of the column
+    means of ``A_k − G_2 * A_k``: row noise, stripes, line artefacts.
+``spectral_peak``
+    ``m_k − median_j m_j``, ``m_k`` the rule metric (:func:`engine.screening.rule.rule_peak_metric`,
+    log10 of the largest spectral peak outside a 1 cycle/µm disc): parasitic fringes, stray waves.
+
+The medians make the features robust while fewer than half of the neighbours are defective. With
+fewer than :data:`MIN_FIELDS` fields there is nothing to compare with, and the features are not
+computed.
+
+References
+----------
+P. J. Rousseeuw and C. Croux, "Alternatives to the median absolute deviation", J. Am. Stat. Assoc.
+88, 1273 (1993) — median-based scale for robust outlier scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .rule import rule_peak_metric
+
+__all__ = ["CONSISTENCY_FEATURES", "MIN_FIELDS", "NEIGHBOURS", "consistency_features",
+           "consistency_features_by_measurement", "nearest_illuminations"]
+
+#: The feature names, in column order.
+CONSISTENCY_FEATURES: tuple[str, ...] = ("amplitude_residual", "phase_residual", "fine_structure", "row_column",
+                                         "spectral_peak")
+#: Fewest fields of one measurement for which the features are computed.
+MIN_FIELDS: int = 8
+#: Fields of nearest illumination each field is compared with, when the illuminations are known.
+NEIGHBOURS: int = 8
+#: Weight of the difference in illumination NA (radius |ν|) in the neighbour distance
+#: ``|ν_i − ν_j| + RADIAL_WEIGHT·||ν_i| − |ν_j||``: the condenser makes steep illuminations dimmer and
+#: noisier, so a field is compared with fields of the same illumination NA first (the same ring).
+RADIAL_WEIGHT: float = 3.0
+_TINY = 1e-12
+
+
+def _log_amplitude(fields: np.ndarray) -> np.ndarray:
+    """``log|U|`` of each field minus its own spatial median, (N, h, w) float32."""
+    a = np.log(np.abs(fields).astype(np.float32) + np.float32(1e-3))
+    return a - np.median(a, axis=(1, 2), keepdims=True)
+
+
+def nearest_illuminations(illumination_per_um: np.ndarray | None, n: int, k: int | None = None) -> np.ndarray:
+    """The ``k`` fields of nearest illumination to each field, (n, k) int (itself excluded).
+
+    Parameters
+    ----------
+    illumination_per_um : ndarray (n, 2) or None
+        Transverse illumination frequencies, cycles/µm (any common scale will do: only the order
+        of the distances counts). None: every other field is a neighbour (k is then n − 1).
+    n : int
+        Number of fields.
+    k : int, optional
+        Neighbours per field (at most n − 1; default :data:`NEIGHBOURS`).
+
+    The distance is ``|ν_i − ν_j| + RADIAL_WEIGHT·||ν_i| − |ν_j||`` (:data:`RADIAL_WEIGHT`).
+    """
+    if illumination_per_um is None:
+        return np.array([[j for j in range(n) if j != i] for i in range(n)], dtype=np.intp)
+    f = np.asarray(illumination_per_um, np.float64).reshape(n, 2)
+    r = np.hypot(f[:, 0], f[:, 1])
+    d = np.hypot(f[:, None, 0] - f[None, :, 0], f[:, None, 1] - f[None, :, 1]) + RADIAL_WEIGHT * np.abs(r[:, None] - r)
+    np.fill_diagonal(d, np.inf)
+    k = min(int(NEIGHBOURS if k is None else k), n - 1)
+    return np.argsort(d, axis=1, kind="stable")[:, :k]
+
+
+def _relative_log(values: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """``log(v_i / median_{j ∈ nb_i} v_j)`` with a floor, (N,) float32."""
+    v = np.maximum(np.asarray(values, np.float64), _TINY)
+    return np.log(v / np.median(v[nb], axis=1)).astype(np.float32)
+
+
+def _amplitude_rms(a: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """RMS of ``A_i − median_{j ∈ nb_i} A_j`` for each field (blocks of fields, to bound memory)."""
+    out = np.empty(len(a), np.float64)
+    for s in range(0, len(a), 16):
+        ref = np.median(a[nb[s:s + 16]], axis=1)
+        out[s:s + 16] = np.sqrt(np.mean((a[s:s + 16] - ref) ** 2, axis=(1, 2)))
+    return out
+
+
+def _phase_rms(fields: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """RMS wrapped phase of each field against the mean phasor of its neighbours, each neighbour's
+    global phase aligned to the field first."""
+    u = fields / (np.abs(fields) + np.float32(1e-6))
+    out = np.empty(len(u), np.float64)
+    for i in range(len(u)):
+        v = u[nb[i]]
+        g = np.angle(np.sum(v * np.conj(u[i]), axis=(1, 2)))
+        ref = np.mean(v * np.exp(-1j * g).astype(np.complex64)[:, None, None], axis=0)
+        d = np.angle(u[i] * np.conj(ref))
+        out[i] = np.sqrt(np.mean(d * d))
+    return out
+
+
+def consistency_features(fields: np.ndarray, pixel_size_um: float, wavelength_um: float,
+                         illumination_per_um: np.ndarray | None = None) -> np.ndarray:
+    """The :data:`CONSISTENCY_FEATURES` of every field of one measurement.
+
+    Parameters
+    ----------
+    fields : ndarray, shape (N, h, w), complex
+        The ratio fields of one measurement, cropped alike (the screening crop).
+    pixel_size_um : float
+        Field pixel size, µm (for the spectral-peak feature's 1 cycle/µm disc).
+    wavelength_um : float
+        Vacuum wavelength, µm.
+    illumination_per_um : ndarray (N, 2), optional
+        Illumination frequencies, cycles/µm. Given, each field is compared with the
+        :data:`NEIGHBOURS` fields of nearest illumination (fields of a steep, dim ring with each
+        other; a strong sample's angle-dependent scattering cancels); else with all the others.
+
+    Returns
+    -------
+    ndarray, shape (N, 5), float32
+        One row per field, columns as :data:`CONSISTENCY_FEATURES`; 0 means "like its neighbours".
+
+    Raises
+    ------
+    ValueError
+        Fewer than :data:`MIN_FIELDS` fields, or not an (N, h, w) stack.
+    """
+    f = np.asarray(fields)
+    if f.ndim != 3:
+        raise ValueError(f"fields must have shape (N, h, w), got {f.shape}")
+    if f.shape[0] < MIN_FIELDS:
+        raise ValueError(f"consistency features need at least {MIN_FIELDS} fields of one measurement, got {f.shape[0]}")
+    f = f.astype(np.complex64, copy=False)
+    nb = nearest_illuminations(illumination_per_um, f.shape[0])
+    a = _log_amplitude(f)
+    fine = a - ndimage.gaussian_filter(a, (0, 2, 2))
+    fine_q = np.quantile(np.abs(fine).reshape(len(f), -1), 0.999, axis=1)
+    rows_cols = np.maximum(fine.mean(axis=2).std(axis=1), fine.mean(axis=1).std(axis=1))
+    peak = rule_peak_metric(f, None, float(pixel_size_um), float(wavelength_um)).astype(np.float64)
+    return np.stack([_relative_log(_amplitude_rms(a, nb), nb), _relative_log(_phase_rms(f, nb), nb),
+                     _relative_log(fine_q, nb), _relative_log(rows_cols, nb),
+                     (peak - np.median(peak[nb], axis=1)).astype(np.float32)], axis=1)
+
+
+def consistency_features_by_measurement(fields: np.ndarray, measurement: np.ndarray, pixel_size_um: np.ndarray,
+                                        wavelength_um: np.ndarray,
+                                        illumination_per_um: np.ndarray | None = None) -> np.ndarray:
+    """:func:`consistency_features` of a labelled crop set, measurement by measurement.
+
+    Parameters
+    ----------
+    fields : ndarray (M, h, w) complex
+    measurement : ndarray (M,) int
+        Measurement id of each field.
+    pixel_size_um, wavelength_um : ndarray (M,) float
+        Per-field optics (the first field's of each measurement is used).
+    illumination_per_um : ndarray (M, 2), optional
+        Per-field illumination frequencies (see :func:`consistency_features`).
+
+    Returns
+    -------
+    ndarray (M, 5) float32
+        NaN rows for measurements with fewer than :data:`MIN_FIELDS` fields.
+    """
+    out = np.full((len(fields), len(CONSISTENCY_FEATURES)), np.nan, np.float32)
+    for m in np.unique(measurement):
+        idx = np.flatnonzero(measurement == m)
+        if idx.size >= MIN_FIELDS:
+            ill = None if illumination_per_um is None else np.asarray(illumination_per_um)[idx]
+            out[idx] = consistency_features(fields[idx], float(pixel_size_um[idx[0]]), float(wavelength_um[idx[0]]), ill)
+    return out

@@ -1,0 +1,257 @@
+"""Add a measurement-consistency stage to a screening model (issue #19).
+
+Run::
+
+    python -m engine.training.screening_consistency --model default \\
+        --validation families-chamber-110-20261206.npz --generator1 mixed-96-20261123.npz \\
+        --out DIR/screening-compact.safetensors --version 3.1.0 [--evaluate cross=CACHE.npz ...]
+
+What it does, in order:
+
+1. loads the model (``engine.screening.network.load_model``) and takes the validation and
+   held-out measurements of generator 2's mixed cache (``screening_families.protocol_splits``,
+   ``--split-seed``: the split the model's own calibration was fitted on) and, with
+   ``--generator1``, of generator 1's (``screening_data.split_by_measurement``, the 2.x cards' split);
+2. computes, per field, the network's probability (as :func:`~engine.screening.network.screen_fields`
+   does) and the :data:`~engine.screening.consistency.CONSISTENCY_FEATURES` against the rest of its
+   measurement;
+3. fits an L2-regularised logistic regression of the label on ``(logit p, features)`` on the
+   **validation** measurements only; the regularisation strength is chosen by 5-fold
+   cross-validation grouped by measurement, inside the validation sets (:func:`choose_strength`);
+4. copies the weights file unchanged and writes a card with the ``consistency`` stage (features,
+   standardisation, weights, bias, the strength and its cross-validated log-loss) and the metrics on
+   validation, held-out and every ``--evaluate`` cache: ``metrics`` those of the network alone (the
+   default decision), ``metrics.consistency_stage`` those with the stage deciding.
+
+Labels: 1 = noisy. Nothing is tuned on the held-out or ``--evaluate`` sets. The consistency features
+never see a defect label (each is a field's statistic against its measurement's median); only the six
+weights of step 3 do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from scipy.optimize import minimize
+
+from ..models import resolve_model_file
+from ..screening.consistency import (CONSISTENCY_FEATURES, MIN_FIELDS, NEIGHBOURS, RADIAL_WEIGHT,
+                                     consistency_features_by_measurement)
+from ..screening.crops import CropSet
+from ..screening.network import ScreeningModel, load_model
+from .screening_families import _fmt, evaluate_logits, protocol_splits
+
+__all__ = ["fit_logistic", "choose_strength", "simulated_illuminations", "stage_inputs", "main"]
+
+#: The regularisation strengths tried (C: larger = weaker L2 penalty on the standardised weights).
+STRENGTHS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, strength: float) -> dict:
+    """L2-regularised logistic regression on standardised inputs.
+
+    Parameters
+    ----------
+    x : ndarray (N, K)
+        Inputs (no NaN).
+    y : ndarray (N,)
+        Labels, 1 = noisy.
+    strength : float
+        C > 0: the penalty is ``|w|² / (2C)`` on the standardised weights (the bias is not penalised).
+
+    Returns
+    -------
+    dict
+        ``mean`` and ``scale`` (K,) of the standardisation, ``weights`` (K,), ``bias``, as the card's
+        ``consistency`` stage holds them.
+    """
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    if y.min() == y.max():
+        raise ValueError("the labels are all of one class: nothing to fit")
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
+    z = (x - mean) / scale
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        t = z @ w[:-1] + w[-1]
+        g = 1.0 / (1.0 + np.exp(-t)) - y
+        value = np.sum(np.logaddexp(0.0, t) - y * t) + 0.5 / strength * np.sum(w[:-1] ** 2)
+        return float(value), np.append(z.T @ g + w[:-1] / strength, g.sum())
+
+    w = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B").x
+    return {"mean": mean.tolist(), "scale": scale.tolist(), "weights": w[:-1].tolist(), "bias": float(w[-1])}
+
+
+def _predict(stage: dict, x: np.ndarray) -> np.ndarray:
+    t = stage["bias"] + ((x - np.asarray(stage["mean"])) / np.asarray(stage["scale"])) @ np.asarray(stage["weights"])
+    return 1.0 / (1.0 + np.exp(-t))
+
+
+def choose_strength(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, folds: int = 5,
+                    strengths=STRENGTHS) -> tuple[float, dict]:
+    """The strength with the lowest mean log-loss in ``folds``-fold cross-validation grouped by ``groups``.
+
+    Returns the strength and ``{strength: mean held-out log-loss}``.
+    """
+    ids = np.unique(groups)
+    fold_of = {g: k % folds for k, g in enumerate(np.random.default_rng(0).permutation(ids))}
+    fold = np.array([fold_of[g] for g in groups])
+    scores = {}
+    for c in strengths:
+        losses = []
+        for k in range(folds):
+            tr, te = fold != k, fold == k
+            p = np.clip(_predict(fit_logistic(x[tr], y[tr], c), x[te]), 1e-7, 1 - 1e-7)
+            losses.append(-np.mean(y[te] * np.log(p) + (1 - y[te]) * np.log(1 - p)))
+        scores[float(c)] = float(np.mean(losses))
+    return min(scores, key=scores.__getitem__), scores
+
+
+_SETUP_NAME = re.compile(r"-(\d+)-na(\d+(?:\.\d+)?)")
+
+
+def simulated_illuminations(cs: CropSet) -> np.ndarray:
+    """Illumination frequencies (M, 2), cycles/µm, of simulated crops, rebuilt from their setup names.
+
+    Both simulators (``engine.screening.crops`` and ``screening_families``) illuminate with the
+    DMD spiral of :func:`engine.simulate.holograms.illumination_pattern` within a condenser NA of
+    0.92 × the objective NA, frames in pattern order; the setup name ``KIND-N-naNA-…`` gives N and NA.
+    ValueError for a name without them or a measurement whose frame count differs from N.
+    """
+    from ..simulate.holograms import illumination_pattern
+
+    out = np.zeros((len(cs), 2), np.float64)
+    for m in np.unique(cs.measurement):
+        idx = np.flatnonzero(cs.measurement == m)
+        match = _SETUP_NAME.search(cs.setup[idx[0]])
+        if match is None or int(match.group(1)) != idx.size:
+            raise ValueError(f"setup {cs.setup[idx[0]]!r} of measurement {m} does not give its {idx.size} illuminations")
+        out[idx] = illumination_pattern(idx.size, 0.92 * float(match.group(2)), float(cs.wavelength_um[idx[0]]))
+    return out
+
+
+def stage_inputs(model: ScreeningModel, cs: CropSet) -> tuple[np.ndarray, np.ndarray]:
+    """The network's probabilities (M,) and the stage's inputs (M, 6): ``(logit p, features)`` (NaN rows
+    where a measurement has fewer than :data:`MIN_FIELDS` fields); illuminations from
+    :func:`simulated_illuminations`."""
+    p = np.clip(model.predict_fields(cs.fields).astype(np.float64), 1e-7, 1 - 1e-7)
+    feats = consistency_features_by_measurement(cs.fields, cs.measurement, cs.pixel_size_um, cs.wavelength_um,
+                                                simulated_illuminations(cs))
+    return p, np.column_stack([np.log(p / (1 - p)), feats])
+
+
+def _metrics(prob: np.ndarray, cs: CropSet) -> dict:
+    p = np.clip(prob, 1e-7, 1 - 1e-7)
+    return evaluate_logits(np.log(p / (1 - p)), cs)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine.training.screening_consistency", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="default", help="the screening model (name or .safetensors path)")
+    p.add_argument("--validation", type=Path, required=True,
+                   help="generator 2's mixed cache whose protocol split gives validation and held-out measurements")
+    p.add_argument("--split-seed", type=int, default=20261206)
+    p.add_argument("--generator1", type=Path, default=None,
+                   help="generator 1's mixed cache (engine.training.screening_data); its validation split joins the fit "
+                        "and its held-out split the report")
+    p.add_argument("--generator1-seed", type=int, default=20261123)
+    p.add_argument("--evaluate", nargs="*", default=[], metavar="NAME=CACHE.npz", help="more caches never fitted on")
+    p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write (its .json beside it)")
+    p.add_argument("--version", default="3.1.0")
+    p.add_argument("--report", type=Path, default=None, help="write the metrics as JSON here")
+    return p
+
+
+def _sets(args) -> tuple[list[CropSet], dict[str, CropSet]]:
+    """The validation sets the stage is fitted on, and every set reported (validation ones included)."""
+    _, val, held_out = protocol_splits(CropSet.load(args.validation), args.split_seed)
+    fit, report = [val], {"validation": val, "held_out": held_out}
+    if args.generator1 is not None:
+        from .screening_data import split_by_measurement
+
+        mixed = CropSet.load(args.generator1)
+        _, v1, t1 = split_by_measurement(mixed.measurement, (0.7, 0.15, 0.15), seed=args.generator1_seed)
+        fit.append(mixed.subset(v1))
+        report.update({"generator1_validation": fit[-1], "generator1_held_out": mixed.subset(t1)})
+    for spec in args.evaluate:
+        name, _, path = spec.partition("=")
+        report[name] = CropSet.load(path)
+    return fit, report
+
+
+def _evaluate(model: ScreeningModel, stage: dict, sets: dict[str, CropSet]) -> dict:
+    metrics: dict = {"with_stage": {}, "network_alone": {}}
+    for name, cs in sets.items():
+        p, x = stage_inputs(model, cs)
+        rows = np.all(np.isfinite(x), axis=1)
+        q = p.copy()
+        q[rows] = _predict(stage, x[rows])
+        metrics["with_stage"][name] = _metrics(q, cs)
+        metrics["network_alone"][name] = _metrics(p, cs)
+        print(_fmt(f"{name} with the stage", metrics["with_stage"][name]))
+        print(_fmt(f"{name} network alone", metrics["network_alone"][name]))
+    return metrics
+
+
+def _fit(model: ScreeningModel, fit_sets: list[CropSet]) -> tuple[dict, float, dict, int]:
+    xs, ys, gs = [], [], []
+    for k, cs in enumerate(fit_sets):  # measurement ids kept apart across sets for the grouped folds
+        _, x = stage_inputs(model, cs)
+        ok = np.all(np.isfinite(x), axis=1)
+        xs.append(x[ok])
+        ys.append(cs.noisy[ok].astype(float))
+        gs.append(cs.measurement[ok].astype(np.int64) + 1_000_000 * k)
+    x, y, g = np.concatenate(xs), np.concatenate(ys), np.concatenate(gs)
+    strength, cv = choose_strength(x, y, g)
+    return fit_logistic(x, y, strength), strength, cv, len(y)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    model = load_model(args.model)
+    fit_sets, sets = _sets(args)
+    stage, strength, cv, n_fit = _fit(model, fit_sets)
+    print(f"strength C = {strength} (grouped 5-fold log-loss {cv}); weights {np.round(stage['weights'], 3).tolist()}")
+    metrics = _evaluate(model, stage, sets)
+    src = resolve_model_file("screening-compact" if args.model == "default" else args.model)
+    card = json.loads(src.with_suffix(".json").read_text(encoding="utf-8"))
+    caches = [f"{n}={Path(p).name}" for n, _, p in (spec.partition("=") for spec in args.evaluate)]
+    card.update({
+        "version": args.version,
+        "output": card.get("output", "") + "; with screen_fields(consistency=True), for a measurement of at least "
+                  f"{MIN_FIELDS} fields: the consistency stage's sigmoid(bias + sum_i weights_i (x_i - mean_i) / scale_i), "
+                  "x = (logit of the network's probability, the consistency features)",
+        "consistency": {"method": "logistic regression on the validation measurements (L2 on standardised weights, "
+                                  "strength by 5-fold cross-validation grouped by measurement)",
+                        "features": ["network_logit", *CONSISTENCY_FEATURES], **stage, "min_fields": MIN_FIELDS,
+                        "neighbours": NEIGHBOURS, "radial_weight": RADIAL_WEIGHT, "strength": strength,
+                        "cross_validated_log_loss": cv, "validation_fields": n_fit,
+                        "default": "off: screen_fields(consistency=True), odt-studio batch --screen-consistency",
+                        "network": f"{model.label} (sha256 {str(model.card.get('sha256', ''))[:12]}), weights unchanged"},
+        "metrics": {**metrics["network_alone"], "consistency_stage": metrics["with_stage"]},
+        "command": "python -m engine.training.screening_consistency " + " ".join(
+            [f"--validation {args.validation.name}", f"--split-seed {args.split_seed}"]
+            + ([f"--generator1 {args.generator1.name} --generator1-seed {args.generator1_seed}"] if args.generator1 else [])
+            + ([f"--evaluate {' '.join(caches)}"] if caches else []) + [f"--version {args.version}"]),
+    })
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out.with_suffix(".safetensors")
+    if out.resolve() != src.resolve():
+        shutil.copyfile(src, out)
+    out.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {out} and its card")
+    if args.report:
+        args.report.write_text(json.dumps({"strength": strength, "cv": cv, "stage": stage, "metrics": metrics},
+                                          indent=1), encoding="utf-8")
+    print(json.dumps({k: round(v["accuracy"], 4) for k, v in metrics["with_stage"].items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""Measurement-consistency features and the screening model's consistency stage (issue #19).
+
+The features compare each field with the fields of nearest illumination; they are never trained
+on a defect, so a defect of any kind must make its field stand out, and a field that differs only
+because its illumination is steeper (dimmer, noisier: a condenser's fall-off) must not.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from engine.models import ModelFileError
+from engine.screening.consistency import (CONSISTENCY_FEATURES, MIN_FIELDS, consistency_features,
+                                          consistency_features_by_measurement, nearest_illuminations)
+from engine.simulate.holograms import illumination_pattern
+
+N_PX, PX, LAM = 96, 0.1, 0.532
+RING = illumination_pattern(33, 0.9, LAM, "ring")  # 1 + 4 + 8 + 20 illuminations on rings
+
+
+def measurement(noise: np.ndarray | float = 0.02, seed: int = 0) -> np.ndarray:
+    """Ratio fields (N, 96, 96) of a weak round cell seen under the ring illuminations, complex noise ``noise``."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:N_PX, :N_PX] - N_PX / 2
+    out = []
+    for k, (fx, fy) in enumerate(RING):
+        sx, sy = 6 * fx * LAM, 6 * fy * LAM  # the projection moves a little with the illumination
+        phase = 1.2 * np.exp(-((x - sx) ** 2 + (y - sy) ** 2) / (2 * 12.0 ** 2))
+        u = 0.98 * np.exp(1j * phase) + np.asarray(noise).reshape(-1)[min(k, np.size(noise) - 1)] * (
+            rng.normal(size=(N_PX, N_PX)) + 1j * rng.normal(size=(N_PX, N_PX)))
+        out.append(u)
+    return np.asarray(out, np.complex64)
+
+
+def column(name: str) -> int:
+    return CONSISTENCY_FEATURES.index(name)
+
+
+def test_clean_fields_score_near_zero_and_each_defect_stands_out_in_its_own_feature():
+    f = measurement()
+    y, x = np.mgrid[:N_PX, :N_PX]
+    f[5] *= 1 - 0.6 * np.exp(-((x - 70) ** 2 + (y - 25) ** 2) / (2 * 5.0 ** 2))  # dust shadow
+    f[12] *= 1 + 0.25 * np.exp(2j * np.pi * (x * 0.21 + y * 0.13))  # parasitic fringe (plane wave)
+    f[20, ::7] *= 1.8  # row noise
+    c = consistency_features(f, PX, LAM, RING)
+    assert c.shape == (len(RING), len(CONSISTENCY_FEATURES)) and c.dtype == np.float32
+    clean = np.setdiff1d(np.arange(len(RING)), [5, 12, 20])
+    assert np.abs(c[clean]).max() < 0.35, np.abs(c[clean]).max(axis=0)
+    assert c[5, column("amplitude_residual")] > 1.0
+    assert c[12, column("spectral_peak")] > 1.0
+    assert c[20, column("row_column")] > 1.0
+
+
+def test_steep_dim_illuminations_are_compared_with_their_own_ring():
+    # the outer ring is 4x noisier (a condenser's fall-off), as the exact-Mie spheres of #22 are
+    r = np.hypot(RING[:, 0], RING[:, 1])
+    noise = np.where(r > 0.9 * r.max(), 0.08, 0.02)
+    f = measurement(noise, seed=3)
+    outer = r > 0.9 * r.max()
+    with_rings = consistency_features(f, PX, LAM, RING)
+    against_all = consistency_features(f, PX, LAM, None)
+    fine = column("fine_structure")
+    assert np.abs(with_rings[outer, fine]).max() < 0.3  # like its neighbours on the same ring
+    assert against_all[outer, fine].mean() > 0.4  # against the whole measurement they would look defective
+
+
+def test_nearest_illuminations_take_the_same_ring_first_and_never_the_field_itself():
+    nb = nearest_illuminations(RING, len(RING), k=6)
+    assert nb.shape == (len(RING), 6)
+    assert not np.any(nb == np.arange(len(RING))[:, None])
+    r = np.round(np.hypot(RING[:, 0], RING[:, 1]), 6)
+    outer = np.flatnonzero(r == r.max())
+    assert all(set(r[nb[k]]) == {r.max()} for k in outer)
+    allnb = nearest_illuminations(None, 9)
+    assert allnb.shape == (9, 8) and not np.any(allnb == np.arange(9)[:, None])
+
+
+def test_too_few_fields_is_a_clear_error_and_a_crop_set_gets_nan_rows():
+    f = measurement()
+    with pytest.raises(ValueError, match=f"at least {MIN_FIELDS} fields"):
+        consistency_features(f[:MIN_FIELDS - 1], PX, LAM, RING[:MIN_FIELDS - 1])
+    with pytest.raises(ValueError, match="shape"):
+        consistency_features(f[0], PX, LAM)
+    meas = np.r_[np.zeros(len(RING), int), np.ones(3, int)]
+    fields = np.concatenate([f, f[:3]])
+    out = consistency_features_by_measurement(fields, meas, np.full(len(meas), PX), np.full(len(meas), LAM),
+                                              np.concatenate([RING, RING[:3]]))
+    assert np.isfinite(out[:len(RING)]).all() and np.isnan(out[len(RING):]).all()
+
+
+# ----------------------------------------------------------------------------- the model's stage
+def _stage_card(tmp_path, **changes):
+    from engine.screening.network import MODELS_DIR, load_model
+
+    base = load_model("default")
+    if base.consistency is None:
+        pytest.skip("the shipped model has no consistency stage")
+    for ext in (".safetensors", ".json"):
+        shutil.copy(MODELS_DIR / f"screening-compact{ext}", tmp_path / f"m{ext}")
+    card = json.loads((tmp_path / "m.json").read_text())
+    card["consistency"].update(changes)
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    return load_model(tmp_path / "m.safetensors")
+
+
+def test_the_stage_raises_a_defective_field_and_leaves_fields_without_features(tmp_path):
+    m = _stage_card(tmp_path)
+    p = np.full(4, 0.2, np.float32)
+    feats = np.zeros((4, 5), np.float32)
+    feats[1, column("amplitude_residual")] = 2.0
+    feats[2, column("spectral_peak")] = 2.0
+    feats[3] = np.nan
+    q = m.apply_consistency(p, feats)
+    assert q[1] > q[0] and q[2] > q[0] and q[3] == pytest.approx(0.2)
+    assert np.all((q >= 0) & (q <= 1))
+
+
+@pytest.mark.parametrize("change, match", [({"scale": [1, 1, 1, 1, 1, 0]}, "scale"),
+                                           ({"features": ["network_logit"]}, "features"),
+                                           ({"weights": [1, 2]}, "features"),
+                                           ({"bias": None}, "incomplete")])
+def test_a_broken_stage_in_a_card_is_refused_with_its_reason(tmp_path, change, match):
+    m = _stage_card(tmp_path, **change)
+    with pytest.raises(ModelFileError, match=match):
+        m.apply_consistency(np.zeros(2), np.zeros((2, 5)))
+
+
+def test_screen_fields_reports_the_stage_and_uses_it_only_when_asked(tmp_path):
+    from engine.screening.network import load_model, screen_fields
+
+    class Meta:
+        pixel_size_um, wavelength_um = PX, LAM
+
+    f = measurement()
+    y, x = np.mgrid[:N_PX, :N_PX]
+    f[7] *= 1 - 0.7 * np.exp(-((x - 60) ** 2 + (y - 40) ** 2) / (2 * 6.0 ** 2))
+    m = load_model("default")
+    if m.consistency is None:
+        pytest.skip("the shipped model has no consistency stage")
+    plain = screen_fields(f, RING, Meta(), model=m, device="cpu")
+    assert plain.consistency.shape == (len(RING), 5) and plain.consistency_score.shape == (len(RING),)
+    assert not plain.consistency_used
+    used = screen_fields(f, RING, Meta(), model=m, device="cpu", consistency=True)
+    assert used.consistency_used and np.allclose(used.score, used.consistency_score)
+    assert np.array_equal(used.decision, (used.score <= 0.5).astype(np.uint8))
+    assert used.consistency_score[7] == used.consistency_score.max()
+    few = screen_fields(f[:5], RING[:5], Meta(), model=m, device="cpu", consistency=True)
+    assert few.consistency is None and not few.consistency_used
+    assert any("consistency stage not used" in w for w in few.warnings)
+    published = load_model("published")
+    with pytest.raises(ValueError, match="no consistency stage"):
+        screen_fields(f, RING, Meta(), model=published, device="cpu", consistency=True)
+
+
+def test_the_stage_round_trips_through_the_result_file(tmp_path):
+    from engine.store.results import read_result, write_result
+
+    n = 9
+    scr = {"score": np.linspace(0, 1, n), "rule_peak": np.zeros(n), "decision": np.ones(n, np.uint8),
+           "source": np.zeros(n, np.uint8), "model": "m 1", "consistency": np.ones((n, 5)),
+           "consistency_score": np.full(n, 0.3), "consistency_used": True}
+    out = write_result(tmp_path / "r.odt.h5", measurement_json="{}", screening=scr)
+    back = read_result(out).screening
+    assert back.consistency.shape == (n, 5) and back.consistency.dtype == np.float32
+    assert np.allclose(back.consistency_score, 0.3) and back.consistency_used
+    scr.pop("consistency_score")
+    scr["consistency"] = np.ones((n - 1, 5))
+    with pytest.raises(ValueError, match="consistency"):
+        write_result(tmp_path / "bad.odt.h5", measurement_json="{}", screening=scr)
+    old = {k: v for k, v in scr.items() if not k.startswith("consistency")}
+    plain = read_result(write_result(tmp_path / "old.odt.h5", measurement_json="{}", screening=old)).screening
+    assert plain.consistency is None and plain.consistency_score is None and not plain.consistency_used
