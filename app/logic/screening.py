@@ -155,6 +155,11 @@ class ScreeningData:
     crop_origin : (int, int)
         First row and column of the crop the network sees in every field (``ProjectScreening.crop_origin``);
         the saliency overlay sits there.
+    consistency : ndarray (N, 5) float32 or None
+        Each field against its nearest illuminations (:mod:`engine.screening.consistency`), when the
+        model has a consistency stage.
+    consistency_score : ndarray (N,) float32 or None
+        That stage's noisy-probability (shown, not deciding).
     """
 
     measurement_id: int
@@ -181,6 +186,8 @@ class ScreeningData:
     sideband_description: str = ""
     warnings: list = field(default_factory=list)
     crop_origin: tuple = (0, 0)
+    consistency: Optional[np.ndarray] = None
+    consistency_score: Optional[np.ndarray] = None
 
 
 def prepare_screening(project: Any, measurement_id: int, *, model: Any = "default", threshold: float = 0.5,
@@ -199,6 +206,9 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
     thr = ps.threshold
     if thr is None:
         thr = DEFAULT_RULE_THRESHOLD if ps.use_rule else threshold
+    report(progress, 0.96, "consistency with the nearest illuminations")
+    consistency, consistency_score = measurement_consistency(ps.model, ps.fields, ps.illumination_per_um, ps.score,
+                                                             ps.metadata, ps.crop_origin)
     report(progress, 0.97, "thumbnails")
     thumbs = phase_thumbnails(ps.fields)
     run = project.screening(measurement_id)
@@ -212,7 +222,37 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
         model_version=str(run["model_version"] or ""), model=ps.model, model_note=ps.model_note, run=ps.run,
         timings_s=ps.timings_s, quality=dict((ps.retrieval or {}).get("quality") or {}),
         sideband_description=ps.sideband_description, warnings=list(ps.warnings),
-        crop_origin=ps.crop_origin)
+        crop_origin=ps.crop_origin, consistency=consistency, consistency_score=consistency_score)
+
+
+def measurement_consistency(model: Any, fields: np.ndarray, illumination_per_um: Optional[np.ndarray],
+                            score: np.ndarray, metadata: Any, crop_origin: Optional[tuple]
+                            ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """The consistency features (N, 5) of a measurement's fields on the screen's crop and the model's
+    consistency-stage score (N,) from the network's ``score``; (None, None) without a model with a stage,
+    a finite score, or enough fields (:mod:`engine.screening.consistency`)."""
+    from engine.screening.consistency import consistency_features
+
+    stage = None if model is None else model.consistency
+    f = np.asarray(fields)
+    if stage is None or f.shape[0] < stage["min_fields"] or not np.all(np.isfinite(score)):
+        return None, None
+    crops = np.stack([_screen_crop(x, crop_origin) for x in f])
+    feats = consistency_features(crops, float(metadata.pixel_size_um), float(metadata.wavelength_um),
+                                 illumination_per_um)
+    return feats, model.apply_consistency(np.asarray(score, np.float32), feats)
+
+
+def consistency_text(data: "ScreeningData", i: int) -> str:
+    """The details line (rich text) of field ``i``'s consistency with its nearest illuminations; "" if not computed."""
+    if data.consistency is None or data.consistency_score is None:
+        return ""
+    c = data.consistency[i]
+    ratio = " · ".join(f"{name} ×{np.exp(v):.2f}" for name, v in
+                       zip(("amplitude", "phase", "fine structure", "stripes"), c[:4]))
+    return ("<span style='color:#aeb4bd'>against its 8 nearest illuminations: " + ratio
+            + f" · spectral peak {c[4]:+.2f} dex · consistency stage <b>{data.consistency_score[i]:.2f}</b> "
+              "(not deciding; <i>odt-studio batch --screen-consistency</i> lets it)</span>")
 
 
 def _screen_crop(field_: np.ndarray, crop_origin: Optional[tuple]) -> np.ndarray:

@@ -52,9 +52,9 @@ from engine.pipeline.project_screening import NO_MODEL_NOTE, SOURCE_MANUAL, SOUR
 
 from ..errors import show_error
 from ..jobs import Job, JobRunner
-from ..logic.screening import (ScreeningData, compute_member_scores, compute_saliency, field_details, measurement_status,
-                               members_text, model_label_text, prepare_screening, project_model_file,
-                               review_counts, threshold_range)
+from ..logic.screening import (ScreeningData, compute_member_scores, compute_saliency, consistency_text, field_details,
+                               measurement_status, members_text, model_label_text, prepare_screening,
+                               project_model_file, review_counts, threshold_range)
 from ..settings import AppSettings
 from ..widgets.warning_banner import WarningBanner
 from ..widgets.key_table import key_table_dialog
@@ -553,6 +553,9 @@ class ScreeningTab(QWidget):
         line_data, line_field, line = self._members_line
         if line and line_data is d and line_field == i:
             text += "<br>" + line
+        consistency = consistency_text(d, i)
+        if consistency:
+            text += "<br>" + consistency
         self.details.setText(text)
 
     def _request_member_scores(self, i: int) -> None:

@@ -224,7 +224,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     caches = [f"{n}={Path(p).name}" for n, _, p in (spec.partition("=") for spec in args.evaluate)]
     card.update({
         "version": args.version,
-        "output": card.get("output", "") + "; with screen_fields(consistency=True), for a measurement of at least "
+        "output": card.get("output", "").split("; with screen_fields(")[0]  # the same card whether rebuilt or not
+                  + "; with screen_fields(consistency=True), for a measurement of at least "
                   f"{MIN_FIELDS} fields: the consistency stage's sigmoid(bias + sum_i weights_i (x_i - mean_i) / scale_i), "
                   "x = (logit of the network's probability, the consistency features)",
         "consistency": {"method": "logistic regression on the validation measurements (L2 on standardised weights, "

@@ -500,3 +500,22 @@ def test_a_model_of_two_networks_shows_each_networks_score_of_the_field(qtbot, t
     p = model.member_probabilities(preprocess(data.fields[i:i + 1], input_kind="phase-amplitude"))
     # the probabilities shown are each member's own (the sample crop is the centre crop for these beads)
     assert f"{p[0, 0]:.2f}" in text and f"{p[0, 1]:.2f}" in text
+
+
+def test_the_details_show_how_a_field_compares_with_its_nearest_illuminations(qtbot, tab, batch, project):
+    """With a model that has a consistency stage (the shipped 3.1.0), each field's details say how it
+    compares with its neighbours and what the stage would score, without it deciding."""
+    from engine.screening.network import load_model
+
+    model = load_model("default")
+    if model.consistency is None:
+        pytest.skip("the shipped model has no consistency stage")
+    mid = project.add_measurement(batch / "beads_000")
+    data = _open(qtbot, tab, project, mid, model=model)
+    assert data.consistency is not None and data.consistency.shape == (len(data.fields), 5)
+    assert data.consistency_score.shape == (len(data.fields),)
+    tab.set_current_row(3)
+    i = tab.current_field()
+    text = tab.details.text()
+    assert "nearest illuminations" in text and f"{data.consistency_score[i]:.2f}" in text and "not deciding" in text
+    assert np.array_equal(data.auto_decision, (data.score <= data.threshold).astype(np.uint8))  # the network decided
