@@ -36,6 +36,12 @@ Features (in this order; ``log`` is the natural log; medians over ``j ∈ N_k``)
     ``m_k − median_j m_j``, ``m_k`` the rule metric (:func:`engine.screening.rule.rule_peak_metric`,
     log10 of the largest spectral peak outside a 1 cycle/µm disc): parasitic fringes, stray waves.
 
+Each feature is then divided by its robust spread over the measurement, ``1.4826 × median |x − median x|``
+(at least :data:`MIN_SPREAD`): a robust z-score (Rousseeuw & Croux 1993), so that a measurement whose
+clean fields differ more from one another (a strong sample at low noise) needs a larger difference;
+and it is one-sided (negative values set to 0): a field *closer* to its neighbours than they are to
+theirs, or with a weaker spectral peak, is no evidence that it is clean (a blank frame has no
+peak at all).
 The medians make the features robust while fewer than half of the neighbours are defective. With
 fewer than :data:`MIN_FIELDS` fields there is nothing to compare with, and the features are not
 computed.
@@ -63,6 +69,8 @@ CONSISTENCY_FEATURES: tuple[str, ...] = ("amplitude_residual", "phase_residual",
 MIN_FIELDS: int = 8
 #: Fields of nearest illumination each field is compared with, when the illuminations are known.
 NEIGHBOURS: int = 8
+#: Floor of the robust spread a feature is divided by (log units; dex for ``spectral_peak``).
+MIN_SPREAD: float = 0.05
 #: Weight of the difference in illumination NA (radius |ν|) in the neighbour distance
 #: ``|ν_i − ν_j| + RADIAL_WEIGHT·||ν_i| − |ν_j||``: the condenser makes steep illuminations dimmer and
 #: noisier, so a field is compared with fields of the same illumination NA first (the same ring).
@@ -150,7 +158,8 @@ def consistency_features(fields: np.ndarray, pixel_size_um: float, wavelength_um
     Returns
     -------
     ndarray, shape (N, 5), float32
-        One row per field, columns as :data:`CONSISTENCY_FEATURES`; 0 means "like its neighbours".
+        One row per field, columns as :data:`CONSISTENCY_FEATURES`, one-sided robust z-scores (≥ 0); 0 means
+        "like its neighbours (or closer)", 3 "three robust spreads of this measurement more unlike them".
 
     Raises
     ------
@@ -169,9 +178,11 @@ def consistency_features(fields: np.ndarray, pixel_size_um: float, wavelength_um
     fine_q = np.quantile(np.abs(fine).reshape(len(f), -1), 0.999, axis=1)
     rows_cols = np.maximum(fine.mean(axis=2).std(axis=1), fine.mean(axis=1).std(axis=1))
     peak = rule_peak_metric(f, None, float(pixel_size_um), float(wavelength_um)).astype(np.float64)
-    return np.stack([_relative_log(_amplitude_rms(a, nb), nb), _relative_log(_phase_rms(f, nb), nb),
-                     _relative_log(fine_q, nb), _relative_log(rows_cols, nb),
-                     (peak - np.median(peak[nb], axis=1)).astype(np.float32)], axis=1)
+    raw = np.stack([_relative_log(_amplitude_rms(a, nb), nb), _relative_log(_phase_rms(f, nb), nb),
+                    _relative_log(fine_q, nb), _relative_log(rows_cols, nb),
+                    (peak - np.median(peak[nb], axis=1)).astype(np.float32)], axis=1)
+    spread = 1.4826 * np.median(np.abs(raw - np.median(raw, axis=0)), axis=0)
+    return np.maximum(raw / np.maximum(spread, MIN_SPREAD), 0.0).astype(np.float32)  # one-sided: excess only
 
 
 def consistency_features_by_measurement(fields: np.ndarray, measurement: np.ndarray, pixel_size_um: np.ndarray,

@@ -460,17 +460,24 @@ def test_method_choice_shows_a_cost_estimate_before_the_run(qtbot, tab, bead_fol
     ms = tab.cost_label.text()
     assert ms != rytov and "multislice" in ms
 
-    def seconds(text: str) -> float:
+    def multislice_seconds(iterations: int) -> float:
+        """The multislice stage of the estimate the tab shows, for ``iterations`` (the tab's calibration)."""
+        import dataclasses
+
         from engine.pipeline.cost import estimate_seconds, problem_size
         from app.logic.reconstruction import measurement_size
 
         size = measurement_size(bead_folder)
         shape, sub = problem_size(size.metadata, size.image_shape, None)
-        return estimate_seconds(tab.options(), shape, size.n_fields, sub, tab._calibration, retrieve=True).seconds
+        opts = dataclasses.replace(tab.options(), multislice_iterations=iterations)
+        return estimate_seconds(opts, shape, size.n_fields, sub, tab._calibration, retrieve=True).stages["multislice"]
 
-    t20 = seconds(ms)
+    before = tab.options().multislice_iterations
     tab.ms_iterations.setValue(80)  # more iterations: a longer estimate, at once
-    assert tab.cost_label.text() != ms and seconds(tab.cost_label.text()) > 2 * t20
+    assert tab.cost_label.text() != ms and tab.options().multislice_iterations == 80
+    per_iteration = multislice_seconds(before + 1) - multislice_seconds(before)
+    assert per_iteration > 0  # the iterations' share grows linearly (the start's share stays)
+    assert multislice_seconds(80) - multislice_seconds(before) == pytest.approx((80 - before) * per_iteration, rel=1e-6)
 
 
 @pytest.mark.slow

@@ -49,10 +49,10 @@ def test_clean_fields_score_near_zero_and_each_defect_stands_out_in_its_own_feat
     c = consistency_features(f, PX, LAM, RING)
     assert c.shape == (len(RING), len(CONSISTENCY_FEATURES)) and c.dtype == np.float32
     clean = np.setdiff1d(np.arange(len(RING)), [5, 12, 20])
-    assert np.abs(c[clean]).max() < 0.35, np.abs(c[clean]).max(axis=0)
-    assert c[5, column("amplitude_residual")] > 1.0
-    assert c[12, column("spectral_peak")] > 1.0
-    assert c[20, column("row_column")] > 1.0
+    assert np.abs(c[clean]).max() < 5, np.abs(c[clean]).max(axis=0)  # robust z-scores
+    assert c[5, column("amplitude_residual")] > 10
+    assert c[12, column("spectral_peak")] > 10
+    assert c[20, column("row_column")] > 10
 
 
 def test_steep_dim_illuminations_are_compared_with_their_own_ring():
@@ -63,9 +63,9 @@ def test_steep_dim_illuminations_are_compared_with_their_own_ring():
     outer = r > 0.9 * r.max()
     with_rings = consistency_features(f, PX, LAM, RING)
     against_all = consistency_features(f, PX, LAM, None)
-    fine = column("fine_structure")
-    assert np.abs(with_rings[outer, fine]).max() < 0.3  # like its neighbours on the same ring
-    assert against_all[outer, fine].mean() > 0.4  # against the whole measurement they would look defective
+    amp = column("amplitude_residual")
+    assert np.abs(with_rings[outer, amp]).max() < 2  # like its neighbours on the same ring
+    assert against_all[outer, amp].mean() > 5  # against the whole measurement they would look defective
 
 
 def test_nearest_illuminations_take_the_same_ring_first_and_never_the_field_itself():
