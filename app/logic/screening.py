@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from engine.pipeline.project_screening import SOURCE_MANUAL, screen_project_measurement
+from engine.pipeline.project_screening import CONSISTENCY_SUFFIX, SOURCE_MANUAL, screen_project_measurement
 from engine.progress import check_cancel, report, sub_progress
 
 __all__ = ["THUMB", "QUALITY_LABELS", "QUALITY_SHORT", "ScreeningData", "prepare_screening", "compute_saliency",
@@ -207,11 +207,12 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
     if thr is None:
         thr = DEFAULT_RULE_THRESHOLD if ps.use_rule else threshold
     report(progress, 0.96, "consistency with the nearest illuminations")
+    run = project.screening(measurement_id)
+    deciding = str(run["model_version"] or "").endswith(CONSISTENCY_SUFFIX)
     consistency, consistency_score = measurement_consistency(ps.model, ps.fields, ps.illumination_per_um, ps.score,
-                                                             ps.metadata, ps.crop_origin)
+                                                             ps.metadata, ps.crop_origin, stage_decided=deciding)
     report(progress, 0.97, "thumbnails")
     thumbs = phase_thumbnails(ps.fields)
-    run = project.screening(measurement_id)
     report(progress, 1.0, f"{ps.name}: {int(ps.decision.sum())} of {len(ps.decision)} fields clean")
     return ScreeningData(
         measurement_id=ps.measurement_id, name=ps.name, fields=ps.fields,
@@ -226,11 +227,12 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
 
 
 def measurement_consistency(model: Any, fields: np.ndarray, illumination_per_um: Optional[np.ndarray],
-                            score: np.ndarray, metadata: Any, crop_origin: Optional[tuple]
-                            ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+                            score: np.ndarray, metadata: Any, crop_origin: Optional[tuple], *,
+                            stage_decided: bool = False) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """The consistency features (N, 5) of a measurement's fields on the screen's crop and the model's
-    consistency-stage score (N,) from the network's ``score``; (None, None) without a model with a stage,
-    a finite score, or enough fields (:mod:`engine.screening.consistency`)."""
+    consistency-stage score (N,): from the network's ``score``, or ``score`` itself when the stage made it
+    (``stage_decided``); (None, None) without a model with a stage, a finite score, or enough fields
+    (:mod:`engine.screening.consistency`)."""
     from engine.screening.consistency import consistency_features
 
     stage = None if model is None else model.consistency
@@ -240,6 +242,8 @@ def measurement_consistency(model: Any, fields: np.ndarray, illumination_per_um:
     crops = np.stack([_screen_crop(x, crop_origin) for x in f])
     feats = consistency_features(crops, float(metadata.pixel_size_um), float(metadata.wavelength_um),
                                  illumination_per_um)
+    if stage_decided:
+        return feats, np.asarray(score, np.float32)
     return feats, model.apply_consistency(np.asarray(score, np.float32), feats)
 
 
@@ -248,11 +252,12 @@ def consistency_text(data: "ScreeningData", i: int) -> str:
     if data.consistency is None or data.consistency_score is None:
         return ""
     c = data.consistency[i]
-    ratio = " · ".join(f"{name} ×{np.exp(v):.2f}" for name, v in
-                       zip(("amplitude", "phase", "fine structure", "stripes"), c[:4]))
-    return ("<span style='color:#aeb4bd'>against its 8 nearest illuminations: " + ratio
-            + f" · spectral peak {c[4]:+.2f} dex · consistency stage <b>{data.consistency_score[i]:.2f}</b> "
-              "(not deciding; <i>odt-studio batch --screen-consistency</i> lets it)</span>")
+    parts = " · ".join(f"{name} {v:.1f}" for name, v in
+                       zip(("amplitude", "phase", "fine structure", "stripes", "spectral peak"), c))
+    return ("<span style='color:#aeb4bd'>unlike its 8 nearest illuminations (robust z, 0 = like them): " + parts
+            + f" · consistency stage <b>{data.consistency_score[i]:.2f}</b> "
+            + ("(deciding)" if data.model_version.endswith(CONSISTENCY_SUFFIX) else
+               "(not deciding: tick “Compare with nearest illuminations” to let it)") + "</span>")
 
 
 def _screen_crop(field_: np.ndarray, crop_origin: Optional[tuple]) -> np.ndarray:

@@ -39,6 +39,7 @@ import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QKeyEvent, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QFrame,
     QLabel,
@@ -48,7 +49,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.pipeline.project_screening import NO_MODEL_NOTE, SOURCE_MANUAL, SOURCE_MODEL, SOURCE_RULE
+from engine.pipeline.project_screening import (NO_MODEL_NOTE, SOURCE_MANUAL, SOURCE_MODEL, SOURCE_RULE,
+                                               project_screening_consistency)
+from engine.store.project import SCREENING_CONSISTENCY_SETTING
 
 from ..errors import show_error
 from ..jobs import Job, JobRunner
@@ -190,6 +193,14 @@ class ScreeningTab(QWidget):
         self.model_label = QLabel("", self)
         self.model_label.setObjectName("modelLabel")
         self.model_label.setWordWrap(True)
+        self.consistency_box = QCheckBox("Compare with nearest illuminations", self)
+        self.consistency_box.setObjectName("consistencyBox")
+        self.consistency_box.setToolTip(
+            "Let the model's consistency stage decide: each field is also compared with the 8 fields of nearest "
+            "illumination, so defects the network was not trained on are caught more often (independent defect set "
+            "98.7 % against 95.2 %; the project's own simulated held-out set 96.5 % against 97.3 %). A project setting; "
+            "the current measurement is screened again (manual decisions are kept).")
+        self.consistency_box.toggled.connect(self.set_consistency)
         self.rescreen_button = QPushButton("Screen again", self)
         self.rescreen_button.setToolTip("Screen this measurement again with the current model (a new run; "
                                         "manual decisions are kept)")
@@ -203,6 +214,7 @@ class ScreeningTab(QWidget):
         ll.addWidget(title)
         ll.addWidget(self.measurement_list, 1)
         ll.addWidget(self.model_label)
+        ll.addWidget(self.consistency_box)
         ll.addWidget(self.rescreen_button)
         ll.addWidget(self.retrain_button)
         return left
@@ -284,6 +296,10 @@ class ScreeningTab(QWidget):
         self.model = own if own is not None else "default"  # the project's adopted model, else the shipped one
         self.model_note = ""
         self._update_model_label()
+        self.consistency_box.blockSignals(True)
+        self.consistency_box.setChecked(project_screening_consistency(project))
+        self.consistency_box.blockSignals(False)
+        self.consistency_box.setEnabled(project is not None)
         self._cache.clear()
         self.undo_stack.clear()
         self.data = None
@@ -485,6 +501,14 @@ class ScreeningTab(QWidget):
     def rescreen(self) -> Optional[Job]:
         mid = self.current_measurement_id()
         return None if mid is None else self.load_measurement(mid, rescreen=True)
+
+    def set_consistency(self, on: bool) -> Optional[Job]:
+        """Store the project's consistency-stage setting and screen the current measurement again with it."""
+        if self.project is None:
+            return None
+        self.project.set_setting(SCREENING_CONSISTENCY_SETTING, bool(on))
+        self._cache.clear()
+        return self.rescreen()
 
     # ---------------------------------------------------------------- grid navigation
     def set_sort_by_uncertainty(self, on: bool) -> None:

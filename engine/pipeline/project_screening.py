@@ -6,8 +6,10 @@ background job) and of any script that screens a project's measurements:
 1. the fields come from the measurement's result file (``<project>/results/<name>.odt.h5``)
    when it holds them, else they are retrieved from the holograms;
 2. if the project has no screening run for the measurement yet (or ``rescreen`` is set),
-   the fields are screened (network, or the rule when no network is installed) and the run
-   is recorded in the project database (:meth:`engine.store.project.Project.add_screening`:
+   the fields are screened (network, or the rule when no network is installed; with the project
+   setting ``screening_consistency`` and a model that has one, its consistency stage decides, and
+   the run's model version gets :data:`CONSISTENCY_SUFFIX`) and the run is recorded in the project
+   database (:meth:`engine.store.project.Project.add_screening`:
    score, rule peak, decision, source, model name and version, threshold);
 3. the result file's ``screening/...`` datasets are written from the database's *current*
    decisions (manual overrides included), as ``docs/formats.md`` says: ``score``,
@@ -43,12 +45,15 @@ from ..progress import CancelToken, check_cancel, report, sub_progress
 
 __all__ = ["ProjectScreening", "load_screening_model", "screen_project_measurement", "NO_MODEL_NOTE",
            "sideband_description", "project_sideband", "project_screening_model", "stored_retrieval",
-           "project_screening_record",
+           "project_screening_record", "project_screening_consistency", "CONSISTENCY_SUFFIX",
            "SOURCE_MODEL", "SOURCE_RULE", "SOURCE_MANUAL"]
 
 log = logging.getLogger(__name__)
 
 SOURCE_MODEL, SOURCE_RULE, SOURCE_MANUAL = 0, 1, 2
+#: Appended to the model version a run records when the model's consistency stage decided (the project
+#: setting ``screening_consistency``), e.g. ``"3.1.0+consistency"``.
+CONSISTENCY_SUFFIX = "+consistency"
 NO_MODEL_NOTE = ("No screening network is installed (resources/models holds no screening weights), "
                  "so fields are screened by the rule-based Fourier-peak metric.")
 
@@ -172,6 +177,14 @@ def project_screening_model(project: Any, model: Any = "default") -> Any:
     except Exception:  # noqa: BLE001 - a project object without settings: the shipped model
         return model
     return own if own is not None else model
+
+
+def project_screening_consistency(project: Any) -> bool:
+    """The project's consistency-stage setting (False when the project has none or cannot say)."""
+    try:
+        return bool(project.screening_consistency)
+    except Exception:  # noqa: BLE001 - a project object without settings: the default
+        return False
 
 
 def project_sideband(project: Any) -> str:
@@ -430,11 +443,13 @@ def _new_run(project: Any, measurement_id: int, fl: _Fields, model: Any, thresho
     returns the crop origin the screen used."""
     from ..screening.network import screen_fields
 
+    stage = model is not None and project_screening_consistency(project) and model.consistency is not None
     res = screen_fields(fl.fields, fl.illum, fl.meta, model=model, method="model" if model is not None else "rule",
-                        threshold=threshold, unwrapped_phase=fl.unwrapped, device=device, progress=progress,
-                        cancel=cancel)
+                        threshold=threshold, unwrapped_phase=fl.unwrapped, device=device, consistency=stage,
+                        progress=progress, cancel=cancel)
+    version = res.model_version + (CONSISTENCY_SUFFIX if res.consistency_used else "")
     project.add_screening(measurement_id, res.decision, score=res.score, rule_peak=res.rule_peak,
-                          source=res.source, model_name=res.model_name, model_version=res.model_version,
+                          source=res.source, model_name=res.model_name, model_version=version,
                           threshold=res.rule_threshold if model is None else res.threshold)
     assert res.crop_origin is not None  # screen_fields always sets it
     return res.crop_origin

@@ -12,8 +12,9 @@ is its current manual decision (``new_decision`` NULL means "back to automatic")
 
 Per-project settings (:meth:`Project.get_setting` / :meth:`Project.set_setting`, JSON values in
 the ``settings`` table) hold choices that decide how a project's data are processed, e.g. the
-side-band rule :data:`SIDEBAND_SETTING` and the adopted screening model
-:data:`SCREENING_MODEL_SETTING`.
+side-band rule :data:`SIDEBAND_SETTING`, the adopted screening model
+:data:`SCREENING_MODEL_SETTING` and whether its consistency stage decides,
+:data:`SCREENING_CONSISTENCY_SETTING`.
 
 Threads: every thread gets its own connection (``threading.local``), so the GUI thread
 and a background worker can use one :class:`Project`; SQLite serialises the writers
@@ -50,6 +51,7 @@ __all__ = [
     "SIDEBAND_SETTING",
     "SIDEBAND_CHOICES",
     "SCREENING_MODEL_SETTING",
+    "SCREENING_CONSISTENCY_SETTING",
     "ProjectError",
     "MeasurementRecord",
     "OverrideRecord",
@@ -71,6 +73,10 @@ SIDEBAND_CHOICES = ("auto", "as-given")
 #: a model fine-tuned on the project's overrides is adopted (``odt-studio train-screening``,
 #: :mod:`engine.screening.retrain`). Unset: the shipped default. See :attr:`Project.screening_model`.
 SCREENING_MODEL_SETTING = "screening_model"
+#: Project setting (bool): screen with the model's consistency stage deciding (each field against the
+#: fields of nearest illumination, :mod:`engine.screening.consistency`). Unset: False, the network
+#: decides. See :attr:`Project.screening_consistency`.
+SCREENING_CONSISTENCY_SETTING = "screening_consistency"
 
 
 class ProjectError(RuntimeError):
@@ -600,6 +606,8 @@ class Project:
             ``value`` is not JSON-serialisable, or :data:`SIDEBAND_SETTING` is not one of
             :data:`SIDEBAND_CHOICES`.
         """
+        if key == SCREENING_CONSISTENCY_SETTING and not isinstance(value, bool):
+            raise ValueError(f"setting '{SCREENING_CONSISTENCY_SETTING}' must be true or false, got {value!r}")
         if key == SIDEBAND_SETTING and value not in SIDEBAND_CHOICES:
             raise ValueError(f"setting '{SIDEBAND_SETTING}' must be one of {SIDEBAND_CHOICES}, got {value!r}")
         if key == SCREENING_MODEL_SETTING and value is not None and (
@@ -628,6 +636,11 @@ class Project:
         """The project's side-band setting, :data:`SIDEBAND_CHOICES` (default ``"auto"``)."""
         v = self.get_setting(SIDEBAND_SETTING, "auto")
         return v if v in SIDEBAND_CHOICES else "auto"
+
+    @property
+    def screening_consistency(self) -> bool:
+        """Whether this project screens with the model's consistency stage deciding (default False)."""
+        return self.get_setting(SCREENING_CONSISTENCY_SETTING, False) is True
 
     @property
     def screening_model(self) -> Optional[Path]:

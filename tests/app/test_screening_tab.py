@@ -519,3 +519,26 @@ def test_the_details_show_how_a_field_compares_with_its_nearest_illuminations(qt
     text = tab.details.text()
     assert "nearest illuminations" in text and f"{data.consistency_score[i]:.2f}" in text and "not deciding" in text
     assert np.array_equal(data.auto_decision, (data.score <= data.threshold).astype(np.uint8))  # the network decided
+
+
+def test_ticking_compare_with_neighbours_stores_the_setting_and_lets_the_stage_decide(qtbot, tab, batch, project):
+    from engine.pipeline.project_screening import CONSISTENCY_SUFFIX
+    from engine.screening.network import load_model
+
+    model = load_model("default")
+    if model.consistency is None:
+        pytest.skip("the shipped model has no consistency stage")
+    mid = project.add_measurement(batch / "beads_000")
+    first = _open(qtbot, tab, project, mid, model=model)
+    assert not tab.consistency_box.isChecked() and not first.model_version.endswith(CONSISTENCY_SUFFIX)
+    with qtbot.waitSignal(tab.data_ready, timeout=60000) as blocker:
+        tab.consistency_box.setChecked(True)  # as a click does: the setting, then the measurement screened again
+    data = blocker.args[0]
+    assert project.screening_consistency is True
+    assert data.model_version.endswith(CONSISTENCY_SUFFIX) and data.run == first.run + 1
+    assert np.allclose(data.score, data.consistency_score)
+    tab.set_current_row(1)
+    assert "(deciding)" in tab.details.text()
+    tab.set_project(None)
+    tab.set_project(project)  # reopened: the box shows the project's setting
+    assert tab.consistency_box.isChecked()

@@ -272,3 +272,18 @@ def test_version_1_database_gains_settings_and_keeps_its_rows(tmp_path):
         p.set_setting("sideband", "as-given")
     with Project.open(folder) as p:
         assert p.sideband == "as-given"
+
+
+def test_the_consistency_setting_is_a_bool_and_defaults_to_off(tmp_path):
+    from engine.store.project import SCREENING_CONSISTENCY_SETTING
+
+    p = Project.create(tmp_path / "p")
+    try:
+        assert p.screening_consistency is False
+        p.set_setting(SCREENING_CONSISTENCY_SETTING, True)
+        assert p.screening_consistency is True
+        with pytest.raises(ValueError, match="true or false"):
+            p.set_setting(SCREENING_CONSISTENCY_SETTING, "yes")
+        assert p.screening_consistency is True
+    finally:
+        p.close()
