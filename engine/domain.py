@@ -54,17 +54,24 @@ def relative_excess(value: float, lo: float, hi: float) -> float:
     return abs(value - edge) / abs(edge) if edge else float("inf")
 
 
-def largest_excess(setup: dict, domain: dict, quantities: dict[str, tuple[str, str, str]]) -> tuple[float, str]:
+def largest_excess(setup: dict, domain: dict, quantities: dict[str, tuple[str, str, str]],
+                   weights: Optional[dict] = None) -> tuple[float, str]:
     """The largest :func:`relative_excess` of ``setup``'s quantities beyond ``domain`` and its
     quantity's label: ``(0.0, "")`` when every known quantity is inside (arguments as
-    :func:`quantities_outside`)."""
+    :func:`quantities_outside`).
+
+    ``weights`` (key → factor ≥ 0, 1 for a key not given) scales each quantity's excess before the
+    comparison, for a model less sensitive to one quantity than to another (a model card's
+    ``domain_excess_weights``); a weighted quantity's label then says its own excess and the factor.
+    """
     best = (0.0, "")
     for key, (label, _unit, _fmt) in quantities.items():
         rng = domain.get(key)
         if key in setup and isinstance(rng, (list, tuple)) and len(rng) == 2:
-            e = relative_excess(float(setup[key]), float(rng[0]), float(rng[1]))
-            if e > best[0]:
-                best = (e, label)
+            raw = relative_excess(float(setup[key]), float(rng[0]), float(rng[1]))
+            w = float((weights or {}).get(key, 1.0))
+            if raw * w > best[0]:
+                best = (raw * w, label if w == 1.0 else f"{label} {100 * raw:.0f} % out, counted ×{w:g}")
     return best
 
 

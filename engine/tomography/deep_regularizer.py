@@ -480,14 +480,19 @@ def domain_check(metadata, card: dict, *, illumination_per_um=None, used=None) -
 def domain_excess(metadata, card: dict, *, illumination_per_um=None, used=None) -> tuple[float, str]:
     """How far a measurement lies outside the model's training domain: the largest relative excess
     of any quantity beyond its trained range (e.g. 0.25 for an illumination NA fraction of 0.6
-    against 0.8–0.95) and that quantity's label; ``(0.0, "")`` inside, or when the card states
-    no domain (arguments as :func:`domain_check`)."""
+    against 0.8–0.95), each times the card's ``domain_excess_weights`` factor for it (1 if none:
+    2.2.0's card counts the number of illuminations ×0.2, the learned step being about five times
+    less sensitive to it than to the illumination NA), and that quantity's label; ``(0.0, "")``
+    inside, or when the card states no domain (arguments as :func:`domain_check`)."""
     from ..domain import largest_excess
 
     domain = card.get("domain")
     if not isinstance(domain, dict):
         return 0.0, ""
-    return largest_excess(_compared_setup(metadata, illumination_per_um, used), domain, DOMAIN_QUANTITIES)
+    weights = card.get("domain_excess_weights")
+    weights = {k: float(v) for k, v in weights.items() if k in DOMAIN_QUANTITIES and float(v) >= 0} \
+        if isinstance(weights, dict) else None
+    return largest_excess(_compared_setup(metadata, illumination_per_um, used), domain, DOMAIN_QUANTITIES, weights)
 
 
 def model_card(model: str | Path = "default", models_dir: Path = MODELS_DIR) -> dict:

@@ -76,6 +76,33 @@ def test_domain_excess_is_the_largest_relative_distance_outside():
     assert domain_excess(_meta(na=1.4), {"name": "old"}) == (0.0, "")
 
 
+def test_a_cards_weights_count_a_quantity_less_and_say_so():
+    card = {**CARD, "domain_excess_weights": {"n_illuminations": 0.2}}  # 20 illuminations: 35 % below 31
+    excess, what = domain_excess(_meta(n=20), card)
+    assert excess == pytest.approx(0.2 * 11 / 31) and what == "number of illuminations 35 % out, counted ×0.2"
+    excess, what = domain_excess(_meta(n=20, na=1.4), card)  # an unweighted quantity further out wins
+    assert what == "objective NA" and excess == pytest.approx(0.2 / 1.2)
+    assert domain_excess(_meta(n=20), {**CARD, "domain_excess_weights": "nonsense"})[0] == pytest.approx(11 / 31)
+
+
+def test_the_shipped_card_counts_20_illuminations_as_inside_the_tolerance():
+    """2.2.0's card: 20 illuminations (20 % below 25) count as 4 %, the pipeline's default tolerance
+    (``bench_deep_regularizer_setup_scan.py``: about as far from TV as 4 % of illumination NA); 15 (40 %
+    below) count as 8 %, and TV runs in the learned step's place."""
+    from engine.pipeline.process import DEFAULT_DEEP_DOMAIN_TOLERANCE, ProcessOptions, _deep_or_tv
+
+    card = model_card()
+    assert card["domain"]["n_illuminations"][0] == 25 and card["domain_excess_weights"] == {"n_illuminations": 0.2}
+    opts = ProcessOptions(regularize="deep")
+    for n, route in ((20, None), (15, "tv")):
+        meta = _meta(n=n, na_ill=0.85 * 1.2)
+        excess, what = domain_excess(meta, card)
+        assert excess == pytest.approx(0.2 * (25 - n) / 25) and "number of illuminations" in what
+        choice = _deep_or_tv(meta, np.asarray(meta["illumination_per_um"]), np.ones(n, np.uint8), opts)
+        assert (choice if choice is None else choice[0]) == route
+    assert DEFAULT_DEEP_DOMAIN_TOLERANCE == pytest.approx(0.04)
+
+
 def test_a_card_without_domain_says_so():
     w = domain_check(_meta(), {"name": "old", "version": "1"})
     assert len(w) == 1 and "does not state the setups" in w[0]
@@ -133,11 +160,12 @@ def test_pipeline_and_batch_log_carry_the_domain_warnings(tmp_path):
     assert res.tomogram.ri_deep is None
     assert res.tomogram.ri_tv is not None and res.regularize_route[0] == "tv"
     fallback = [w for w in res.warnings if "TV ran instead" in w]
-    assert len(fallback) == 1 and "40 % outside" in fallback[0] and "number of illuminations" in fallback[0]
+    # the card counts the number of illuminations x0.2: 40 % below is 8 %, twice the 4 % tolerance
+    assert len(fallback) == 1 and "8 % outside" in fallback[0] and "number of illuminations 40 % out" in fallback[0]
     with h5py.File(out, "r") as f:
         assert "ri_tv" in f["tomogram"] and "ri_deep" not in f["tomogram"]
         rec = json.loads(f.attrs["processing_options"])
-    assert rec["regularize"] == "deep" and rec["regularize_route"] == "tv" and "40 %" in rec["regularize_route_reason"]
+    assert rec["regularize"] == "deep" and rec["regularize_route"] == "tv" and "40 % out" in rec["regularize_route_reason"]
     assert rec["deep_domain_tolerance"] == pytest.approx(0.04)
     kept = process_measurement(folder, None, ProcessOptions(screen="none", regularize="deep", device="cpu",
                                                             deep_domain_tolerance=0.5))
