@@ -240,6 +240,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     from engine.pipeline.process import run_batch_command
 
+    if args.screen_consistency and args.screen != "model":
+        print(f"odt-studio batch: --screen-consistency needs --screen model (got --screen {args.screen})", file=sys.stderr)
+        return 2
+
     return run_batch_command(
         args.in_dir, args.out_dir, screen=args.screen, regularize=args.regularize,
         birefringence=args.birefringence or args.birefringence_method is not None,

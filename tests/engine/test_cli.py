@@ -105,6 +105,20 @@ def test_new_options_reach_process_options(batch_in, tmp_path, fake_processing):
         {(defaults.method, defaults.non_negativity, defaults.threshold)}
 
 
+def test_screen_consistency_reaches_process_options_and_needs_the_model_screen(batch_in, tmp_path, fake_processing,
+                                                                               capsys):
+    cli.main(["batch", str(batch_in), "--out", str(tmp_path / "out"), "--screen-consistency"])
+    assert {o.screen_consistency for _, o in fake_processing} == {True}
+    fake_processing.clear()
+    cli.main(["batch", str(batch_in), "--out", str(tmp_path / "out2")])
+    assert {o.screen_consistency for _, o in fake_processing} == {False}  # off by default
+    fake_processing.clear()
+    capsys.readouterr()
+    assert cli.main(["batch", str(batch_in), "--out", str(tmp_path / "out3"), "--screen", "rule",
+                     "--screen-consistency"]) == 2
+    assert "--screen-consistency needs --screen model" in capsys.readouterr().err and not fake_processing
+
+
 def test_json_summary_and_per_folder_logs(batch_in, tmp_path, fake_processing, capsys):
     out = tmp_path / "out"
     rc = cli.main(["batch", str(batch_in), "--out", str(out), "--json"])
