@@ -206,11 +206,7 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
     thr = ps.threshold
     if thr is None:
         thr = DEFAULT_RULE_THRESHOLD if ps.use_rule else threshold
-    report(progress, 0.96, "consistency with the nearest illuminations")
     run = project.screening(measurement_id)
-    deciding = str(run["model_version"] or "").endswith(CONSISTENCY_SUFFIX)
-    consistency, consistency_score = measurement_consistency(ps.model, ps.fields, ps.illumination_per_um, ps.score,
-                                                             ps.metadata, ps.crop_origin, stage_decided=deciding)
     report(progress, 0.97, "thumbnails")
     thumbs = phase_thumbnails(ps.fields)
     report(progress, 1.0, f"{ps.name}: {int(ps.decision.sum())} of {len(ps.decision)} fields clean")
@@ -223,28 +219,7 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
         model_version=str(run["model_version"] or ""), model=ps.model, model_note=ps.model_note, run=ps.run,
         timings_s=ps.timings_s, quality=dict((ps.retrieval or {}).get("quality") or {}),
         sideband_description=ps.sideband_description, warnings=list(ps.warnings),
-        crop_origin=ps.crop_origin, consistency=consistency, consistency_score=consistency_score)
-
-
-def measurement_consistency(model: Any, fields: np.ndarray, illumination_per_um: Optional[np.ndarray],
-                            score: np.ndarray, metadata: Any, crop_origin: Optional[tuple], *,
-                            stage_decided: bool = False) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    """The consistency features (N, 5) of a measurement's fields on the screen's crop and the model's
-    consistency-stage score (N,): from the network's ``score``, or ``score`` itself when the stage made it
-    (``stage_decided``); (None, None) without a model with a stage, a finite score, or enough fields
-    (:mod:`engine.screening.consistency`)."""
-    from engine.screening.consistency import consistency_features
-
-    stage = None if model is None else model.consistency
-    f = np.asarray(fields)
-    if stage is None or f.shape[0] < stage["min_fields"] or not np.all(np.isfinite(score)):
-        return None, None
-    crops = np.stack([_screen_crop(x, crop_origin) for x in f])
-    feats = consistency_features(crops, float(metadata.pixel_size_um), float(metadata.wavelength_um),
-                                 illumination_per_um)
-    if stage_decided:
-        return feats, np.asarray(score, np.float32)
-    return feats, model.apply_consistency(np.asarray(score, np.float32), feats)
+        crop_origin=ps.crop_origin, consistency=ps.consistency, consistency_score=ps.consistency_score)
 
 
 def consistency_text(data: "ScreeningData", i: int) -> str:

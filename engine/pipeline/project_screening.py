@@ -45,7 +45,8 @@ from ..progress import CancelToken, check_cancel, report, sub_progress
 
 __all__ = ["ProjectScreening", "load_screening_model", "screen_project_measurement", "NO_MODEL_NOTE",
            "sideband_description", "project_sideband", "project_screening_model", "stored_retrieval",
-           "project_screening_record", "project_screening_consistency", "CONSISTENCY_SUFFIX",
+           "project_screening_record", "project_screening_consistency", "measurement_consistency",
+           "CONSISTENCY_SUFFIX",
            "SOURCE_MODEL", "SOURCE_RULE", "SOURCE_MANUAL"]
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,12 @@ class ProjectScreening:
     crop_origin : (int, int)
         First row and column of the crop the screen takes from every field
         (:func:`engine.screening.sample_crop.screening_crop_origin`).
+    consistency : ndarray (N, 5) float32 or None
+        Each field against its nearest illuminations (:mod:`engine.screening.consistency`), when the
+        model has a consistency stage and the measurement enough fields.
+    consistency_score : ndarray (N,) float32 or None
+        That stage's noisy-probability; it is ``score`` when the run's model version ends with
+        :data:`CONSISTENCY_SUFFIX` (the stage decided).
     """
 
     measurement_id: int
@@ -129,6 +136,8 @@ class ProjectScreening:
     warnings: list = field(default_factory=list)
     sideband_setting: str = "auto"
     crop_origin: tuple = (0, 0)
+    consistency: Optional[np.ndarray] = None
+    consistency_score: Optional[np.ndarray] = None
 
     @property
     def sideband_description(self) -> str:
@@ -409,10 +418,14 @@ def screen_project_measurement(
 
         fl.warnings = contrast_warnings(rec.name, fl.retrieved, decision)
     fl.warnings += [w for w in _domain_warnings(rec.name, model, fl) if w not in fl.warnings]
+    decided = str(db["model_version"] or "").endswith(CONSISTENCY_SUFFIX)
+    features, stage_score = measurement_consistency(model, fl.fields, fl.illum, score, fl.meta, crop_origin,
+                                                    stage_decided=decided)
     if fl.retrieved is not None or new_run:
         report(progress, 0.94, f"{rec.name}: writing the result file")
         screening = {"score": score, "rule_peak": db["rule_peak"], "decision": decision, "source": source,
-                     "model": model_label}
+                     "model": model_label, "consistency": features, "consistency_score": stage_score,
+                     "consistency_used": decided}
         _write(path, rec, fl, screening)
     report(progress, 1.0, f"{rec.name}: {int(decision.sum())} of {len(decision)} fields clean")
     thr = db["threshold"]
@@ -423,7 +436,31 @@ def screen_project_measurement(
         decision=np.asarray(decision, np.uint8), source=np.asarray(source, np.uint8), use_rule=use_rule,
         threshold=None if thr is None else float(thr), model_label=model_label, model=model,
         model_note=note if model is None else "", run=int(db["run"]), result_path=path, timings_s=timings,
-        retrieval=fl.retrieval, warnings=list(fl.warnings), sideband_setting=sideband, crop_origin=crop_origin)
+        retrieval=fl.retrieval, warnings=list(fl.warnings), sideband_setting=sideband, crop_origin=crop_origin,
+        consistency=features, consistency_score=stage_score)
+
+
+def measurement_consistency(model: Any, fields: np.ndarray, illumination_per_um: Optional[np.ndarray],
+                            score: np.ndarray, metadata: Any, crop_origin: Optional[tuple], *,
+                            stage_decided: bool = False) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """The consistency features (N, 5) of a measurement's fields on the screen's crop and the model's
+    consistency-stage score (N,): from the network's ``score``, or ``score`` itself when the stage made it
+    (``stage_decided``); (None, None) without a loaded model with a stage, a finite score, or enough fields
+    (:mod:`engine.screening.consistency`)."""
+    from ..screening.consistency import consistency_features
+    from ..screening.network import CROP_SIZE
+    from ..screening.sample_crop import crop_at
+
+    stage = getattr(model, "consistency", None)
+    f = np.asarray(fields)
+    if stage is None or f.shape[0] < stage["min_fields"] or not np.all(np.isfinite(score)):
+        return None, None
+    crops = f if crop_origin is None else crop_at(f, tuple(crop_origin), CROP_SIZE)
+    feats = consistency_features(crops, float(metadata.pixel_size_um), float(metadata.wavelength_um),
+                                 illumination_per_um)
+    if stage_decided:
+        return feats, np.asarray(score, np.float32)
+    return feats, model.apply_consistency(np.asarray(score, np.float32), feats)
 
 
 def _domain_warnings(name: str, model: Any, fl: _Fields) -> list[str]:

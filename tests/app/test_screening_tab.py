@@ -539,6 +539,11 @@ def test_ticking_compare_with_neighbours_stores_the_setting_and_lets_the_stage_d
     assert np.allclose(data.score, data.consistency_score)
     tab.set_current_row(1)
     assert "(deciding)" in tab.details.text()
+    from engine.store.results import read_result
+
+    stored = read_result(project.result_path(mid)).screening  # the project's result file says so too
+    assert stored.consistency_used and stored.consistency.shape == (len(data.fields), 5)
+    assert stored.model.endswith(CONSISTENCY_SUFFIX)
     tab.set_project(None)
     tab.set_project(project)  # reopened: the box shows the project's setting
     assert tab.consistency_box.isChecked()
