@@ -866,9 +866,15 @@ def _screen_polarised(fields: np.ndarray, illum: np.ndarray, table: np.ndarray, 
     from ..screening.rule import rule_peak_metric
 
     n = fields.shape[0]
-    co = np.concatenate([table[:, 0, 0], table[:, 1, 1]])  # J_xx of every illumination, then J_yy
-    retrieved = SimpleNamespace(illumination_per_um=illum[co], pixel_size_um=pixel_size_um, unwrapped_phase=None)
-    res = _screen(fields[co], retrieved, meta, options, progress, cancel)
+    parts = []
+    for k, co in enumerate((table[:, 0, 0], table[:, 1, 1])):  # J_xx of every illumination, then J_yy, each on its
+        retrieved = SimpleNamespace(illumination_per_um=illum[co], pixel_size_um=pixel_size_um,  # own: a field is
+                                    unwrapped_phase=None)  # compared with its own polarisation's neighbours
+        parts.append(_screen(fields[co], retrieved, meta, options, sub_progress(progress, k / 2, (k + 1) / 2), cancel))
+    res = SimpleNamespace(decision=np.concatenate([p.decision for p in parts]), model_name=parts[0].model_name,
+                          score=np.concatenate([p.score for p in parts]), model_version=parts[0].model_version,
+                          source=np.concatenate([p.source for p in parts]))
+    co = np.concatenate([table[:, 0, 0], table[:, 1, 1]])
     n_ill = table.shape[0]
     clean = np.asarray(res.decision[:n_ill], bool) & np.asarray(res.decision[n_ill:], bool)
     score = np.full(n, np.nan, np.float32)

@@ -174,3 +174,30 @@ def test_the_stage_round_trips_through_the_result_file(tmp_path):
     old = {k: v for k, v in scr.items() if not k.startswith("consistency")}
     plain = read_result(write_result(tmp_path / "old.odt.h5", measurement_json="{}", screening=old)).screening
     assert plain.consistency is None and plain.consistency_score is None and not plain.consistency_used
+
+
+def test_polarised_images_are_compared_within_their_own_polarisation():
+    """J_xx and J_yy of every illumination are screened apart, so that the stage compares a J_xx field
+    with J_xx neighbours; a defect in one J_yy image drops its illumination's four images."""
+    from types import SimpleNamespace
+
+    from engine.pipeline.process import ProcessOptions, _screen_polarised
+    from engine.screening.network import load_model
+
+    if load_model("default").consistency is None:
+        pytest.skip("the shipped model has no consistency stage")
+    n = len(RING)
+    xx, yy = measurement(seed=1), measurement(seed=2) * np.float32(0.7)  # the other polarisation: dimmer
+    y, x = np.mgrid[:N_PX, :N_PX]
+    yy[9] *= 1 - 0.8 * np.exp(-((x - 48) ** 2 + (y - 30) ** 2) / (2 * 8.0 ** 2))
+    cross = measurement(seed=3) * np.float32(0.05)
+    fields = np.concatenate([xx, cross, cross, yy])
+    table = np.stack([np.stack([np.arange(n), n + np.arange(n)], 1),
+                      np.stack([2 * n + np.arange(n), 3 * n + np.arange(n)], 1)], 1)  # (n, 2, 2)
+    meta = SimpleNamespace(wavelength_um=LAM, pixel_size_um=PX)
+    res = _screen_polarised(fields, np.tile(RING, (4, 1)), table, PX, meta,
+                            ProcessOptions(screen="model", screen_consistency=True, device="cpu"), None, None)
+    assert res.decision.shape == (4 * n,) and np.isnan(res.score[n:3 * n]).all()
+    assert np.isfinite(res.score[table[:, 0, 0]]).all() and np.isfinite(res.score[table[:, 1, 1]]).all()
+    assert res.score[table[9, 1, 1]] == res.score[table[:, 1, 1]].max()  # the defect stands out among J_yy
+    assert all(res.decision[table[k]].min() == res.decision[table[k]].max() for k in range(n))  # 4 images alike
