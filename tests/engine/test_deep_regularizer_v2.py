@@ -100,6 +100,15 @@ def test_scores_see_an_elongated_bead_and_an_offset():
     assert fx == pytest.approx(2 * math.sqrt(2 * math.log(2)) * 2.0, rel=0.03)
 
 
+def test_the_summary_counts_the_samples_within_the_bound():
+    from engine.training.deep_regularizer_data import _group_summary
+
+    rows = [{"ssim_deep": 0.95, "mean_inside_diff": d} for d in (-0.001, 0.0015, -0.003, -0.0055)]
+    s = _group_summary(rows)
+    assert s["mean_inside_within_0.002"] == pytest.approx(0.5)  # the mean (-0.0020) alone would pass
+    assert s["mean_inside_diff"] == pytest.approx(-0.002) and s["mean_inside_absdiff_max"] == pytest.approx(0.0055)
+
+
 def test_gaussian_ssim_uses_the_reference_range():
     rng = np.random.default_rng(1)
     ref = rng.standard_normal((20, 20, 20)).astype(np.float32)
