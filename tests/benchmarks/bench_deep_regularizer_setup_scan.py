@@ -1,17 +1,19 @@
-"""Benchmark: how far below its trained number of illuminations the learned regulariser stays close to TV (#22).
+"""Benchmark: how far outside its trained setups the learned regulariser stays close to TV (#22).
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_deep_regularizer_setup_scan.py
-[--seeds 1003 1008 ...] [--n-illuminations 25 20 16 12] [--json OUT.json]``.
+[--quantity n_illuminations|wavelength_um|medium_index] [--values 25 20 16 12] [--seeds 1003 1008 ...]
+[--json OUT.json]``.
 
 Every sample kind of the training generator (``deepreg-pairs/2``: bacteria, clusters, suspension
 and adherent cells, first-order beads; 48³ voxels) under the setup its seed draws
-(:func:`engine.training.deep_regularizer_data.draw_setup`), with the number of illuminations
-replaced by each value asked (the same pattern, condenser NA and noise). For each: the learned
-regulariser's mean index inside the objects minus TV's and the SSIM against TV (Gaussian σ 1.5, TV's
-data range), as the held-out report computes them. The shipped model was trained on 25–100
-illuminations; 16 is 36 % and 12 is 52 % below. Default seeds: validation seeds (seed % 5 == 3),
-and ``--seeds 1004 1009 1014 1019`` gives held-out ones. Numbers only; the exact-Mie counterpart is
-``bench_deep_regularizer_mie.py --n-illuminations``.
+(:func:`engine.training.deep_regularizer_data.draw_setup`), with one quantity replaced by each value
+asked, the rest kept (the voxel is lowered to 0.95·λ/(2 NA) if a shorter wavelength needs it, the
+objective NA to 0.97·n_m if a lower medium index does). For each: the learned regulariser's mean
+index inside the objects minus TV's and the SSIM against TV (Gaussian σ 1.5, TV's data range), as the
+held-out report computes them. The shipped model was trained on 25–100 illuminations (16 is 36 % and
+12 is 52 % below), λ 0.45–0.65 µm and n_m 1.33–1.52. Default seeds: validation seeds
+(seed % 5 == 3); ``--seeds 1004 1009 1014 1019`` gives held-out ones. Numbers only; the exact-Mie
+counterpart is ``bench_deep_regularizer_mie.py --n-illuminations``.
 """
 
 from __future__ import annotations
@@ -27,10 +29,28 @@ from engine.tomography.deep_regularizer import load_deep_regularizer, regularize
 from engine.training.deep_regularizer_data import TRAIN_KINDS_V2, draw_setup, score_against_tv, simulate_pair_v2
 
 
+def with_value(setup: dict, quantity: str, value: float) -> dict:
+    """``setup`` with ``quantity`` set to ``value`` (the voxel and NA kept physical, see the module notes)."""
+    s = dict(setup)
+    if quantity == "n_illuminations":
+        s["n_angles"] = int(value)
+    elif quantity == "wavelength_um":
+        s["wavelength_um"] = float(value)
+        s["voxel_um"] = min(s["voxel_um"], 0.95 * float(value) / (2 * s["na_objective"]))
+    else:
+        s["medium_index"] = float(value)
+        scale = min(1.0, 0.97 * float(value) / s["na_objective"])
+        s["na_objective"], s["na_condenser"] = s["na_objective"] * scale, s["na_condenser"] * scale
+    s["name"] = f"{setup['name']}->{quantity}={value:g}"
+    return s
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[1003, 1008, 1013, 1018])
-    p.add_argument("--n-illuminations", type=int, nargs="+", default=[25, 20, 16, 12])
+    p.add_argument("--quantity", choices=("n_illuminations", "wavelength_um", "medium_index"),
+                   default="n_illuminations")
+    p.add_argument("--values", type=float, nargs="+", default=[25, 20, 16, 12])
     p.add_argument("--kinds", nargs="+", default=list(TRAIN_KINDS_V2))
     p.add_argument("--size", type=int, default=48)
     p.add_argument("--json", type=Path, default=None)
@@ -40,19 +60,19 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for seed in a.seeds:
         base = draw_setup(seed)
-        for n in a.n_illuminations:
-            setup = {**base, "n_angles": int(n), "name": f"{base['name']}->n{n}"}
+        for n in a.values:
+            setup = with_value(base, a.quantity, n)
             for kind in a.kinds:
                 pair = simulate_pair_v2(kind, seed, shape=(a.size,) * 3, setup=setup)
                 deep = regularize_deep(pair.raw, pair.medium_index, model=reg, device="cpu")
                 r = score_against_tv(pair, deep)
-                rows.append({"seed": seed, "kind": kind, "n_illuminations": n, "setup": setup["name"],
+                rows.append({"seed": seed, "kind": kind, "value": n, "setup": setup["name"],
                              "mean_inside_diff": r["mean_inside_diff"], "ssim_deep": r["ssim_deep"]})
-                print(f"seed {seed} {kind:16s} n {n:3d} ({setup['pattern']}): learned - TV inside "
+                print(f"seed {seed} {kind:16s} {a.quantity} {n:g} ({setup['pattern']}): learned - TV inside "
                       f"{r['mean_inside_diff']:+.4f}, SSIM {r['ssim_deep']:.3f}", flush=True)
     summary = {}
-    for n in a.n_illuminations:
-        sel = [r for r in rows if r["n_illuminations"] == n]
+    for n in a.values:
+        sel = [r for r in rows if r["value"] == n]
         d = np.array([r["mean_inside_diff"] for r in sel])
         summary[str(n)] = {"mean_inside_diff_mean": float(np.nanmean(d)), "worst_abs": float(np.nanmax(np.abs(d))),
                            "within_0.002": float(np.mean(np.abs(d) <= 0.002)),
@@ -60,9 +80,10 @@ def main(argv: list[str] | None = None) -> dict:
                            "per_kind_mean_inside_diff": {k: float(np.nanmean([r["mean_inside_diff"] for r in sel
                                                                                if r["kind"] == k])) for k in a.kinds}}
         s = summary[str(n)]
-        print(f"n {n:3d}: learned - TV inside mean {s['mean_inside_diff_mean']:+.4f}, worst |.| {s['worst_abs']:.4f}, "
+        print(f"{a.quantity} {n:g}: learned - TV inside mean {s['mean_inside_diff_mean']:+.4f}, worst |.| {s['worst_abs']:.4f}, "
               f"{s['within_0.002']:.0%} within 0.002, SSIM {s['ssim_mean']:.3f}")
-    report = {"model": reg.label, "seeds": a.seeds, "size": a.size, "summary": summary, "rows": rows}
+    report = {"model": reg.label, "quantity": a.quantity, "seeds": a.seeds, "size": a.size, "summary": summary,
+              "rows": rows}
     if a.json is not None:
         a.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
     return report

@@ -92,7 +92,7 @@ def test_the_shipped_card_counts_20_illuminations_as_inside_the_tolerance():
     from engine.pipeline.process import DEFAULT_DEEP_DOMAIN_TOLERANCE, ProcessOptions, _deep_or_tv
 
     card = model_card()
-    assert card["domain"]["n_illuminations"][0] == 25 and card["domain_excess_weights"] == {"n_illuminations": 0.2}
+    assert card["domain"]["n_illuminations"][0] == 25 and card["domain_excess_weights"]["n_illuminations"] == 0.2
     opts = ProcessOptions(regularize="deep")
     for n, route in ((20, None), (15, "tv")):
         meta = _meta(n=n, na_ill=0.85 * 1.2)
@@ -101,6 +101,11 @@ def test_the_shipped_card_counts_20_illuminations_as_inside_the_tolerance():
         choice = _deep_or_tv(meta, np.asarray(meta["illumination_per_um"]), np.ones(n, np.uint8), opts)
         assert (choice if choice is None else choice[0]) == route
     assert DEFAULT_DEEP_DOMAIN_TOLERANCE == pytest.approx(0.04)
+    # 405 nm light (10 % below the trained 0.45 µm) counts x0.25: 2.5 %, the learned step runs
+    meta = _meta(lam=0.405, na_ill=0.85 * 1.2)
+    excess, what = domain_excess(meta, card)
+    assert excess == pytest.approx(0.25 * 0.045 / 0.45) and "wavelength" in what
+    assert _deep_or_tv(meta, np.asarray(meta["illumination_per_um"]), np.ones(49, np.uint8), opts) is None
 
 
 def test_a_card_without_domain_says_so():
