@@ -482,7 +482,7 @@ def domain_excess(metadata, card: dict, *, illumination_per_um=None, used=None) 
     of any quantity beyond its trained range (e.g. 0.25 for an illumination NA fraction of 0.6
     against 0.8–0.95), each times the card's ``domain_excess_weights`` factor for it (1 if none:
     2.2.0's card counts the number of illuminations ×0.2, the learned step being about five times
-    less sensitive to it than to the illumination NA, and the wavelength ×0.25), and that quantity's label; ``(0.0, "")``
+    less sensitive to it than to the illumination NA, the wavelength ×0.25 and the objective NA ×0.4), and that quantity's label; ``(0.0, "")``
     inside, or when the card states no domain (arguments as :func:`domain_check`)."""
     from ..domain import largest_excess
 

@@ -1,14 +1,14 @@
 """Benchmark: how far outside its trained setups the learned regulariser stays close to TV (#22).
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_deep_regularizer_setup_scan.py
-[--quantity n_illuminations|wavelength_um|medium_index] [--values 25 20 16 12] [--seeds 1003 1008 ...]
+[--quantity n_illuminations|wavelength_um|medium_index|na_objective] [--values 25 20 16 12] [--seeds 1003 1008 ...]
 [--json OUT.json]``.
 
 Every sample kind of the training generator (``deepreg-pairs/2``: bacteria, clusters, suspension
 and adherent cells, first-order beads; 48³ voxels) under the setup its seed draws
 (:func:`engine.training.deep_regularizer_data.draw_setup`), with one quantity replaced by each value
 asked, the rest kept (the voxel is lowered to 0.95·λ/(2 NA) if a shorter wavelength needs it, the
-objective NA to 0.97·n_m if a lower medium index does). For each: the learned regulariser's mean
+objective NA to 0.97·n_m if a lower medium index does; a new objective NA keeps the condenser's fraction). For each: the learned regulariser's mean
 index inside the objects minus TV's and the SSIM against TV (Gaussian σ 1.5, TV's data range), as the
 held-out report computes them. The shipped model was trained on 25–100 illuminations (16 is 36 % and
 12 is 52 % below), λ 0.45–0.65 µm and n_m 1.33–1.52. Default seeds: validation seeds
@@ -37,6 +37,10 @@ def with_value(setup: dict, quantity: str, value: float) -> dict:
     elif quantity == "wavelength_um":
         s["wavelength_um"] = float(value)
         s["voxel_um"] = min(s["voxel_um"], 0.95 * float(value) / (2 * s["na_objective"]))
+    elif quantity == "na_objective":  # the condenser keeps its fraction of the objective NA
+        s["na_condenser"] = s["na_condenser"] * float(value) / s["na_objective"]
+        s["na_objective"] = float(value)
+        s["voxel_um"] = min(s["voxel_um"], 0.95 * s["wavelength_um"] / (2 * float(value)))
     else:
         s["medium_index"] = float(value)
         scale = min(1.0, 0.97 * float(value) / s["na_objective"])
@@ -48,7 +52,7 @@ def with_value(setup: dict, quantity: str, value: float) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[1003, 1008, 1013, 1018])
-    p.add_argument("--quantity", choices=("n_illuminations", "wavelength_um", "medium_index"),
+    p.add_argument("--quantity", choices=("n_illuminations", "wavelength_um", "medium_index", "na_objective"),
                    default="n_illuminations")
     p.add_argument("--values", type=float, nargs="+", default=[25, 20, 16, 12])
     p.add_argument("--kinds", nargs="+", default=list(TRAIN_KINDS_V2))
