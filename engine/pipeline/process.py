@@ -63,8 +63,9 @@ MULTISLICE_FRAMES = ("lab", "auto", "illumination")
 #: issue's bound: 0.002), axial FWHM −10 / +1 / +5 / +13 / +20 % of TV's (``tests/benchmarks/
 #: bench_deep_regularizer_mie.py --spheres 1 --screen none --na-fraction 0.8 0.76 0.72 0.64 0.56``): the bound is
 #: crossed at about 4 %. A card may weight a quantity it is less sensitive to (``domain_excess_weights``): 2.2.0's
-#: counts the number of illuminations ×0.2, the wavelength ×0.25 and the objective NA ×0.4 (``tests/benchmarks/bench_deep_regularizer_setup_scan.py``:
-#: 20 % fewer illuminations move learned − TV about as much as 4 % of illumination NA; λ 16 % below its range, not at all).
+#: counts the number of illuminations ×0.2, the wavelength ×0.25 and the objective NA ×0.4
+#: (``tests/benchmarks/bench_deep_regularizer_setup_scan.py``: 20 % fewer illuminations or 10 % less objective NA
+#: move learned − TV about as much as 4 % of illumination NA; a wavelength 16 % below its range, not at all).
 DEFAULT_DEEP_DOMAIN_TOLERANCE = 0.04
 
 #: TV outer (FISTA) and inner (FGP) iterations by default (as ``engine.tomography.reconstruct``)

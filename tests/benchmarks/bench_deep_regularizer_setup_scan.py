@@ -8,7 +8,8 @@ Every sample kind of the training generator (``deepreg-pairs/2``: bacteria, clus
 and adherent cells, first-order beads; 48³ voxels) under the setup its seed draws
 (:func:`engine.training.deep_regularizer_data.draw_setup`), with one quantity replaced by each value
 asked, the rest kept (the voxel is lowered to 0.95·λ/(2 NA) if a shorter wavelength needs it, the
-objective NA to 0.97·n_m if a lower medium index does; a new objective NA keeps the condenser's fraction). For each: the learned regulariser's mean
+objective NA to 0.97·n_m if a lower medium index does; a new objective NA keeps the condenser's
+fraction). For each: the learned regulariser's mean
 index inside the objects minus TV's and the SSIM against TV (Gaussian σ 1.5, TV's data range), as the
 held-out report computes them. The shipped model was trained on 25–100 illuminations (16 is 36 % and
 12 is 52 % below), λ 0.45–0.65 µm and n_m 1.33–1.52. Default seeds: validation seeds
