@@ -206,9 +206,9 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
     thr = ps.threshold
     if thr is None:
         thr = DEFAULT_RULE_THRESHOLD if ps.use_rule else threshold
-    run = project.screening(measurement_id)
     report(progress, 0.97, "thumbnails")
     thumbs = phase_thumbnails(ps.fields)
+    run = project.screening(measurement_id)
     report(progress, 1.0, f"{ps.name}: {int(ps.decision.sum())} of {len(ps.decision)} fields clean")
     return ScreeningData(
         measurement_id=ps.measurement_id, name=ps.name, fields=ps.fields,

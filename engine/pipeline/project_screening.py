@@ -398,10 +398,13 @@ def screen_project_measurement(
 
     t = time.perf_counter()
     new_run = project.screening(measurement_id)["run"] == 0 or rescreen or fl.replaced
+    run_result = None
     if new_run:
         report(progress, 0.8, f"{rec.name}: screening {len(fl.fields)} fields")
-        crop_origin = _new_run(project, measurement_id, fl, model, threshold, device,
-                               sub_progress(progress, 0.8, 0.92), cancel)
+        run_result = _new_run(project, measurement_id, fl, model, threshold, device,
+                              sub_progress(progress, 0.8, 0.92), cancel)
+        assert run_result.crop_origin is not None  # screen_fields always sets it
+        crop_origin = run_result.crop_origin
     else:  # the recorded run's crop: a function of the fields alone
         from ..screening.network import CROP_SIZE
         from ..screening.sample_crop import screening_crop_origin
@@ -419,8 +422,11 @@ def screen_project_measurement(
         fl.warnings = contrast_warnings(rec.name, fl.retrieved, decision)
     fl.warnings += [w for w in _domain_warnings(rec.name, model, fl) if w not in fl.warnings]
     decided = str(db["model_version"] or "").endswith(CONSISTENCY_SUFFIX)
-    features, stage_score = measurement_consistency(model, fl.fields, fl.illum, score, fl.meta, crop_origin,
-                                                    stage_decided=decided)
+    if run_result is not None and run_result.consistency is not None:  # computed by this run's screen
+        features, stage_score = run_result.consistency, run_result.consistency_score
+    else:
+        features, stage_score = measurement_consistency(model, fl.fields, fl.illum, score, fl.meta, crop_origin,
+                                                        stage_decided=decided)
     if fl.retrieved is not None or new_run:
         report(progress, 0.94, f"{rec.name}: writing the result file")
         screening = {"score": score, "rule_peak": db["rule_peak"], "decision": decision, "source": source,
@@ -447,20 +453,17 @@ def measurement_consistency(model: Any, fields: np.ndarray, illumination_per_um:
     consistency-stage score (N,): from the network's ``score``, or ``score`` itself when the stage made it
     (``stage_decided``); (None, None) without a loaded model with a stage, a finite score, or enough fields
     (:mod:`engine.screening.consistency`)."""
-    from ..screening.consistency import consistency_features
     from ..screening.network import CROP_SIZE
     from ..screening.sample_crop import crop_at
 
-    stage = getattr(model, "consistency", None)
-    f = np.asarray(fields)
-    if stage is None or f.shape[0] < stage["min_fields"] or not np.all(np.isfinite(score)):
+    if getattr(model, "consistency", None) is None or not np.all(np.isfinite(score)):
         return None, None
+    f = np.asarray(fields)
     crops = f if crop_origin is None else crop_at(f, tuple(crop_origin), CROP_SIZE)
-    feats = consistency_features(crops, float(metadata.pixel_size_um), float(metadata.wavelength_um),
-                                 illumination_per_um)
-    if stage_decided:
-        return feats, np.asarray(score, np.float32)
-    return feats, model.apply_consistency(np.asarray(score, np.float32), feats)
+    feats, stage_score = model.measurement_consistency(crops, float(metadata.pixel_size_um),
+                                                       float(metadata.wavelength_um), illumination_per_um,
+                                                       np.asarray(score, np.float32))
+    return feats, (np.asarray(score, np.float32) if stage_decided and feats is not None else stage_score)
 
 
 def _domain_warnings(name: str, model: Any, fl: _Fields) -> list[str]:
@@ -475,9 +478,9 @@ def _domain_warnings(name: str, model: Any, fl: _Fields) -> list[str]:
 
 
 def _new_run(project: Any, measurement_id: int, fl: _Fields, model: Any, threshold: float, device: str,
-             progress: Optional[Callable[..., None]], cancel: Optional[CancelToken]) -> tuple[int, int]:
+             progress: Optional[Callable[..., None]], cancel: Optional[CancelToken]) -> Any:
     """Screen the fields (network, or the rule without one) and record the run in the project;
-    returns the crop origin the screen used."""
+    returns the :class:`~engine.screening.network.ScreeningResult` (its crop origin, consistency features)."""
     from ..screening.network import screen_fields
 
     stage = model is not None and project_screening_consistency(project) and model.consistency is not None
@@ -488,8 +491,7 @@ def _new_run(project: Any, measurement_id: int, fl: _Fields, model: Any, thresho
     project.add_screening(measurement_id, res.decision, score=res.score, rule_peak=res.rule_peak,
                           source=res.source, model_name=res.model_name, model_version=version,
                           threshold=res.rule_threshold if model is None else res.threshold)
-    assert res.crop_origin is not None  # screen_fields always sets it
-    return res.crop_origin
+    return res
 
 
 def _write(path: Path, rec: Any, fl: _Fields, screening: dict) -> None:

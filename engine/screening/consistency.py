@@ -60,7 +60,7 @@ from scipy import ndimage
 from .rule import rule_peak_metric
 
 __all__ = ["CONSISTENCY_FEATURES", "MIN_FIELDS", "NEIGHBOURS", "consistency_features",
-           "consistency_features_by_measurement", "nearest_illuminations"]
+           "consistency_features_by_measurement", "nearest_illuminations", "stage_probability"]
 
 #: The feature names, in column order.
 CONSISTENCY_FEATURES: tuple[str, ...] = ("amplitude_residual", "phase_residual", "fine_structure", "row_column",
@@ -212,3 +212,22 @@ def consistency_features_by_measurement(fields: np.ndarray, measurement: np.ndar
             ill = None if illumination_per_um is None else np.asarray(illumination_per_um)[idx]
             out[idx] = consistency_features(fields[idx], float(pixel_size_um[idx[0]]), float(wavelength_um[idx[0]]), ill)
     return out
+
+
+def stage_probability(stage: dict, x: np.ndarray) -> np.ndarray:
+    """The consistency stage's noisy-probability ``sigmoid(bias + Σ_i weights_i (x_i − mean_i) / scale_i)``.
+
+    Parameters
+    ----------
+    stage : dict
+        ``mean``, ``scale``, ``weights`` (K,) and ``bias``, as a model card's ``consistency`` holds them.
+    x : ndarray (N, K)
+        Inputs: the logit of the network's probability, then the :data:`CONSISTENCY_FEATURES`.
+
+    Returns
+    -------
+    ndarray (N,) float64
+    """
+    t = float(stage["bias"]) + ((np.asarray(x, np.float64) - np.asarray(stage["mean"], np.float64))
+                                / np.asarray(stage["scale"], np.float64)) @ np.asarray(stage["weights"], np.float64)
+    return 1.0 / (1.0 + np.exp(-t))

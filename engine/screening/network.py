@@ -50,7 +50,7 @@ from ..models import ModelFileError, load_network, save_safetensors_model
 from ..resources import models_dir
 from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
-from .consistency import consistency_features
+from .consistency import consistency_features, stage_probability
 from .domain import screening_domain_check
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
 from .sample_crop import centre_origin, crop_at, screening_crop_origin
@@ -700,9 +700,20 @@ class ScreeningModel:
             return np.asarray(probability, np.float32)
         p = np.clip(np.asarray(probability, np.float64), 1e-7, 1 - 1e-7)
         x = np.column_stack([np.log(p / (1 - p)), np.asarray(features, np.float64)])
-        t = stage["bias"] + ((x - stage["mean"]) / stage["scale"]) @ stage["weights"]
         known = np.all(np.isfinite(x), axis=1)  # a field without features keeps the network's probability
-        return np.where(known, 1.0 / (1.0 + np.exp(-np.where(known, t, 0.0))), p).astype(np.float32)
+        return np.where(known, stage_probability(stage, np.where(known[:, None], x, 0.0)), p).astype(np.float32)
+
+    def measurement_consistency(self, crops: np.ndarray, pixel_size_um: float, wavelength_um: float,
+                                illumination_per_um: Optional[np.ndarray], probability: np.ndarray
+                                ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+        """The consistency features (N, 5) of one measurement's screening crops and the stage's noisy-probability
+        (N,) from the network's ``probability``; (None, None) without a stage or with fewer than its
+        ``min_fields`` fields (arguments as :func:`~engine.screening.consistency.consistency_features`)."""
+        stage = self.consistency
+        if stage is None or np.shape(crops)[0] < stage["min_fields"]:
+            return None, None
+        features = consistency_features(crops, pixel_size_um, wavelength_um, illumination_per_um)
+        return features, self.apply_consistency(probability, features)
 
 
 def default_model_name(device: str | torch.device = "auto") -> str:
@@ -919,13 +930,12 @@ def screen_fields(
     x = preprocess(crop_fields, unwrapped_phase=crop_at(np.asarray(unwrapped_phase), origin, CROP_SIZE)
                    if use_unwrapped else None, input_kind=m.input_kind, crop=m.crop)
     score = m.predict_tensor(x, batch_size=batch_size, cancel=cancel)
-    features, stage_score = None, None
     stage = m.consistency
-    if stage is not None and n >= stage["min_fields"]:  # each field against its neighbours in the measurement
+    if stage is not None:  # each field against its neighbours in the measurement
         report(progress, 0.8, "measurement consistency")
-        features = consistency_features(crop_fields, px, float(metadata.wavelength_um), illumination_per_um)
-        stage_score = m.apply_consistency(score, features)
-    elif consistency and stage is None:
+    features, stage_score = m.measurement_consistency(crop_fields, px, float(metadata.wavelength_um),
+                                                      illumination_per_um, score)
+    if consistency and stage is None:
         raise ValueError(f"screening model {m.label} has no consistency stage: screen without it, or use a model "
                          "whose card has one")
     warnings = screening_domain_check(metadata, m.card, pixel_size_um=px, field_shape=f.shape)

@@ -42,7 +42,7 @@ from scipy.optimize import minimize
 
 from ..models import resolve_model_file
 from ..screening.consistency import (CONSISTENCY_FEATURES, MIN_FIELDS, NEIGHBOURS, RADIAL_WEIGHT,
-                                     consistency_features_by_measurement)
+                                     consistency_features_by_measurement, stage_probability)
 from ..screening.crops import CropSet
 from ..screening.network import ScreeningModel, load_model
 from .screening_families import _fmt, evaluate_logits, protocol_splits
@@ -88,11 +88,6 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, strength: float) -> dict:
     return {"mean": mean.tolist(), "scale": scale.tolist(), "weights": w[:-1].tolist(), "bias": float(w[-1])}
 
 
-def _predict(stage: dict, x: np.ndarray) -> np.ndarray:
-    t = stage["bias"] + ((x - np.asarray(stage["mean"])) / np.asarray(stage["scale"])) @ np.asarray(stage["weights"])
-    return 1.0 / (1.0 + np.exp(-t))
-
-
 def choose_strength(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, folds: int = 5,
                     strengths=STRENGTHS) -> tuple[float, dict]:
     """The strength with the lowest mean log-loss in ``folds``-fold cross-validation grouped by ``groups``.
@@ -107,7 +102,7 @@ def choose_strength(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, folds: 
         losses = []
         for k in range(folds):
             tr, te = fold != k, fold == k
-            p = np.clip(_predict(fit_logistic(x[tr], y[tr], c), x[te]), 1e-7, 1 - 1e-7)
+            p = np.clip(stage_probability(fit_logistic(x[tr], y[tr], c), x[te]), 1e-7, 1 - 1e-7)
             losses.append(-np.mean(y[te] * np.log(p) + (1 - y[te]) * np.log(1 - p)))
         scores[float(c)] = float(np.mean(losses))
     return min(scores, key=scores.__getitem__), scores
@@ -191,7 +186,7 @@ def _evaluate(model: ScreeningModel, stage: dict, sets: dict[str, CropSet]) -> d
         p, x = stage_inputs(model, cs)
         rows = np.all(np.isfinite(x), axis=1)
         q = p.copy()
-        q[rows] = _predict(stage, x[rows])
+        q[rows] = stage_probability(stage, x[rows])
         metrics["with_stage"][name] = _metrics(q, cs)
         metrics["network_alone"][name] = _metrics(p, cs)
         print(_fmt(f"{name} with the stage", metrics["with_stage"][name]))

@@ -27,7 +27,8 @@ import numpy as np
 
 from engine.screening.crops import CropSet
 from engine.screening.network import load_model
-from engine.training.screening_consistency import _predict, choose_strength, fit_logistic, stage_inputs
+from engine.screening.consistency import stage_probability
+from engine.training.screening_consistency import choose_strength, fit_logistic, stage_inputs
 from engine.training.screening_families import DEFAULT_CACHE_DIR, families_of, protocol_splits
 
 CACHE = DEFAULT_CACHE_DIR / "families" / "families-chamber-110-20261206.npz"
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
         keep = fv != fam
         strength, _ = choose_strength(xv[keep], val.noisy[keep].astype(float), val.measurement[keep])
         stage = fit_logistic(xv[keep], val.noisy[keep].astype(float), strength)
-        q = _predict(stage, xh) > 0.5
+        q = stage_probability(stage, xh) > 0.5
         lofo[fam] = {"left_out_caught": float(q[fh == fam].mean()), "clean_kept": float(1 - q[clean_h].mean()),
                      "accuracy": float(np.mean(q == (held.noisy == 1)))}
         print(f"without {fam:11s}: left-out caught {lofo[fam]['left_out_caught']:.3f}, clean kept "
