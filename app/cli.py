@@ -79,6 +79,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 # ---------------------------------------------------------------------- terminal progress
 class TerminalProgress:
     """A progress callback that prints one line per percent step (or per message change)."""
@@ -166,6 +173,9 @@ def _batch_parser() -> argparse.ArgumentParser:
                    help="with --regularize deep: how far (a fraction, e.g. 0.04 = 4 %%) a measurement may lie outside "
                    "the learned regulariser's training domain before TV runs in its place (tomogram/ri_tv, with a "
                    "warning); 'none' = always the learned step (default: %(default)s)")
+    p.add_argument("--deep-polish-iterations", type=_non_negative_int, default=None, metavar="N",
+                   help="with --regularize deep: TV iterations run after the network, from its volume (they restore "
+                   "the measured Fourier values); 0 = the network alone (default: the model card's)")
     p.add_argument("--birefringence", action="store_true",
                    help="reconstruct n_e, n_o and the director (needed for polarisation-resolved folders)")
     p.add_argument("--birefringence-method", choices=BIREFRINGENCE_METHODS, default=None,
@@ -252,7 +262,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         method=args.method, non_negativity=args.non_negativity == "on", threshold=args.threshold,
         json_summary=args.json_summary, log_level=args.log_level, multislice_frame=args.multislice_frame,
         deep_domain_tolerance=args.deep_domain_tolerance, screen_consistency=args.screen_consistency,
-        progress_bar=sys.stderr is not None and sys.stderr.isatty())
+        deep_polish_iterations=args.deep_polish_iterations, progress_bar=sys.stderr is not None and sys.stderr.isatty())
 
 
 def cmd_export(args: argparse.Namespace) -> int:

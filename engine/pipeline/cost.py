@@ -221,6 +221,16 @@ def problem_size(metadata: Any, image_shape: tuple, shape_z: Optional[int] = Non
     return (z, h, w), substeps
 
 
+def _deep_polish(options: Any) -> tuple[int, int]:
+    """(outer, inner) TV iterations after the learned regulariser's network (the card's by default)."""
+    try:
+        from ..tomography.deep_regularizer import model_card, polish_iterations_of
+
+        return polish_iterations_of(model_card(), getattr(options, "deep_polish_iterations", None))
+    except Exception:  # noqa: BLE001 - an estimate: no card, no polish counted
+        return 0, 0
+
+
 def estimate_seconds(options: Any, shape: tuple, n_fields: int, substeps: int = 1,
                      calibration: Optional[CostCalibration] = None, *, retrieve: bool = False) -> CostEstimate:
     """Estimated seconds of ``process_measurement`` with ``options`` (a ProcessOptions) on a
@@ -253,7 +263,8 @@ def estimate_seconds(options: Any, shape: tuple, n_fields: int, substeps: int = 
     if options.regularize == "tv":
         stages["tv"] = tv
     elif options.regularize == "deep":
-        stages["deep"] = 2 * f3
+        outer, inner = _deep_polish(options)  # the network ≈ 2 FFTs; then its TV iterations
+        stages["deep"] = 2 * f3 + outer * (2 * f3 + inner * cal.tv * vox)
         if getattr(options, "deep_domain_tolerance", None) is not None:  # TV in its place, outside its domain
             optional["tv_fallback"] = tv - stages["deep"]
     if options.method == "multislice":

@@ -109,6 +109,11 @@ class ProcessOptions:
         of the NA against 0.8–0.95 — TV runs instead (``ri_tv``), with a warning saying why, and
         the result records ``regularize_route="tv"``. Default
         :data:`DEFAULT_DEEP_DOMAIN_TOLERANCE`; None: always the learned step (it still warns).
+    deep_polish_iterations : int or None
+        With ``regularize="deep"``: TV iterations that follow the network, started from its
+        volume (:func:`engine.tomography.deep_regularizer.polish_tv`; they restore the measured
+        Fourier values and bring the volume closer to TV's). None (default): the model card's
+        ``inference.tv_polish``; 0: the network alone.
     birefringence : bool
         Also reconstruct n_e, n_o and the director (polarisation-resolved data only).
     birefringence_method : {"auto", "dtt", "dtt-refined", "learned"}
@@ -162,6 +167,7 @@ class ProcessOptions:
     screen: str = "model"
     regularize: str = "none"
     deep_domain_tolerance: Optional[float] = DEFAULT_DEEP_DOMAIN_TOLERANCE
+    deep_polish_iterations: Optional[int] = None
     birefringence: bool = False
     birefringence_method: str = "auto"
     device: str = "auto"
@@ -192,6 +198,9 @@ class ProcessOptions:
         tol = self.deep_domain_tolerance
         if tol is not None and not (np.isfinite(tol) and tol >= 0):
             raise ValueError(f"deep_domain_tolerance must be >= 0 (or None: never TV instead), got {tol!r}")
+        if self.deep_polish_iterations is not None and int(self.deep_polish_iterations) < 0:
+            raise ValueError(f"deep_polish_iterations must be >= 0 (or None: the model card's), "
+                             f"got {self.deep_polish_iterations!r}")
         if not (np.isfinite(self.tv_weight) and self.tv_weight > 0):
             raise ValueError(f"tv_weight must be > 0 (a zero weight is no TV at all), got {self.tv_weight!r}")
         if min(int(self.tv_outer_iterations), int(self.tv_inner_iterations)) < 1:
@@ -593,7 +602,7 @@ def _reconstruct_stages(retrieved: Any, meta: MeasurementMetadata, decision: np.
         t = time.perf_counter()
         # the network was trained on the plain Rytov volume, not on the constrained one
         tomogram.ri_deep = regularize_deep_fourier(
-            tomogram.fourier, device=options.device,
+            tomogram.fourier, device=options.device, polish_outer=options.deep_polish_iterations,
             progress=sub_progress(progress, raw_end, reg_end, "learned regulariser: "), cancel=cancel)
         timings["regularize_deep"] = time.perf_counter() - t
     tomogram.fourier = None
@@ -908,6 +917,10 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
             rec.update(birefringence_route=route.method, birefringence_route_reason=route.reason)
         if result.regularize_route is not None:
             rec.update(regularize_route=result.regularize_route[0], regularize_route_reason=result.regularize_route[1])
+        elif result.options.regularize == "deep":
+            from ..tomography.deep_regularizer import learned_step_record
+
+            rec.update(learned_step_record(result.options.deep_polish_iterations))
         attrs[OPTIONS_ATTR] = json.dumps(rec, sort_keys=True)
     if route is not None:
         attrs["birefringence_route"] = route.to_json()
@@ -1048,12 +1061,13 @@ def process_folder(folder: Path, out_path: Path, *, screen: str = "model", regul
                    method: str = "rytov", non_negativity: bool = True, threshold: float = 0.5,
                    birefringence_method: str = "auto", multislice_frame: str = "lab",
                    deep_domain_tolerance: Optional[float] = DEFAULT_DEEP_DOMAIN_TOLERANCE,
-                   screen_consistency: bool = False) -> dict:
+                   screen_consistency: bool = False, deep_polish_iterations: Optional[int] = None) -> dict:
     """Picklable ``(folder, out_path) -> dict`` form of :func:`process_measurement` for batches."""
     opts = ProcessOptions(screen=screen, regularize=regularize, birefringence=birefringence, device=device,
                           sideband=sideband, method=method, non_negativity=non_negativity, threshold=threshold,
                           birefringence_method=birefringence_method, multislice_frame=multislice_frame,
-                          deep_domain_tolerance=deep_domain_tolerance, screen_consistency=screen_consistency)
+                          deep_domain_tolerance=deep_domain_tolerance, screen_consistency=screen_consistency,
+                          deep_polish_iterations=deep_polish_iterations)
     res = process_measurement(folder, out_path, opts)
     info = {"fields_used": res.fields_used, "warnings": list(res.warnings)}
     route = getattr(res, "birefringence_route", None)
@@ -1070,7 +1084,7 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
                       progress_bar: Optional[bool] = None, birefringence_method: str = "auto",
                       multislice_frame: str = "lab",
                       deep_domain_tolerance: Optional[float] = DEFAULT_DEEP_DOMAIN_TOLERANCE,
-                      screen_consistency: bool = False) -> int:
+                      screen_consistency: bool = False, deep_polish_iterations: Optional[int] = None) -> int:
     """``odt-studio batch``: process every measurement under ``in_dir``; exit 0 only if all succeeded.
 
     With ``measure``, the objects of every result are then measured into ``out_dir/measurements.csv``
@@ -1080,8 +1094,9 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
     as JSON on stdout; ``progress_bar`` (default: when stderr is a terminal) shows a tqdm bar.
     ``birefringence_method`` is the route of ``birefringence`` and ``multislice_frame`` the SSNP
     frame of ``method="multislice"``, ``deep_domain_tolerance`` how far outside its domain the learned
-    regulariser may run before TV replaces it, ``screen_consistency`` whether the screening model's
-    consistency stage decides (:class:`ProcessOptions`).
+    regulariser may run before TV replaces it, ``deep_polish_iterations`` the TV iterations after its
+    network, ``screen_consistency`` whether the screening model's consistency stage decides
+    (:class:`ProcessOptions`).
     """
     from ..store.folders import discover_measurements
     from .batch import LOG_DIR_NAME, BatchConsole, run_batch
@@ -1111,7 +1126,8 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
                                birefringence=birefringence, device=device, sideband=sideband,
                                method=method, non_negativity=non_negativity, threshold=threshold,
                                birefringence_method=birefringence_method, multislice_frame=multislice_frame,
-                               deep_domain_tolerance=deep_domain_tolerance, screen_consistency=screen_consistency)
+                               deep_domain_tolerance=deep_domain_tolerance, screen_consistency=screen_consistency,
+                               deep_polish_iterations=deep_polish_iterations)
         console.start(len(folders) + len(unrecognised))
         summary = run_batch(folders, out_dir, fn, workers=workers, scheduler=scheduler, force=force,
                             logger=console.logger, progress=console.progress, unprocessable=unrecognised,

@@ -9,7 +9,13 @@ Conventions
   the constant ``s`` stored in the model card (``input.delta_n_scale``, 0.05 for the shipped
   model). Output: ``n = n_m + s·(x + r(x))`` (residual learning), then ``n ≥ n_m`` (the
   non-negativity that TV imposes) unless ``non_negativity=False``.
-* Any volume size: 64³ patches, stride 32, squared-Hann blending (:mod:`.stitching`).
+* Any volume size: the whole volume in one pass up to 2²⁴ voxels (128³ tiles beyond), or the
+  paper's 64³ patches with stride 32 and squared-Hann blending (:func:`network_volume`).
+* The pipeline's learned step (:func:`regularize_deep_fourier`) is the network followed by a few
+  iterations of the TV solver started from its volume (:func:`polish_tv`; 5 outer × 3 inner for
+  2.3.0, the card's ``inference.tv_polish``): the network does what 30 iterations from the direct
+  inversion would, the iterations restore the measured Fourier values and TV's fine structure.
+  The polished volume is read out as TV's (``FourierData.to_ri``).
 
 Network (:class:`UNet3D`): per level two 3×3×3 convolutions, each followed by a normalisation
 (batch normalisation in the 1.x/2.x models, group normalisation with 8 groups from 3.0, whose
@@ -18,7 +24,7 @@ up, skip connections by concatenation, a 1×1×1 convolution to one channel, add
 He (Kaiming) initialisation for the convolutions; the last 1×1×1 convolution starts at zero so
 that the untrained network is the identity. The shipped model (2.2.0: 2.0.0 fine-tuned on whole
 64³ volumes, then on the cross-setup pairs of both generators, batch normalisation kept, weight
-EMA) first rearranges 2×2×2 blocks into 8 channels (space-to-depth), then runs three
+EMA; its weights are those of 2.3.0, whose card adds the whole-volume inference and the TV polish) first rearranges 2×2×2 blocks into 8 channels (space-to-depth), then runs three
 levels of 24-48-96 channels (two poolings) instead of the paper's 64-…-1024, so that CPU inference stays far below TV's time
 (0.17 s against 1.4 s per 64³ on one CPU thread; oddly, faster than the narrower 16-32-64
 of 1.x, 0.31 s, on this CPU's oneDNN kernels).
@@ -31,6 +37,8 @@ learning", IEEE Trans. Med. Imaging 40, 1508 (2021).
 O. Çiçek, A. Abdulkadir, S. S. Lienkamp, T. Brox and O. Ronneberger, "3D U-Net: learning dense
 volumetric segmentation from sparse annotation", MICCAI (2016).
 K. He, X. Zhang, S. Ren and J. Sun, "Delving deep into rectifiers", ICCV (2015) (initialisation).
+J. Lim et al., "Comparative study of iterative reconstruction algorithms for missing cone problems
+in optical diffraction tomography", Opt. Express 23, 16933 (2015) (the TV solver the polish runs).
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from ..backend import resolve_device
 from ..domain import quantities_outside
 from ..models import MODELS_DIR, ModelFileError, load_network, save_safetensors_model
 from ..progress import CancelToken, check_cancel, report, sub_progress
-from .stitching import PATCH_SIZE, STRIDE, stitch_apply
+from .stitching import PATCH_SIZE, STRIDE, pad_to_patch, stitch_apply
 
 __all__ = [
     "space_to_depth",
@@ -63,6 +71,11 @@ __all__ = [
     "load_deep_regularizer",
     "regularize_deep",
     "regularize_deep_fourier",
+    "network_volume",
+    "polish_tv",
+    "polish_iterations_of",
+    "learned_step_record",
+    "WHOLE_VOLUME_MAX_VOXELS",
     "DOMAIN_QUANTITIES",
     "measurement_setup",
     "domain_check",
@@ -237,6 +250,7 @@ class DeepRegularizer:
     net: UNet3D
     card: dict = field(default_factory=dict)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    _channels_last: bool = field(default=False, repr=False)
 
     @property
     def delta_n_scale(self) -> float:
@@ -254,13 +268,19 @@ class DeepRegularizer:
 
     def apply_normalised(self, x: torch.Tensor) -> torch.Tensor:
         """Network output for normalised patches (B, 1, Z, Y, X) (inference mode; bf16 autocast
-        on CUDA)."""
+        on CUDA). Runs in the channels-last 3-D memory layout, whose oneDNN convolutions take
+        0.58× the time of the default layout on this project's CPU (128 × 256 × 256: 1.10 s
+        against 1.89 s on two threads), with the same result to float rounding."""
         self.net.eval()
+        if not self._channels_last:
+            self.net.to(memory_format=torch.channels_last_3d)
+            self._channels_last = True
+        x = x.contiguous(memory_format=torch.channels_last_3d)
         with torch.inference_mode():
             if x.device.type == "cuda":
                 with torch.autocast("cuda", dtype=torch.bfloat16):
-                    return self.net(x).float()
-            return self.net(x)
+                    return self.net(x).float().contiguous()
+            return self.net(x).contiguous()
 
 
 def save_deep_regularizer(net: UNet3D, path: str | Path, card: Optional[dict] = None) -> dict:
@@ -297,6 +317,57 @@ def load_deep_regularizer(model: str | Path = "default", *, device: str | torch.
     return DeepRegularizer(net=net, card=card).to(device)
 
 
+#: volumes of up to this many voxels (after padding) go through the network in one piece (peak
+#: memory ≈ 1.8 GB on the CPU at 256³ for the 24-48-96 network); larger ones in tiles
+WHOLE_VOLUME_MAX_VOXELS = 2 ** 24
+#: tile edge and stride (voxels) above :data:`WHOLE_VOLUME_MAX_VOXELS`
+LARGE_TILE, LARGE_TILE_STRIDE = 128, 64
+TILINGS = ("whole", "patches")
+
+
+def _pad_to_multiple(vol: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Reflect-pad the end of each axis to a multiple of ``multiple``; the padded volume and its crop."""
+    pads = [(0, (-n) % multiple) for n in vol.shape]
+    crop = tuple(slice(0, n) for n in vol.shape)
+    if not any(p for _, p in pads):
+        return vol, crop
+    return np.pad(vol, pads, mode="reflect" if min(vol.shape) > 1 else "edge"), crop
+
+
+def network_volume(reg: "DeepRegularizer", x: np.ndarray, *, tiling: str = "whole", batch_size: Optional[int] = None,
+                   progress: Optional[Callable[..., None]] = None, cancel: Optional[CancelToken] = None) -> np.ndarray:
+    """The network's output for a normalised volume ``x`` (Z, Y, X), float32.
+
+    ``tiling="whole"``: axes shorter than the 64-voxel training patch are reflected up to it (as
+    the patches always were), the ends reflected to a multiple of :attr:`UNet3D.multiple`, and
+    the volume goes through the network in one call when it has at most
+    :data:`WHOLE_VOLUME_MAX_VOXELS` voxels (in 128³ tiles, stride 64, beyond). The network is
+    fully convolutional and its normalisation is per channel at inference, so each voxel sees
+    all the context its receptive field (about 80 voxels) reaches, where a 64³ patch cut it off;
+    on the demo bacterium (128 × 256 × 256) the result is as close to TV as the patches'
+    (Gaussian SSIM 0.991 both) for 2.4× less time. ``tiling="patches"``: the paper's 64³
+    patches with stride 32 and squared-Hann blending (:mod:`.stitching`), 4.6× the voxels.
+    """
+    if tiling not in TILINGS:
+        raise ValueError(f"tiling must be one of {TILINGS}, got {tiling!r}")
+    bs = int(batch_size or (16 if reg.device.type == "cuda" else 2))
+    if tiling == "patches":
+        return stitch_apply(x, reg.apply_normalised, batch_size=bs, device=reg.device, progress=progress,
+                            cancel=cancel)
+    padded, crop_small = pad_to_patch(x, PATCH_SIZE)
+    padded, _ = _pad_to_multiple(padded, reg.net.multiple)
+    if padded.size > WHOLE_VOLUME_MAX_VOXELS:
+        y = stitch_apply(padded, reg.apply_normalised, patch=LARGE_TILE, stride=LARGE_TILE_STRIDE, batch_size=1,
+                         device=reg.device, progress=progress, cancel=cancel)
+    else:
+        check_cancel(cancel)
+        t = torch.as_tensor(np.ascontiguousarray(padded), device=reg.device)[None, None]
+        y = reg.apply_normalised(t)[0, 0].float().cpu().numpy()
+        report(progress, 1.0, "network done")
+    shape = tuple(s.stop - s.start for s in crop_small)
+    return np.ascontiguousarray(y[crop_small][:shape[0], :shape[1], :shape[2]], dtype=np.float32)
+
+
 def regularize_deep(
     ri: np.ndarray,
     medium_index: float,
@@ -305,6 +376,7 @@ def regularize_deep(
     device: str | torch.device = "auto",
     batch_size: Optional[int] = None,
     non_negativity: bool = True,
+    tiling: str = "whole",
     progress: Optional[Callable[..., None]] = None,
     cancel: Optional[CancelToken] = None,
 ) -> np.ndarray:
@@ -314,16 +386,18 @@ def regularize_deep(
     ----------
     ri : ndarray, shape (Z, Y, X), float
         Refractive index from the plain Rytov reconstruction (``Tomogram.ri`` without
-        non-negativity), any size (patches of 64³, stride 32, reflection padding below 64).
+        non-negativity), any size.
     medium_index : float
         n_m.
     model : str, Path or DeepRegularizer
         ``"default"``, a model name, a path, or an already loaded model.
     device : {"auto", "cpu", "cuda"}
     batch_size : int, optional
-        Patches per network call (default 2 on CPU, 16 on CUDA).
+        Patches per network call with tiles (default 2 on CPU, 16 on CUDA).
     non_negativity : bool
         Clamp the result to ``n ≥ n_m`` (what TV with non-negativity yields).
+    tiling : {"whole", "patches"}
+        See :func:`network_volume` (default: the whole volume in one piece).
     progress, cancel
         See :mod:`engine.progress`.
 
@@ -348,10 +422,9 @@ def regularize_deep(
     check_cancel(cancel)
     scale = reg.delta_n_scale
     nm = float(medium_index)
-    bs = int(batch_size or (16 if reg.device.type == "cuda" else 2))
     x = (vol - np.float32(nm)) / np.float32(scale)
-    y = stitch_apply(x, reg.apply_normalised, batch_size=bs, device=reg.device,
-                     progress=sub_progress(progress, 0.02, 1.0, "deep regulariser: "), cancel=cancel)
+    y = network_volume(reg, x, tiling=tiling, batch_size=batch_size,
+                       progress=sub_progress(progress, 0.02, 1.0, "deep regulariser: "), cancel=cancel)
     out = np.float32(nm) + np.float32(scale) * y
     if non_negativity:
         np.maximum(out, np.float32(nm), out=out)
@@ -359,18 +432,98 @@ def regularize_deep(
     return out.astype(np.float32, copy=False)
 
 
-def regularize_deep_fourier(data, **kwargs) -> np.ndarray:
-    """:func:`regularize_deep` of the plain Rytov tomogram held by a
-    :class:`~engine.tomography.fourier_mapping.FourierData` (``Tomogram.fourier`` with
-    ``keep_fourier=True``), whatever constraint was applied to ``Tomogram.ri``.
+#: inner (FGP) iterations per polishing TV iteration for a card that does not say
+DEFAULT_POLISH_INNER_ITERATIONS = 5
 
-    Returns the regularised refractive index (Z, Y, X) float32; keyword arguments go to
+
+def polish_iterations_of(card: dict, outer: Optional[int] = None, inner: Optional[int] = None) -> tuple[int, int]:
+    """(outer, inner) TV iterations that follow the network: those given, else the card's
+    ``inference.tv_polish`` (a card without it: (0, 0), the network alone)."""
+    polish = (card.get("inference") or {}).get("tv_polish") or {}
+    o = int(polish.get("outer_iterations", 0)) if outer is None else int(outer)
+    i = int(polish.get("inner_iterations", DEFAULT_POLISH_INNER_ITERATIONS)) if inner is None else int(inner)
+    return max(0, o), max(1, i) if o > 0 else 0
+
+
+def learned_step_record(outer: Optional[int] = None, model: str | Path = "default") -> dict:
+    """What a result file records of the learned step: ``{"deep_model": "deep_regularizer 2.3.0",
+    "deep_polish": "3x5"}`` (outer × inner TV iterations after the network; ``"0x0"``: none)."""
+    try:
+        card = model_card(model)
+    except (OSError, ValueError) as exc:  # noqa: BLE001 - a record, not a computation
+        return {"deep_model": f"unreadable ({exc})"}
+    o, i = polish_iterations_of(card, outer)
+    return {"deep_model": f"{card.get('name', DEFAULT_MODEL_NAME)} {card.get('version', '?')}", "deep_polish": f"{o}x{i}"}
+
+
+def polish_tv(ri_deep: np.ndarray, data, *, outer_iterations: int, inner_iterations: int,
+              weight: Optional[float] = None, non_negativity: bool = True,
+              cancel: Optional[CancelToken] = None) -> np.ndarray:
+    """A few iterations of :func:`~engine.tomography.tv.regularize_tv` started from the network's
+    volume instead of the direct inversion (a learned initialisation of the iterative solver).
+
+    The network's index is turned back into the scattering potential by the square-root relation
+    it was trained with (:func:`~engine.tomography.fourier_mapping.ri_to_scattering_potential`),
+    and the result is read out as TV's own (``data.to_ri``: linear in n − n_m for Rytov), so the
+    polished volume and ``ri_tv`` share one convention. Each iteration restores the measured
+    Fourier values (data consistency) and applies the TV proximal step with non-negativity; the
+    network supplies what 30 iterations from the direct inversion would otherwise have to build.
+
+    Parameters
+    ----------
+    ri_deep : ndarray, shape (Z, Y, X)
+        The network's refractive index (:func:`regularize_deep`).
+    data : FourierData
+        The measured spectrum and support (``Tomogram.fourier``).
+    outer_iterations, inner_iterations : int
+        FISTA and FGP iterations (0 outer: ``ri_deep`` unchanged).
+    weight : float, optional
+        TV weight τ (default :data:`~engine.tomography.tv.DEFAULT_TV_WEIGHT`, what the network imitates).
+
+    Returns
+    -------
+    ndarray, shape (Z, Y, X), float32
+    """
+    from .fourier_mapping import ri_to_scattering_potential
+    from .tv import DEFAULT_TV_WEIGHT, regularize_tv
+
+    if outer_iterations <= 0:
+        return np.asarray(ri_deep, np.float32)
+    x0 = ri_to_scattering_potential(torch.as_tensor(np.asarray(ri_deep, np.float32), device=data.spectrum.device),
+                                    float(data.medium_index))
+    x = regularize_tv(data, weight=DEFAULT_TV_WEIGHT if weight is None else float(weight), x0=x0,
+                      outer_iterations=int(outer_iterations), inner_iterations=max(1, int(inner_iterations)),
+                      non_negativity=non_negativity, cancel=cancel)
+    return data.to_ri(x).to(torch.float32).cpu().numpy()
+
+
+def regularize_deep_fourier(data, *, polish_outer: Optional[int] = None, polish_inner: Optional[int] = None,
+                            model: str | Path | DeepRegularizer = "default", device: str | torch.device = "auto",
+                            progress: Optional[Callable[..., None]] = None, cancel: Optional[CancelToken] = None,
+                            **kwargs) -> np.ndarray:
+    """The learned step of the pipeline on a :class:`~engine.tomography.fourier_mapping.FourierData`
+    (``Tomogram.fourier`` with ``keep_fourier=True``): the network on the plain Rytov tomogram it
+    holds (whatever constraint was applied to ``Tomogram.ri``), then ``polish_outer`` × ``polish_inner``
+    TV iterations from the network's volume (:func:`polish_tv`; None: the model card's
+    ``inference.tv_polish``, :func:`polish_iterations_of`; 0 outer: the network alone).
+
+    Returns the regularised refractive index (Z, Y, X) float32; other keyword arguments go to
     :func:`regularize_deep`.
     """
     from .fourier_mapping import scattering_potential_to_ri
 
+    reg = model if isinstance(model, DeepRegularizer) else load_deep_regularizer(model, device=device)
+    outer, inner = polish_iterations_of(reg.card, polish_outer, polish_inner)
+    split = 0.6 if outer > 0 else 1.0
     raw = scattering_potential_to_ri(torch.fft.ifftn(data.spectrum).real, data.medium_index)
-    return regularize_deep(raw.float().cpu().numpy(), data.medium_index, **kwargs)
+    out = regularize_deep(raw.float().cpu().numpy(), data.medium_index, model=reg, device=device,
+                          progress=sub_progress(progress, 0.0, split, ""), cancel=cancel, **kwargs)
+    if outer > 0:
+        report(progress, split, f"TV polish: {outer} x {inner} iterations")
+        out = polish_tv(out, data, outer_iterations=outer, inner_iterations=inner,
+                        non_negativity=kwargs.get("non_negativity", True), cancel=cancel)
+        report(progress, 1.0, "TV polish done")
+    return out
 
 
 # --------------------------------------------------------------------------- training domain

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -88,9 +89,24 @@ def test_learned_regulariser_writes_ri_deep(tiny_folders, tmp_path):
     with h5py.File(out, "r") as f:
         ri, deep = f["tomogram/ri"][...], f["tomogram/ri_deep"][...]
         nm = f["tomogram"].attrs["medium_index"]
+        record = json.loads(f.attrs["processing_options"])
     assert deep.shape == ri.shape and deep.dtype == np.float32
     assert deep.min() >= nm - 1e-6  # the learned route ends with n >= n_m, like TV
     assert deep.max() > nm + 0.01 and "regularize_deep" in res.timings_s
+    from engine.tomography.deep_regularizer import model_card, polish_iterations_of
+
+    outer, inner = polish_iterations_of(model_card())
+    assert record["deep_polish_iterations"] is None and record["deep_polish"] == f"{outer}x{inner}"
+    assert record["deep_model"] == f"deep_regularizer {model_card()['version']}"
+    # the network alone, asked for: a different volume, recorded as such
+    alone = process_measurement(tiny_folders[1], tmp_path / "alone.odt.h5",
+                                dataclasses.replace(opts, deep_polish_iterations=0))
+    with h5py.File(tmp_path / "alone.odt.h5", "r") as f:
+        assert json.loads(f.attrs["processing_options"])["deep_polish"] == "0x0"
+    if outer:
+        assert np.abs(alone.tomogram.ri_deep - deep).max() > 1e-4
+    with pytest.raises(ValueError, match="deep_polish_iterations"):
+        ProcessOptions(regularize="deep", deep_polish_iterations=-1)
 
 
 def test_batch_command_reports_bad_folder_and_goes_on(tiny_folders, tmp_path, capsys):
