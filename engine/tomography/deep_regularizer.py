@@ -9,7 +9,7 @@ Conventions
   the constant ``s`` stored in the model card (``input.delta_n_scale``, 0.05 for the shipped
   model). Output: ``n = n_m + s·(x + r(x))`` (residual learning), then ``n ≥ n_m`` (the
   non-negativity that TV imposes) unless ``non_negativity=False``.
-* Any volume size: the whole volume in one pass up to 2²⁴ voxels (128³ tiles beyond), or the
+* Any volume size: the whole volume in one pass up to 2²⁵ voxels (overlapping slabs beyond), or the
   paper's 64³ patches with stride 32 and squared-Hann blending (:func:`network_volume`).
 * The pipeline's learned step (:func:`regularize_deep_fourier`) is the network followed by a few
   iterations of the TV solver started from its volume (:func:`polish_tv`; 5 outer × 3 inner for
@@ -318,10 +318,10 @@ def load_deep_regularizer(model: str | Path = "default", *, device: str | torch.
 
 
 #: volumes of up to this many voxels (after padding) go through the network in one piece (peak
-#: memory ≈ 1.8 GB on the CPU at 256³ for the 24-48-96 network); larger ones in tiles
-WHOLE_VOLUME_MAX_VOXELS = 2 ** 24
-#: tile edge and stride (voxels) above :data:`WHOLE_VOLUME_MAX_VOXELS`
-LARGE_TILE, LARGE_TILE_STRIDE = 128, 64
+#: memory ≈ 2.2 GB on the CPU at 192 × 384 × 384 for the 24-48-96 network); larger ones in slabs
+WHOLE_VOLUME_MAX_VOXELS = 2 ** 25
+#: voxels of context on each side of a slab (the network's receptive field reaches about 40)
+SLAB_MARGIN = 48
 TILINGS = ("whole", "patches")
 
 
@@ -334,6 +334,39 @@ def _pad_to_multiple(vol: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[
     return np.pad(vol, pads, mode="reflect" if min(vol.shape) > 1 else "edge"), crop
 
 
+def _apply_in_slabs(reg: "DeepRegularizer", vol: np.ndarray, progress, cancel) -> np.ndarray:
+    """The network on ``vol`` (sides multiples of :attr:`UNet3D.multiple`): in one call up to
+    :data:`WHOLE_VOLUME_MAX_VOXELS`, else in slabs along the longest axis, each computed with
+    :data:`SLAB_MARGIN` voxels of context on both sides and only its core kept (at least 16 voxels)."""
+    def forward(chunk: np.ndarray) -> np.ndarray:
+        t = torch.as_tensor(np.ascontiguousarray(chunk), device=reg.device)[None, None]
+        return reg.apply_normalised(t)[0, 0].float().cpu().numpy()
+
+    check_cancel(cancel)
+    if vol.size <= WHOLE_VOLUME_MAX_VOXELS:
+        y = forward(vol)
+        report(progress, 1.0, "network done")
+        return y
+    m = reg.net.multiple
+    axis = int(np.argmax(vol.shape))
+    n, rest = vol.shape[axis], vol.size // vol.shape[axis]
+    margin = -(-SLAB_MARGIN // m) * m
+    core = max(16, WHOLE_VOLUME_MAX_VOXELS // rest - 2 * margin)
+    core -= core % m
+    out = np.empty(vol.shape, np.float32)
+    starts = list(range(0, n, core))
+
+    def along(a: int, b: int) -> tuple[slice, ...]:  # the slab a:b of the axis, the volume's own orientation
+        return tuple(slice(a, b) if i == axis else slice(None) for i in range(3))
+
+    for k, s in enumerate(starts):
+        check_cancel(cancel)
+        lo, hi, end = max(0, s - margin), min(n, s + core + margin), min(n, s + core)
+        out[along(s, end)] = forward(vol[along(lo, hi)])[along(s - lo, end - lo)]
+        report(progress, (k + 1) / len(starts), f"network slab {k + 1}/{len(starts)}")
+    return out
+
+
 def network_volume(reg: "DeepRegularizer", x: np.ndarray, *, tiling: str = "whole", batch_size: Optional[int] = None,
                    progress: Optional[Callable[..., None]] = None, cancel: Optional[CancelToken] = None) -> np.ndarray:
     """The network's output for a normalised volume ``x`` (Z, Y, X), float32.
@@ -341,7 +374,8 @@ def network_volume(reg: "DeepRegularizer", x: np.ndarray, *, tiling: str = "whol
     ``tiling="whole"``: axes shorter than the 64-voxel training patch are reflected up to it (as
     the patches always were), the ends reflected to a multiple of :attr:`UNet3D.multiple`, and
     the volume goes through the network in one call when it has at most
-    :data:`WHOLE_VOLUME_MAX_VOXELS` voxels (in 128³ tiles, stride 64, beyond). The network is
+    :data:`WHOLE_VOLUME_MAX_VOXELS` voxels (beyond, in slabs along its longest axis that overlap
+    by :data:`SLAB_MARGIN` voxels of context on each side). The network is
     fully convolutional and its normalisation is per channel at inference, so each voxel sees
     all the context its receptive field (about 80 voxels) reaches, where a 64³ patch cut it off;
     on the demo bacterium (128 × 256 × 256) the result is as close to TV as the patches'
@@ -356,14 +390,7 @@ def network_volume(reg: "DeepRegularizer", x: np.ndarray, *, tiling: str = "whol
                             cancel=cancel)
     padded, crop_small = pad_to_patch(x, PATCH_SIZE)
     padded, _ = _pad_to_multiple(padded, reg.net.multiple)
-    if padded.size > WHOLE_VOLUME_MAX_VOXELS:
-        y = stitch_apply(padded, reg.apply_normalised, patch=LARGE_TILE, stride=LARGE_TILE_STRIDE, batch_size=1,
-                         device=reg.device, progress=progress, cancel=cancel)
-    else:
-        check_cancel(cancel)
-        t = torch.as_tensor(np.ascontiguousarray(padded), device=reg.device)[None, None]
-        y = reg.apply_normalised(t)[0, 0].float().cpu().numpy()
-        report(progress, 1.0, "network done")
+    y = _apply_in_slabs(reg, padded, progress, cancel)
     shape = tuple(s.stop - s.start for s in crop_small)
     return np.ascontiguousarray(y[crop_small][:shape[0], :shape[1], :shape[2]], dtype=np.float32)
 

@@ -22,6 +22,21 @@ from typing import Optional, Sequence
 
 
 
+def _phase_delay(folder: Path) -> float:
+    """The demo truth's largest bead phase delay 2π·Δn·2r/λ (rad; 0 without beads): above 3 rad a
+    bead is no TV-imitation target (#22's decision), and its row is read apart."""
+    import h5py
+
+    from engine.metadata import MeasurementMetadata
+    from engine.training.deep_regularizer_data import max_phase_delay
+
+    with h5py.File(folder / "truth.h5", "r") as f:
+        params, nm = json.loads(f.attrs["params"]), float(f.attrs["medium_index"])
+    lam = MeasurementMetadata.load(folder / "measurement.json").wavelength_um
+    beads = [o for o in params.get("objects", []) if o.get("type") == "bead"]
+    return round(max_phase_delay(beads, nm, lam), 2)
+
+
 def run(kinds: list[str], seed: int = 0, polish: Sequence[Optional[int]] = (None,)) -> list[dict]:
     from engine.pipeline.process import ProcessOptions, process_measurement
     from engine.simulate.demo import write_demo
@@ -48,6 +63,7 @@ def run(kinds: list[str], seed: int = 0, polish: Sequence[Optional[int]] = (None
                 deep = res.tomogram.ri_deep
                 step_tv, step_deep = tv_res.timings_s["regularize_tv"], res.timings_s["regularize_deep"]
                 row = {"kind": kind, "shape": list(tv.shape), **learned_step_record(n),
+                       "largest_phase_delay_rad": _phase_delay(folder),
                        "ssim_deep_vs_tv": ssim_gaussian(deep, tv),
                        "mean_inside_deep_minus_tv": float(deep[inside].mean() - tv[inside].mean()) if inside.any() else None,
                        "seconds_tv_step": round(step_tv, 2), "seconds_deep_step": round(step_deep, 2),

@@ -13,7 +13,10 @@ sphere, on the whole volume:
 - mean index inside the sphere (r < R − 0.3 µm) of each, against the truth 1.36 and each other;
 - the background's mean and standard deviation (r > R + 1 µm);
 - the sphere's axial and lateral FWHM (µm) of each, on the lines through its centre;
-- each whole run's seconds.
+- each whole run's seconds;
+
+for each learned step asked (``--polish``: the model card's TV iterations after the network, or
+a number, 0 for the network alone).
 
 The data come from miepython, not from the simulator the regulariser was trained on, and the
 sphere's setup (NA 1.2, 49 rings, λ 0.532) is none of the training setups' exact values.
@@ -21,7 +24,8 @@ sphere's setup (NA 1.2, 49 rings, λ 0.532) is none of the training setups' exac
 Run::
 
     OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_deep_regularizer_mie.py \
-        [--spheres 3] [--screen model|none] [--na-fraction F ...] [--n-illuminations N ...] [--json FILE] [--save DIR]
+        [--spheres 3] [--screen model|none] [--na-fraction F ...] [--n-illuminations N ...] [--polish card 0]
+        [--json FILE] [--save DIR]
 
 Needs miepython (``pip install -e .[bench]``). Numbers only, no assertion.
 """
@@ -78,57 +82,78 @@ def _excess(res) -> list:
     return [e, what]
 
 
-def run(spheres: int, screen: str = "model", size: int = 256, save: Path | None = None,
-        na_fraction: float = 0.8, n_illuminations: int = 49) -> list[dict]:
-    from engine.pipeline.process import ProcessOptions, process_measurement
+def _sphere_row(seed: int, tv_run: tuple, deep_run: tuple, polish, na_fraction: float, n_illuminations: int) -> dict:
+    from engine.tomography.deep_regularizer import learned_step_record
     from engine.training.deep_regularizer_data import ssim_gaussian
+
+    t = tv_run[0].tomogram
+    tv, deep = t.ri_tv, deep_run[0].tomogram.ri_deep
+    c = sphere_centre(seed)
+    return {"sphere": seed, "na_fraction": na_fraction, "n_illuminations": n_illuminations,
+            "shape": list(tv.shape), **learned_step_record(polish),
+            "ssim_deep_vs_tv": ssim_gaussian(deep, tv),
+            "fields_used": int(tv_run[0].screening.decision.sum()),
+            "tv": sphere_numbers(tv, t.voxel_size_um, t.origin_um, c),
+            "deep": sphere_numbers(deep, t.voxel_size_um, t.origin_um, c),
+            "seconds_tv": tv_run[1], "seconds_deep": deep_run[1],
+            "domain_warnings": [w for w in deep_run[0].warnings if "regulari" in w],
+            "domain_excess": _excess(deep_run[0])}
+
+
+def _print_row(row: dict) -> None:
+    d, v = row["deep"], row["tv"]
+    print(f"sphere {row['sphere']}, {row['n_illuminations']} illuminations to {row['na_fraction']:.2f} of NA, "
+          f"learned step {row.get('deep_polish', '?')}: SSIM {row['ssim_deep_vs_tv']:.3f}; "
+          f"mean inside − 1.36: TV {v['mean_inside'] - N_SPHERE:+.4f}, "
+          f"deep {d['mean_inside'] - N_SPHERE:+.4f} (deep − TV {d['mean_inside'] - v['mean_inside']:+.4f}); "
+          f"background std TV {v['bg_std']:.4f} deep {d['bg_std']:.4f}; FWHM axial/lateral µm TV "
+          f"{v['fwhm_axial_um']:.2f}/{v['fwhm_lateral_um']:.2f} deep {d['fwhm_axial_um']:.2f}/"
+          f"{d['fwhm_lateral_um']:.2f}; {row['fields_used']}/{row['n_illuminations']} fields; "
+          f"{row['seconds_tv']:.0f} s vs {row['seconds_deep']:.0f} s", flush=True)
+    print(f"  outside the learned regulariser's domain by {100 * row['domain_excess'][0]:.0f} % "
+          f"({row['domain_excess'][1] or 'inside'})")
+    for w in row["domain_warnings"]:
+        print(f"  warning: {w}")
+
+
+def run(spheres: int, screen: str = "model", size: int = 256, save: Path | None = None,
+        na_fraction: float = 0.8, n_illuminations: int = 49, polish: tuple = (None,)) -> list[dict]:
+    """One row per sphere and learned-step polish (``None``: the model card's; 0: the network alone)."""
+    from engine.pipeline.process import ProcessOptions, process_measurement
+
+    def timed(opts):
+        t0 = time.perf_counter()
+        res = process_measurement(folder, None, opts)
+        return res, time.perf_counter() - t0
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(spheres):
             folder = Path(tmp) / f"sphere_{seed}"
             write_folder(folder, size, seed, na_fraction=na_fraction, n_illuminations=n_illuminations)
-            out = {}
-            for reg in ("tv", "deep"):
+            tv_run = timed(ProcessOptions(regularize="tv", screen=screen, device="cpu"))
+            for n in polish:
                 # the learned step even outside its domain (measured here), never TV in its place
-                opts = ProcessOptions(regularize=reg, screen=screen, device="cpu", deep_domain_tolerance=None)
-                t0 = time.perf_counter()
-                res = process_measurement(folder, None, opts)
-                out[reg] = (res, time.perf_counter() - t0)
-            t = out["tv"][0].tomogram
-            tv, deep = t.ri_tv, out["deep"][0].tomogram.ri_deep
-            c = sphere_centre(seed)
-            row = {"sphere": seed, "na_fraction": na_fraction, "n_illuminations": n_illuminations,
-                   "shape": list(tv.shape),
-                   "ssim_deep_vs_tv": ssim_gaussian(deep, tv),
-                   "fields_used": int(out["tv"][0].screening.decision.sum()),
-                   "tv": sphere_numbers(tv, t.voxel_size_um, t.origin_um, c),
-                   "deep": sphere_numbers(deep, t.voxel_size_um, t.origin_um, c),
-                   "seconds_tv": out["tv"][1], "seconds_deep": out["deep"][1],
-                   "domain_warnings": [w for w in out["deep"][0].warnings if "regulari" in w],
-                   "domain_excess": _excess(out["deep"][0])}
-            rows.append(row)
-            if save is not None:  # the volumes' central planes and axial lines, to look at
-                save.mkdir(parents=True, exist_ok=True)
-                iz, iy, ix = (int(np.argmin(np.abs(t.origin_um[i] + t.voxel_size_um[i] * np.arange(tv.shape[i]) - c[i])))
-                              for i in range(3))
-                np.savez_compressed(save / f"sphere_{seed}_{screen}_na{na_fraction:.2f}_n{n_illuminations}.npz", **{
-                    f"{k}_{cut}": v for k, vol in (("tv", tv), ("deep", deep)) for cut, v in
-                    (("xy", vol[iz]), ("xz", vol[:, iy]), ("z", vol[:, iy, ix]))}, voxel_um=np.asarray(t.voxel_size_um))
-            d, v = row["deep"], row["tv"]
-            print(f"sphere {seed}, {n_illuminations} illuminations to {na_fraction:.2f} of NA: "
-                  f"SSIM {row['ssim_deep_vs_tv']:.3f}; "
-                  f"mean inside − 1.36: TV {v['mean_inside'] - N_SPHERE:+.4f}, "
-                  f"deep {d['mean_inside'] - N_SPHERE:+.4f} (deep − TV {d['mean_inside'] - v['mean_inside']:+.4f}); "
-                  f"background std TV {v['bg_std']:.4f} deep {d['bg_std']:.4f}; FWHM axial/lateral µm TV "
-                  f"{v['fwhm_axial_um']:.2f}/{v['fwhm_lateral_um']:.2f} deep {d['fwhm_axial_um']:.2f}/"
-                  f"{d['fwhm_lateral_um']:.2f}; {row['fields_used']}/{n_illuminations} fields; "
-                  f"{row['seconds_tv']:.0f} s vs {row['seconds_deep']:.0f} s", flush=True)
-            print(f"  outside the learned regulariser's domain by {100 * row['domain_excess'][0]:.0f} % "
-                  f"({row['domain_excess'][1] or 'inside'})")
-            for w in row["domain_warnings"]:
-                print(f"  warning: {w}")
+                deep_run = timed(ProcessOptions(regularize="deep", screen=screen, device="cpu", deep_domain_tolerance=None,
+                                                deep_polish_iterations=n))
+                row = _sphere_row(seed, tv_run, deep_run, n, na_fraction, n_illuminations)
+                rows.append(row)
+                if save is not None:  # the volumes' central planes and axial lines, to look at
+                    _save_planes(save, row, tv_run[0].tomogram, deep_run[0].tomogram.ri_deep, screen)
+                _print_row(row)
     return rows
+
+
+def _save_planes(save: Path, row: dict, t, deep: np.ndarray, screen: str) -> None:
+    tv, c = t.ri_tv, sphere_centre(row["sphere"])
+    save.mkdir(parents=True, exist_ok=True)
+    iz, iy, ix = (int(np.argmin(np.abs(t.origin_um[i] + t.voxel_size_um[i] * np.arange(tv.shape[i]) - c[i])))
+                  for i in range(3))
+    name = (f"sphere_{row['sphere']}_{screen}_na{row['na_fraction']:.2f}_n{row['n_illuminations']}"
+            f"_polish{row.get('deep_polish', 'x')}.npz")
+    np.savez_compressed(save / name, **{
+        f"{k}_{cut}": v for k, vol in (("tv", tv), ("deep", deep)) for cut, v in
+        (("xy", vol[iz]), ("xz", vol[:, iy]), ("z", vol[:, iy, ix]))}, voxel_um=np.asarray(t.voxel_size_um))
 
 
 def main(argv=None) -> int:
@@ -142,11 +167,14 @@ def main(argv=None) -> int:
     ap.add_argument("--n-illuminations", type=int, nargs="*", default=[49],
                     help="ring illuminations (one run each, at every --na-fraction; the learned regulariser was "
                          "trained on 25-100: below 25 measures how it fails outside)")
+    ap.add_argument("--polish", nargs="+", default=["card"],
+                    help="TV iterations after the network: 'card' (the model card's) or a number (0: the network alone)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     ap.add_argument("--save", type=Path, default=None, help="save central planes and axial lines (npz) here")
     args = ap.parse_args(argv)
     rows = [r for f in args.na_fraction for n in args.n_illuminations
-            for r in run(args.spheres, args.screen, save=args.save, na_fraction=f, n_illuminations=n)]
+            for r in run(args.spheres, args.screen, save=args.save, na_fraction=f, n_illuminations=n,
+                         polish=tuple(None if p == "card" else int(p) for p in args.polish))]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=float))
     return 0

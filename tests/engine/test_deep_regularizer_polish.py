@@ -121,11 +121,9 @@ def test_whole_volume_inference_is_the_network_itself_and_tiles_agree(monkeypatc
         direct = reg.net.to(memory_format=torch.contiguous_format)(torch.from_numpy(padded)[None, None])[0, 0].numpy()
     reg._channels_last = False
     np.testing.assert_allclose(whole, direct[12:52], atol=2e-4)
-    monkeypatch.setattr(dr, "WHOLE_VOLUME_MAX_VOXELS", 1000)  # force the 128³ tiles
-    tiled = network_volume(reg, x)
-    inside = np.abs(x) > 0.3
-    assert np.corrcoef(tiled.ravel(), whole.ravel())[0, 1] > 0.995
-    assert abs(float(tiled[inside].mean() - whole[inside].mean())) < 0.01
+    monkeypatch.setattr(dr, "WHOLE_VOLUME_MAX_VOXELS", 64 * 72 * 80)  # force slabs along y: cores of 16
+    slabs = network_volume(reg, x)
+    np.testing.assert_allclose(slabs, whole, atol=1e-4)  # 48 voxels of context: no seams (measured 1e-6)
     patches = network_volume(reg, x, tiling="patches")
     assert patches.shape == x.shape and np.corrcoef(patches.ravel(), whole.ravel())[0, 1] > 0.99
     with pytest.raises(ValueError, match="tiling"):
