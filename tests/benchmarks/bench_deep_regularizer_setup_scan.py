@@ -2,7 +2,7 @@
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_deep_regularizer_setup_scan.py
 [--quantity n_illuminations|wavelength_um|medium_index|na_objective] [--values 25 20 16 12] [--seeds 1003 1008 ...]
-[--json OUT.json]``.
+[--polish card|N] [--json OUT.json]``.
 
 Every sample kind of the training generator (``deepreg-pairs/2``: bacteria, clusters, suspension
 and adherent cells, first-order beads; 48³ voxels) under the setup its seed draws
@@ -14,7 +14,8 @@ index inside the objects minus TV's and the SSIM against TV (Gaussian σ 1.5, TV
 held-out report computes them. The shipped model was trained on 25–100 illuminations (16 is 36 % and
 12 is 52 % below), λ 0.45–0.65 µm and n_m 1.33–1.52. Default seeds: validation seeds
 (seed % 5 == 3); ``--seeds 1004 1009 1014 1019`` gives held-out ones. Numbers only; the exact-Mie
-counterpart is ``bench_deep_regularizer_mie.py --n-illuminations``.
+counterpart is ``bench_deep_regularizer_mie.py --n-illuminations``. ``--polish``: the learned step as the pipeline runs
+it (``card``: the network and the model card's TV iterations) or with N iterations (0: the network alone).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.tomography.deep_regularizer import load_deep_regularizer, regularize_deep
+from engine.tomography.deep_regularizer import load_deep_regularizer, polish_iterations_of, polish_tv, regularize_deep
 from engine.training.deep_regularizer_data import TRAIN_KINDS_V2, draw_setup, score_against_tv, simulate_pair_v2
 
 
@@ -58,10 +59,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--values", type=float, nargs="+", default=[25, 20, 16, 12])
     p.add_argument("--kinds", nargs="+", default=list(TRAIN_KINDS_V2))
     p.add_argument("--size", type=int, default=48)
+    p.add_argument("--polish", default="card",
+                   help="TV iterations after the network: 'card' (the model card's, as the pipeline) or a number (0: alone)")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     reg = load_deep_regularizer("default", device="cpu")
+    outer, inner = polish_iterations_of(reg.card, None if a.polish == "card" else int(a.polish))
     rows = []
     for seed in a.seeds:
         base = draw_setup(seed)
@@ -70,6 +74,10 @@ def main(argv: list[str] | None = None) -> dict:
             for kind in a.kinds:
                 pair = simulate_pair_v2(kind, seed, shape=(a.size,) * 3, setup=setup)
                 deep = regularize_deep(pair.raw, pair.medium_index, model=reg, device="cpu")
+                if outer:  # the pipeline's learned step: TV iterations from the network's volume
+                    from engine.training.deep_regularizer_polish import pair_fourier_data
+
+                    deep = polish_tv(deep, pair_fourier_data(pair), outer_iterations=outer, inner_iterations=inner)
                 r = score_against_tv(pair, deep)
                 rows.append({"seed": seed, "kind": kind, "value": n, "setup": setup["name"],
                              "mean_inside_diff": r["mean_inside_diff"], "ssim_deep": r["ssim_deep"]})
@@ -87,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
         s = summary[str(n)]
         print(f"{a.quantity} {n:g}: learned - TV inside mean {s['mean_inside_diff_mean']:+.4f}, worst |.| {s['worst_abs']:.4f}, "
               f"{s['within_0.002']:.0%} within 0.002, SSIM {s['ssim_mean']:.3f}")
-    report = {"model": reg.label, "quantity": a.quantity, "seeds": a.seeds, "size": a.size, "summary": summary,
+    report = {"model": reg.label, "polish": f"{outer}x{inner}",
+              "quantity": a.quantity, "seeds": a.seeds, "size": a.size, "summary": summary,
               "rows": rows}
     if a.json is not None:
         a.json.write_text(json.dumps(report, indent=1), encoding="utf-8")

@@ -147,6 +147,13 @@ def test_batch_command_on_missing_input(tmp_path):
     assert cli_main(["batch", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
 
 
+def test_batch_command_rejects_a_negative_polish(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--regularize", "deep",
+                  "--deep-polish-iterations", "-1"])
+    assert exc.value.code == 2 and "must be 0 or more" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_self_test_runs_headless_and_prints_ok():
     r = subprocess.run([sys.executable, "-m", "app", "--self-test"], cwd=ROOT, capture_output=True,
