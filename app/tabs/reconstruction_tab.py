@@ -120,6 +120,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+def _learned_step_text(result: ProcessResult) -> str:
+    """The status line's account of the learned step (e.g. "Learned step: deep_regularizer 2.3.0, then
+    5x3 TV iterations.", with a leading space) when it made the volume; "" otherwise (TV in its place)."""
+    opts = getattr(result, "options", None)
+    if opts is None or opts.regularize != "deep" or getattr(result, "regularize_route", None) is not None:
+        return ""
+    from engine.tomography.deep_regularizer import learned_step_record
+
+    rec = learned_step_record(opts.deep_polish_iterations)
+    polish = rec.get("deep_polish", "0x0")
+    then = "the network alone" if polish == "0x0" else f"then {polish} TV iterations"
+    return f" Learned step: {rec['deep_model']}, {then}."
+
 class _Relay(QObject):
     """Carries what the pipeline reports from the worker thread to the GUI thread (queued signals):
     the raw tomogram, and the data misfit of each multislice iteration."""
@@ -588,7 +601,7 @@ class ReconstructionTab(QWidget):
         secs = self.job.seconds if self.job is not None else None
         saved = f"; saved to {vs.out_path.name}" if vs.out_path else ""
         warned = f" {len(vs.warnings)} warning(s): see above the views." if vs.warnings else ""
-        self.status.setText(f"Done{f' in {secs:.1f} s' if secs else ''}{saved}.{warned}")
+        self.status.setText(f"Done{f' in {secs:.1f} s' if secs else ''}{saved}.{_learned_step_text(result)}{warned}")
         self.show_volumes(vs)
         self.update_estimate()  # the fields are reused now
 
