@@ -485,7 +485,7 @@ def learned_step_record(outer: Optional[int] = None, model: str | Path = "defaul
 
 def polish_tv(ri_deep: np.ndarray, data, *, outer_iterations: int, inner_iterations: int,
               weight: Optional[float] = None, non_negativity: bool = True,
-              cancel: Optional[CancelToken] = None) -> np.ndarray:
+              progress: Optional[Callable[..., None]] = None, cancel: Optional[CancelToken] = None) -> np.ndarray:
     """A few iterations of :func:`~engine.tomography.tv.regularize_tv` started from the network's
     volume instead of the direct inversion (a learned initialisation of the iterative solver).
 
@@ -506,6 +506,8 @@ def polish_tv(ri_deep: np.ndarray, data, *, outer_iterations: int, inner_iterati
         FISTA and FGP iterations (0 outer: ``ri_deep`` unchanged).
     weight : float, optional
         TV weight τ (default :data:`~engine.tomography.tv.DEFAULT_TV_WEIGHT`, what the network imitates).
+    progress, cancel
+        See :mod:`engine.progress` (one report per iteration).
 
     Returns
     -------
@@ -520,7 +522,7 @@ def polish_tv(ri_deep: np.ndarray, data, *, outer_iterations: int, inner_iterati
                                     float(data.medium_index))
     x = regularize_tv(data, weight=DEFAULT_TV_WEIGHT if weight is None else float(weight), x0=x0,
                       outer_iterations=int(outer_iterations), inner_iterations=max(1, int(inner_iterations)),
-                      non_negativity=non_negativity, cancel=cancel)
+                      non_negativity=non_negativity, progress=progress, cancel=cancel)
     return data.to_ri(x).to(torch.float32).cpu().numpy()
 
 
@@ -548,7 +550,8 @@ def regularize_deep_fourier(data, *, polish_outer: Optional[int] = None, polish_
     if outer > 0:
         report(progress, split, f"TV polish: {outer} x {inner} iterations")
         out = polish_tv(out, data, outer_iterations=outer, inner_iterations=inner,
-                        non_negativity=kwargs.get("non_negativity", True), cancel=cancel)
+                        non_negativity=kwargs.get("non_negativity", True),
+                        progress=sub_progress(progress, split, 1.0, "polish: "), cancel=cancel)
         report(progress, 1.0, "TV polish done")
     return out
 

@@ -128,3 +128,28 @@ def test_whole_volume_inference_is_the_network_itself_and_tiles_agree(monkeypatc
     assert patches.shape == x.shape and np.corrcoef(patches.ravel(), whole.ravel())[0, 1] > 0.99
     with pytest.raises(ValueError, match="tiling"):
         network_volume(reg, x, tiling="cubes")
+
+
+@needs_model
+def test_learned_step_reports_progress_through_the_polish_and_can_be_cancelled(pair_v2):
+    from engine.progress import CancelToken, Cancelled
+    from engine.tomography.deep_regularizer import regularize_deep_fourier
+
+    data = pair_fourier_data(pair_v2)
+    seen: list[tuple[float, str]] = []
+    out = regularize_deep_fourier(data, polish_outer=2, polish_inner=3, device="cpu",
+                                  progress=lambda f, m="": seen.append((f, m)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert sum("polish" in m for _, m in seen) >= 2  # one report per TV iteration
+    assert out.shape == pair_v2.raw.shape
+
+    token = CancelToken()
+
+    def cancel_in_polish(f, m=""):
+        if "polish" in m:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        regularize_deep_fourier(data, polish_outer=3, polish_inner=3, device="cpu", progress=cancel_in_polish,
+                                cancel=token)
