@@ -316,8 +316,8 @@ class MethodBox(QGroupBox):
 
     def options(self, sideband: str = "auto") -> ProcessOptions:
         """The options the form shows. Fields are not screened here (``screen="none"``): a project
-        measurement follows the project's review (its decisions go to the pipeline with the run),
-        and a loose folder uses every field whose retrieval did not fail."""
+        measurement follows the project's review (its decisions go to the pipeline with the run);
+        the tab screens a loose folder with the shipped model when it runs it."""
         return ProcessOptions(
             screen="none", method=self.method_combo.currentData(),
             non_negativity=self.nonneg_iter.value() if self.nonneg_check.isChecked() else 0,

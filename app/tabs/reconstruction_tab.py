@@ -10,7 +10,9 @@ A reconstruction is one call of the engine pipeline,
 :func:`engine.pipeline.process.process_measurement`, run in the :class:`app.jobs.JobRunner` —
 the same call ``odt-studio batch`` makes — with the :class:`engine.pipeline.process.ProcessOptions`
 of the *Method* box. The tab hands it what the session knows: the project's screening decisions
-with the manual overrides (:func:`engine.pipeline.project_screening.project_screening_record`),
+with the manual overrides (:func:`engine.pipeline.project_screening.project_screening_record`;
+a loose folder, outside any project, is screened by the shipped model as ``odt-studio batch``
+does by default),
 the fields retrieved by the last run of the same measurement (a run with other parameters skips
 the retrieval), the project's side-band setting, and callbacks that show the raw tomogram as soon
 as it exists (while TV, the learned regulariser or the multislice iterations still run) and the
@@ -34,6 +36,7 @@ Exports: any volume of the result — ``ri``, ``ri_tv``, ``ri_deep``, ``ri_ms``,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Optional
@@ -519,8 +522,13 @@ class ReconstructionTab(QWidget):
             return None
         if self.running:
             return self.job
-        opts = options or self.options()
         folder = self.folder
+        screening = self._project_screening(folder)
+        opts = options or self.options()
+        if options is None and self._project_record(folder) is None:
+            # a loose folder has no review: the shipped screen leaves out defective fields, as the batch
+            # does by default (one fringe field left in draws a lattice through the whole tomogram)
+            opts = dataclasses.replace(opts, screen="model")
         out_path = self._project_result_path(folder)
         # the fields of the last run here, else those the project's result file holds (the pipeline
         # uses them only if they serve these options)
@@ -536,7 +544,7 @@ class ReconstructionTab(QWidget):
         self._keeper.take()  # nothing left from an earlier run
         self.job = self.runner.submit(
             f"Reconstructing {folder.name}", run_reconstruction, folder, out_path, opts, keeper=self._keeper,
-            screening=self._project_screening(folder), retrieved=retrieved, on_result=self._finished,
+            screening=screening, retrieved=retrieved, on_result=self._finished,
             on_error=self._failed, on_cancelled=self._cancelled, **extra)
         self._update_enabled()
         self.runner.job_done.connect(self._job_done)

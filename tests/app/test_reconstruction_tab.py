@@ -203,6 +203,8 @@ def test_learned_regulariser_runs_and_is_shown_beside_the_raw_tomogram(qtbot, ta
     assert tab.side_check.isChecked() and tab.view2.isVisible()
     assert tab.view2.title.text() == "Learned regulariser"
     assert "Learned step: deep_regularizer " in tab.status.text() and "TV iterations" in tab.status.text()
+    # a loose folder (no project) is screened by the shipped model, as the batch does by default
+    assert tab.job.result.options.screen == "model" and tab.job.result.screening.source is not None
     tab.view.go_to_maximum()
     assert tab.view2.crosshair == tab.view.crosshair
     assert tab.view2.crosshair_value() > vs.medium_index + 0.02  # the bead is kept
