@@ -24,7 +24,8 @@ up, skip connections by concatenation, a 1×1×1 convolution to one channel, add
 He (Kaiming) initialisation for the convolutions; the last 1×1×1 convolution starts at zero so
 that the untrained network is the identity. The shipped model (2.2.0: 2.0.0 fine-tuned on whole
 64³ volumes, then on the cross-setup pairs of both generators, batch normalisation kept, weight
-EMA; its weights are those of 2.3.0, whose card adds the whole-volume inference and the TV polish) first rearranges 2×2×2 blocks into 8 channels (space-to-depth), then runs three
+EMA; its weights are those of 2.3.0, whose card adds the whole-volume inference and the TV
+polish) first rearranges 2×2×2 blocks into 8 channels (space-to-depth), then runs three
 levels of 24-48-96 channels (two poolings) instead of the paper's 64-…-1024, so that CPU inference stays far below TV's time
 (0.17 s against 1.4 s per 64³ on one CPU thread; oddly, faster than the narrower 16-32-64
 of 1.x, 0.31 s, on this CPU's oneDNN kernels).
@@ -469,15 +470,15 @@ def polish_iterations_of(card: dict, outer: Optional[int] = None, inner: Optiona
     polish = (card.get("inference") or {}).get("tv_polish") or {}
     o = int(polish.get("outer_iterations", 0)) if outer is None else int(outer)
     i = int(polish.get("inner_iterations", DEFAULT_POLISH_INNER_ITERATIONS)) if inner is None else int(inner)
-    return max(0, o), max(1, i) if o > 0 else 0
+    return max(0, o), (max(1, i) if o > 0 else 0)
 
 
 def learned_step_record(outer: Optional[int] = None, model: str | Path = "default") -> dict:
     """What a result file records of the learned step: ``{"deep_model": "deep_regularizer 2.3.0",
-    "deep_polish": "3x5"}`` (outer × inner TV iterations after the network; ``"0x0"``: none)."""
+    "deep_polish": "5x3"}`` (outer × inner TV iterations after the network; ``"0x0"``: none)."""
     try:
         card = model_card(model)
-    except (OSError, ValueError) as exc:  # noqa: BLE001 - a record, not a computation
+    except (OSError, ValueError) as exc:  # a record, not a computation: say why instead of failing
         return {"deep_model": f"unreadable ({exc})"}
     o, i = polish_iterations_of(card, outer)
     return {"deep_model": f"{card.get('name', DEFAULT_MODEL_NAME)} {card.get('version', '?')}", "deep_polish": f"{o}x{i}"}
