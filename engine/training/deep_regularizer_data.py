@@ -44,7 +44,7 @@ from .deep_regularizer import TrainingPair, save_pair, split_of
 __all__ = ["GENERATOR_V2", "KINDS_V2", "TRAIN_KINDS_V2", "FIRST_ORDER_MAX_RAD", "HELD_OUT_NA", "HELD_OUT_NM",
            "RANGES", "DEFAULT_CACHE_V2", "camera_field_noise", "draw_setup", "in_held_out_band",
            "simulate_pair_v2", "generate_v2", "domain_of_ranges", "ssim_gaussian", "bead_fwhm",
-           "score_against_tv", "evaluate_against_tv", "max_phase_delay", "main"]
+           "score_against_tv", "report_kind", "summarise_scores", "evaluate_against_tv", "max_phase_delay", "main"]
 
 GENERATOR_V2 = "deepreg-pairs/2"
 DEFAULT_CACHE_V2 = Path("/tmp/odt-deepreg-cache-v2")
@@ -330,23 +330,46 @@ def _group_summary(rows: list[dict]) -> dict:
     return out
 
 
+def report_kind(pair: TrainingPair) -> str:
+    """The kind a pair is reported under: ``deepreg-pairs/1`` beads whose largest phase delay reaches
+    :data:`FIRST_ORDER_MAX_RAD` count as ``beads-strong`` (that generator mixed them)."""
+    from .deep_regularizer import bead_phase_delay
+
+    if pair.kind == "beads" and bead_phase_delay(pair) >= FIRST_ORDER_MAX_RAD:
+        return "beads-strong"
+    return pair.kind
+
+
+def summarise_scores(rows: list[dict]) -> dict:
+    """Scored rows (``kind``, ``setup``, ``band``, ``pattern`` and :func:`score_against_tv`'s metrics)
+    grouped: all first-order samples (no ``beads-strong``), per kind (all), and per setup, held-out
+    band and illumination pattern (first-order); setups drawn per sample (more than 12) are not
+    grouped."""
+    first = [r for r in rows if r["kind"] != "beads-strong"]
+    summary: dict = {"all_first_order": _group_summary(first), "per_kind": {}, "per_setup": {}, "per_band": {},
+                     "per_pattern": {}}
+    for key, field in (("per_kind", "kind"), ("per_setup", "setup"), ("per_band", "band"), ("per_pattern", "pattern")):
+        src = rows if key == "per_kind" else first
+        for value in sorted({r[field] for r in src}):
+            summary[key][value or "-"] = _group_summary([r for r in src if r[field] == value])
+    if len(summary["per_setup"]) > 12:  # setups drawn per sample: the bands and patterns are the groups
+        summary["per_setup"] = {"note": "one setup per sample (see per_sample); grouped by band and pattern"}
+    return summary
+
+
 def evaluate_against_tv(pairs: Sequence[TrainingPair], model, *, log: Callable[[str], None] = print) -> dict:
     """Score ``model`` against TV on ``pairs``; per sample, and grouped by kind, setup and (for
-    ``deepreg-pairs/2``) held-out band and illumination pattern. First-order groups leave out
-    ``beads-strong`` (reported in a row of its own; ``deepreg-pairs/1`` beads whose largest phase
-    delay reaches :data:`FIRST_ORDER_MAX_RAD` are counted there too)."""
+    ``deepreg-pairs/2``) held-out band and illumination pattern (:func:`summarise_scores`). First-order
+    groups leave out ``beads-strong`` (reported in a row of its own; ``deepreg-pairs/1`` beads whose
+    largest phase delay reaches :data:`FIRST_ORDER_MAX_RAD` are counted there too, :func:`report_kind`)."""
     from ..tomography.deep_regularizer import regularize_deep
-    from .deep_regularizer import bead_phase_delay
 
     rows = []
     for p in pairs:
         t0 = time.perf_counter()
         deep = regularize_deep(p.raw, p.medium_index, model=model, device="cpu")
         scale = 0.05  # the relative L2 of the training's checkpoint choice (normalised Δn)
-        kind = p.kind
-        if kind == "beads" and bead_phase_delay(p) >= FIRST_ORDER_MAX_RAD:  # deepreg-pairs/1 mixed them
-            kind = "beads-strong"
-        row = {"kind": kind, "seed": p.seed, "setup": p.setup, "deep_seconds": time.perf_counter() - t0,
+        row = {"kind": report_kind(p), "seed": p.seed, "setup": p.setup, "deep_seconds": time.perf_counter() - t0,
                "mse_norm": float(np.mean(((deep - p.tv) / scale) ** 2)),
                "target_ms_norm": float(max(np.mean(((p.tv - p.medium_index) / scale) ** 2), 1e-4)),
                "band": p.setup_params.get("held_out_band", ""), "pattern": p.setup_params.get("pattern", "spiral"),
@@ -357,17 +380,10 @@ def evaluate_against_tv(pairs: Sequence[TrainingPair], model, *, log: Callable[[
             + (f" FWHM deep/TV axial {row['fwhm_axial_ratio']:.3f} lateral {row['fwhm_lateral_ratio']:.3f}"
                if "fwhm_axial_ratio" in row else ""))
     first = [r for r in rows if r["kind"] != "beads-strong"]
-    summary: dict = {"all_first_order": _group_summary(first), "per_kind": {}, "per_setup": {}, "per_band": {},
-                     "per_pattern": {}, "per_sample": rows}
-    for key, field in (("per_kind", "kind"), ("per_setup", "setup"), ("per_band", "band"), ("per_pattern", "pattern")):
-        src = rows if key == "per_kind" else first
-        for value in sorted({r[field] for r in src}):
-            summary[key][value or "-"] = _group_summary([r for r in src if r[field] == value])
+    summary = {**summarise_scores(rows), "per_sample": rows}
     w = np.array([1.0 / r["target_ms_norm"] for r in first])
     if w.size:
         summary["all_first_order"]["relative_l2"] = float(np.mean(np.array([r["mse_norm"] for r in first]) * w / w.mean()))
-    if len(summary["per_setup"]) > 12:  # setups drawn per sample: the bands and patterns are the groups
-        summary["per_setup"] = {"note": "one setup per sample (see per_sample); grouped by band and pattern"}
     return summary
 
 

@@ -108,37 +108,27 @@ def _config_name(outer: int, inner: int, control: bool) -> str:
 def score_configs(pairs: Sequence[TrainingPair], model, configs: Sequence[tuple[int, int, bool]], *, log=print) -> dict:
     """Scores (:func:`engine.training.deep_regularizer_data.score_against_tv`) of the network followed
     by each ``(outer, inner, control)`` polish (:func:`parse_config`) on ``pairs``; per configuration
-    the first-order summary, per kind, per setup (named setups), held-out band and illumination
-    pattern, and the per-sample rows."""
+    the grouped scores (:func:`engine.training.deep_regularizer_data.summarise_scores`) and the
+    per-sample rows."""
     from ..tomography.deep_regularizer import polish_tv, regularize_deep
     from ..tomography.tv import regularize_tv
-    from .deep_regularizer import bead_phase_delay
-    from .deep_regularizer_data import FIRST_ORDER_MAX_RAD, _group_summary, score_against_tv
+    from .deep_regularizer_data import report_kind, score_against_tv, summarise_scores
 
     rows: dict = {_config_name(*c): [] for c in configs}
     for n, p in enumerate(pairs):
         deep = regularize_deep(p.raw, p.medium_index, model=model, device="cpu")
         data = pair_fourier_data(p)
-        kind = "beads-strong" if p.kind == "beads" and bead_phase_delay(p) >= FIRST_ORDER_MAX_RAD else p.kind
         for o, i, control in configs:
             vol = (data.to_ri(regularize_tv(data, outer_iterations=o, inner_iterations=i)).float().numpy() if control
                    else polish_tv(deep, data, outer_iterations=o, inner_iterations=i))
-            row = {"kind": kind, "seed": p.seed, "setup": p.setup, "band": p.setup_params.get("held_out_band", ""),
+            row = {"kind": report_kind(p), "seed": p.seed, "setup": p.setup, "band": p.setup_params.get("held_out_band", ""),
                    "pattern": p.setup_params.get("pattern", "spiral"), **score_against_tv(p, vol)}
             rows[_config_name(o, i, control)].append(row)
         if (n + 1) % 20 == 0:
             log(f"[polish] {n + 1}/{len(pairs)} pairs")
     out: dict = {}
     for name, rs in rows.items():
-        first = [r for r in rs if r["kind"] != "beads-strong"]
-        out[name] = {"all_first_order": _group_summary(first),
-                     "per_kind": {k: _group_summary([r for r in rs if r["kind"] == k]) for k in sorted({r["kind"] for r in rs})}}
-        setups = sorted({r["setup"] for r in first})  # named setups (deepreg-pairs/1); else one per sample
-        for key, field, values in (("per_setup", "setup", setups if len(setups) <= 12 else []),
-                                   ("per_band", "band", sorted({r["band"] for r in first})),
-                                   ("per_pattern", "pattern", sorted({r["pattern"] for r in first}))):
-            out[name][key] = {v or "-": _group_summary([r for r in first if r[field] == v]) for v in values}
-        out[name]["per_sample"] = rs
+        out[name] = {**summarise_scores(rs), "per_sample": rs}
         a = out[name]["all_first_order"]
         log(f"[polish] {name}: first-order SSIM {a.get('ssim_deep', float('nan')):.4f} (min {a.get('ssim_deep_min', 0):.4f}), "
             f"inside {a.get('mean_inside_diff', float('nan')):+.5f}, within 0.002 {a.get('mean_inside_within_0.002', 0):.2f}")
