@@ -4,6 +4,8 @@
   the job :func:`prepare_screening` (:func:`engine.pipeline.project_screening.screen_project_measurement`
   plus the grid's phase thumbnails, :func:`phase_thumbnails`);
 * :func:`compute_saliency` — a saliency map of one field (a job);
+* :func:`compute_neighbour_difference` — how one field differs from the fields of nearest
+  illumination, as an image (a job);
 * :func:`compute_member_scores`, :func:`members_text` — for a model of several networks that must
   agree (the shipped 3.0.0), each network's own score of one field (a job) and the line that says so;
 * :func:`project_model_file`, :func:`model_origin`, :func:`model_label_text` — which screening
@@ -29,6 +31,7 @@ from engine.pipeline.project_screening import CONSISTENCY_SUFFIX, SOURCE_MANUAL,
 from engine.progress import check_cancel, report, sub_progress
 
 __all__ = ["THUMB", "QUALITY_LABELS", "QUALITY_SHORT", "ScreeningData", "prepare_screening", "compute_saliency",
+           "compute_neighbour_difference",
            "compute_member_scores", "members_text",
            "review_counts", "measurement_status", "phase_thumbnails", "quality_text", "format_quality",
            "fmt_metric", "threshold_range", "field_details", "project_model_file", "model_origin",
@@ -160,6 +163,8 @@ class ScreeningData:
         model has a consistency stage.
     consistency_score : ndarray (N,) float32 or None
         That stage's noisy-probability (shown, not deciding).
+    illumination_per_um : ndarray (N, 2) or None
+        Illumination frequencies, cycles/µm (which fields are a field's neighbours).
     """
 
     measurement_id: int
@@ -188,6 +193,7 @@ class ScreeningData:
     crop_origin: tuple = (0, 0)
     consistency: Optional[np.ndarray] = None
     consistency_score: Optional[np.ndarray] = None
+    illumination_per_um: Optional[np.ndarray] = None
 
 
 def prepare_screening(project: Any, measurement_id: int, *, model: Any = "default", threshold: float = 0.5,
@@ -219,7 +225,8 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
         model_version=str(run["model_version"] or ""), model=ps.model, model_note=ps.model_note, run=ps.run,
         timings_s=ps.timings_s, quality=dict((ps.retrieval or {}).get("quality") or {}),
         sideband_description=ps.sideband_description, warnings=list(ps.warnings),
-        crop_origin=ps.crop_origin, consistency=ps.consistency, consistency_score=ps.consistency_score)
+        crop_origin=ps.crop_origin, consistency=ps.consistency, consistency_score=ps.consistency_score,
+        illumination_per_um=ps.illumination_per_um)
 
 
 def consistency_text(data: "ScreeningData", i: int) -> str:
@@ -242,6 +249,20 @@ def _screen_crop(field_: np.ndarray, crop_origin: Optional[tuple]) -> np.ndarray
 
     f = np.asarray(field_)
     return f if crop_origin is None else crop_at(f, tuple(crop_origin), CROP_SIZE)
+
+
+def compute_neighbour_difference(fields: np.ndarray, illumination_per_um: Optional[np.ndarray], index: int,
+                                 progress: Optional[Callable[..., None]] = None, cancel=None) -> np.ndarray:
+    """Field ``index`` against the fields of nearest illumination, (H, W) float32 (a job): the engine's
+    :func:`engine.screening.consistency.neighbour_difference`. ValueError (with the reason) for a
+    measurement of too few fields."""
+    from engine.screening.consistency import neighbour_difference
+
+    report(progress, 0.0, f"field {index} against its neighbours")
+    check_cancel(cancel)
+    out = neighbour_difference(fields, illumination_per_um, index)
+    report(progress, 1.0, "difference done")
+    return out
 
 
 def compute_saliency(model: Any, field_: np.ndarray, method: str, crop_origin: Optional[tuple] = None,

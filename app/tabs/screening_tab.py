@@ -55,7 +55,8 @@ from engine.store.project import SCREENING_CONSISTENCY_SETTING
 
 from ..errors import show_error
 from ..jobs import Job, JobRunner
-from ..logic.screening import (ScreeningData, compute_member_scores, compute_saliency, consistency_text, field_details,
+from ..logic.screening import (ScreeningData, compute_member_scores, compute_neighbour_difference, compute_saliency,
+                               consistency_text, field_details,
                                measurement_status, members_text, model_label_text, prepare_screening,
                                project_model_file, review_counts, threshold_range)
 from ..settings import AppSettings
@@ -82,7 +83,7 @@ SHORTCUTS = (
     ("U", "back to the automatic decision"),
     ("Ctrl+Z", "undo the last decision"),
     ("Ctrl+Shift+Z, Ctrl+Y", "redo"),
-    ("P / A / F", "show phase / amplitude / log spectrum"),
+    ("P / A / F / D", "show phase / amplitude / log spectrum / difference from the nearest illuminations"),
     ("?", "this list"),
 )
 
@@ -132,12 +133,15 @@ class ScreeningTab(QWidget):
         A saliency map (method name) is shown.
     members_ready(int)
         The details of field (index) show each network's score (a model of several networks).
+    difference_ready(int)
+        The view shows field (index) against its nearest illuminations.
     """
 
     data_ready = Signal(object)
     override_written = Signal(int, int, object)
     saliency_ready = Signal(str)
     members_ready = Signal(int)
+    difference_ready = Signal(int)
 
     def __init__(self, runner: JobRunner, settings: Optional[AppSettings] = None,
                  parent: Optional[QWidget] = None, device: str = "auto") -> None:
@@ -154,6 +158,7 @@ class ScreeningTab(QWidget):
         self._prepare_job: Optional[Job] = None
         self._saliency_job: Optional[Job] = None
         self._members_job: Optional[Job] = None
+        self._difference_job: Optional[Job] = None
         #: the last member-scores line: (the data and field it belongs to, the line)
         self._members_line: tuple[Any, int, str] = (None, -1, "")
         self._retrain_job: Optional[Job] = None
@@ -259,6 +264,7 @@ class ScreeningTab(QWidget):
         """The selected field large (with saliency), its details, the threshold and score histogram."""
         self.view = FieldView(self)
         self.view.saliency_requested.connect(self._request_saliency)
+        self.view.difference_requested.connect(self._request_difference)
         self.details = QLabel("", self)
         self.details.setObjectName("fieldDetails")
         self.details.setTextFormat(Qt.TextFormat.RichText)
@@ -288,7 +294,7 @@ class ScreeningTab(QWidget):
     # ---------------------------------------------------------------- project and list
     def set_project(self, project: Any) -> None:
         """Show the measurements of ``project`` (an :class:`engine.store.project.Project` or None)."""
-        for job in (self._prepare_job, self._saliency_job, self._members_job):
+        for job in (self._prepare_job, self._saliency_job, self._members_job, self._difference_job):
             if job is not None and not job.done:
                 self.runner.cancel(job)
         self.project = project
@@ -667,8 +673,8 @@ class ScreeningTab(QWidget):
             self.toggle()
         elif key == Qt.Key.Key_U:
             self.mark(None)
-        elif key in (Qt.Key.Key_P, Qt.Key.Key_A, Qt.Key.Key_F):
-            self.view.mode.setCurrentIndex({Qt.Key.Key_P: 0, Qt.Key.Key_A: 1, Qt.Key.Key_F: 2}[key])
+        elif key in (Qt.Key.Key_P, Qt.Key.Key_A, Qt.Key.Key_F, Qt.Key.Key_D):
+            self.view.mode.setCurrentIndex({Qt.Key.Key_P: 0, Qt.Key.Key_A: 1, Qt.Key.Key_F: 2, Qt.Key.Key_D: 3}[key])
         else:
             super().keyPressEvent(event)
 
@@ -698,6 +704,35 @@ class ScreeningTab(QWidget):
 
         self._saliency_job = self.runner.submit(f"Saliency of field {i}", compute_saliency, d.model, d.fields[i],
                                                 method, d.crop_origin, on_result=done, show_errors=False)
+
+    @Slot()
+    def _request_difference(self) -> None:
+        """The shown field against its nearest illuminations (a job), for the view's "Against neighbours"."""
+        d, i = self.data, self.current_field()
+        if d is None or i is None:
+            return
+        if self._difference_job is not None and not self._difference_job.done:
+            self.runner.cancel(self._difference_job)
+        shown = self.view.field
+
+        def done(image: np.ndarray) -> None:
+            if self.view.field is shown:
+                try:
+                    self.view.set_difference(image)
+                except RuntimeError:  # the tab was destroyed while the job ran
+                    return
+                self.difference_ready.emit(i)
+
+        def failed(exc: BaseException) -> None:
+            if self.view.field is shown:
+                try:
+                    self.view.set_difference(None, f"No comparison with the neighbours: {exc}")
+                except RuntimeError:
+                    return
+
+        self._difference_job = self.runner.submit(f"Field {i} against its neighbours", compute_neighbour_difference,
+                                                  d.fields, d.illumination_per_um, i, on_result=done,
+                                                  on_error=failed, show_errors=False)
 
     # ---------------------------------------------------------------- retraining
     def retrain(self) -> Optional[Job]:

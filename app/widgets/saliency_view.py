@@ -1,4 +1,5 @@
-"""Large view of one optical field: phase, amplitude or log-spectrum, with a saliency overlay.
+"""Large view of one optical field: phase, amplitude, log-spectrum or its difference from its neighbours,
+with a saliency overlay.
 
 Conventions (``docs/formats.md``): images (y, x), row 0 drawn at the top; pixel ``j`` of
 ``n`` sits at ``(j − n//2)·pixel``, so the image axes read µm with 0 at the image centre.
@@ -13,7 +14,11 @@ i.e. it sits at ``(y0 + j − n//2)·pixel`` — the overlay is placed there, wh
 is drawn with the "inferno" colour map, its alpha following the map value, times the
 opacity slider.
 
-This widget only displays arrays; it computes no saliency itself.
+"Against neighbours" shows ``|U_k − R_k| / median|R_k|``, ``R_k`` the median of the fields of nearest
+illumination (:func:`engine.screening.consistency.neighbour_difference`): 0 where the field is like
+them. The view asks for it (``difference_requested``) and shows it when given (:meth:`FieldView.set_difference`).
+
+This widget only displays arrays; it computes no saliency and no difference itself.
 """
 
 from __future__ import annotations
@@ -28,7 +33,12 @@ import pyqtgraph as pg
 
 from ..logic.display import VIEW_MODES, field_image
 
-__all__ = ["FieldView", "VIEW_MODES", "SALIENCY_CHOICES", "field_image"]
+__all__ = ["FieldView", "VIEW_MODES", "FIELD_VIEW_MODES", "NEIGHBOUR_MODE", "SALIENCY_CHOICES", "field_image"]
+
+#: The view mode that compares the field with the fields of nearest illumination.
+NEIGHBOUR_MODE = "Against neighbours"
+#: Every mode of the view, in menu order (keys P, A, F, D).
+FIELD_VIEW_MODES = VIEW_MODES + (NEIGHBOUR_MODE,)
 
 #: (label, engine method name or None)
 SALIENCY_CHOICES = (("No overlay", None), ("Grad-CAM", "grad_cam"), ("Guided back-propagation", "guided_backprop"),
@@ -42,17 +52,21 @@ class FieldView(QWidget):
     -------
     saliency_requested(str)
         The user chose a saliency method (engine name) that has no map yet for this field.
+    difference_requested()
+        The view shows "Against neighbours" and has no difference image yet for this field.
     """
 
     saliency_requested = Signal(str)
+    difference_requested = Signal()
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.setObjectName("fieldView")
         self.mode = QComboBox(self)
         self.mode.setObjectName("viewMode")
-        self.mode.addItems(VIEW_MODES)
-        self.mode.setToolTip("What to show of the selected field (P / A / F keys)")
+        self.mode.addItems(FIELD_VIEW_MODES)
+        self.mode.setToolTip("What to show of the selected field (P / A / F / D keys); 'Against neighbours': how it "
+                             "differs from the fields of nearest illumination (0 = like them)")
         self.saliency = QComboBox(self)
         self.saliency.setObjectName("saliencyMethod")
         for label, _ in SALIENCY_CHOICES:
@@ -112,6 +126,8 @@ class FieldView(QWidget):
         self._crop_origin: Optional[tuple[int, int]] = None
         self._px = 1.0
         self._maps: dict[str, np.ndarray] = {}
+        self._difference: Optional[np.ndarray] = None
+        self._difference_note = ""
         self._saliency_available = True
         self.mode.currentIndexChanged.connect(self._redraw)
         self.saliency.currentIndexChanged.connect(self._saliency_changed)
@@ -144,6 +160,7 @@ class FieldView(QWidget):
         self._px = float(pixel_size_um)
         self._crop_origin = None if crop_origin is None else (int(crop_origin[0]), int(crop_origin[1]))
         self._maps = {}
+        self._difference, self._difference_note = None, ""
         self.plot.setTitle(title)
         self.stack.setCurrentWidget(self.plot_widget)
         self._redraw()
@@ -156,9 +173,21 @@ class FieldView(QWidget):
         self._maps[method] = np.asarray(saliency_map, np.float32)
         self._draw_overlay()
 
+    def set_difference(self, image: Optional[np.ndarray], why: str = "") -> None:
+        """Give the field's difference from its neighbours (H, W), or None with the reason it has none."""
+        self._difference = None if image is None else np.asarray(image, np.float32)
+        self._difference_note = "" if image is not None else why
+        if self.mode_name == NEIGHBOUR_MODE:
+            self._redraw()
+
+    @property
+    def mode_name(self) -> str:
+        return FIELD_VIEW_MODES[self.mode.currentIndex()]
+
     def show_message(self, text: str) -> None:
         self._field = None
         self._maps = {}
+        self._difference = None
         self.message.setText(text)
         self.stack.setCurrentWidget(self.message)
 
@@ -167,8 +196,15 @@ class FieldView(QWidget):
         f = self._field
         if f is None:
             return
-        mode = VIEW_MODES[self.mode.currentIndex()]
-        img = field_image(f, mode)
+        mode = self.mode_name
+        self.saliency_note.setText(self._difference_note if mode == NEIGHBOUR_MODE else
+                                   ("" if self._saliency_available else self.saliency.toolTip()))
+        if mode == NEIGHBOUR_MODE and self._difference is None:
+            if not self._difference_note:
+                self.difference_requested.emit()
+            img = np.zeros(f.shape, np.float32)  # until the difference arrives, or without one
+        else:
+            img = self._difference if mode == NEIGHBOUR_MODE else field_image(f, mode)
         h, w = img.shape
         if mode == "Log spectrum":
             dfx, dfy = 1.0 / (w * self._px), 1.0 / (h * self._px)
@@ -184,6 +220,9 @@ class FieldView(QWidget):
             if mode == "Phase":
                 lo, hi = float(min(img.min(), -0.5)), float(max(img.max(), 0.5))
                 cmap, label = pg.colormap.get("CET-L1"), "phase (rad)"
+            elif mode == NEIGHBOUR_MODE:  # 0 (like the neighbours) dark; a defect bright, on one scale per field
+                lo, hi = 0.0, float(max(np.percentile(img, 99.9), 0.05))
+                cmap, label = pg.colormap.get("inferno"), "|U − neighbours| / |U|"
             else:
                 lo, hi = np.percentile(img, (0.5, 99.5))
                 cmap, label = pg.colormap.get("CET-L1"), "amplitude"
@@ -205,9 +244,9 @@ class FieldView(QWidget):
 
     def _draw_overlay(self) -> None:
         method = self.saliency_method
-        mode = VIEW_MODES[self.mode.currentIndex()]
+        mode = self.mode_name
         m = self._maps.get(method) if method else None
-        if m is None or self._field is None or mode == "Log spectrum":
+        if m is None or self._field is None or mode in ("Log spectrum", NEIGHBOUR_MODE):
             self.overlay.clear()
             self.overlay.setVisible(False)
             return

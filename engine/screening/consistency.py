@@ -60,7 +60,8 @@ from scipy import ndimage
 from .rule import rule_peak_metric
 
 __all__ = ["CONSISTENCY_FEATURES", "MIN_FIELDS", "NEIGHBOURS", "consistency_features",
-           "consistency_features_by_measurement", "nearest_illuminations", "stage_probability"]
+           "consistency_features_by_measurement", "nearest_illuminations", "neighbour_difference", "neighbour_residuals",
+           "stage_probability"]
 
 #: The feature names, in column order.
 CONSISTENCY_FEATURES: tuple[str, ...] = ("amplitude_residual", "phase_residual", "fine_structure", "row_column",
@@ -136,6 +137,100 @@ def _phase_rms(fields: np.ndarray, nb: np.ndarray) -> np.ndarray:
         d = np.angle(u[i] * np.conj(ref))
         out[i] = np.sqrt(np.mean(d * d))
     return out
+
+
+def neighbour_residuals(fields: np.ndarray, illumination_per_um: np.ndarray | None = None) -> np.ndarray:
+    """Each field against the pixel-wise median of its nearest-illumination neighbours, as two images.
+
+    For field ``k`` and its neighbours ``j ∈ N_k`` (:func:`nearest_illuminations`), each neighbour is
+    first scaled by the complex number ``a_j = Σ U_j* U_k / Σ |U_j|²`` that best matches it to
+    ``U_k`` in least squares (a global phase and brightness: the illuminations differ in both), then
+    ``R_k = median_j Re(a_j U_j) + i median_j Im(a_j U_j)`` (pixel-wise, robust while fewer than half
+    of the neighbours are defective at that pixel). A defect of field ``k`` alone (a shadow, a
+    fringe, a hot pixel) stays in ``U_k / R_k``; the sample, common to the neighbours, cancels.
+
+    Parameters
+    ----------
+    fields : ndarray, shape (N, h, w), complex
+        One measurement's ratio fields, cropped alike; N ≥ :data:`MIN_FIELDS`.
+    illumination_per_um : ndarray (N, 2), optional
+        Illumination frequencies, cycles/µm (None: every other field is a neighbour).
+
+    Returns
+    -------
+    ndarray, shape (N, 2, h, w), float32
+        Channel 0: ``angle(U_k R_k*) / π`` (wrapped phase difference, in [−1, 1]); channel 1:
+        ``log((|U_k| + 10⁻³) / (|R_k| + 10⁻³))`` clipped to [−5, 5]. Zero where a field equals the median
+        of its neighbours.
+
+    Raises
+    ------
+    ValueError
+        Not an (N, h, w) stack, or fewer than :data:`MIN_FIELDS` fields.
+    """
+    f = np.asarray(fields)
+    if f.ndim != 3:
+        raise ValueError(f"fields must have shape (N, h, w), got {f.shape}")
+    if f.shape[0] < MIN_FIELDS:
+        raise ValueError(f"neighbour residuals need at least {MIN_FIELDS} fields of one measurement, got {f.shape[0]}")
+    u = f.astype(np.complex64, copy=False)
+    nb = nearest_illuminations(illumination_per_um, u.shape[0])
+    out = np.empty((u.shape[0], 2) + u.shape[1:], np.float32)
+    for k in range(u.shape[0]):
+        ref = _neighbour_median(u[k], u[nb[k]])
+        out[k, 0] = np.angle(u[k] * np.conj(ref)) / np.pi
+        out[k, 1] = np.clip(np.log((np.abs(u[k]) + 1e-3) / (np.abs(ref) + 1e-3)), -5, 5)
+    return out
+
+
+def neighbour_difference(fields: np.ndarray, illumination_per_um: np.ndarray | None, index: int) -> np.ndarray:
+    """How one field differs from its nearest-illumination neighbours, as an image (for the review).
+
+    ``|U_k − R_k| / median |R_k|`` with ``R_k`` the pixel-wise median of the scaled neighbours of
+    :func:`neighbour_residuals`: 0 where field ``k`` is like them; a shadow, a bubble, a fringe or
+    a hot pixel of this field alone stands out where it is, while the sample, common to the
+    neighbours, cancels (to the extent that it scatters alike at neighbouring angles).
+
+    Parameters
+    ----------
+    fields : ndarray, shape (N, H, W), complex
+        One measurement's ratio fields (any size; the whole field for the review).
+    illumination_per_um : ndarray (N, 2) or None
+        Illumination frequencies, cycles/µm (None: every other field is a neighbour).
+    index : int
+        The field ``k``.
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+        Relative to the field's typical amplitude (0.1 = a tenth of it).
+
+    Raises
+    ------
+    ValueError
+        Not an (N, H, W) stack, fewer than :data:`MIN_FIELDS` fields, or ``index`` out of range.
+    """
+    f = np.asarray(fields)
+    if f.ndim != 3:
+        raise ValueError(f"fields must have shape (N, H, W), got {f.shape}")
+    if f.shape[0] < MIN_FIELDS:
+        raise ValueError(f"a field is compared with its neighbours in a measurement of at least {MIN_FIELDS} "
+                         f"fields; this one has {f.shape[0]}")
+    if not 0 <= int(index) < f.shape[0]:
+        raise ValueError(f"field {index} is not one of the {f.shape[0]} fields")
+    k = int(index)
+    nb = nearest_illuminations(illumination_per_um, f.shape[0])[k]
+    u = f[k].astype(np.complex64, copy=False)
+    ref = _neighbour_median(u, f[nb].astype(np.complex64, copy=False))
+    return (np.abs(u - ref) / max(float(np.median(np.abs(ref))), _TINY)).astype(np.float32)
+
+
+def _neighbour_median(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Pixel-wise complex median (h, w) of neighbours ``v`` (n, h, w), each scaled by the complex number
+    ``a_j = Σ v_j* u / Σ |v_j|²`` that matches it to ``u`` in least squares."""
+    a = np.sum(np.conj(v) * u, axis=(1, 2)) / np.maximum(np.sum(np.abs(v) ** 2, axis=(1, 2)), _TINY)
+    w = v * a[:, None, None].astype(np.complex64)
+    return np.median(w.real, axis=0) + 1j * np.median(w.imag, axis=0)
 
 
 def consistency_features(fields: np.ndarray, pixel_size_um: float, wavelength_um: float,

@@ -547,3 +547,41 @@ def test_ticking_compare_with_neighbours_stores_the_setting_and_lets_the_stage_d
     tab.set_project(None)
     tab.set_project(project)  # reopened: the box shows the project's setting
     assert tab.consistency_box.isChecked()
+
+
+def test_d_shows_the_field_against_its_nearest_illuminations_from_the_engine(qtbot, tab, batch, project):
+    """Key D: the view shows how the field differs from the fields of nearest illumination (a job that calls
+    the engine's neighbour_difference); the saliency overlay is not drawn over it; P goes back to the phase."""
+    from engine.screening.consistency import neighbour_difference
+
+    mid = project.add_measurement(batch / "beads_000")
+    data = _open(qtbot, tab, project, mid)
+    assert data.illumination_per_um is not None and data.illumination_per_um.shape == (len(data.fields), 2)
+    tab.set_current_row(4)
+    i = tab.current_field()
+    with qtbot.waitSignal(tab.difference_ready, timeout=30000) as blocker:
+        qtbot.keyClick(tab.grid, Qt.Key.Key_D)
+    assert blocker.args[0] == i and tab.view.mode_name == "Against neighbours"
+    expected = neighbour_difference(data.fields, data.illumination_per_um, i)
+    assert np.allclose(tab.view.image.image, expected)
+    assert not tab.view.overlay.isVisible()
+    assert "neighbours" in tab.view.colorbar.axis.labelText
+    qtbot.keyClick(tab.grid, Qt.Key.Key_P)
+    assert tab.view.mode_name == "Phase" and not np.allclose(tab.view.image.image, expected)
+
+
+def test_the_neighbour_view_says_why_a_field_has_no_comparison(qtbot):
+    from app.widgets.saliency_view import NEIGHBOUR_MODE, FieldView
+
+    view = FieldView()
+    qtbot.addWidget(view)
+    view.set_field(np.ones((32, 32), np.complex64), 0.1)
+    with qtbot.waitSignal(view.difference_requested, timeout=1000):
+        view.mode.setCurrentText(NEIGHBOUR_MODE)
+    view.set_difference(None, "No comparison with the neighbours: this measurement has 3 fields")
+    assert "3 fields" in view.saliency_note.text() and not view.image.image.any()
+    with qtbot.assertNotEmitted(view.difference_requested):  # asked once per field, not at every redraw
+        view.mode.setCurrentIndex(0)
+        view.mode.setCurrentText(NEIGHBOUR_MODE)
+    view.mode.setCurrentIndex(0)
+    assert view.saliency_note.text() == ""

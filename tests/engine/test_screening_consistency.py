@@ -15,7 +15,8 @@ import pytest
 
 from engine.models import ModelFileError
 from engine.screening.consistency import (CONSISTENCY_FEATURES, MIN_FIELDS, consistency_features,
-                                          consistency_features_by_measurement, nearest_illuminations)
+                                          consistency_features_by_measurement, nearest_illuminations,
+                                          neighbour_difference, neighbour_residuals)
 from engine.simulate.holograms import illumination_pattern
 
 N_PX, PX, LAM = 96, 0.1, 0.532
@@ -201,3 +202,34 @@ def test_polarised_images_are_compared_within_their_own_polarisation():
     assert np.isfinite(res.score[table[:, 0, 0]]).all() and np.isfinite(res.score[table[:, 1, 1]]).all()
     assert res.score[table[9, 1, 1]] == res.score[table[:, 1, 1]].max()  # the defect stands out among J_yy
     assert all(res.decision[table[k]].min() == res.decision[table[k]].max() for k in range(n))  # 4 images alike
+
+
+def test_neighbour_residuals_keep_a_fields_own_defect_where_it_is_and_cancel_the_sample():
+    f = measurement(noise=0.005)
+    f[7] *= 0.7 * np.exp(0.9j)  # another brightness and global phase: not a defect
+    y, x = np.mgrid[:N_PX, :N_PX]
+    shadow = np.exp(-((x - 70) ** 2 + (y - 25) ** 2) / (2 * 4.0 ** 2))
+    f[5] *= 1 - 0.6 * shadow  # dust shadow on field 5 only
+    r = neighbour_residuals(f, RING)
+    assert r.shape == (len(RING), 2) + f.shape[1:] and r.dtype == np.float32
+    others = np.setdiff1d(np.arange(len(RING)), [5])
+    assert np.abs(r[others]).max() < 0.2  # the cell and field 7's scale cancel; the noise stays small
+    assert r[5, 1, 25, 70] < np.log(0.5) and abs(r[5, 1, 80, 10]) < 0.1  # the shadow, where it is, and only there
+    assert np.abs(r[5, 0]).max() < 0.2  # an amplitude-only defect leaves the phase
+
+
+def test_neighbour_residuals_need_a_measurement():
+    with pytest.raises(ValueError, match="at least"):
+        neighbour_residuals(measurement()[:MIN_FIELDS - 1], RING[:MIN_FIELDS - 1])
+
+
+def test_neighbour_difference_shows_a_fields_own_bubble_on_the_whole_field():
+    f = measurement(noise=0.005)
+    y, x = np.mgrid[:N_PX, :N_PX]
+    f[9] *= np.exp(-0.8j * np.exp(-((x - 20) ** 2 + (y - 75) ** 2) / (2 * 3.0 ** 2)))  # a phase-only bubble
+    img = neighbour_difference(f, RING, 9)
+    assert img.shape == (N_PX, N_PX) and img.dtype == np.float32
+    assert img[75, 20] > 0.5 and np.median(img) < 0.05  # |1 - exp(-0.8i)| = 0.78 at its centre
+    assert neighbour_difference(f, RING, 3).max() < 0.1  # a clean field: the cell cancels
+    with pytest.raises(ValueError, match="not one of"):
+        neighbour_difference(f, RING, len(RING))

@@ -1,0 +1,176 @@
+"""Benchmark: does a screening network generalise better when it also sees each field against its neighbours? (#19)
+
+Run (both steps on a shared 2-core CPU; numbers only, nothing is shipped)::
+
+    .venv/bin/python tests/benchmarks/bench_screening_residual_input.py prepare
+    .venv/bin/python tests/benchmarks/bench_screening_residual_input.py train --channels field+residual \\
+        --minutes 12 [--leave-out camera] [--json OUT.json]
+
+``prepare`` turns generator 2's caches (``screening_families`` protocol split of
+``families-chamber-110-20261206``: train / validation / held-out; the cross-setup, no-background
+and wide-pixel evaluation sets; two more training caches) into network inputs of four channels per
+field, stored as float16 ``.npy`` files in ``--work``: the shipped input (wrapped phase / π and log
+amplitude, :func:`engine.screening.network.preprocess`) and the field against the pixel-wise median
+of its nearest-illumination neighbours (:func:`engine.screening.consistency.neighbour_residuals`:
+phase difference / π and log amplitude ratio). The illuminations come from the setup names
+(:func:`engine.training.screening_consistency.simulated_illuminations`).
+
+``train`` trains one compact network (:class:`~engine.screening.network.CompactScreeningNet`, width
+16, mean + max pooling) from scratch on the chosen channels — ``field`` (2, the shipped input),
+``field+residual`` (4) or ``residual`` (2) — for ``--minutes`` on one thread (AdamW, cosine learning
+rate, random rotations and mirror images), keeps the state of lowest validation log-loss, and
+reports accuracy, ROC AUC and the catch rate of every defect family on every evaluation set.
+``--leave-out FAMILY`` removes that family's frames from training and from the validation loss
+(leave-one-family-out, issue #19 item 2): its catch rate on the held-out measurements is the measure.
+
+Labels: 1 = noisy. The held-out and evaluation sets are never trained or chosen on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.metrics import roc_auc
+from engine.screening.consistency import neighbour_residuals
+from engine.screening.crops import CropSet
+from engine.screening.network import CompactScreeningNet, preprocess
+from engine.simulate.defects import DEFECT_FAMILIES
+from engine.training.screening_consistency import simulated_illuminations
+from engine.training.screening_families import DEFAULT_CACHE_DIR, protocol_splits
+
+FAMILIES = DEFAULT_CACHE_DIR / "families"
+TRAIN_SETS = ("train", "train_1212", "train_largecells")
+EVAL_SETS = ("validation", "held_out", "cross_setup", "nobg_eval", "widepx_eval")
+CHANNELS = {"field": [0, 1], "field+residual": [0, 1, 2, 3], "residual": [2, 3]}
+
+
+def four_channel_inputs(cs: CropSet) -> np.ndarray:
+    """(M, 4, 128, 128) float16: the shipped input, then the neighbour residuals, measurement by measurement."""
+    x = np.empty((len(cs), 4) + cs.fields.shape[1:], np.float16)
+    ill = simulated_illuminations(cs)
+    for m in np.unique(cs.measurement):
+        idx = np.flatnonzero(cs.measurement == m)
+        x[idx, :2] = preprocess(cs.fields[idx], input_kind="phase-amplitude").numpy()
+        x[idx, 2:] = neighbour_residuals(cs.fields[idx], ill[idx])
+    return x
+
+
+def prepare(work: Path, split_seed: int) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    train, val, held_out = protocol_splits(CropSet.load(FAMILIES / "families-chamber-110-20261206.npz"), split_seed)
+    sets = {"train": train, "validation": val, "held_out": held_out,
+            "cross_setup": CropSet.load(FAMILIES / "cross-chamber-8-20261207.npz"),
+            "train_1212": CropSet.load(FAMILIES / "families-chamber-110-20261212.npz"),
+            "train_largecells": CropSet.load(FAMILIES / "families-largecells-chamber-55-20261215.npz"),
+            "nobg_eval": CropSet.load(FAMILIES / "families-nobg-chamber-20-20261219.npz"),
+            "widepx_eval": CropSet.load(FAMILIES / "families-widepx-chamber-20-20261224.npz")}
+    for name, cs in sets.items():
+        t0 = time.perf_counter()
+        np.save(work / f"x_{name}.npy", four_channel_inputs(cs))
+        np.save(work / f"y_{name}.npy", cs.noisy.astype(np.float32))
+        np.save(work / f"d_{name}.npy", np.array(cs.defect))
+        print(f"{name}: {len(cs)} fields, {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def _logits(net: CompactScreeningNet, x: np.ndarray) -> np.ndarray:
+    net.eval()
+    with torch.no_grad():
+        out = [net.logits(torch.from_numpy(x[s:s + 256].astype(np.float32))).reshape(-1) for s in range(0, len(x), 256)]
+    net.train()
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def _scores(net: CompactScreeningNet, sets: dict, left_out: tuple[str, ...]) -> dict:
+    report = {}
+    for name, (x, y, d) in sets.items():
+        if name == "validation":  # chosen without the left-out family, as it was trained
+            keep = ~np.isin(d, left_out)
+            x, y, d = x[keep], y[keep], d[keep]
+        z = _logits(net, x)
+        right = (z > 0) == (y > 0.5)
+        report[name] = {"accuracy": round(float(right.mean()), 4), "roc_auc": round(roc_auc(y, z), 4),
+                        "log_loss": round(float(np.mean(np.logaddexp(0, z) - y * z)), 4),
+                        "caught": {fam: round(float(right[np.isin(d, types)].mean()), 3)
+                                   for fam, types in DEFECT_FAMILIES.items() if np.isin(d, types).any()},
+                        "clean_kept": round(float(right[d == ""].mean()), 4)}
+    return report
+
+
+def _load(work: Path, name: str, channels: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.load(work / f"x_{name}.npy", mmap_mode="r")[:, channels]
+    return np.ascontiguousarray(x), np.load(work / f"y_{name}.npy"), np.load(work / f"d_{name}.npy")
+
+
+def train(work: Path, channels: str, minutes: float, leave_out: str | None, seed: int) -> dict:
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    chans = CHANNELS[channels]
+    left_out = DEFECT_FAMILIES[leave_out] if leave_out else ()
+    parts = [_load(work, name, chans) for name in TRAIN_SETS]
+    keep = [~np.isin(d, left_out) for _, _, d in parts]
+    x = np.concatenate([p[0][k] for p, k in zip(parts, keep)])
+    y = np.concatenate([p[1][k] for p, k in zip(parts, keep)]).astype(np.float32)
+    sets = {name: _load(work, name, chans) for name in EVAL_SETS}
+    net = CompactScreeningNet(in_channels=len(chans), width=16, mean_pool=1)
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    t0, budget, step, best = time.perf_counter(), 60.0 * minutes, 0, (np.inf, {}, 0)
+    while time.perf_counter() - t0 < budget:
+        order = rng.permutation(len(y))
+        for s in range(0, len(y) - 63, 64):
+            frac = min(1.0, (time.perf_counter() - t0) / budget)
+            for group in opt.param_groups:
+                group["lr"] = 2e-3 * 0.5 * (1 + np.cos(np.pi * frac))
+            idx = np.sort(order[s:s + 64])
+            xb = torch.rot90(torch.from_numpy(x[idx].astype(np.float32)), int(rng.integers(4)), (2, 3))
+            if rng.random() < 0.5:
+                xb = torch.flip(xb, (3,))
+            loss = F.binary_cross_entropy_with_logits(net.logits(xb).reshape(-1), torch.from_numpy(y[idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            done = time.perf_counter() - t0 >= budget
+            if step % 150 == 0 or done:
+                report = _scores(net, sets, left_out)
+                print(f"{time.perf_counter() - t0:5.0f} s step {step}: " + "  ".join(
+                    f"{k} {v['accuracy']:.3f}/{v['roc_auc']:.3f}" for k, v in report.items()), flush=True)
+                if report["validation"]["log_loss"] < best[0]:
+                    best = (report["validation"]["log_loss"], report, step)
+            if done:
+                break
+    return {"channels": channels, "leave_out": leave_out, "minutes": minutes, "seed": seed, "train_fields": int(len(y)),
+            "steps": step, "chosen_step": best[2], "chosen_on": "validation log-loss (without the left-out family)",
+            **best[1]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("step", choices=("prepare", "train"))
+    p.add_argument("--work", type=Path, default=Path("/tmp/odt-screening-residual"))
+    p.add_argument("--split-seed", type=int, default=20261206)
+    p.add_argument("--channels", choices=sorted(CHANNELS), default="field+residual")
+    p.add_argument("--minutes", type=float, default=12.0)
+    p.add_argument("--leave-out", choices=sorted(DEFECT_FAMILIES), default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    if args.step == "prepare":
+        prepare(args.work, args.split_seed)
+        return {}
+    result = train(args.work, args.channels, args.minutes, args.leave_out, args.seed)
+    print(json.dumps(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return result
+
+
+if __name__ == "__main__":
+    main()
