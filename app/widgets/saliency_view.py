@@ -37,6 +37,8 @@ __all__ = ["FieldView", "VIEW_MODES", "FIELD_VIEW_MODES", "NEIGHBOUR_MODE", "SAL
 
 #: The view mode that compares the field with the fields of nearest illumination.
 NEIGHBOUR_MODE = "Against neighbours"
+#: The least top of the "Against neighbours" colour scale (a quarter of the field's amplitude).
+DIFFERENCE_SCALE_FLOOR = 0.25
 #: Every mode of the view, in menu order (keys P, A, F, D).
 FIELD_VIEW_MODES = VIEW_MODES + (NEIGHBOUR_MODE,)
 
@@ -220,8 +222,9 @@ class FieldView(QWidget):
             if mode == "Phase":
                 lo, hi = float(min(img.min(), -0.5)), float(max(img.max(), 0.5))
                 cmap, label = pg.colormap.get("CET-L1"), "phase (rad)"
-            elif mode == NEIGHBOUR_MODE:  # 0 (like the neighbours) dark; a defect bright, on one scale per field
-                lo, hi = 0.0, float(max(np.percentile(img, 99.9), 0.05))
+            elif mode == NEIGHBOUR_MODE:  # 0 (like the neighbours) dark, a defect bright; the scale reaches at least
+                # DIFFERENCE_SCALE_FLOOR, so that a clean field's noise stays dim instead of filling the colours
+                lo, hi = 0.0, float(max(np.percentile(img, 99.9), DIFFERENCE_SCALE_FLOOR))
                 cmap, label = pg.colormap.get("inferno"), "|U − neighbours| / |U|"
             else:
                 lo, hi = np.percentile(img, (0.5, 99.5))
