@@ -31,7 +31,7 @@ from engine.pipeline.project_screening import CONSISTENCY_SUFFIX, SOURCE_MANUAL,
 from engine.progress import check_cancel, report, sub_progress
 
 __all__ = ["THUMB", "QUALITY_LABELS", "QUALITY_SHORT", "ScreeningData", "prepare_screening", "compute_saliency",
-           "compute_neighbour_difference",
+           "compute_neighbour_difference", "unlike_neighbours",
            "compute_member_scores", "members_text",
            "review_counts", "measurement_status", "phase_thumbnails", "quality_text", "format_quality",
            "fmt_metric", "threshold_range", "field_details", "project_model_file", "model_origin",
@@ -240,6 +240,17 @@ def consistency_text(data: "ScreeningData", i: int) -> str:
             + f" · consistency stage <b>{data.consistency_score[i]:.2f}</b> "
             + ("(deciding)" if data.model_version.endswith(CONSISTENCY_SUFFIX) else
                "(not deciding: tick “Compare with nearest illuminations” to let it)") + "</span>")
+
+
+def unlike_neighbours(data: "ScreeningData") -> Optional[np.ndarray]:
+    """Each field's largest consistency z-score (N,) float32 — how unlike its nearest illuminations it is, for
+    the grid's "most unlike its neighbours first" order; None when the features were not computed."""
+    c = data.consistency
+    if c is None:
+        return None
+    c = np.asarray(c, np.float32)
+    known = np.isfinite(c).any(axis=1)
+    return np.where(known, np.max(np.where(np.isfinite(c), c, -np.inf), axis=1), np.nan).astype(np.float32)
 
 
 def _screen_crop(field_: np.ndarray, crop_origin: Optional[tuple]) -> np.ndarray:

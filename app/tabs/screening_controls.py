@@ -110,7 +110,8 @@ class GridBar(QWidget):
     Signals
     -------
     sort_chosen(object)
-        None (field order), :attr:`FieldFilterProxy.UNCERTAINTY` or a quality number's name.
+        None (field order), :attr:`FieldFilterProxy.UNCERTAINTY`, :attr:`FieldFilterProxy.UNLIKE_NEIGHBOURS`
+        or a quality number's name.
     """
 
     sort_chosen = Signal(object)
@@ -121,10 +122,12 @@ class GridBar(QWidget):
         self.sort_combo.setObjectName("sortOrder")
         self.sort_combo.addItem("Field order", None)
         self.sort_combo.addItem("Most uncertain first", FieldFilterProxy.UNCERTAINTY)
+        self.sort_combo.addItem("Most unlike its neighbours first", FieldFilterProxy.UNLIKE_NEIGHBOURS)
         for key, (name, _unit) in QUALITY_LABELS.items():
             self.sort_combo.addItem(f"Retrieval: worst {name} first", key)
-        self.sort_combo.setToolTip("Order of the fields: as measured, nearest the threshold first, or by a "
-                                   "retrieval quality number (0 for a perfect field; worst first)")
+        self.sort_combo.setToolTip("Order of the fields: as measured, nearest the threshold first, most unlike "
+                                   "the fields of nearest illumination first (largest consistency z-score), or by "
+                                   "a retrieval quality number (0 for a perfect field; worst first)")
         self.sort_combo.currentIndexChanged.connect(lambda i: self.sort_chosen.emit(self.sort_combo.itemData(i)))
         self.overrides_only = QCheckBox("Overrides only", self)
         self.overrides_only.setObjectName("overridesOnly")
@@ -153,7 +156,8 @@ class GridBar(QWidget):
             self.sort_combo.blockSignals(False)
 
     def enable_quality_keys(self, keys: Iterable[str]) -> None:
-        """Offer the "worst … first" orders only for the quality numbers the shown fields have."""
+        """Offer the "worst … first" orders (and "most unlike its neighbours") only for the numbers the shown
+        fields have."""
         keys = set(keys)
         model = self.sort_combo.model()
         for i in range(2, self.sort_combo.count()):

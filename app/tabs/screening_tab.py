@@ -56,7 +56,7 @@ from engine.store.project import SCREENING_CONSISTENCY_SETTING
 from ..errors import show_error
 from ..jobs import Job, JobRunner
 from ..logic.screening import (ScreeningData, compute_member_scores, compute_neighbour_difference, compute_saliency,
-                               consistency_text, field_details,
+                               consistency_text, field_details, unlike_neighbours,
                                measurement_status, members_text, model_label_text, prepare_screening,
                                project_model_file, review_counts, threshold_range)
 from ..settings import AppSettings
@@ -397,7 +397,8 @@ class ScreeningTab(QWidget):
         decision, source = self.project.decisions(data.measurement_id)
         data.manual = [int(d) if s == SOURCE_MANUAL else None for d, s in zip(decision, source)]
         self.grid_model.set_fields(data.thumbnails, data.score, data.rule_peak, data.manual,
-                                   use_rule=data.use_rule, threshold=data.threshold, quality=data.quality)
+                                   use_rule=data.use_rule, threshold=data.threshold, quality=data.quality,
+                                   unlike_neighbours=unlike_neighbours(data))
         self._configure_threshold(data)
         self._show_retrieval(data)
         self.proxy.invalidate()
@@ -426,7 +427,8 @@ class ScreeningTab(QWidget):
             "retrieved. The project's side-band setting (Acquisition import tab) decides it when measurement.json "
             "gives no carrier_per_um: automatic for samples denser than their medium, 'as given' (f_x > 0) for "
             "samples less dense than their medium.")
-        self.grid_bar.enable_quality_keys(data.quality or ())
+        self.grid_bar.enable_quality_keys(list(data.quality or ()) + (
+            [FieldFilterProxy.UNLIKE_NEIGHBOURS] if data.consistency is not None else []))
         self.warning_banner.show_warnings(data.warnings or [])
 
     def sideband_setting_changed(self, setting: str = "") -> Optional[Job]:

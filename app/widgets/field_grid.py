@@ -3,9 +3,11 @@
 A :class:`FieldGridModel` (one row per field) holds the thumbnails as ready-made
 ``QImage`` objects, the model score, the rule metric, the automatic decision at the current
 threshold, the manual override and the retrieval quality numbers
-(:mod:`engine.holography.quality`); a :class:`FieldFilterProxy` sorts by field order, by
-uncertainty (metric nearest the threshold first) or by one retrieval quality number (worst
-first) and can show overrides only; a
+(:mod:`engine.holography.quality`) and how unlike its nearest illuminations each field is (the largest
+of its consistency z-scores, :mod:`engine.screening.consistency`); a :class:`FieldFilterProxy` sorts by
+field order, by uncertainty (metric nearest the threshold first), by one retrieval quality number
+(worst first) or by how unlike its neighbours a field is (most unlike first) and can show overrides
+only; a
 :class:`FieldDelegate` paints each cell without creating widgets, so 150 fields scroll
 and repaint in a few milliseconds; :class:`FieldGridView` is the ``QListView`` (icon mode)
 that passes the review keys (C, N, Space, U, ?, undo/redo) up to the screening tab.
@@ -44,10 +46,14 @@ __all__ = [
     "FieldFilterProxy",
     "FieldDelegate",
     "FieldGridView",
+    "UNLIKE_NEIGHBOURS",
     "phase_thumbnails",
     "QUALITY_LABELS",
     "quality_text",
 ]
+
+#: Sort key of the fields most unlike their nearest illuminations first (largest consistency z-score).
+UNLIKE_NEIGHBOURS = "unlike_neighbours"
 
 #: Okabe–Ito bluish green, vermillion and yellow: told apart with every common colour-vision deficiency.
 CLEAN_COLOR = QColor("#009E73")
@@ -83,6 +89,8 @@ class FieldGridModel(QAbstractListModel):
         self.use_rule = False
         self.threshold = 0.5
         self.quality: dict[str, np.ndarray] = {}
+        #: (N,) the largest consistency z-score of each field, or None when not computed
+        self.unlike: Optional[np.ndarray] = None
 
     # ---------------------------------------------------------------- Qt model API
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
@@ -119,9 +127,10 @@ class FieldGridModel(QAbstractListModel):
     # ---------------------------------------------------------------- own API
     def set_fields(self, thumbnails: np.ndarray, score: Sequence[float], rule_peak: Sequence[float],
                    manual: Sequence[Optional[int]], *, use_rule: bool, threshold: float,
-                   quality: Optional[dict] = None) -> None:
+                   quality: Optional[dict] = None, unlike_neighbours: Optional[Sequence[float]] = None) -> None:
         """Show a new measurement. ``thumbnails`` is uint8 (N, h, w) (see :func:`phase_thumbnails`);
-        ``quality`` maps retrieval quality names to (N,) arrays (None or {}: none recorded)."""
+        ``quality`` maps retrieval quality names to (N,) arrays (None or {}: none recorded);
+        ``unlike_neighbours`` (N,) is each field's largest consistency z-score (None: not computed)."""
         self.beginResetModel()
         self._thumbs = np.ascontiguousarray(thumbnails, dtype=np.uint8)
         n = len(self._thumbs)
@@ -138,6 +147,8 @@ class FieldGridModel(QAbstractListModel):
         self.threshold = float(threshold)
         self.quality = {str(k): np.asarray(v, np.float32).reshape(n) for k, v in (quality or {}).items()
                         if np.asarray(v).size == n}
+        u = None if unlike_neighbours is None else np.asarray(unlike_neighbours, np.float32).reshape(-1)
+        self.unlike = u if u is not None and u.size == n else None
         self.endResetModel()
 
     def clear(self) -> None:
@@ -146,6 +157,7 @@ class FieldGridModel(QAbstractListModel):
         self.score = np.zeros(0, np.float32)
         self.rule_peak = np.zeros(0, np.float32)
         self.quality = {}
+        self.unlike = None
         self.endResetModel()
 
     @property
@@ -198,8 +210,9 @@ class FieldGridModel(QAbstractListModel):
         return {k: float(v[i]) for k, v in self.quality.items()}
 
     def quality_value(self, key: str, i: int) -> float:
-        """One retrieval quality number of field ``i`` (NaN when not recorded)."""
-        v = self.quality.get(key)
+        """One retrieval quality number of field ``i``, or with :data:`UNLIKE_NEIGHBOURS` its largest
+        consistency z-score (NaN when not recorded)."""
+        v = self.unlike if key == UNLIKE_NEIGHBOURS else self.quality.get(key)
         return float("nan") if v is None else float(v[i])
 
     def tooltip(self, i: int) -> str:
@@ -209,6 +222,8 @@ class FieldGridModel(QAbstractListModel):
         if np.isfinite(self.score[i]):
             parts.append(f"model score {self.score[i]:.3f}")
         parts.append(f"rule peak {self.rule_peak[i]:.2f}")
+        if self.unlike is not None and np.isfinite(self.unlike[i]):
+            parts.append(f"unlike its neighbours z {self.unlike[i]:.1f}")
         text = " · ".join(parts)
         if self.quality:
             text += "\nretrieval: " + quality_text(self.quality_row(i))
@@ -224,6 +239,7 @@ class FieldFilterProxy(QSortFilterProxyModel):
     """
 
     UNCERTAINTY = "uncertainty"
+    UNLIKE_NEIGHBOURS = UNLIKE_NEIGHBOURS
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -346,7 +362,11 @@ class FieldDelegate(QStyledItemDelegate):
         rule = index.data(FieldGridModel.RuleRole)
         value = f"p {score:.2f}" if score is not None and np.isfinite(score) else f"rule {rule:.2f}"
         key = getattr(index.model(), "sort_key", None)
-        if key is not None and key != FieldFilterProxy.UNCERTAINTY:  # sorted by a quality number: show it
+        if key == UNLIKE_NEIGHBOURS:  # sorted by how unlike its neighbours: show the z-score
+            z = index.model().sourceModel().quality_value(key, index.data(FieldGridModel.IndexRole))
+            if np.isfinite(z):
+                value = f"z {z:.1f}"
+        elif key is not None and key != FieldFilterProxy.UNCERTAINTY:  # sorted by a quality number: show it
             q = (index.data(FieldGridModel.QualityRole) or {}).get(key)
             if q is not None:
                 value = f"{QUALITY_SHORT.get(key, key)} {format_quality(key, q)}"

@@ -15,7 +15,10 @@ What it does, as a new user would see it:
    for each tab: ``main_window.png`` (Acquisition import), ``screening_tab.png``,
    ``reconstruction_tab.png``, ``birefringence_tab.png``;
 4. records the review workflow as one figure, ``review_workflow.png``: the field grid, an
-   override made with the keyboard (``N``), and the audit trail it left in ``project.sqlite``.
+   override made with the keyboard (``N``), and the audit trail it left in ``project.sqlite``;
+5. shows, in ``screening_against_neighbours.png``, a field in the view's "Against neighbours" mode
+   (key ``D``): the one most unlike its nearest illuminations (largest consistency z-score) among those
+   the network kept, if one stands out (z > 3), else among all.
 
 The window is 1280 × 800 (the application's default size). Timings go to stderr.
 """
@@ -133,6 +136,7 @@ class Driver:
         self.spin(1.0)
         self._tabs()
         self._review_workflow()
+        self._against_neighbours()
 
     def _tabs(self) -> None:
         w = self.window
@@ -185,6 +189,32 @@ class Driver:
                                "3  The audit trail in the project database (project.sqlite): who, when, "
                                "old → new, why — the demo reviewer's rows, then this override"))
         _log(f"{self.out_dir / 'review_workflow.png'} written")
+
+    def _against_neighbours(self) -> None:
+        """A field unlike its neighbours (by the consistency features), shown against them (key D)."""
+        import numpy as np
+        from PySide6.QtCore import QPoint, QRect
+
+        w = self.window
+        st = w.screening_tab
+        w.tabs.setCurrentWidget(st)
+        d = st.data
+        if d is None or d.consistency is None:
+            _log("no consistency features: screening_against_neighbours.png not written")
+            return
+        z = np.nan_to_num(np.nanmax(d.consistency, axis=1), nan=-1.0)
+        kept = (d.auto_decision == 1) & (z > 3)
+        field = int(np.flatnonzero(kept)[np.argmax(z[kept])]) if kept.any() else int(np.argmax(z))
+        st.select_field(field)
+        st.view.mode.setCurrentIndex(3)
+        if not self.wait(lambda: st.view._difference is not None, 60, "the field against its neighbours"):
+            return
+        self.spin(1.0)
+        x0 = st.view.mapTo(w, QPoint(0, 0)).x() - 8
+        y0 = st.mapTo(w, QPoint(0, 0)).y()
+        y1 = st.details.mapTo(w, QPoint(0, st.details.height())).y() + 8
+        self.save("screening_against_neighbours.png", self.grab().copy(QRect(x0, y0, w.width() - x0, y1 - y0)))
+        st.view.mode.setCurrentIndex(0)
 
     def _audit_trail_panel(self, width: int):
         from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem

@@ -585,3 +585,35 @@ def test_the_neighbour_view_says_why_a_field_has_no_comparison(qtbot):
         view.mode.setCurrentText(NEIGHBOUR_MODE)
     view.mode.setCurrentIndex(0)
     assert view.saliency_note.text() == ""
+
+
+def test_most_unlike_its_neighbours_first_orders_by_the_largest_consistency_z(qtbot, tab, batch, project):
+    """With the shipped model's consistency features, the grid can put the fields most unlike their nearest
+    illuminations first, and the caption shows each field's z-score."""
+    from app.logic.screening import unlike_neighbours
+    from app.widgets.field_grid import UNLIKE_NEIGHBOURS
+    from engine.screening.network import load_model
+
+    model = load_model("default")
+    if model.consistency is None:
+        pytest.skip("the shipped model has no consistency stage")
+    mid = project.add_measurement(batch / "beads_000")
+    data = _open(qtbot, tab, project, mid, model=model)
+    z = unlike_neighbours(data)
+    assert z.shape == (len(data.fields),) and np.allclose(z, np.max(data.consistency, axis=1))
+    k = tab.sort_combo.findData(UNLIKE_NEIGHBOURS)
+    assert k > 0 and tab.sort_combo.model().item(k).isEnabled()
+    tab.sort_combo.setCurrentIndex(k)
+    order = tab.field_order()
+    assert [round(float(v), 6) for v in z[order]] == sorted((round(float(v), 6) for v in z), reverse=True)
+    assert f"unlike its neighbours z {z[order[0]]:.1f}" in tab.grid_model.tooltip(order[0])
+
+
+def test_unlike_neighbours_is_none_without_features_and_nan_for_unknown_rows():
+    from types import SimpleNamespace
+
+    from app.logic.screening import unlike_neighbours
+
+    assert unlike_neighbours(SimpleNamespace(consistency=None)) is None
+    z = unlike_neighbours(SimpleNamespace(consistency=np.array([[0.0, 2.5, 1.0], [np.nan] * 3], np.float32)))
+    assert z[0] == pytest.approx(2.5) and np.isnan(z[1])
