@@ -19,7 +19,8 @@ phase difference / π and log amplitude ratio). The illuminations come from the 
 16, mean + max pooling) from scratch on the chosen channels — ``field`` (2, the shipped input),
 ``field+residual`` (4) or ``residual`` (2) — for ``--minutes`` on one thread (AdamW, cosine learning
 rate, random rotations and mirror images), keeps the state of lowest validation log-loss, and
-reports accuracy, ROC AUC and the catch rate of every defect family on every evaluation set.
+reports accuracy, ROC AUC and the catch rate of every defect family on every evaluation set
+(``--logits``: and writes that state's logits of every field of every evaluation set).
 ``--leave-out FAMILY`` removes that family's frames from training and from the validation loss
 (leave-one-family-out, issue #19 item 2): its catch rate on the held-out measurements is the measure.
 
@@ -108,7 +109,8 @@ def _load(work: Path, name: str, channels: list[int]) -> tuple[np.ndarray, np.nd
     return np.ascontiguousarray(x), np.load(work / f"y_{name}.npy"), np.load(work / f"d_{name}.npy")
 
 
-def train(work: Path, channels: str, minutes: float, leave_out: str | None, seed: int) -> dict:
+def train(work: Path, channels: str, minutes: float, leave_out: str | None, seed: int,
+          logits_out: Path | None = None) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -144,6 +146,8 @@ def train(work: Path, channels: str, minutes: float, leave_out: str | None, seed
                     f"{k} {v['accuracy']:.3f}/{v['roc_auc']:.3f}" for k, v in report.items()), flush=True)
                 if report["validation"]["log_loss"] < best[0]:
                     best = (report["validation"]["log_loss"], report, step)
+                    if logits_out is not None:  # the chosen state's logits of every evaluation set, all fields
+                        np.savez(logits_out, **{name: _logits(net, xs) for name, (xs, _, _) in sets.items()})
             if done:
                 break
     return {"channels": channels, "leave_out": leave_out, "minutes": minutes, "seed": seed, "train_fields": int(len(y)),
@@ -161,11 +165,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--leave-out", choices=sorted(DEFECT_FAMILIES), default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--logits", type=Path, default=None,
+                   help="write the chosen state's logits of every evaluation set here (.npz), for bench_screening_hybrid_lofo.py")
     args = p.parse_args(argv)
     if args.step == "prepare":
         prepare(args.work, args.split_seed)
         return {}
-    result = train(args.work, args.channels, args.minutes, args.leave_out, args.seed)
+    result = train(args.work, args.channels, args.minutes, args.leave_out, args.seed, args.logits)
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
