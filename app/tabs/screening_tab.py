@@ -728,7 +728,7 @@ class ScreeningTab(QWidget):
         def failed(exc: BaseException) -> None:
             if self.view.field is shown:
                 try:
-                    self.view.set_difference(None, f"No comparison with the neighbours: {exc}")
+                    self.view.set_difference(None, str(exc))
                 except RuntimeError:
                     return
 

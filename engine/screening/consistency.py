@@ -168,12 +168,7 @@ def neighbour_residuals(fields: np.ndarray, illumination_per_um: np.ndarray | No
     ValueError
         Not an (N, h, w) stack, or fewer than :data:`MIN_FIELDS` fields.
     """
-    f = np.asarray(fields)
-    if f.ndim != 3:
-        raise ValueError(f"fields must have shape (N, h, w), got {f.shape}")
-    if f.shape[0] < MIN_FIELDS:
-        raise ValueError(f"neighbour residuals need at least {MIN_FIELDS} fields of one measurement, got {f.shape[0]}")
-    u = f.astype(np.complex64, copy=False)
+    u = _measurement_stack(fields, "neighbour residuals")
     nb = nearest_illuminations(illumination_per_um, u.shape[0])
     out = np.empty((u.shape[0], 2) + u.shape[1:], np.float32)
     for k in range(u.shape[0]):
@@ -210,19 +205,25 @@ def neighbour_difference(fields: np.ndarray, illumination_per_um: np.ndarray | N
     ValueError
         Not an (N, H, W) stack, fewer than :data:`MIN_FIELDS` fields, or ``index`` out of range.
     """
-    f = np.asarray(fields)
-    if f.ndim != 3:
-        raise ValueError(f"fields must have shape (N, H, W), got {f.shape}")
-    if f.shape[0] < MIN_FIELDS:
-        raise ValueError(f"a field is compared with its neighbours in a measurement of at least {MIN_FIELDS} "
-                         f"fields; this one has {f.shape[0]}")
+    f = _measurement_stack(fields, "comparing a field with its neighbours")
     if not 0 <= int(index) < f.shape[0]:
         raise ValueError(f"field {index} is not one of the {f.shape[0]} fields")
     k = int(index)
     nb = nearest_illuminations(illumination_per_um, f.shape[0])[k]
-    u = f[k].astype(np.complex64, copy=False)
-    ref = _neighbour_median(u, f[nb].astype(np.complex64, copy=False))
+    u = f[k]
+    ref = _neighbour_median(u, f[nb])
     return (np.abs(u - ref) / max(float(np.median(np.abs(ref))), _TINY)).astype(np.float32)
+
+
+def _measurement_stack(fields: np.ndarray, what: str) -> np.ndarray:
+    """One measurement's fields as a complex64 (N, h, w) stack; ValueError naming ``what`` needs them when they
+    are not a stack or fewer than :data:`MIN_FIELDS`."""
+    f = np.asarray(fields)
+    if f.ndim != 3:
+        raise ValueError(f"fields must have shape (N, h, w), got {f.shape}")
+    if f.shape[0] < MIN_FIELDS:
+        raise ValueError(f"{what}: at least {MIN_FIELDS} fields of one measurement are needed, got {f.shape[0]}")
+    return f.astype(np.complex64, copy=False)
 
 
 def _neighbour_median(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -261,12 +262,7 @@ def consistency_features(fields: np.ndarray, pixel_size_um: float, wavelength_um
     ValueError
         Fewer than :data:`MIN_FIELDS` fields, or not an (N, h, w) stack.
     """
-    f = np.asarray(fields)
-    if f.ndim != 3:
-        raise ValueError(f"fields must have shape (N, h, w), got {f.shape}")
-    if f.shape[0] < MIN_FIELDS:
-        raise ValueError(f"consistency features need at least {MIN_FIELDS} fields of one measurement, got {f.shape[0]}")
-    f = f.astype(np.complex64, copy=False)
+    f = _measurement_stack(fields, "consistency features")
     nb = nearest_illuminations(illumination_per_um, f.shape[0])
     a = _log_amplitude(f)
     fine = a - ndimage.gaussian_filter(a, (0, 2, 2))
