@@ -382,7 +382,7 @@ class FieldGridView(QListView):
 
     #: Keys the view must not eat (QListView would select on Space and type-search on letters).
     REVIEW_KEYS = {Qt.Key.Key_C, Qt.Key.Key_N, Qt.Key.Key_U, Qt.Key.Key_Space, Qt.Key.Key_Question,
-                   Qt.Key.Key_Z, Qt.Key.Key_Y}
+                   Qt.Key.Key_Z, Qt.Key.Key_Y, Qt.Key.Key_P, Qt.Key.Key_A, Qt.Key.Key_F, Qt.Key.Key_D}
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
