@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal, Slot
@@ -687,6 +687,17 @@ class ScreeningTab(QWidget):
         return dlg
 
     # ---------------------------------------------------------------- saliency
+    def _show_if_still_shown(self, shown: Any, show: Callable[[], None]) -> bool:
+        """Run ``show`` (a field job's result) if the view still shows the field ``shown``; False if it moved
+        on, or if the tab was destroyed while the job ran."""
+        try:
+            if self.view.field is not shown:
+                return False
+            show()
+        except RuntimeError:  # the tab was destroyed while the job ran
+            return False
+        return True
+
     @Slot(str)
     def _request_saliency(self, method: str) -> None:
         d, i = self.data, self.current_field()
@@ -697,11 +708,7 @@ class ScreeningTab(QWidget):
         shown = self.view.field
 
         def done(m: np.ndarray) -> None:
-            if self.view.field is shown:
-                try:
-                    self.view.set_saliency(method, m)
-                except RuntimeError:  # the tab was destroyed while the job ran
-                    return
+            if self._show_if_still_shown(shown, lambda: self.view.set_saliency(method, m)):
                 self.saliency_ready.emit(method)
 
         self._saliency_job = self.runner.submit(f"Saliency of field {i}", compute_saliency, d.model, d.fields[i],
@@ -718,19 +725,11 @@ class ScreeningTab(QWidget):
         shown = self.view.field
 
         def done(image: np.ndarray) -> None:
-            if self.view.field is shown:
-                try:
-                    self.view.set_difference(image)
-                except RuntimeError:  # the tab was destroyed while the job ran
-                    return
+            if self._show_if_still_shown(shown, lambda: self.view.set_difference(image)):
                 self.difference_ready.emit(i)
 
         def failed(exc: BaseException) -> None:
-            if self.view.field is shown:
-                try:
-                    self.view.set_difference(None, str(exc))
-                except RuntimeError:
-                    return
+            self._show_if_still_shown(shown, lambda: self.view.set_difference(None, str(exc)))
 
         self._difference_job = self.runner.submit(f"Field {i} against its neighbours", compute_neighbour_difference,
                                                   d.fields, d.illumination_per_um, i, on_result=done,

@@ -47,7 +47,7 @@ from ..screening.crops import CropSet
 from ..screening.network import ScreeningModel, load_model
 from .screening_families import _fmt, evaluate_logits, protocol_splits
 
-__all__ = ["fit_logistic", "choose_strength", "simulated_illuminations", "stage_inputs", "main"]
+__all__ = ["fit_logistic", "choose_strength", "simulated_illuminations", "measurement_features", "stage_inputs", "main"]
 
 #: The regularisation strengths tried (C: larger = weaker L2 penalty on the standardised weights).
 STRENGTHS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -136,9 +136,14 @@ def stage_inputs(model: ScreeningModel, cs: CropSet) -> tuple[np.ndarray, np.nda
     where a measurement has fewer than :data:`MIN_FIELDS` fields); illuminations from
     :func:`simulated_illuminations`."""
     p = np.clip(model.predict_fields(cs.fields).astype(np.float64), 1e-7, 1 - 1e-7)
-    feats = consistency_features_by_measurement(cs.fields, cs.measurement, cs.pixel_size_um, cs.wavelength_um,
-                                                simulated_illuminations(cs))
-    return p, np.column_stack([np.log(p / (1 - p)), feats])
+    return p, np.column_stack([np.log(p / (1 - p)), measurement_features(cs)])
+
+
+def measurement_features(cs: CropSet) -> np.ndarray:
+    """The :data:`CONSISTENCY_FEATURES` (M, 5) of simulated crops, measurement by measurement (NaN rows where a
+    measurement has fewer than :data:`MIN_FIELDS` fields); illuminations from :func:`simulated_illuminations`."""
+    return consistency_features_by_measurement(cs.fields, cs.measurement, cs.pixel_size_um, cs.wavelength_um,
+                                               simulated_illuminations(cs))
 
 
 def _metrics(prob: np.ndarray, cs: CropSet) -> dict:

@@ -195,6 +195,8 @@ class Driver:
         import numpy as np
         from PySide6.QtCore import QPoint, QRect
 
+        from app.logic.screening import unlike_neighbours
+
         w = self.window
         st = w.screening_tab
         w.tabs.setCurrentWidget(st)
@@ -202,7 +204,7 @@ class Driver:
         if d is None or d.consistency is None:
             _log("no consistency features: screening_against_neighbours.png not written")
             return
-        z = np.nan_to_num(np.nanmax(d.consistency, axis=1), nan=-1.0)
+        z = np.nan_to_num(unlike_neighbours(d), nan=-1.0)
         kept = (d.auto_decision == 1) & (z > 3)
         field = int(np.flatnonzero(kept)[np.argmax(z[kept])]) if kept.any() else int(np.argmax(z))
         st.select_field(field)

@@ -34,21 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.screening.consistency import consistency_features_by_measurement
 from engine.screening.crops import CropSet
 from engine.simulate.defects import DEFECT_FAMILIES
 from engine.screening.consistency import stage_probability
-from engine.training.screening_consistency import choose_strength, fit_logistic, simulated_illuminations
+from engine.training.screening_consistency import choose_strength, fit_logistic, measurement_features
 from engine.training.screening_families import DEFAULT_CACHE_DIR, protocol_splits
 
 CACHE = DEFAULT_CACHE_DIR / "families" / "families-chamber-110-20261206.npz"
 FALSE_ALARMS = (0.01, 0.02, 0.03, 0.05)
-
-
-def features(cs: CropSet) -> np.ndarray:
-    """The consistency features (M, 5) of a crop set, illuminations from the setup names."""
-    return consistency_features_by_measurement(cs.fields, cs.measurement, cs.pixel_size_um, cs.wavelength_um,
-                                               simulated_illuminations(cs))
 
 
 def anomaly_level(clean_features: np.ndarray, false_alarm: float) -> float:
@@ -82,13 +75,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     _, val, held_out = protocol_splits(CropSet.load(args.cache), args.split_seed)
-    f_val, f_test = features(val), features(held_out)
+    f_val, f_test = measurement_features(val), measurement_features(held_out)
     y, d = held_out.noisy.astype(np.float64), np.array(held_out.defect)
     clean_val = f_val[(val.noisy == 0) & np.all(np.isfinite(f_val), axis=1)]
     report: dict = {"anomaly_rule_alone": {}, "families": {}}
     levels = {a: anomaly_level(clean_val, a) for a in FALSE_ALARMS}
+    largest = np.nan_to_num(f_test, nan=-np.inf).max(axis=1)
+    flagged_at = {a: largest > t for a, t in levels.items()}  # the rule's decisions, the same for every network
     for a, t in levels.items():
-        flagged = np.nan_to_num(f_test, nan=-np.inf).max(axis=1) > t
+        flagged = flagged_at[a]
         report["anomaly_rule_alone"][str(a)] = {"level": round(t, 3), **summary(flagged, y, d, None),
                                                 "caught": {fam: round(float(flagged[np.isin(d, types)].mean()), 4)
                                                            for fam, types in DEFECT_FAMILIES.items()}}
@@ -103,8 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
         known = np.all(np.isfinite(x_test), axis=1)
         by_stage = np.where(known, stage_probability(stage, np.where(known[:, None], x_test, 0.0)) > 0.5, z > 0)
         row["stage"] = summary(by_stage, y, d, family)
-        for a, t in levels.items():
-            flagged = np.nan_to_num(f_test, nan=-np.inf).max(axis=1) > t
+        for a, flagged in flagged_at.items():
             row[f"or_anomaly_{a}"] = summary((z > 0) | flagged, y, d, family)
             row[f"stage_or_anomaly_{a}"] = summary(by_stage | flagged, y, d, family)
         report["families"][name] = row
