@@ -1,0 +1,92 @@
+"""Benchmark: the neighbour-based screening tools on clean exact-Mie spheres the project did not simulate (#19).
+
+Run: ``.venv/bin/python tests/benchmarks/bench_screening_anomaly_mie.py [--spheres 3] [--json OUT.json]``.
+Needs miepython (``pip install -e .[bench]``).
+
+Every field of these measurements is clean: miepython's exact Mie fields of a sphere (n 1.36, r 2.5 µm,
+49 ring illuminations to 0.8 of NA 1.2), holograms through the camera model of
+``bench_independent_mie.py``, at its default exposure and at the low-SNR one (1000 e-/px, steep power
+5e-6: the steepest fields' phase noise near 1 rad). Each measurement goes through
+:func:`engine.pipeline.process.process_measurement` (the shipped screen with its consistency features)
+and reports, per exposure:
+
+* how many fields the session-17 **anomaly rule** flags — the largest consistency z-score above the
+  level that 1 / 2 / 3 / 5 % of the generator-2 clean validation fields exceed (levels read from the
+  record ``screening-families-evaluation.json`` → ``session17_residual_input_and_hybrid_lofo``): on
+  clean fields every flag is a false alarm, to compare with the rate it was set for;
+* how many the shipped network flags (for reference);
+* how bright the Screening tab's "Against neighbours" image of a clean field is
+  (:func:`engine.screening.consistency.neighbour_difference`: the median over fields of its 99th
+  percentile, and the largest value), against the view's colour-scale floor of 0.25.
+
+Numbers only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_independent_mie import PHOTONS, STEEP_POWER, write_folder  # noqa: E402
+
+from engine.pipeline.process import ProcessOptions, process_measurement  # noqa: E402
+from engine.screening.consistency import neighbour_difference  # noqa: E402
+
+RECORD = HERE.parent.parent / "resources" / "models" / "screening-families-evaluation.json"
+EXPOSURES = {"default": (PHOTONS, STEEP_POWER), "low_snr": (1000.0, 5e-6)}
+
+
+def anomaly_levels() -> dict[str, float]:
+    rec = json.loads(RECORD.read_text(encoding="utf-8"))["session17_residual_input_and_hybrid_lofo"]
+    return {a: float(v["level"]) for a, v in rec["hybrid"]["anomaly_rule_alone"].items()}
+
+
+def measure(folder: Path, levels: dict[str, float]) -> dict:
+    res = process_measurement(folder, None, ProcessOptions(regularize="none"))
+    s, r = res.screening, res.retrieved
+    z = np.max(np.asarray(s.consistency, np.float64), axis=1)
+    diffs = [neighbour_difference(r.field, r.illumination_per_um, k) for k in range(len(r.field))]
+    return {"fields": int(len(z)), "network_flags": int((s.score > s.threshold).sum()),
+            "anomaly_flags": {a: int((z > t).sum()) for a, t in levels.items()},
+            "largest_z": round(float(z.max()), 2),
+            "difference_p99_median": round(float(np.median([np.percentile(d, 99) for d in diffs])), 3),
+            "difference_max": round(float(max(d.max() for d in diffs)), 3)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spheres", type=int, default=3)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    levels = anomaly_levels()
+    report: dict = {"levels": levels}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (photons, steep) in EXPOSURES.items():
+            rows = []
+            for seed in range(args.spheres):
+                folder = Path(tmp) / name / f"sphere_{seed}"
+                write_folder(folder, args.size, seed, photons, steep)
+                rows.append(measure(folder, levels))
+                print(name, seed, json.dumps(rows[-1]), flush=True)
+            n = sum(row["fields"] for row in rows)
+            report[name] = {"per_sphere": rows, "fields": n,
+                            "anomaly_false_alarm": {a: round(sum(row["anomaly_flags"][a] for row in rows) / n, 4)
+                                                    for a in levels},
+                            "network_false_alarm": round(sum(row["network_flags"] for row in rows) / n, 4)}
+            print(name, json.dumps({k: v for k, v in report[name].items() if k != "per_sphere"}))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return report
+
+
+if __name__ == "__main__":
+    main()
