@@ -498,9 +498,15 @@ def _choose_imperfections(seed: int, defects: list[str], rate: float, types: Seq
     return imperf
 
 
+def _noise_rng(seed: int, stream: int, k: int, noise_draw: int) -> np.random.Generator:
+    """Camera-noise source of frame ``k``: draw 0 is the measurement's own, others are new realisations."""
+    return _rng(seed, stream, k) if not noise_draw else np.random.default_rng([int(seed), stream, k, int(noise_draw)])
+
+
 def _acquire(fields_true: np.ndarray, frames: list, illum: np.ndarray, optics: _Optics, setup: Setup, seed: int,
              defects: list[str], imperf: list[str], *, progress: Optional[Callable[..., None]],
-             cancel: Optional[CancelToken]) -> tuple[np.ndarray, np.ndarray]:
+             cancel: Optional[CancelToken], apply_defects: bool = True,
+             noise_draw: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Holograms and backgrounds (n_frames, H, W) uint8/uint16 of the frames; reports progress 0.8 → 1."""
     H, W = setup.image_shape
     p = setup.pixel_size_um
@@ -528,13 +534,15 @@ def _acquire(fields_true: np.ndarray, frames: list, illum: np.ndarray, optics: _
             u = apply_imperfection(imperf[k], u, ctx, _rng(seed, _STREAM_IMPERFECT, 1 + k))
         t_sample, t_back = chamber.transmissions(illum[i], k) if chamber is not None else (1.0, 1.0)
         obj = u * beam * t_sample
-        if defects[k]:
+        if defects[k] and apply_defects:
             obj = apply_defect(defects[k], obj, u, ctx, _rng(seed, _STREAM_DEFECT, k))
-        holos[k] = _camera(np.abs(obj + optics.reference) ** 2, optics, setup, _rng(seed, _STREAM_SAMPLE, k),
+        holos[k] = _camera(np.abs(obj + optics.reference) ** 2, optics, setup,
+                           _noise_rng(seed, _STREAM_SAMPLE, k, noise_draw),
                            ctx.exposure_gain * ctx.shared_exposure_gain, ctx.read_noise_gain)
         holos[k] = ctx.apply_camera_effects(holos[k], setup.bit_depth)  # hot pixels, row noise, glints
         bg_obj = beam * t_back if pin == pout else np.zeros_like(beam)  # crossed analyser: no background field
-        backs[k] = _camera(np.abs(bg_obj + optics.reference) ** 2, optics, setup, _rng(seed, _STREAM_BACKGROUND, k),
+        backs[k] = _camera(np.abs(bg_obj + optics.reference) ** 2, optics, setup,
+                           _noise_rng(seed, _STREAM_BACKGROUND, k, noise_draw),
                            ctx.shared_exposure_gain, ctx.read_noise_gain)
         report(progress, 0.8 + 0.2 * (k + 1) / n_frames, f"holograms: {k + 1}/{n_frames}")
     return holos, backs
@@ -546,7 +554,8 @@ def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.r
                          cancel: Optional[CancelToken] = None, *, imperfection_rate: float = 0.0,
                          method: str = "ssnp", name: str = "simulated",
                          illuminations_per_um: Optional[np.ndarray] = None,
-                         imperfection_types: Optional[Sequence[str]] = None) -> SimulatedMeasurement:
+                         imperfection_types: Optional[Sequence[str]] = None, apply_defects: bool = True,
+                         noise_draw: int = 0) -> SimulatedMeasurement:
     """Simulate one multi-angle off-axis ODT acquisition of a phantom.
 
     Parameters
@@ -582,6 +591,15 @@ def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.r
     imperfection_types : sequence of str, optional
         Imperfections drawn for clean frames (default
         :data:`~engine.simulate.defects.IMPERFECTION_TYPES`; any of ``ALL_IMPERFECTION_TYPES``).
+    apply_defects : bool
+        False: choose the defects (and so every frame's imperfection) exactly as with True, but leave
+        the defective frames without their defect — the *defect-free twin* of the same measurement,
+        with the same camera noise, for measuring what each defect changes
+        (:mod:`engine.training.screening_severity`). ``defect_types`` and the labels still name the
+        defects that were drawn.
+    noise_draw : int
+        0: the measurement's own camera noise (shot, read, quantisation). Another value: a new, independent
+        realisation of it in every sample and background frame, everything else unchanged.
 
     Returns
     -------
@@ -620,7 +638,7 @@ def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.r
     defects = _choose_defects(n_frames, defect_rate, defect_types, choice_rng)
     imperf = _choose_imperfections(seed, defects, imperfection_rate, imperfection_types)
     holos, backs = _acquire(fields_true, frames, illum, optics, setup, seed, defects, imperf, progress=progress,
-                            cancel=cancel)
+                            cancel=cancel, apply_defects=apply_defects, noise_draw=noise_draw)
 
     pol = ("x", "y")
     md = MeasurementMetadata(

@@ -330,11 +330,13 @@ def cross_family_specs(n: int, seed: int, *, defect_rate: float = 0.5, chamber: 
 
 
 def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_shape=None,
-                          device: str = "cpu") -> CropSet:
+                          device: str = "cpu", apply_defects: bool = True, noise_draw: int = 0) -> CropSet:
     """Simulate one measurement with every defect family, retrieve its fields, keep the centre crops.
 
     The sample is simulated on a 0.1 µm grid (:data:`SIM_PIXEL_UM`) and imaged onto the spec's
     camera pixels; ``image_shape`` (camera pixels) defaults to the spec's 16 µm field of view.
+    ``apply_defects`` and ``noise_draw`` as :func:`~engine.simulate.holograms.simulate_measurement`'s
+    (the defect-free twin of the measurement, a new camera-noise realisation).
 
     Returns
     -------
@@ -360,7 +362,8 @@ def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_sh
     sim = holograms.simulate_measurement(phantom, setup, spec.seed, defect_rate=spec.defect_rate,
                                          defect_types=ALL_DEFECT_TYPES, imperfection_rate=spec.imperfection_rate,
                                          imperfection_types=ALL_IMPERFECTION_TYPES, device=device,
-                                         name=spec.setup_name)
+                                         name=spec.setup_name, apply_defects=apply_defects,
+                                         noise_draw=noise_draw)
     md = sim.measurement.metadata
     backgrounds = sim.measurement.backgrounds
     if spec.synthetic_background:
