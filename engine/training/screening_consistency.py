@@ -47,13 +47,23 @@ from ..screening.crops import CropSet
 from ..screening.network import ScreeningModel, load_model
 from .screening_families import _fmt, evaluate_logits, protocol_splits
 
-__all__ = ["fit_logistic", "choose_strength", "simulated_illuminations", "measurement_features", "stage_inputs", "main"]
+__all__ = ["balanced_weights", "fit_logistic", "choose_strength", "simulated_illuminations", "measurement_features",
+           "stage_inputs", "main"]
 
 #: The regularisation strengths tried (C: larger = weaker L2 penalty on the standardised weights).
 STRENGTHS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, strength: float) -> dict:
+def balanced_weights(y: np.ndarray) -> np.ndarray:
+    """Per-field weights (N,) giving the noisy and the clean fields half the total weight each (mean weight 1)."""
+    y = np.asarray(y, np.float64)
+    frac = float(y.mean())
+    if not 0 < frac < 1:
+        raise ValueError("the labels are all of one class: nothing to balance")
+    return np.where(y == 1, 0.5 / frac, 0.5 / (1 - frac))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, strength: float, sample_weight: Optional[np.ndarray] = None) -> dict:
     """L2-regularised logistic regression on standardised inputs.
 
     Parameters
@@ -64,6 +74,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, strength: float) -> dict:
         Labels, 1 = noisy.
     strength : float
         C > 0: the penalty is ``|w|² / (2C)`` on the standardised weights (the bias is not penalised).
+    sample_weight : ndarray (N,), optional
+        Each field's weight in the log-likelihood (default 1; :func:`balanced_weights` for a fit
+        whose probability is calibrated as if half the fields were noisy).
 
     Returns
     -------
@@ -75,13 +88,14 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, strength: float) -> dict:
     y = np.asarray(y, np.float64)
     if y.min() == y.max():
         raise ValueError("the labels are all of one class: nothing to fit")
+    sw = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, np.float64)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
     z = (x - mean) / scale
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         t = z @ w[:-1] + w[-1]
-        g = 1.0 / (1.0 + np.exp(-t)) - y
-        value = np.sum(np.logaddexp(0.0, t) - y * t) + 0.5 / strength * np.sum(w[:-1] ** 2)
+        g = (1.0 / (1.0 + np.exp(-t)) - y) * sw
+        value = np.sum(sw * (np.logaddexp(0.0, t) - y * t)) + 0.5 / strength * np.sum(w[:-1] ** 2)
         return float(value), np.append(z.T @ g + w[:-1] / strength, g.sum())
 
     w = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B").x
@@ -89,11 +103,13 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, strength: float) -> dict:
 
 
 def choose_strength(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, folds: int = 5,
-                    strengths=STRENGTHS) -> tuple[float, dict]:
-    """The strength with the lowest mean log-loss in ``folds``-fold cross-validation grouped by ``groups``.
+                    strengths=STRENGTHS, sample_weight: Optional[np.ndarray] = None) -> tuple[float, dict]:
+    """The strength with the lowest mean log-loss in ``folds``-fold cross-validation grouped by ``groups``
+    (weighted by ``sample_weight`` in the fit and in the held-out loss, when given).
 
     Returns the strength and ``{strength: mean held-out log-loss}``.
     """
+    sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
     ids = np.unique(groups)
     fold_of = {g: k % folds for k, g in enumerate(np.random.default_rng(0).permutation(ids))}
     fold = np.array([fold_of[g] for g in groups])
@@ -102,8 +118,8 @@ def choose_strength(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, folds: 
         losses = []
         for k in range(folds):
             tr, te = fold != k, fold == k
-            p = np.clip(stage_probability(fit_logistic(x[tr], y[tr], c), x[te]), 1e-7, 1 - 1e-7)
-            losses.append(-np.mean(y[te] * np.log(p) + (1 - y[te]) * np.log(1 - p)))
+            p = np.clip(stage_probability(fit_logistic(x[tr], y[tr], c, sw[tr]), x[te]), 1e-7, 1 - 1e-7)
+            losses.append(-np.average(y[te] * np.log(p) + (1 - y[te]) * np.log(1 - p), weights=sw[te]))
         scores[float(c)] = float(np.mean(losses))
     return min(scores, key=scores.__getitem__), scores
 
@@ -161,7 +177,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="generator 1's mixed cache (engine.training.screening_data); its validation split joins the fit "
                         "and its held-out split the report")
     p.add_argument("--generator1-seed", type=int, default=20261123)
+    p.add_argument("--generator1-report-only", action="store_true",
+                   help="report generator 1's validation and held-out splits but fit on generator 2's only")
     p.add_argument("--evaluate", nargs="*", default=[], metavar="NAME=CACHE.npz", help="more caches never fitted on")
+    p.add_argument("--defect-rates", type=float, nargs="*", default=[], metavar="RATE",
+                   help="fit on generator 2's validation measurements remade at these defect rates from their "
+                        "defect-free twins (engine.training.screening_mixtures) instead of as cached (half "
+                        "defective); the held-out measurements are reported at 0, these rates and as cached")
+    p.add_argument("--balanced", action="store_true",
+                   help="weight the noisy and the clean fields equally in the fit (the stage's probability is then "
+                        "calibrated for a half-defective measurement, whatever the fit sets' rate)")
     p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write (its .json beside it)")
     p.add_argument("--version", default="3.1.0")
     p.add_argument("--report", type=Path, default=None, help="write the metrics as JSON here")
@@ -170,15 +195,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def _sets(args) -> tuple[list[CropSet], dict[str, CropSet]]:
     """The validation sets the stage is fitted on, and every set reported (validation ones included)."""
-    _, val, held_out = protocol_splits(CropSet.load(args.validation), args.split_seed)
+    mixed = CropSet.load(args.validation)
+    _, val, held_out = protocol_splits(mixed, args.split_seed)
     fit, report = [val], {"validation": val, "held_out": held_out}
+    if args.defect_rates:
+        from .screening_mixtures import mixtures, twin_fields
+
+        twins = twin_fields(args.validation, mixed, [*np.unique(val.measurement), *np.unique(held_out.measurement)])
+        fit = [mixtures(val, twins, args.defect_rates, seed=args.split_seed)]
+        for rate in (0.0, *args.defect_rates):
+            report[f"held_out_rate_{rate:g}"] = mixtures(held_out, twins, [rate], seed=args.split_seed + 1)
     if args.generator1 is not None:
         from .screening_data import split_by_measurement
 
-        mixed = CropSet.load(args.generator1)
-        _, v1, t1 = split_by_measurement(mixed.measurement, (0.7, 0.15, 0.15), seed=args.generator1_seed)
-        fit.append(mixed.subset(v1))
-        report.update({"generator1_validation": fit[-1], "generator1_held_out": mixed.subset(t1)})
+        gen1 = CropSet.load(args.generator1)
+        _, v1, t1 = split_by_measurement(gen1.measurement, (0.7, 0.15, 0.15), seed=args.generator1_seed)
+        report.update({"generator1_validation": gen1.subset(v1), "generator1_held_out": gen1.subset(t1)})
+        if not args.generator1_report_only:
+            fit.append(report["generator1_validation"])
     for spec in args.evaluate:
         name, _, path = spec.partition("=")
         report[name] = CropSet.load(path)
@@ -199,7 +233,7 @@ def _evaluate(model: ScreeningModel, stage: dict, sets: dict[str, CropSet]) -> d
     return metrics
 
 
-def _fit(model: ScreeningModel, fit_sets: list[CropSet]) -> tuple[dict, float, dict, int]:
+def _fit(model: ScreeningModel, fit_sets: list[CropSet], balanced: bool = False) -> tuple[dict, float, dict, int]:
     xs, ys, gs = [], [], []
     for k, cs in enumerate(fit_sets):  # measurement ids kept apart across sets for the grouped folds
         _, x = stage_inputs(model, cs)
@@ -208,15 +242,39 @@ def _fit(model: ScreeningModel, fit_sets: list[CropSet]) -> tuple[dict, float, d
         ys.append(cs.noisy[ok].astype(float))
         gs.append(cs.measurement[ok].astype(np.int64) + 1_000_000 * k)
     x, y, g = np.concatenate(xs), np.concatenate(ys), np.concatenate(gs)
-    strength, cv = choose_strength(x, y, g)
-    return fit_logistic(x, y, strength), strength, cv, len(y)
+    sw = balanced_weights(y) if balanced else None
+    strength, cv = choose_strength(x, y, g, sample_weight=sw)
+    return fit_logistic(x, y, strength, sw), strength, cv, len(y)
+
+
+def json_safe(value):
+    """``value`` with every non-finite float replaced by None (strict JSON: a set without noisy fields has no
+    sensitivity or AUC)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _fit_note(args) -> str:
+    """How the fit sets were made, for the card (empty for the validation measurements as cached)."""
+    note = ""
+    if args.defect_rates:
+        note += (f"; generator 2's validation measurements remade at {', '.join(f'{r:g}' for r in args.defect_rates)} "
+                 "defective frames from their defect-free twins (engine.training.screening_mixtures)")
+    if args.generator1 is not None and args.generator1_report_only:
+        note += "; generator 1 reported, not fitted"
+    return note + ("; noisy and clean fields weighted equally" if args.balanced else "")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(argv)
     model = load_model(args.model)
     fit_sets, sets = _sets(args)
-    stage, strength, cv, n_fit = _fit(model, fit_sets)
+    stage, strength, cv, n_fit = _fit(model, fit_sets, args.balanced)
     print(f"strength C = {strength} (grouped 5-fold log-loss {cv}); weights {np.round(stage['weights'], 3).tolist()}")
     metrics = _evaluate(model, stage, sets)
     src = resolve_model_file("screening-compact" if args.model == "default" else args.model)
@@ -229,7 +287,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"{MIN_FIELDS} fields: the consistency stage's sigmoid(bias + sum_i weights_i (x_i - mean_i) / scale_i), "
                   "x = (logit of the network's probability, the consistency features)",
         "consistency": {"method": "logistic regression on the validation measurements (L2 on standardised weights, "
-                                  "strength by 5-fold cross-validation grouped by measurement)",
+                                  "strength by 5-fold cross-validation grouped by measurement)" + _fit_note(args),
                         "features": ["network_logit", *CONSISTENCY_FEATURES], **stage, "min_fields": MIN_FIELDS,
                         "neighbours": NEIGHBOURS, "radial_weight": RADIAL_WEIGHT, "strength": strength,
                         "cross_validated_log_loss": cv, "validation_fields": n_fit,
@@ -239,17 +297,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         "command": "python -m engine.training.screening_consistency " + " ".join(
             [f"--validation {args.validation.name}", f"--split-seed {args.split_seed}"]
             + ([f"--generator1 {args.generator1.name} --generator1-seed {args.generator1_seed}"] if args.generator1 else [])
+            + (["--generator1-report-only"] if args.generator1_report_only else [])
+            + ([f"--defect-rates {' '.join(f'{r:g}' for r in args.defect_rates)}"] if args.defect_rates else [])
+            + (["--balanced"] if args.balanced else [])
             + ([f"--evaluate {' '.join(caches)}"] if caches else []) + [f"--version {args.version}"]),
     })
     args.out.parent.mkdir(parents=True, exist_ok=True)
     out = args.out.with_suffix(".safetensors")
     if out.resolve() != src.resolve():
         shutil.copyfile(src, out)
-    out.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps(json_safe(card), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     print(f"wrote {out} and its card")
     if args.report:
-        args.report.write_text(json.dumps({"strength": strength, "cv": cv, "stage": stage, "metrics": metrics},
-                                          indent=1), encoding="utf-8")
+        args.report.write_text(json.dumps(json_safe({"strength": strength, "cv": cv, "stage": stage, "metrics": metrics}),
+                                          indent=1, allow_nan=False), encoding="utf-8")
     print(json.dumps({k: round(v["accuracy"], 4) for k, v in metrics["with_stage"].items()}))
     return 0
 

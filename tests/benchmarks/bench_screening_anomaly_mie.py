@@ -14,7 +14,9 @@ and reports, per exposure:
   level that 1 / 2 / 3 / 5 % of the generator-2 clean validation fields exceed (levels read from the
   record ``screening-families-evaluation.json`` → ``session17_residual_input_and_hybrid_lofo``): on
   clean fields every flag is a false alarm, to compare with the rate it was set for;
-* how many the shipped network flags (for reference);
+* how many the shipped network flags (for reference), and how many each consistency stage flags: the
+  shipped model's and every ``--stage`` model's (same networks, another stage: its card's ``consistency``
+  applied to the features and network probability the shipped model computed);
 * how bright the Screening tab's "Against neighbours" image of a clean field is
   (:func:`engine.screening.consistency.neighbour_difference`: the median over fields of its 99th
   percentile, and the largest value), against the view's colour-scale floor of 0.25.
@@ -39,6 +41,7 @@ from bench_independent_mie import PHOTONS, STEEP_POWER, write_folder  # noqa: E4
 
 from engine.pipeline.process import ProcessOptions, process_measurement  # noqa: E402
 from engine.screening.consistency import neighbour_difference  # noqa: E402
+from engine.screening.network import load_model  # noqa: E402
 
 RECORD = HERE.parent.parent / "resources" / "models" / "screening-families-evaluation.json"
 EXPOSURES = {"default": (PHOTONS, STEEP_POWER), "low_snr": (1000.0, 5e-6)}
@@ -49,13 +52,16 @@ def anomaly_levels() -> dict[str, float]:
     return {a: float(v["level"]) for a, v in rec["hybrid"]["anomaly_rule_alone"].items()}
 
 
-def measure(folder: Path, levels: dict[str, float]) -> dict:
+def measure(folder: Path, levels: dict[str, float], stages: dict) -> dict:
     res = process_measurement(folder, None, ProcessOptions(regularize="none"))
     s, r = res.screening, res.retrieved
     z = np.max(np.asarray(s.consistency, np.float64), axis=1)
+    stage_flags = {"shipped": int((s.consistency_score > s.threshold).sum())}
+    stage_flags.update({name: int((m.apply_consistency(s.score, s.consistency) > s.threshold).sum())
+                        for name, m in stages.items()})
     diffs = [neighbour_difference(r.field, r.illumination_per_um, k) for k in range(len(r.field))]
     return {"fields": int(len(z)), "network_flags": int((s.score > s.threshold).sum()),
-            "anomaly_flags": {a: int((z > t).sum()) for a, t in levels.items()},
+            "anomaly_flags": {a: int((z > t).sum()) for a, t in levels.items()}, "stage_flags": stage_flags,
             "largest_z": round(float(z.max()), 2),
             "difference_p99_median": round(float(np.median([np.percentile(d, 99) for d in diffs])), 3),
             "difference_max": round(float(max(d.max() for d in diffs)), 3)}
@@ -65,9 +71,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spheres", type=int, default=3)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--stage", nargs="*", default=[], metavar="MODEL",
+                    help="more screening models (.safetensors) whose consistency stage is applied as well")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     levels = anomaly_levels()
+    stages = {Path(m).parent.name + "/" + Path(m).stem: load_model(m) for m in args.stage}
     report: dict = {"levels": levels}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (photons, steep) in EXPOSURES.items():
@@ -75,13 +84,15 @@ def main(argv: list[str] | None = None) -> dict:
             for seed in range(args.spheres):
                 folder = Path(tmp) / name / f"sphere_{seed}"
                 write_folder(folder, args.size, seed, photons, steep)
-                rows.append(measure(folder, levels))
+                rows.append(measure(folder, levels, stages))
                 print(name, seed, json.dumps(rows[-1]), flush=True)
             n = sum(row["fields"] for row in rows)
             report[name] = {"per_sphere": rows, "fields": n,
                             "anomaly_false_alarm": {a: round(sum(row["anomaly_flags"][a] for row in rows) / n, 4)
                                                     for a in levels},
-                            "network_false_alarm": round(sum(row["network_flags"] for row in rows) / n, 4)}
+                            "network_false_alarm": round(sum(row["network_flags"] for row in rows) / n, 4),
+                            "stage_false_alarm": {k: round(sum(row["stage_flags"][k] for row in rows) / n, 4)
+                                                  for k in rows[0]["stage_flags"]}}
             print(name, json.dumps({k: v for k, v in report[name].items() if k != "per_sphere"}))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
