@@ -462,7 +462,9 @@ def measurement_consistency(model: Any, fields: np.ndarray, illumination_per_um:
     crops = f if crop_origin is None else crop_at(f, tuple(crop_origin), CROP_SIZE)
     feats, stage_score = model.measurement_consistency(crops, float(metadata.pixel_size_um),
                                                        float(metadata.wavelength_um), illumination_per_um,
-                                                       np.asarray(score, np.float32))
+                                                       np.asarray(score, np.float32),
+                                                       na_objective=getattr(metadata, "na_objective", None),
+                                                       medium_index=getattr(metadata, "medium_index", None))
     return feats, (np.asarray(score, np.float32) if stage_decided and feats is not None else stage_score)
 
 

@@ -61,11 +61,14 @@ from .rule import rule_peak_metric
 
 __all__ = ["CONSISTENCY_FEATURES", "MIN_FIELDS", "NEIGHBOURS", "consistency_features",
            "consistency_features_by_measurement", "nearest_illuminations", "neighbour_difference", "neighbour_residuals",
-           "stage_probability"]
+           "stage_probability", "TOMOGRAPHIC_FEATURE"]
 
 #: The feature names, in column order.
 CONSISTENCY_FEATURES: tuple[str, ...] = ("amplitude_residual", "phase_residual", "fine_structure", "row_column",
                                          "spectral_peak")
+#: The optional last input of a consistency stage (3.3 cards): each field against its prediction from the others
+#: by the Fourier diffraction theorem (:func:`engine.screening.tomographic.tomographic_residual`).
+TOMOGRAPHIC_FEATURE = "tomographic_residual"
 #: Fewest fields of one measurement for which the features are computed.
 MIN_FIELDS: int = 8
 #: Fields of nearest illumination each field is compared with, when the illuminations are known.
@@ -235,7 +238,8 @@ def _neighbour_median(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def consistency_features(fields: np.ndarray, pixel_size_um: float, wavelength_um: float,
-                         illumination_per_um: np.ndarray | None = None) -> np.ndarray:
+                         illumination_per_um: np.ndarray | None = None,
+                         probability: np.ndarray | None = None) -> np.ndarray:
     """The :data:`CONSISTENCY_FEATURES` of every field of one measurement.
 
     Parameters
@@ -250,6 +254,11 @@ def consistency_features(fields: np.ndarray, pixel_size_um: float, wavelength_um
         Illumination frequencies, cycles/µm. Given, each field is compared with the
         :data:`NEIGHBOURS` fields of nearest illumination (fields of a steep, dim ring with each
         other; a strong sample's angle-dependent scattering cancels); else with all the others.
+    probability : ndarray (N,), optional
+        A network's noisy-probability of each field. Given, the robust spread of each feature is measured
+        on the fields it keeps (below 0.5) when at least :data:`MIN_FIELDS` are, so that a measurement with
+        many defective fields does not widen it (screening cards with ``"spread_from": "network_clean"``);
+        else on every field (3.1/3.2 cards).
 
     Returns
     -------
@@ -272,7 +281,10 @@ def consistency_features(fields: np.ndarray, pixel_size_um: float, wavelength_um
     raw = np.stack([_relative_log(_amplitude_rms(a, nb), nb), _relative_log(_phase_rms(f, nb), nb),
                     _relative_log(fine_q, nb), _relative_log(rows_cols, nb),
                     (peak - np.median(peak[nb], axis=1)).astype(np.float32)], axis=1)
-    spread = 1.4826 * np.median(np.abs(raw - np.median(raw, axis=0)), axis=0)
+    ref = raw
+    if probability is not None and int(np.sum(np.asarray(probability) < 0.5)) >= MIN_FIELDS:
+        ref = raw[np.asarray(probability) < 0.5]
+    spread = 1.4826 * np.median(np.abs(ref - np.median(ref, axis=0)), axis=0)
     return np.maximum(raw / np.maximum(spread, MIN_SPREAD), 0.0).astype(np.float32)  # one-sided: excess only
 
 

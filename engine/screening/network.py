@@ -50,7 +50,7 @@ from ..models import ModelFileError, load_network, save_safetensors_model
 from ..resources import models_dir
 from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
-from .consistency import consistency_features, stage_probability
+from .consistency import TOMOGRAPHIC_FEATURE, consistency_features, stage_probability
 from .domain import screening_domain_check
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
 from .sample_crop import centre_origin, crop_at, screening_crop_origin
@@ -678,6 +678,8 @@ class ScreeningModel:
         if stage is None:
             return None
         names = ["network_logit", *CONSISTENCY_FEATURES]
+        if list(stage.get("features", []))[len(names):] == [TOMOGRAPHIC_FEATURE]:
+            names.append(TOMOGRAPHIC_FEATURE)  # 3.3 cards: each field against its tomographic prediction too
         try:
             arrays = {k: np.asarray(stage[k], np.float64) for k in ("mean", "scale", "weights")}
             bias = float(stage["bias"])
@@ -685,15 +687,21 @@ class ScreeningModel:
             raise ModelFileError(f"model card {self.name}: consistency stage incomplete ({exc})") from exc
         if list(stage.get("features", [])) != names or any(v.shape != (len(names),) for v in arrays.values()):
             raise ModelFileError(f"model card {self.name}: consistency stage must list the features {names} "
-                                 "with one mean, scale and weight each")
+                                 f"(optionally followed by {TOMOGRAPHIC_FEATURE!r}) with one mean, scale and weight each")
+        spread_from = str(stage.get("spread_from", "all"))
+        if spread_from not in ("all", "network_clean"):
+            raise ModelFileError(f"model card {self.name}: consistency stage spread_from must be 'all' or "
+                                 f"'network_clean', not {spread_from!r}")
         if not (all(np.all(np.isfinite(v)) for v in arrays.values()) and np.isfinite(bias)
                 and np.all(arrays["scale"] > 0)):
             raise ModelFileError(f"model card {self.name}: consistency stage holds non-finite numbers or a scale <= 0")
-        return {**arrays, "bias": bias, "min_fields": int(stage.get("min_fields", 8))}
+        return {**arrays, "bias": bias, "min_fields": int(stage.get("min_fields", 8)), "spread_from": spread_from,
+                "tomographic": names[-1] == TOMOGRAPHIC_FEATURE}
 
     def apply_consistency(self, probability: np.ndarray, features: np.ndarray) -> np.ndarray:
         """The consistency stage's noisy-probability (N,) float32 from the network's ``probability`` (N,)
-        and the fields' consistency ``features`` (N, 5); ``probability`` unchanged without a stage, and for
+        and the fields' consistency ``features`` (N, 5), followed by their tomographic residual (N, 6) when the
+        stage takes it; ``probability`` unchanged without a stage, and for
         each field whose features are not finite (NaN: too few fields in its measurement)."""
         stage = self.consistency
         if stage is None:
@@ -704,16 +712,34 @@ class ScreeningModel:
         return np.where(known, stage_probability(stage, np.where(known[:, None], x, 0.0)), p).astype(np.float32)
 
     def measurement_consistency(self, crops: np.ndarray, pixel_size_um: float, wavelength_um: float,
-                                illumination_per_um: Optional[np.ndarray], probability: np.ndarray
+                                illumination_per_um: Optional[np.ndarray], probability: np.ndarray, *,
+                                na_objective: Optional[float] = None, medium_index: Optional[float] = None,
+                                unwrapped_phase: Optional[np.ndarray] = None
                                 ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
         """The consistency features (N, 5) of one measurement's screening crops and the stage's noisy-probability
         (N,) from the network's ``probability``; (None, None) without a stage or with fewer than its
-        ``min_fields`` fields (arguments as :func:`~engine.screening.consistency.consistency_features`)."""
+        ``min_fields`` fields (arguments as :func:`~engine.screening.consistency.consistency_features`).
+
+        A stage with ``"spread_from": "network_clean"`` measures the features' spreads on the fields the
+        network keeps; one that takes the tomographic residual (:mod:`engine.screening.tomographic`) needs
+        ``illumination_per_um``, ``na_objective`` and ``medium_index`` (the stage is then skipped, (features,
+        None), without them; ``unwrapped_phase``, the crops' unwrapped phase, saves unwrapping them again). The
+        residual is an input of the stage only: the features returned are the five
+        of :data:`~engine.screening.consistency.CONSISTENCY_FEATURES`, as result files store them."""
         stage = self.consistency
         if stage is None or np.shape(crops)[0] < stage["min_fields"]:
             return None, None
-        features = consistency_features(crops, pixel_size_um, wavelength_um, illumination_per_um)
-        return features, self.apply_consistency(probability, features)
+        prob = np.asarray(probability) if stage["spread_from"] == "network_clean" else None
+        features = consistency_features(crops, pixel_size_um, wavelength_um, illumination_per_um, prob)
+        if not stage["tomographic"]:
+            return features, self.apply_consistency(probability, features)
+        if illumination_per_um is None or na_objective is None or medium_index is None:
+            return features, None
+        from .tomographic import tomographic_residual
+
+        tomo = tomographic_residual(crops, pixel_size_um, wavelength_um, illumination_per_um, float(na_objective),
+                                    float(medium_index), prob, stage["min_fields"], unwrapped_phase)
+        return features, self.apply_consistency(probability, np.column_stack([features, tomo]))
 
 
 def default_model_name(device: str | torch.device = "auto") -> str:
@@ -933,13 +959,18 @@ def screen_fields(
     stage = m.consistency
     if stage is not None:  # each field against its neighbours in the measurement
         report(progress, 0.8, "measurement consistency")
-    features, stage_score = m.measurement_consistency(crop_fields, px, float(metadata.wavelength_um),
-                                                      illumination_per_um, score)
+    features, stage_score = m.measurement_consistency(
+        crop_fields, px, float(metadata.wavelength_um), illumination_per_um, score,
+        na_objective=getattr(metadata, "na_objective", None), medium_index=getattr(metadata, "medium_index", None),
+        unwrapped_phase=None if unwrapped_phase is None else crop_at(np.asarray(unwrapped_phase), origin, CROP_SIZE))
     if consistency and stage is None:
         raise ValueError(f"screening model {m.label} has no consistency stage: screen without it, or use a model "
                          "whose card has one")
     warnings = screening_domain_check(metadata, m.card, pixel_size_um=px, field_shape=f.shape)
-    if consistency and stage_score is None:
+    if consistency and stage_score is None and features is not None:
+        warnings.append("consistency stage not used: its tomographic input needs the illuminations, the objective NA "
+                        "and the medium index, and this measurement lacks one (network alone)")
+    elif consistency and stage_score is None:
         warnings.append(f"consistency stage not used: it compares each field with at least "
                         f"{stage['min_fields'] - 1} others, and this measurement has {n} fields (network alone)")
     elif consistency:

@@ -147,12 +147,41 @@ def simulated_illuminations(cs: CropSet) -> np.ndarray:
     return out
 
 
-def stage_inputs(model: ScreeningModel, cs: CropSet) -> tuple[np.ndarray, np.ndarray]:
-    """The network's probabilities (M,) and the stage's inputs (M, 6): ``(logit p, features)`` (NaN rows
-    where a measurement has fewer than :data:`MIN_FIELDS` fields); illuminations from
-    :func:`simulated_illuminations`."""
+def stage_inputs(model: ScreeningModel, cs: CropSet, *, spread_from: str = "all",
+                 tomographic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The network's probabilities (M,) and the stage's inputs (M, 6), or (M, 7) with ``tomographic``:
+    ``(logit p, features[, tomographic residual])`` (NaN rows where a measurement has fewer than
+    :data:`MIN_FIELDS` fields); illuminations from :func:`simulated_illuminations`. ``spread_from``:
+    ``"all"`` or ``"network_clean"`` (the spreads measured on the fields the network keeps, as a card
+    with that ``spread_from`` does)."""
     p = np.clip(model.predict_fields(cs.fields).astype(np.float64), 1e-7, 1 - 1e-7)
-    return p, np.column_stack([np.log(p / (1 - p)), measurement_features(cs)])
+    if spread_from == "all" and not tomographic:
+        return p, np.column_stack([np.log(p / (1 - p)), measurement_features(cs)])
+    return p, np.column_stack([np.log(p / (1 - p)), _stage_features(cs, p, spread_from == "network_clean",
+                                                                   tomographic)])
+
+
+def _stage_features(cs: CropSet, p: np.ndarray, clean_spread: bool, tomographic: bool) -> np.ndarray:
+    """Per measurement: the consistency features (spreads from the fields with ``p < 0.5`` if ``clean_spread``)
+    and, with ``tomographic``, the tomographic residual (NA from the setup name, the simulator's medium)."""
+    from ..screening.consistency import consistency_features
+    from ..screening.tomographic import tomographic_residual
+    from ..simulate.holograms import Setup
+
+    ill = simulated_illuminations(cs)
+    out = np.full((len(cs), len(CONSISTENCY_FEATURES) + int(tomographic)), np.nan)
+    for m in np.unique(cs.measurement):
+        idx = np.flatnonzero(cs.measurement == m)
+        if idx.size < MIN_FIELDS:
+            continue
+        px, lam, prob = float(cs.pixel_size_um[idx[0]]), float(cs.wavelength_um[idx[0]]), p[idx]
+        out[idx, :len(CONSISTENCY_FEATURES)] = consistency_features(cs.fields[idx], px, lam, ill[idx],
+                                                                    prob if clean_spread else None)
+        if tomographic:
+            na = float(_SETUP_NAME.search(cs.setup[idx[0]]).group(2))
+            out[idx, -1] = tomographic_residual(cs.fields[idx], px, lam, ill[idx], na, Setup().medium_index,
+                                                prob if clean_spread else None)
+    return out
 
 
 def measurement_features(cs: CropSet) -> np.ndarray:
@@ -187,6 +216,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--balanced", action="store_true",
                    help="weight the noisy and the clean fields equally in the fit (the stage's probability is then "
                         "calibrated for a half-defective measurement, whatever the fit sets' rate)")
+    p.add_argument("--spread-from", choices=("all", "network_clean"), default="all",
+                   help="measure each feature's robust spread over all the measurement's fields (3.1/3.2) or over "
+                        "those the network keeps (a measurement with many defects does not widen it)")
+    p.add_argument("--tomographic", action="store_true",
+                   help="a seventh input: each field against its prediction from the others by the Fourier "
+                        "diffraction theorem (engine.screening.tomographic)")
     p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write (its .json beside it)")
     p.add_argument("--version", default="3.1.0")
     p.add_argument("--report", type=Path, default=None, help="write the metrics as JSON here")
@@ -219,10 +254,10 @@ def _sets(args) -> tuple[list[CropSet], dict[str, CropSet]]:
     return fit, report
 
 
-def _evaluate(model: ScreeningModel, stage: dict, sets: dict[str, CropSet]) -> dict:
+def _evaluate(model: ScreeningModel, stage: dict, sets: dict[str, CropSet], **inputs) -> dict:
     metrics: dict = {"with_stage": {}, "network_alone": {}}
     for name, cs in sets.items():
-        p, x = stage_inputs(model, cs)
+        p, x = stage_inputs(model, cs, **inputs)
         rows = np.all(np.isfinite(x), axis=1)
         q = p.copy()
         q[rows] = stage_probability(stage, x[rows])
@@ -233,10 +268,11 @@ def _evaluate(model: ScreeningModel, stage: dict, sets: dict[str, CropSet]) -> d
     return metrics
 
 
-def _fit(model: ScreeningModel, fit_sets: list[CropSet], balanced: bool = False) -> tuple[dict, float, dict, int]:
+def _fit(model: ScreeningModel, fit_sets: list[CropSet], balanced: bool = False,
+         **inputs) -> tuple[dict, float, dict, int]:
     xs, ys, gs = [], [], []
     for k, cs in enumerate(fit_sets):  # measurement ids kept apart across sets for the grouped folds
-        _, x = stage_inputs(model, cs)
+        _, x = stage_inputs(model, cs, **inputs)
         ok = np.all(np.isfinite(x), axis=1)
         xs.append(x[ok])
         ys.append(cs.noisy[ok].astype(float))
@@ -274,9 +310,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(argv)
     model = load_model(args.model)
     fit_sets, sets = _sets(args)
-    stage, strength, cv, n_fit = _fit(model, fit_sets, args.balanced)
+    inputs = {"spread_from": args.spread_from, "tomographic": args.tomographic}
+    stage, strength, cv, n_fit = _fit(model, fit_sets, args.balanced, **inputs)
     print(f"strength C = {strength} (grouped 5-fold log-loss {cv}); weights {np.round(stage['weights'], 3).tolist()}")
-    metrics = _evaluate(model, stage, sets)
+    metrics = _evaluate(model, stage, sets, **inputs)
     src = resolve_model_file("screening-compact" if args.model == "default" else args.model)
     card = json.loads(src.with_suffix(".json").read_text(encoding="utf-8"))
     caches = [f"{n}={Path(p).name}" for n, _, p in (spec.partition("=") for spec in args.evaluate)]
@@ -288,7 +325,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                   "x = (logit of the network's probability, the consistency features)",
         "consistency": {"method": "logistic regression on the validation measurements (L2 on standardised weights, "
                                   "strength by 5-fold cross-validation grouped by measurement)" + _fit_note(args),
-                        "features": ["network_logit", *CONSISTENCY_FEATURES], **stage, "min_fields": MIN_FIELDS,
+                        "features": ["network_logit", *CONSISTENCY_FEATURES]
+                        + (["tomographic_residual"] if args.tomographic else []),
+                        **stage, "min_fields": MIN_FIELDS, "spread_from": args.spread_from,
                         "neighbours": NEIGHBOURS, "radial_weight": RADIAL_WEIGHT, "strength": strength,
                         "cross_validated_log_loss": cv, "validation_fields": n_fit,
                         "default": "off: screen_fields(consistency=True), odt-studio batch --screen-consistency",
@@ -300,6 +339,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             + (["--generator1-report-only"] if args.generator1_report_only else [])
             + ([f"--defect-rates {' '.join(f'{r:g}' for r in args.defect_rates)}"] if args.defect_rates else [])
             + (["--balanced"] if args.balanced else [])
+            + ([f"--spread-from {args.spread_from}"] if args.spread_from != "all" else [])
+            + (["--tomographic"] if args.tomographic else [])
             + ([f"--evaluate {' '.join(caches)}"] if caches else []) + [f"--version {args.version}"]),
     })
     args.out.parent.mkdir(parents=True, exist_ok=True)

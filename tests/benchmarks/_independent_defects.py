@@ -93,6 +93,8 @@ class IndependentSet:
         Each field's retrieved pixel and vacuum wavelength, µm (for measurement-wise features).
     illumination_per_um : (M, 2) float64 or None
         Each field's retrieved illumination frequency, cycles/µm.
+    na_objective, medium_index : (M,) float32 or None
+        Each field's objective NA and medium index (for the tomographic consistency input).
     """
 
     fields: np.ndarray
@@ -104,6 +106,8 @@ class IndependentSet:
     pixel_size_um: np.ndarray | None = None
     wavelength_um: np.ndarray | None = None
     illumination_per_um: np.ndarray | None = None
+    na_objective: np.ndarray | None = None
+    medium_index: np.ndarray | None = None
 
 
 def draw_optics(rng: np.random.Generator, bits: int) -> Optics:
@@ -267,7 +271,7 @@ def make_set(n_measurements: int = 20, seed: int = 19_000, *, device: str = "cpu
     """Generate and retrieve the set: half Mie spheres, half rods; 8- and 16-bit alternating."""
     from engine.holography.retrieval import retrieve_fields
 
-    fields, noisy, family, meas, bits, kinds, px, lam, ill = [], [], [], [], [], [], [], [], []
+    fields, noisy, family, meas, bits, kinds, px, lam, ill, na, nm = [], [], [], [], [], [], [], [], [], [], []
     for m in range(n_measurements):
         kind = "mie" if m % 2 == 0 else "rod"
         b = 8 if (m // 2) % 2 == 0 else 16
@@ -285,6 +289,8 @@ def make_set(n_measurements: int = 20, seed: int = 19_000, *, device: str = "cpu
         px += [float(ret.pixel_size_um)] * len(fam)
         lam += [float(md.wavelength_um)] * len(fam)
         ill.append(np.asarray(ret.illumination_per_um, np.float64))
+        na += [float(md.na_objective)] * len(fam)
+        nm += [float(md.medium_index)] * len(fam)
     return IndependentSet(np.concatenate(fields), np.array(noisy, np.uint8), family, np.array(meas, np.int32),
                           np.array(bits, np.int32), kinds, np.array(px, np.float32), np.array(lam, np.float32),
-                          np.concatenate(ill))
+                          np.concatenate(ill), np.array(na, np.float32), np.array(nm, np.float32))

@@ -41,7 +41,8 @@ from bench_independent_mie import PHOTONS, STEEP_POWER, write_folder  # noqa: E4
 
 from engine.pipeline.process import ProcessOptions, process_measurement  # noqa: E402
 from engine.screening.consistency import neighbour_difference  # noqa: E402
-from engine.screening.network import load_model  # noqa: E402
+from engine.screening.network import CROP_SIZE, load_model  # noqa: E402
+from engine.screening.sample_crop import crop_at  # noqa: E402
 
 RECORD = HERE.parent.parent / "resources" / "models" / "screening-families-evaluation.json"
 EXPOSURES = {"default": (PHOTONS, STEEP_POWER), "low_snr": (1000.0, 5e-6)}
@@ -57,8 +58,11 @@ def measure(folder: Path, levels: dict[str, float], stages: dict) -> dict:
     s, r = res.screening, res.retrieved
     z = np.max(np.asarray(s.consistency, np.float64), axis=1)
     stage_flags = {"shipped": int((s.consistency_score > s.threshold).sum())}
-    stage_flags.update({name: int((m.apply_consistency(s.score, s.consistency) > s.threshold).sum())
-                        for name, m in stages.items()})
+    md, crops = res.metadata, crop_at(np.asarray(r.field), tuple(s.crop_origin), CROP_SIZE)
+    for name, m in stages.items():  # the same crops and network probability, this model's stage
+        _, q = m.measurement_consistency(crops, float(r.pixel_size_um), float(md.wavelength_um), r.illumination_per_um,
+                                         s.score, na_objective=md.na_objective, medium_index=md.medium_index)
+        stage_flags[name] = int((q > s.threshold).sum())
     diffs = [neighbour_difference(r.field, r.illumination_per_um, k) for k in range(len(r.field))]
     return {"fields": int(len(z)), "network_flags": int((s.score > s.threshold).sum()),
             "anomaly_flags": {a: int((z > t).sum()) for a, t in levels.items()}, "stage_flags": stage_flags,

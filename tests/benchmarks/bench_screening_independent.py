@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _independent_defects as ind
 
 from engine.metrics import expected_calibration_error, screening_metrics
-from engine.screening.consistency import consistency_features_by_measurement
+
 from engine.screening.network import load_model
 
 
@@ -44,6 +44,19 @@ def score_set(s: ind.IndependentSet, prob: np.ndarray, threshold: float = 0.5) -
         sel = np.isin(fam, members)
         out["caught"][group] = float(noisy_pred[sel].mean()) if sel.any() else float("nan")
     out["clean_kept"] = {str(b): float((~noisy_pred[(s.bits == b) & (s.noisy == 0)]).mean()) for b in (8, 16)}
+    return out
+
+
+def stage_scores(m, s, prob: np.ndarray) -> np.ndarray:
+    """The consistency stage's noisy-probability of every field, measurement by measurement (network's where none)."""
+    out = np.asarray(prob, np.float32).copy()
+    for k in np.unique(s.measurement):
+        i = np.flatnonzero(s.measurement == k)
+        _, q = m.measurement_consistency(s.fields[i], float(s.pixel_size_um[i[0]]), float(s.wavelength_um[i[0]]),
+                                         s.illumination_per_um[i], out[i], na_objective=float(s.na_objective[i[0]]),
+                                         medium_index=float(s.medium_index[i[0]]))
+        if q is not None:
+            out[i] = q
     return out
 
 
@@ -68,10 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
         probs.append(m.predict_fields(s.fields))
         _report(report, f"{m.label} ({name})" + (", network alone" if m.consistency else ""), score_set(s, probs[-1]))
         if m.consistency:  # each field against the rest of its measurement, as screen_fields does
-            feats = consistency_features_by_measurement(s.fields, s.measurement, s.pixel_size_um, s.wavelength_um,
-                                                        s.illumination_per_um)
-            _report(report, f"{m.label} ({name}) with its consistency stage",
-                    score_set(s, m.apply_consistency(probs[-1], feats)))
+            _report(report, f"{m.label} ({name}) with its consistency stage", score_set(s, stage_scores(m, s, probs[-1])))
     if a.combine_min and len(probs) > 1:  # noisy only if every model says so
         _report(report, "min(" + ", ".join(a.model) + ")", score_set(s, np.min(probs, axis=0)))
     if a.json is not None:

@@ -111,7 +111,7 @@ def _stage_card(tmp_path, **changes):
 def test_the_stage_raises_a_defective_field_and_leaves_fields_without_features(tmp_path):
     m = _stage_card(tmp_path)
     p = np.full(4, 0.2, np.float32)
-    feats = np.zeros((4, 5), np.float32)
+    feats = np.zeros((4, len(m.consistency["weights"]) - 1), np.float32)  # 5 features (+ the tomographic input)
     feats[1, column("amplitude_residual")] = 2.0
     feats[2, column("spectral_peak")] = 2.0
     feats[3] = np.nan
@@ -120,11 +120,17 @@ def test_the_stage_raises_a_defective_field_and_leaves_fields_without_features(t
     assert np.all((q >= 0) & (q <= 1))
 
 
-@pytest.mark.parametrize("change, match", [({"scale": [1, 1, 1, 1, 1, 0]}, "scale"),
+@pytest.mark.parametrize("change, match", [({"scale": "zero"}, "scale"),
                                            ({"features": ["network_logit"]}, "features"),
                                            ({"weights": [1, 2]}, "features"),
-                                           ({"bias": None}, "incomplete")])
+                                           ({"bias": None}, "incomplete"),
+                                           ({"spread_from": "everything"}, "spread_from")])
 def test_a_broken_stage_in_a_card_is_refused_with_its_reason(tmp_path, change, match):
+    if change.get("scale") == "zero":  # one scale of the card's length is 0
+        from engine.screening.network import load_model
+
+        n = len(load_model("default").card["consistency"]["scale"])
+        change = {"scale": [1] * (n - 1) + [0]}
     m = _stage_card(tmp_path, **change)
     with pytest.raises(ModelFileError, match=match):
         m.apply_consistency(np.zeros(2), np.zeros((2, 5)))
@@ -134,7 +140,7 @@ def test_screen_fields_reports_the_stage_and_uses_it_only_when_asked(tmp_path):
     from engine.screening.network import load_model, screen_fields
 
     class Meta:
-        pixel_size_um, wavelength_um = PX, LAM
+        pixel_size_um, wavelength_um, na_objective, medium_index = PX, LAM, 1.0, 1.337
 
     f = measurement()
     y, x = np.mgrid[:N_PX, :N_PX]
@@ -233,3 +239,30 @@ def test_neighbour_difference_shows_a_fields_own_bubble_on_the_whole_field():
     assert neighbour_difference(f, RING, 3).max() < 0.1  # a clean field: the cell cancels
     with pytest.raises(ValueError, match="not one of"):
         neighbour_difference(f, RING, len(RING))
+
+
+def test_a_stage_with_the_tomographic_input_needs_the_optics_and_says_so(tmp_path):
+    from engine.screening.network import screen_fields
+
+    base = _stage_card(tmp_path).card["consistency"]
+    six = {k: list(base[k])[:6] for k in ("mean", "scale", "weights")}
+    m = _stage_card(tmp_path, features=["network_logit", *CONSISTENCY_FEATURES, "tomographic_residual"],
+                    mean=six["mean"] + [0.0], scale=six["scale"] + [1.0], weights=six["weights"] + [2.0],
+                    spread_from="network_clean")
+    assert m.consistency["tomographic"] and m.consistency["spread_from"] == "network_clean"
+
+    class Bare:
+        pixel_size_um, wavelength_um = PX, LAM
+
+    class Full(Bare):
+        na_objective, medium_index = 1.0, 1.337
+
+    f = measurement()
+    y, x = np.mgrid[:N_PX, :N_PX]
+    f[7] *= 1 - 0.7 * np.exp(-((x - 60) ** 2 + (y - 40) ** 2) / (2 * 6.0 ** 2))
+    bare = screen_fields(f, RING, Bare(), model=m, device="cpu", consistency=True)
+    assert not bare.consistency_used and bare.consistency.shape == (len(RING), 5)
+    assert any("tomographic input needs" in w for w in bare.warnings)
+    full = screen_fields(f, RING, Full(), model=m, device="cpu", consistency=True)
+    assert full.consistency_used and full.consistency.shape == (len(RING), 5)  # result files keep five columns
+    assert int(np.argmax(full.consistency_score)) == 7
