@@ -696,7 +696,8 @@ class ScreeningModel:
                 and np.all(arrays["scale"] > 0)):
             raise ModelFileError(f"model card {self.name}: consistency stage holds non-finite numbers or a scale <= 0")
         return {**arrays, "bias": bias, "min_fields": int(stage.get("min_fields", 8)), "spread_from": spread_from,
-                "tomographic": names[-1] == TOMOGRAPHIC_FEATURE}
+                "tomographic": names[-1] == TOMOGRAPHIC_FEATURE,
+                "tomographic_relative": bool(stage.get("tomographic_relative", False))}
 
     def apply_consistency(self, probability: np.ndarray, features: np.ndarray) -> np.ndarray:
         """The consistency stage's noisy-probability (N,) float32 from the network's ``probability`` (N,)
@@ -738,7 +739,8 @@ class ScreeningModel:
         from .tomographic import tomographic_residual
 
         tomo = tomographic_residual(crops, pixel_size_um, wavelength_um, illumination_per_um, float(na_objective),
-                                    float(medium_index), prob, stage["min_fields"], unwrapped_phase)
+                                    float(medium_index), prob, stage["min_fields"], unwrapped_phase,
+                                    relative=stage["tomographic_relative"])
         return features, self.apply_consistency(probability, np.column_stack([features, tomo]))
 
 

@@ -124,16 +124,24 @@ def tomographic_scores(fields: np.ndarray, pixel_size_um: float, wavelength_um: 
 def tomographic_residual(fields: np.ndarray, pixel_size_um: float, wavelength_um: float,
                          illumination_per_um: np.ndarray, na_objective: float, medium_index: float,
                          probability: np.ndarray | None = None, min_fields: int = 8,
-                         unwrapped_phase: np.ndarray | None = None) -> np.ndarray:
+                         unwrapped_phase: np.ndarray | None = None, relative: bool = False) -> np.ndarray:
     """One-sided robust z-scores (N,) float32 of :func:`tomographic_scores`' ``ln(score)``.
+
+    With ``relative``, ``ln(score)`` minus its median over the field's
+    :data:`~engine.screening.consistency.NEIGHBOURS` fields of nearest illumination (the same ring first), as
+    the other consistency features are, before the z-score.
 
     ``z = max(0, (ln s − median) / (1.4826 · MAD))``, the median and MAD over the fields whose
     ``probability`` (a network's noisy-probability, (N,)) is below 0.5 when at least ``min_fields`` are,
     else over every field: 0 = predicted as well as the measurement's typical clean field, 3 = three
     robust spreads worse. ``unwrapped_phase`` as :func:`tomographic_scores`'.
     """
+    from .consistency import nearest_illuminations
+
     log_s = np.log(np.maximum(tomographic_scores(fields, pixel_size_um, wavelength_um, illumination_per_um,
                                                  na_objective, medium_index, unwrapped_phase), 1e-30))
+    if relative:  # against the fields of nearest illumination: a steep, dim ring that is all noisier is no defect
+        log_s = log_s - np.median(log_s[nearest_illuminations(illumination_per_um, len(log_s))], axis=1)
     ref = log_s
     if probability is not None:
         keep = np.asarray(probability) < 0.5

@@ -147,8 +147,8 @@ def simulated_illuminations(cs: CropSet) -> np.ndarray:
     return out
 
 
-def stage_inputs(model: ScreeningModel, cs: CropSet, *, spread_from: str = "all",
-                 tomographic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def stage_inputs(model: ScreeningModel, cs: CropSet, *, spread_from: str = "all", tomographic: bool = False,
+                 tomographic_relative: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The network's probabilities (M,) and the stage's inputs (M, 6), or (M, 7) with ``tomographic``:
     ``(logit p, features[, tomographic residual])`` (NaN rows where a measurement has fewer than
     :data:`MIN_FIELDS` fields); illuminations from :func:`simulated_illuminations`. ``spread_from``:
@@ -158,10 +158,11 @@ def stage_inputs(model: ScreeningModel, cs: CropSet, *, spread_from: str = "all"
     if spread_from == "all" and not tomographic:
         return p, np.column_stack([np.log(p / (1 - p)), measurement_features(cs)])
     return p, np.column_stack([np.log(p / (1 - p)), _stage_features(cs, p, spread_from == "network_clean",
-                                                                   tomographic)])
+                                                                   tomographic, tomographic_relative)])
 
 
-def _stage_features(cs: CropSet, p: np.ndarray, clean_spread: bool, tomographic: bool) -> np.ndarray:
+def _stage_features(cs: CropSet, p: np.ndarray, clean_spread: bool, tomographic: bool,
+                    relative: bool = False) -> np.ndarray:
     """Per measurement: the consistency features (spreads from the fields with ``p < 0.5`` if ``clean_spread``)
     and, with ``tomographic``, the tomographic residual (NA from the setup name, the simulator's medium)."""
     from ..screening.consistency import consistency_features
@@ -180,7 +181,7 @@ def _stage_features(cs: CropSet, p: np.ndarray, clean_spread: bool, tomographic:
         if tomographic:
             na = float(_SETUP_NAME.search(cs.setup[idx[0]]).group(2))
             out[idx, -1] = tomographic_residual(cs.fields[idx], px, lam, ill[idx], na, Setup().medium_index,
-                                                prob if clean_spread else None)
+                                                prob if clean_spread else None, relative=relative)
     return out
 
 
@@ -222,6 +223,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tomographic", action="store_true",
                    help="a seventh input: each field against its prediction from the others by the Fourier "
                         "diffraction theorem (engine.screening.tomographic)")
+    p.add_argument("--tomographic-relative", action="store_true",
+                   help="with --tomographic: each field's residual against those of its nearest illuminations first")
     p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write (its .json beside it)")
     p.add_argument("--version", default="3.1.0")
     p.add_argument("--report", type=Path, default=None, help="write the metrics as JSON here")
@@ -310,7 +313,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(argv)
     model = load_model(args.model)
     fit_sets, sets = _sets(args)
-    inputs = {"spread_from": args.spread_from, "tomographic": args.tomographic}
+    inputs = {"spread_from": args.spread_from, "tomographic": args.tomographic,
+              "tomographic_relative": args.tomographic_relative}
     stage, strength, cv, n_fit = _fit(model, fit_sets, args.balanced, **inputs)
     print(f"strength C = {strength} (grouped 5-fold log-loss {cv}); weights {np.round(stage['weights'], 3).tolist()}")
     metrics = _evaluate(model, stage, sets, **inputs)
@@ -328,6 +332,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "features": ["network_logit", *CONSISTENCY_FEATURES]
                         + (["tomographic_residual"] if args.tomographic else []),
                         **stage, "min_fields": MIN_FIELDS, "spread_from": args.spread_from,
+                        **({"tomographic_relative": True} if args.tomographic_relative else {}),
                         "neighbours": NEIGHBOURS, "radial_weight": RADIAL_WEIGHT, "strength": strength,
                         "cross_validated_log_loss": cv, "validation_fields": n_fit,
                         "default": "off: screen_fields(consistency=True), odt-studio batch --screen-consistency",
@@ -341,6 +346,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             + (["--balanced"] if args.balanced else [])
             + ([f"--spread-from {args.spread_from}"] if args.spread_from != "all" else [])
             + (["--tomographic"] if args.tomographic else [])
+            + (["--tomographic-relative"] if args.tomographic_relative else [])
             + ([f"--evaluate {' '.join(caches)}"] if caches else []) + [f"--version {args.version}"]),
     })
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,12 @@ def test_a_thick_sample_is_predicted_and_a_bubble_in_one_field_stands_out():
     assert np.sum(pixelwise > pixelwise[17]) >= 1  # pixel by pixel, another (clean) field looks worse
 
 
+def test_against_the_nearest_illuminations_the_bubble_still_stands_out():
+    f = measurement(bubble_in=17)
+    z = tomographic_residual(f, PX, LAM, ILL, NA, NM, relative=True)  # as the 3.3 card's stage computes it
+    assert int(np.argmax(z)) == 17 and z[17] > 3 and z[17] > 2 * np.max(np.delete(z, 17))
+
+
 def test_clean_fields_score_low_and_the_network_clean_spread_is_used():
     f = measurement()
     z_all = tomographic_residual(f, PX, LAM, ILL, NA, NM)
