@@ -165,6 +165,9 @@ class ScreeningData:
         That stage's noisy-probability (shown, not deciding).
     illumination_per_um : ndarray (N, 2) or None
         Illumination frequencies, cycles/µm (which fields are a field's neighbours).
+    optics : dict or None
+        ``wavelength_um``, ``na_objective``, ``medium_index`` of the measurement (for the "Against
+        neighbours" view's tomographic prediction); None when unknown.
     """
 
     measurement_id: int
@@ -194,6 +197,7 @@ class ScreeningData:
     consistency: Optional[np.ndarray] = None
     consistency_score: Optional[np.ndarray] = None
     illumination_per_um: Optional[np.ndarray] = None
+    optics: Optional[dict] = None
 
 
 def prepare_screening(project: Any, measurement_id: int, *, model: Any = "default", threshold: float = 0.5,
@@ -226,7 +230,13 @@ def prepare_screening(project: Any, measurement_id: int, *, model: Any = "defaul
         timings_s=ps.timings_s, quality=dict((ps.retrieval or {}).get("quality") or {}),
         sideband_description=ps.sideband_description, warnings=list(ps.warnings),
         crop_origin=ps.crop_origin, consistency=ps.consistency, consistency_score=ps.consistency_score,
-        illumination_per_um=ps.illumination_per_um)
+        illumination_per_um=ps.illumination_per_um, optics=_optics(ps.metadata))
+
+
+def _optics(metadata: Any) -> Optional[dict]:
+    """The measurement's wavelength, NA and medium index (µm, -, -), or None if one is missing."""
+    out = {k: getattr(metadata, k, None) for k in ("wavelength_um", "na_objective", "medium_index")}
+    return None if any(v is None for v in out.values()) else {k: float(v) for k, v in out.items()}
 
 
 def consistency_text(data: "ScreeningData", i: int) -> str:
@@ -263,15 +273,27 @@ def _screen_crop(field_: np.ndarray, crop_origin: Optional[tuple]) -> np.ndarray
 
 
 def compute_neighbour_difference(fields: np.ndarray, illumination_per_um: Optional[np.ndarray], index: int,
-                                 progress: Optional[Callable[..., None]] = None, cancel=None) -> np.ndarray:
-    """Field ``index`` against the fields of nearest illumination, (H, W) float32 (a job): the engine's
-    :func:`engine.screening.consistency.neighbour_difference`. ValueError (with the reason) for a
+                                 progress: Optional[Callable[..., None]] = None, cancel=None, *,
+                                 pixel_size_um: Optional[float] = None,
+                                 optics: Optional[dict] = None) -> np.ndarray:
+    """Field ``index`` against what the rest of the measurement predicts, (H, W) float32 (a job).
+
+    With the illuminations, the pixel and the ``optics`` (wavelength, NA, medium index): the engine's
+    :func:`engine.screening.tomographic.tomographic_difference` (the sample predicted from the fields whose
+    Ewald caps pass next to this one's, so it cancels even where it changes with the angle); else
+    :func:`engine.screening.consistency.neighbour_difference` (the pixel-wise median of the nearest
+    illuminations). Both are relative to the field (0.1 = a tenth of it). ValueError (with the reason) for a
     measurement of too few fields."""
-    from engine.screening.consistency import neighbour_difference
+    from engine.screening.consistency import MIN_FIELDS, neighbour_difference
+    from engine.screening.tomographic import tomographic_difference
 
     report(progress, 0.0, f"field {index} against its neighbours")
     check_cancel(cancel)
-    out = neighbour_difference(fields, illumination_per_um, index)
+    if illumination_per_um is not None and optics is not None and pixel_size_um and len(fields) >= MIN_FIELDS:
+        out = tomographic_difference(fields, float(pixel_size_um), optics["wavelength_um"], illumination_per_um,
+                                     optics["na_objective"], optics["medium_index"], index)
+    else:
+        out = neighbour_difference(fields, illumination_per_um, index)
     report(progress, 1.0, "difference done")
     return out
 

@@ -732,8 +732,9 @@ class ScreeningTab(QWidget):
             self._show_if_still_shown(shown, lambda: self.view.set_difference(None, str(exc)))
 
         self._difference_job = self.runner.submit(f"Field {i} against its neighbours", compute_neighbour_difference,
-                                                  d.fields, d.illumination_per_um, i, on_result=done,
-                                                  on_error=failed, show_errors=False)
+                                                  d.fields, d.illumination_per_um, i, pixel_size_um=d.pixel_size_um,
+                                                  optics=d.optics, on_result=done, on_error=failed,
+                                                  show_errors=False)
 
     # ---------------------------------------------------------------- retraining
     def retrain(self) -> Optional[Job]:

@@ -14,9 +14,12 @@ i.e. it sits at ``(y0 + j − n//2)·pixel`` — the overlay is placed there, wh
 is drawn with the "inferno" colour map, its alpha following the map value, times the
 opacity slider.
 
-"Against neighbours" shows ``|U_k − R_k| / median|R_k|``, ``R_k`` the median of the fields of nearest
-illumination (:func:`engine.screening.consistency.neighbour_difference`): 0 where the field is like
-them. The view asks for it (``difference_requested``) and shows it when given (:meth:`FieldView.set_difference`).
+"Against neighbours" shows how the field differs from what the other fields predict, relative to the field:
+the modulus of its Rytov residual against the prediction from the fields whose Ewald caps pass next to its
+own (:func:`engine.screening.tomographic.tomographic_difference`, when the optics are known), else
+``|U_k − R_k| / median|R_k|`` with ``R_k`` the median of the fields of nearest illumination
+(:func:`engine.screening.consistency.neighbour_difference`): 0 where the field is as predicted. The view asks
+for it (``difference_requested``) and shows it when given (:meth:`FieldView.set_difference`).
 
 This widget only displays arrays; it computes no saliency and no difference itself.
 """
@@ -68,7 +71,7 @@ class FieldView(QWidget):
         self.mode.setObjectName("viewMode")
         self.mode.addItems(FIELD_VIEW_MODES)
         self.mode.setToolTip("What to show of the selected field (P / A / F / D keys); 'Against neighbours': how it "
-                             "differs from the fields of nearest illumination (0 = like them)")
+                             "differs from what the other fields predict (0 = as predicted)")
         self.saliency = QComboBox(self)
         self.saliency.setObjectName("saliencyMethod")
         for label, _ in SALIENCY_CHOICES:
@@ -225,7 +228,7 @@ class FieldView(QWidget):
             elif mode == NEIGHBOUR_MODE:  # 0 (like the neighbours) dark, a defect bright; the scale reaches at least
                 # DIFFERENCE_SCALE_FLOOR, so that a clean field's noise stays dim instead of filling the colours
                 lo, hi = 0.0, float(max(np.percentile(img, 99.9), DIFFERENCE_SCALE_FLOOR))
-                cmap, label = pg.colormap.get("inferno"), "|U − neighbours| / |U|"
+                cmap, label = pg.colormap.get("inferno"), "|U − predicted from the neighbours| / |U|"
             else:
                 lo, hi = np.percentile(img, (0.5, 99.5))
                 cmap, label = pg.colormap.get("CET-L1"), "amplitude"

@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-__all__ = ["NEAREST", "SMOOTH_PX", "tomographic_scores", "tomographic_residual"]
+__all__ = ["NEAREST", "SMOOTH_PX", "tomographic_scores", "tomographic_residual", "tomographic_difference"]
 
 #: fields of nearest axial frequency whose median predicts a field at each lateral frequency
 NEAREST = 6
@@ -61,6 +61,46 @@ def _rytov(fields: np.ndarray, unwrapped_phase: np.ndarray | None = None) -> np.
         phase = np.asarray(unwrapped_phase, np.float64).copy()
     phase -= np.median(phase, axis=(1, 2), keepdims=True)
     return np.log(np.abs(fields) + 1e-3) + 1j * phase
+
+
+def _residual_images(fields: np.ndarray, pixel_size_um: float, wavelength_um: float, illumination_per_um: np.ndarray,
+                     na_objective: float, medium_index: float, unwrapped_phase: np.ndarray | None,
+                     which: np.ndarray) -> np.ndarray:
+    """The Rytov residuals ``r_k`` (len(which), h, w) complex of the fields ``which`` (see the module's conventions)."""
+    u = np.asarray(fields)
+    ill = np.asarray(illumination_per_um, np.float64).reshape(-1, 2)
+    if u.ndim != 3 or u.shape[0] != ill.shape[0] or u.shape[0] <= NEAREST:
+        raise ValueError(f"need (N, h, w) fields with N > {NEAREST} and one illumination each, "
+                         f"got {u.shape} and {ill.shape}")
+    if unwrapped_phase is not None and np.shape(unwrapped_phase) != u.shape:
+        raise ValueError(f"unwrapped phase {np.shape(unwrapped_phase)} does not match the fields {u.shape}")
+    n, h, w = u.shape
+    k0 = medium_index / wavelength_um
+    fy, fx = np.meshgrid(np.fft.fftfreq(h, pixel_size_um), np.fft.fftfreq(w, pixel_size_um), indexing="ij")
+    qx, qy = fx[None] + ill[:, 0, None, None], fy[None] + ill[:, 1, None, None]
+    inside = qx ** 2 + qy ** 2 <= (0.97 * na_objective / wavelength_um) ** 2  # (N, h, w): each field's pupil
+    used = np.any(inside, axis=0)  # the frequencies any field sees: only these are predicted
+    nz = np.sqrt(np.clip(k0 ** 2 - qx[:, used] ** 2 - qy[:, used] ** 2, 1e-9, None))  # (N, P)
+    kappa = nz - np.sqrt(np.clip(k0 ** 2 - ill[:, 0] ** 2 - ill[:, 1] ** 2, 1e-9, None))[:, None]
+    spec = np.fft.fft2(_rytov(u.astype(np.complex128), unwrapped_phase))[:, used] * nz
+    pupil = inside[:, used]
+    # at each frequency, the fields that see it in order of axial frequency (the others last); each field's
+    # neighbours are the NEAREST fields around its own rank (a window shifted inward at the ends)
+    order = np.argsort(np.where(pupil, kappa, np.inf), axis=0, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(n)[:, None].repeat(order.shape[1], axis=1), axis=0)
+    valid = pupil.sum(axis=0)  # (P,)
+    rank = rank[which]
+    start = np.clip(rank - NEAREST // 2, 0, np.maximum(valid - NEAREST - 1, 0)[None])  # (K, P)
+    step = start[None] + np.arange(NEAREST)[:, None, None]  # NEAREST ranks of the window ...
+    others = np.where(step >= rank[None], step + 1, step)  # ... skipping the field's own rank
+    ok = pupil[which] & (valid[None] > NEAREST)
+    cols = np.arange(spec.shape[1])[None, None, :]
+    vals = spec[order[np.minimum(others, n - 1), cols], cols]  # (NEAREST, K, P)
+    pred = np.median(vals.real, axis=0) + 1j * np.median(vals.imag, axis=0)
+    full = np.zeros((len(which), h, w), np.complex128)
+    full[:, used] = np.where(ok, (spec[which] - pred) / nz[which], 0.0)
+    return np.fft.ifft2(full)
 
 
 def tomographic_scores(fields: np.ndarray, pixel_size_um: float, wavelength_um: float,
@@ -84,41 +124,31 @@ def tomographic_scores(fields: np.ndarray, pixel_size_um: float, wavelength_um: 
     -------
     ndarray (N,) float64
     """
-    u = np.asarray(fields)
-    ill = np.asarray(illumination_per_um, np.float64).reshape(-1, 2)
-    if u.ndim != 3 or u.shape[0] != ill.shape[0] or u.shape[0] <= NEAREST:
-        raise ValueError(f"need (N, h, w) fields with N > {NEAREST} and one illumination each, "
-                         f"got {u.shape} and {ill.shape}")
-    n, h, w = u.shape
-    k0 = medium_index / wavelength_um
-    fy, fx = np.meshgrid(np.fft.fftfreq(h, pixel_size_um), np.fft.fftfreq(w, pixel_size_um), indexing="ij")
-    qx, qy = fx[None] + ill[:, 0, None, None], fy[None] + ill[:, 1, None, None]
-    inside = qx ** 2 + qy ** 2 <= (0.97 * na_objective / wavelength_um) ** 2  # (N, h, w): each field's pupil
-    used = np.any(inside, axis=0)  # the frequencies any field sees: only these are predicted
-    nz = np.sqrt(np.clip(k0 ** 2 - qx[:, used] ** 2 - qy[:, used] ** 2, 1e-9, None))  # (N, P)
-    kappa = nz - np.sqrt(np.clip(k0 ** 2 - ill[:, 0] ** 2 - ill[:, 1] ** 2, 1e-9, None))[:, None]
-    if unwrapped_phase is not None and np.shape(unwrapped_phase) != u.shape:
-        raise ValueError(f"unwrapped phase {np.shape(unwrapped_phase)} does not match the fields {u.shape}")
-    spec = np.fft.fft2(_rytov(u.astype(np.complex128), unwrapped_phase))[:, used] * nz
-    pupil = inside[:, used]
-    # at each frequency, the fields that see it in order of axial frequency (the others last); each field's
-    # neighbours are the NEAREST fields around its own rank (a window shifted inward at the ends)
-    order = np.argsort(np.where(pupil, kappa, np.inf), axis=0, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(n)[:, None].repeat(order.shape[1], axis=1), axis=0)
-    valid = pupil.sum(axis=0)  # (P,)
-    start = np.clip(rank - NEAREST // 2, 0, np.maximum(valid - NEAREST - 1, 0)[None])  # (N, P)
-    step = start[None] + np.arange(NEAREST)[:, None, None]  # NEAREST ranks of the window ...
-    others = np.where(step >= rank[None], step + 1, step)  # ... skipping the field's own rank
-    ok = pupil & (valid[None] > NEAREST)
-    cols = np.arange(spec.shape[1])[None, None, :]
-    near = order[np.minimum(others, n - 1), cols]  # (NEAREST, N, P) field indices
-    vals = spec[near, cols]
-    pred = np.median(vals.real, axis=0) + 1j * np.median(vals.imag, axis=0)
-    full = np.zeros((n, h, w), np.complex128)
-    full[:, used] = np.where(ok, (spec - pred) / nz, 0.0)
-    resid = np.abs(np.fft.ifft2(full)) ** 2
+    n = np.shape(fields)[0]
+    resid = np.abs(_residual_images(fields, pixel_size_um, wavelength_um, illumination_per_um, na_objective,
+                                    medium_index, unwrapped_phase, np.arange(n))) ** 2
     return gaussian_filter(resid, (0, SMOOTH_PX, SMOOTH_PX), mode="nearest").max(axis=(1, 2))
+
+
+def tomographic_difference(fields: np.ndarray, pixel_size_um: float, wavelength_um: float,
+                           illumination_per_um: np.ndarray, na_objective: float, medium_index: float, index: int,
+                           unwrapped_phase: np.ndarray | None = None) -> np.ndarray:
+    """How field ``index`` differs from what the rest of the measurement predicts, as an image (for the review).
+
+    ``|r_k|``: the modulus of the Rytov residual (``ln|U|`` and the phase, so for a small difference about
+    ``|ΔU| / |U|``: 0.1 = a tenth of the field) over the whole field. The sample, predicted from the fields
+    whose Ewald caps pass next to this one's, cancels even where it changes with the angle; a shadow, a bubble,
+    a fringe or a hot pixel of this field alone stays. Arguments as :func:`tomographic_scores`.
+
+    Returns
+    -------
+    ndarray (H, W) float32
+    """
+    n = np.shape(fields)[0]
+    if not 0 <= int(index) < n:
+        raise ValueError(f"field {index} is not one of the {n} fields")
+    return np.abs(_residual_images(fields, pixel_size_um, wavelength_um, illumination_per_um, na_objective,
+                                   medium_index, unwrapped_phase, np.array([int(index)]))[0]).astype(np.float32)
 
 
 def tomographic_residual(fields: np.ndarray, pixel_size_um: float, wavelength_um: float,

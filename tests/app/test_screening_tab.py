@@ -550,19 +550,23 @@ def test_ticking_compare_with_neighbours_stores_the_setting_and_lets_the_stage_d
 
 
 def test_d_shows_the_field_against_its_nearest_illuminations_from_the_engine(qtbot, tab, batch, project):
-    """Key D: the view shows how the field differs from the fields of nearest illumination (a job that calls
-    the engine's neighbour_difference); the saliency overlay is not drawn over it; P goes back to the phase."""
-    from engine.screening.consistency import neighbour_difference
+    """Key D: the view shows how the field differs from what the rest of the measurement predicts (a job that
+    calls the engine's tomographic_difference, the optics being known); the saliency overlay is not drawn over
+    it; P goes back to the phase."""
+    from engine.screening.tomographic import tomographic_difference
 
     mid = project.add_measurement(batch / "beads_000")
     data = _open(qtbot, tab, project, mid)
     assert data.illumination_per_um is not None and data.illumination_per_um.shape == (len(data.fields), 2)
+    assert data.optics is not None and set(data.optics) == {"wavelength_um", "na_objective", "medium_index"}
     tab.set_current_row(4)
     i = tab.current_field()
     with qtbot.waitSignal(tab.difference_ready, timeout=30000) as blocker:
         qtbot.keyClick(tab.grid, Qt.Key.Key_D)
     assert blocker.args[0] == i and tab.view.mode_name == "Against neighbours"
-    expected = neighbour_difference(data.fields, data.illumination_per_um, i)
+    o = data.optics
+    expected = tomographic_difference(data.fields, data.pixel_size_um, o["wavelength_um"], data.illumination_per_um,
+                                      o["na_objective"], o["medium_index"], i)
     assert np.allclose(tab.view.image.image, expected)
     assert not tab.view.overlay.isVisible()
     assert "neighbours" in tab.view.colorbar.axis.labelText

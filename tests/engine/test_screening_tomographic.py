@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from engine.screening.consistency import neighbour_difference
-from engine.screening.tomographic import tomographic_residual, tomographic_scores
+from engine.screening.tomographic import tomographic_difference, tomographic_residual, tomographic_scores
 from engine.simulate.holograms import illumination_pattern
 
 N_PX, PX, LAM, NM, NA = 96, 0.1, 0.532, 1.337, 1.0
@@ -77,3 +77,15 @@ def test_bad_input_is_refused():
         tomographic_scores(f, PX, LAM, ILL[:-1], NA, NM)
     with pytest.raises(ValueError, match="N >"):
         tomographic_scores(f[:4], PX, LAM, ILL[:4], NA, NM)
+
+
+def test_the_difference_image_shows_the_bubble_where_it_is_and_the_sample_cancels():
+    f = measurement(bubble_in=17)
+    d = tomographic_difference(f, PX, LAM, ILL, NA, NM, 17)
+    y, x = np.unravel_index(int(np.argmax(d)), d.shape)
+    assert abs(x - (N_PX // 2 + 25)) <= 2 and abs(y - (N_PX // 2 - 20)) <= 2  # the bubble at (2.5, -2.0) µm
+    clean = tomographic_difference(f, PX, LAM, ILL, NA, NM, 16)
+    pixelwise = neighbour_difference(f, ILL, 16)
+    assert clean.max() < 0.5 * d.max() and np.percentile(clean, 99) < np.percentile(pixelwise, 99)
+    with pytest.raises(ValueError, match="not one of"):
+        tomographic_difference(f, PX, LAM, ILL, NA, NM, len(f))
