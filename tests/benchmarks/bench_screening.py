@@ -22,9 +22,11 @@ from engine.screening.network import (CompactScreeningNet, ScreeningModel, Scree
                                       screen_fields)
 
 
-class _Meta:
+class _Meta:  # with the NA and medium index, so that a stage's tomographic input runs as in the pipeline
     wavelength_um = 0.532
     pixel_size_um = 0.1
+    na_objective = 1.2
+    medium_index = 1.337
 
 
 def _fields(n: int = 71, size: int = 256, seed: int = 0) -> np.ndarray:
@@ -46,23 +48,29 @@ def _model(kind: str, device: str) -> ScreeningModel:
                               device=torch.device("cpu")).to(device)
 
 
-def time_measurement(kind: str, device: str, repeats: int = 5) -> dict:
-    """Median seconds to screen one 71-field 256² measurement end to end."""
+def time_measurement(kind: str, device: str, repeats: int = 5, unwrapped: bool = False) -> dict:
+    """Median seconds to screen one 71-field 256² measurement end to end (a consistency stage included, as
+    ``screen_fields`` computes it whenever the card has one; ``unwrapped``: the retrieval's unwrapped phase
+    given, as the pipeline does)."""
+    from engine.simulate.holograms import illumination_pattern
+
     f = _fields()
-    ill = np.zeros((len(f), 2))
+    ill = illumination_pattern(len(f), 0.92 * _Meta.na_objective, _Meta.wavelength_um)
+    kw = {"unwrapped_phase": np.angle(f).astype(np.float32)} if unwrapped else {}  # no wraps in this sample
     m = _model(kind, device)
-    screen_fields(f, ill, _Meta(), model=m, device=device)  # warm-up
+    screen_fields(f, ill, _Meta(), model=m, device=device, **kw)  # warm-up
     ts = []
     for _ in range(repeats):
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t = time.perf_counter()
-        screen_fields(f, ill, _Meta(), model=m, device=device)
+        screen_fields(f, ill, _Meta(), model=m, device=device, **kw)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         ts.append(time.perf_counter() - t)
     med = statistics.median(ts)
-    return {"model": m.label, "device": device, "seconds_per_71": med, "fields_per_s": 71 / med}
+    return {"model": m.label, "device": device, "unwrapped_given": unwrapped, "seconds_per_71": med,
+            "fields_per_s": 71 / med}
 
 
 def time_network_throughput(kind: str, device: str, batch: int = 4096, dtype=torch.bfloat16,
@@ -87,6 +95,7 @@ def run(extra: tuple[str, ...] = ()) -> list[dict]:
     rows = []
     for kind in ("published", "compact"):
         rows.append(time_measurement(kind, "cpu"))
+    rows.append(time_measurement("compact", "cpu", unwrapped=True))
     rows += [time_measurement(name, "cpu") for name in extra]
     if torch.cuda.is_available():
         for kind in ("published", "compact"):
