@@ -61,7 +61,7 @@ from .rule import rule_peak_metric
 
 __all__ = ["CONSISTENCY_FEATURES", "MIN_FIELDS", "NEIGHBOURS", "consistency_features",
            "consistency_features_by_measurement", "nearest_illuminations", "neighbour_difference", "neighbour_residuals",
-           "stage_probability", "TOMOGRAPHIC_FEATURE"]
+           "stage_probability", "TOMOGRAPHIC_FEATURE", "spread_reference", "stage_features"]
 
 #: The feature names, in column order.
 CONSISTENCY_FEATURES: tuple[str, ...] = ("amplitude_residual", "phase_residual", "fine_structure", "row_column",
@@ -281,11 +281,44 @@ def consistency_features(fields: np.ndarray, pixel_size_um: float, wavelength_um
     raw = np.stack([_relative_log(_amplitude_rms(a, nb), nb), _relative_log(_phase_rms(f, nb), nb),
                     _relative_log(fine_q, nb), _relative_log(rows_cols, nb),
                     (peak - np.median(peak[nb], axis=1)).astype(np.float32)], axis=1)
-    ref = raw
-    if probability is not None and int(np.sum(np.asarray(probability) < 0.5)) >= MIN_FIELDS:
-        ref = raw[np.asarray(probability) < 0.5]
+    ref = spread_reference(raw, probability)
     spread = 1.4826 * np.median(np.abs(ref - np.median(ref, axis=0)), axis=0)
     return np.maximum(raw / np.maximum(spread, MIN_SPREAD), 0.0).astype(np.float32)  # one-sided: excess only
+
+
+def spread_reference(values: np.ndarray, probability: np.ndarray | None, min_fields: int = MIN_FIELDS) -> np.ndarray:
+    """The rows of ``values`` (N, …) a robust spread is measured on: those whose ``probability`` (a network's
+    noisy-probability, (N,)) is below 0.5 when at least ``min_fields`` are, else every row."""
+    if probability is None:
+        return values
+    keep = np.asarray(probability) < 0.5
+    return values[keep] if int(keep.sum()) >= min_fields else values
+
+
+def stage_features(crops: np.ndarray, pixel_size_um: float, wavelength_um: float,
+                   illumination_per_um: np.ndarray | None, probability: np.ndarray | None = None, *,
+                   tomographic: bool = False, tomographic_relative: bool = False,
+                   na_objective: float | None = None, medium_index: float | None = None,
+                   unwrapped_phase: np.ndarray | None = None) -> np.ndarray:
+    """A consistency stage's inputs after the network's logit, for one measurement: (N, 5), or (N, 6) with
+    ``tomographic``.
+
+    The :data:`CONSISTENCY_FEATURES` (:func:`consistency_features`, spreads from the fields ``probability``
+    keeps when it is given), then with ``tomographic`` the
+    :func:`~engine.screening.tomographic.tomographic_residual` (``tomographic_relative`` as its ``relative``;
+    it needs ``illumination_per_um``, ``na_objective`` and ``medium_index``: ValueError without them). The one
+    way the stage's inputs are made, when a card is fitted and when it screens."""
+    features = consistency_features(crops, pixel_size_um, wavelength_um, illumination_per_um, probability)
+    if not tomographic:
+        return features
+    if illumination_per_um is None or na_objective is None or medium_index is None:
+        raise ValueError("the tomographic input needs the illuminations, the objective NA and the medium index")
+    from .tomographic import tomographic_residual
+
+    tomo = tomographic_residual(crops, pixel_size_um, wavelength_um, illumination_per_um, float(na_objective),
+                                float(medium_index), probability, MIN_FIELDS, unwrapped_phase,
+                                relative=tomographic_relative)
+    return np.column_stack([features, tomo])
 
 
 def consistency_features_by_measurement(fields: np.ndarray, measurement: np.ndarray, pixel_size_um: np.ndarray,

@@ -50,7 +50,7 @@ from ..models import ModelFileError, load_network, save_safetensors_model
 from ..resources import models_dir
 from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
-from .consistency import TOMOGRAPHIC_FEATURE, consistency_features, stage_probability
+from .consistency import CONSISTENCY_FEATURES, TOMOGRAPHIC_FEATURE, consistency_features, stage_features, stage_probability
 from .domain import screening_domain_check
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
 from .sample_crop import centre_origin, crop_at, screening_crop_origin
@@ -672,8 +672,6 @@ class ScreeningModel:
         measurements of at least ``min_fields`` fields; :meth:`predict_tensor` and
         :meth:`predict_fields` return the network's probability alone.
         """
-        from .consistency import CONSISTENCY_FEATURES
-
         stage = self.card.get("consistency")
         if stage is None:
             return None
@@ -731,17 +729,12 @@ class ScreeningModel:
         if stage is None or np.shape(crops)[0] < stage["min_fields"]:
             return None, None
         prob = np.asarray(probability) if stage["spread_from"] == "network_clean" else None
-        features = consistency_features(crops, pixel_size_um, wavelength_um, illumination_per_um, prob)
-        if not stage["tomographic"]:
-            return features, self.apply_consistency(probability, features)
-        if illumination_per_um is None or na_objective is None or medium_index is None:
-            return features, None
-        from .tomographic import tomographic_residual
-
-        tomo = tomographic_residual(crops, pixel_size_um, wavelength_um, illumination_per_um, float(na_objective),
-                                    float(medium_index), prob, stage["min_fields"], unwrapped_phase,
-                                    relative=stage["tomographic_relative"])
-        return features, self.apply_consistency(probability, np.column_stack([features, tomo]))
+        if stage["tomographic"] and (illumination_per_um is None or na_objective is None or medium_index is None):
+            return consistency_features(crops, pixel_size_um, wavelength_um, illumination_per_um, prob), None
+        x = stage_features(crops, pixel_size_um, wavelength_um, illumination_per_um, prob,
+                           tomographic=stage["tomographic"], tomographic_relative=stage["tomographic_relative"],
+                           na_objective=na_objective, medium_index=medium_index, unwrapped_phase=unwrapped_phase)
+        return x[:, :len(CONSISTENCY_FEATURES)], self.apply_consistency(probability, x)
 
 
 def default_model_name(device: str | torch.device = "auto") -> str:

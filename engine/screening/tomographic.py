@@ -166,17 +166,13 @@ def tomographic_residual(fields: np.ndarray, pixel_size_um: float, wavelength_um
     else over every field: 0 = predicted as well as the measurement's typical clean field, 3 = three
     robust spreads worse. ``unwrapped_phase`` as :func:`tomographic_scores`'.
     """
-    from .consistency import nearest_illuminations
+    from .consistency import nearest_illuminations, spread_reference
 
     log_s = np.log(np.maximum(tomographic_scores(fields, pixel_size_um, wavelength_um, illumination_per_um,
                                                  na_objective, medium_index, unwrapped_phase), 1e-30))
     if relative:  # against the fields of nearest illumination: a steep, dim ring that is all noisier is no defect
         log_s = log_s - np.median(log_s[nearest_illuminations(illumination_per_um, len(log_s))], axis=1)
-    ref = log_s
-    if probability is not None:
-        keep = np.asarray(probability) < 0.5
-        if keep.sum() >= min_fields:
-            ref = log_s[keep]
+    ref = spread_reference(log_s, probability, min_fields)
     med = np.median(ref)
     spread = max(1.4826 * float(np.median(np.abs(ref - med))), _MIN_SPREAD)
     return np.maximum((log_s - med) / spread, 0.0).astype(np.float32)

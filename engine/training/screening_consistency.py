@@ -163,10 +163,9 @@ def stage_inputs(model: ScreeningModel, cs: CropSet, *, spread_from: str = "all"
 
 def _stage_features(cs: CropSet, p: np.ndarray, clean_spread: bool, tomographic: bool,
                     relative: bool = False) -> np.ndarray:
-    """Per measurement: the consistency features (spreads from the fields with ``p < 0.5`` if ``clean_spread``)
-    and, with ``tomographic``, the tomographic residual (NA from the setup name, the simulator's medium)."""
-    from ..screening.consistency import consistency_features
-    from ..screening.tomographic import tomographic_residual
+    """Per measurement, :func:`~engine.screening.consistency.stage_features` (spreads from the fields with
+    ``p < 0.5`` if ``clean_spread``; NA from the setup name, the simulator's medium index)."""
+    from ..screening.consistency import stage_features
     from ..simulate.holograms import Setup
 
     ill = simulated_illuminations(cs)
@@ -175,13 +174,11 @@ def _stage_features(cs: CropSet, p: np.ndarray, clean_spread: bool, tomographic:
         idx = np.flatnonzero(cs.measurement == m)
         if idx.size < MIN_FIELDS:
             continue
-        px, lam, prob = float(cs.pixel_size_um[idx[0]]), float(cs.wavelength_um[idx[0]]), p[idx]
-        out[idx, :len(CONSISTENCY_FEATURES)] = consistency_features(cs.fields[idx], px, lam, ill[idx],
-                                                                    prob if clean_spread else None)
-        if tomographic:
-            na = float(_SETUP_NAME.search(cs.setup[idx[0]]).group(2))
-            out[idx, -1] = tomographic_residual(cs.fields[idx], px, lam, ill[idx], na, Setup().medium_index,
-                                                prob if clean_spread else None, relative=relative)
+        match = _SETUP_NAME.search(cs.setup[idx[0]])
+        out[idx] = stage_features(cs.fields[idx], float(cs.pixel_size_um[idx[0]]), float(cs.wavelength_um[idx[0]]),
+                                  ill[idx], p[idx] if clean_spread else None, tomographic=tomographic,
+                                  tomographic_relative=relative, na_objective=float(match.group(2)) if match else None,
+                                  medium_index=Setup().medium_index)
     return out
 
 

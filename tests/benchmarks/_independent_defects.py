@@ -246,6 +246,20 @@ def _frame(u_i: np.ndarray, ill_i, family: str, k: int, u_all: np.ndarray, ill: 
     return holo, back
 
 
+def stage_scores(model, s: IndependentSet, prob: np.ndarray) -> np.ndarray:
+    """A screening model's consistency-stage noisy-probability (M,) of every field of the set, measurement by
+    measurement, as ``screen_fields`` computes it (the network's ``prob`` where the stage gives none)."""
+    out = np.asarray(prob, np.float32).copy()
+    for k in np.unique(s.measurement):
+        i = np.flatnonzero(s.measurement == k)
+        _, q = model.measurement_consistency(s.fields[i], float(s.pixel_size_um[i[0]]), float(s.wavelength_um[i[0]]),
+                                             s.illumination_per_um[i], out[i], na_objective=float(s.na_objective[i[0]]),
+                                             medium_index=float(s.medium_index[i[0]]))
+        if q is not None:
+            out[i] = q
+    return out
+
+
 def make_measurement(seed: int, kind: str, bits: int, defect_rate: float = 0.4):
     """One measurement: holograms, backgrounds (49, 160, 160), metadata, per-frame family."""
     rng = np.random.default_rng(seed)

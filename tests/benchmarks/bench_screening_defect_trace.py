@@ -34,8 +34,8 @@ from engine.screening.crops import CropSet  # noqa: E402
 from engine.screening.network import load_model  # noqa: E402
 from engine.training.screening_consistency import stage_inputs  # noqa: E402
 from engine.training.screening_data import DEFAULT_CACHE_DIR  # noqa: E402
-from engine.training.screening_families import (family_specs, protocol_splits,  # noqa: E402
-                                                 simulate_family_crops)
+from engine.training.screening_families import protocol_splits, simulate_family_crops  # noqa: E402
+from engine.training.screening_mixtures import specs_of_cache  # noqa: E402
 from engine.training.screening_severity import defect_trace  # noqa: E402
 
 SEED = 20261206
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     cs = CropSet.load(args.cache)
     _, val, test = protocol_splits(cs, SEED)
-    specs = family_specs(len(np.unique(cs.measurement)), SEED, chamber=True)
+    specs = specs_of_cache(args.cache)
     model = load_model("default")
     report = {"model": model.name, "cache": args.cache.name}
     for name in args.splits:

@@ -47,19 +47,6 @@ def score_set(s: ind.IndependentSet, prob: np.ndarray, threshold: float = 0.5) -
     return out
 
 
-def stage_scores(m, s, prob: np.ndarray) -> np.ndarray:
-    """The consistency stage's noisy-probability of every field, measurement by measurement (network's where none)."""
-    out = np.asarray(prob, np.float32).copy()
-    for k in np.unique(s.measurement):
-        i = np.flatnonzero(s.measurement == k)
-        _, q = m.measurement_consistency(s.fields[i], float(s.pixel_size_um[i[0]]), float(s.wavelength_um[i[0]]),
-                                         s.illumination_per_um[i], out[i], na_objective=float(s.na_objective[i[0]]),
-                                         medium_index=float(s.medium_index[i[0]]))
-        if q is not None:
-            out[i] = q
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", nargs="*", default=["default"])
@@ -81,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         probs.append(m.predict_fields(s.fields))
         _report(report, f"{m.label} ({name})" + (", network alone" if m.consistency else ""), score_set(s, probs[-1]))
         if m.consistency:  # each field against the rest of its measurement, as screen_fields does
-            _report(report, f"{m.label} ({name}) with its consistency stage", score_set(s, stage_scores(m, s, probs[-1])))
+            _report(report, f"{m.label} ({name}) with its consistency stage", score_set(s, ind.stage_scores(m, s, probs[-1])))
     if a.combine_min and len(probs) > 1:  # noisy only if every model says so
         _report(report, "min(" + ", ".join(a.model) + ")", score_set(s, np.min(probs, axis=0)))
     if a.json is not None:

@@ -78,12 +78,7 @@ def test_the_consistency_stage_on_the_same_fresh_sample(fresh_sample):
     if m.consistency is None:
         pytest.skip("the shipped model has no consistency stage")
     p = m.predict_fields(s.fields)
-    q = p.copy()
-    for k in np.unique(s.measurement):  # measurement by measurement, as screen_fields does
-        i = np.flatnonzero(s.measurement == k)
-        _, q[i] = m.measurement_consistency(s.fields[i], float(s.pixel_size_um[i[0]]), float(s.wavelength_um[i[0]]),
-                                            s.illumination_per_um[i], p[i], na_objective=float(s.na_objective[i[0]]),
-                                            medium_index=float(s.medium_index[i[0]]))
+    q = ind.stage_scores(m, s, p)  # measurement by measurement, as screen_fields does
     noisy = s.noisy.astype(bool)
     acc_net, acc_stage = float(np.mean((p > 0.5) == noisy)), float(np.mean((q > 0.5) == noisy))
     assert acc_stage >= ACCURACY_FLOOR and acc_stage >= acc_net - 0.01, (acc_stage, acc_net)
