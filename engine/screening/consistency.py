@@ -61,7 +61,7 @@ from .rule import rule_peak_metric
 
 __all__ = ["CONSISTENCY_FEATURES", "MIN_FIELDS", "NEIGHBOURS", "consistency_features",
            "consistency_features_by_measurement", "nearest_illuminations", "neighbour_difference", "neighbour_residuals",
-           "stage_probability", "TOMOGRAPHIC_FEATURE", "spread_reference", "stage_features"]
+           "stage_probability", "TOMOGRAPHIC_FEATURE", "MEMBER_FEATURE", "spread_reference", "stage_features"]
 
 #: The feature names, in column order.
 CONSISTENCY_FEATURES: tuple[str, ...] = ("amplitude_residual", "phase_residual", "fine_structure", "row_column",
@@ -69,6 +69,9 @@ CONSISTENCY_FEATURES: tuple[str, ...] = ("amplitude_residual", "phase_residual",
 #: The optional last input of a consistency stage (3.3 cards): each field against its prediction from the others
 #: by the Fourier diffraction theorem (:func:`engine.screening.tomographic.tomographic_residual`).
 TOMOGRAPHIC_FEATURE = "tomographic_residual"
+#: A stage's inputs after those (3.4 cards): each member's own calibrated logit of a two-network model,
+#: ``MEMBER_FEATURE.format(k)`` for member ``k`` (the pair's least logit hides the stronger member's view)
+MEMBER_FEATURE = "member_logit_{}"
 #: Fewest fields of one measurement for which the features are computed.
 MIN_FIELDS: int = 8
 #: Fields of nearest illumination each field is compared with, when the illuminations are known.

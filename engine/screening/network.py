@@ -50,7 +50,8 @@ from ..models import ModelFileError, load_network, save_safetensors_model
 from ..resources import models_dir
 from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
-from .consistency import CONSISTENCY_FEATURES, TOMOGRAPHIC_FEATURE, consistency_features, stage_features, stage_probability
+from .consistency import (CONSISTENCY_FEATURES, MEMBER_FEATURE, TOMOGRAPHIC_FEATURE, consistency_features, stage_features,
+                          stage_probability)
 from .domain import screening_domain_check
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
 from .sample_crop import centre_origin, crop_at, screening_crop_origin
@@ -642,6 +643,23 @@ class ScreeningModel:
             labels.append(f"{c.get('name', '')} {c.get('version', '')}".strip() or f"member {k}")
         return labels
 
+    def predict_with_members(self, x: torch.Tensor, *, batch_size: int = 256,
+                             cancel: Optional[CancelToken] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """:meth:`predict_tensor`'s probabilities (N,) and :meth:`member_probabilities` (N, K) (None for one
+        network), from one pass of the members when the card has no test-time augmentation."""
+        if not isinstance(self.net, MinOfNetworks) or self.test_time_augmentation != "none":
+            return (self.predict_tensor(x, batch_size=batch_size, cancel=cancel),
+                    None if not isinstance(self.net, MinOfNetworks) else self.member_probabilities(x))
+        self.net.eval()
+        zs = []
+        with torch.inference_mode():
+            for s in range(0, x.shape[0], batch_size):
+                check_cancel(cancel)
+                zs.append(self.net.member_logits(x[s:s + batch_size].to(self.device)).float().cpu())
+        z = torch.cat(zs, dim=1) if zs else torch.zeros((len(self.net.members), 0))
+        pair = (z.amin(dim=0) * self.net.scale + self.net.offset) / self.temperature
+        return torch.sigmoid(pair).numpy().astype(np.float32), torch.sigmoid(z).T.numpy().astype(np.float32)
+
     def member_probabilities(self, x: torch.Tensor) -> Optional[np.ndarray]:
         """Each member's own calibrated noisy-probability ``sigmoid(logit_k / T_k)``, (N, K) float32.
 
@@ -676,8 +694,12 @@ class ScreeningModel:
         if stage is None:
             return None
         names = ["network_logit", *CONSISTENCY_FEATURES]
-        if list(stage.get("features", []))[len(names):] == [TOMOGRAPHIC_FEATURE]:
+        listed = list(stage.get("features", []))
+        if listed[len(names):len(names) + 1] == [TOMOGRAPHIC_FEATURE]:
             names.append(TOMOGRAPHIC_FEATURE)  # 3.3 cards: each field against its tomographic prediction too
+        members = [MEMBER_FEATURE.format(k) for k in range(len(self.member_labels))]
+        if members and listed[len(names):] == members:
+            names += members  # 3.4 cards: each member's own logit too
         try:
             arrays = {k: np.asarray(stage[k], np.float64) for k in ("mean", "scale", "weights")}
             bias = float(stage["bias"])
@@ -685,7 +707,9 @@ class ScreeningModel:
             raise ModelFileError(f"model card {self.name}: consistency stage incomplete ({exc})") from exc
         if list(stage.get("features", [])) != names or any(v.shape != (len(names),) for v in arrays.values()):
             raise ModelFileError(f"model card {self.name}: consistency stage must list the features {names} "
-                                 f"(optionally followed by {TOMOGRAPHIC_FEATURE!r}) with one mean, scale and weight each")
+                                 f"(optionally followed by {TOMOGRAPHIC_FEATURE!r}, then by one "
+                                 f"{MEMBER_FEATURE.format('k')!r} per member of a two-network model) with one mean, "
+                                 "scale and weight each")
         spread_from = str(stage.get("spread_from", "all"))
         if spread_from not in ("all", "network_clean"):
             raise ModelFileError(f"model card {self.name}: consistency stage spread_from must be 'all' or "
@@ -694,13 +718,13 @@ class ScreeningModel:
                 and np.all(arrays["scale"] > 0)):
             raise ModelFileError(f"model card {self.name}: consistency stage holds non-finite numbers or a scale <= 0")
         return {**arrays, "bias": bias, "min_fields": int(stage.get("min_fields", 8)), "spread_from": spread_from,
-                "tomographic": names[-1] == TOMOGRAPHIC_FEATURE,
+                "tomographic": TOMOGRAPHIC_FEATURE in names, "members": bool(members) and names[-1] == members[-1],
                 "tomographic_relative": bool(stage.get("tomographic_relative", False))}
 
     def apply_consistency(self, probability: np.ndarray, features: np.ndarray) -> np.ndarray:
         """The consistency stage's noisy-probability (N,) float32 from the network's ``probability`` (N,)
-        and the fields' consistency ``features`` (N, 5), followed by their tomographic residual (N, 6) when the
-        stage takes it; ``probability`` unchanged without a stage, and for
+        and the fields' consistency ``features`` (N, 5), followed by their tomographic residual (N, 6) and each
+        member's logit (N, 6 + K) when the stage takes them; ``probability`` unchanged without a stage, and for
         each field whose features are not finite (NaN: too few fields in its measurement)."""
         stage = self.consistency
         if stage is None:
@@ -713,7 +737,8 @@ class ScreeningModel:
     def measurement_consistency(self, crops: np.ndarray, pixel_size_um: float, wavelength_um: float,
                                 illumination_per_um: Optional[np.ndarray], probability: np.ndarray, *,
                                 na_objective: Optional[float] = None, medium_index: Optional[float] = None,
-                                unwrapped_phase: Optional[np.ndarray] = None
+                                unwrapped_phase: Optional[np.ndarray] = None,
+                                member_probability: Optional[np.ndarray] = None
                                 ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
         """The consistency features (N, 5) of one measurement's screening crops and the stage's noisy-probability
         (N,) from the network's ``probability``; (None, None) without a stage or with fewer than its
@@ -724,7 +749,9 @@ class ScreeningModel:
         ``illumination_per_um``, ``na_objective`` and ``medium_index`` (the stage is then skipped, (features,
         None), without them; ``unwrapped_phase``, the crops' unwrapped phase, saves unwrapping them again). The
         residual is an input of the stage only: the features returned are the five
-        of :data:`~engine.screening.consistency.CONSISTENCY_FEATURES`, as result files store them."""
+        of :data:`~engine.screening.consistency.CONSISTENCY_FEATURES`, as result files store them. A stage that
+        takes each member's logit (3.4 cards) uses ``member_probability`` (N, K), as :meth:`predict_with_members`
+        gives it, or runs the members on the crops when it is not given."""
         stage = self.consistency
         if stage is None or np.shape(crops)[0] < stage["min_fields"]:
             return None, None
@@ -734,6 +761,12 @@ class ScreeningModel:
         x = stage_features(crops, pixel_size_um, wavelength_um, illumination_per_um, prob,
                            tomographic=stage["tomographic"], tomographic_relative=stage["tomographic_relative"],
                            na_objective=na_objective, medium_index=medium_index, unwrapped_phase=unwrapped_phase)
+        if stage["members"]:
+            if member_probability is None:
+                member_probability = self.member_probabilities(preprocess(crops, input_kind=self.input_kind,
+                                                                          crop=self.crop))
+            q = np.clip(np.asarray(member_probability, np.float64), 1e-7, 1 - 1e-7)
+            x = np.column_stack([x, np.log(q / (1 - q))])
         return x[:, :len(CONSISTENCY_FEATURES)], self.apply_consistency(probability, x)
 
 
@@ -950,14 +983,18 @@ def screen_fields(
     use_unwrapped = unwrapped_phase is not None and m.phase_source == "unwrapped"
     x = preprocess(crop_fields, unwrapped_phase=crop_at(np.asarray(unwrapped_phase), origin, CROP_SIZE)
                    if use_unwrapped else None, input_kind=m.input_kind, crop=m.crop)
-    score = m.predict_tensor(x, batch_size=batch_size, cancel=cancel)
     stage = m.consistency
+    if stage is not None and stage["members"]:  # the stage takes each member's own logit too: one pass for both
+        score, members = m.predict_with_members(x, batch_size=batch_size, cancel=cancel)
+    else:
+        score, members = m.predict_tensor(x, batch_size=batch_size, cancel=cancel), None
     if stage is not None:  # each field against its neighbours in the measurement
         report(progress, 0.8, "measurement consistency")
     features, stage_score = m.measurement_consistency(
         crop_fields, px, float(metadata.wavelength_um), illumination_per_um, score,
         na_objective=getattr(metadata, "na_objective", None), medium_index=getattr(metadata, "medium_index", None),
-        unwrapped_phase=None if unwrapped_phase is None else crop_at(np.asarray(unwrapped_phase), origin, CROP_SIZE))
+        unwrapped_phase=None if unwrapped_phase is None else crop_at(np.asarray(unwrapped_phase), origin, CROP_SIZE),
+        member_probability=members)
     if consistency and stage is None:
         raise ValueError(f"screening model {m.label} has no consistency stage: screen without it, or use a model "
                          "whose card has one")

@@ -41,10 +41,11 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ..models import resolve_model_file
-from ..screening.consistency import (CONSISTENCY_FEATURES, MIN_FIELDS, NEIGHBOURS, RADIAL_WEIGHT,
+from ..screening.consistency import (CONSISTENCY_FEATURES, MEMBER_FEATURE, MIN_FIELDS, NEIGHBOURS, RADIAL_WEIGHT,
+                                     TOMOGRAPHIC_FEATURE,
                                      consistency_features_by_measurement, stage_probability)
 from ..screening.crops import CropSet
-from ..screening.network import ScreeningModel, load_model
+from ..screening.network import ScreeningModel, load_model, preprocess
 from .screening_families import _fmt, evaluate_logits, protocol_splits
 
 __all__ = ["balanced_weights", "fit_logistic", "choose_strength", "simulated_illuminations", "measurement_features",
@@ -148,17 +149,26 @@ def simulated_illuminations(cs: CropSet) -> np.ndarray:
 
 
 def stage_inputs(model: ScreeningModel, cs: CropSet, *, spread_from: str = "all", tomographic: bool = False,
-                 tomographic_relative: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 tomographic_relative: bool = False, members: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The network's probabilities (M,) and the stage's inputs (M, 6), or (M, 7) with ``tomographic``:
-    ``(logit p, features[, tomographic residual])`` (NaN rows where a measurement has fewer than
-    :data:`MIN_FIELDS` fields); illuminations from :func:`simulated_illuminations`. ``spread_from``:
-    ``"all"`` or ``"network_clean"`` (the spreads measured on the fields the network keeps, as a card
-    with that ``spread_from`` does)."""
-    p = np.clip(model.predict_fields(cs.fields).astype(np.float64), 1e-7, 1 - 1e-7)
+    ``(logit p, features[, tomographic residual])``, then with ``members`` each member's logit (M, 7 + K)
+    (NaN rows where a measurement has fewer than :data:`MIN_FIELDS` fields); illuminations from
+    :func:`simulated_illuminations`. ``spread_from``: ``"all"`` or ``"network_clean"`` (the spreads measured
+    on the fields the network keeps, as a card with that ``spread_from`` does)."""
+    x_net = preprocess(cs.fields, input_kind=model.input_kind, crop=model.crop)
+    prob, member_p = model.predict_with_members(x_net) if members else (model.predict_tensor(x_net), None)
+    if members and member_p is None:
+        raise ValueError(f"{model.label} is one network: it has no members' logits to give the stage")
+    p = np.clip(prob.astype(np.float64), 1e-7, 1 - 1e-7)
     if spread_from == "all" and not tomographic:
-        return p, np.column_stack([np.log(p / (1 - p)), measurement_features(cs)])
-    return p, np.column_stack([np.log(p / (1 - p)), _stage_features(cs, p, spread_from == "network_clean",
-                                                                   tomographic, tomographic_relative)])
+        x = np.column_stack([np.log(p / (1 - p)), measurement_features(cs)])
+    else:
+        x = np.column_stack([np.log(p / (1 - p)), _stage_features(cs, p, spread_from == "network_clean",
+                                                                  tomographic, tomographic_relative)])
+    if member_p is not None:
+        q = np.clip(member_p.astype(np.float64), 1e-7, 1 - 1e-7)
+        x = np.column_stack([x, np.log(q / (1 - q))])
+    return p, x
 
 
 def _stage_features(cs: CropSet, p: np.ndarray, clean_spread: bool, tomographic: bool,
@@ -222,6 +232,9 @@ def _parser() -> argparse.ArgumentParser:
                         "diffraction theorem (engine.screening.tomographic)")
     p.add_argument("--tomographic-relative", action="store_true",
                    help="with --tomographic: each field's residual against those of its nearest illuminations first")
+    p.add_argument("--member-logits", action="store_true",
+                   help="then each member's own logit of a two-network model (the pair's least logit hides the "
+                        "stronger member's view of the fields the other keeps)")
     p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write (its .json beside it)")
     p.add_argument("--version", default="3.1.0")
     p.add_argument("--report", type=Path, default=None, help="write the metrics as JSON here")
@@ -311,7 +324,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     model = load_model(args.model)
     fit_sets, sets = _sets(args)
     inputs = {"spread_from": args.spread_from, "tomographic": args.tomographic,
-              "tomographic_relative": args.tomographic_relative}
+              "tomographic_relative": args.tomographic_relative, "members": args.member_logits}
     stage, strength, cv, n_fit = _fit(model, fit_sets, args.balanced, **inputs)
     print(f"strength C = {strength} (grouped 5-fold log-loss {cv}); weights {np.round(stage['weights'], 3).tolist()}")
     metrics = _evaluate(model, stage, sets, **inputs)
@@ -327,7 +340,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         "consistency": {"method": "logistic regression on the validation measurements (L2 on standardised weights, "
                                   "strength by 5-fold cross-validation grouped by measurement)" + _fit_note(args),
                         "features": ["network_logit", *CONSISTENCY_FEATURES]
-                        + (["tomographic_residual"] if args.tomographic else []),
+                        + ([TOMOGRAPHIC_FEATURE] if args.tomographic else [])
+                        + ([MEMBER_FEATURE.format(k) for k in range(len(model.member_labels))]
+                           if args.member_logits else []),
                         **stage, "min_fields": MIN_FIELDS, "spread_from": args.spread_from,
                         **({"tomographic_relative": True} if args.tomographic_relative else {}),
                         "neighbours": NEIGHBOURS, "radial_weight": RADIAL_WEIGHT, "strength": strength,
@@ -344,6 +359,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             + ([f"--spread-from {args.spread_from}"] if args.spread_from != "all" else [])
             + (["--tomographic"] if args.tomographic else [])
             + (["--tomographic-relative"] if args.tomographic_relative else [])
+            + (["--member-logits"] if args.member_logits else [])
             + ([f"--evaluate {' '.join(caches)}"] if caches else []) + [f"--version {args.version}"]),
     })
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -266,3 +266,51 @@ def test_a_stage_with_the_tomographic_input_needs_the_optics_and_says_so(tmp_pat
     full = screen_fields(f, RING, Full(), model=m, device="cpu", consistency=True)
     assert full.consistency_used and full.consistency.shape == (len(RING), 5)  # result files keep five columns
     assert int(np.argmax(full.consistency_score)) == 7
+
+
+def _member_stage(tmp_path, weights_of_members):
+    """The shipped card's stage (its first six inputs) with the tomographic input and each member's logit."""
+    base = _stage_card(tmp_path).card["consistency"]
+    six = {k: list(base[k])[:6] for k in ("mean", "scale", "weights")}
+    return _stage_card(tmp_path, features=["network_logit", *CONSISTENCY_FEATURES, "tomographic_residual",
+                                           "member_logit_0", "member_logit_1"],
+                       mean=six["mean"] + [0.0, 0.0, 0.0], scale=six["scale"] + [1.0, 1.0, 1.0],
+                       weights=six["weights"] + [0.5, *weights_of_members], spread_from="network_clean")
+
+
+def test_a_stage_with_each_members_logit_runs_them_once_and_follows_them(tmp_path):
+    from engine.screening.network import preprocess, screen_fields
+
+    m = _member_stage(tmp_path, [0.0, 3.0])
+    if not m.member_labels:
+        pytest.skip("the shipped model is one network")
+    assert m.consistency["members"] and m.consistency["tomographic"]
+    f = measurement()
+    x = preprocess(f, input_kind=m.input_kind, crop=m.crop)
+    p, members = m.predict_with_members(x, batch_size=7)  # one pass of the members, in batches
+    assert np.allclose(p, m.predict_tensor(x), atol=1e-6) and np.allclose(members, m.member_probabilities(x), atol=1e-6)
+
+    class Optics:
+        pixel_size_um, wavelength_um, na_objective, medium_index = PX, LAM, 1.0, 1.337
+
+    given = m.measurement_consistency(f, PX, LAM, RING, p, na_objective=1.0, medium_index=1.337,
+                                      member_probability=members)
+    computed = m.measurement_consistency(f, PX, LAM, RING, p, na_objective=1.0, medium_index=1.337)
+    assert np.allclose(given[1], computed[1], atol=1e-6)  # without them, the stage runs the members itself
+    screened = screen_fields(f, RING, Optics(), model=m, device="cpu", consistency=True)
+    assert np.allclose(screened.consistency_score, given[1], atol=1e-5)
+    # the stage follows member 1's logit: raising it raises every field's score
+    louder = m.measurement_consistency(f, PX, LAM, RING, p, na_objective=1.0, medium_index=1.337,
+                                       member_probability=np.column_stack([members[:, 0], np.full(len(f), 0.99)]))
+    assert np.all(louder[1] > given[1])
+
+
+def test_member_logits_for_a_model_without_those_members_are_refused(tmp_path):
+    m = _member_stage(tmp_path, [1.0, 1.0])
+    card = dict(m.card)
+    card["consistency"] = {**card["consistency"], "features": card["consistency"]["features"][:-1] + ["member_logit_7"]}
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    from engine.screening.network import load_model
+
+    with pytest.raises(ModelFileError, match="member_logit_k"):
+        _ = load_model(tmp_path / "m.safetensors").consistency
