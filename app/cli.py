@@ -153,10 +153,11 @@ def _batch_parser() -> argparse.ArgumentParser:
                    help="field screening: the shipped CNN, the rule-based Fourier-peak metric, or keep every field")
     p.add_argument("--threshold", type=_fraction, default=0.5,
                    help="with --screen model: a field is noisy when the network's noisy-probability is above this")
-    p.add_argument("--screen-consistency", action="store_true",
+    p.add_argument("--screen-consistency", action=argparse.BooleanOptionalAction, default=None,
                    help="with --screen model: decide by the model's consistency stage, which also compares each field "
-                        "with the fields of nearest illumination (better on defects the network was not trained on, "
-                        "slightly worse on the project's own held-out fields; see the README)")
+                        "with the fields of nearest illumination and its prediction from the others (or, with "
+                        "--no-screen-consistency, by the networks alone); default: as the model's card says (on for "
+                        "the shipped model from 3.4.0; see the README)")
     p.add_argument("--method", choices=("rytov", "born", "multislice"), default="rytov",
                    help="scattering approximation of the reconstruction (multislice: iterative multiple-"
                    "scattering inversion started from Rytov, for samples whose phase delay exceeds about 3 rad; "

@@ -154,10 +154,11 @@ class ProcessOptions:
         Axial voxels (default: the reconstruction's own default).
     threshold : float
         Screening decision threshold on the model's noisy-probability.
-    screen_consistency : bool
+    screen_consistency : bool, optional
         With ``screen="model"``: decide by the model's consistency stage (each field against the
         fields of nearest illumination, :mod:`engine.screening.consistency`) instead of the network
-        alone (:func:`engine.screening.network.screen_fields` ``consistency``). Off by default.
+        alone (:func:`engine.screening.network.screen_fields` ``consistency``). None (the default): as
+        the model's card says (on for the shipped 3.4.0).
     sideband : {"auto", "as-given"}
         Side band of a detected carrier: the twin that gives the sample a positive phase, or the
         peak with f_x > 0 (for samples less dense than their medium). A ``carrier_per_um`` in
@@ -175,7 +176,7 @@ class ProcessOptions:
     non_negativity: bool | int = True
     shape_z: Optional[int] = None
     threshold: float = 0.5
-    screen_consistency: bool = False
+    screen_consistency: Optional[bool] = None
     sideband: str = "auto"
     tv_weight: float = field(default_factory=_default_tv_weight)
     tv_outer_iterations: int = DEFAULT_TV_OUTER_ITERATIONS
@@ -313,7 +314,7 @@ def _screen(fields, retrieved, meta, options: ProcessOptions, progress, cancel):
     return screen_fields(fields, retrieved.illumination_per_um, meta, method=options.screen,
                          threshold=options.threshold, unwrapped_phase=retrieved.unwrapped_phase,
                          pixel_size_um=retrieved.pixel_size_um, device=options.device,
-                         consistency=options.screen_consistency and options.screen == "model",
+                         consistency=options.screen_consistency if options.screen == "model" else False,
                          progress=progress, cancel=cancel)
 
 
@@ -1061,7 +1062,7 @@ def process_folder(folder: Path, out_path: Path, *, screen: str = "model", regul
                    method: str = "rytov", non_negativity: bool = True, threshold: float = 0.5,
                    birefringence_method: str = "auto", multislice_frame: str = "lab",
                    deep_domain_tolerance: Optional[float] = DEFAULT_DEEP_DOMAIN_TOLERANCE,
-                   screen_consistency: bool = False, deep_polish_iterations: Optional[int] = None) -> dict:
+                   screen_consistency: Optional[bool] = None, deep_polish_iterations: Optional[int] = None) -> dict:
     """Picklable ``(folder, out_path) -> dict`` form of :func:`process_measurement` for batches."""
     opts = ProcessOptions(screen=screen, regularize=regularize, birefringence=birefringence, device=device,
                           sideband=sideband, method=method, non_negativity=non_negativity, threshold=threshold,
@@ -1084,7 +1085,7 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, screen: str = "model", reg
                       progress_bar: Optional[bool] = None, birefringence_method: str = "auto",
                       multislice_frame: str = "lab",
                       deep_domain_tolerance: Optional[float] = DEFAULT_DEEP_DOMAIN_TOLERANCE,
-                      screen_consistency: bool = False, deep_polish_iterations: Optional[int] = None) -> int:
+                      screen_consistency: Optional[bool] = None, deep_polish_iterations: Optional[int] = None) -> int:
     """``odt-studio batch``: process every measurement under ``in_dir``; exit 0 only if all succeeded.
 
     With ``measure``, the objects of every result are then measured into ``out_dir/measurements.csv``

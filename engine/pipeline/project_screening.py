@@ -188,12 +188,23 @@ def project_screening_model(project: Any, model: Any = "default") -> Any:
     return own if own is not None else model
 
 
-def project_screening_consistency(project: Any) -> bool:
-    """The project's consistency-stage setting (False when the project has none or cannot say)."""
+def project_screening_consistency(project: Any, model: Any = None) -> bool:
+    """Whether the consistency stage decides for this project: its setting, else (unset, or a project object
+    that cannot say) the screening ``model``'s card default (a loaded model, a name or a path; None: the
+    project's adopted model, else the shipped one; :func:`engine.screening.network.consistency_by_default`)."""
+    from ..screening.network import consistency_by_default
+
     try:
-        return bool(project.screening_consistency)
+        v = project.screening_consistency
     except Exception:  # noqa: BLE001 - a project object without settings: the default
-        return False
+        v = None
+    if isinstance(v, bool):
+        return v
+    if model is None:
+        model = project_screening_model(project)
+    stage = getattr(model, "consistency", None) if not isinstance(model, (str, Path)) else None
+    return bool(stage["by_default"]) if stage is not None else (
+        isinstance(model, (str, Path)) and consistency_by_default(model))
 
 
 def project_sideband(project: Any) -> str:
@@ -485,7 +496,7 @@ def _new_run(project: Any, measurement_id: int, fl: _Fields, model: Any, thresho
     returns the :class:`~engine.screening.network.ScreeningResult` (its crop origin, consistency features)."""
     from ..screening.network import screen_fields
 
-    stage = model is not None and project_screening_consistency(project) and model.consistency is not None
+    stage = model is not None and model.consistency is not None and project_screening_consistency(project, model)
     res = screen_fields(fl.fields, fl.illum, fl.meta, model=model, method="model" if model is not None else "rule",
                         threshold=threshold, unwrapped_phase=fl.unwrapped, device=device, consistency=stage,
                         progress=progress, cancel=cancel)

@@ -58,6 +58,7 @@ import numpy as np
 from scipy import ndimage
 
 from .rule import rule_peak_metric
+from .small_median import median_of_few
 
 __all__ = ["CONSISTENCY_FEATURES", "MIN_FIELDS", "NEIGHBOURS", "consistency_features",
            "consistency_features_by_measurement", "nearest_illuminations", "neighbour_difference", "neighbour_residuals",
@@ -126,7 +127,7 @@ def _amplitude_rms(a: np.ndarray, nb: np.ndarray) -> np.ndarray:
     """RMS of ``A_i − median_{j ∈ nb_i} A_j`` for each field (blocks of fields, to bound memory)."""
     out = np.empty(len(a), np.float64)
     for s in range(0, len(a), 16):
-        ref = np.median(a[nb[s:s + 16]], axis=1)
+        ref = median_of_few(a[nb[s:s + 16]], axis=1)
         out[s:s + 16] = np.sqrt(np.mean((a[s:s + 16] - ref) ** 2, axis=(1, 2)))
     return out
 
@@ -237,7 +238,7 @@ def _neighbour_median(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     ``a_j = Σ v_j* u / Σ |v_j|²`` that matches it to ``u`` in least squares."""
     a = np.sum(np.conj(v) * u, axis=(1, 2)) / np.maximum(np.sum(np.abs(v) ** 2, axis=(1, 2)), _TINY)
     w = v * a[:, None, None].astype(np.complex64)
-    return np.median(w.real, axis=0) + 1j * np.median(w.imag, axis=0)
+    return median_of_few(w.real) + 1j * median_of_few(w.imag)
 
 
 def consistency_features(fields: np.ndarray, pixel_size_um: float, wavelength_um: float,

@@ -38,6 +38,7 @@ tensor's name and shape and the checksum, and refuses anything else.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -46,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import ModelFileError, load_network, save_safetensors_model
+from ..models import ModelFileError, load_network, resolve_model_file, save_safetensors_model
 from ..resources import models_dir
 from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
@@ -719,7 +720,8 @@ class ScreeningModel:
             raise ModelFileError(f"model card {self.name}: consistency stage holds non-finite numbers or a scale <= 0")
         return {**arrays, "bias": bias, "min_fields": int(stage.get("min_fields", 8)), "spread_from": spread_from,
                 "tomographic": TOMOGRAPHIC_FEATURE in names, "members": bool(members) and names[-1] == members[-1],
-                "tomographic_relative": bool(stage.get("tomographic_relative", False))}
+                "tomographic_relative": bool(stage.get("tomographic_relative", False)),
+                "by_default": stage.get("decides_by_default", False) is True}
 
     def apply_consistency(self, probability: np.ndarray, features: np.ndarray) -> np.ndarray:
         """The consistency stage's noisy-probability (N,) float32 from the network's ``probability`` (N,)
@@ -737,7 +739,6 @@ class ScreeningModel:
     def measurement_consistency(self, crops: np.ndarray, pixel_size_um: float, wavelength_um: float,
                                 illumination_per_um: Optional[np.ndarray], probability: np.ndarray, *,
                                 na_objective: Optional[float] = None, medium_index: Optional[float] = None,
-                                unwrapped_phase: Optional[np.ndarray] = None,
                                 member_probability: Optional[np.ndarray] = None
                                 ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
         """The consistency features (N, 5) of one measurement's screening crops and the stage's noisy-probability
@@ -747,7 +748,9 @@ class ScreeningModel:
         A stage with ``"spread_from": "network_clean"`` measures the features' spreads on the fields the
         network keeps; one that takes the tomographic residual (:mod:`engine.screening.tomographic`) needs
         ``illumination_per_um``, ``na_objective`` and ``medium_index`` (the stage is then skipped, (features,
-        None), without them; ``unwrapped_phase``, the crops' unwrapped phase, saves unwrapping them again). The
+        None), without them; the crops' phase is unwrapped here, as when the stage was fitted, never taken from the
+        retrieval: a measurement scores the same whether screened right after retrieval or later from its stored
+        fields, whose unwrapped phase is not stored). The
         residual is an input of the stage only: the features returned are the five
         of :data:`~engine.screening.consistency.CONSISTENCY_FEATURES`, as result files store them. A stage that
         takes each member's logit (3.4 cards) uses ``member_probability`` (N, K), as :meth:`predict_with_members`
@@ -760,7 +763,7 @@ class ScreeningModel:
             return consistency_features(crops, pixel_size_um, wavelength_um, illumination_per_um, prob), None
         x = stage_features(crops, pixel_size_um, wavelength_um, illumination_per_um, prob,
                            tomographic=stage["tomographic"], tomographic_relative=stage["tomographic_relative"],
-                           na_objective=na_objective, medium_index=medium_index, unwrapped_phase=unwrapped_phase)
+                           na_objective=na_objective, medium_index=medium_index)
         if stage["members"]:
             if member_probability is None:
                 member_probability = self.member_probabilities(preprocess(crops, input_kind=self.input_kind,
@@ -780,6 +783,20 @@ def default_model_name(device: str | torch.device = "auto") -> str:
     """
     resolve_device(device)
     return COMPACT_NAME
+
+
+def consistency_by_default(name_or_path: str | Path = "default") -> bool:
+    """Whether a screening model's consistency stage decides when nobody says (card
+    ``consistency.decides_by_default``), read from its card alone (no weights loaded). False for a model
+    without a stage, or a card that cannot be read (:func:`load_model` then says why)."""
+    name = str(name_or_path)
+    name = {"default": COMPACT_NAME, "compact": COMPACT_NAME, "published": PUBLISHED_NAME}.get(name, name)
+    try:
+        card = json.loads(resolve_model_file(name, MODELS_DIR).with_suffix(".json").read_text(encoding="utf-8"))
+    except (ModelFileError, OSError, ValueError):
+        return False
+    stage = card.get("consistency") if isinstance(card, dict) else None
+    return isinstance(stage, dict) and stage.get("decides_by_default", False) is True
 
 
 def load_model(name_or_path: str | Path = "default", *, device: str | torch.device = "cpu") -> ScreeningModel:
@@ -900,7 +917,7 @@ def screen_fields(
     rule_threshold: float = DEFAULT_RULE_THRESHOLD,
     mask_radius_per_um: float = DEFAULT_MASK_RADIUS_PER_UM,
     method: str = "model",
-    consistency: bool = False,
+    consistency: Optional[bool] = None,
     batch_size: int = 256,
     progress: Optional[Callable[..., None]] = None,
     cancel: Optional[CancelToken] = None,
@@ -933,14 +950,15 @@ def screen_fields(
         Rule settings (log10 threshold; disc radius in cycles/µm).
     method : {"model", "rule"}
         ``"rule"`` decides by the rule alone (``source`` = 1, ``score`` = NaN).
-    consistency : bool
+    consistency : bool, optional
         Decide by the model's consistency stage (each field against the fields of nearest
-        illumination, :mod:`engine.screening.consistency`) instead of the network alone. Off by
-        default (see the model card's ``consistency`` metrics: better on defects from another
-        generator, worse on the project's own held-out fields). ValueError when the model has no
-        stage; a measurement with fewer than its ``min_fields`` fields is screened by the network
-        alone, with a warning. With a stage, its features and score are computed and returned
-        either way.
+        illumination, :mod:`engine.screening.consistency`) instead of the network alone. None (the
+        default): as the model card says (``consistency.decides_by_default``; on from 3.4.0, whose stage
+        is better than its networks on every test set, see the card's metrics). True with a model
+        without a stage: ValueError. A measurement the stage cannot judge (fewer than its ``min_fields``
+        fields; no objective NA or medium index for a stage with the tomographic input) is screened by
+        the network alone, with a warning (none for too few fields when the stage was not asked for:
+        a single hologram). With a stage, its features and score are computed and returned either way.
     progress, cancel
         See :mod:`engine.progress`.
 
@@ -993,19 +1011,19 @@ def screen_fields(
     features, stage_score = m.measurement_consistency(
         crop_fields, px, float(metadata.wavelength_um), illumination_per_um, score,
         na_objective=getattr(metadata, "na_objective", None), medium_index=getattr(metadata, "medium_index", None),
-        unwrapped_phase=None if unwrapped_phase is None else crop_at(np.asarray(unwrapped_phase), origin, CROP_SIZE),
         member_probability=members)
     if consistency and stage is None:
         raise ValueError(f"screening model {m.label} has no consistency stage: screen without it, or use a model "
                          "whose card has one")
+    asked = bool(consistency) if consistency is not None else stage is not None and stage["by_default"]
     warnings = screening_domain_check(metadata, m.card, pixel_size_um=px, field_shape=f.shape)
-    if consistency and stage_score is None and features is not None:
+    if asked and stage_score is None and features is not None:
         warnings.append("consistency stage not used: its tomographic input needs the illuminations, the objective NA "
                         "and the medium index, and this measurement lacks one (network alone)")
-    elif consistency and stage_score is None:
+    elif asked and stage_score is None and consistency:
         warnings.append(f"consistency stage not used: it compares each field with at least "
                         f"{stage['min_fields'] - 1} others, and this measurement has {n} fields (network alone)")
-    elif consistency:
+    elif asked and stage_score is not None:
         score = stage_score
     decision = (score <= threshold).astype(np.uint8)
     report(progress, 1.0, f"{int(decision.sum())} of {n} fields clean")
@@ -1013,4 +1031,4 @@ def screen_fields(
                            model_name=m.name, model_version=m.version, threshold=float(threshold),
                            rule_threshold=float(rule_threshold), rule_decision=rule_dec,
                            warnings=warnings, crop_origin=origin, consistency=features, consistency_score=stage_score,
-                           consistency_used=bool(consistency and stage_score is not None))
+                           consistency_used=bool(asked and stage_score is not None))

@@ -39,8 +39,12 @@ within the Rytov approximation", Opt. Lett. 6, 374 (1981).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
+
+from .small_median import median_of_few
 
 __all__ = ["NEAREST", "SMOOTH_PX", "tomographic_scores", "tomographic_residual", "tomographic_difference"]
 
@@ -53,10 +57,14 @@ _MIN_SPREAD = 1e-3
 
 
 def _rytov(fields: np.ndarray, unwrapped_phase: np.ndarray | None = None) -> np.ndarray:
-    if unwrapped_phase is None:
+    if unwrapped_phase is None:  # skimage's unwrapping releases the GIL: the fields in a few threads
+        from concurrent.futures import ThreadPoolExecutor
+
         from skimage.restoration import unwrap_phase
 
-        phase = np.stack([unwrap_phase(np.angle(u).astype(np.float64)) for u in fields])
+        wrapped = [np.angle(u).astype(np.float64) for u in fields]
+        with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+            phase = np.stack(list(pool.map(unwrap_phase, wrapped)))
     else:
         phase = np.asarray(unwrapped_phase, np.float64).copy()
     phase -= np.median(phase, axis=(1, 2), keepdims=True)
@@ -82,23 +90,26 @@ def _residual_images(fields: np.ndarray, pixel_size_um: float, wavelength_um: fl
     used = np.any(inside, axis=0)  # the frequencies any field sees: only these are predicted
     nz = np.sqrt(np.clip(k0 ** 2 - qx[:, used] ** 2 - qy[:, used] ** 2, 1e-9, None))  # (N, P)
     kappa = nz - np.sqrt(np.clip(k0 ** 2 - ill[:, 0] ** 2 - ill[:, 1] ** 2, 1e-9, None))[:, None]
-    spec = np.fft.fft2(_rytov(u.astype(np.complex128), unwrapped_phase))[:, used] * nz
+    spec = (np.fft.fft2(_rytov(u.astype(np.complex64), unwrapped_phase).astype(np.complex64))[:, used]
+            * nz.astype(np.float32))  # complex64: the gathers and medians below are memory-bound
     pupil = inside[:, used]
     # at each frequency, the fields that see it in order of axial frequency (the others last); each field's
     # neighbours are the NEAREST fields around its own rank (a window shifted inward at the ends)
-    order = np.argsort(np.where(pupil, kappa, np.inf), axis=0, kind="stable")
+    order = np.argsort(np.where(pupil, kappa, np.inf), axis=0, kind="stable").astype(np.int32)
+    n_freq = spec.shape[1]
     rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(n)[:, None].repeat(order.shape[1], axis=1), axis=0)
-    valid = pupil.sum(axis=0)  # (P,)
+    np.put_along_axis(rank, order, np.arange(n, dtype=np.int32)[:, None].repeat(n_freq, axis=1), axis=0)
+    valid = pupil.sum(axis=0).astype(np.int32)  # (P,)
     rank = rank[which]
     start = np.clip(rank - NEAREST // 2, 0, np.maximum(valid - NEAREST - 1, 0)[None])  # (K, P)
-    step = start[None] + np.arange(NEAREST)[:, None, None]  # NEAREST ranks of the window ...
-    others = np.where(step >= rank[None], step + 1, step)  # ... skipping the field's own rank
+    step = start[None] + np.arange(NEAREST, dtype=np.int32)[:, None, None]  # NEAREST ranks of the window ...
+    others = np.minimum(step + (step >= rank[None]), n - 1)  # ... skipping the field's own rank
     ok = pupil[which] & (valid[None] > NEAREST)
-    cols = np.arange(spec.shape[1])[None, None, :]
-    vals = spec[order[np.minimum(others, n - 1), cols], cols]  # (NEAREST, K, P)
-    pred = np.median(vals.real, axis=0) + 1j * np.median(vals.imag, axis=0)
-    full = np.zeros((len(which), h, w), np.complex128)
+    cols = np.arange(n_freq, dtype=np.int32)
+    src = order.ravel()[others * n_freq + cols]  # (NEAREST, K, P): the field at each neighbour's rank
+    vals = spec.ravel()[src.astype(np.intp) * n_freq + cols]
+    pred = median_of_few(vals.real) + 1j * median_of_few(vals.imag)
+    full = np.zeros((len(which), h, w), np.complex64)
     full[:, used] = np.where(ok, (spec[which] - pred) / nz[which], 0.0)
     return np.fft.ifft2(full)
 

@@ -74,8 +74,9 @@ SIDEBAND_CHOICES = ("auto", "as-given")
 #: :mod:`engine.screening.retrain`). Unset: the shipped default. See :attr:`Project.screening_model`.
 SCREENING_MODEL_SETTING = "screening_model"
 #: Project setting (bool): screen with the model's consistency stage deciding (each field against the
-#: fields of nearest illumination, :mod:`engine.screening.consistency`). Unset: False, the network
-#: decides. See :attr:`Project.screening_consistency`.
+#: fields of nearest illumination, :mod:`engine.screening.consistency`). Unset: as the screening model's
+#: card says (``consistency.decides_by_default``: on from screening 3.4.0; before it, off). See
+#: :attr:`Project.screening_consistency`.
 SCREENING_CONSISTENCY_SETTING = "screening_consistency"
 
 
@@ -638,9 +639,11 @@ class Project:
         return v if v in SIDEBAND_CHOICES else "auto"
 
     @property
-    def screening_consistency(self) -> bool:
-        """Whether this project screens with the model's consistency stage deciding (default False)."""
-        return self.get_setting(SCREENING_CONSISTENCY_SETTING, False) is True
+    def screening_consistency(self) -> Optional[bool]:
+        """Whether this project screens with the model's consistency stage deciding; None when the project has
+        not said (the model's card then decides: :func:`engine.screening.network.consistency_by_default`)."""
+        v = self.get_setting(SCREENING_CONSISTENCY_SETTING, None)
+        return v if isinstance(v, bool) else None
 
     @property
     def screening_model(self) -> Optional[Path]:

@@ -235,6 +235,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--member-logits", action="store_true",
                    help="then each member's own logit of a two-network model (the pair's least logit hides the "
                         "stronger member's view of the fields the other keeps)")
+    p.add_argument("--decides-by-default", action="store_true",
+                   help="the card's stage decides when nobody says (consistency.decides_by_default: screen_fields, "
+                        "odt-studio batch and projects without the setting); without it, only when asked")
     p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write (its .json beside it)")
     p.add_argument("--version", default="3.1.0")
     p.add_argument("--report", type=Path, default=None, help="write the metrics as JSON here")
@@ -347,7 +350,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                         **({"tomographic_relative": True} if args.tomographic_relative else {}),
                         "neighbours": NEIGHBOURS, "radial_weight": RADIAL_WEIGHT, "strength": strength,
                         "cross_validated_log_loss": cv, "validation_fields": n_fit,
-                        "default": "off: screen_fields(consistency=True), odt-studio batch --screen-consistency",
+                        "decides_by_default": bool(args.decides_by_default),
+                        "default": ("on: screen_fields(consistency=False), odt-studio batch --no-screen-consistency "
+                                    "or the project setting turn it off" if args.decides_by_default else
+                                    "off: screen_fields(consistency=True), odt-studio batch --screen-consistency"),
                         "network": f"{model.label} (sha256 {str(model.card.get('sha256', ''))[:12]}), weights unchanged"},
         "metrics": {**metrics["network_alone"], "consistency_stage": metrics["with_stage"]},
         "command": "python -m engine.training.screening_consistency " + " ".join(
@@ -360,6 +366,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             + (["--tomographic"] if args.tomographic else [])
             + (["--tomographic-relative"] if args.tomographic_relative else [])
             + (["--member-logits"] if args.member_logits else [])
+            + (["--decides-by-default"] if args.decides_by_default else [])
             + ([f"--evaluate {' '.join(caches)}"] if caches else []) + [f"--version {args.version}"]),
     })
     args.out.parent.mkdir(parents=True, exist_ok=True)

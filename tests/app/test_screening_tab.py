@@ -503,13 +503,16 @@ def test_a_model_of_two_networks_shows_each_networks_score_of_the_field(qtbot, t
 
 
 def test_the_details_show_how_a_field_compares_with_its_nearest_illuminations(qtbot, tab, batch, project):
-    """With a model that has a consistency stage (the shipped 3.1.0), each field's details say how it
-    compares with its neighbours and what the stage would score, without it deciding."""
+    """With a model that has a consistency stage (the shipped 3.4.0) and the project's setting off, each field's
+    details say how it compares with its neighbours and what the stage would score, without it deciding."""
     from engine.screening.network import load_model
 
     model = load_model("default")
     if model.consistency is None:
         pytest.skip("the shipped model has no consistency stage")
+    from engine.store.project import SCREENING_CONSISTENCY_SETTING
+
+    project.set_setting(SCREENING_CONSISTENCY_SETTING, False)  # the network decides (the card's default is on)
     mid = project.add_measurement(batch / "beads_000")
     data = _open(qtbot, tab, project, mid, model=model)
     assert data.consistency is not None and data.consistency.shape == (len(data.fields), 5)
@@ -528,6 +531,12 @@ def test_ticking_compare_with_neighbours_stores_the_setting_and_lets_the_stage_d
     model = load_model("default")
     if model.consistency is None:
         pytest.skip("the shipped model has no consistency stage")
+    from engine.screening.network import consistency_by_default
+    from engine.store.project import SCREENING_CONSISTENCY_SETTING
+
+    tab.set_project(project)  # a project that has not said: the box shows the shipped card's default
+    assert tab.consistency_box.isChecked() is consistency_by_default("default")
+    project.set_setting(SCREENING_CONSISTENCY_SETTING, False)
     mid = project.add_measurement(batch / "beads_000")
     first = _open(qtbot, tab, project, mid, model=model)
     assert not tab.consistency_box.isChecked() and not first.model_version.endswith(CONSISTENCY_SUFFIX)

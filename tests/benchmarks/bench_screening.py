@@ -48,28 +48,26 @@ def _model(kind: str, device: str) -> ScreeningModel:
                               device=torch.device("cpu")).to(device)
 
 
-def time_measurement(kind: str, device: str, repeats: int = 5, unwrapped: bool = False) -> dict:
+def time_measurement(kind: str, device: str, repeats: int = 5) -> dict:
     """Median seconds to screen one 71-field 256² measurement end to end (a consistency stage included, as
-    ``screen_fields`` computes it whenever the card has one; ``unwrapped``: the retrieval's unwrapped phase
-    given, as the pipeline does)."""
+    ``screen_fields`` computes it whenever the card has one; it unwraps the crops' phase itself)."""
     from engine.simulate.holograms import illumination_pattern
 
     f = _fields()
     ill = illumination_pattern(len(f), 0.92 * _Meta.na_objective, _Meta.wavelength_um)
-    kw = {"unwrapped_phase": np.angle(f).astype(np.float32)} if unwrapped else {}  # no wraps in this sample
     m = _model(kind, device)
-    screen_fields(f, ill, _Meta(), model=m, device=device, **kw)  # warm-up
+    screen_fields(f, ill, _Meta(), model=m, device=device)  # warm-up
     ts = []
     for _ in range(repeats):
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t = time.perf_counter()
-        screen_fields(f, ill, _Meta(), model=m, device=device, **kw)
+        screen_fields(f, ill, _Meta(), model=m, device=device)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         ts.append(time.perf_counter() - t)
     med = statistics.median(ts)
-    return {"model": m.label, "device": device, "unwrapped_given": unwrapped, "seconds_per_71": med,
+    return {"model": m.label, "device": device, "seconds_per_71": med,
             "fields_per_s": 71 / med}
 
 
@@ -95,7 +93,6 @@ def run(extra: tuple[str, ...] = ()) -> list[dict]:
     rows = []
     for kind in ("published", "compact"):
         rows.append(time_measurement(kind, "cpu"))
-    rows.append(time_measurement("compact", "cpu", unwrapped=True))
     rows += [time_measurement(name, "cpu") for name in extra]
     if torch.cuda.is_available():
         for kind in ("published", "compact"):

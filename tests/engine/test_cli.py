@@ -111,7 +111,10 @@ def test_screen_consistency_reaches_process_options_and_needs_the_model_screen(b
     assert {o.screen_consistency for _, o in fake_processing} == {True}
     fake_processing.clear()
     cli.main(["batch", str(batch_in), "--out", str(tmp_path / "out2")])
-    assert {o.screen_consistency for _, o in fake_processing} == {False}  # off by default
+    assert {o.screen_consistency for _, o in fake_processing} == {None}  # by default, as the model's card says
+    fake_processing.clear()
+    cli.main(["batch", str(batch_in), "--out", str(tmp_path / "out2b"), "--no-screen-consistency"])
+    assert {o.screen_consistency for _, o in fake_processing} == {False}
     fake_processing.clear()
     capsys.readouterr()
     assert cli.main(["batch", str(batch_in), "--out", str(tmp_path / "out3"), "--screen", "rule",

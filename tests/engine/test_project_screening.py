@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.pipeline.project_screening import (SOURCE_MANUAL, SOURCE_MODEL, SOURCE_RULE, load_screening_model,
+from engine.pipeline.project_screening import (CONSISTENCY_SUFFIX, SOURCE_MANUAL, SOURCE_MODEL, SOURCE_RULE, load_screening_model,
                                                screen_project_measurement)
 from engine.progress import Cancelled, CancelToken
 from engine.selftest import tiny_demo_config
@@ -103,7 +103,8 @@ def test_default_model_is_the_projects_adopted_one(project, folder):
     assert project_screening_model(project) == path.resolve()
     assert project_screening_model(project, "published") == "published", "an explicit choice is kept"
     ps = screen_project_measurement(project, mid, device="cpu", rescreen=True)
-    assert ps.model.name == "screening-compact-ft1" and ps.model_label == "screening-compact-ft1 2.0.0+ft1"
+    decided = CONSISTENCY_SUFFIX if ps.model.consistency is not None and ps.model.consistency["by_default"] else ""
+    assert ps.model.name == "screening-compact-ft1" and ps.model_label == f"screening-compact-ft1 2.0.0+ft1{decided}"
     assert project.screening(mid)["model_name"] == "screening-compact-ft1"
     assert read_result(project.result_path(mid), groups=["screening"]).screening.model == ps.model_label
     np.testing.assert_allclose(ps.score, shipped.score, atol=1e-5)  # the same weights: the same scores

@@ -136,8 +136,9 @@ def test_a_broken_stage_in_a_card_is_refused_with_its_reason(tmp_path, change, m
         m.apply_consistency(np.zeros(2), np.zeros((2, 5)))
 
 
-def test_screen_fields_reports_the_stage_and_uses_it_only_when_asked(tmp_path):
-    from engine.screening.network import load_model, screen_fields
+@pytest.mark.parametrize("by_default", [False, True])
+def test_screen_fields_reports_the_stage_and_uses_it_as_asked_or_as_the_card_says(tmp_path, by_default):
+    from engine.screening.network import consistency_by_default, load_model, screen_fields
 
     class Meta:
         pixel_size_um, wavelength_um, na_objective, medium_index = PX, LAM, 1.0, 1.337
@@ -145,12 +146,13 @@ def test_screen_fields_reports_the_stage_and_uses_it_only_when_asked(tmp_path):
     f = measurement()
     y, x = np.mgrid[:N_PX, :N_PX]
     f[7] *= 1 - 0.7 * np.exp(-((x - 60) ** 2 + (y - 40) ** 2) / (2 * 6.0 ** 2))
-    m = load_model("default")
-    if m.consistency is None:
-        pytest.skip("the shipped model has no consistency stage")
-    plain = screen_fields(f, RING, Meta(), model=m, device="cpu")
+    m = _stage_card(tmp_path, decides_by_default=by_default)
+    assert m.consistency["by_default"] is by_default and consistency_by_default(tmp_path / "m.safetensors") is by_default
+    plain = screen_fields(f, RING, Meta(), model=m, device="cpu")  # nobody says: the card decides
     assert plain.consistency.shape == (len(RING), 5) and plain.consistency_score.shape == (len(RING),)
-    assert not plain.consistency_used
+    assert plain.consistency_used is by_default
+    off = screen_fields(f, RING, Meta(), model=m, device="cpu", consistency=False)
+    assert not off.consistency_used and off.consistency_score is not None  # computed, not deciding
     used = screen_fields(f, RING, Meta(), model=m, device="cpu", consistency=True)
     assert used.consistency_used and np.allclose(used.score, used.consistency_score)
     assert np.array_equal(used.decision, (used.score <= 0.5).astype(np.uint8))
@@ -158,9 +160,13 @@ def test_screen_fields_reports_the_stage_and_uses_it_only_when_asked(tmp_path):
     few = screen_fields(f[:5], RING[:5], Meta(), model=m, device="cpu", consistency=True)
     assert few.consistency is None and not few.consistency_used
     assert any("consistency stage not used" in w for w in few.warnings)
+    single = screen_fields(f[:1], RING[:1], Meta(), model=m, device="cpu")  # one hologram: nothing to say
+    assert not single.consistency_used and not any("consistency stage" in w for w in single.warnings)
     published = load_model("published")
     with pytest.raises(ValueError, match="no consistency stage"):
         screen_fields(f, RING, Meta(), model=published, device="cpu", consistency=True)
+    assert not screen_fields(f, RING, Meta(), model=published, device="cpu").consistency_used
+    assert consistency_by_default("published") is False and consistency_by_default(tmp_path / "none") is False
 
 
 def test_the_stage_round_trips_through_the_result_file(tmp_path):
@@ -299,6 +305,11 @@ def test_a_stage_with_each_members_logit_runs_them_once_and_follows_them(tmp_pat
     assert np.allclose(given[1], computed[1], atol=1e-6)  # without them, the stage runs the members itself
     screened = screen_fields(f, RING, Optics(), model=m, device="cpu", consistency=True)
     assert np.allclose(screened.consistency_score, given[1], atol=1e-5)
+    # the retrieval's unwrapped phase (not stored in result files) does not change the stage: a measurement
+    # scores the same right after retrieval and when screened again from its stored fields
+    shifted = np.angle(f) + 2 * np.pi * (np.arange(len(f)) % 3)[:, None, None]
+    again = screen_fields(f, RING, Optics(), model=m, device="cpu", consistency=True, unwrapped_phase=shifted)
+    assert np.array_equal(again.consistency_score, screened.consistency_score)
     # the stage follows member 1's logit: raising it raises every field's score
     louder = m.measurement_consistency(f, PX, LAM, RING, p, na_objective=1.0, medium_index=1.337,
                                        member_probability=np.column_stack([members[:, 0], np.full(len(f), 0.99)]))

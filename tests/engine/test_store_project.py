@@ -274,14 +274,19 @@ def test_version_1_database_gains_settings_and_keeps_its_rows(tmp_path):
         assert p.sideband == "as-given"
 
 
-def test_the_consistency_setting_is_a_bool_and_defaults_to_off(tmp_path):
+def test_the_consistency_setting_is_a_bool_and_unset_leaves_it_to_the_model(tmp_path):
+    from engine.pipeline.project_screening import project_screening_consistency
+    from engine.screening.network import consistency_by_default
     from engine.store.project import SCREENING_CONSISTENCY_SETTING
 
     p = Project.create(tmp_path / "p")
     try:
-        assert p.screening_consistency is False
+        assert p.screening_consistency is None
+        assert project_screening_consistency(p) is consistency_by_default("default")  # the shipped card decides
+        p.set_setting(SCREENING_CONSISTENCY_SETTING, False)
+        assert p.screening_consistency is False and project_screening_consistency(p) is False
         p.set_setting(SCREENING_CONSISTENCY_SETTING, True)
-        assert p.screening_consistency is True
+        assert p.screening_consistency is True and project_screening_consistency(p, "published") is True
         with pytest.raises(ValueError, match="true or false"):
             p.set_setting(SCREENING_CONSISTENCY_SETTING, "yes")
         assert p.screening_consistency is True
