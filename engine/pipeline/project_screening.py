@@ -462,13 +462,16 @@ def measurement_consistency(model: Any, fields: np.ndarray, illumination_per_um:
                             stage_decided: bool = False) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """The consistency features (N, 5) of a measurement's fields on the screen's crop and the model's
     consistency-stage score (N,): from the network's ``score``, or ``score`` itself when the stage made it
-    (``stage_decided``); (None, None) without a loaded model with a stage, a finite score, or enough fields
+    (``stage_decided``); (None, None) without a loaded model with a stage, a finite score, enough fields or an
+    illumination-scan measurement
     (:mod:`engine.screening.consistency`)."""
     from ..screening.network import CROP_SIZE
     from ..screening.sample_crop import crop_at
 
     if getattr(model, "consistency", None) is None or not np.all(np.isfinite(score)):
         return None, None
+    if getattr(metadata, "geometry", "illumination-scan") != "illumination-scan":
+        return None, None  # as screen_fields: the stage compares illuminations of a still sample
     f = np.asarray(fields)
     crops = f if crop_origin is None else crop_at(f, tuple(crop_origin), CROP_SIZE)
     feats, stage_score = model.measurement_consistency(crops, float(metadata.pixel_size_um),

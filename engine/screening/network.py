@@ -956,9 +956,10 @@ def screen_fields(
         default): as the model card says (``consistency.decides_by_default``; on from 3.4.0, whose stage
         is better than its networks on every test set, see the card's metrics). True with a model
         without a stage: ValueError. A measurement the stage cannot judge (fewer than its ``min_fields``
-        fields; no objective NA or medium index for a stage with the tomographic input) is screened by
-        the network alone, with a warning (none for too few fields when the stage was not asked for:
-        a single hologram). With a stage, its features and score are computed and returned either way.
+        fields; no objective NA or medium index for a stage with the tomographic input; a
+        ``sample-rotation`` measurement, whose fields share one illumination) is screened by the network
+        alone, with a warning (none for too few fields or a rotation when the stage was not asked for).
+        With a stage, its features and score are computed and returned either way.
     progress, cancel
         See :mod:`engine.progress`.
 
@@ -1006,12 +1007,14 @@ def screen_fields(
         score, members = m.predict_with_members(x, batch_size=batch_size, cancel=cancel)
     else:
         score, members = m.predict_tensor(x, batch_size=batch_size, cancel=cancel), None
-    if stage is not None:  # each field against its neighbours in the measurement
+    # the stage compares fields of different illuminations of a still sample (its fit's only geometry)
+    scan = getattr(metadata, "geometry", "illumination-scan") == "illumination-scan"
+    if stage is not None and scan:  # each field against its neighbours in the measurement
         report(progress, 0.8, "measurement consistency")
     features, stage_score = m.measurement_consistency(
         crop_fields, px, float(metadata.wavelength_um), illumination_per_um, score,
         na_objective=getattr(metadata, "na_objective", None), medium_index=getattr(metadata, "medium_index", None),
-        member_probability=members)
+        member_probability=members) if scan else (None, None)
     if consistency and stage is None:
         raise ValueError(f"screening model {m.label} has no consistency stage: screen without it, or use a model "
                          "whose card has one")
@@ -1020,6 +1023,9 @@ def screen_fields(
     if asked and stage_score is None and features is not None:
         warnings.append("consistency stage not used: its tomographic input needs the illuminations, the objective NA "
                         "and the medium index, and this measurement lacks one (network alone)")
+    elif asked and not scan and consistency and stage is not None:
+        warnings.append("consistency stage not used: it compares fields of different illuminations of a still sample, "
+                        f"and this is a {metadata.geometry} measurement (network alone)")
     elif asked and stage_score is None and consistency:
         warnings.append(f"consistency stage not used: it compares each field with at least "
                         f"{stage['min_fields'] - 1} others, and this measurement has {n} fields (network alone)")

@@ -160,6 +160,13 @@ def test_screen_fields_reports_the_stage_and_uses_it_as_asked_or_as_the_card_say
     few = screen_fields(f[:5], RING[:5], Meta(), model=m, device="cpu", consistency=True)
     assert few.consistency is None and not few.consistency_used
     assert any("consistency stage not used" in w for w in few.warnings)
+    class Rotation(Meta):
+        geometry = "sample-rotation"
+
+    for asked in (None, True):  # the stage compares illuminations of a still sample: not a rotation series
+        turned = screen_fields(f, np.zeros_like(RING), Rotation(), model=m, device="cpu", consistency=asked)
+        assert not turned.consistency_used and turned.consistency is None
+        assert any("sample-rotation" in w for w in turned.warnings) is bool(asked)
     single = screen_fields(f[:1], RING[:1], Meta(), model=m, device="cpu")  # one hologram: nothing to say
     assert not single.consistency_used and not any("consistency stage" in w for w in single.warnings)
     published = load_model("published")
