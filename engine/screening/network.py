@@ -904,6 +904,21 @@ class ScreeningResult:
         return int(np.sum(self.decision == 1))
 
 
+def _stage_not_used(stage: dict, explicit: bool, features_made: bool, scan: bool, metadata: Any, n: int) -> list[str]:
+    """Why a consistency stage that should decide did not (the network did), as warnings: always when the
+    optics are missing, only when it was ``explicit``-ly asked for on a rotation series or too few fields."""
+    if features_made:
+        return ["consistency stage not used: its tomographic input needs the illuminations, the objective NA "
+                "and the medium index, and this measurement lacks one (network alone)"]
+    if not explicit:
+        return []
+    if not scan:
+        return ["consistency stage not used: it compares fields of different illuminations of a still sample, "
+                f"and this is a {metadata.geometry} measurement (network alone)"]
+    return [f"consistency stage not used: it compares each field with at least {stage['min_fields'] - 1} others, "
+            f"and this measurement has {n} fields (network alone)"]
+
+
 def screen_fields(
     fields: np.ndarray,
     illumination_per_um: Optional[np.ndarray],
@@ -1020,17 +1035,10 @@ def screen_fields(
                          "whose card has one")
     asked = bool(consistency) if consistency is not None else stage is not None and stage["by_default"]
     warnings = screening_domain_check(metadata, m.card, pixel_size_um=px, field_shape=f.shape)
-    if asked and stage_score is None and features is not None:
-        warnings.append("consistency stage not used: its tomographic input needs the illuminations, the objective NA "
-                        "and the medium index, and this measurement lacks one (network alone)")
-    elif asked and not scan and consistency and stage is not None:
-        warnings.append("consistency stage not used: it compares fields of different illuminations of a still sample, "
-                        f"and this is a {metadata.geometry} measurement (network alone)")
-    elif asked and stage_score is None and consistency:
-        warnings.append(f"consistency stage not used: it compares each field with at least "
-                        f"{stage['min_fields'] - 1} others, and this measurement has {n} fields (network alone)")
-    elif asked and stage_score is not None:
+    if asked and stage_score is not None:
         score = stage_score
+    elif asked:
+        warnings += _stage_not_used(stage, bool(consistency), features is not None, scan, metadata, n)
     decision = (score <= threshold).astype(np.uint8)
     report(progress, 1.0, f"{int(decision.sum())} of {n} fields clean")
     return ScreeningResult(score=score, rule_peak=rule, decision=decision, source=np.zeros(n, np.uint8),
