@@ -686,9 +686,11 @@ class ScreeningModel:
 
         The stage turns the network's probability ``p`` and the :data:`~engine.screening.consistency.
         CONSISTENCY_FEATURES` ``c`` of a field into ``sigmoid(b + Σ_i w_i (x_i − μ_i) / s_i)`` with
-        ``x = (logit p, c_1 … c_5)``: a logistic regression fitted on validation measurements
+        ``x = (logit p, c_1 … c_5)`` — then, as the card lists them, the tomographic residual (3.3) and each
+        member's own logit (3.4): a logistic regression fitted on validation measurements
         (``python -m engine.training.screening_consistency``). :func:`screen_fields` applies it to
-        measurements of at least ``min_fields`` fields; :meth:`predict_tensor` and
+        measurements of at least ``min_fields`` fields, and lets it decide when asked or, asked nothing,
+        when the card says ``decides_by_default`` (``by_default`` here); :meth:`predict_tensor` and
         :meth:`predict_fields` return the network's probability alone.
         """
         stage = self.card.get("consistency")
