@@ -281,15 +281,17 @@ def make_measurement(seed: int, kind: str, bits: int, defect_rate: float = 0.4):
     return np.stack(holos), np.stack(backs), md, fam
 
 
-def make_set(n_measurements: int = 20, seed: int = 19_000, *, device: str = "cpu") -> IndependentSet:
-    """Generate and retrieve the set: half Mie spheres, half rods; 8- and 16-bit alternating."""
+def make_set(n_measurements: int = 20, seed: int = 19_000, *, device: str = "cpu",
+             defect_rate: float = 0.4) -> IndependentSet:
+    """Generate and retrieve the set: half Mie spheres, half rods; 8- and 16-bit alternating; ``defect_rate`` of
+    each measurement's 49 frames defective (0.4: the set of the issue)."""
     from engine.holography.retrieval import retrieve_fields
 
     fields, noisy, family, meas, bits, kinds, px, lam, ill, na, nm = [], [], [], [], [], [], [], [], [], [], []
     for m in range(n_measurements):
         kind = "mie" if m % 2 == 0 else "rod"
         b = 8 if (m // 2) % 2 == 0 else 16
-        holos, backs, md, fam = make_measurement(seed + m, kind, b)
+        holos, backs, md, fam = make_measurement(seed + m, kind, b, defect_rate)
         ret = retrieve_fields(holos, backs, md, device=device, unwrap=False)
         f = np.asarray(ret.field)
         h, w = f.shape[-2:]
