@@ -908,7 +908,10 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
     from ..store.results import BirefringenceResult, TomogramResult, write_result
 
     s = result.screening
-    model = f"{s.model_name} {s.model_version}".strip()
+    from .project_screening import CONSISTENCY_SUFFIX
+
+    used = bool(getattr(s, "consistency_used", False))  # the consistency stage decided (3.4.0: by default)
+    model = f"{s.model_name} {s.model_version}{CONSISTENCY_SUFFIX if used else ''}".strip()
     tomo = result.tomogram
     attrs = {"warnings": json.dumps(list(result.warnings))} if result.warnings else {}
     route = result.birefringence_route
@@ -931,7 +934,8 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
         fields=result.fields,
         illumination_per_um=result.illumination_per_um,
         screening=StoredScreening(score=s.score, rule_peak=s.rule_peak, decision=s.decision,
-                                  source=s.source, model=model),
+                                  source=s.source, model=model, consistency=getattr(s, "consistency", None),
+                                  consistency_score=getattr(s, "consistency_score", None), consistency_used=used),
         tomogram=TomogramResult.from_tomogram(tomo),
         birefringence=(None if result.birefringence is None
                        else BirefringenceResult(**result.birefringence.result_datasets())),

@@ -332,3 +332,28 @@ def test_member_logits_for_a_model_without_those_members_are_refused(tmp_path):
 
     with pytest.raises(ModelFileError, match="member_logit_k"):
         _ = load_model(tmp_path / "m.safetensors").consistency
+
+
+def test_a_batch_result_file_records_what_the_stage_did(tmp_path):
+    """``odt-studio batch``'s result file keeps the stage's features and score and says whether it decided
+    (``screening/consistency_used``, the model labelled ``+consistency``), as a project's result file does."""
+    from engine.pipeline.process import process_folder
+    from engine.pipeline.project_screening import CONSISTENCY_SUFFIX
+    from engine.screening.network import load_model
+    from engine.selftest import tiny_demo_config
+    from engine.simulate.demo import write_demo
+    from engine.store.results import read_result
+
+    stage = load_model("default").consistency
+    if stage is None:
+        pytest.skip("the shipped model has no consistency stage")
+    folder = write_demo(tmp_path / "in", "beads", count=1, seed=11, config=tiny_demo_config(), device="cpu")[0]
+    for asked, name in ((None, "default"), (False, "off")):
+        process_folder(folder, tmp_path / f"{name}.odt.h5", device="cpu", screen_consistency=asked)
+        s = read_result(tmp_path / f"{name}.odt.h5", groups=["screening"]).screening
+        decided = stage["by_default"] if asked is None else asked
+        assert s.consistency is not None and s.consistency.shape == (15, 5) and s.consistency_score.shape == (15,)
+        assert s.consistency_used is decided and s.model.endswith(CONSISTENCY_SUFFIX) is decided
+        if decided:
+            assert np.allclose(s.score, s.consistency_score)
+    assert stage["by_default"]  # the shipped 3.4.0 card: the stage decides when nobody says
