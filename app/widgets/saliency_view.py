@@ -228,7 +228,7 @@ class FieldView(QWidget):
             elif mode == NEIGHBOUR_MODE:  # 0 (like the neighbours) dark, a defect bright; the scale reaches at least
                 # DIFFERENCE_SCALE_FLOOR, so that a clean field's noise stays dim instead of filling the colours
                 lo, hi = 0.0, float(max(np.percentile(img, 99.9), DIFFERENCE_SCALE_FLOOR))
-                cmap, label = pg.colormap.get("inferno"), "|U − predicted from the neighbours| / |U|"
+                cmap, label = pg.colormap.get("inferno"), "|U − prediction| / |U|"
             else:
                 lo, hi = np.percentile(img, (0.5, 99.5))
                 cmap, label = pg.colormap.get("CET-L1"), "amplitude"
