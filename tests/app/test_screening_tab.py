@@ -578,7 +578,7 @@ def test_d_shows_the_field_against_its_nearest_illuminations_from_the_engine(qtb
                                       o["na_objective"], o["medium_index"], i)
     assert np.allclose(tab.view.image.image, expected)
     assert not tab.view.overlay.isVisible()
-    assert "neighbours" in tab.view.colorbar.axis.labelText
+    assert "prediction" in tab.view.colorbar.axis.labelText
     qtbot.keyClick(tab.grid, Qt.Key.Key_P)
     assert tab.view.mode_name == "Phase" and not np.allclose(tab.view.image.image, expected)
 
