@@ -906,10 +906,9 @@ def write_process_result(out_path: str | Path, measurement: Measurement, result:
     """Write ``result`` to ``out_path`` exactly as ``docs/formats.md`` §2 says (atomically)."""
     from ..store.results import ScreeningResult as StoredScreening
     from ..store.results import BirefringenceResult, TomogramResult, write_result
-
-    s = result.screening
     from .project_screening import CONSISTENCY_SUFFIX
 
+    s = result.screening
     used = bool(getattr(s, "consistency_used", False))  # the consistency stage decided (3.4.0: by default)
     model = f"{s.model_name} {s.model_version}{CONSISTENCY_SUFFIX if used else ''}".strip()
     tomo = result.tomogram

@@ -202,9 +202,10 @@ def project_screening_consistency(project: Any, model: Any = None) -> bool:
         return v
     if model is None:
         model = project_screening_model(project)
-    stage = getattr(model, "consistency", None) if not isinstance(model, (str, Path)) else None
-    return bool(stage["by_default"]) if stage is not None else (
-        isinstance(model, (str, Path)) and consistency_by_default(model))
+    if isinstance(model, (str, Path)):
+        return consistency_by_default(model)
+    stage = getattr(model, "consistency", None)
+    return stage is not None and bool(stage["by_default"])
 
 
 def project_sideband(project: Any) -> str:

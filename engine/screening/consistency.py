@@ -302,16 +302,16 @@ def spread_reference(values: np.ndarray, probability: np.ndarray | None, min_fie
 def stage_features(crops: np.ndarray, pixel_size_um: float, wavelength_um: float,
                    illumination_per_um: np.ndarray | None, probability: np.ndarray | None = None, *,
                    tomographic: bool = False, tomographic_relative: bool = False,
-                   na_objective: float | None = None, medium_index: float | None = None,
-                   unwrapped_phase: np.ndarray | None = None) -> np.ndarray:
+                   na_objective: float | None = None, medium_index: float | None = None) -> np.ndarray:
     """A consistency stage's inputs after the network's logit, for one measurement: (N, 5), or (N, 6) with
     ``tomographic``.
 
     The :data:`CONSISTENCY_FEATURES` (:func:`consistency_features`, spreads from the fields ``probability``
     keeps when it is given), then with ``tomographic`` the
     :func:`~engine.screening.tomographic.tomographic_residual` (``tomographic_relative`` as its ``relative``;
-    it needs ``illumination_per_um``, ``na_objective`` and ``medium_index``: ValueError without them). The one
-    way the stage's inputs are made, when a card is fitted and when it screens."""
+    it needs ``illumination_per_um``, ``na_objective`` and ``medium_index``: ValueError without them; the crops'
+    phase is always unwrapped there, as when the stage was fitted). The one way the stage's inputs are made, when
+    a card is fitted and when it screens."""
     features = consistency_features(crops, pixel_size_um, wavelength_um, illumination_per_um, probability)
     if not tomographic:
         return features
@@ -320,8 +320,7 @@ def stage_features(crops: np.ndarray, pixel_size_um: float, wavelength_um: float
     from .tomographic import tomographic_residual
 
     tomo = tomographic_residual(crops, pixel_size_um, wavelength_um, illumination_per_um, float(na_objective),
-                                float(medium_index), probability, MIN_FIELDS, unwrapped_phase,
-                                relative=tomographic_relative)
+                                float(medium_index), probability, MIN_FIELDS, relative=tomographic_relative)
     return np.column_stack([features, tomo])
 
 

@@ -317,8 +317,12 @@ class MinOfNetworks(nn.Module):
         """Index (B,) of the member whose logit is the least for each input: the one that decides."""
         return self.member_logits(x).argmin(dim=0)
 
+    def combine(self, member_logits: torch.Tensor) -> torch.Tensor:
+        """The ensemble's logits (B,) from :meth:`member_logits` (K, B): the least, Platt-recalibrated."""
+        return member_logits.amin(dim=0) * self.scale + self.offset
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.member_logits(x).amin(dim=0) * self.scale + self.offset
+        return self.combine(self.member_logits(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.sigmoid(self.logits(x))
@@ -658,7 +662,7 @@ class ScreeningModel:
                 check_cancel(cancel)
                 zs.append(self.net.member_logits(x[s:s + batch_size].to(self.device)).float().cpu())
         z = torch.cat(zs, dim=1) if zs else torch.zeros((len(self.net.members), 0))
-        pair = (z.amin(dim=0) * self.net.scale + self.net.offset) / self.temperature
+        pair = self.net.combine(z) / self.temperature
         return torch.sigmoid(pair).numpy().astype(np.float32), torch.sigmoid(z).T.numpy().astype(np.float32)
 
     def member_probabilities(self, x: torch.Tensor) -> Optional[np.ndarray]:
@@ -787,14 +791,21 @@ def default_model_name(device: str | torch.device = "auto") -> str:
     return COMPACT_NAME
 
 
+def _shipped_name(name_or_path: str | Path, device: str | torch.device = "auto") -> str:
+    """``"default"``, ``"compact"`` and ``"published"`` as the shipped models' names; anything else unchanged."""
+    name = str(name_or_path)
+    if name == "default":
+        return default_model_name(device)
+    return {"published": PUBLISHED_NAME, "compact": COMPACT_NAME}.get(name, name)
+
+
 def consistency_by_default(name_or_path: str | Path = "default") -> bool:
     """Whether a screening model's consistency stage decides when nobody says (card
     ``consistency.decides_by_default``), read from its card alone (no weights loaded). False for a model
     without a stage, or a card that cannot be read (:func:`load_model` then says why)."""
-    name = str(name_or_path)
-    name = {"default": COMPACT_NAME, "compact": COMPACT_NAME, "published": PUBLISHED_NAME}.get(name, name)
     try:
-        card = json.loads(resolve_model_file(name, MODELS_DIR).with_suffix(".json").read_text(encoding="utf-8"))
+        card_path = resolve_model_file(_shipped_name(name_or_path), MODELS_DIR).with_suffix(".json")
+        card = json.loads(card_path.read_text(encoding="utf-8"))
     except (ModelFileError, OSError, ValueError):
         return False
     stage = card.get("consistency") if isinstance(card, dict) else None
@@ -825,13 +836,8 @@ def load_model(name_or_path: str | Path = "default", *, device: str | torch.devi
         ``safetensors`` only: nothing is ever unpickled.
     """
     dev = resolve_device(device)
-    name = str(name_or_path)
-    if name == "default":
-        name = default_model_name(dev)
-    elif name in ("published", "compact"):
-        name = {"published": PUBLISHED_NAME, "compact": COMPACT_NAME}[name]
-    net, card, _ = load_network(name, task="screening", task_if_missing="screening", build=build_network,
-                                default_name=COMPACT_NAME, models_dir=MODELS_DIR, device=dev)
+    net, card, _ = load_network(_shipped_name(name_or_path, dev), task="screening", task_if_missing="screening",
+                                build=build_network, default_name=COMPACT_NAME, models_dir=MODELS_DIR, device=dev)
     return ScreeningModel(net=net, card=card, device=dev)
 
 
