@@ -17,6 +17,10 @@ and reports, per exposure:
 * how many the shipped network flags (for reference), and how many each consistency stage flags: the
   shipped model's and every ``--stage`` model's (same networks, another stage: its card's ``consistency``
   applied to the features and network probability the shipped model computed);
+* for every ``--model`` (a whole screening model, e.g. a candidate whose networks differ from the shipped
+  ones): how many fields its own networks flag and how many its own stage flags, both from one
+  :func:`engine.screening.network.screen_fields` call on the same fields (a ``--stage`` of other networks would
+  be given the shipped networks' score as its first input);
 * how bright the Screening tab's "Against neighbours" image of a clean field is
   (:func:`engine.screening.consistency.neighbour_difference`: the median over fields of its 99th
   percentile, and the largest value), against the view's colour-scale floor of 0.25.
@@ -41,7 +45,7 @@ from bench_independent_mie import PHOTONS, STEEP_POWER, write_folder  # noqa: E4
 
 from engine.pipeline.process import ProcessOptions, process_measurement  # noqa: E402
 from engine.screening.consistency import neighbour_difference  # noqa: E402
-from engine.screening.network import CROP_SIZE, load_model  # noqa: E402
+from engine.screening.network import CROP_SIZE, load_model, screen_fields  # noqa: E402
 from engine.screening.sample_crop import crop_at  # noqa: E402
 
 RECORD = HERE.parent.parent / "resources" / "models" / "screening-families-evaluation.json"
@@ -53,7 +57,19 @@ def anomaly_levels() -> dict[str, float]:
     return {a: float(v["level"]) for a, v in rec["hybrid"]["anomaly_rule_alone"].items()}
 
 
-def measure(folder: Path, levels: dict[str, float], stages: dict) -> dict:
+def _whole_model_flags(res, models: dict) -> dict:
+    """Fields each whole model flags with its own networks and with its own consistency stage."""
+    r, md, out = res.retrieved, res.metadata, {}
+    for name, m in models.items():
+        s = screen_fields(np.asarray(r.field), r.illumination_per_um, md, model=m, consistency=False,
+                          pixel_size_um=r.pixel_size_um)
+        out[name] = {"network_flags": int((s.score > s.threshold).sum()),
+                     "stage_flags": None if s.consistency_score is None
+                     else int((s.consistency_score > s.threshold).sum())}
+    return out
+
+
+def measure(folder: Path, levels: dict[str, float], stages: dict, models: dict) -> dict:
     # the networks decide (the stage, on by default from 3.4.0, is scored beside them)
     res = process_measurement(folder, None, ProcessOptions(regularize="none", screen_consistency=False))
     s, r = res.screening, res.retrieved
@@ -69,7 +85,7 @@ def measure(folder: Path, levels: dict[str, float], stages: dict) -> dict:
             "anomaly_flags": {a: int((z > t).sum()) for a, t in levels.items()}, "stage_flags": stage_flags,
             "largest_z": round(float(z.max()), 2),
             "difference_p99_median": round(float(np.median([np.percentile(d, 99) for d in diffs])), 3),
-            "difference_max": round(float(max(d.max() for d in diffs)), 3)}
+            "difference_max": round(float(max(d.max() for d in diffs)), 3), "models": _whole_model_flags(res, models)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -78,10 +94,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--stage", nargs="*", default=[], metavar="MODEL",
                     help="more screening models (.safetensors) whose consistency stage is applied as well")
+    ap.add_argument("--model", nargs="*", default=[], metavar="MODEL",
+                    help="whole screening models (.safetensors): their own networks and stage on the same fields")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     levels = anomaly_levels()
     stages = {Path(m).parent.name + "/" + Path(m).stem: load_model(m) for m in args.stage}
+    models = {Path(m).parent.name + "/" + Path(m).stem: load_model(m) for m in args.model}
     report: dict = {"levels": levels}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (photons, steep) in EXPOSURES.items():
@@ -89,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
             for seed in range(args.spheres):
                 folder = Path(tmp) / name / f"sphere_{seed}"
                 write_folder(folder, args.size, seed, photons, steep)
-                rows.append(measure(folder, levels, stages))
+                rows.append(measure(folder, levels, stages, models))
                 print(name, seed, json.dumps(rows[-1]), flush=True)
             n = sum(row["fields"] for row in rows)
             report[name] = {"per_sphere": rows, "fields": n,
@@ -97,7 +116,11 @@ def main(argv: list[str] | None = None) -> dict:
                                                     for a in levels},
                             "network_false_alarm": round(sum(row["network_flags"] for row in rows) / n, 4),
                             "stage_false_alarm": {k: round(sum(row["stage_flags"][k] for row in rows) / n, 4)
-                                                  for k in rows[0]["stage_flags"]}}
+                                                  for k in rows[0]["stage_flags"]},
+                            "model_false_alarm": {k: {what: None if rows[0]["models"][k][what] is None else
+                                                      round(sum(row["models"][k][what] for row in rows) / n, 4)
+                                                      for what in ("network_flags", "stage_flags")}
+                                                  for k in models}}
             print(name, json.dumps({k: v for k, v in report[name].items() if k != "per_sphere"}))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
