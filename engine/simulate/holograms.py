@@ -235,6 +235,10 @@ class SimulatedMeasurement:
         Per image: ``""``, ``"mild-noise"`` or ``"defocus"`` (clean frames only).
     jones_true : ndarray (N_ill, 2, 2, H, W) complex64 or None
         For anisotropic phantoms: the Jones field J[out, in] per illumination.
+    defect_info : list of dict
+        Per image: the parameters its defect was drawn with (``FrameContext.info`` of
+        :mod:`engine.simulate.defects`, e.g. an obstruction's ``energy_um2``, ``mode``, ``place``,
+        ``defocus_um``); ``{}`` for a clean frame or when the defects were not applied.
     seed : int
         The seed every random stream was derived from.
     setup : Setup
@@ -248,6 +252,7 @@ class SimulatedMeasurement:
     jones_true: Optional[np.ndarray] = None
     seed: int = 0
     setup: Optional[Setup] = None
+    defect_info: list = field(default_factory=list)
 
 
 def illumination_pattern(n_angles: int, na_condenser: float, wavelength_um: float,
@@ -505,9 +510,10 @@ def _noise_rng(seed: int, stream: int, k: int, noise_draw: int) -> np.random.Gen
 
 def _acquire(fields_true: np.ndarray, frames: list, illum: np.ndarray, optics: _Optics, setup: Setup, seed: int,
              defects: list[str], imperf: list[str], *, progress: Optional[Callable[..., None]],
-             cancel: Optional[CancelToken], apply_defects: bool = True,
-             noise_draw: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Holograms and backgrounds (n_frames, H, W) uint8/uint16 of the frames; reports progress 0.8 → 1."""
+             cancel: Optional[CancelToken], apply_defects: bool = True, noise_draw: int = 0,
+             defect_info: Optional[list] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Holograms and backgrounds (n_frames, H, W) uint8/uint16 of the frames; reports progress 0.8 → 1.
+    Each frame's defect parameters are appended to ``defect_info`` when given (``{}`` for none)."""
     H, W = setup.image_shape
     p = setup.pixel_size_um
     n_frames = len(frames)
@@ -535,7 +541,10 @@ def _acquire(fields_true: np.ndarray, frames: list, illum: np.ndarray, optics: _
         t_sample, t_back = chamber.transmissions(illum[i], k) if chamber is not None else (1.0, 1.0)
         obj = u * beam * t_sample
         if defects[k] and apply_defects:
+            ctx.info.clear()  # the defect's own parameters only (the focus offset wrote its defocus there)
             obj = apply_defect(defects[k], obj, u, ctx, _rng(seed, _STREAM_DEFECT, k))
+        if defect_info is not None:
+            defect_info.append(dict(ctx.info) if defects[k] and apply_defects else {})
         holos[k] = _camera(np.abs(obj + optics.reference) ** 2, optics, setup,
                            _noise_rng(seed, _STREAM_SAMPLE, k, noise_draw),
                            ctx.exposure_gain * ctx.shared_exposure_gain, ctx.read_noise_gain)
@@ -637,8 +646,9 @@ def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.r
     choice_rng = _rng(seed, _STREAM_CHOICE)
     defects = _choose_defects(n_frames, defect_rate, defect_types, choice_rng)
     imperf = _choose_imperfections(seed, defects, imperfection_rate, imperfection_types)
+    defect_info: list[dict] = []
     holos, backs = _acquire(fields_true, frames, illum, optics, setup, seed, defects, imperf, progress=progress,
-                            cancel=cancel, apply_defects=apply_defects, noise_draw=noise_draw)
+                            cancel=cancel, apply_defects=apply_defects, noise_draw=noise_draw, defect_info=defect_info)
 
     pol = ("x", "y")
     md = MeasurementMetadata(
@@ -661,4 +671,4 @@ def simulate_measurement(phantom: Phantom, setup: Setup, rng_or_seed: Union[np.r
     return SimulatedMeasurement(measurement=meas, fields_true=fields_true, defect_types=list(defects),
                                 phantom=phantom, imperfections=imperf,
                                 jones_true=None if jones is None else jones.astype(np.complex64), seed=seed,
-                                setup=setup)
+                                setup=setup, defect_info=defect_info)

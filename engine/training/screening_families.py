@@ -329,9 +329,9 @@ def cross_family_specs(n: int, seed: int, *, defect_rate: float = 0.5, chamber: 
     return _with_chamber(out, seed) if chamber else out
 
 
-def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_shape=None,
-                          device: str = "cpu", apply_defects: bool = True, noise_draw: int = 0) -> CropSet:
-    """Simulate one measurement with every defect family, retrieve its fields, keep the centre crops.
+def simulate_family_measurement(spec: FamilySpec, *, image_shape=None, device: str = "cpu",
+                                apply_defects: bool = True, noise_draw: int = 0):
+    """Simulate the holograms of one measurement with every defect family (no retrieval).
 
     The sample is simulated on a 0.1 µm grid (:data:`SIM_PIXEL_UM`) and imaged onto the spec's
     camera pixels; ``image_shape`` (camera pixels) defaults to the spec's 16 µm field of view.
@@ -340,10 +340,9 @@ def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_sh
 
     Returns
     -------
-    CropSet
-        ``defect`` holds the defect *type* ("" when clean); :func:`families_of` maps it to a family.
+    SimulatedMeasurement
+        With each frame's defect type and the parameters it was drawn with (``defect_info``).
     """
-    from ..holography.retrieval import retrieve_fields
     from ..simulate import holograms, phantoms
 
     setup = holograms.Setup(n_angles=spec.n_angles, na_objective=spec.na, na_condenser=0.92 * spec.na,
@@ -359,11 +358,28 @@ def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_sh
         phantom = _with_texture(phantom, np.random.default_rng([spec.seed, 11]))
     if spec.peak_phase_rad > 0:
         phantom = _with_peak_phase(phantom, spec.peak_phase_rad, setup.wavelength_um)
-    sim = holograms.simulate_measurement(phantom, setup, spec.seed, defect_rate=spec.defect_rate,
-                                         defect_types=ALL_DEFECT_TYPES, imperfection_rate=spec.imperfection_rate,
-                                         imperfection_types=ALL_IMPERFECTION_TYPES, device=device,
-                                         name=spec.setup_name, apply_defects=apply_defects,
-                                         noise_draw=noise_draw)
+    return holograms.simulate_measurement(phantom, setup, spec.seed, defect_rate=spec.defect_rate,
+                                          defect_types=ALL_DEFECT_TYPES, imperfection_rate=spec.imperfection_rate,
+                                          imperfection_types=ALL_IMPERFECTION_TYPES, device=device,
+                                          name=spec.setup_name, apply_defects=apply_defects,
+                                          noise_draw=noise_draw)
+
+
+def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_shape=None,
+                          device: str = "cpu", apply_defects: bool = True, noise_draw: int = 0) -> CropSet:
+    """Simulate one measurement with every defect family, retrieve its fields, keep the centre crops.
+
+    Arguments as :func:`simulate_family_measurement`'s.
+
+    Returns
+    -------
+    CropSet
+        ``defect`` holds the defect *type* ("" when clean); :func:`families_of` maps it to a family.
+    """
+    from ..holography.retrieval import retrieve_fields
+
+    sim = simulate_family_measurement(spec, image_shape=image_shape, device=device, apply_defects=apply_defects,
+                                      noise_draw=noise_draw)
     md = sim.measurement.metadata
     backgrounds = sim.measurement.backgrounds
     if spec.synthetic_background:

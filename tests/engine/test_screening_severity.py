@@ -76,3 +76,26 @@ def test_the_twin_measurement_differs_only_where_a_defect_was_drawn():
         assert same != bool(kind), (k, kind)  # identical exactly where no defect was drawn
         assert not np.array_equal(new.measurement.holograms[k], twin.measurement.holograms[k])
     np.testing.assert_array_equal(sim.measurement.backgrounds, twin.measurement.backgrounds)
+
+
+def test_the_simulator_records_the_parameters_each_defect_was_drawn_with():
+    from engine.simulate import holograms, phantoms
+    from engine.simulate.defects import OBSTRUCTION_NOISY_UM2
+
+    setup = holograms.Setup(n_angles=9, image_shape=(64, 64), na_condenser=1.0, focus_offset_um=0.5)
+    ph = phantoms.make_phantom("beads", setup.phantom_shape(3.0), setup.voxel_size_um, setup.medium_index,
+                               np.random.default_rng(0))
+    kw = dict(defect_rate=0.7, defect_types=("obstruction", "parasitic-fringes"), device="cpu")
+    sim = holograms.simulate_measurement(ph, setup, 3, **kw)
+    kinds = set(sim.defect_types) - {""}
+    assert kinds == {"obstruction", "parasitic-fringes"} and len(sim.defect_info) == len(sim.defect_types)
+    for kind, info in zip(sim.defect_types, sim.defect_info):
+        if kind == "obstruction":
+            assert info["energy_um2"] >= OBSTRUCTION_NOISY_UM2 * (1 - 1e-9)
+            assert info["mode"] in ("amplitude", "phase", "both") and info["particles"] >= 1
+        elif kind == "parasitic-fringes":  # its own parameters only, not the focus offset's defocus
+            assert 0.05 <= info["amplitude"] <= 0.45 and "source" in info and "defocus_um" not in info
+        else:
+            assert info == {}
+    twin = holograms.simulate_measurement(ph, setup, 3, apply_defects=False, **kw)
+    assert twin.defect_types == sim.defect_types and all(info == {} for info in twin.defect_info)
