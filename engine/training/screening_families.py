@@ -48,7 +48,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 import torch
@@ -63,6 +63,9 @@ from ..screening.network import (CROP_SIZE, TEST_TIME_AUGMENTATIONS, CompactScre
 from ..simulate.defects import ALL_DEFECT_TYPES, ALL_IMPERFECTION_TYPES, DEFECT_FAMILIES, family_of
 from .screening_augment import AugmentedFieldBatches
 from .screening_data import DEFAULT_CACHE_DIR, split_by_measurement
+
+if TYPE_CHECKING:
+    from ..simulate.holograms import SimulatedMeasurement
 
 __all__ = [
     "FAMILY_GENERATOR_VERSION",
@@ -329,8 +332,9 @@ def cross_family_specs(n: int, seed: int, *, defect_rate: float = 0.5, chamber: 
     return _with_chamber(out, seed) if chamber else out
 
 
-def simulate_family_measurement(spec: FamilySpec, *, image_shape=None, device: str = "cpu",
-                                apply_defects: bool = True, noise_draw: int = 0):
+def simulate_family_measurement(spec: FamilySpec, *, image_shape: Optional[tuple[int, int]] = None,
+                                device: str = "cpu", apply_defects: bool = True,
+                                noise_draw: int = 0) -> "SimulatedMeasurement":
     """Simulate the holograms of one measurement with every defect family (no retrieval).
 
     The sample is simulated on a 0.1 µm grid (:data:`SIM_PIXEL_UM`) and imaged onto the spec's
@@ -365,7 +369,7 @@ def simulate_family_measurement(spec: FamilySpec, *, image_shape=None, device: s
                                           noise_draw=noise_draw)
 
 
-def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_shape=None,
+def simulate_family_crops(spec: FamilySpec, measurement_id: int = 0, *, image_shape: Optional[tuple[int, int]] = None,
                           device: str = "cpu", apply_defects: bool = True, noise_draw: int = 0) -> CropSet:
     """Simulate one measurement with every defect family, retrieve its fields, keep the centre crops.
 
