@@ -49,7 +49,7 @@ from ..screening.network import ScreeningModel, load_model, preprocess
 from .screening_families import _fmt, evaluate_logits, protocol_splits
 
 __all__ = ["balanced_weights", "fit_logistic", "choose_strength", "simulated_illuminations", "measurement_features",
-           "stage_inputs", "main"]
+           "stage_inputs", "card_stage_inputs", "main"]
 
 #: The regularisation strengths tried (C: larger = weaker L2 penalty on the standardised weights).
 STRENGTHS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -169,6 +169,16 @@ def stage_inputs(model: ScreeningModel, cs: CropSet, *, spread_from: str = "all"
         q = np.clip(member_p.astype(np.float64), 1e-7, 1 - 1e-7)
         x = np.column_stack([x, np.log(q / (1 - q))])
     return p, x
+
+
+def card_stage_inputs(model: ScreeningModel, cs: CropSet) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`stage_inputs` with the inputs the model card's stage takes (its ``spread_from``, tomographic input
+    and members' logits, as :attr:`ScreeningModel.consistency` reads them); ValueError for a model without one."""
+    stage = model.consistency
+    if stage is None:
+        raise ValueError(f"{model.label} has no consistency stage")
+    return stage_inputs(model, cs, spread_from=stage["spread_from"], tomographic=stage["tomographic"],
+                        tomographic_relative=stage["tomographic_relative"], members=stage["members"])
 
 
 def _stage_features(cs: CropSet, p: np.ndarray, clean_spread: bool, tomographic: bool,

@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE.parent.parent))
 from engine.screening.consistency import stage_probability  # noqa: E402
 from engine.screening.crops import CropSet  # noqa: E402
 from engine.screening.network import load_model  # noqa: E402
-from engine.training.screening_consistency import stage_inputs  # noqa: E402
+from engine.training.screening_consistency import card_stage_inputs  # noqa: E402
 from engine.training.screening_data import DEFAULT_CACHE_DIR  # noqa: E402
 from engine.training.screening_families import protocol_splits, simulate_family_crops  # noqa: E402
 from engine.training.screening_mixtures import specs_of_cache  # noqa: E402
@@ -55,7 +55,7 @@ def measure_split(cs: CropSet, part: CropSet, specs: list, model) -> dict[str, n
         twin = simulate_family_crops(specs[i], i, apply_defects=False)
         renoised = simulate_family_crops(specs[i], i, apply_defects=False, noise_draw=1)
         trace = defect_trace(m.fields, twin.fields, renoised.fields)
-        p, x = stage_inputs(model, m)
+        p, x = card_stage_inputs(model, m)  # the inputs the card's stage takes
         q = p.copy()
         ok = np.all(np.isfinite(x), axis=1)
         q[ok] = stage_probability(model.consistency, x[ok])

@@ -9,10 +9,11 @@ specs, now keeping the parameters each defect was drawn with
 (:attr:`engine.simulate.holograms.SimulatedMeasurement.defect_info`); every frame's defect type is
 checked against the cache's. Each obstruction frame (:mod:`engine.simulate.defects`, ``"obstruction"``)
 gets the model's noisy-probability on the cached crops as the model decides: its consistency stage when
-its card's stage decides by default (inputs as :func:`engine.training.screening_consistency.stage_inputs`
-makes them for the card's fit), else its networks. Reported: the fraction caught by the obstruction's
-perturbation energy ``E = Σ|t − 1|² · pixel²`` inside the screen's crop (µm²; the generator's noisy floor
-is 2 µm², an opaque disc of 0.8 µm radius, its clean twins ≤ 0.1 µm²), by mode (amplitude, phase, both),
+its card's stage decides by default (inputs as
+:func:`engine.training.screening_consistency.card_stage_inputs` makes them), else its networks.
+Reported: the fraction caught by the obstruction's perturbation energy ``E = Σ|t − 1|² · pixel²`` inside
+the screen's crop (µm²; the generator's noisy floor is 2 µm², an opaque disc of 0.8 µm radius, its clean
+twins ≤ 0.1 µm²), by mode (amplitude, phase, both),
 by place, by defocus, by number of particles and by sample kind.
 
 Numbers only.
@@ -30,7 +31,7 @@ import numpy as np
 from engine.screening.consistency import stage_probability
 from engine.screening.crops import CropSet
 from engine.screening.network import load_model
-from engine.training.screening_consistency import stage_inputs
+from engine.training.screening_consistency import card_stage_inputs, stage_inputs
 from engine.training.screening_families import DEFAULT_CACHE_DIR, protocol_splits, simulate_family_measurement
 from engine.training.screening_mixtures import specs_of_cache
 
@@ -41,15 +42,10 @@ DEFOCUS_BINS_UM = (0.0, 0.5, 5.0, 20.0, np.inf)
 
 def decision_probability(model, cs: CropSet) -> np.ndarray:
     """Noisy-probability (M,) of every crop as the model decides (its stage when the card says it decides)."""
-    stage = model.card.get("consistency")
-    if not (isinstance(stage, dict) and stage.get("decides_by_default")):
-        _, x = stage_inputs(model, cs)
-        return 1.0 / (1.0 + np.exp(-x[:, 0]))
-    feats = stage["features"]
-    p, x = stage_inputs(model, cs, spread_from=stage.get("spread_from", "all"),
-                        tomographic="tomographic_residual" in feats,
-                        tomographic_relative=bool(stage.get("tomographic_relative")),
-                        members=any(f.startswith("member_logit_") for f in feats))
+    stage = model.consistency
+    if stage is None or not stage["by_default"]:
+        return stage_inputs(model, cs)[0]
+    p, x = card_stage_inputs(model, cs)
     ok = np.all(np.isfinite(x), axis=1)  # a measurement of too few fields: the networks decide
     p = p.copy()
     p[ok] = stage_probability(stage, x[ok])
