@@ -46,7 +46,8 @@ from scipy.ndimage import gaussian_filter
 
 from .small_median import median_of_few
 
-__all__ = ["NEAREST", "SMOOTH_PX", "tomographic_scores", "tomographic_residual", "tomographic_difference"]
+__all__ = ["NEAREST", "SMOOTH_PX", "tomographic_scores", "tomographic_residual", "tomographic_difference",
+           "tomographic_residual_images"]
 
 #: fields of nearest axial frequency whose median predicts a field at each lateral frequency
 NEAREST = 6
@@ -160,6 +161,20 @@ def tomographic_difference(fields: np.ndarray, pixel_size_um: float, wavelength_
         raise ValueError(f"field {index} is not one of the {n} fields")
     return np.abs(_residual_images(fields, pixel_size_um, wavelength_um, illumination_per_um, na_objective,
                                    medium_index, unwrapped_phase, np.array([int(index)]))[0]).astype(np.float32)
+
+
+def tomographic_residual_images(fields: np.ndarray, pixel_size_um: float, wavelength_um: float,
+                                illumination_per_um: np.ndarray, na_objective: float, medium_index: float,
+                                unwrapped_phase: np.ndarray | None = None) -> np.ndarray:
+    """Every field's Rytov residual ``r_k`` against its prediction from the others, (N, h, w) complex64.
+
+    Real part: the log-amplitude residual; imaginary part: the phase residual, rad. The images whose
+    smoothed squared modulus :func:`tomographic_scores` reduces to one number. Arguments as
+    :func:`tomographic_scores`.
+    """
+    n = np.shape(fields)[0]
+    return _residual_images(fields, pixel_size_um, wavelength_um, illumination_per_um, na_objective,
+                            medium_index, unwrapped_phase, np.arange(n)).astype(np.complex64)
 
 
 def tomographic_residual(fields: np.ndarray, pixel_size_um: float, wavelength_um: float,

@@ -128,6 +128,12 @@ def choose_strength(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, folds: 
 _SETUP_NAME = re.compile(r"-(\d+)-na(\d+(?:\.\d+)?)")
 
 
+def simulated_objective_na(setup: str) -> Optional[float]:
+    """The objective NA a simulated crop's setup name ``KIND-N-naNA-…`` gives, or None without one."""
+    match = _SETUP_NAME.search(setup)
+    return float(match.group(2)) if match else None
+
+
 def simulated_illuminations(cs: CropSet) -> np.ndarray:
     """Illumination frequencies (M, 2), cycles/µm, of simulated crops, rebuilt from their setup names.
 
@@ -194,10 +200,9 @@ def _stage_features(cs: CropSet, p: np.ndarray, clean_spread: bool, tomographic:
         idx = np.flatnonzero(cs.measurement == m)
         if idx.size < MIN_FIELDS:
             continue
-        match = _SETUP_NAME.search(cs.setup[idx[0]])
         out[idx] = stage_features(cs.fields[idx], float(cs.pixel_size_um[idx[0]]), float(cs.wavelength_um[idx[0]]),
                                   ill[idx], p[idx] if clean_spread else None, tomographic=tomographic,
-                                  tomographic_relative=relative, na_objective=float(match.group(2)) if match else None,
+                                  tomographic_relative=relative, na_objective=simulated_objective_na(cs.setup[idx[0]]),
                                   medium_index=Setup().medium_index)
     return out
 

@@ -2,27 +2,32 @@
 
 Run (both steps on a shared 2-core CPU; numbers only, nothing is shipped)::
 
-    .venv/bin/python tests/benchmarks/bench_screening_residual_input.py prepare
-    .venv/bin/python tests/benchmarks/bench_screening_residual_input.py train --channels field+residual \\
-        --minutes 12 [--leave-out camera] [--json OUT.json]
+    .venv/bin/python tests/benchmarks/bench_screening_residual_input.py prepare [--tomographic]
+    .venv/bin/python tests/benchmarks/bench_screening_residual_input.py train --channels field+tomographic \\
+        --minutes 12 [--leave-out camera] [--json OUT.json] [--logits OUT.npz]
 
 ``prepare`` turns generator 2's caches (``screening_families`` protocol split of
 ``families-chamber-110-20261206``: train / validation / held-out; the cross-setup, no-background
-and wide-pixel evaluation sets; two more training caches) into network inputs of four channels per
-field, stored as float16 ``.npy`` files in ``--work``: the shipped input (wrapped phase / π and log
-amplitude, :func:`engine.screening.network.preprocess`) and the field against the pixel-wise median
-of its nearest-illumination neighbours (:func:`engine.screening.consistency.neighbour_residuals`:
-phase difference / π and log amplitude ratio). The illuminations come from the setup names
-(:func:`engine.training.screening_consistency.simulated_illuminations`).
+and wide-pixel evaluation sets; two more training caches) into network inputs, two channels per
+group and field, stored as float16 ``GROUP_SET.npy`` files in ``--work``: ``field``, the shipped
+input (wrapped phase / π and log amplitude, :func:`engine.screening.network.preprocess`);
+``neighbour``, the field against the pixel-wise median of its nearest-illumination neighbours
+(:func:`engine.screening.consistency.neighbour_residuals`: phase difference / π and log amplitude
+ratio, session 17); with ``--tomographic``, ``tomographic``: the field against its prediction from
+the rest of the measurement by the Fourier diffraction theorem
+(:func:`engine.screening.tomographic.tomographic_residual_images`: log-amplitude and phase residual,
+divided by the measurement's median RMS residual, session 21). The illuminations and the objective NA
+come from the setup names (:func:`engine.training.screening_consistency.simulated_illuminations`).
 
 ``train`` trains one compact network (:class:`~engine.screening.network.CompactScreeningNet`, width
 16, mean + max pooling) from scratch on the chosen channels — ``field`` (2, the shipped input),
-``field+residual`` (4) or ``residual`` (2) — for ``--minutes`` on one thread (AdamW, cosine learning
-rate, random rotations and mirror images), keeps the state of lowest validation log-loss, and
-reports accuracy, ROC AUC and the catch rate of every defect family on every evaluation set
-(``--logits``: and writes that state's logits of every field of every evaluation set).
-``--leave-out FAMILY`` removes that family's frames from training and from the validation loss
-(leave-one-family-out, issue #19 item 2): its catch rate on the held-out measurements is the measure.
+``field+residual`` (4), ``residual`` (2), ``field+tomographic`` (4) or ``tomographic`` (2) — for
+``--minutes`` on one thread (AdamW, cosine learning rate, random rotations and mirror images), keeps
+the state of lowest validation log-loss, and reports accuracy, ROC AUC and the catch rate of every
+defect family on every evaluation set (``--logits``: and writes that state's logits of every field of
+every evaluation set). ``--leave-out FAMILY`` removes that family's frames from training and from the
+validation loss (leave-one-family-out, issue #19 item 2): its catch rate on the held-out measurements
+is the measure.
 
 Labels: 1 = noisy. The held-out and evaluation sets are never trained or chosen on.
 """
@@ -43,27 +48,48 @@ from engine.screening.consistency import neighbour_residuals
 from engine.screening.crops import CropSet
 from engine.screening.network import CompactScreeningNet, preprocess
 from engine.simulate.defects import DEFECT_FAMILIES
-from engine.training.screening_consistency import simulated_illuminations
+from engine.training.screening_consistency import simulated_illuminations, simulated_objective_na
 from engine.training.screening_families import DEFAULT_CACHE_DIR, protocol_splits
 
 FAMILIES = DEFAULT_CACHE_DIR / "families"
 TRAIN_SETS = ("train", "train_1212", "train_largecells")
 EVAL_SETS = ("validation", "held_out", "cross_setup", "nobg_eval", "widepx_eval")
-CHANNELS = {"field": [0, 1], "field+residual": [0, 1, 2, 3], "residual": [2, 3]}
+#: each input: the prepared channel groups it stacks (files GROUP_SET.npy of two channels each)
+CHANNELS = {"field": ("field",), "field+residual": ("field", "neighbour"), "residual": ("neighbour",),
+            "field+tomographic": ("field", "tomographic"), "tomographic": ("tomographic",)}
+#: the tomographic residual images are divided by their measurement's typical (median) RMS and clipped here
+TOMOGRAPHIC_CLIP = 30.0
 
 
-def four_channel_inputs(cs: CropSet) -> np.ndarray:
-    """(M, 4, 128, 128) float16: the shipped input, then the neighbour residuals, measurement by measurement."""
-    x = np.empty((len(cs), 4) + cs.fields.shape[1:], np.float16)
+def channel_groups(cs: CropSet, tomographic: bool) -> dict[str, np.ndarray]:
+    """Two-channel (M, 2, 128, 128) float16 inputs per group, measurement by measurement: ``field`` (the
+    shipped input), ``neighbour`` (the neighbour residuals) and, with ``tomographic``, ``tomographic``: the
+    Rytov residual against the Fourier-diffraction prediction from the other fields
+    (:func:`engine.screening.tomographic.tomographic_residual_images`; log amplitude and phase, rad), divided
+    by the median over the measurement of each field's RMS residual and clipped at ±:data:`TOMOGRAPHIC_CLIP`."""
+    from engine.screening.tomographic import tomographic_residual_images
+    from engine.simulate.holograms import Setup
+
+    names = ("field", "neighbour") + (("tomographic",) if tomographic else ())
+    out = {g: np.empty((len(cs), 2) + cs.fields.shape[1:], np.float16) for g in names}
     ill = simulated_illuminations(cs)
     for m in np.unique(cs.measurement):
         idx = np.flatnonzero(cs.measurement == m)
-        x[idx, :2] = preprocess(cs.fields[idx], input_kind="phase-amplitude").numpy()
-        x[idx, 2:] = neighbour_residuals(cs.fields[idx], ill[idx])
-    return x
+        out["field"][idx] = preprocess(cs.fields[idx], input_kind="phase-amplitude").numpy()
+        out["neighbour"][idx] = neighbour_residuals(cs.fields[idx], ill[idx])
+        if tomographic:
+            na = simulated_objective_na(cs.setup[idx[0]])
+            if na is None:
+                raise ValueError(f"setup {cs.setup[idx[0]]!r} of measurement {m} does not give the objective NA")
+            r = tomographic_residual_images(cs.fields[idx], float(cs.pixel_size_um[idx[0]]),
+                                            float(cs.wavelength_um[idx[0]]), ill[idx], na, Setup().medium_index)
+            scale = max(float(np.median(np.sqrt(np.mean(np.abs(r) ** 2, axis=(1, 2))))), 1e-6)
+            out["tomographic"][idx] = np.clip(np.stack([r.real, r.imag], 1) / scale,
+                                              -TOMOGRAPHIC_CLIP, TOMOGRAPHIC_CLIP)
+    return out
 
 
-def prepare(work: Path, split_seed: int) -> None:
+def prepare(work: Path, split_seed: int, tomographic: bool = False) -> None:
     work.mkdir(parents=True, exist_ok=True)
     train, val, held_out = protocol_splits(CropSet.load(FAMILIES / "families-chamber-110-20261206.npz"), split_seed)
     sets = {"train": train, "validation": val, "held_out": held_out,
@@ -74,7 +100,8 @@ def prepare(work: Path, split_seed: int) -> None:
             "widepx_eval": CropSet.load(FAMILIES / "families-widepx-chamber-20-20261224.npz")}
     for name, cs in sets.items():
         t0 = time.perf_counter()
-        np.save(work / f"x_{name}.npy", four_channel_inputs(cs))
+        for group, x in channel_groups(cs, tomographic).items():
+            np.save(work / f"{group}_{name}.npy", x)
         np.save(work / f"y_{name}.npy", cs.noisy.astype(np.float32))
         np.save(work / f"d_{name}.npy", np.array(cs.defect))
         print(f"{name}: {len(cs)} fields, {time.perf_counter() - t0:.0f} s", flush=True)
@@ -104,9 +131,9 @@ def _scores(net: CompactScreeningNet, sets: dict, left_out: tuple[str, ...]) -> 
     return report
 
 
-def _load(work: Path, name: str, channels: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x = np.load(work / f"x_{name}.npy", mmap_mode="r")[:, channels]
-    return np.ascontiguousarray(x), np.load(work / f"y_{name}.npy"), np.load(work / f"d_{name}.npy")
+def _load(work: Path, name: str, groups: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.concatenate([np.load(work / f"{g}_{name}.npy") for g in groups], axis=1)
+    return x, np.load(work / f"y_{name}.npy"), np.load(work / f"d_{name}.npy")
 
 
 def train(work: Path, channels: str, minutes: float, leave_out: str | None, seed: int,
@@ -121,7 +148,7 @@ def train(work: Path, channels: str, minutes: float, leave_out: str | None, seed
     x = np.concatenate([p[0][k] for p, k in zip(parts, keep)])
     y = np.concatenate([p[1][k] for p, k in zip(parts, keep)]).astype(np.float32)
     sets = {name: _load(work, name, chans) for name in EVAL_SETS}
-    net = CompactScreeningNet(in_channels=len(chans), width=16, mean_pool=1)
+    net = CompactScreeningNet(in_channels=2 * len(chans), width=16, mean_pool=1)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     t0, budget, step, best = time.perf_counter(), 60.0 * minutes, 0, (np.inf, {}, 0)
     while time.perf_counter() - t0 < budget:
@@ -164,12 +191,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--minutes", type=float, default=12.0)
     p.add_argument("--leave-out", choices=sorted(DEFECT_FAMILIES), default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tomographic", action="store_true",
+                   help="prepare: also the tomographic residual images (channels field+tomographic, tomographic)")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--logits", type=Path, default=None,
                    help="write the chosen state's logits of every evaluation set here (.npz), for bench_screening_hybrid_lofo.py")
     args = p.parse_args(argv)
     if args.step == "prepare":
-        prepare(args.work, args.split_seed)
+        prepare(args.work, args.split_seed, args.tomographic)
         return {}
     result = train(args.work, args.channels, args.minutes, args.leave_out, args.seed, args.logits)
     print(json.dumps(result))

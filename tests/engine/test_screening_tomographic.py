@@ -89,3 +89,22 @@ def test_the_difference_image_shows_the_bubble_where_it_is_and_the_sample_cancel
     assert clean.max() < 0.5 * d.max() and np.percentile(clean, 99) < np.percentile(pixelwise, 99)
     with pytest.raises(ValueError, match="not one of"):
         tomographic_difference(f, PX, LAM, ILL, NA, NM, len(f))
+
+
+def test_the_residual_images_are_what_the_scores_and_the_difference_image_reduce():
+    """The complex residual images: their smoothed squared modulus's largest value is the score, their modulus
+    the review's difference image, and the bubble is in the phase (imaginary) part, negative, where it was put."""
+    from scipy.ndimage import gaussian_filter
+
+    from engine.screening.tomographic import SMOOTH_PX, tomographic_residual_images
+
+    f = measurement(bubble_in=17)
+    r = tomographic_residual_images(f, PX, LAM, ILL, NA, NM)
+    assert r.shape == f.shape and r.dtype == np.complex64
+    scores = gaussian_filter(np.abs(r) ** 2, (0, SMOOTH_PX, SMOOTH_PX), mode="nearest").max(axis=(1, 2))
+    np.testing.assert_allclose(scores, tomographic_scores(f, PX, LAM, ILL, NA, NM), rtol=1e-4)
+    np.testing.assert_allclose(np.abs(r[17]), tomographic_difference(f, PX, LAM, ILL, NA, NM, 17), rtol=1e-4,
+                               atol=1e-6)
+    row, col = np.unravel_index(np.argmax(np.abs(r[17])), r[17].shape)
+    assert abs((col - N_PX / 2) * PX - 2.5) < 0.5 and abs((row - N_PX / 2) * PX + 2.0) < 0.5
+    assert r[17].imag[row, col] < -0.3
