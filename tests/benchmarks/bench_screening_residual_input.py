@@ -42,11 +42,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from engine.metrics import roc_auc
 from engine.screening.consistency import neighbour_residuals
 from engine.screening.crops import CropSet
-from engine.screening.network import CompactScreeningNet, preprocess
+from engine.screening.network import (CROP_SIZE, CompactScreeningNet, architecture_of, build_network, load_model,
+                                      preprocess)
 from engine.simulate.defects import DEFECT_FAMILIES
 from engine.training.screening_consistency import simulated_illuminations, simulated_objective_na
 from engine.training.screening_families import DEFAULT_CACHE_DIR, protocol_splits
@@ -83,10 +85,15 @@ def channel_groups(cs: CropSet, tomographic: bool) -> dict[str, np.ndarray]:
                 raise ValueError(f"setup {cs.setup[idx[0]]!r} of measurement {m} does not give the objective NA")
             r = tomographic_residual_images(cs.fields[idx], float(cs.pixel_size_um[idx[0]]),
                                             float(cs.wavelength_um[idx[0]]), ill[idx], na, Setup().medium_index)
-            scale = max(float(np.median(np.sqrt(np.mean(np.abs(r) ** 2, axis=(1, 2))))), 1e-6)
-            out["tomographic"][idx] = np.clip(np.stack([r.real, r.imag], 1) / scale,
-                                              -TOMOGRAPHIC_CLIP, TOMOGRAPHIC_CLIP)
+            out["tomographic"][idx] = _tomographic_channels(r)
     return out
+
+
+def _tomographic_channels(resid: np.ndarray) -> np.ndarray:
+    """(N, 2, h, w) float16: one measurement's residual images (N, h, w) complex, real and imaginary parts over
+    the median of the fields' RMS residual, clipped at ±:data:`TOMOGRAPHIC_CLIP`."""
+    scale = max(float(np.median(np.sqrt(np.mean(np.abs(resid) ** 2, axis=(1, 2))))), 1e-6)
+    return np.clip(np.stack([resid.real, resid.imag], 1) / scale, -TOMOGRAPHIC_CLIP, TOMOGRAPHIC_CLIP).astype(np.float16)
 
 
 def prepare(work: Path, split_seed: int, tomographic: bool = False) -> None:
@@ -136,27 +143,49 @@ def _load(work: Path, name: str, groups: tuple[str, ...]) -> tuple[np.ndarray, n
     return x, np.load(work / f"y_{name}.npy"), np.load(work / f"d_{name}.npy")
 
 
+def start_network(in_channels: int, from_member: int | None) -> nn.Module:
+    """A network to train: from scratch (compact, width 16, mean + max pooling), or member ``from_member`` of
+    the shipped screening model with its weights, the first convolution's extra input channels zero-initialised
+    (so it starts as the shipped member, whatever the new channels hold)."""
+    if from_member is None:
+        return CompactScreeningNet(in_channels=in_channels, width=16, mean_pool=1)
+    member = load_model("default").net.members[from_member]
+    net = build_network({**architecture_of(member), "in_channels": in_channels})
+    state = {k: v.float() for k, v in member.state_dict().items()}
+    first = state["features.0.weight"]
+    wider = torch.zeros((first.shape[0], in_channels) + tuple(first.shape[2:]))
+    wider[:, :first.shape[1]] = first
+    net.load_state_dict({**state, "features.0.weight": wider})
+    return net
+
+
+def _training_data(work: Path, groups: tuple[str, ...], left_out: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    parts = [_load(work, name, groups) for name in TRAIN_SETS]
+    keep = [~np.isin(d, left_out) for _, _, d in parts]
+    x = np.concatenate([p[0][k] for p, k in zip(parts, keep)])
+    return x, np.concatenate([p[1][k] for p, k in zip(parts, keep)]).astype(np.float32)
+
+
 def train(work: Path, channels: str, minutes: float, leave_out: str | None, seed: int,
-          logits_out: Path | None = None) -> dict:
+          logits_out: Path | None = None, *, from_member: int | None = None, lr: float = 2e-3,
+          every: int = 150, save: Path | None = None) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    chans = CHANNELS[channels]
+    groups = CHANNELS[channels]
     left_out = DEFECT_FAMILIES[leave_out] if leave_out else ()
-    parts = [_load(work, name, chans) for name in TRAIN_SETS]
-    keep = [~np.isin(d, left_out) for _, _, d in parts]
-    x = np.concatenate([p[0][k] for p, k in zip(parts, keep)])
-    y = np.concatenate([p[1][k] for p, k in zip(parts, keep)]).astype(np.float32)
-    sets = {name: _load(work, name, chans) for name in EVAL_SETS}
-    net = CompactScreeningNet(in_channels=2 * len(chans), width=16, mean_pool=1)
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    x, y = _training_data(work, groups, left_out)
+    sets = {name: _load(work, name, groups) for name in EVAL_SETS}
+    net = start_network(2 * len(groups), from_member)
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     t0, budget, step, best = time.perf_counter(), 60.0 * minutes, 0, (np.inf, {}, 0)
     while time.perf_counter() - t0 < budget:
         order = rng.permutation(len(y))
         for s in range(0, len(y) - 63, 64):
             frac = min(1.0, (time.perf_counter() - t0) / budget)
             for group in opt.param_groups:
-                group["lr"] = 2e-3 * 0.5 * (1 + np.cos(np.pi * frac))
+                group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * frac))
             idx = np.sort(order[s:s + 64])
             xb = torch.rot90(torch.from_numpy(x[idx].astype(np.float32)), int(rng.integers(4)), (2, 3))
             if rng.random() < 0.5:
@@ -167,24 +196,83 @@ def train(work: Path, channels: str, minutes: float, leave_out: str | None, seed
             opt.step()
             step += 1
             done = time.perf_counter() - t0 >= budget
-            if step % 150 == 0 or done:
+            if step % every == 0 or done:
                 report = _scores(net, sets, left_out)
                 print(f"{time.perf_counter() - t0:5.0f} s step {step}: " + "  ".join(
                     f"{k} {v['accuracy']:.3f}/{v['roc_auc']:.3f}" for k, v in report.items()), flush=True)
                 if report["validation"]["log_loss"] < best[0]:
                     best = (report["validation"]["log_loss"], report, step)
-                    if logits_out is not None:  # the chosen state's logits of every evaluation set, all fields
-                        np.savez(logits_out, **{name: _logits(net, xs) for name, (xs, _, _) in sets.items()})
+                    _keep_state(net, sets, logits_out, save)
             if done:
                 break
     return {"channels": channels, "leave_out": leave_out, "minutes": minutes, "seed": seed, "train_fields": int(len(y)),
-            "steps": step, "chosen_step": best[2], "chosen_on": "validation log-loss (without the left-out family)",
-            **best[1]}
+            "from_member": from_member, "lr": lr, "steps": step, "chosen_step": best[2],
+            "chosen_on": "validation log-loss (without the left-out family)", **best[1]}
+
+
+def _keep_state(net: nn.Module, sets: dict, logits_out: Path | None, save: Path | None) -> None:
+    """The chosen state's logits of every evaluation set (all fields) and its weights with its architecture."""
+    if logits_out is not None:
+        np.savez(logits_out, **{name: _logits(net, xs) for name, (xs, _, _) in sets.items()})
+    if save is not None:
+        torch.save({"architecture": architecture_of(net), "state": net.state_dict()}, save)
+
+
+def mie_false_alarms(states: list[Path], work: Path, spheres: int = 3) -> dict:
+    """How many clean exact-Mie fields (``bench_screening_anomaly_mie.py``'s measurements: miepython, 49 ring
+    illuminations, both exposures) each saved network (``train --save``) calls noisy, its input made as
+    ``prepare`` makes it, beside the shipped members: ``logit_0``, its raw logit above 0; ``clean_p95``, above
+    the level that 5 % of the clean generator-2 validation fields exceed (the same operating point for every
+    network, whatever its calibration). Independent data: the simulator made none of these fields, and every
+    one is clean."""
+    import tempfile
+
+    from bench_screening_anomaly_mie import EXPOSURES, write_folder
+
+    from engine.pipeline.process import ProcessOptions, process_measurement
+    from engine.screening.sample_crop import crop_at
+    from engine.screening.tomographic import tomographic_residual_images
+
+    nets: dict[str, tuple[nn.Module, bool]] = {
+        f"shipped member {k}": (m, False) for k, m in enumerate(load_model("default").net.members)}
+    for path in states:
+        saved = torch.load(path, weights_only=True)
+        net = build_network(saved["architecture"])
+        net.load_state_dict(saved["state"])
+        nets[path.stem] = (net, int(saved["architecture"]["in_channels"]) == 4)
+    clean_val = np.load(work / "d_validation.npy") == ""
+    levels = {name: float(np.percentile(_logits(net, _load(work, "validation", ("field", "tomographic") if tomo
+                                                          else ("field",))[0][clean_val]), 95))
+              for name, (net, tomo) in nets.items()}
+    report: dict = {"clean_p95_levels": {k: round(v, 3) for k, v in levels.items()}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for exposure, (photons, steep) in EXPOSURES.items():
+            flags, total = {k: [0, 0] for k in nets}, 0
+            for seed in range(spheres):
+                folder = Path(tmp) / exposure / f"sphere_{seed}"
+                write_folder(folder, 256, seed, photons, steep)
+                res = process_measurement(folder, None, ProcessOptions(regularize="none", screen_consistency=False))
+                r, md = res.retrieved, res.metadata
+                crops = crop_at(np.asarray(r.field), tuple(res.screening.crop_origin), CROP_SIZE)
+                field = preprocess(crops, input_kind="phase-amplitude").numpy().astype(np.float16)
+                resid = tomographic_residual_images(crops, float(r.pixel_size_um), float(md.wavelength_um),
+                                                    r.illumination_per_um, md.na_objective, md.medium_index)
+                tomo = _tomographic_channels(resid)
+                total += len(crops)
+                for name, (net, with_tomo) in nets.items():
+                    x = np.concatenate([field, tomo], axis=1) if with_tomo else field
+                    z = _logits(net, x)
+                    flags[name][0] += int((z > 0).sum())
+                    flags[name][1] += int((z > levels[name]).sum())
+            report[exposure] = {"fields": total, **{k: {"logit_0": round(v[0] / total, 4),
+                                                        "clean_p95": round(v[1] / total, 4)} for k, v in flags.items()}}
+            print(exposure, json.dumps(report[exposure]), flush=True)
+    return report
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("step", choices=("prepare", "train"))
+    p.add_argument("step", choices=("prepare", "train", "mie"))
     p.add_argument("--work", type=Path, default=Path("/tmp/odt-screening-residual"))
     p.add_argument("--split-seed", type=int, default=20261206)
     p.add_argument("--channels", choices=sorted(CHANNELS), default="field+residual")
@@ -196,11 +284,23 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--logits", type=Path, default=None,
                    help="write the chosen state's logits of every evaluation set here (.npz), for bench_screening_hybrid_lofo.py")
+    p.add_argument("--from-member", type=int, default=None,
+                   help="train: start from this member of the shipped model (extra input channels zero-initialised)")
+    p.add_argument("--lr", type=float, default=2e-3, help="train: peak learning rate (cosine)")
+    p.add_argument("--every", type=int, default=150, help="train: evaluate (and keep the best state) every so many steps")
+    p.add_argument("--save", type=Path, default=None, help="train: write the chosen state here (.pt, with its architecture)")
+    p.add_argument("--states", type=Path, nargs="*", default=[], help="mie: saved states (train --save) to score")
     args = p.parse_args(argv)
+    if args.step == "mie":
+        result = mie_false_alarms(args.states, args.work)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        return result
     if args.step == "prepare":
         prepare(args.work, args.split_seed, args.tomographic)
         return {}
-    result = train(args.work, args.channels, args.minutes, args.leave_out, args.seed, args.logits)
+    result = train(args.work, args.channels, args.minutes, args.leave_out, args.seed, args.logits,
+                   from_member=args.from_member, lr=args.lr, every=args.every, save=args.save)
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
