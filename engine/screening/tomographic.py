@@ -136,9 +136,8 @@ def tomographic_scores(fields: np.ndarray, pixel_size_um: float, wavelength_um: 
     -------
     ndarray (N,) float64
     """
-    n = np.shape(fields)[0]
-    resid = np.abs(_residual_images(fields, pixel_size_um, wavelength_um, illumination_per_um, na_objective,
-                                    medium_index, unwrapped_phase, np.arange(n))) ** 2
+    resid = np.abs(tomographic_residual_images(fields, pixel_size_um, wavelength_um, illumination_per_um,
+                                               na_objective, medium_index, unwrapped_phase)) ** 2
     return gaussian_filter(resid, (0, SMOOTH_PX, SMOOTH_PX), mode="nearest").max(axis=(1, 2))
 
 
@@ -174,7 +173,7 @@ def tomographic_residual_images(fields: np.ndarray, pixel_size_um: float, wavele
     """
     n = np.shape(fields)[0]
     return _residual_images(fields, pixel_size_um, wavelength_um, illumination_per_um, na_objective,
-                            medium_index, unwrapped_phase, np.arange(n)).astype(np.complex64)
+                            medium_index, unwrapped_phase, np.arange(n)).astype(np.complex64, copy=False)
 
 
 def tomographic_residual(fields: np.ndarray, pixel_size_um: float, wavelength_um: float,
