@@ -49,12 +49,15 @@ QUALITY_LABELS: dict[str, tuple[str, str]] = {
     "residue_density": ("phase residues", "per px"),
     "unwrap_inconsistency": ("unwrapping inconsistency", "% of px"),
     "outside_pupil_energy": ("energy outside the pupil", "% of inside"),
+    "hot_pixel_fraction": ("hot pixels", "% of px"),
+    "row_jitter": ("row jitter", "% of mean"),
 }
 
 
 #: Short captions of the quality numbers, for grid cells sorted by one of them.
 QUALITY_SHORT = {"phase_noise_rad": "noise", "background_phase_std_rad": "bg σ", "residue_density": "res",
-                 "unwrap_inconsistency": "unw %", "outside_pupil_energy": "out %"}
+                 "unwrap_inconsistency": "unw %", "outside_pupil_energy": "out %",
+                 "hot_pixel_fraction": "hot %", "row_jitter": "rows %"}
 
 
 def format_quality(key: str, v: float) -> str:
@@ -65,7 +68,7 @@ def format_quality(key: str, v: float) -> str:
         return f"{v:.1e}" if v else "0"
     if key == "unwrap_inconsistency":
         return f"{100 * v:.2f}"
-    if key == "outside_pupil_energy":
+    if key in ("outside_pupil_energy", "hot_pixel_fraction", "row_jitter"):
         return f"{100 * v:.2g}"
     return f"{v:.3f}"
 

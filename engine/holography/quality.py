@@ -23,6 +23,10 @@ trouble, so a screen or a technician can sort by it:
     Energy of the sample hologram's spectrum in a ring just outside the objective pupil around
     the carrier (radius NA/λ to 1.25·NA/λ, away from the zero order and the twin), relative to
     the energy inside the pupil: parasitic fringes, aliasing, a wrong carrier.
+``hot_pixel_fraction``, ``row_jitter`` (optional: absent from files written before 2026-12)
+    Camera artefacts of the raw sample hologram (:mod:`engine.holography.camera`): the fraction of
+    its pixels that are isolated bright outliers of the local fringe, and the rms row-to-row error
+    relative to the mean count (rolling read-out).
 
 References
 ----------
@@ -37,9 +41,10 @@ from dataclasses import dataclass, fields as dc_fields
 import numpy as np
 import torch
 
+from .camera import CameraArtefacts
 from .unwrap import border_pixels, phase_noise_rad, unwrap_phase, wrap_rad
 
-__all__ = ["RetrievalQuality", "QUALITY_KEYS", "residue_density", "retrieval_quality", "integrated_phase"]
+__all__ = ["RetrievalQuality", "QUALITY_KEYS", "CAMERA_KEYS", "residue_density", "retrieval_quality", "integrated_phase"]
 
 
 @dataclass
@@ -51,16 +56,23 @@ class RetrievalQuality:
     residue_density: np.ndarray
     unwrap_inconsistency: np.ndarray
     outside_pupil_energy: np.ndarray
+    hot_pixel_fraction: np.ndarray | None = None
+    row_jitter: np.ndarray | None = None
 
     def as_dict(self) -> dict[str, np.ndarray]:
-        return {f.name: np.asarray(getattr(self, f.name), np.float32) for f in dc_fields(self)}
+        """The numbers present (the camera ones only when computed), each (N,) float32."""
+        return {f.name: np.asarray(getattr(self, f.name), np.float32) for f in dc_fields(self)
+                if getattr(self, f.name) is not None}
 
     def row(self, i: int) -> dict[str, float]:
         """The numbers of field ``i``."""
         return {k: float(v[i]) for k, v in self.as_dict().items()}
 
 
-QUALITY_KEYS = tuple(f.name for f in dc_fields(RetrievalQuality))
+#: The numbers every retrieval record holds.
+QUALITY_KEYS = tuple(f.name for f in dc_fields(RetrievalQuality) if f.default is not None)
+#: The camera numbers, in records written from 2026-12 on (:mod:`engine.holography.camera`).
+CAMERA_KEYS = ("hot_pixel_fraction", "row_jitter")
 
 
 def residue_density(field: np.ndarray) -> np.ndarray:
@@ -128,7 +140,8 @@ def integrated_phase(phase: np.ndarray, pixel_size_um: float, border: float = 0.
 
 
 def retrieval_quality(field: np.ndarray, unwrapped: np.ndarray | None,
-                      outside_pupil_energy: np.ndarray | None = None) -> RetrievalQuality:
+                      outside_pupil_energy: np.ndarray | None = None,
+                      camera: CameraArtefacts | None = None) -> RetrievalQuality:
     """Quality numbers of retrieved fields (module docstring).
 
     Parameters
@@ -139,6 +152,8 @@ def retrieval_quality(field: np.ndarray, unwrapped: np.ndarray | None,
         Its unwrapped phase (rad); computed with the default method when None.
     outside_pupil_energy : (N,) float, optional
         From the retrieval (:func:`engine.holography.retrieval.retrieve_fields`); NaN if absent.
+    camera : CameraArtefacts, optional
+        The raw holograms' camera numbers (:func:`engine.holography.camera.camera_artefacts`).
     """
     field = np.asarray(field)
     n = field.shape[0]
@@ -151,4 +166,6 @@ def retrieval_quality(field: np.ndarray, unwrapped: np.ndarray | None,
             residue_density=residue_density(field),
             unwrap_inconsistency=_inconsistency(field, np.asarray(unwrapped, np.float32)),
             outside_pupil_energy=(np.full(n, np.nan, np.float32) if outside_pupil_energy is None
-                                  else np.asarray(outside_pupil_energy, np.float32)))
+                                  else np.asarray(outside_pupil_energy, np.float32)),
+            hot_pixel_fraction=None if camera is None else np.asarray(camera.hot_pixel_fraction, np.float32),
+            row_jitter=None if camera is None else np.asarray(camera.row_jitter, np.float32))

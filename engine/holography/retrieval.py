@@ -33,7 +33,8 @@ Algorithm (all angles at once, in chunks to bound memory, torch on CPU or CUDA)
 4. Illumination frequency of each field: from the metadata, or estimated from its background
    field's dominant spatial frequency (:func:`refine_peak`, sub-pixel).
 5. Optional phase unwrapping (:mod:`engine.holography.unwrap`, noise-guided by default) and the
-   retrieval quality numbers of every field (:mod:`engine.holography.quality`).
+   retrieval quality numbers of every field (:mod:`engine.holography.quality`), with the camera
+   artefacts of its raw hologram (:mod:`engine.holography.camera`).
 
 References
 ----------
@@ -56,6 +57,7 @@ from ..backend import resolve_device
 from ..metadata import MeasurementMetadata
 from ..progress import CancelToken, check_cancel, report, sub_progress
 from .propagate import angular_spectrum_kernel
+from .camera import camera_artefacts
 from .quality import RetrievalQuality, integrated_phase, retrieval_quality
 from .unwrap import DEFAULT_UNWRAP, unwrap_for_rytov, unwrap_phase
 
@@ -471,7 +473,8 @@ def _demodulate(holograms: np.ndarray, backgrounds: np.ndarray, band: "_SideBand
     return field, illum, outside
 
 
-def _unwrap_and_grade(field: np.ndarray, outside: np.ndarray, unwrap_method: str, *, device: torch.device,
+def _unwrap_and_grade(field: np.ndarray, outside: np.ndarray, holograms: np.ndarray, unwrap_method: str, *,
+                      device: torch.device,
                       progress: Optional[Callable[..., None]], progress_start: float,
                       cancel: Optional[CancelToken]):
     """Unwrapped phase (N, H, W), :class:`RetrievalQuality` and, for ``"guided"``, the Rytov (field, phase)."""
@@ -485,7 +488,7 @@ def _unwrap_and_grade(field: np.ndarray, outside: np.ndarray, unwrap_method: str
                                  progress=sub_progress(progress, progress_start, 0.95, ""), cancel=cancel)
     check_cancel(cancel)
     report(progress, 0.95, "retrieval quality")
-    return unwrapped, retrieval_quality(field, unwrapped, outside), rytov
+    return unwrapped, retrieval_quality(field, unwrapped, outside, camera_artefacts(holograms)), rytov
 
 
 def retrieve_fields(
@@ -568,7 +571,8 @@ def retrieve_fields(
                                         progress=progress, progress_end=frac_fields, cancel=cancel)
     unwrapped, quality, rytov = None, None, None
     if unwrap:
-        unwrapped, quality, rytov = _unwrap_and_grade(field, outside, unwrap_method, device=dev, progress=progress,
+        unwrapped, quality, rytov = _unwrap_and_grade(field, outside, holograms, unwrap_method, device=dev,
+                                                      progress=progress,
                                                       progress_start=frac_fields, cancel=cancel)
     report(progress, 1.0, "fields retrieved")
     return RetrievedFields(field=field, illumination_per_um=illum, carrier_per_um=carrier,

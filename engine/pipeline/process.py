@@ -315,7 +315,7 @@ def _screen(fields, retrieved, meta, options: ProcessOptions, progress, cancel):
                          threshold=options.threshold, unwrapped_phase=retrieved.unwrapped_phase,
                          pixel_size_um=retrieved.pixel_size_um, device=options.device,
                          consistency=options.screen_consistency if options.screen == "model" else False,
-                         progress=progress, cancel=cancel)
+                         camera=getattr(retrieved, "quality", None), progress=progress, cancel=cancel)
 
 
 def process_measurement(
@@ -992,7 +992,7 @@ def stored_fields(path: str | Path, *, progress: Optional[Callable[..., None]] =
     ValueError
         The file holds no fields.
     """
-    from ..holography.quality import QUALITY_KEYS, RetrievalQuality
+    from ..holography.quality import CAMERA_KEYS, QUALITY_KEYS, RetrievalQuality
     from ..holography.retrieval import RetrievedFields
     from ..holography.unwrap import DEFAULT_UNWRAP, unwrap_for_rytov, unwrap_phase
     from ..store.results import read_result
@@ -1015,8 +1015,8 @@ def stored_fields(path: str | Path, *, progress: Optional[Callable[..., None]] =
         field=field_, illumination_per_um=np.asarray(res.illumination_per_um, np.float64),
         carrier_per_um=np.asarray(attrs.get("carrier_per_um", (np.nan, np.nan)), np.float64),
         pixel_size_um=float(meta.pixel_size_um), unwrapped_phase=unwrapped, sideband=_stored_sideband(attrs),
-        quality=RetrievalQuality(**{k: quality[k] for k in QUALITY_KEYS}) if set(QUALITY_KEYS) <= set(quality)
-        else None, unwrap_method=method, rytov_field=rytov[0], rytov_phase=rytov[1]), meta
+        quality=RetrievalQuality(**{k: quality[k] for k in QUALITY_KEYS + CAMERA_KEYS if k in quality})
+        if set(QUALITY_KEYS) <= set(quality) else None, unwrap_method=method, rytov_field=rytov[0], rytov_phase=rytov[1]), meta
 
 
 def _stored_or_none(path: Path, progress, cancel) -> Any:

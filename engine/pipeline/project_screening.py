@@ -503,7 +503,7 @@ def _new_run(project: Any, measurement_id: int, fl: _Fields, model: Any, thresho
     stage = model is not None and model.consistency is not None and project_screening_consistency(project, model)
     res = screen_fields(fl.fields, fl.illum, fl.meta, model=model, method="model" if model is not None else "rule",
                         threshold=threshold, unwrapped_phase=fl.unwrapped, device=device, consistency=stage,
-                        progress=progress, cancel=cancel)
+                        camera=(fl.retrieval or {}).get("quality"), progress=progress, cancel=cancel)
     version = res.model_version + (CONSISTENCY_SUFFIX if res.consistency_used else "")
     project.add_screening(measurement_id, res.decision, score=res.score, rule_peak=res.rule_peak,
                           source=res.source, model_name=res.model_name, model_version=version,

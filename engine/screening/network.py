@@ -53,6 +53,7 @@ from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
 from .consistency import (CONSISTENCY_FEATURES, MEMBER_FEATURE, TOMOGRAPHIC_FEATURE, consistency_features, stage_features,
                           stage_probability)
+from .camera_alarm import ALARM_PROBABILITY, camera_alarm
 from .domain import screening_domain_check
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
 from .sample_crop import centre_origin, crop_at, screening_crop_origin
@@ -880,6 +881,10 @@ class ScreeningResult:
     consistency_used : bool
         True when ``score`` (and so ``decision``) is the consistency stage's (``screen_fields(...,
         consistency=True)``); False: the network's.
+    camera_alarm : ndarray (N,) bool or None
+        Fields whose raw hologram's camera numbers are over a level (:mod:`engine.screening.camera_alarm`):
+        noisy, their score raised to at least ``ALARM_PROBABILITY``; None when the camera numbers were not
+        given.
     """
 
     score: np.ndarray
@@ -896,6 +901,7 @@ class ScreeningResult:
     consistency: Optional[np.ndarray] = None
     consistency_score: Optional[np.ndarray] = None
     consistency_used: bool = False
+    camera_alarm: Optional[np.ndarray] = None
 
     @property
     def model_label(self) -> str:
@@ -927,6 +933,17 @@ def _stage_not_used(stage: dict, explicit: bool, features_made: bool, scan: bool
             f"and this measurement has {n} fields (network alone)"]
 
 
+def _rule_result(rule: np.ndarray, rule_dec: np.ndarray, alarm: Optional[np.ndarray], threshold: float,
+                 rule_threshold: float, origin: tuple[int, int]) -> ScreeningResult:
+    """The rule's decisions as a :class:`ScreeningResult` (no score), camera-alarmed fields noisy."""
+    n = len(rule_dec)
+    decision = rule_dec.copy() if alarm is None else np.where(alarm, 0, rule_dec).astype(np.uint8)
+    return ScreeningResult(score=np.full(n, np.nan, np.float32), rule_peak=rule, decision=decision,
+                           source=np.ones(n, np.uint8), model_name="rule", model_version="1",
+                           threshold=float(threshold), rule_threshold=float(rule_threshold),
+                           rule_decision=rule_dec, crop_origin=origin, camera_alarm=alarm)
+
+
 def screen_fields(
     fields: np.ndarray,
     illumination_per_um: Optional[np.ndarray],
@@ -941,6 +958,7 @@ def screen_fields(
     mask_radius_per_um: float = DEFAULT_MASK_RADIUS_PER_UM,
     method: str = "model",
     consistency: Optional[bool] = None,
+    camera: Any = None,
     batch_size: int = 256,
     progress: Optional[Callable[..., None]] = None,
     cancel: Optional[CancelToken] = None,
@@ -983,6 +1001,12 @@ def screen_fields(
         ``sample-rotation`` measurement, whose fields share one illumination) is screened by the network
         alone, with a warning (none for too few fields or a rotation when the stage was not asked for).
         With a stage, its features and score are computed and returned either way.
+    camera : RetrievalQuality or dict, optional
+        The retrieval quality numbers with the raw holograms' camera numbers (``hot_pixel_fraction``,
+        ``row_jitter``: :mod:`engine.holography.camera`), e.g. ``RetrievedFields.quality`` or a result
+        file's ``retrieval/quality``. A field over a level of :mod:`engine.screening.camera_alarm` is
+        noisy whatever the network or the rule says (its score at least ``ALARM_PROBABILITY``).
+        Without them (older files), no camera alarm.
     progress, cancel
         See :mod:`engine.progress`.
 
@@ -1008,12 +1032,10 @@ def screen_fields(
     rule = rule_peak_metric(crop_fields, illumination_per_um, px, float(metadata.wavelength_um),
                             mask_radius_per_um=mask_radius_per_um)
     rule_dec = rule_decide(rule, rule_threshold)
+    alarm = camera_alarm(camera, n)
     if method == "rule" or model is None:
         report(progress, 1.0, "screened by rule")
-        return ScreeningResult(score=np.full(n, np.nan, np.float32), rule_peak=rule, decision=rule_dec.copy(),
-                               source=np.ones(n, np.uint8), model_name="rule", model_version="1",
-                               threshold=float(threshold), rule_threshold=float(rule_threshold),
-                               rule_decision=rule_dec, crop_origin=origin)
+        return _rule_result(rule, rule_dec, alarm, threshold, rule_threshold, origin)
     dev = resolve_device(device)
     if isinstance(model, ScreeningModel):
         m = model if model.device == dev else model.to(dev)
@@ -1047,10 +1069,12 @@ def screen_fields(
         score = stage_score
     elif asked:
         warnings += _stage_not_used(stage, bool(consistency), features is not None, scan, metadata, n)
+    if alarm is not None:
+        score = np.where(alarm, np.maximum(score, ALARM_PROBABILITY), score).astype(np.float32)
     decision = (score <= threshold).astype(np.uint8)
     report(progress, 1.0, f"{int(decision.sum())} of {n} fields clean")
     return ScreeningResult(score=score, rule_peak=rule, decision=decision, source=np.zeros(n, np.uint8),
                            model_name=m.name, model_version=m.version, threshold=float(threshold),
                            rule_threshold=float(rule_threshold), rule_decision=rule_dec,
                            warnings=warnings, crop_origin=origin, consistency=features, consistency_score=stage_score,
-                           consistency_used=bool(asked and stage_score is not None))
+                           consistency_used=bool(asked and stage_score is not None), camera_alarm=alarm)

@@ -21,7 +21,7 @@ from app.tabs.import_tab import ImportTab
 from app.tabs.reconstruction_tab import ReconstructionTab
 from app.logic.screening import ScreeningData
 from app.tabs.screening_tab import ScreeningTab
-from engine.holography.quality import QUALITY_KEYS
+from engine.holography.quality import CAMERA_KEYS, QUALITY_KEYS
 from engine.pipeline.process import ProcessOptions
 from engine.store.project import Project
 from engine.store.results import read_result
@@ -107,7 +107,7 @@ def test_review_tab_shows_side_band_and_quality_numbers(qtbot, tab, acq, project
     n = len(data.fields)
     text = tab.sideband_label.text()
     assert "automatic" in text and "positive phase" in text and "beads_auto" in text
-    assert set(data.quality) == set(QUALITY_KEYS) and all(len(v) == n for v in data.quality.values())
+    assert set(data.quality) == set(QUALITY_KEYS + CAMERA_KEYS) and all(len(v) == n for v in data.quality.values())
     assert all(np.isfinite(v).all() for v in data.quality.values())
     assert tab.warning_banner.isHidden(), "a sample denser than its medium: no warning"
     # the details panel and the grid tooltip carry the field's numbers

@@ -257,6 +257,16 @@ def test_given_decisions_reused_fields_and_stored_fields(tiny_folders, tmp_path)
     # the fields of a result file serve too (unwrapped again as the file records): the same tomogram
     stored, meta = stored_fields(first.out_path)
     assert meta.wavelength_um == first.metadata.wavelength_um and stored.quality is not None
+    # the raw holograms' camera numbers travel with the quality numbers; a file written before them still reads
+    np.testing.assert_array_equal(stored.quality.hot_pixel_fraction, first.retrieved.quality.hot_pixel_fraction)
+    np.testing.assert_array_equal(stored.quality.row_jitter, first.retrieved.quality.row_jitter)
+    older = tmp_path / "older.odt.h5"
+    older.write_bytes(first.out_path.read_bytes())
+    with h5py.File(older, "r+") as f:
+        del f["retrieval/hot_pixel_fraction"], f["retrieval/row_jitter"]
+    old_fields, _ = stored_fields(older)
+    assert old_fields.quality is not None and old_fields.quality.hot_pixel_fraction is None
+    assert set(old_fields.quality.as_dict()) == set(first.retrieved.quality.as_dict()) - {"hot_pixel_fraction", "row_jitter"}
     again = process_measurement(folder, None, opts, retrieved=stored)
     a, b = again.retrieval["attrs"], first.retrieval["attrs"]
     assert again.reused_fields and a["sideband_description"] == b["sideband_description"]

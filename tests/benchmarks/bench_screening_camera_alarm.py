@@ -1,0 +1,162 @@
+"""Benchmark: the camera alarm of the raw holograms, alone and with the shipped screen (#19).
+
+Run (~6 min on a shared 2-core CPU; the camera numbers are cached in ``--work``)::
+
+    .venv/bin/python tests/benchmarks/bench_screening_camera_alarm.py [--lofo LOGITS.npz] [--json OUT.json]
+
+The cached screening sets hold crops of the retrieved fields, not the holograms. So the protocol's
+validation and held-out measurements (generator 2, ``families-chamber-110-20261206``, split seed
+20261206) and the cross-setup ones (``cross-chamber-8-20261207``) are simulated again from their specs
+(the same seeds, so the same frames; each frame's defect type is checked against the cache) and
+:func:`engine.holography.camera.camera_artefacts` reads their raw sample holograms. Reported:
+
+* the **levels' source**: the largest hot-pixel fraction and row jitter of the validation clean fields
+  (:mod:`engine.screening.camera_alarm` sets its levels above them), and what an alarmed validation
+  field is (:data:`~engine.screening.camera_alarm.ALARM_PROBABILITY`);
+* the **alarm alone** on every set: each defect type's catch rate, the clean fields it flags;
+* the **shipped screen** (3.4.0's stage, as ``screen_fields`` decides by default) against **the same
+  screen with the alarm** (``screen_fields(camera=…)``: noisy when either says so), with 95 % intervals
+  from bootstrap resamples of whole measurements and a paired interval of the difference;
+* with ``--lofo LOGITS.npz`` (``bench_screening_residual_input.py train --channels field --minutes 10
+  --leave-out camera --logits LOGITS.npz``): **leave-camera-out**, a stage of that network's logit, the five
+  consistency features and the relative tomographic residual (3.4.0's inputs but the members' logits)
+  fitted on the validation fields without camera effects, alone and OR the alarm. The alarm is not
+  learned, so its catch rate of camera effects is the same whether they were trained on or not.
+
+Labels: 1 = noisy. Held-out and cross-setup are never fitted on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from engine.holography.camera import camera_artefacts
+from engine.screening.camera_alarm import ALARM_PROBABILITY, HOT_PIXEL_LEVEL, ROW_JITTER_LEVEL, camera_alarm
+from engine.screening.crops import CropSet
+from engine.screening.network import load_model
+from engine.simulate.defects import DEFECT_FAMILIES
+from engine.training.screening_consistency import (_stage_features, balanced_weights, card_stage_inputs,
+                                                   choose_strength, fit_logistic)
+from engine.training.screening_families import (DEFAULT_CACHE_DIR, cross_family_specs, family_specs,
+                                                protocol_splits, simulate_family_measurement)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_screening_stage_extra_input import _decide, measurement_bootstrap
+
+FAMILIES = DEFAULT_CACHE_DIR / "families"
+WORK = Path("/tmp/odt-screening-camera")
+TYPES = ("hot-pixels", "row-noise", "partial-saturation", "saturation")
+
+
+def camera_numbers(cs: CropSet, specs: list, name: str, work: Path) -> dict:
+    """Hot-pixel fraction and row jitter (M,) of every field of ``cs``, its measurements simulated again.
+
+    ``specs[k]`` made the measurement of rank ``k`` among the generated set's measurement ids; the frames of a
+    measurement follow in order in the cache."""
+    path = work / f"camera_{name}.npz"
+    if path.exists():
+        return dict(np.load(path))
+    all_ids = np.unique(cs.measurement) if name == "cross_setup" else np.unique(
+        CropSet.load(FAMILIES / "families-chamber-110-20261206.npz").measurement)
+    hot, jitter = np.full(len(cs), np.nan), np.full(len(cs), np.nan)
+    for m in np.unique(cs.measurement):
+        idx = np.flatnonzero(cs.measurement == m)
+        sm = simulate_family_measurement(specs[int(np.searchsorted(all_ids, m))])
+        if list(sm.defect_types) != [str(d) for d in np.asarray(cs.defect)[idx]]:
+            raise AssertionError(f"{name}: measurement {m} simulated again differs from the cache")
+        c = camera_artefacts(sm.measurement.holograms)
+        hot[idx], jitter[idx] = c.hot_pixel_fraction, c.row_jitter
+        print(f"  {name}: measurement {m} ({idx.size} fields)", flush=True)
+    work.mkdir(parents=True, exist_ok=True)
+    np.savez(path, hot_pixel_fraction=hot, row_jitter=jitter)
+    return {"hot_pixel_fraction": hot, "row_jitter": jitter}
+
+
+def _alone(alarm: np.ndarray, cs: CropSet) -> dict:
+    d = np.asarray(cs.defect)
+    return {"caught": {t: round(float(alarm[d == t].mean()), 3) for t in TYPES if (d == t).any()},
+            "clean_flagged": round(float(alarm[d == ""].mean()), 4),
+            "other_defects_flagged": int(alarm[(d != "") & ~np.isin(d, TYPES)].sum())}
+
+
+def _versus(base: np.ndarray, with_alarm: np.ndarray, cs: CropSet) -> dict:
+    y = cs.noisy.astype(bool)
+    out = {}
+    for label, dec in (("screen", base), ("screen_with_alarm", with_alarm)):
+        right = (dec == y).astype(float)
+        out[label] = {"accuracy": round(float(right.mean()), 4), "ci95": measurement_bootstrap(right, cs.measurement),
+                      "clean_kept": round(float(right[~y].mean()), 4),
+                      "camera_family": round(float(right[np.isin(cs.defect, DEFECT_FAMILIES["camera"])].mean()), 3)}
+    diff = (with_alarm == y).astype(float) - (base == y).astype(float)
+    out["difference"] = {"mean": round(float(diff.mean()), 4), "paired_ci95": measurement_bootstrap(diff, cs.measurement),
+                         "fields_better": int((diff > 0).sum()), "fields_worse": int((diff < 0).sum())}
+    return out
+
+
+def _lofo_camera(logits: dict, sets: dict, alarms: dict) -> dict:
+    """Leave-camera-out: a stage fitted without camera effects on the left-out network's logit, alone and OR
+    the alarm, on held-out and cross-setup."""
+    def inputs(name: str) -> np.ndarray:
+        z = np.asarray(logits[name], np.float64)
+        return np.column_stack([z, _stage_features(sets[name], 1 / (1 + np.exp(-z)), True, True, True)])
+
+    val = sets["validation"]
+    x = inputs("validation")
+    keep = ~np.isin(val.defect, DEFECT_FAMILIES["camera"]) & np.all(np.isfinite(x), axis=1)
+    y = val.noisy[keep].astype(float)
+    sw = balanced_weights(y)
+    strength, _ = choose_strength(x[keep], y, val.measurement[keep].astype(np.int64), sample_weight=sw)
+    stage = fit_logistic(x[keep], y, strength, sw)
+    out = {}
+    for name in ("held_out", "cross_setup"):
+        cs, dec = sets[name], _decide(stage, inputs(name))
+        cam = np.isin(cs.defect, DEFECT_FAMILIES["camera"])
+        for label, d in (("stage", dec), ("stage_or_alarm", dec | alarms[name])):
+            right = d == cs.noisy.astype(bool)
+            out.setdefault(name, {})[label] = {"camera_caught": round(float(right[cam].mean()), 4),
+                                               "clean_kept": round(float(right[cs.noisy == 0].mean()), 4),
+                                               "accuracy": round(float(right.mean()), 4)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=WORK)
+    ap.add_argument("--split-seed", type=int, default=20261206)
+    ap.add_argument("--lofo", type=Path, default=None, help="bench_screening_residual_input.py --logits file of a "
+                                                             "network trained with --leave-out camera")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    _, val, held_out = protocol_splits(CropSet.load(FAMILIES / "families-chamber-110-20261206.npz"), args.split_seed)
+    sets = {"validation": val, "held_out": held_out, "cross_setup": CropSet.load(FAMILIES / "cross-chamber-8-20261207.npz")}
+    specs = {"validation": family_specs(110, 20261206, chamber=True), "held_out": family_specs(110, 20261206, chamber=True),
+             "cross_setup": cross_family_specs(8, 20261207, chamber=True)}
+    numbers = {n: camera_numbers(cs, specs[n], n, args.work) for n, cs in sets.items()}
+    alarms = {n: camera_alarm(numbers[n], len(sets[n])) for n in sets}
+    clean = val.noisy == 0
+    report: dict = {"levels": {"hot_pixel_fraction": HOT_PIXEL_LEVEL, "row_jitter": ROW_JITTER_LEVEL},
+                    "validation_clean_largest": {k: round(float(np.nanmax(v[clean])), 6)
+                                                 for k, v in numbers["validation"].items()},
+                    "validation_alarmed": {"fields": int(alarms["validation"].sum()),
+                                           "noisy": int((alarms["validation"] & ~clean).sum()),
+                                           "alarm_probability_shipped": ALARM_PROBABILITY},
+                    "alarm_alone": {n: _alone(alarms[n], cs) for n, cs in sets.items()}}
+    model = load_model("default")
+    for name in ("held_out", "cross_setup"):
+        base = _decide(model.consistency, card_stage_inputs(model, sets[name])[1])
+        report[name] = _versus(base, base | alarms[name], sets[name])
+    if args.lofo is not None:
+        report["leave_camera_out"] = _lofo_camera(dict(np.load(args.lofo)), sets, alarms)
+    print(json.dumps(report, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return report
+
+
+if __name__ == "__main__":
+    main()
