@@ -29,6 +29,7 @@ import numpy as np
 
 from engine.pipeline.project_screening import CONSISTENCY_SUFFIX, SOURCE_MANUAL, screen_project_measurement
 from engine.progress import check_cancel, report, sub_progress
+from engine.screening.camera_alarm import camera_reason
 
 __all__ = ["THUMB", "QUALITY_LABELS", "QUALITY_SHORT", "ScreeningData", "prepare_screening", "compute_saliency",
            "compute_neighbour_difference", "unlike_neighbours",
@@ -385,7 +386,8 @@ def threshold_range(data: ScreeningData) -> tuple[float, float]:
 def field_details(data: ScreeningData, i: int, *, decision: int, auto: int, manual: Optional[int],
                   threshold: float, quality: dict) -> str:
     """The details line (rich text) of field ``i``: its decision and who made it, model score, rule
-    peak and what the rule says, and its retrieval quality numbers.
+    peak and what the rule says, the camera alarm's reason if its raw hologram raised it
+    (:mod:`engine.screening.camera_alarm`), and its retrieval quality numbers.
 
     ``decision``, ``auto`` and ``manual`` are the field's final, automatic (at ``threshold``) and
     manual (None: none) decisions; ``quality`` its ``{name: value}`` quality numbers ({} if none).
@@ -403,9 +405,11 @@ def field_details(data: ScreeningData, i: int, *, decision: int, auto: int, manu
     grey = "<br><span style='color:#aeb4bd'>"
     quality_part = (f"{grey}retrieval: {quality_text(quality)}</span>" if quality else
                     f"{grey}retrieval quality: not recorded for these fields</span>")
+    alarm = camera_reason({k: np.array([v]) for k, v in quality.items()}, 1, 0)
+    alarm_part = f"<br><span style='color:#D55E00'>{alarm}: noisy whatever the model says</span>" if alarm else ""
     return (f"<b>Field {i}</b> — {word} · decided by {src}<br>"
             f"{model_part} · rule peak <b>{fmt_metric(data.rule_peak[i])}</b> "
-            f"(noisy above {data.rule_threshold:.2f}: rule says {rule_says}){quality_part}")
+            f"(noisy above {data.rule_threshold:.2f}: rule says {rule_says}){alarm_part}{quality_part}")
 
 
 # ---------------------------------------------------------------------- which model

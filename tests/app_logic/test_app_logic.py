@@ -216,6 +216,11 @@ def test_field_details_say_who_decided():
     assert "manual (differs from automatic)" in text and "phase noise 0.120 rad" in text
     rule = sl.field_details(_screening_data(True), 2, decision=1, auto=1, manual=None, threshold=2.3, quality={})
     assert "decided by rule" in rule and "model: none installed" in rule and "rule peak <b>–</b>" in rule
+    camera = sl.field_details(_screening_data(False), 1, decision=0, auto=0, manual=None, threshold=0.5,
+                              quality={"hot_pixel_fraction": 0.004, "row_jitter": 0.01})
+    assert "camera: 0.4 % hot pixels: noisy whatever the model says" in camera and "hot pixels 0.4 % of px" in camera
+    assert "camera:" not in sl.field_details(_screening_data(False), 1, decision=1, auto=1, manual=None,
+                                             threshold=0.5, quality={"hot_pixel_fraction": 0.0, "row_jitter": 0.01})
 
 
 def test_quality_text_and_metric_format():

@@ -17,6 +17,9 @@ validation and held-out measurements (generator 2, ``families-chamber-110-202612
 * the **shipped screen** (3.4.0's stage, as ``screen_fields`` decides by default) against **the same
   screen with the alarm** (``screen_fields(camera=…)``: noisy when either says so), with 95 % intervals
   from bootstrap resamples of whole measurements and a paired interval of the difference;
+* the alarm on the **independent defect set** (``_independent_defects.py``: another generator's 20
+  measurements, 980 frames, its own camera model and no camera defects, so every alarm there is a false
+  one; clean and defective frames counted apart);
 * with ``--lofo LOGITS.npz`` (``bench_screening_residual_input.py train --channels field --minutes 10
   --leave-out camera --logits LOGITS.npz``): **leave-camera-out**, a stage of that network's logit, the five
   consistency features and the relative tomographic residual (3.4.0's inputs but the members' logits)
@@ -75,6 +78,24 @@ def camera_numbers(cs: CropSet, specs: list, name: str, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     np.savez(path, hot_pixel_fraction=hot, row_jitter=jitter)
     return {"hot_pixel_fraction": hot, "row_jitter": jitter}
+
+
+def independent_set_alarms(n_measurements: int = 20, seed: int = 19_000) -> dict:
+    """The alarm on the raw holograms of the independent defect set (``_independent_defects.make_set``'s
+    measurements: spheres and rods, 8- and 16-bit alternating), clean and defective frames apart."""
+    from _independent_defects import make_measurement
+
+    flagged = {"clean": [0, 0], "defective": [0, 0]}
+    largest = {"hot_pixel_fraction": 0.0, "row_jitter": 0.0}
+    for m in range(n_measurements):
+        holos, _, _, fam = make_measurement(seed + m, "mie" if m % 2 == 0 else "rod", 8 if (m // 2) % 2 == 0 else 16)
+        c = camera_artefacts(holos)
+        alarm = camera_alarm(c, len(holos))
+        for key, sel in (("clean", np.array([not f for f in fam])), ("defective", np.array([bool(f) for f in fam]))):
+            flagged[key][0] += int(alarm[sel].sum())
+            flagged[key][1] += int(sel.sum())
+        largest = {k: max(v, float(np.nanmax(getattr(c, k)))) for k, v in largest.items()}
+    return {"flagged_of_frames": flagged, "largest": {k: round(v, 6) for k, v in largest.items()}}
 
 
 def _alone(alarm: np.ndarray, cs: CropSet) -> dict:
@@ -146,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
                                            "noisy": int((alarms["validation"] & ~clean).sum()),
                                            "alarm_probability_shipped": ALARM_PROBABILITY},
                     "alarm_alone": {n: _alone(alarms[n], cs) for n, cs in sets.items()}}
+    report["independent_defect_set"] = independent_set_alarms()
     model = load_model("default")
     for name in ("held_out", "cross_setup"):
         base = _decide(model.consistency, card_stage_inputs(model, sets[name])[1])
