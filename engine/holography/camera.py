@@ -17,7 +17,9 @@ its robust (MAD) spread over the frame, so it reads as a z-score.
     (none of their 8 neighbours beyond :data:`NEIGHBOUR_Z` either way). A hot pixel is one bright
     pixel; where the local fringe model fails (the steep edge of a strong bead), the outliers come
     in connected runs and are not counted. A clipped pixel counts when even its lower bound (full
-    scale) is that far above its prediction (a hot pixel at full scale in a dark fringe).
+    scale) is that far above its prediction (a hot pixel at full scale in a dark fringe). Given the
+    background holograms, a pixel hot in the frame's background too (a defect of the sensor, the same
+    in both) is not counted: it cancels in the ratio field.
 ``row_jitter``
     Root-mean-square row-to-row error relative to the frame's mean count: the spread of the
     residual's row means, less what white noise gives them, over the mean of the hologram. A
@@ -153,7 +155,7 @@ def _local_fit(img: np.ndarray, freq: np.ndarray, clipped: np.ndarray, full: flo
 
 def _frame_numbers(img: np.ndarray, z: np.ndarray, pred: np.ndarray,
                    clipped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(hot-pixel fraction, row jitter), each (B,), from a batch's fit."""
+    """(hot-pixel maps (B, H, W) bool, row jitter (B,)) from a batch's fit."""
     ring = np.ones((1, 3, 3), bool)
     ring[0, 1, 1] = False
     misfit_nearby = ndimage.binary_dilation(np.abs(z) > NEIGHBOUR_Z, structure=ring)
@@ -170,11 +172,45 @@ def _frame_numbers(img: np.ndarray, z: np.ndarray, pred: np.ndarray,
         white = (res[b] ** 2).sum() / good[b].sum() / count[b][rows].mean()  # variance of a row mean of noise
         excess = max(float(row_mean[b][rows].var()) - white, 0.0)
         jitter[b] = np.sqrt(excess) / max(float(img[b].mean()), 1e-12)
-    return hot.mean(axis=(1, 2)), jitter
+    return hot, jitter
+
+
+def _full_scale(h: np.ndarray) -> float:
+    top = float(h.max())
+    return top if np.mean(h == top) >= CLIPPED_MIN_FRACTION else float("inf")
+
+
+def _checked(stack: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(stack)
+    a = a[None] if a.ndim == 2 else a
+    if a.ndim != 3:
+        raise ValueError(f"{what} must have shape (N, H, W) or (H, W), got {a.shape}")
+    if min(a.shape[1:]) <= 2 * HALF + 1:
+        raise ValueError(f"{what} of {a.shape[1]} × {a.shape[2]} pixels are too small for the 5 × 5 fringe fit")
+    return a
+
+
+def _hot_maps(h: np.ndarray, full: float, batch_pixels: int, frames: Optional[np.ndarray] = None):
+    """Hot-pixel maps (M, H, W) and row jitter (M,) of the frames ``frames`` (default all) of ``h``."""
+    frames = np.arange(h.shape[0]) if frames is None else np.asarray(frames)
+    freq = fringe_frequencies(h[frames]) if frames.size else np.zeros((0, 2))
+    chunk = max(1, batch_pixels // (h.shape[1] * h.shape[2]))
+    hot, rows = [], []
+    for s in range(0, frames.size, chunk):
+        img = h[frames[s:s + chunk]].astype(np.float32)
+        clipped = img >= full - 0.5
+        scale = float(img.max()) if np.isinf(full) else full
+        z, pred = _local_fit(img, freq[s:s + chunk], clipped, scale)
+        a, b = _frame_numbers(img, z, pred, clipped)
+        hot.append(a)
+        rows.append(b)
+    if not hot:
+        return np.zeros((0,) + h.shape[1:], bool), np.zeros(0)
+    return np.concatenate(hot), np.concatenate(rows)
 
 
 def camera_artefacts(holograms: np.ndarray, full_scale: Optional[float] = None, *,
-                     batch_pixels: int = 250_000) -> CameraArtefacts:
+                     backgrounds: Optional[np.ndarray] = None, batch_pixels: int = 250_000) -> CameraArtefacts:
     """Hot-pixel fraction and row jitter of every raw hologram (module docstring).
 
     Parameters
@@ -184,6 +220,11 @@ def camera_artefacts(holograms: np.ndarray, full_scale: Optional[float] = None, 
     full_scale : float, optional
         The camera's largest count (e.g. 4095 for 12 bits). Default: the stack's largest count if
         at least :data:`CLIPPED_MIN_FRACTION` of the pixels reach it, else no clipping.
+    backgrounds : ndarray (N, H, W) or (H, W), optional
+        The background holograms (one per frame, or one for all). A pixel hot in a frame's background
+        too is a property of the sensor: it adds nearly the same to the sample and the background field
+        and cancels in their ratio, so it is not counted. Only frames with a hot pixel have their
+        background read.
     batch_pixels : int
         Pixels per batch of frames (memory ≈ 0.2 kB per pixel: 50 MB for the default).
 
@@ -191,27 +232,18 @@ def camera_artefacts(holograms: np.ndarray, full_scale: Optional[float] = None, 
     -------
     CameraArtefacts
     """
-    h = np.asarray(holograms)
-    if h.ndim == 2:
-        h = h[None]
-    if h.ndim != 3:
-        raise ValueError(f"holograms must have shape (N, H, W) or (H, W), got {h.shape}")
-    if min(h.shape[1:]) <= 2 * HALF + 1:
-        raise ValueError(f"holograms of {h.shape[1]} × {h.shape[2]} pixels are too small for the 5 × 5 fringe fit")
-    if full_scale is None:
-        top = float(h.max())
-        full_scale = top if np.mean(h == top) >= CLIPPED_MIN_FRACTION else float("inf")
-    full = float(full_scale)
-    freq = fringe_frequencies(h)
-    chunk = max(1, batch_pixels // (h.shape[1] * h.shape[2]))
-    hot, rows = [], []
-    for s in range(0, h.shape[0], chunk):
-        img = h[s:s + chunk].astype(np.float32)
-        clipped = img >= full - 0.5
-        scale = float(img.max()) if np.isinf(full) else full
-        z, pred = _local_fit(img, freq[s:s + chunk], clipped, scale)
-        a, b = _frame_numbers(img, z, pred, clipped)
-        hot.append(a)
-        rows.append(b)
-    return CameraArtefacts(hot_pixel_fraction=np.concatenate(hot).astype(np.float32),
-                           row_jitter=np.concatenate(rows).astype(np.float32))
+    h = _checked(holograms, "holograms")
+    full = float(full_scale) if full_scale is not None else _full_scale(h)
+    hot, jitter = _hot_maps(h, full, batch_pixels)
+    if backgrounds is not None:
+        b = _checked(backgrounds, "backgrounds")
+        if b.shape[1:] != h.shape[1:] or b.shape[0] not in (1, h.shape[0]):
+            raise ValueError(f"backgrounds of shape {b.shape} do not match holograms of shape {h.shape}")
+        b_full = float(full_scale) if full_scale is not None else _full_scale(b)
+        frames = np.flatnonzero(hot.any(axis=(1, 2)))
+        if b.shape[0] == 1 and frames.size:
+            hot[frames] &= ~_hot_maps(b, b_full, batch_pixels)[0][0]
+        elif frames.size:
+            hot[frames] &= ~_hot_maps(b, b_full, batch_pixels, frames)[0]
+    return CameraArtefacts(hot_pixel_fraction=hot.mean(axis=(1, 2)).astype(np.float32),
+                           row_jitter=jitter.astype(np.float32))

@@ -473,8 +473,8 @@ def _demodulate(holograms: np.ndarray, backgrounds: np.ndarray, band: "_SideBand
     return field, illum, outside
 
 
-def _unwrap_and_grade(field: np.ndarray, outside: np.ndarray, holograms: np.ndarray, unwrap_method: str, *,
-                      device: torch.device,
+def _unwrap_and_grade(field: np.ndarray, outside: np.ndarray, holograms: np.ndarray, backgrounds: np.ndarray,
+                      unwrap_method: str, *, device: torch.device,
                       progress: Optional[Callable[..., None]], progress_start: float,
                       cancel: Optional[CancelToken]):
     """Unwrapped phase (N, H, W), :class:`RetrievalQuality` and, for ``"guided"``, the Rytov (field, phase)."""
@@ -488,7 +488,8 @@ def _unwrap_and_grade(field: np.ndarray, outside: np.ndarray, holograms: np.ndar
                                  progress=sub_progress(progress, progress_start, 0.95, ""), cancel=cancel)
     check_cancel(cancel)
     report(progress, 0.95, "retrieval quality")
-    return unwrapped, retrieval_quality(field, unwrapped, outside, camera_artefacts(holograms)), rytov
+    camera = camera_artefacts(holograms, backgrounds=backgrounds)
+    return unwrapped, retrieval_quality(field, unwrapped, outside, camera), rytov
 
 
 def retrieve_fields(
@@ -571,7 +572,7 @@ def retrieve_fields(
                                         progress=progress, progress_end=frac_fields, cancel=cancel)
     unwrapped, quality, rytov = None, None, None
     if unwrap:
-        unwrapped, quality, rytov = _unwrap_and_grade(field, outside, holograms, unwrap_method, device=dev,
+        unwrapped, quality, rytov = _unwrap_and_grade(field, outside, holograms, backgrounds, unwrap_method, device=dev,
                                                       progress=progress,
                                                       progress_start=frac_fields, cancel=cancel)
     report(progress, 1.0, "fields retrieved")

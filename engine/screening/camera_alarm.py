@@ -33,7 +33,7 @@ from typing import Any, Optional
 import numpy as np
 
 __all__ = ["ALARM_PROBABILITY", "HOT_PIXEL_LEVEL", "ROW_JITTER_LEVEL", "camera_alarm", "camera_numbers",
-           "camera_reason"]
+           "camera_reason", "camera_warning"]
 
 #: A frame with more than this fraction of hot pixels is noisy.
 HOT_PIXEL_LEVEL = 5e-4
@@ -41,6 +41,8 @@ HOT_PIXEL_LEVEL = 5e-4
 ROW_JITTER_LEVEL = 0.04
 #: The least noisy-probability of an alarmed field (module docstring).
 ALARM_PROBABILITY = 0.99
+#: An alarm on at least this fraction of a measurement's fields points at the camera, not at a few frames.
+WIDESPREAD = 0.25
 
 
 def camera_numbers(quality: Any, n: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
@@ -82,3 +84,20 @@ def camera_reason(quality: Any, n: int, i: int) -> str:
     if jitter > ROW_JITTER_LEVEL:
         parts.append(f"row jitter {100 * jitter:.2g} %")
     return "camera: " + ", ".join(parts) if parts else ""
+
+
+def camera_warning(quality: Any, n: int) -> str:
+    """A warning when the alarm fires on at least :data:`WIDESPREAD` of the fields (``""`` otherwise): then
+    the camera itself, not a few frames, is the likely cause, and the measurement may lose most fields."""
+    numbers = camera_numbers(quality, n)
+    if numbers is None or n == 0:
+        return ""
+    with np.errstate(invalid="ignore"):
+        hot, rows = numbers[0] > HOT_PIXEL_LEVEL, numbers[1] > ROW_JITTER_LEVEL
+    alarm = hot | rows
+    if alarm.sum() < WIDESPREAD * n:
+        return ""
+    n_hot, n_rows = int(hot.sum()), int(rows.sum())
+    return (f"camera alarm on {int(alarm.sum())} of {n} fields ({n_hot} with hot pixels, {n_rows} with row "
+            "noise in their raw holograms): the camera itself may need attention (a dark frame shows hot pixels; "
+            "row noise points at the read-out)")

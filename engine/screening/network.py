@@ -53,7 +53,7 @@ from ..backend import resolve_device
 from ..progress import CancelToken, check_cancel, report
 from .consistency import (CONSISTENCY_FEATURES, MEMBER_FEATURE, TOMOGRAPHIC_FEATURE, consistency_features, stage_features,
                           stage_probability)
-from .camera_alarm import ALARM_PROBABILITY, camera_alarm
+from .camera_alarm import ALARM_PROBABILITY, camera_alarm, camera_warning
 from .domain import screening_domain_check
 from .rule import DEFAULT_MASK_RADIUS_PER_UM, DEFAULT_RULE_THRESHOLD, rule_decide, rule_peak_metric
 from .sample_crop import centre_origin, crop_at, screening_crop_origin
@@ -1005,8 +1005,9 @@ def screen_fields(
         The retrieval quality numbers with the raw holograms' camera numbers (``hot_pixel_fraction``,
         ``row_jitter``: :mod:`engine.holography.camera`), e.g. ``RetrievedFields.quality`` or a result
         file's ``retrieval/quality``. A field over a level of :mod:`engine.screening.camera_alarm` is
-        noisy whatever the network or the rule says (its score at least ``ALARM_PROBABILITY``).
-        Without them (older files), no camera alarm.
+        noisy whatever the network or the rule says (its score at least ``ALARM_PROBABILITY``); a warning
+        when it fires on a quarter of the fields or more (the camera itself). Without them (older files), no
+        camera alarm.
     progress, cancel
         See :mod:`engine.progress`.
 
@@ -1071,6 +1072,7 @@ def screen_fields(
         warnings += _stage_not_used(stage, bool(consistency), features is not None, scan, metadata, n)
     if alarm is not None:
         score = np.where(alarm, np.maximum(score, ALARM_PROBABILITY), score).astype(np.float32)
+        warnings += [w for w in (camera_warning(camera, n),) if w]
     decision = (score <= threshold).astype(np.uint8)
     report(progress, 1.0, f"{int(decision.sum())} of {n} fields clean")
     return ScreeningResult(score=score, rule_peak=rule, decision=decision, source=np.zeros(n, np.uint8),

@@ -8,7 +8,8 @@ The cached screening sets hold crops of the retrieved fields, not the holograms.
 validation and held-out measurements (generator 2, ``families-chamber-110-20261206``, split seed
 20261206) and the cross-setup ones (``cross-chamber-8-20261207``) are simulated again from their specs
 (the same seeds, so the same frames; each frame's defect type is checked against the cache) and
-:func:`engine.holography.camera.camera_artefacts` reads their raw sample holograms. Reported:
+:func:`engine.holography.camera.camera_artefacts` reads their raw sample holograms with their backgrounds,
+as the retrieval does. Reported:
 
 * the **levels' source**: the largest hot-pixel fraction and row jitter of the validation clean fields
   (:mod:`engine.screening.camera_alarm` sets its levels above them), and what an alarmed validation
@@ -72,7 +73,7 @@ def camera_numbers(cs: CropSet, specs: list, name: str, work: Path) -> dict:
         sm = simulate_family_measurement(specs[int(np.searchsorted(all_ids, m))])
         if list(sm.defect_types) != [str(d) for d in np.asarray(cs.defect)[idx]]:
             raise AssertionError(f"{name}: measurement {m} simulated again differs from the cache")
-        c = camera_artefacts(sm.measurement.holograms)
+        c = camera_artefacts(sm.measurement.holograms, backgrounds=sm.measurement.backgrounds)
         hot[idx], jitter[idx] = c.hot_pixel_fraction, c.row_jitter
         print(f"  {name}: measurement {m} ({idx.size} fields)", flush=True)
     work.mkdir(parents=True, exist_ok=True)
@@ -88,8 +89,8 @@ def independent_set_alarms(n_measurements: int = 20, seed: int = 19_000) -> dict
     flagged = {"clean": [0, 0], "defective": [0, 0]}
     largest = {"hot_pixel_fraction": 0.0, "row_jitter": 0.0}
     for m in range(n_measurements):
-        holos, _, _, fam = make_measurement(seed + m, "mie" if m % 2 == 0 else "rod", 8 if (m // 2) % 2 == 0 else 16)
-        c = camera_artefacts(holos)
+        holos, backs, _, fam = make_measurement(seed + m, "mie" if m % 2 == 0 else "rod", 8 if (m // 2) % 2 == 0 else 16)
+        c = camera_artefacts(holos, backgrounds=backs)
         alarm = camera_alarm(c, len(holos))
         for key, sel in (("clean", np.array([not f for f in fam])), ("defective", np.array([bool(f) for f in fam]))):
             flagged[key][0] += int(alarm[sel].sum())

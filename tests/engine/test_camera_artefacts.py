@@ -16,7 +16,7 @@ import pytest
 
 from engine.holography.camera import camera_artefacts, fringe_frequencies
 from engine.screening.camera_alarm import (ALARM_PROBABILITY, HOT_PIXEL_LEVEL, ROW_JITTER_LEVEL, camera_alarm,
-                                           camera_reason)
+                                           camera_reason, camera_warning)
 
 FULL = 4095
 FREQ = (0.23, 0.19)  # cycles/pixel
@@ -72,6 +72,27 @@ def test_hot_pixels_are_counted():
     assert (c.hot_pixel_fraction > HOT_PIXEL_LEVEL).all()
 
 
+def test_hot_pixels_of_the_sensor_cancel_with_the_background():
+    """A pixel hot in the background too (dark current: added to both) cancels in the ratio field: not counted."""
+    rng = np.random.default_rng(5)
+    base = _intensity()
+    sensor = np.zeros(base.shape)
+    sensor[rng.random(base.shape) < 0.005] = 0.4 * FULL
+    tilt = np.roll(base, 3, axis=1)  # the background's fringe is elsewhere
+    sample = np.clip(_camera(base, rng) + sensor, 0, FULL).astype(np.uint16)
+    background = np.clip(_camera(tilt, rng) + sensor, 0, FULL).astype(np.uint16)
+    transient = _with_hot_pixels(sample, 0.005, rng)  # and more, in the sample frame only
+    alone = camera_artefacts(np.stack([sample, transient]), FULL)
+    paired = camera_artefacts(np.stack([sample, transient]), FULL, backgrounds=background)
+    assert (alone.hot_pixel_fraction > HOT_PIXEL_LEVEL).all()
+    assert paired.hot_pixel_fraction[0] < 0.1 * alone.hot_pixel_fraction[0] < HOT_PIXEL_LEVEL
+    assert paired.hot_pixel_fraction[1] > HOT_PIXEL_LEVEL
+    per_frame = camera_artefacts(np.stack([sample, transient]), FULL, backgrounds=np.stack([background, background]))
+    np.testing.assert_array_equal(per_frame.hot_pixel_fraction, paired.hot_pixel_fraction)
+    with pytest.raises(ValueError, match="do not match"):
+        camera_artefacts(sample, FULL, backgrounds=np.stack([background] * 3))
+
+
 def test_row_jitter_measures_the_row_gain_spread():
     rng = np.random.default_rng(3)
     base = _intensity()
@@ -123,6 +144,8 @@ def test_camera_alarm_reads_quality_records_and_explains():
     assert camera_alarm(None, 4) is None
     assert camera_reason(q, 4, 1) == "camera: 0.4 % hot pixels"
     assert camera_reason(q, 4, 2) == "camera: row jitter 9 %" and camera_reason(q, 4, 0) == ""
+    assert camera_warning(q, 4).startswith("camera alarm on 2 of 4 fields (1 with hot pixels, 1 with row noise")
+    assert camera_warning({k: np.r_[v, np.zeros(5)] for k, v in q.items()}, 9) == ""  # 2 of 9: a few frames
 
 
 def test_screen_fields_takes_the_camera_alarm(tmp_path):
@@ -138,6 +161,7 @@ def test_screen_fields_takes_the_camera_alarm(tmp_path):
     plain = screen_fields(f, ill, Meta(), model=model, device="cpu")
     res = screen_fields(f, ill, Meta(), model=model, device="cpu", camera=q)
     assert plain.camera_alarm is None and list(res.camera_alarm) == [False, True, False, True]
+    assert any(w.startswith("camera alarm on 2 of 4 fields") for w in res.warnings)
     assert list(res.decision[[1, 3]]) == [0, 0] and (res.score[[1, 3]] >= ALARM_PROBABILITY).all()
     assert np.array_equal(res.score[[0, 2]], plain.score[[0, 2]])
     rule = screen_fields(f, ill, Meta(), method="rule", rule_threshold=2.8, camera=q)
