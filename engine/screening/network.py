@@ -934,14 +934,14 @@ def _stage_not_used(stage: dict, explicit: bool, features_made: bool, scan: bool
 
 
 def _rule_result(rule: np.ndarray, rule_dec: np.ndarray, alarm: Optional[np.ndarray], threshold: float,
-                 rule_threshold: float, origin: tuple[int, int]) -> ScreeningResult:
+                 rule_threshold: float, origin: tuple[int, int], warnings: list[str]) -> ScreeningResult:
     """The rule's decisions as a :class:`ScreeningResult` (no score), camera-alarmed fields noisy."""
     n = len(rule_dec)
     decision = rule_dec.copy() if alarm is None else np.where(alarm, 0, rule_dec).astype(np.uint8)
     return ScreeningResult(score=np.full(n, np.nan, np.float32), rule_peak=rule, decision=decision,
                            source=np.ones(n, np.uint8), model_name="rule", model_version="1",
                            threshold=float(threshold), rule_threshold=float(rule_threshold),
-                           rule_decision=rule_dec, crop_origin=origin, camera_alarm=alarm)
+                           rule_decision=rule_dec, crop_origin=origin, camera_alarm=alarm, warnings=warnings)
 
 
 def screen_fields(
@@ -1036,7 +1036,8 @@ def screen_fields(
     alarm = camera_alarm(camera, n)
     if method == "rule" or model is None:
         report(progress, 1.0, "screened by rule")
-        return _rule_result(rule, rule_dec, alarm, threshold, rule_threshold, origin)
+        return _rule_result(rule, rule_dec, alarm, threshold, rule_threshold, origin,
+                            [w for w in (camera_warning(camera, n),) if w])
     dev = resolve_device(device)
     if isinstance(model, ScreeningModel):
         m = model if model.device == dev else model.to(dev)

@@ -166,3 +166,4 @@ def test_screen_fields_takes_the_camera_alarm(tmp_path):
     assert np.array_equal(res.score[[0, 2]], plain.score[[0, 2]])
     rule = screen_fields(f, ill, Meta(), method="rule", rule_threshold=2.8, camera=q)
     assert list(rule.decision) == [1, 0, 1, 0] and list(rule.rule_decision) == [1, 1, 1, 1]
+    assert rule.warnings == [w for w in res.warnings if w.startswith("camera alarm")]
