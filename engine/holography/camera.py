@@ -33,9 +33,9 @@ numbers (:mod:`engine.holography.quality`).
 Conventions
 -----------
 Holograms (N, H, W) or (H, W), camera counts (any real dtype), (y, x); only their central
-:data:`REGION` × :data:`REGION` window is read. Frequencies in cycles per pixel. Full scale: given, or the largest count of the stack when at least
-:data:`CLIPPED_MIN_FRACTION` of its pixels sit there (a clipped camera); otherwise nothing is
-treated as clipped.
+:data:`REGION` × :data:`REGION` window is read. Frequencies in cycles per pixel. Full scale: given,
+or the largest count of the stack when at least :data:`CLIPPED_MIN_FRACTION` of its pixels sit
+there (a clipped camera); otherwise nothing is treated as clipped.
 
 References
 ----------
