@@ -433,6 +433,7 @@ def screen_project_measurement(
 
         fl.warnings = contrast_warnings(rec.name, fl.retrieved, decision)
     fl.warnings += [w for w in _domain_warnings(rec.name, model, fl) if w not in fl.warnings]
+    fl.warnings += [w for w in _camera_warnings(rec.name, fl, len(decision)) if w not in fl.warnings]
     decided = str(db["model_version"] or "").endswith(CONSISTENCY_SUFFIX)
     if run_result is not None and run_result.consistency is not None:  # computed by this run's screen
         features, stage_score = run_result.consistency, run_result.consistency_score
@@ -481,6 +482,14 @@ def measurement_consistency(model: Any, fields: np.ndarray, illumination_per_um:
                                                        na_objective=getattr(metadata, "na_objective", None),
                                                        medium_index=getattr(metadata, "medium_index", None))
     return feats, (np.asarray(score, np.float32) if stage_decided and feats is not None else stage_score)
+
+
+def _camera_warnings(name: str, fl: _Fields, n: int) -> list[str]:
+    """The camera alarm's warning when it fires on many of the fields (:func:`engine.screening.camera_alarm.camera_warning`)."""
+    from ..screening.camera_alarm import camera_warning
+
+    w = camera_warning((fl.retrieval or {}).get("quality"), n)
+    return [f"{name}: {w}"] if w else []
 
 
 def _domain_warnings(name: str, model: Any, fl: _Fields) -> list[str]:

@@ -167,3 +167,14 @@ def test_screen_fields_takes_the_camera_alarm(tmp_path):
     rule = screen_fields(f, ill, Meta(), method="rule", rule_threshold=2.8, camera=q)
     assert list(rule.decision) == [1, 0, 1, 0] and list(rule.rule_decision) == [1, 1, 1, 1]
     assert rule.warnings == [w for w in res.warnings if w.startswith("camera alarm")]
+
+
+def test_project_screening_warns_when_the_camera_alarm_is_widespread():
+    from engine.pipeline.project_screening import _camera_warnings, _Fields
+
+    many = {"quality": {"hot_pixel_fraction": np.full(8, 0.002), "row_jitter": np.zeros(8)}}
+    few = {"quality": {"hot_pixel_fraction": np.r_[0.002, np.zeros(7)], "row_jitter": np.zeros(8)}}
+    (w,) = _camera_warnings("cells_01", _Fields(meta=None, retrieval=many), 8)
+    assert w.startswith("cells_01: camera alarm on 8 of 8 fields (8 with hot pixels, 0 with row noise")
+    assert _camera_warnings("cells_01", _Fields(meta=None, retrieval=few), 8) == []
+    assert _camera_warnings("cells_01", _Fields(meta=None, retrieval=None), 8) == []  # an older file: no numbers
