@@ -21,6 +21,10 @@ as the retrieval does. Reported:
 * the alarm on the **independent defect set** (``_independent_defects.py``: another generator's 20
   measurements, 980 frames, its own camera model and no camera defects, so every alarm there is a false
   one; clean and defective frames counted apart);
+* with ``--rates 0 0.05 0.1 0.2``: the held-out measurements at **realistic defect rates**
+  (:mod:`engine.training.screening_mixtures`: each measurement's defect-free twin with that fraction of its
+  frames replaced by the acquired, defective ones; the twins' holograms simulated again too), the shipped
+  screen against the screen with the alarm;
 * with ``--lofo LOGITS.npz`` (``bench_screening_residual_input.py train --channels field --minutes 10
   --leave-out camera --logits LOGITS.npz``): **leave-camera-out**, a stage of that network's logit, the five
   consistency features and the relative tomographic residual (3.4.0's inputs but the members' logits)
@@ -120,6 +124,57 @@ def _versus(base: np.ndarray, with_alarm: np.ndarray, cs: CropSet) -> dict:
     return out
 
 
+def twin_camera_numbers(cs: CropSet, specs: list, work: Path) -> dict[int, dict]:
+    """Camera numbers of the defect-free twins' holograms of the held-out measurements, by cache measurement id."""
+    path = work / "camera_held_out_twins.npz"
+    if path.exists():
+        flat = dict(np.load(path))
+        return {int(k.split("_")[1]): {"hot_pixel_fraction": flat[k], "row_jitter": flat[k.replace("hot", "jit")]}
+                for k in flat if k.startswith("hot_")}
+    all_ids = np.unique(CropSet.load(FAMILIES / "families-chamber-110-20261206.npz").measurement)
+    out, flat = {}, {}
+    for m in np.unique(cs.measurement):
+        sm = simulate_family_measurement(specs[int(np.searchsorted(all_ids, m))], apply_defects=False)
+        c = camera_artefacts(sm.measurement.holograms, backgrounds=sm.measurement.backgrounds)
+        out[int(m)] = {"hot_pixel_fraction": c.hot_pixel_fraction, "row_jitter": c.row_jitter}
+        flat[f"hot_{int(m)}"], flat[f"jit_{int(m)}"] = c.hot_pixel_fraction, c.row_jitter
+        print(f"  held-out twin: measurement {m}", flush=True)
+    np.savez(path, **flat)
+    return out
+
+
+def realistic_rates(held_out: CropSet, numbers: dict, specs: list, rates: list[float], work: Path, model) -> dict:
+    """The shipped screen with and without the alarm on the held-out measurements remade at ``rates``."""
+    from engine.training.screening_mixtures import mixtures, twin_fields
+
+    ids = [int(m) for m in np.unique(held_out.measurement)]
+    twins = twin_fields(FAMILIES / "families-chamber-110-20261206.npz",
+                        CropSet.load(FAMILIES / "families-chamber-110-20261206.npz"), ids)
+    twin_numbers = twin_camera_numbers(held_out, specs, work)
+    out = {}
+    for rate in rates:
+        mixed = mixtures(held_out, twins, [rate], seed=20261207)
+        camera = {k: np.concatenate([np.where(kept, acquired, twin) for kept, acquired, twin
+                                     in _by_measurement(held_out, mixed, numbers[k], twin_numbers, k)])
+                  for k in ("hot_pixel_fraction", "row_jitter")}
+        base = _decide(model.consistency, card_stage_inputs(model, mixed)[1])
+        alarm = camera_alarm(camera, len(mixed))
+        out[str(rate)] = _versus(base, base | alarm, mixed)
+        out[str(rate)]["clean_flagged_by_alarm"] = round(float(alarm[mixed.noisy == 0].mean()), 4)
+        print(f"  rate {rate}: {json.dumps(out[str(rate)])}", flush=True)
+    return out
+
+
+def _by_measurement(held_out: CropSet, mixed: CropSet, acquired: np.ndarray, twins: dict, key: str):
+    """Per measurement, in the mixture's order: (the frames kept defective, the acquired numbers, the twin's)."""
+    start = 0
+    for m in np.unique(held_out.measurement):
+        rows = np.flatnonzero(held_out.measurement == m)
+        kept = mixed.noisy[start:start + rows.size].astype(bool)
+        start += rows.size
+        yield kept, acquired[rows], twins[int(m)][key]
+
+
 def _lofo_camera(logits: dict, sets: dict, alarms: dict) -> dict:
     """Leave-camera-out: a stage fitted without camera effects on the left-out network's logit, alone and OR
     the alarm, on held-out and cross-setup."""
@@ -152,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--split-seed", type=int, default=20261206)
     ap.add_argument("--lofo", type=Path, default=None, help="bench_screening_residual_input.py --logits file of a "
                                                              "network trained with --leave-out camera")
+    ap.add_argument("--rates", type=float, nargs="*", default=[], help="held-out remade at these defect rates")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     _, val, held_out = protocol_splits(CropSet.load(FAMILIES / "families-chamber-110-20261206.npz"), args.split_seed)
@@ -173,6 +229,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("held_out", "cross_setup"):
         base = _decide(model.consistency, card_stage_inputs(model, sets[name])[1])
         report[name] = _versus(base, base | alarms[name], sets[name])
+    if args.rates:
+        report["held_out_realistic_rates"] = realistic_rates(held_out, numbers["held_out"], specs["held_out"],
+                                                             args.rates, args.work, model)
     if args.lofo is not None:
         report["leave_camera_out"] = _lofo_camera(dict(np.load(args.lofo)), sets, alarms)
     print(json.dumps(report, indent=1))
