@@ -28,7 +28,8 @@ its robust (MAD) spread over the frame, so it reads as a z-score.
     image's first axis. NaN for a frame with fewer than 3 usable rows.
 
 Both are 0 for a clean frame and grow with the artefact, like the other retrieval quality
-numbers (:mod:`engine.holography.quality`).
+numbers (:mod:`engine.holography.quality`). Both are NaN for a frame that is not raw camera counts
+(a negative or NaN value, or no light at all): nothing can be said of its camera.
 
 Conventions
 -----------
@@ -172,7 +173,7 @@ def _frame_numbers(img: np.ndarray, z: np.ndarray, pred: np.ndarray,
         rows = count[b] > 0
         if rows.sum() < 3:
             continue
-        white = (res[b] ** 2).sum() / good[b].sum() / count[b][rows].mean()  # variance of a row mean of noise
+        white = (res[b] ** 2).sum() / max(int(good[b].sum()), 1) / count[b][rows].mean()  # variance of a row mean of noise
         excess = max(float(row_mean[b][rows].var()) - white, 0.0)
         jitter[b] = np.sqrt(excess) / max(float(img[b].mean()), 1e-12)
     return hot, jitter
@@ -242,6 +243,12 @@ def camera_artefacts(holograms: np.ndarray, full_scale: Optional[float] = None, 
     """
     h = _checked(holograms, "holograms", region)
     full = float(full_scale) if full_scale is not None else _full_scale(h)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a dark or fully clipped frame: its numbers end NaN or 0
+        return _numbers(h, full, full_scale, backgrounds, region, batch_pixels)
+
+
+def _numbers(h: np.ndarray, full: float, full_scale: Optional[float], backgrounds: Optional[np.ndarray], region: int,
+             batch_pixels: int) -> CameraArtefacts:
     hot, jitter = _hot_maps(h, full, batch_pixels)
     if backgrounds is not None:
         b = _checked(backgrounds, "backgrounds", region)
@@ -253,5 +260,7 @@ def camera_artefacts(holograms: np.ndarray, full_scale: Optional[float] = None, 
             hot[frames] &= ~_hot_maps(b, b_full, batch_pixels)[0][0]
         elif frames.size:
             hot[frames] &= ~_hot_maps(b, b_full, batch_pixels, frames)[0]
-    return CameraArtefacts(hot_pixel_fraction=hot.mean(axis=(1, 2)).astype(np.float32),
-                           row_jitter=jitter.astype(np.float32))
+    hot_fraction = hot.mean(axis=(1, 2))
+    not_counts = ~(np.nanmin(h, axis=(1, 2)) >= 0) | ~(h.mean(axis=(1, 2)) > 0)  # negative, NaN or dark: not raw counts
+    hot_fraction[not_counts], jitter[not_counts] = np.nan, np.nan
+    return CameraArtefacts(hot_pixel_fraction=hot_fraction.astype(np.float32), row_jitter=jitter.astype(np.float32))

@@ -115,6 +115,19 @@ def test_full_scale_is_found_and_bad_shapes_are_refused():
         camera_artefacts(np.zeros((4, 4)))
 
 
+def test_frames_that_are_not_camera_counts_read_nan_and_raise_no_alarm():
+    import warnings
+
+    rng = np.random.default_rng(6)
+    good = _camera(_intensity(), rng).astype(np.float64)
+    frames = np.stack([good, good - good.mean(), np.zeros_like(good), np.where(rng.random(good.shape) < 0.01, np.nan, good)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division warnings either
+        c = camera_artefacts(frames)
+    assert np.isfinite(c.hot_pixel_fraction[0]) and np.isnan(c.hot_pixel_fraction[1:]).all()
+    assert np.isnan(c.row_jitter[1:]).all() and not camera_alarm(c, 4).any()
+
+
 def test_real_holograms_of_three_cameras_read_clean():
     """Independent data: another lab's holograms (and backgrounds) raise no camera alarm."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
