@@ -88,7 +88,9 @@ def fringe_frequencies(holograms: np.ndarray) -> np.ndarray:
     The brightest peak of ``|FFT|`` of the mean-free frame outside a disc of
     :data:`MIN_FRINGE_FREQUENCY` around the zero order, in the half plane ``f_y ≥ 0`` (a real
     image's spectrum is symmetric). One FFT bin of accuracy: over the 5-pixel window that is a
-    phase error below 0.1 rad.
+    phase error below 0.1 rad. Not :func:`engine.holography.retrieval.find_carrier`, which refines the
+    peak to a fraction of a bin: tried, it changed the numbers (a clean validation field's row jitter
+    0.025 → 0.052, over the alarm's level), and the levels were set with this peak.
     """
     h = torch.as_tensor(np.asarray(holograms, np.float32))
     if h.ndim == 2:
@@ -242,18 +244,16 @@ def camera_artefacts(holograms: np.ndarray, full_scale: Optional[float] = None, 
     CameraArtefacts
     """
     h = _checked(holograms, "holograms", region)
-    full = float(full_scale) if full_scale is not None else _full_scale(h)
+    b = None if backgrounds is None else _checked(backgrounds, "backgrounds", region)
+    if b is not None and (b.shape[1:] != h.shape[1:] or b.shape[0] not in (1, h.shape[0])):
+        raise ValueError(f"backgrounds of shape {b.shape} do not match holograms of shape {h.shape}")
     with np.errstate(invalid="ignore", divide="ignore"):  # a dark or fully clipped frame: its numbers end NaN or 0
-        return _numbers(h, full, full_scale, backgrounds, region, batch_pixels)
+        return _numbers(h, b, full_scale, batch_pixels)
 
 
-def _numbers(h: np.ndarray, full: float, full_scale: Optional[float], backgrounds: Optional[np.ndarray], region: int,
-             batch_pixels: int) -> CameraArtefacts:
-    hot, jitter = _hot_maps(h, full, batch_pixels)
-    if backgrounds is not None:
-        b = _checked(backgrounds, "backgrounds", region)
-        if b.shape[1:] != h.shape[1:] or b.shape[0] not in (1, h.shape[0]):
-            raise ValueError(f"backgrounds of shape {b.shape} do not match holograms of shape {h.shape}")
+def _numbers(h: np.ndarray, b: Optional[np.ndarray], full_scale: Optional[float], batch_pixels: int) -> CameraArtefacts:
+    hot, jitter = _hot_maps(h, float(full_scale) if full_scale is not None else _full_scale(h), batch_pixels)
+    if b is not None:  # hot in the background too: the sensor's, cancelled in the ratio field
         b_full = float(full_scale) if full_scale is not None else _full_scale(b)
         frames = np.flatnonzero(hot.any(axis=(1, 2)))
         if b.shape[0] == 1 and frames.size:

@@ -1034,10 +1034,10 @@ def screen_fields(
                             mask_radius_per_um=mask_radius_per_um)
     rule_dec = rule_decide(rule, rule_threshold)
     alarm = camera_alarm(camera, n)
+    camera_note = [w for w in (camera_warning(camera, n),) if w]
     if method == "rule" or model is None:
         report(progress, 1.0, "screened by rule")
-        return _rule_result(rule, rule_dec, alarm, threshold, rule_threshold, origin,
-                            [w for w in (camera_warning(camera, n),) if w])
+        return _rule_result(rule, rule_dec, alarm, threshold, rule_threshold, origin, camera_note)
     dev = resolve_device(device)
     if isinstance(model, ScreeningModel):
         m = model if model.device == dev else model.to(dev)
@@ -1073,7 +1073,7 @@ def screen_fields(
         warnings += _stage_not_used(stage, bool(consistency), features is not None, scan, metadata, n)
     if alarm is not None:
         score = np.where(alarm, np.maximum(score, ALARM_PROBABILITY), score).astype(np.float32)
-        warnings += [w for w in (camera_warning(camera, n),) if w]
+        warnings += camera_note
     decision = (score <= threshold).astype(np.uint8)
     report(progress, 1.0, f"{int(decision.sum())} of {n} fields clean")
     return ScreeningResult(score=score, rule_peak=rule, decision=decision, source=np.zeros(n, np.uint8),

@@ -61,7 +61,7 @@ WORK = Path("/tmp/odt-screening-camera")
 TYPES = ("hot-pixels", "row-noise", "partial-saturation", "saturation")
 
 
-def camera_numbers(cs: CropSet, specs: list, name: str, work: Path) -> dict:
+def simulated_camera_numbers(cs: CropSet, specs: list, name: str, work: Path) -> dict:
     """Hot-pixel fraction and row jitter (M,) of every field of ``cs``, its measurements simulated again.
 
     ``specs[k]`` made the measurement of rank ``k`` among the generated set's measurement ids; the frames of a
@@ -212,9 +212,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     _, val, held_out = protocol_splits(CropSet.load(FAMILIES / "families-chamber-110-20261206.npz"), args.split_seed)
     sets = {"validation": val, "held_out": held_out, "cross_setup": CropSet.load(FAMILIES / "cross-chamber-8-20261207.npz")}
-    specs = {"validation": family_specs(110, 20261206, chamber=True), "held_out": family_specs(110, 20261206, chamber=True),
-             "cross_setup": cross_family_specs(8, 20261207, chamber=True)}
-    numbers = {n: camera_numbers(cs, specs[n], n, args.work) for n, cs in sets.items()}
+    generator2 = family_specs(110, 20261206, chamber=True)  # the specs of families-chamber-110-20261206
+    specs = {"validation": generator2, "held_out": generator2, "cross_setup": cross_family_specs(8, 20261207, chamber=True)}
+    numbers = {n: simulated_camera_numbers(cs, specs[n], n, args.work) for n, cs in sets.items()}
     alarms = {n: camera_alarm(numbers[n], len(sets[n])) for n in sets}
     clean = val.noisy == 0
     report: dict = {"levels": {"hot_pixel_fraction": HOT_PIXEL_LEVEL, "row_jitter": ROW_JITTER_LEVEL},
