@@ -25,6 +25,10 @@ as the retrieval does. Reported:
   (:mod:`engine.training.screening_mixtures`: each measurement's defect-free twin with that fraction of its
   frames replaced by the acquired, defective ones; the twins' holograms simulated again too), the shipped
   screen against the screen with the alarm;
+* with ``--evaluation-sets``: the alarm alone and with the shipped screen on the **no-background** and
+  **wide-pixel** evaluation sets (``families-nobg-chamber-20-20261219``: fields retrieved with the synthesised
+  background, which the alarm then gets as the retrieval passes it; ``families-widepx-chamber-20-20261224``:
+  camera pixels of 0.07–0.15 µm), their measurements simulated again from their specs;
 * with ``--lofo LOGITS.npz`` (``bench_screening_residual_input.py train --channels field --minutes 10
   --leave-out camera --logits LOGITS.npz``): **leave-camera-out**, a stage of that network's logit, the five
   consistency features and the relative tomographic residual (3.4.0's inputs but the members' logits)
@@ -50,6 +54,7 @@ from engine.screening.network import load_model
 from engine.simulate.defects import DEFECT_FAMILIES
 from engine.training.screening_consistency import (_stage_features, balanced_weights, card_stage_inputs,
                                                    choose_strength, fit_logistic)
+from engine.store.qpformat_hdf5 import synthesise_background
 from engine.training.screening_families import (DEFAULT_CACHE_DIR, cross_family_specs, family_specs,
                                                 protocol_splits, simulate_family_measurement)
 
@@ -61,28 +66,50 @@ WORK = Path("/tmp/odt-screening-camera")
 TYPES = ("hot-pixels", "row-noise", "partial-saturation", "saturation")
 
 
-def simulated_camera_numbers(cs: CropSet, specs: list, name: str, work: Path) -> dict:
+def simulated_camera_numbers(cs: CropSet, specs: list, name: str, work: Path, all_ids: np.ndarray | None = None) -> dict:
     """Hot-pixel fraction and row jitter (M,) of every field of ``cs``, its measurements simulated again.
 
-    ``specs[k]`` made the measurement of rank ``k`` among the generated set's measurement ids; the frames of a
-    measurement follow in order in the cache."""
+    ``specs[k]`` made the measurement of rank ``k`` among the generated set's measurement ids ``all_ids``
+    (default: ``cs``'s own for the cross-setup set, else the protocol cache's); the frames of a measurement
+    follow in order in the cache. A spec retrieved without a measured background gets the background the
+    retrieval synthesises, as the retrieval passes it."""
     path = work / f"camera_{name}.npz"
     if path.exists():
         return dict(np.load(path))
-    all_ids = np.unique(cs.measurement) if name == "cross_setup" else np.unique(
-        CropSet.load(FAMILIES / "families-chamber-110-20261206.npz").measurement)
+    if all_ids is None:
+        all_ids = np.unique(cs.measurement) if name == "cross_setup" else np.unique(
+            CropSet.load(FAMILIES / "families-chamber-110-20261206.npz").measurement)
     hot, jitter = np.full(len(cs), np.nan), np.full(len(cs), np.nan)
     for m in np.unique(cs.measurement):
         idx = np.flatnonzero(cs.measurement == m)
-        sm = simulate_family_measurement(specs[int(np.searchsorted(all_ids, m))])
+        spec = specs[int(np.searchsorted(all_ids, m))]
+        sm = simulate_family_measurement(spec)
         if list(sm.defect_types) != [str(d) for d in np.asarray(cs.defect)[idx]]:
             raise AssertionError(f"{name}: measurement {m} simulated again differs from the cache")
-        c = camera_artefacts(sm.measurement.holograms, backgrounds=sm.measurement.backgrounds)
+        backgrounds = sm.measurement.backgrounds
+        if spec.synthetic_background:
+            backgrounds = synthesise_background(sm.measurement.holograms, sm.measurement.metadata)[0]
+        c = camera_artefacts(sm.measurement.holograms, backgrounds=backgrounds)
         hot[idx], jitter[idx] = c.hot_pixel_fraction, c.row_jitter
         print(f"  {name}: measurement {m} ({idx.size} fields)", flush=True)
     work.mkdir(parents=True, exist_ok=True)
     np.savez(path, hot_pixel_fraction=hot, row_jitter=jitter)
     return {"hot_pixel_fraction": hot, "row_jitter": jitter}
+
+
+def evaluation_sets(work: Path, model) -> dict:
+    """The alarm alone and the shipped screen with and without it on the no-background and wide-pixel evaluation
+    sets (``families-nobg-chamber-20-20261219``, ``families-widepx-chamber-20-20261224``)."""
+    out = {}
+    for name, stem, kw in (("no_background", "families-nobg-chamber-20-20261219", {"wide_na": True, "no_background": True}),
+                           ("wide_pixel", "families-widepx-chamber-20-20261224", {"wide_pixel": True})):
+        cs = CropSet.load(FAMILIES / f"{stem}.npz")
+        specs = family_specs(20, int(stem.rsplit("-", 1)[1]), chamber=True, **kw)  # as `generate` made them
+        numbers = simulated_camera_numbers(cs, specs, name, work, np.unique(cs.measurement))
+        alarm = camera_alarm(numbers, len(cs))
+        base = _decide(model.consistency, card_stage_inputs(model, cs)[1])
+        out[name] = {"alarm_alone": _alone(alarm, cs), **_versus(base, base | alarm, cs)}
+    return out
 
 
 def independent_set_alarms(n_measurements: int = 20, seed: int = 19_000) -> dict:
@@ -208,6 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lofo", type=Path, default=None, help="bench_screening_residual_input.py --logits file of a "
                                                              "network trained with --leave-out camera")
     ap.add_argument("--rates", type=float, nargs="*", default=[], help="held-out remade at these defect rates")
+    ap.add_argument("--evaluation-sets", action="store_true",
+                    help="also the no-background and wide-pixel evaluation sets (~3 min more)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     _, val, held_out = protocol_splits(CropSet.load(FAMILIES / "families-chamber-110-20261206.npz"), args.split_seed)
@@ -232,6 +261,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.rates:
         report["held_out_realistic_rates"] = realistic_rates(held_out, numbers["held_out"], specs["held_out"],
                                                              args.rates, args.work, model)
+    if args.evaluation_sets:
+        report["evaluation_sets"] = evaluation_sets(args.work, model)
     if args.lofo is not None:
         report["leave_camera_out"] = _lofo_camera(dict(np.load(args.lofo)), sets, alarms)
     print(json.dumps(report, indent=1))
