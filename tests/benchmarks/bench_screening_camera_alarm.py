@@ -16,8 +16,9 @@ as the retrieval does. Reported:
   field is (:data:`~engine.screening.camera_alarm.ALARM_PROBABILITY`);
 * the **alarm alone** on every set: each defect type's catch rate, the clean fields it flags;
 * the **shipped screen** (3.4.0's stage, as ``screen_fields`` decides by default) against **the same
-  screen with the alarm** (``screen_fields(camera=…)``: noisy when either says so), with 95 % intervals
-  from bootstrap resamples of whole measurements and a paired interval of the difference;
+  screen with the alarm** (``screen_fields(camera=…)``: an alarmed field's score raised to at least
+  ``ALARM_PROBABILITY``), with 95 % intervals from bootstrap resamples of whole measurements, a paired interval
+  of the difference, and each one's expected calibration error;
 * the alarm on the **independent defect set** (``_independent_defects.py``: another generator's 20
   measurements, 980 frames, its own camera model and no camera defects, so every alarm there is a false
   one; clean and defective frames counted apart);
@@ -48,7 +49,9 @@ from pathlib import Path
 import numpy as np
 
 from engine.holography.camera import camera_artefacts
+from engine.metrics import expected_calibration_error
 from engine.screening.camera_alarm import ALARM_PROBABILITY, HOT_PIXEL_LEVEL, ROW_JITTER_LEVEL, camera_alarm
+from engine.screening.consistency import stage_probability
 from engine.screening.crops import CropSet
 from engine.screening.network import load_model
 from engine.simulate.defects import DEFECT_FAMILIES
@@ -107,8 +110,7 @@ def evaluation_sets(work: Path, model) -> dict:
         specs = family_specs(20, int(stem.rsplit("-", 1)[1]), chamber=True, **kw)  # as `generate` made them
         numbers = simulated_camera_numbers(cs, specs, name, work, np.unique(cs.measurement))
         alarm = camera_alarm(numbers, len(cs))
-        base = _decide(model.consistency, card_stage_inputs(model, cs)[1])
-        out[name] = {"alarm_alone": _alone(alarm, cs), **_versus(base, base | alarm, cs)}
+        out[name] = {"alarm_alone": _alone(alarm, cs), **_versus(screen_probability(model, cs), alarm, cs)}
     return out
 
 
@@ -137,15 +139,29 @@ def _alone(alarm: np.ndarray, cs: CropSet) -> dict:
             "other_defects_flagged": int(alarm[(d != "") & ~np.isin(d, TYPES)].sum())}
 
 
-def _versus(base: np.ndarray, with_alarm: np.ndarray, cs: CropSet) -> dict:
+def screen_probability(model, cs: CropSet) -> np.ndarray:
+    """The shipped screen's noisy-probability (M,): its stage's, or its networks' where a measurement has too few
+    fields for the stage (as ``screen_fields`` decides)."""
+    p, x = card_stage_inputs(model, cs)
+    ok = np.all(np.isfinite(x), axis=1)
+    p = np.asarray(p, np.float64).copy()
+    p[ok] = stage_probability(model.consistency, x[ok])
+    return p
+
+
+def _versus(p: np.ndarray, alarm: np.ndarray, cs: CropSet) -> dict:
+    """The screen (probability ``p``) against the screen with the alarm (an alarmed field's score raised to
+    :data:`ALARM_PROBABILITY`, as ``screen_fields`` does): accuracy, intervals, clean kept, camera family, ECE."""
     y = cs.noisy.astype(bool)
     out = {}
-    for label, dec in (("screen", base), ("screen_with_alarm", with_alarm)):
-        right = (dec == y).astype(float)
+    with_alarm = np.where(alarm, np.maximum(p, ALARM_PROBABILITY), p)
+    for label, prob in (("screen", p), ("screen_with_alarm", with_alarm)):
+        right = ((prob > 0.5) == y).astype(float)
         out[label] = {"accuracy": round(float(right.mean()), 4), "ci95": measurement_bootstrap(right, cs.measurement),
                       "clean_kept": round(float(right[~y].mean()), 4),
-                      "camera_family": round(float(right[np.isin(cs.defect, DEFECT_FAMILIES["camera"])].mean()), 3)}
-    diff = (with_alarm == y).astype(float) - (base == y).astype(float)
+                      "camera_family": round(float(right[np.isin(cs.defect, DEFECT_FAMILIES["camera"])].mean()), 3),
+                      "ece": round(expected_calibration_error(y.astype(np.uint8), prob), 4)}
+    diff = ((with_alarm > 0.5) == y).astype(float) - ((p > 0.5) == y).astype(float)
     out["difference"] = {"mean": round(float(diff.mean()), 4), "paired_ci95": measurement_bootstrap(diff, cs.measurement),
                          "fields_better": int((diff > 0).sum()), "fields_worse": int((diff < 0).sum())}
     return out
@@ -184,9 +200,8 @@ def realistic_rates(held_out: CropSet, numbers: dict, specs: list, rates: list[f
         camera = {k: np.concatenate([np.where(kept, acquired, twin) for kept, acquired, twin
                                      in _by_measurement(held_out, mixed, numbers[k], twin_numbers, k)])
                   for k in ("hot_pixel_fraction", "row_jitter")}
-        base = _decide(model.consistency, card_stage_inputs(model, mixed)[1])
         alarm = camera_alarm(camera, len(mixed))
-        out[str(rate)] = _versus(base, base | alarm, mixed)
+        out[str(rate)] = _versus(screen_probability(model, mixed), alarm, mixed)
         out[str(rate)]["clean_flagged_by_alarm"] = round(float(alarm[mixed.noisy == 0].mean()), 4)
         print(f"  rate {rate}: {json.dumps(out[str(rate)])}", flush=True)
     return out
@@ -256,8 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["independent_defect_set"] = independent_set_alarms()
     model = load_model("default")
     for name in ("held_out", "cross_setup"):
-        base = _decide(model.consistency, card_stage_inputs(model, sets[name])[1])
-        report[name] = _versus(base, base | alarms[name], sets[name])
+        report[name] = _versus(screen_probability(model, sets[name]), alarms[name], sets[name])
     if args.rates:
         report["held_out_realistic_rates"] = realistic_rates(held_out, numbers["held_out"], specs["held_out"],
                                                              args.rates, args.work, model)
