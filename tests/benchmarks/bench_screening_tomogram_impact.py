@@ -45,7 +45,8 @@ import numpy as np
 
 from engine.pipeline.process import ProcessOptions, process_measurement
 from engine.screening.crops import CropSet
-from engine.training.screening_families import DEFAULT_CACHE_DIR, protocol_splits, simulate_family_measurement
+from engine.training.screening_families import (DEFAULT_CACHE_DIR, cross_family_specs, protocol_splits,
+                                                simulate_family_measurement)
 from engine.training.screening_mixtures import specs_of_cache
 
 FAMILIES = DEFAULT_CACHE_DIR / "families"
@@ -221,10 +222,13 @@ def regret_summary(rows: list[dict]) -> dict:
 
 
 def set_measurements(name: str, split_seed: int) -> list:
+    """The specs of a set's measurements, in the order of their ids in the cache."""
     cache = CACHES[name]
     cs = CropSet.load(cache)
+    if name == "cross_setup":
+        return cross_family_specs(8, 20261207, chamber=True)  # as `generate --chamber` made cross-chamber-8-20261207
     specs, ids = specs_of_cache(cache), list(np.unique(cs.measurement))
-    part = protocol_splits(cs, split_seed)[2] if name == "held_out" else cs
+    part = protocol_splits(cs, split_seed)[2]
     return [specs[ids.index(m)] for m in np.unique(part.measurement)]
 
 
@@ -272,8 +276,10 @@ def main(argv: list[str] | None = None) -> dict:
         for spec in set_measurements(name, args.split_seed)[:args.limit]:
             rows.append(measurement_impact(spec, rates, args.seed))
             print(name, json.dumps(rows[-1]), flush=True)
-        keys = [k for k in rows[0] if isinstance(rows[0][k], dict)]
-        report[name] = {"summary": {k: summary([r[k] for r in rows]) for k in keys}, "measurements": rows}
+            keys = [k for k in rows[0] if isinstance(rows[0][k], dict)]
+            report[name] = {"summary": {k: summary([r[k] for r in rows]) for k in keys}, "measurements": rows}
+            if args.json:  # rewritten after every measurement: an interrupted run keeps what it did
+                args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         print(name, json.dumps(report[name]["summary"]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
@@ -281,16 +287,16 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def per_frame_main(args) -> dict:
+    """``--per-frame``: the JSON is rewritten after every measurement, so an interrupted run keeps what it did."""
     report: dict = {}
     for name in args.sets:
-        rows = []
+        rows: list[dict] = []
         for spec in set_measurements(name, args.split_seed)[:args.limit]:
             rows += frame_regrets(spec)
-            print(name, json.dumps(rows[-1]), flush=True)
-        report[name] = {"summary": regret_summary(rows), "frames": rows}
-        print(name, json.dumps(report[name]["summary"]), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+            report[name] = {"summary": regret_summary(rows), "frames": rows}
+            print(name, spec.kind, spec.seed, json.dumps(report[name]["summary"]), flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return report
 
 
