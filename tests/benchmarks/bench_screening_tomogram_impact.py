@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,8 @@ from engine.screening.crops import CropSet
 from engine.training.screening_families import (DEFAULT_CACHE_DIR, cross_family_specs, protocol_splits,
                                                 simulate_family_measurement)
 from engine.training.screening_mixtures import specs_of_cache
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _independent_defects (--independent-mie)
 
 FAMILIES = DEFAULT_CACHE_DIR / "families"
 CACHES = {"held_out": FAMILIES / "families-chamber-110-20261206.npz",
@@ -265,10 +268,23 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=20261208, help="which defective frames the --rates keep")
     ap.add_argument("--per-frame", action="store_true",
                     help="instead: each defective frame's regret (keep it against drop it, in the twin), by catch")
+    ap.add_argument("--independent-mie", action="store_true",
+                    help="instead: the exact-Mie spheres of the independent defect set, against the sphere")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.per_frame:
         return per_frame_main(args)
+    if args.independent_mie:
+        rows = independent_mie_rows()
+        report = {"independent_mie": {"measurements": rows, "summary": {
+            c: {"median": round(float(np.median([r[f"{c}_vs_truth"] for r in rows])), 4),
+                "over_oracle_median": round(float(np.median([r[f"{c}_vs_truth"] / r["oracle_vs_truth"] for r in rows])), 3),
+                "over_oracle_max": round(float(np.max([r[f"{c}_vs_truth"] / r["oracle_vs_truth"] for r in rows])), 3)}
+            for c in ("all", "screen", "oracle")}}}
+        print(json.dumps(report["independent_mie"]["summary"]))
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        return report
     rates = [None] + list(args.rates)
     report: dict = {}
     for name in args.sets:
@@ -284,6 +300,53 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return report
+
+
+def sphere_truth(seed: int, bits: int, tomogram) -> np.ndarray:
+    """The exact-Mie sphere of :func:`_independent_defects.make_measurement` (``seed``, ``bits``) on the tomogram's
+    grid: the same draws, in the same order, as its ``draw_optics`` and ``sphere_fields``; centred at z = 0."""
+    import _independent_defects as ind
+
+    rng = np.random.default_rng(seed)
+    o = ind.draw_optics(rng, bits)
+    r = float(rng.uniform(1.5, 4.0))
+    n_s = float(o.medium_index + rng.uniform(0.012, 0.07))
+    cy, cx = float(rng.uniform(-1.5, 1.5)), float(rng.uniform(-1.5, 1.5))
+    shape, vox, origin = np.shape(tomogram.ri), tomogram.voxel_size_um, tomogram.origin_um
+    z, y, x = (origin[i] + vox[i] * np.arange(shape[i]) for i in range(3))
+    inside = (z[:, None, None] ** 2 + (y[None, :, None] - cy) ** 2 + (x[None, None, :] - cx) ** 2) <= r * r
+    return np.where(inside, np.float32(n_s), np.float32(o.medium_index)).astype(np.float32)
+
+
+def independent_mie_rows(n_measurements: int = 10, seed: int = 19_000) -> list[dict]:
+    """The exact-Mie measurements of the independent defect set (``_independent_defects``: another generator, its
+    own camera and defects, 40 % of the frames defective): each choice's relative RI error against the sphere
+    (registered along z on the oracle's tomogram, the same move for every choice)."""
+    import _independent_defects as ind
+    from engine.measurement import Measurement
+
+    rows = []
+    for m in range(0, 2 * n_measurements, 2):  # the set's even measurements are the spheres
+        bits = 8 if (m // 2) % 2 == 0 else 16
+        holos, backs, md, fam = ind.make_measurement(seed + m, "mie", bits)
+        measurement = Measurement(metadata=md, holograms=holos, backgrounds=backs, name=f"mie-{seed + m}")
+        noisy = np.array([f != "" for f in fam])
+        acquired = process_measurement(measurement, options=ProcessOptions(screen="model"))
+        keep = acquired.screening.decision.astype(bool)
+        nm = float(md.medium_index)
+        vols = {"screen": np.asarray(acquired.tomogram.ri)}
+        for name, decision in (("all", np.ones_like(keep)), ("oracle", ~noisy)):
+            vols[name] = np.asarray(process_measurement(measurement, options=ProcessOptions(screen="none"),
+                                                        retrieved=acquired.retrieved,
+                                                        screening={"decision": decision.astype(np.uint8)}).tomogram.ri)
+        truth = registered_truth(sphere_truth(seed + m, bits, acquired.tomogram), vols["oracle"], nm)
+        row = {"seed": seed + m, "bits": bits, "defective": int(noisy.sum()), "missed": int((keep & noisy).sum()),
+               "false_alarms": int((~keep & ~noisy).sum()),
+               "missed_types": sorted(f for f, k in zip(fam, keep) if f and k)}
+        row.update({f"{name}_vs_truth": round(_relative_error(v, truth, nm), 4) for name, v in vols.items()})
+        rows.append(row)
+        print("independent_mie", json.dumps(row), flush=True)
+    return rows
 
 
 def per_frame_main(args) -> dict:
