@@ -1,9 +1,11 @@
 """Benchmark: does the screen protect the tomogram? The cost of its misses and false alarms in RI (#19).
 
-Run (~10 min on a shared 2-core CPU)::
+Run (on a shared 2-core CPU)::
 
     .venv/bin/python tests/benchmarks/bench_screening_tomogram_impact.py [--sets held_out cross_setup]
-        [--json OUT.json]
+        [--rates 0.05 0.1 0.2] [--json OUT.json]                                  # ~30 min
+    .venv/bin/python tests/benchmarks/bench_screening_tomogram_impact.py --per-frame [--sets held_out]   # ~25 min
+    .venv/bin/python tests/benchmarks/bench_screening_tomogram_impact.py --independent-mie               # ~1 min
 
 The screen exists so that a bad field does not ruin a tomogram. Its accuracy counts every field alike: a
 speck of dust of 2 µm² that was missed costs as much as a blank frame kept. This benchmark measures what
@@ -31,7 +33,13 @@ itself (``…_vs_truth``; its z range centred in the tomogram's and moved by the
 twin's tomogram, for the spec's focus offset of up to ±2.5 µm; the same move for every choice). The twin keeps
 the clean frames' imperfections (defocus up to 1.5 µm, dim frames, chamber residue), so against the twin a clean
 field dropped always costs; against the phantom it may not. Reported per set: the median and largest relative
-error of each choice, and per measurement. Numbers only; nothing is fitted.
+error of each choice and of its ratio to the oracle's, and per measurement.
+
+``--rates``: also each measurement's twin with that fraction of its frames replaced by acquired defective ones
+(realistic defect rates). ``--per-frame``: each defective frame's *regret*, what keeping it costs the twin's
+tomogram against dropping it (:func:`frame_regrets`). ``--independent-mie``: the exact-Mie spheres of the
+independent defect set (``_independent_defects.py``, another generator), against the analytic sphere
+(:func:`independent_mie_rows`). Numbers only; nothing is fitted.
 """
 
 from __future__ import annotations
@@ -60,6 +68,12 @@ CHOICES = ("all", "screen", "screen_misses_removed", "screen_false_alarms_restor
 
 def _relative_error(ri: np.ndarray, ref: np.ndarray, medium_index: float) -> float:
     return float(np.sqrt(np.mean((ri - ref) ** 2)) / np.sqrt(np.mean((ref - medium_index) ** 2)))
+
+
+def _tomogram(measurement, retrieved, decision: np.ndarray) -> np.ndarray:
+    """The Rytov tomogram (as the pipeline makes it) of ``retrieved`` with the fields ``decision`` keeps."""
+    return np.asarray(process_measurement(measurement, options=ProcessOptions(screen="none"), retrieved=retrieved,
+                                          screening={"decision": np.asarray(decision, np.uint8)}).tomogram.ri)
 
 
 def truth_on_grid(phantom, tomogram) -> np.ndarray | None:
@@ -111,16 +125,11 @@ def decision_errors(measurement, types: list[str], ref_ri: np.ndarray, truth: np
                  "false_alarms": int((~keep & ~noisy).sum()),
                  "missed_types": sorted(d for d, k in zip(types, keep) if d and k)}
     for name, decision in decisions.items():
-        if name == "screen":
-            ri = acquired.tomogram.ri
-        elif name != "all" and np.array_equal(decision, keep):
-            ri = acquired.tomogram.ri
-        else:
-            ri = process_measurement(measurement, options=ProcessOptions(screen="none"), retrieved=acquired.retrieved,
-                                     screening={"decision": decision.astype(np.uint8)}).tomogram.ri
-        out[name] = round(_relative_error(np.asarray(ri), ref_ri, nm), 4)
+        ri = np.asarray(acquired.tomogram.ri) if np.array_equal(decision, keep) else _tomogram(
+            measurement, acquired.retrieved, decision)
+        out[name] = round(_relative_error(ri, ref_ri, nm), 4)
         if truth is not None:
-            out[f"{name}_vs_truth"] = round(_relative_error(np.asarray(ri), truth, nm), 4)
+            out[f"{name}_vs_truth"] = round(_relative_error(ri, truth, nm), 4)
     return out
 
 
@@ -188,8 +197,7 @@ def frame_regrets(spec) -> list[dict]:
                "caught": bool(acquired.screening.decision[k] == 0)}
         for label, retrieved, decision in (("keep", _with_frame(ideal.retrieved, acquired.retrieved, int(k)),
                                             np.ones(n, np.uint8)), ("drop", ideal.retrieved, drop)):
-            ri = np.asarray(process_measurement(twin.measurement, options=ProcessOptions(screen="none"),
-                                                retrieved=retrieved, screening={"decision": decision}).tomogram.ri)
+            ri = _tomogram(twin.measurement, retrieved, decision)
             row[label] = round(_relative_error(ri, ref, nm), 5)
             if truth is not None:
                 row[f"{label}_vs_truth"] = round(_relative_error(ri, truth, nm), 5)
@@ -226,10 +234,10 @@ def regret_summary(rows: list[dict]) -> dict:
 
 def set_measurements(name: str, split_seed: int) -> list:
     """The specs of a set's measurements, in the order of their ids in the cache."""
-    cache = CACHES[name]
-    cs = CropSet.load(cache)
     if name == "cross_setup":
         return cross_family_specs(8, 20261207, chamber=True)  # as `generate --chamber` made cross-chamber-8-20261207
+    cache = CACHES[name]
+    cs = CropSet.load(cache)
     specs, ids = specs_of_cache(cache), list(np.unique(cs.measurement))
     part = protocol_splits(cs, split_seed)[2]
     return [specs[ids.index(m)] for m in np.unique(part.measurement)]
@@ -275,16 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.per_frame:
         return per_frame_main(args)
     if args.independent_mie:
-        rows = independent_mie_rows()
-        report = {"independent_mie": {"measurements": rows, "summary": {
-            c: {"median": round(float(np.median([r[f"{c}_vs_truth"] for r in rows])), 4),
-                "over_oracle_median": round(float(np.median([r[f"{c}_vs_truth"] / r["oracle_vs_truth"] for r in rows])), 3),
-                "over_oracle_max": round(float(np.max([r[f"{c}_vs_truth"] / r["oracle_vs_truth"] for r in rows])), 3)}
-            for c in ("all", "screen", "oracle")}}}
-        print(json.dumps(report["independent_mie"]["summary"]))
-        if args.json:
-            args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-        return report
+        return independent_mie_main(args)
     rates = [None] + list(args.rates)
     report: dict = {}
     for name in args.sets:
@@ -294,12 +293,15 @@ def main(argv: list[str] | None = None) -> dict:
             print(name, json.dumps(rows[-1]), flush=True)
             keys = [k for k in rows[0] if isinstance(rows[0][k], dict)]
             report[name] = {"summary": {k: summary([r[k] for r in rows]) for k in keys}, "measurements": rows}
-            if args.json:  # rewritten after every measurement: an interrupted run keeps what it did
-                args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+            _write(args.json, report)
         print(name, json.dumps(report[name]["summary"]), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return report
+
+
+def _write(path: Path | None, report: dict) -> None:
+    """Rewritten after every measurement, so that an interrupted run keeps what it did."""
+    if path is not None:
+        path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 
 
 def sphere_truth(seed: int, bits: int, tomogram) -> np.ndarray:
@@ -336,9 +338,7 @@ def independent_mie_rows(n_measurements: int = 10, seed: int = 19_000) -> list[d
         nm = float(md.medium_index)
         vols = {"screen": np.asarray(acquired.tomogram.ri)}
         for name, decision in (("all", np.ones_like(keep)), ("oracle", ~noisy)):
-            vols[name] = np.asarray(process_measurement(measurement, options=ProcessOptions(screen="none"),
-                                                        retrieved=acquired.retrieved,
-                                                        screening={"decision": decision.astype(np.uint8)}).tomogram.ri)
+            vols[name] = _tomogram(measurement, acquired.retrieved, decision)
         truth = registered_truth(sphere_truth(seed + m, bits, acquired.tomogram), vols["oracle"], nm)
         row = {"seed": seed + m, "bits": bits, "defective": int(noisy.sum()), "missed": int((keep & noisy).sum()),
                "false_alarms": int((~keep & ~noisy).sum()),
@@ -350,7 +350,7 @@ def independent_mie_rows(n_measurements: int = 10, seed: int = 19_000) -> list[d
 
 
 def per_frame_main(args) -> dict:
-    """``--per-frame``: the JSON is rewritten after every measurement, so an interrupted run keeps what it did."""
+    """``--per-frame``: :func:`frame_regrets` of every measurement of the sets, and their :func:`regret_summary`."""
     report: dict = {}
     for name in args.sets:
         rows: list[dict] = []
@@ -358,8 +358,21 @@ def per_frame_main(args) -> dict:
             rows += frame_regrets(spec)
             report[name] = {"summary": regret_summary(rows), "frames": rows}
             print(name, spec.kind, spec.seed, json.dumps(report[name]["summary"]), flush=True)
-            if args.json:
-                args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+            _write(args.json, report)
+    return report
+
+
+def independent_mie_main(args) -> dict:
+    """``--independent-mie``: :func:`independent_mie_rows`, with each choice's median error and its ratio to the
+    oracle's."""
+    rows = independent_mie_rows()
+    ratios = {c: [r[f"{c}_vs_truth"] / r["oracle_vs_truth"] for r in rows] for c in ("all", "screen", "oracle")}
+    report = {"independent_mie": {"measurements": rows, "summary": {
+        c: {"median": round(float(np.median([r[f"{c}_vs_truth"] for r in rows])), 4),
+            "over_oracle_median": round(float(np.median(v)), 3), "over_oracle_max": round(float(np.max(v)), 3)}
+        for c, v in ratios.items()}}}
+    print(json.dumps(report["independent_mie"]["summary"]))
+    _write(args.json, report)
     return report
 
 
