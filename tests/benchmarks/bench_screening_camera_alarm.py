@@ -51,17 +51,16 @@ import numpy as np
 from engine.holography.camera import camera_artefacts
 from engine.metrics import expected_calibration_error
 from engine.screening.camera_alarm import ALARM_PROBABILITY, HOT_PIXEL_LEVEL, ROW_JITTER_LEVEL, camera_alarm
-from engine.screening.consistency import stage_probability
 from engine.screening.crops import CropSet
 from engine.screening.network import load_model
 from engine.simulate.defects import DEFECT_FAMILIES
-from engine.training.screening_consistency import (_stage_features, balanced_weights, card_stage_inputs,
-                                                   choose_strength, fit_logistic)
+from engine.training.screening_consistency import (_stage_features, balanced_weights, choose_strength, fit_logistic)
 from engine.store.qpformat_hdf5 import synthesise_background
 from engine.training.screening_families import (DEFAULT_CACHE_DIR, cross_family_specs, family_specs,
                                                 protocol_splits, simulate_family_measurement)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_screening_obstruction_energy import decision_probability
 from bench_screening_stage_extra_input import _decide, measurement_bootstrap
 
 FAMILIES = DEFAULT_CACHE_DIR / "families"
@@ -110,7 +109,7 @@ def evaluation_sets(work: Path, model) -> dict:
         specs = family_specs(20, int(stem.rsplit("-", 1)[1]), chamber=True, **kw)  # as `generate` made them
         numbers = simulated_camera_numbers(cs, specs, name, work, np.unique(cs.measurement))
         alarm = camera_alarm(numbers, len(cs))
-        out[name] = {"alarm_alone": _alone(alarm, cs), **_versus(screen_probability(model, cs), alarm, cs)}
+        out[name] = {"alarm_alone": _alone(alarm, cs), **_versus(decision_probability(model, cs), alarm, cs)}
     return out
 
 
@@ -137,16 +136,6 @@ def _alone(alarm: np.ndarray, cs: CropSet) -> dict:
     return {"caught": {t: round(float(alarm[d == t].mean()), 3) for t in TYPES if (d == t).any()},
             "clean_flagged": round(float(alarm[d == ""].mean()), 4),
             "other_defects_flagged": int(alarm[(d != "") & ~np.isin(d, TYPES)].sum())}
-
-
-def screen_probability(model, cs: CropSet) -> np.ndarray:
-    """The shipped screen's noisy-probability (M,): its stage's, or its networks' where a measurement has too few
-    fields for the stage (as ``screen_fields`` decides)."""
-    p, x = card_stage_inputs(model, cs)
-    ok = np.all(np.isfinite(x), axis=1)
-    p = np.asarray(p, np.float64).copy()
-    p[ok] = stage_probability(model.consistency, x[ok])
-    return p
 
 
 def _versus(p: np.ndarray, alarm: np.ndarray, cs: CropSet) -> dict:
@@ -201,7 +190,7 @@ def realistic_rates(held_out: CropSet, numbers: dict, specs: list, rates: list[f
                                      in _by_measurement(held_out, mixed, numbers[k], twin_numbers, k)])
                   for k in ("hot_pixel_fraction", "row_jitter")}
         alarm = camera_alarm(camera, len(mixed))
-        out[str(rate)] = _versus(screen_probability(model, mixed), alarm, mixed)
+        out[str(rate)] = _versus(decision_probability(model, mixed), alarm, mixed)
         out[str(rate)]["clean_flagged_by_alarm"] = round(float(alarm[mixed.noisy == 0].mean()), 4)
         print(f"  rate {rate}: {json.dumps(out[str(rate)])}", flush=True)
     return out
@@ -271,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["independent_defect_set"] = independent_set_alarms()
     model = load_model("default")
     for name in ("held_out", "cross_setup"):
-        report[name] = _versus(screen_probability(model, sets[name]), alarms[name], sets[name])
+        report[name] = _versus(decision_probability(model, sets[name]), alarms[name], sets[name])
     if args.rates:
         report["held_out_realistic_rates"] = realistic_rates(held_out, numbers["held_out"], specs["held_out"],
                                                              args.rates, args.work, model)
